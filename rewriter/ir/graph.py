@@ -1,0 +1,84 @@
+"""A read-only, onnx-free view of a graph for the matcher and the planner.
+
+Built from an ONNX model by ``rewriter.ir.view.graph_view``. Nodes are kept
+in topological order; every lookup the matcher needs is a dict access, so
+matching stays linear in the number of nodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A value in the graph. ``shape`` dims are ints, symbolic names (str) or None."""
+
+    name: str
+    dtype: str | None = None
+    shape: tuple[int | str | None, ...] | None = None
+    is_constant: bool = False
+    is_graph_input: bool = False
+    is_graph_output: bool = False
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node. ``inputs`` may hold "" for an omitted optional input."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    domain: str = ""
+    index: int = 0
+
+
+class GraphView:
+    """Topologically ordered nodes plus producer/consumer indexes.
+
+    Args:
+        nodes: nodes in topological order (their ``index`` must match position).
+        tensors: every named value, constants included.
+    """
+
+    def __init__(self, nodes: list[NodeInfo], tensors: Mapping[str, TensorInfo], name: str = "") -> None:
+        self.name = name
+        self.nodes: tuple[NodeInfo, ...] = tuple(nodes)
+        self.tensors: dict[str, TensorInfo] = dict(tensors)
+        self.producer: dict[str, tuple[int, int]] = {}
+        self.consumers: dict[str, list[tuple[int, int]]] = {}
+        self.by_op: dict[str, list[int]] = {}
+        self.by_name: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            if node.index != i:
+                raise ValueError(f"node {node.name!r} has index {node.index}, expected {i}")
+            self.by_name[node.name] = i
+            self.by_op.setdefault(node.op_type, []).append(i)
+            for port, t in enumerate(node.outputs):
+                if t:
+                    self.producer[t] = (i, port)
+            for port, t in enumerate(node.inputs):
+                if t:
+                    self.consumers.setdefault(t, []).append((i, port))
+
+    def tensor(self, name: str) -> TensorInfo:
+        return self.tensors.get(name) or TensorInfo(name)
+
+    def is_constant(self, name: str) -> bool:
+        return bool(name) and self.tensor(name).is_constant
+
+    def producer_of(self, tensor: str) -> NodeInfo | None:
+        hit = self.producer.get(tensor)
+        return self.nodes[hit[0]] if hit else None
+
+    def consumers_of(self, tensor: str) -> list[tuple[NodeInfo, int]]:
+        return [(self.nodes[i], port) for i, port in self.consumers.get(tensor, ())]
+
+    def fanout(self, tensor: str) -> int:
+        """Consumers of a tensor, a graph output counting as one."""
+        return len(self.consumers.get(tensor, ())) + int(self.tensor(tensor).is_graph_output)
+
+    def __len__(self) -> int:
+        return len(self.nodes)

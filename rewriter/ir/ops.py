@@ -1,0 +1,30 @@
+"""Which op types exist: the ONNX operator registry, for validating specs and rules."""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+
+import onnx.defs
+
+# Ops of other domains that exported models commonly carry and that targets may name.
+_EXTRA_OP_TYPES = frozenset({
+    "FakeQuantize",  # org.openvinotoolkit
+    "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "SkipLayerNormalization", "Attention",  # com.microsoft
+})
+
+
+@lru_cache(maxsize=1)
+def known_op_types() -> frozenset[str]:
+    """Every op type of the default ONNX domain (all opsets), plus a few common contrib ops."""
+    names = {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx")}
+    return frozenset(names) | _EXTRA_OP_TYPES
+
+
+def closest_op_type(name: str) -> str | None:
+    """The known op type closest to a misspelt one, compared case-insensitively."""
+    ops = sorted(known_op_types())
+    lowered = {o.lower(): o for o in ops}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    hit = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[hit[0]] if hit else None
