@@ -1,0 +1,236 @@
+"""Reading YAML with a location for every key and value, and collecting errors.
+
+The spec loader works on ruamel.yaml's composed node tree rather than on the
+constructed Python objects: every node keeps its line and column, and
+duplicate keys can all be reported (ruamel's constructor stops at the first
+one, and a plain dict would silently keep the last).
+
+Nothing here knows the spec format; ``rewriter.spec.loader`` does.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Callable, Iterable, Sequence, TypeVar
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from rewriter.errors import SourceLoc, UserError, UserErrors
+
+T = TypeVar("T")
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class Problems:
+    """The user errors found so far while loading, in the order found."""
+
+    def __init__(self) -> None:
+        self.items: list[UserError] = []
+
+    def add(self, loc: SourceLoc | None, message: str) -> None:
+        self.items.append(UserError(message, loc))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        """Raise every error found, ordered by file (first seen first), then line and column."""
+        if not self.items:
+            return
+        file_rank: dict[str, int] = {}
+        for err in self.items:
+            file_rank.setdefault(err.loc.file if err.loc else "", len(file_rank))
+
+        def order(err: UserError) -> tuple[int, int, int]:
+            loc = err.loc or SourceLoc("")
+            return file_rank[loc.file], loc.line, loc.column
+
+        unique: list[UserError] = []
+        for err in sorted(self.items, key=order):
+            if not unique or unique[-1].render() != err.render():
+                unique.append(err)
+        raise UserErrors(unique)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
+    # Compared case-insensitively: 'cpu' should find 'CPU', 'Bits' should find 'bits'.
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered:
+        exact = lowered[word.lower()]
+        return f"; did you mean '{exact}'?" if exact != word else ""
+    hits = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean '{lowered[hits[0]]}'?" if hits else ""
+
+
+class YamlFile:
+    """One YAML file being read: its path, its nodes, and where errors go."""
+
+    def __init__(self, path: Path, problems: Problems) -> None:
+        self.path = path
+        self.problems = problems
+        self._yaml = YAML(typ="rt")
+
+    def compose(self) -> Node | None:
+        """The file's root node; None (with the error recorded) if unreadable or not YAML."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problems.add(SourceLoc(str(self.path)), f"cannot read the spec file: {exc}")
+            return None
+        try:
+            return self._yaml.compose(text)
+        except MarkedYAMLError as exc:
+            self._syntax_error(exc)
+            return None
+
+    def _syntax_error(self, exc: MarkedYAMLError) -> None:
+        mark = exc.problem_mark or exc.context_mark
+        loc = SourceLoc(str(self.path), mark.line + 1, mark.column + 1) if mark else SourceLoc(str(self.path))
+        what = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem and exc.context_mark:
+            what += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        self.problems.add(loc, f"YAML syntax error: {what}")
+
+    def loc(self, node: Node) -> SourceLoc:
+        mark = node.start_mark
+        return SourceLoc(str(self.path), mark.line + 1, mark.column + 1)
+
+    def content_loc(self, node: Node) -> SourceLoc:
+        """Where a scalar's text starts: one column after an opening quote."""
+        loc = self.loc(node)
+        if isinstance(node, ScalarNode) and node.style in ("'", '"'):
+            return SourceLoc(loc.file, loc.line, loc.column + 1)
+        return loc
+
+    def error(self, node: Node, message: str) -> None:
+        self.problems.add(self.loc(node), message)
+
+    # ------------------------------------------------------------ values
+
+    def value(self, node: Node) -> object:
+        """A scalar as a plain None/bool/int/float/str; a list or mapping node is returned as is."""
+        if not isinstance(node, ScalarNode):
+            return node
+        tag = str(node.tag)
+        if tag.endswith(":null"):
+            return None
+        if tag.endswith(":bool"):
+            return node.value.lower() == "true"
+        if tag.endswith(":int") or tag.endswith(":float"):
+            number = self._yaml.constructor.construct_object(node, deep=True)
+            return int(number) if tag.endswith(":int") else float(number)
+        return str(node.value)
+
+    def kind(self, node: Node) -> str:
+        """How to name what the user wrote, for 'expected X, got Y' messages."""
+        if isinstance(node, MappingNode):
+            return "a mapping"
+        if isinstance(node, SequenceNode):
+            return "a list"
+        value = self.value(node)
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return f"the boolean {str(value).lower()}"
+        if isinstance(value, (int, float)):
+            return f"the number {node.value}"
+        return f"the string '{value}'"
+
+    def is_null(self, node: Node) -> bool:
+        return isinstance(node, ScalarNode) and self.value(node) is None
+
+    # ------------------------------------------------------------ mappings
+
+    def pairs(self, node: Node, where: str, allowed: Sequence[str] | None = None,
+              expected: str = "a mapping") -> list[tuple[str, ScalarNode, Node]]:
+        """The (key, key node, value node) entries of a mapping, checked.
+
+        Non-string keys, YAML merge keys, duplicate keys and (when ``allowed``
+        is given) unknown keys are reported and left out.
+        """
+        if not isinstance(node, MappingNode):
+            self.error(node, f"{where} must be {expected}, got {self.kind(node)}")
+            return []
+        out: list[tuple[str, ScalarNode, Node]] = []
+        seen: dict[str, ScalarNode] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, where)
+            if key is None:
+                continue
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                self.error(key_node, f"duplicate key '{key}' in {where} (first given at line {first}); "
+                                     "remove one of them")
+                continue
+            seen[key] = key_node
+            if allowed is not None and key not in allowed:
+                hint = suggest(key, allowed) or f"; expected one of: {', '.join(allowed)}"
+                self.error(key_node, f"unknown key '{key}' in {where}{hint}")
+                continue
+            out.append((key, key_node, value_node))
+        return out
+
+    def _key(self, key_node: Node, where: str) -> str | None:
+        if str(key_node.tag) == _MERGE_TAG:
+            self.error(key_node, f"YAML merge keys (<<) are not supported in {where}; "
+                                 "use 'extends' or named configs instead")
+            return None
+        if not isinstance(key_node, ScalarNode) or not str(key_node.tag).endswith(":str"):
+            self.error(key_node, f"keys in {where} must be names, got {self.kind(key_node)}")
+            return None
+        return str(key_node.value)
+
+    # ------------------------------------------------------------ typed getters (None = error recorded)
+
+    def get_str(self, node: Node, where: str) -> str | None:
+        value = self.value(node)
+        if isinstance(value, str):
+            return value
+        self.error(node, f"{where} must be a string, got {self.kind(node)}")
+        return None
+
+    def get_bool(self, node: Node, where: str) -> bool | None:
+        value = self.value(node)
+        if isinstance(value, bool):
+            return value
+        self.error(node, f"{where} must be true or false, got {self.kind(node)}")
+        return None
+
+    def get_int(self, node: Node, where: str, minimum: int | None = None) -> int | None:
+        value = self.value(node)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.error(node, f"{where} must be an integer, got {self.kind(node)}")
+            return None
+        if minimum is not None and value < minimum:
+            self.error(node, f"{where} must be at least {minimum}, got {value}")
+            return None
+        return value
+
+    def get_enum(self, node: Node, where: str, choices: Sequence[str]) -> str | None:
+        value = self.value(node)
+        if isinstance(value, str) and value in choices:
+            return value
+        shown = f"'{value}'" if isinstance(value, str) else self.kind(node)
+        hint = suggest(value, choices) if isinstance(value, str) else ""
+        self.error(node, f"{where} must be one of {', '.join(choices)}, got {shown}{hint}")
+        return None
+
+    def get_list(self, node: Node, where: str, item: Callable[[Node, str], T | None],
+                 example: str) -> list[tuple[T, Node]] | None:
+        """A list whose items each pass ``item``; None if ``node`` is not a list.
+
+        Items that fail are reported (by ``item``) and left out.
+        """
+        if not isinstance(node, SequenceNode):
+            self.error(node, f"{where} must be a list, e.g. {example}; got {self.kind(node)}")
+            return None
+        out: list[tuple[T, Node]] = []
+        for i, child in enumerate(node.value):
+            value = item(child, f"{where}[{i}]")
+            if value is not None:
+                out.append((value, child))
+        return out
