@@ -124,8 +124,9 @@ class PatternNode:
 
     ``ops`` entries are ONNX op types, ``*`` (any op), or spec classes
     ``@quantizable``, ``@agnostic``, ``@unified`` (resolved against the target).
-    An optional node must have exactly one incoming and one outgoing pattern
-    edge; when it is absent, its neighbours connect directly.
+    An optional node has at most one incoming and at most one outgoing
+    pattern edge; when it is absent, its neighbours connect directly (or, at
+    the end of a chain, the edge is simply dropped).
     """
 
     name: str
