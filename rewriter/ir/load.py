@@ -1,0 +1,270 @@
+"""Reading and writing ONNX model files.
+
+``load_model`` turns every way a model file can be wrong (missing, empty, not
+ONNX, missing external data, failing the ONNX checker) into a ``UserError``
+that names the file, so the CLI never shows a library traceback for bad input.
+``save_model`` never leaves a half-written file behind and writes the same
+bytes for the same model.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Optional
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from rewriter.errors import UserError
+
+# Protobuf refuses to serialize messages over 2 GiB; leave headroom for the graph itself.
+LARGE_MODEL_BYTES = int(1.8 * 1024**3)
+# Tensors smaller than this stay inline when a large model is saved with external data.
+_EXTERNAL_MIN_BYTES = 1024
+_TOPO_ERROR = "topologically sorted"
+
+# A tensor moved to external data, a copy of it (without raw_data), and its raw_data if it had one.
+_Moved = list[tuple[onnx.TensorProto, onnx.TensorProto, Optional[bytes]]]
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Load an ONNX model, its external data (relative to the model's folder) included.
+
+    The format follows the file extension as in ``onnx.load`` (``.onnx`` is binary
+    protobuf; ``.onnxtxt``/``.textproto``/``.json`` are text forms). A model whose
+    only fault is nodes out of topological order (onnxruntime accepts those) is
+    returned sorted rather than rejected.
+
+    Args:
+        path: the model file.
+
+    Returns:
+        The model, checked with ``onnx.checker.check_model(full_check=False)``.
+
+    Raises:
+        UserError: the file is missing, empty, not an ONNX model, its external
+            data cannot be read, or it fails the ONNX checker.
+    """
+    p = Path(path)
+    _check_readable(p)
+    model = _parse(p)
+    return _checked(model, p)
+
+
+def _check_readable(p: Path) -> None:
+    if not p.exists():
+        raise UserError(f"{p}: no such model file; check the path (and the working directory).")
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder, not an ONNX model file; pass the .onnx file inside it.")
+    if p.stat().st_size == 0:
+        raise UserError(f"{p}: the file is empty; re-export or re-download the model.")
+
+
+def _parse(p: Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load(os.fspath(p), load_external_data=False)
+    except (DecodeError, UnicodeDecodeError, ValueError, TypeError, RuntimeError) as e:
+        raise UserError(
+            f"{p}: not a readable ONNX model ({error_summary(e)}); "
+            "pass a binary .onnx file exported by a framework (or a .onnxtxt/.textproto/.json text form)."
+        ) from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot read the file ({e.strerror or e}).") from None
+    if not model.HasField("graph") or model.ir_version == 0:
+        # Protobuf decodes many non-ONNX byte strings without complaint; an ONNX model always has both.
+        raise UserError(
+            f"{p}: not an ONNX model (no graph or IR version in it); "
+            "check that the file is a model exported to ONNX and was not truncated."
+        )
+    try:
+        _load_external_data(model, p.parent)
+    except (OSError, ValueError, onnx.checker.ValidationError) as e:
+        raise UserError(
+            f"{p}: cannot load its external data ({error_summary(e)}); "
+            "keep the data files next to the model with the names the model refers to."
+        ) from None
+    return model
+
+
+def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
+    for t in _all_tensors(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        onnx.external_data_helper.load_external_data_for_tensor(t, os.fspath(folder))
+        # onnx marks the field present (= DEFAULT); clearing it makes the proto, and so the saved
+        # bytes, the same as for a model stored in one file.
+        t.ClearField("data_location")
+
+
+def _checked(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
+    try:
+        _run_checker(model, p)
+        return model
+    except onnx.checker.ValidationError as e:
+        first = e
+    if _TOPO_ERROR in str(first):
+        # Imported here: normalize builds on this module, not the other way round.
+        from rewriter.ir.normalize import sort_nodes
+
+        model = sort_nodes(model)
+        try:
+            _run_checker(model, None)
+            return model
+        except onnx.checker.ValidationError as e:
+            first = e
+    raise UserError(
+        f"{p}: the model fails the ONNX checker: {error_summary(first)}. "
+        "Re-export it, or repair it with the framework that produced it."
+    ) from None
+
+
+def _run_checker(model: onnx.ModelProto, p: Path | None) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except ValueError:
+        # Over 2 GiB the checker cannot take the proto in memory, but it can read the file.
+        if p is not None:
+            onnx.checker.check_model(os.fspath(p), full_check=False)
+
+
+def error_summary(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Write a model atomically and byte-deterministically as binary protobuf.
+
+    The bytes go to a temporary file in the destination folder, which then
+    replaces ``path`` in one rename: a crash or a full disk never leaves a
+    half-written model. Saving the same model twice gives identical bytes.
+    Models over 1.8 GB keep their large tensors in ``<name>.data`` next to the
+    model (external data); that file is also written in full before it is
+    renamed into place. ``model`` itself is left as it was.
+
+    Args:
+        model: the model to write.
+        path: the destination file; missing parent folders are created.
+
+    Raises:
+        UserError: the file cannot be written (permissions, full disk, ...).
+    """
+    dest = Path(path)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if model.ByteSize() < LARGE_MODEL_BYTES:
+            _atomic_write(dest, lambda f: f.write(model.SerializeToString(deterministic=True)))
+        else:
+            _save_large(model, dest)
+    except OSError as e:
+        raise UserError(f"{dest}: cannot write the model ({e.strerror or e}).") from None
+
+
+def _temp_name(dest: Path) -> Path:
+    # Hidden, unique, and in the same folder so os.replace stays a same-filesystem rename.
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    tmp = _temp_name(dest)
+    try:
+        # 0o666 lets the umask decide the final mode, as a plain open() would.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_large(model: onnx.ModelProto, dest: Path) -> None:
+    """Tensors to ``<name>.data``, the rest to ``dest``; the caller's proto is restored after."""
+    location = dest.name + ".data"
+    moved: _Moved = []
+    try:
+        _atomic_write(dest.with_name(location), lambda f: _write_tensor_data(model, f, location, moved))
+        data = model.SerializeToString(deterministic=True)
+    finally:
+        _restore_inline(moved)
+    _atomic_write(dest, lambda f: f.write(data))
+
+
+def _write_tensor_data(model: onnx.ModelProto, f: BinaryIO, location: str, moved: _Moved) -> None:
+    for t in _all_initializers(model.graph):
+        if (
+            t.data_location == onnx.TensorProto.EXTERNAL
+            or t.data_type == onnx.TensorProto.STRING
+            or t.ByteSize() < _EXTERNAL_MIN_BYTES
+        ):
+            continue
+        original = onnx.TensorProto()
+        original.CopyFrom(t)
+        if t.HasField("raw_data"):
+            raw = t.raw_data
+            # Keep only the small fields; the bytes come back from ``raw`` on restore.
+            original.ClearField("raw_data")
+            moved.append((t, original, raw))
+        else:
+            arr = numpy_helper.to_array(t)
+            # raw_data is little-endian by the ONNX spec, whatever the host.
+            raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            moved.append((t, original, None))
+        # Align each tensor so runtimes can memory-map it.
+        f.write(b"\0" * (-f.tell() % 64))
+        offset = f.tell()
+        f.write(raw)
+        _point_to_file(t, location, offset, len(raw))
+
+
+def _point_to_file(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    t.ClearField("raw_data")
+    for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+        t.ClearField(field)
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _restore_inline(moved: _Moved) -> None:
+    for t, original, raw in moved:
+        t.CopyFrom(original)
+        if raw is not None:
+            t.raw_data = raw
+
+
+def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Initializers of the graph and of every subgraph (If/Loop/Scan bodies)."""
+    yield from graph.initializer
+    for sub in _subgraphs(graph):
+        yield from _all_initializers(sub)
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor that can hold data: initializers and tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.TENSORS:
+                yield from attr.tensors
+    for sub in _subgraphs(graph):
+        yield from _all_tensors(sub)
+
+
+def _subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield attr.g
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                yield from attr.graphs
+
+
+__all__ = ["LARGE_MODEL_BYTES", "load_model", "save_model"]

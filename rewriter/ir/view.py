@@ -1,0 +1,175 @@
+"""Build the onnx-free ``GraphView`` that the matcher and planner read.
+
+Only the main graph is viewed: the bodies of If/Loop/Scan nodes are not
+expanded (their graph attributes are left out of ``NodeInfo.attrs``), so a
+node inside a loop body is never matched or quantized.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from rewriter.ir.graph import GraphView, NodeInfo, TensorInfo
+
+_A = onnx.AttributeProto
+
+
+def _dtype_names() -> dict[int, str]:
+    names = {}
+    for code in onnx.TensorProto.DataType.values():
+        if code == onnx.TensorProto.UNDEFINED:
+            continue
+        try:
+            names[code] = helper.tensor_dtype_to_np_dtype(code).name
+        except (KeyError, ValueError, TypeError):
+            names[code] = onnx.TensorProto.DataType.Name(code).lower()
+    # numpy calls strings "object", which says nothing to a reader of the plan.
+    names[onnx.TensorProto.STRING] = "string"
+    return names
+
+
+_DTYPE_NAMES = _dtype_names()
+
+
+def graph_view(model: onnx.ModelProto) -> GraphView:
+    """The main graph of ``model`` as a ``GraphView``.
+
+    Nodes are taken in the model's order when it is topological (as after
+    ``normalize``), else in a stable topological order. Every value the graph
+    defines (inputs, outputs, initializers, value_info, node outputs) gets a
+    ``TensorInfo``; values without type information get ``dtype=None,
+    shape=None``. Attributes become plain Python: int, float (the shortest
+    decimal that round-trips through float32, so ``1e-05`` and not
+    ``9.99999974e-06``), str, lists of those, numpy arrays for tensors; graph,
+    sparse-tensor and type attributes are left out. Subgraphs (If/Loop/Scan
+    bodies) are not expanded: their nodes are not in the view.
+
+    Speed: about 1.7 s for 100,000 nodes (most of it building ``GraphView``'s
+    indexes), so it is fine to call once per model.
+
+    Args:
+        model: a (normalized) ONNX model.
+
+    Returns:
+        The view, with producer/consumer indexes built.
+    """
+    g = model.graph
+    order = _node_order(g)
+    nodes = [_node_info(g.node[i], k) for k, i in enumerate(order)]
+    return GraphView(nodes, _tensor_infos(g), name=g.name)
+
+
+def _node_order(g: onnx.GraphProto) -> range | list[int]:
+    produced = {t for n in g.node for t in n.output}
+    seen: set[str] = set()
+    for node in g.node:
+        for t in node.input:
+            # Only a name produced by a later node breaks the order; others are inputs or constants.
+            if t in produced and t not in seen:
+                from rewriter.ir.normalize import topological_order
+
+                return topological_order(g.node)
+        seen.update(node.output)
+    return range(len(g.node))
+
+
+def _node_info(node: onnx.NodeProto, index: int) -> NodeInfo:
+    return NodeInfo(
+        name=node.name,
+        op_type=node.op_type,
+        inputs=tuple(node.input),
+        outputs=tuple(node.output),
+        attrs=_attrs(node) if len(node.attribute) else {},
+        domain=node.domain,
+        index=index,
+    )
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        t = a.type
+        if t == _A.INT:
+            out[a.name] = a.i
+        elif t == _A.INTS:
+            out[a.name] = list(a.ints)
+        elif t == _A.FLOAT:
+            out[a.name] = _f32(a.f)
+        elif t == _A.FLOATS:
+            out[a.name] = [_f32(v) for v in a.floats]
+        elif t == _A.STRING:
+            out[a.name] = a.s.decode("utf-8", errors="replace")
+        elif t == _A.STRINGS:
+            out[a.name] = [s.decode("utf-8", errors="replace") for s in a.strings]
+        elif t == _A.TENSOR:
+            out[a.name] = numpy_helper.to_array(a.t)
+        elif t == _A.TENSORS:
+            out[a.name] = [numpy_helper.to_array(x) for x in a.tensors]
+        # GRAPH(S), SPARSE_TENSOR(S), TYPE_PROTO(S): subgraphs are not viewed; the rest is too rare to model.
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _f32(v: float) -> float:
+    # The attribute holds a float32; its shortest round-trip decimal is what the model's author wrote.
+    return float(str(np.float32(v)))
+
+
+def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
+    inits = {t.name: t for t in g.initializer}
+    sparse = {t.values.name: t for t in g.sparse_initializer}
+    outputs = {vi.name for vi in g.output}
+    typed: dict[str, onnx.ValueInfoProto] = {}
+    # Later entries win: a graph input's or output's declared type over an inferred one.
+    for vi in (*g.value_info, *g.output, *g.input):
+        typed[vi.name] = vi
+    infos: dict[str, TensorInfo] = {}
+    for name, vi in typed.items():
+        if name in inits or name in sparse:
+            continue
+        dtype, shape = _type_of(vi.type)
+        infos[name] = TensorInfo(name, dtype, shape, is_graph_input=False, is_graph_output=name in outputs)
+    for vi in g.input:
+        if vi.name in infos:
+            old = infos[vi.name]
+            infos[vi.name] = TensorInfo(vi.name, old.dtype, old.shape, is_graph_input=True,
+                                        is_graph_output=old.is_graph_output)
+    for name, t in inits.items():
+        infos[name] = TensorInfo(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), is_constant=True,
+                                 is_graph_output=name in outputs)
+    for name, st in sparse.items():
+        infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
+                                 is_graph_output=name in outputs)
+    # Untyped node outputs; a read of a name nobody defines is a checker error, and GraphView.tensor()
+    # answers it anyway.
+    for node in g.node:
+        for name in node.output:
+            if name and name not in infos:
+                infos[name] = TensorInfo(name, is_graph_output=name in outputs)
+    return infos
+
+
+def _type_of(tp: onnx.TypeProto) -> tuple[str | None, tuple[int | str | None, ...] | None]:
+    if not tp.HasField("tensor_type"):
+        return None, None  # sequences, maps, optionals: no tensor type to report
+    tt = tp.tensor_type
+    dtype = _DTYPE_NAMES.get(tt.elem_type)
+    if not tt.HasField("shape"):
+        return dtype, None
+    return dtype, tuple(_dim(d) for d in tt.shape.dim)
+
+
+def _dim(d: onnx.TensorShapeProto.Dimension) -> int | str | None:
+    kind = d.WhichOneof("value")
+    if kind == "dim_value":
+        return d.dim_value
+    if kind == "dim_param" and d.dim_param:
+        return d.dim_param
+    return None
+
+
+__all__ = ["graph_view"]

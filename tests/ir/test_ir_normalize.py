@@ -1,0 +1,485 @@
+"""normalize keeps float results and makes the graph regular (constants, BN folding, names, order)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import models
+from ir_helpers import max_relative_diff, run
+from models import GraphBuilder, random_inputs
+from rewriter.ir.normalize import NormalizeResult, normalize, topological_order
+
+BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
+    **models.ALL_BUILDERS,
+    "attention_block_dynamic": lambda: models.attention_block(dynamic=True),
+    "squeeze_excitation_reduce_mean": lambda: models.squeeze_excitation(pool="reduce_mean"),
+}
+
+
+def _f32(name: str, shape: list) -> onnx.ValueInfoProto:  # type: ignore[type-arg]
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def _assert_same_results(before: onnx.ModelProto, after: onnx.ModelProto, label: str) -> float:
+    diff, scale = max_relative_diff(before, after)
+    print(f"{label}: max abs diff {diff:.3g} (output scale {scale:.3g})")
+    assert diff <= 1e-5 * scale, f"{label}: normalize changed the results by {diff} (scale {scale})"
+    return diff
+
+
+# --- every builder ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_keeps_float_results(name: str, record_property: Callable[[str, object], None]) -> None:
+    model = BUILDERS[name]()
+    result = normalize(model)
+    onnx.checker.check_model(result.model, full_check=True)
+    record_property("max_abs_diff", _assert_same_results(model, result.model, name))
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_does_not_mutate_and_is_deterministic(name: str) -> None:
+    model = BUILDERS[name]()
+    snapshot = model.SerializeToString()
+    first = normalize(model)
+    assert model.SerializeToString() == snapshot
+    second = normalize(model)
+    assert first.model.SerializeToString() == second.model.SerializeToString()
+    assert first.actions == second.actions
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_idempotent(name: str) -> None:
+    once = normalize(BUILDERS[name]()).model
+    twice = normalize(once)
+    assert twice.actions == ()
+    assert [n.name for n in twice.model.graph.node] == [n.name for n in once.graph.node]
+
+
+def test_result_is_frozen() -> None:
+    result = normalize(models.conv_bn_relu_chain())
+    assert isinstance(result, NormalizeResult)
+    with pytest.raises(AttributeError):
+        result.actions = ()  # type: ignore[misc]
+
+
+# --- BatchNormalization -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["conv_bn_relu_chain", "residual_block", "depthwise_conv", "tiny_cnn"])
+def test_batchnorm_folded_into_conv(name: str) -> None:
+    model = BUILDERS[name]()
+    result = normalize(model)
+    assert "BatchNormalization" not in _ops(result.model)
+    n_bn = _ops(model).count("BatchNormalization")
+    assert sum(a.startswith("folded BatchNormalization") for a in result.actions) == n_bn
+
+
+def test_conv_without_bias_gets_one() -> None:
+    result = normalize(models.conv_bn_relu_chain())
+    conv2 = next(n for n in result.model.graph.node if n.name == "conv2")
+    assert len(conv2.input) == 3
+    assert conv2.input[2] in {t.name for t in result.model.graph.initializer}
+    assert "folded BatchNormalization bn2 into Conv conv2" in result.actions
+
+
+def _conv_bn(extra_reader: bool = False, conv_is_output: bool = False) -> onnx.ModelProto:
+    b = GraphBuilder(3)
+    c = b.conv("input", "conv", 3, 4)
+    b.bn(c, "bn", 4)
+    outputs = [_f32("bn", [1, 4, 8, 8])]
+    if extra_reader:
+        b.node("Relu", [c], "side")
+        outputs.append(_f32("side", [1, 4, 8, 8]))
+    if conv_is_output:
+        outputs.append(_f32("conv", [1, 4, 8, 8]))
+    return b.model([_f32("input", [1, 3, 8, 8])], outputs, "conv_bn")
+
+
+@pytest.mark.parametrize("kwargs", [{"extra_reader": True}, {"conv_is_output": True}])
+def test_batchnorm_kept_when_conv_output_is_shared(kwargs: dict[str, bool]) -> None:
+    model = _conv_bn(**kwargs)
+    result = normalize(model)
+    assert "BatchNormalization" in _ops(result.model)
+    _assert_same_results(model, result.model, f"conv_bn {kwargs}")
+
+
+def test_shared_weight_is_not_changed_for_the_other_reader() -> None:
+    b = GraphBuilder(4)
+    w = b.weight("shared.weight", (4, 4, 3, 3))
+    c1 = b.node("Conv", ["input", w], "conv1", pads=[1, 1, 1, 1])
+    x = b.bn(c1, "bn1", 4)
+    b.node("Conv", [x, w], "conv2", pads=[1, 1, 1, 1])
+    model = b.model([_f32("input", [1, 4, 8, 8])], [_f32("conv2", [1, 4, 8, 8])], "shared")
+    result = normalize(model)
+    assert "BatchNormalization" not in _ops(result.model)
+    convs = [n for n in result.model.graph.node if n.op_type == "Conv"]
+    assert convs[1].input[1] == "shared.weight" and convs[0].input[1] != "shared.weight"
+    _assert_same_results(model, result.model, "shared weight")
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_batchnorm_folded_into_conv_transpose(group: int) -> None:
+    b = GraphBuilder(5)
+    w = b.weight("up.weight", (4, 6 // group, 2, 2))
+    up = b.node("ConvTranspose", ["input", w], "up", strides=[2, 2], group=group)
+    b.bn(up, "bn", 6)
+    model = b.model([_f32("input", [1, 4, 8, 8])], [_f32("bn", [1, 6, 16, 16])], "deconv")
+    result = normalize(model)
+    assert _ops(result.model) == ["ConvTranspose"]
+    _assert_same_results(model, result.model, f"ConvTranspose group {group}")
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("bias", ["none", "vector", "scalar", "matrix"])
+def test_batchnorm_folded_into_gemm(trans_b: int, bias: str) -> None:
+    b = GraphBuilder(6)
+    w = b.weight("fc.weight", (5, 8) if trans_b else (8, 5), fan_in=8)
+    inputs = ["input", w]
+    c_shapes = {"vector": (5,), "scalar": (), "matrix": (2, 5)}
+    if bias != "none":
+        inputs.append(b.const("fc.bias", b.rng.standard_normal(c_shapes[bias]).astype(np.float32)))
+    fc = b.node("Gemm", inputs, "fc", transB=trans_b, alpha=0.5, beta=2.0)
+    b.bn(fc, "bn", 5)
+    model = b.model([_f32("input", [2, 8])], [_f32("bn", [2, 5])], "gemm_bn")
+    result = normalize(model)
+    assert _ops(result.model) == ["Gemm"]
+    _assert_same_results(model, result.model, f"Gemm transB={trans_b} bias={bias}")
+
+
+def _matmul_bn(rank: int) -> onnx.ModelProto:
+    b = GraphBuilder(7)
+    w = b.weight("fc.weight", (8, 5), fan_in=8)
+    mm = b.node("MatMul", ["input", w], "fc")
+    channels = 5 if rank == 2 else 3
+    b.bn(mm, "bn", channels)
+    shape_in = [2, 8] if rank == 2 else [2, 3, 8]
+    shape_out = [2, 5] if rank == 2 else [2, 3, 5]
+    return b.model([_f32("input", shape_in)], [_f32("bn", shape_out)], "matmul_bn")
+
+
+def test_batchnorm_folded_into_matmul_as_add() -> None:
+    model = _matmul_bn(rank=2)
+    result = normalize(model)
+    assert _ops(result.model) == ["MatMul", "Add"]
+    assert result.model.graph.node[1].output[0] == "bn"
+    _assert_same_results(model, result.model, "MatMul + BN")
+
+
+def test_batchnorm_after_3d_matmul_is_kept() -> None:
+    # BN normalizes axis 1 (the sequence here), not the MatMul's output columns.
+    model = _matmul_bn(rank=3)
+    result = normalize(model)
+    assert "BatchNormalization" in _ops(result.model)
+    _assert_same_results(model, result.model, "3-D MatMul + BN")
+
+
+# --- constants ----------------------------------------------------------------------------------
+
+
+def test_constant_node_weights_become_initializers() -> None:
+    result = normalize(models.constant_node_weights())
+    assert "Constant" not in _ops(result.model)
+    inits = {t.name for t in result.model.graph.initializer}
+    assert {"conv.weight", "conv.bias"} <= inits
+    assert "turned 2 Constant node(s) into initializers" in result.actions
+
+
+@pytest.mark.parametrize("attr, value", [
+    ("value_float", 2.5), ("value_floats", [1.0, 2.0]), ("value_int", 3), ("value_ints", [1, 2]),
+])
+def test_constant_attribute_forms(attr: str, value: object) -> None:
+    is_float = attr.startswith("value_float")
+    const = helper.make_node("Constant", [], ["c"], name="c", **{attr: value})
+    cast = helper.make_node("Cast", ["c"], ["cf"], name="cast", to=TensorProto.FLOAT)
+    add = helper.make_node("Add", ["x", "cf" if not is_float else "c"], ["y"], name="add")
+    nodes = [const, add] if is_float else [const, cast, add]
+    g = helper.make_graph(nodes, "g", [_f32("x", [2])], [_f32("y", [2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    result = normalize(model)
+    assert _ops(result.model) == ["Add"]
+    _assert_same_results(model, result.model, attr)
+
+
+def test_constant_graph_output_stays_a_node() -> None:
+    const = helper.make_node("Constant", [], ["c"], name="c", value_floats=[1.0, 2.0])
+    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    g = helper.make_graph([const, relu], "g", [_f32("x", [2])], [_f32("y", [2]), _f32("c", [2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert _ops(normalize(model).model) == ["Constant", "Relu"]
+
+
+def test_identity_of_initializer_is_bypassed() -> None:
+    b = GraphBuilder(8)
+    w = b.weight("tied.weight", (8, 8), fan_in=8)
+    alias = b.node("Identity", [w], "tied_alias")
+    x = b.node("MatMul", ["input", w], "mm1")
+    b.node("MatMul", [x, alias], "mm2")
+    model = b.model([_f32("input", [2, 8])], [_f32("mm2", [2, 8])], "tied")
+    result = normalize(model)
+    assert _ops(result.model) == ["MatMul", "MatMul"]
+    assert [n.input[1] for n in result.model.graph.node] == ["tied.weight", "tied.weight"]
+    assert len(result.model.graph.initializer) == 1
+    _assert_same_results(model, result.model, "tied weights")
+
+
+def test_weight_chain_is_folded() -> None:
+    # fp16 weight -> Cast -> Transpose -> MatMul: the MatMul must end up reading one float initializer.
+    b = GraphBuilder(9)
+    w16 = b.const("w16", b.rng.standard_normal((4, 8)).astype(np.float16))
+    w = b.node("Transpose", [b.node("Cast", [w16], "cast", to=TensorProto.FLOAT)], "w_t", perm=[1, 0])
+    b.node("MatMul", ["input", w], "mm")
+    model = b.model([_f32("input", [2, 8])], [_f32("mm", [2, 4])], "chain")
+    result = normalize(model)
+    assert _ops(result.model) == ["MatMul"]
+    inits = {t.name: t for t in result.model.graph.initializer}
+    assert result.model.graph.node[0].input[1] in inits and list(inits) == ["w_t"]
+    _assert_same_results(model, result.model, "weight chain")
+
+
+def test_static_shape_subgraph_folds() -> None:
+    result = normalize(models.attention_block(dynamic=False))
+    ops = _ops(result.model)
+    for op in ("Shape", "Gather", "Unsqueeze", "Concat"):
+        assert op not in ops
+    inits = {t.name for t in result.model.graph.initializer}
+    reshapes = [n for n in result.model.graph.node if n.op_type == "Reshape"]
+    assert reshapes and all(n.input[1] in inits for n in reshapes)
+
+
+def test_dynamic_shape_subgraph_is_kept() -> None:
+    result = normalize(models.attention_block(dynamic=True))
+    assert "Shape" in _ops(result.model)
+
+
+def test_gather_of_static_dim_folds_when_others_are_dynamic() -> None:
+    b = GraphBuilder(10)
+    shp = b.node("Shape", ["input"], "shape")
+    b.node("Gather", [shp, b.const("one", np.array(1, np.int64))], "seq", axis=0)
+    b.node("Gather", [shp, b.const("zero", np.array(0, np.int64))], "batch", axis=0)
+    # Graph outputs stay node outputs, so read the folded value through a node.
+    b.node("Add", ["seq", "one"], "seq_len")
+    i64 = TensorProto.INT64
+    model = b.model([_f32("input", ["batch", 8])],
+                    [helper.make_tensor_value_info("seq_len", i64, []), helper.make_tensor_value_info("batch", i64, [])],
+                    "partial")
+    result = normalize(model)
+    assert "seq" in {t.name for t in result.model.graph.initializer}
+    assert "batch" not in {t.name for t in result.model.graph.initializer}
+    _assert_same_results(model, result.model, "partial shape")
+
+
+def test_unfoldable_constant_node_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx.reference
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no kernel")
+
+    monkeypatch.setattr(onnx.reference.ReferenceEvaluator, "run", broken)
+    model = models.attention_block(dynamic=False)
+    result = normalize(model)
+    assert "Concat" in _ops(result.model)
+    assert any(a.startswith("kept") and "could not run" in a for a in result.actions)
+    _assert_same_results(model, result.model, "folding disabled")
+
+
+def test_huge_constant_is_not_materialized() -> None:
+    shape = helper.make_node("Constant", [], ["shape"], name="shape_c", value_ints=[4096, 2048])  # 32 MiB of float32
+    fill = helper.make_node("ConstantOfShape", ["shape"], ["big"], name="fill",
+                            value=numpy_helper.from_array(np.array([1.0], np.float32)))
+    red = helper.make_node("ReduceSum", ["big"], ["total"], name="sum", keepdims=0)
+    add = helper.make_node("Add", ["x", "total"], ["y"], name="add")
+    g = helper.make_graph([shape, fill, red, add], "g", [_f32("x", [1])], [_f32("y", [1])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    result = normalize(model)
+    assert "ConstantOfShape" in _ops(result.model)
+    assert result.model.ByteSize() < 100_000
+    assert any("would add over" in a for a in result.actions)
+    _assert_same_results(model, result.model, "huge constant")
+
+
+def test_random_ops_are_not_folded() -> None:
+    like = helper.make_node("RandomUniformLike", ["c"], ["r"], name="rand", seed=1.0)
+    const = helper.make_node("Constant", [], ["c"], name="c", value_floats=[0.0, 0.0])
+    add = helper.make_node("Add", ["x", "r"], ["y"], name="add")
+    g = helper.make_graph([const, like, add], "g", [_f32("x", [2])], [_f32("y", [2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert "RandomUniformLike" in _ops(normalize(model).model)
+
+
+def test_shape_inference_failure_is_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise onnx.shape_inference.InferenceError("[ShapeInferenceError] boom")
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", broken)
+    model = models.tiny_cnn()
+    result = normalize(model)
+    assert any(a.startswith("shape inference failed") for a in result.actions)
+    assert "BatchNormalization" not in _ops(result.model)
+    _assert_same_results(model, result.model, "no shape inference")
+
+
+def test_shapes_are_inferred() -> None:
+    result = normalize(models.tiny_cnn())
+    known = {vi.name for vi in result.model.graph.value_info}
+    assert {"stem_relu", "pool", "concat", "flatten"} <= known
+
+
+def test_unused_initializers_and_initializer_inputs_removed() -> None:
+    model = models.conv_bn_relu_chain()
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "orphan"))
+    model.graph.input.append(_f32("conv1.weight", [8, 3, 3, 3]))
+    result = normalize(model)
+    names = {t.name for t in result.model.graph.initializer}
+    assert "orphan" not in names
+    assert [vi.name for vi in result.model.graph.input] == ["input"]
+
+
+def test_ir3_model_with_initializer_inputs() -> None:
+    # Old exports (IR 3, opset 8) list every weight as a graph input too.
+    b = GraphBuilder(11)
+    b.bn(b.conv("input", "conv", 3, 4), "bn", 4)
+    inits = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in b.inits]
+    graph = helper.make_graph(b.nodes, "old", [_f32("input", [1, 3, 8, 8]), *inits], [_f32("bn", [1, 4, 8, 8])], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3)
+    onnx.checker.check_model(model)
+    result = normalize(model)
+    onnx.checker.check_model(result.model, full_check=True)
+    assert result.model.ir_version == 4 and result.model.opset_import[0].version == 8
+    assert [vi.name for vi in result.model.graph.input] == ["input"]
+    assert _ops(result.model) == ["Conv"]
+    _assert_same_results(model, result.model, "IR 3")
+
+
+def test_dead_nodes_removed() -> None:
+    model = models.conv_bn_relu_chain()
+    model.graph.node.append(helper.make_node("Sigmoid", ["relu1"], ["unused"], name="dangling"))
+    result = normalize(model)
+    assert "dangling" not in {n.name for n in result.model.graph.node}
+
+
+def test_opset_is_left_alone() -> None:
+    model = models.conv_bn_relu_chain()
+    assert normalize(model).model.opset_import == model.opset_import
+
+
+# --- names and order ----------------------------------------------------------------------------
+
+
+def _unnamed_model() -> onnx.ModelProto:
+    model = models.conv_bn_relu_chain()
+    names = ["", "Relu_0", "", "dup", "dup", ""]  # conv1, bn1, relu1, conv2, bn2, output
+    for node, name in zip(model.graph.node, names):
+        node.name = name
+    return model
+
+
+def test_empty_and_duplicate_names_fixed() -> None:
+    result = normalize(_unnamed_model())
+    names = [n.name for n in result.model.graph.node]
+    # "Relu_0" was taken (by bn1, since folded away), so the Relus count on from 1; the first "dup" keeps it.
+    assert names == ["Conv_0", "Relu_1", "dup", "Relu_2"]
+    assert "folded BatchNormalization BatchNormalization_0 into Conv dup" in result.actions
+
+
+def test_names_before_folding() -> None:
+    model = _unnamed_model()
+    model.graph.output.append(_f32("conv1", [1, 8, 16, 16]))  # keeps bn1 from folding
+    result = normalize(model)
+    names = [n.name for n in result.model.graph.node]
+    assert names == ["Conv_0", "Relu_0", "Relu_1", "dup", "Relu_2"]
+
+
+def test_names_are_stable() -> None:
+    first = [n.name for n in normalize(_unnamed_model()).model.graph.node]
+    second = [n.name for n in normalize(_unnamed_model()).model.graph.node]
+    assert first == second
+
+
+def test_unique_names_are_kept() -> None:
+    model = models.tiny_cnn()
+    result = normalize(model)
+    kept = {n.name for n in model.graph.node if n.op_type != "BatchNormalization"}
+    assert {n.name for n in result.model.graph.node} == kept
+
+
+def test_nodes_are_sorted() -> None:
+    model = models.residual_block()
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(nodes))
+    result = normalize(model)
+    assert [n.name for n in result.model.graph.node] == ["conv1", "relu1", "conv2", "add", "output"]
+    assert "reordered nodes into topological order" in result.actions
+
+
+def test_topological_order_respects_subgraph_reads() -> None:
+    # The If's branches read "t", produced by a node listed after the If.
+    then_g = helper.make_graph([helper.make_node("Identity", ["t"], ["a"], name="then_id")], "then", [], [_f32("a", [2])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["t"], ["b"], name="else_neg")], "else", [], [_f32("b", [2])])
+    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+    nodes = [
+        helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g, else_branch=else_g),
+        helper.make_node("Relu", ["x"], ["t"], name="make_t"),
+    ]
+    assert topological_order(nodes) == [1, 0]
+    g = helper.make_graph(nodes, "g", [_f32("x", [2]), cond], [_f32("y", [2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    result = normalize(model)
+    assert _ops(result.model) == ["Relu", "If"]
+    feeds = {"x": np.array([1.0, -2.0], np.float32), "cond": np.array(False)}
+    np.testing.assert_array_equal(run(result.model, feeds)[0], np.array([-1.0, 0.0], np.float32))
+
+
+def test_random_inputs_are_deterministic() -> None:
+    model = models.attention_block(dynamic=True)
+    a, b = random_inputs(model, 2, seed=5), random_inputs(model, 2, seed=5)
+    assert a[0]["input"].shape == (2, 8, 16)
+    np.testing.assert_array_equal(a[1]["input"], b[1]["input"])
+
+
+# --- property: BN folding is exact up to float rounding, whatever the layer's settings -----------
+
+
+@st.composite
+def _conv_bn_models(draw: st.DrawFn) -> onnx.ModelProto:
+    op = draw(st.sampled_from(["Conv", "ConvTranspose"]))
+    group = draw(st.sampled_from([1, 2]))
+    cin = group * draw(st.integers(1, 3))
+    cout = group * draw(st.integers(1, 3))
+    k = draw(st.sampled_from([1, 3]))
+    bias = draw(st.booleans())
+    eps = draw(st.sampled_from([1e-5, 1e-3, 0.1]))
+    b = GraphBuilder(draw(st.integers(0, 1000)))
+    shape = (cout, cin // group, k, k) if op == "Conv" else (cin, cout // group, k, k)
+    ins = ["input", b.weight("w", shape)]
+    if bias:
+        ins.append(b.const("b", b.rng.standard_normal(cout).astype(np.float32)))
+    pads = [k // 2] * 4
+    b.node(op, ins, "layer", group=group, kernel_shape=[k, k], pads=pads)
+    r = b.rng
+    params = [b.const(n, v.astype(np.float32)) for n, v in (
+        ("scale", r.uniform(-2, 2, cout)), ("shift", r.standard_normal(cout)),
+        ("mean", r.standard_normal(cout)), ("var", r.uniform(0.01, 3, cout)))]
+    b.node("BatchNormalization", ["layer", *params], "bn", epsilon=eps)
+    return b.model([_f32("input", [1, cin, 5, 5])], [_f32("bn", [1, cout, 5, 5])], "prop")
+
+
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_conv_bn_models())
+def test_batchnorm_folding_property(model: onnx.ModelProto) -> None:
+    result = normalize(model)
+    assert "BatchNormalization" not in _ops(result.model)
+    diff, scale = max_relative_diff(model, result.model, n=1)
+    assert diff <= 1e-5 * max(scale, 1.0)

@@ -1,0 +1,136 @@
+"""graph_view: plain-Python nodes and tensors, producer/consumer indexes, speed."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import models
+from rewriter.ir.graph import GraphView, TensorInfo
+from rewriter.ir.normalize import normalize
+from rewriter.ir.view import graph_view
+
+
+@pytest.fixture(scope="module")
+def residual() -> GraphView:
+    return graph_view(normalize(models.residual_block()).model)
+
+
+def test_nodes_in_order_with_plain_attrs(residual: GraphView) -> None:
+    assert [(n.name, n.op_type) for n in residual.nodes] == [
+        ("conv1", "Conv"), ("relu1", "Relu"), ("conv2", "Conv"), ("add", "Add"), ("output", "Relu")]
+    conv = residual.nodes[0]
+    assert conv.inputs == ("input", "conv1.weight", "conv1.bias")
+    assert conv.outputs == ("bn1",)  # the folded BN's output name survives
+    assert conv.attrs == {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1], "group": 1}
+    assert all(n.index == i for i, n in enumerate(residual.nodes))
+
+
+def test_indexes(residual: GraphView) -> None:
+    assert residual.by_op == {"Conv": [0, 2], "Relu": [1, 4], "Add": [3]}
+    assert residual.by_name["add"] == 3
+    assert residual.producer["relu1"] == (1, 0)
+    assert residual.producer_of("bn2").name == "conv2"
+    assert residual.producer_of("input") is None
+    assert sorted((n.name, port) for n, port in residual.consumers_of("input")) == [("add", 1), ("conv1", 0)]
+    assert residual.fanout("input") == 2
+    assert residual.fanout("output") == 1  # a graph output counts as a reader
+    assert residual.fanout("relu1") == 1
+
+
+def test_tensor_infos(residual: GraphView) -> None:
+    assert residual.tensors["input"] == TensorInfo("input", "float32", (1, 8, 16, 16), is_graph_input=True)
+    assert residual.tensors["output"].is_graph_output
+    assert residual.tensors["relu1"] == TensorInfo("relu1", "float32", (1, 8, 16, 16))
+    w = residual.tensors["conv1.weight"]
+    assert w.is_constant and not w.is_graph_input and w.dtype == "float32" and w.shape == (8, 8, 3, 3)
+    assert residual.is_constant("conv2.bias") and not residual.is_constant("relu1")
+
+
+def test_symbolic_dims_and_unknown_types() -> None:
+    view = graph_view(normalize(models.attention_block(dynamic=True)).model)
+    assert view.tensors["input"].shape == ("batch", "seq", 16)
+    assert view.tensors["heads_shape_of"].dtype == "int64"
+    # A value with no type information at all still has an entry.
+    m = models.matmul_two_activations()
+    del m.graph.value_info[:]
+    assert graph_view(m).tensors["b_t"] == TensorInfo("b_t")
+
+
+def test_attribute_conversion() -> None:
+    value = numpy_helper.from_array(np.array([0.5], np.float32))
+    then_g = helper.make_graph([helper.make_node("Identity", ["x"], ["a"])], "then", [],
+                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])])
+    nodes = [
+        helper.make_node("LeakyRelu", ["x"], ["l"], name="leaky", alpha=0.1),
+        helper.make_node("Pad", ["l", "pads"], ["p"], name="pad", mode="reflect"),
+        helper.make_node("ConstantOfShape", ["shape"], ["c"], name="fill", value=value),
+        helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g, else_branch=then_g),
+        helper.make_node("Resize", ["p", "", "scales"], ["r"], name="resize", mode="nearest",
+                         coordinate_transformation_mode="asymmetric"),
+    ]
+    f32 = TensorProto.FLOAT
+    g = helper.make_graph(
+        nodes, "attrs",
+        [helper.make_tensor_value_info("x", f32, [2]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info(n, f32, None) for n in ("y", "c", "r")],
+        [numpy_helper.from_array(np.array([1, 1], np.int64), "pads"),
+         numpy_helper.from_array(np.array([2], np.int64), "shape"),
+         numpy_helper.from_array(np.array([2.0], np.float32), "scales")],
+    )
+    view = graph_view(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    by = {n.name: n for n in view.nodes}
+    assert by["leaky"].attrs == {"alpha": 0.1}
+    assert type(by["leaky"].attrs["alpha"]) is float
+    assert by["pad"].attrs == {"mode": "reflect"}
+    fill = by["fill"].attrs["value"]
+    assert isinstance(fill, np.ndarray) and fill.dtype == np.float32 and fill.tolist() == [0.5]
+    assert by["if"].attrs == {}  # subgraphs are not viewed
+    assert by["resize"].inputs == ("p", "", "scales")
+    assert by["resize"].attrs["coordinate_transformation_mode"] == "asymmetric"
+
+
+def test_initializer_listed_as_input_is_not_a_graph_input() -> None:
+    m = models.matmul_const_weights()
+    m.graph.input.append(helper.make_tensor_value_info("fc.weight", TensorProto.FLOAT, [16, 32]))
+    t = graph_view(m).tensors["fc.weight"]
+    assert t.is_constant and not t.is_graph_input
+
+
+def test_unsorted_model_is_viewed_in_topological_order() -> None:
+    m = models.residual_block()
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(reversed(nodes))
+    view = graph_view(m)
+    assert [n.name for n in view.nodes] == [n.name for n in nodes]
+
+
+def _chain(n_blocks: int) -> onnx.ModelProto:
+    """n_blocks x (MatMul, LeakyRelu, Transpose, Add): 4 * n_blocks nodes with attributes."""
+    nodes, inits, x = [], [], "input"
+    for i in range(n_blocks):
+        inits.append(numpy_helper.from_array(np.full((4, 4), 0.01, np.float32), f"w{i}"))
+        nodes += [
+            helper.make_node("MatMul", [x, f"w{i}"], [f"mm{i}"], name=f"mm{i}"),
+            helper.make_node("LeakyRelu", [f"mm{i}"], [f"lr{i}"], name=f"lr{i}", alpha=0.1),
+            helper.make_node("Transpose", [f"lr{i}"], [f"tr{i}"], name=f"tr{i}", perm=[1, 0]),
+            helper.make_node("Add", [f"tr{i}", x], [f"add{i}"], name=f"add{i}"),
+        ]
+        x = f"add{i}"
+    f32 = TensorProto.FLOAT
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("input", f32, [4, 4])],
+                          [helper.make_tensor_value_info(x, f32, [4, 4])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_speed() -> None:
+    m = _chain(5000)  # 20,000 nodes; 100,000 take about 1.7 s on the reference machine
+    start = time.perf_counter()
+    view = graph_view(m)
+    elapsed = time.perf_counter() - start
+    assert len(view) == 20_000
+    assert elapsed < 4.0, f"graph_view took {elapsed:.2f} s for 20,000 nodes"
