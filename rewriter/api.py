@@ -1,0 +1,76 @@
+"""The Python API: thin functions that chain the stages.
+
+    >>> from rewriter import audit
+    >>> plan = audit("examples/tiny_cnn.onnx", target="CPU")   # doctest: +SKIP
+    >>> print(plan_text(plan))                                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from rewriter.dsl import ast
+from rewriter.dsl.parser import load_rule_files
+from rewriter.ir.graph import GraphView
+from rewriter.ir.load import load_model
+from rewriter.ir.normalize import normalize
+from rewriter.ir.view import graph_view
+from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
+from rewriter.plan import QuantPlan
+from rewriter.spec.loader import load_spec, resolve_target
+from rewriter.spec.model import HardwareSpec
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+MODEL_TYPE_RULES = {"transformer": RULES_DIR / "transformer.rules"}
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything the planner reads, loaded and validated."""
+
+    spec: HardwareSpec
+    rules: ast.RuleSet
+
+
+def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
+                     model_type: str | None = None) -> PlanInputs:
+    """Load the target's spec and its rules, plus model-type and user rule files."""
+    from rewriter.errors import UserError
+
+    spec = load_spec(resolve_target(target))
+    files: list[str | Path] = list(spec.rules)
+    if model_type:
+        key = model_type.lower()
+        if key not in MODEL_TYPE_RULES:
+            raise UserError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPE_RULES)}")
+        files.append(MODEL_TYPE_RULES[key])
+    files.extend(rules)
+    return PlanInputs(spec, load_rule_files(files))
+
+
+def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model_name: str = "") -> QuantPlan:
+    return build_plan(graph, inputs.spec, inputs.rules, options, model_name)
+
+
+def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = (),
+          ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
+          preset: str = "performance", model_type: str | None = None) -> QuantPlan:
+    """Plan where FakeQuantize goes in ``model`` for ``target``, without touching any data.
+
+    Args:
+        model: path to an .onnx file.
+        target: a built-in target name (CPU, GPU, VPU, GNA, ANY) or a spec file path.
+        rules: extra rule files, applied after the target's own.
+        ignore_scope: node names to keep in float.
+        ignore_ops: op types (or IgnoredOperation with attribute filters) to keep in float.
+        preset: performance, mixed or accuracy.
+        model_type: "transformer" adds the transformer rule set.
+    """
+    inputs = load_plan_inputs(target, rules, model_type)
+    normalized = normalize(load_model(model))
+    graph = graph_view(normalized.model)
+    options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),
+                          ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
+                                           for o in ignore_ops))
+    return plan_graph(graph, inputs, options, Path(model).name)

@@ -1,0 +1,142 @@
+"""The `rewriter` command line: parse arguments, call the API, print, exit.
+
+Exit codes: 0 success, 2 bad input (one clear message, no traceback),
+1 internal error (a bug: the message says so and how to get the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from rewriter.errors import UserError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewriter", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    audit = sub.add_parser("audit", help="print where FakeQuantize goes and why")
+    audit.add_argument("model", help="an .onnx file")
+    _plan_arguments(audit)
+    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument("--no-trails", action="store_true", help="table format: hide the decision trails")
+    audit.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    specs = sub.add_parser("specs", help="list, show or validate hardware spec files")
+    specs_sub = specs.add_subparsers(dest="specs_command", required=True)
+    specs_sub.add_parser("list", help="the built-in targets")
+    show = specs_sub.add_parser("show", help="a target's resolved spec as JSON")
+    show.add_argument("name", help="target name or spec file")
+    validate = specs_sub.add_parser("validate", help="check a spec file; every error with file:line:column")
+    validate.add_argument("file", nargs="+")
+
+    rules = sub.add_parser("rules", help="check rule files")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="parse and check rule files")
+    check.add_argument("file", nargs="+")
+
+    from rewriter.cli_quantize import add_quantize_parser
+    add_quantize_parser(sub, _plan_arguments)
+    return parser
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="CPU", help="CPU, GPU, VPU, GNA, ANY or a spec .yaml path")
+    parser.add_argument("--rules", action="append", default=[], metavar="FILE", help="extra rule file (repeatable)")
+    parser.add_argument("--ignore-scope", action="append", default=[], metavar="NAME", help="keep this node float")
+    parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE", help="keep this op type float")
+    parser.add_argument("--preset", choices=("performance", "mixed", "accuracy"), default=None)
+    parser.add_argument("--model-type", choices=("transformer",), default=None)
+
+
+def _write(text: str, output: str | None) -> None:
+    if not output:
+        sys.stdout.write(text)
+        return
+    from rewriter.io_utils import atomic_write_text
+
+    atomic_write_text(output, text)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from rewriter.api import audit
+    from rewriter.report.plan_report import plan_json, plan_text
+
+    plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
+                 ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type)
+    _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), args.output)
+    return EXIT_OK
+
+
+def _specs(args: argparse.Namespace) -> int:
+    from rewriter.spec.loader import list_targets, load_spec, resolve_target, spec_to_dict
+
+    if args.specs_command == "list":
+        for name, path, description in list_targets():
+            print(f"{name:<6} {path.name:<10} {description}")
+    elif args.specs_command == "show":
+        print(json.dumps(spec_to_dict(load_spec(resolve_target(args.name))), indent=2))
+    else:
+        failures = []
+        for file in args.file:
+            try:
+                spec = load_spec(file)
+                print(f"{file}: ok ({spec.name}, {len(spec.ops)} op types, {len(spec.configs)} configs)")
+            except UserError as error:
+                failures.append(error.render())
+        if failures:
+            raise UserError("\n".join(failures))
+    return EXIT_OK
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from rewriter.dsl.parser import load_rules
+
+    failures = []
+    for file in args.file:
+        try:
+            ruleset = load_rules(file)
+            print(f"{file}: ok ({len(ruleset.patterns)} patterns, {len(ruleset.rules)} rules, "
+                  f"{len(ruleset.files)} files)")
+        except UserError as error:
+            failures.append(error.render())
+    if failures:
+        raise UserError("\n".join(failures))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"audit": _audit, "specs": _specs, "rules": _rules}
+    try:
+        if args.command == "quantize":
+            from rewriter.cli_quantize import run_quantize
+            return run_quantize(args)
+        return handlers[args.command](args)
+    except UserError as error:
+        print(f"error: {error.render()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # `rewriter audit ... | head` closed the pipe: not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the one place that turns bugs into exit code 1
+        if args.debug or os.environ.get("REWRITER_DEBUG"):
+            traceback.print_exc()
+        print(f"internal error: {type(error).__name__}: {error}\n"
+              "This is a bug in rewriter; rerun with --debug for the traceback and report it.", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Which axis of a quantized tensor holds the channels, by ONNX operator semantics.
+
+This is knowledge about ONNX ops, not about hardware, so it lives in code;
+the spec decides *whether* a tensor is quantized per channel.
+"""
+from __future__ import annotations
+
+from rewriter.ir.graph import GraphView, NodeInfo
+
+
+def weight_channel_axis(graph: GraphView, node: NodeInfo, port: int) -> int | None:
+    """The output-channel axis of a constant input, or None when per-tensor is the only sense.
+
+    Conv: W is [C_out, C_in/g, k...] -> 0. ConvTranspose: W is [C_in, C_out/g, k...] -> 1.
+    Gemm: B is [K, N] -> 1, or [N, K] with transB -> 0 (A likewise with transA).
+    MatMul: x @ W with W [..., K, N] -> last axis. Elementwise ops: the one
+    non-unit axis of the constant, if exactly one.
+    """
+    shape = graph.tensor(node.inputs[port]).shape
+    rank = len(shape) if shape is not None else None
+    op = node.op_type
+    if op == "Conv" and port == 1:
+        return 0
+    if op == "ConvTranspose" and port == 1:
+        return 1
+    if op == "Gemm" and port in (0, 1):
+        transposed = node.attrs.get("transB" if port == 1 else "transA", 0)
+        if port == 1:
+            return 0 if transposed else 1
+        return None
+    if op == "MatMul" and port == 1 and rank:
+        return rank - 1
+    if shape is not None and rank:
+        wide = [i for i, d in enumerate(shape) if d != 1]
+        if len(wide) == 1 and isinstance(shape[wide[0]], int):
+            return wide[0]
+    return None
+
+
+def activation_channel_axis(graph: GraphView, tensor: str) -> int | None:
+    """Channels of an activation: axis 1 of a rank >= 3 tensor (NC...), else none."""
+    shape = graph.tensor(tensor).shape
+    return 1 if shape is not None and len(shape) >= 3 else None

@@ -1,0 +1,234 @@
+"""Find every occurrence of a pattern in a graph, deterministically and in linear time.
+
+A pattern with optional nodes is compiled into variants, the most complete
+first; an absent optional node's neighbours are joined directly. Matching is
+anchored on the pattern node with the fewest candidates in this graph (an
+index lookup by op type), then grows along pattern edges, so each anchor costs
+a bounded amount of work and the whole search is linear in the graph's size
+for a fixed rule set.
+
+Per anchor node, the first variant that matches wins ("longest match"), and
+every embedding of that variant is reported. Matches come out sorted by the
+graph positions of their captures, so the same graph gives the same matches in
+the same order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+from types import MappingProxyType
+from typing import Iterator, Mapping
+
+from rewriter.dsl import ast
+from rewriter.errors import UserError
+from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.match.predicates import compile_predicate
+from rewriter.spec.model import HardwareSpec
+
+SPEC_CLASSES = ("@quantizable", "@agnostic", "@unified")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One occurrence: capture name -> node index (absent optional captures are missing)."""
+
+    pattern: str
+    captures: Mapping[str, int]
+
+    def node(self, capture: str) -> int | None:
+        return self.captures.get(capture)
+
+
+@dataclass(frozen=True)
+class _Variant:
+    nodes: tuple[ast.PatternNode, ...]
+    edges: tuple[ast.PatternEdge, ...]
+
+
+def compile_variants(pattern: ast.Pattern) -> tuple[_Variant, ...]:
+    """Every way of keeping or dropping the optional nodes, most complete first."""
+    optional = [n.name for n in pattern.nodes if n.optional]
+    if len(optional) == len(pattern.nodes):
+        raise UserError(f"pattern {pattern.name} has only optional nodes; make one node required",
+                        pattern.loc)
+    variants = []
+    # product((True, False)) enumerates "all kept" first and "all dropped" last,
+    # and earlier-declared optionals stay longest: a stable, documented order.
+    for keep in product((True, False), repeat=len(optional)):
+        dropped = {name for name, k in zip(optional, keep) if not k}
+        variants.append(_drop(pattern, dropped))
+    return tuple(variants)
+
+
+def _drop(pattern: ast.Pattern, dropped: set[str]) -> _Variant:
+    edges = list(pattern.edges)
+    for name in [n.name for n in pattern.nodes if n.name in dropped]:
+        incoming = [e for e in edges if e.dst == name]
+        outgoing = [e for e in edges if e.src == name]
+        rest = [e for e in edges if e.dst != name and e.src != name]
+        # An optional node has one edge in and one out (checked by the DSL),
+        # so bypassing it is a single joined edge.
+        for a, b in product(incoming, outgoing):
+            rest.append(ast.PatternEdge(a.src, b.dst, a.src_port, b.dst_port, b.loc))
+        edges = rest
+    return _Variant(tuple(n for n in pattern.nodes if n.name not in dropped), tuple(edges))
+
+
+class PatternMatcher:
+    """Matches one pattern against graphs for one target spec."""
+
+    def __init__(self, pattern: ast.Pattern, spec: HardwareSpec) -> None:
+        self.pattern = pattern
+        self.spec = spec
+        self.variants = compile_variants(pattern)
+        self._op_sets: dict[str, frozenset[str] | None] = {}
+        self._orders: dict[tuple[int, str], tuple[list, dict[str, ast.PatternNode]]] = {}
+
+    def find(self, graph: GraphView) -> list[Match]:
+        anchor = self._anchor(graph)
+        found: dict[tuple, Match] = {}
+        for index in self._candidates(graph, anchor):
+            for variant in self.variants:
+                hits = list(self._embed(graph, variant, anchor, index))
+                if hits:
+                    for captures in hits:
+                        key = tuple(sorted(captures.values()))
+                        found.setdefault(key + tuple(sorted(captures)), Match(
+                            self.pattern.name, MappingProxyType(captures)))
+                    break
+        return [found[k] for k in sorted(found)]
+
+    # -- anchoring --------------------------------------------------------
+
+    def _anchor(self, graph: GraphView) -> ast.PatternNode:
+        required = [n for n in self.pattern.nodes if not n.optional]
+        return min(required, key=lambda n: (self._candidate_count(graph, n), required.index(n)))
+
+    def _allowed(self, pnode: ast.PatternNode) -> frozenset[str] | None:
+        """The op types a pattern node accepts on this target (None = any op)."""
+        if pnode.name not in self._op_sets:
+            if "*" in pnode.ops:
+                self._op_sets[pnode.name] = None
+            else:
+                ops = {op for op in pnode.ops if not op.startswith("@")}
+                for cls in (op for op in pnode.ops if op.startswith("@")):
+                    ops.update(t for t in self.spec.ops if self._in_class(cls, t))
+                self._op_sets[pnode.name] = frozenset(ops)
+        return self._op_sets[pnode.name]
+
+    def _candidate_count(self, graph: GraphView, pnode: ast.PatternNode) -> int:
+        allowed = self._allowed(pnode)
+        if allowed is None:
+            return len(graph.nodes)
+        return sum(len(graph.by_op.get(op, ())) for op in allowed)
+
+    def _candidates(self, graph: GraphView, pnode: ast.PatternNode) -> Iterator[int]:
+        allowed = self._allowed(pnode)
+        if allowed is None:
+            indexes: list[int] | range = range(len(graph.nodes))
+        else:
+            indexes = sorted(i for op in allowed for i in graph.by_op.get(op, ()))
+        where = compile_predicate(pnode.where) if pnode.where is not None else None
+        for i in indexes:
+            if where is None or where(graph, graph.nodes[i]):
+                yield i
+
+    def _accepts(self, graph: GraphView, pnode: ast.PatternNode, node: NodeInfo) -> bool:
+        allowed = self._allowed(pnode)
+        if allowed is not None and node.op_type not in allowed:
+            return False
+        return pnode.where is None or bool(compile_predicate(pnode.where)(graph, node))
+
+    def _in_class(self, cls: str, op_type: str) -> bool:
+        entry = self.spec.op(op_type)
+        if entry is None:
+            return False
+        if cls == "@quantizable":
+            return entry.quantizable or any(v.activations or v.weights or v.outputs for v in entry.variants)
+        if cls == "@agnostic":
+            return entry.agnostic
+        if cls == "@unified":
+            return entry.unified_scales is not None
+        return False
+
+    # -- growing an embedding ---------------------------------------------
+
+    def _embed(self, graph: GraphView, variant: _Variant, anchor: ast.PatternNode,
+               index: int) -> Iterator[dict[str, int]]:
+        key = (id(variant), anchor.name)
+        if key not in self._orders:
+            self._orders[key] = (_grow_order(variant, anchor.name), {n.name: n for n in variant.nodes})
+        order, pnodes = self._orders[key]
+        yield from self._extend(graph, variant, pnodes, order, 1, {anchor.name: index})
+
+    def _extend(self, graph: GraphView, variant: _Variant, pnodes: dict[str, ast.PatternNode],
+                order: list[tuple[str, ast.PatternEdge]], step: int,
+                bound: dict[str, int]) -> Iterator[dict[str, int]]:
+        if step == len(order):
+            yield dict(bound)
+            return
+        name, via = order[step]
+        used = set(bound.values())
+        for cand in _neighbours(graph, via, bound, name):
+            if cand in used or not self._accepts(graph, pnodes[name], graph.nodes[cand]):
+                continue
+            bound[name] = cand
+            if _edges_hold(graph, variant, bound, name):
+                yield from self._extend(graph, variant, pnodes, order, step + 1, bound)
+            del bound[name]
+
+
+def _grow_order(variant: _Variant, anchor: str) -> list[tuple[str, ast.PatternEdge]]:
+    """Breadth-first order from the anchor; each later node is reached through one edge."""
+    order: list[tuple[str, ast.PatternEdge]] = [(anchor, variant.edges[0] if variant.edges else
+                                                 ast.PatternEdge(anchor, anchor))]
+    seen = {anchor}
+    frontier = [anchor]
+    while frontier:
+        current = frontier.pop(0)
+        for edge in variant.edges:
+            for near, far in ((edge.src, edge.dst), (edge.dst, edge.src)):
+                if near == current and far not in seen:
+                    seen.add(far)
+                    frontier.append(far)
+                    order.append((far, edge))
+    if len(seen) != len(variant.nodes):
+        missing = sorted({n.name for n in variant.nodes} - seen)
+        raise UserError(f"pattern nodes {missing} are not connected to {anchor}")
+    return order
+
+
+def _neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], name: str) -> list[int]:
+    """Graph nodes that can stand for ``name`` given the bound end of ``edge``."""
+    if edge.dst == name:  # bound producer -> candidate consumer
+        src = graph.nodes[bound[edge.src]]
+        outs = src.outputs if edge.src_port is None else src.outputs[edge.src_port:edge.src_port + 1]
+        hits = {i for t in outs if t for i, port in graph.consumers.get(t, ())
+                if edge.dst_port is None or port == edge.dst_port}
+        return sorted(hits)
+    dst = graph.nodes[bound[edge.dst]]  # bound consumer -> candidate producer
+    ins = dst.inputs if edge.dst_port is None else dst.inputs[edge.dst_port:edge.dst_port + 1]
+    hits = set()
+    for t in ins:
+        prod = graph.producer.get(t) if t else None
+        if prod and (edge.src_port is None or prod[1] == edge.src_port):
+            hits.add(prod[0])
+    return sorted(hits)
+
+
+def _edges_hold(graph: GraphView, variant: _Variant, bound: dict[str, int], name: str) -> bool:
+    for edge in variant.edges:
+        if name not in (edge.src, edge.dst) or edge.src not in bound or edge.dst not in bound:
+            continue
+        if not edge_holds(graph, graph.nodes[bound[edge.src]], graph.nodes[bound[edge.dst]],
+                          edge.src_port, edge.dst_port):
+            return False
+    return True
+
+
+def edge_holds(graph: GraphView, src: NodeInfo, dst: NodeInfo, src_port: int | None,
+               dst_port: int | None) -> bool:
+    """Does an output of ``src`` (port src_port, or any) feed ``dst`` (at dst_port, or any)?"""
+    outs = src.outputs if src_port is None else src.outputs[src_port:src_port + 1]
+    ins = dst.inputs if dst_port is None else dst.inputs[dst_port:dst_port + 1]
+    return any(t and t in outs for t in ins)

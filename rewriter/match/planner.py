@@ -1,0 +1,565 @@
+"""Graph + hardware spec + rules -> QuantPlan.
+
+The rules are applied in fixed phases, whatever their order in the files:
+
+1. ignore     - captured nodes stay float (an ignored node gets no FakeQuantize
+                on its inputs and none can move through it);
+2. insert     - FakeQuantize on the named ports, with the configs the spec
+                allows there (none where the spec allows none);
+3. remove     - FakeQuantize taken off the named edges;
+4. propagate  - FakeQuantize on an agnostic op's output moves onto its
+                pass-through inputs, bottom-up, when every consumer reads it
+                quantized;
+5. symmetric  - forces symmetric mode on the named FakeQuantizes;
+6. unify      - groups of FakeQuantizes share one scale.
+
+Within a phase, rules run in file order; matches are computed once on the
+normalized graph, so one rule's match never hides another's. The working
+state below is private and mutable; what leaves this module is frozen.
+"""
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+from rewriter.dsl import ast
+from rewriter.errors import SourceLoc, UserError
+from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.match.axes import activation_channel_axis, weight_channel_axis
+from rewriter.match.matcher import Match, PatternMatcher, edge_holds
+from rewriter.match.predicates import holds
+from rewriter.plan import Consumer, Decision, FakeQuantizePoint, NodeDecision, QuantPlan
+from rewriter.spec.model import HardwareSpec, OpSpec, QuantizerConfig
+
+PRESETS = ("performance", "mixed", "accuracy")
+
+
+@dataclass(frozen=True)
+class IgnoredOperation:
+    """An op type kept in float, optionally only when its attributes equal the given values."""
+
+    op_type: str
+    attributes: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    preset: str = "performance"
+    ignore_scope: tuple[str, ...] = ()
+    ignore_ops: tuple[IgnoredOperation, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+@dataclass
+class _Point:
+    """A FakeQuantize being planned (mutable while the phases run)."""
+
+    tensor: str
+    role: str
+    consumers: dict[tuple[int, int], tuple[QuantizerConfig, ...]] = field(default_factory=dict)
+    output_configs: tuple[QuantizerConfig, ...] = ()
+    trail: list[Decision] = field(default_factory=list)
+    symmetric: bool = False
+
+
+@dataclass(frozen=True)
+class _Configs:
+    activations: tuple[QuantizerConfig, ...]
+    weights: tuple[QuantizerConfig, ...]
+    outputs: tuple[QuantizerConfig, ...]
+    entry: OpSpec
+    variant: str = ""
+
+
+def build_plan(graph: GraphView, spec: HardwareSpec, rules: ast.RuleSet,
+               options: PlanOptions = PlanOptions(), model_name: str = "") -> QuantPlan:
+    """Apply ``rules`` for ``spec`` to ``graph`` and return the frozen plan."""
+    # Planning allocates many small long-lived objects; the cyclic collector
+    # would rescan them all repeatedly (superlinear on 100k-node graphs) and
+    # there are no reference cycles to find here.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Planner(graph, spec, rules, options).run(model_name or graph.name)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _Planner:
+    def __init__(self, graph: GraphView, spec: HardwareSpec, rules: ast.RuleSet,
+                 options: PlanOptions) -> None:
+        self.graph = graph
+        self.spec = spec
+        self.rules = rules
+        self.options = options
+        self.ignored: dict[int, list[Decision]] = {}
+        self.points: dict[str, _Point] = {}
+        self.node_trail: dict[int, list[Decision]] = {}
+        self.unify_parent: dict[str, str] = {}
+        self._match_text: dict[int, str] = {}
+        self.matches = self._match_all()
+
+    # -- matching ---------------------------------------------------------
+
+    def _match_all(self) -> dict[str, list[Match]]:
+        matchers = {p.name: PatternMatcher(p, self.spec) for p in self.rules.patterns}
+        used = {r.pattern for r in self.rules.rules}
+        return {name: matchers[name].find(self.graph) for name in sorted(used) if name in matchers}
+
+    def _rule_matches(self, kind: type) -> Iterable[tuple[ast.Rule, object, Match]]:
+        for rule in self.rules.rules:
+            for action in rule.actions:
+                if isinstance(action, kind):
+                    for match in self.matches.get(rule.pattern, ()):
+                        yield rule, action, match
+
+    def _decision(self, action: str, rule: ast.Rule, match: Match, detail: str = "") -> Decision:
+        text = self._match_text.get(id(match))
+        if text is None:
+            anchor = ", ".join(f"{cap}={self.graph.nodes[i].name}" for cap, i in match.captures.items())
+            text = self._match_text[id(match)] = f"pattern {rule.pattern}: {anchor}"
+        return Decision(action, rule.name, rule.loc, f"{text}; {detail}" if detail else text)
+
+    def _note(self, node: int, decision: Decision) -> None:
+        self.node_trail.setdefault(node, []).append(decision)
+
+    # -- phases -------------------------------------------------------------
+
+    def run(self, model_name: str) -> QuantPlan:
+        self._ignore_cli()
+        for rule, action, match in self._rule_matches(ast.Ignore):
+            self._ignore(rule, action, match)
+        for rule, action, match in self._rule_matches(ast.Insert):
+            for target in action.targets:
+                self._insert(rule, match, target)
+        for rule, action, match in self._rule_matches(ast.Remove):
+            for target in action.targets:
+                self._remove(rule, match, target)
+        self._propagate()
+        for rule, action, match in self._rule_matches(ast.Symmetric):
+            for target in action.targets:
+                for point in self._points_at(match, target):
+                    point.symmetric = True
+                    point.trail.append(self._decision("symmetric", rule, match))
+        for rule, action, match in self._rule_matches(ast.Unify):
+            for group in action.groups:
+                self._unify(rule, match, group)
+        return self._freeze(model_name)
+
+    def _ignore_cli(self) -> None:
+        known = self.graph.by_name
+        for name in self.options.ignore_scope:
+            if name not in known:
+                import difflib
+                near = difflib.get_close_matches(name, list(known), n=3)
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                raise UserError(f"--ignore-scope names node {name!r}, which the model does not have{hint}")
+            self.ignored.setdefault(known[name], []).append(
+                Decision("ignore", "cli", SourceLoc("--ignore-scope"), f"node {name}"))
+        for ignored in self.options.ignore_ops:
+            for i in self.graph.by_op.get(ignored.op_type, ()):
+                attrs = self.graph.nodes[i].attrs
+                if all(attrs.get(k) == v for k, v in ignored.attributes):
+                    self.ignored.setdefault(i, []).append(
+                        Decision("ignore", "cli", SourceLoc("--ignore-op"), f"op type {ignored.op_type}"))
+
+    def _ignore(self, rule: ast.Rule, action: ast.Ignore, match: Match) -> None:
+        names = action.captures or tuple(match.captures)
+        for cap in names:
+            index = match.node(cap)
+            if index is not None:
+                self.ignored.setdefault(index, []).append(self._decision("ignore", rule, match, f"{cap} kept float"))
+
+    def _insert(self, rule: ast.Rule, match: Match, target: ast.PortRef) -> None:
+        index = match.node(target.capture)
+        if index is None:
+            return
+        node = self.graph.nodes[index]
+        configs = self._configs(node)
+        if configs is None:
+            return
+        if index in self.ignored:
+            wanted = configs.outputs if target.direction == "outputs" else configs.activations + configs.weights
+            if wanted:
+                self._note(index, self._decision("skip-insert", rule, match,
+                                                 f"ignored by {self.ignored[index][0].source}"))
+            return
+        if target.direction == "outputs":
+            self._insert_outputs(rule, match, node, target, configs)
+        else:
+            self._insert_inputs(rule, match, node, target, configs)
+
+    def _insert_inputs(self, rule: ast.Rule, match: Match, node: NodeInfo, target: ast.PortRef,
+                       configs: _Configs) -> None:
+        ports = target.ports if target.ports is not None else (
+            configs.entry.ports if configs.entry.ports is not None else range(len(node.inputs)))
+        for port in ports:
+            tensor = node.inputs[port] if port < len(node.inputs) else ""
+            if not tensor:
+                continue
+            constant = self.graph.is_constant(tensor)
+            allowed = configs.weights if constant else configs.activations
+            if not allowed:
+                continue
+            dtype = self.graph.tensor(tensor).dtype
+            if dtype is not None and not dtype.startswith(("float", "bfloat")):
+                self._note(node.index, self._decision("skip-insert", rule, match,
+                                                      f"input {port} is {dtype}, not float"))
+                continue
+            point = self.points.setdefault(tensor, _Point(tensor, "weight" if constant else "activation"))
+            if (node.index, port) not in point.consumers:
+                point.consumers[(node.index, port)] = allowed
+            point.trail.append(self._decision("insert", rule, match, f"{node.name} input {port}"))
+            self._add_spec_decision(point, node, configs)
+
+    def _insert_outputs(self, rule: ast.Rule, match: Match, node: NodeInfo, target: ast.PortRef,
+                        configs: _Configs) -> None:
+        if not configs.outputs:
+            return
+        ports = target.ports if target.ports is not None else range(len(node.outputs))
+        for port in ports:
+            tensor = node.outputs[port] if port < len(node.outputs) else ""
+            if not tensor:
+                continue
+            point = self.points.setdefault(tensor, _Point(tensor, "activation"))
+            point.output_configs = configs.outputs
+            point.trail.append(self._decision("insert", rule, match, f"{node.name} output {port}"))
+            self._add_spec_decision(point, node, configs)
+
+    def _add_spec_decision(self, point: _Point, node: NodeInfo, configs: _Configs) -> None:
+        variant = f" variant {configs.variant}" if configs.variant else ""
+        decision = Decision("spec", f"{self.spec.name}:{node.op_type}{variant}", configs.entry.loc)
+        if decision not in point.trail:
+            point.trail.append(decision)
+
+    def _remove(self, rule: ast.Rule, match: Match, target: ast.PortRef | ast.EdgeRef) -> None:
+        if isinstance(target, ast.EdgeRef):
+            src, dst = match.node(target.src), match.node(target.dst)
+            if src is None or dst is None:
+                return
+            outs = set(self.graph.nodes[src].outputs)
+            node = self.graph.nodes[dst]
+            ports = [p for p, t in enumerate(node.inputs) if t and t in outs]
+        else:
+            index = match.node(target.capture)
+            if index is None:
+                return
+            node = self.graph.nodes[index]
+            if target.direction == "outputs":
+                for port in target.ports if target.ports is not None else range(len(node.outputs)):
+                    point = self.points.get(node.outputs[port]) if port < len(node.outputs) else None
+                    if point and point.output_configs:
+                        point.output_configs = ()
+                        point.trail.append(self._decision("remove", rule, match, f"{node.name} output {port}"))
+                return
+            ports = list(target.ports) if target.ports is not None else list(range(len(node.inputs)))
+        for port in ports:
+            tensor = node.inputs[port] if port < len(node.inputs) else ""
+            point = self.points.get(tensor)
+            if point and point.consumers.pop((node.index, port), None) is not None:
+                decision = self._decision("remove", rule, match, f"{node.name} input {port}")
+                point.trail.append(decision)
+                self._note(node.index, decision)
+
+    def _propagate(self) -> None:
+        rules_for = {}
+        for rule, action, match in self._rule_matches(ast.Propagate):
+            for cap in action.captures:
+                index = match.node(cap)
+                if index is not None:
+                    rules_for.setdefault(index, (rule, match))
+        for index in sorted(rules_for, reverse=True):
+            node = self.graph.nodes[index]
+            entry = self.spec.op(node.op_type)
+            if index in self.ignored or entry is None or not entry.agnostic:
+                continue
+            rule, match = rules_for[index]
+            self._move_up(node, entry, rule, match)
+
+    def _move_up(self, node: NodeInfo, entry: OpSpec, rule: ast.Rule, match: Match) -> None:
+        below = [self.points.get(t) for t in node.outputs if t]
+        if not below or any(p is None or not self._covers_all(p) for p in below):
+            return
+        ports = self._pass_through_ports(node, entry)
+        if not ports:
+            return
+        allowed = _intersect([_candidates(p) for p in below])
+        trail = [d for p in below for d in p.trail]
+        decision = self._decision("propagate", rule, match, f"up through {node.name} ({node.op_type})")
+        for port in ports:
+            tensor = node.inputs[port]
+            point = self.points.setdefault(tensor, _Point(tensor, "activation"))
+            point.consumers[(node.index, port)] = allowed
+            point.trail.extend(d for d in trail if d not in point.trail)
+            point.trail.append(decision)
+            point.symmetric = point.symmetric or any(p.symmetric for p in below)
+        for p in below:
+            del self.points[p.tensor]
+        self._note(node.index, decision)
+
+    def _covers_all(self, point: _Point) -> bool:
+        if point.output_configs or self.graph.tensor(point.tensor).is_graph_output:
+            return False
+        readers = set(self.graph.consumers.get(point.tensor, ()))
+        return bool(readers) and readers == set(point.consumers)
+
+    def _pass_through_ports(self, node: NodeInfo, entry: OpSpec) -> list[int]:
+        present = [p for p, t in enumerate(node.inputs) if t]
+        if entry.pass_through == "first":
+            ports = present[:1]
+        elif entry.pass_through == "non_const":
+            ports = [p for p in present if not self.graph.is_constant(node.inputs[p])]
+        else:
+            ports = present
+        # Moving onto a constant or an integer input would leave the output off the grid.
+        for p in ports:
+            info = self.graph.tensor(node.inputs[p])
+            if info.is_constant or (info.dtype is not None and not info.dtype.startswith(("float", "bfloat"))):
+                return []
+        return ports
+
+    def _points_at(self, match: Match, target: ast.PortRef) -> list[_Point]:
+        index = match.node(target.capture)
+        if index is None:
+            return []
+        node = self.graph.nodes[index]
+        if target.direction == "outputs":
+            names = [node.outputs[p] for p in (target.ports or range(len(node.outputs))) if p < len(node.outputs)]
+            return [self.points[t] for t in names if t in self.points]
+        ports = target.ports if target.ports is not None else range(len(node.inputs))
+        found = [self._serving_point(index, p) for p in ports if p < len(node.inputs)]
+        return [p for p in found if p is not None]
+
+    def _serving_point(self, index: int, port: int) -> _Point | None:
+        """The FakeQuantize whose value reaches (node, port), looking up through agnostic ops."""
+        tensor = self.graph.nodes[index].inputs[port]
+        point = self.points.get(tensor)
+        if point is not None and (index, port) in point.consumers:
+            return point
+        producer = self.graph.producer_of(tensor) if tensor else None
+        entry = self.spec.op(producer.op_type) if producer else None
+        if producer is None or entry is None or not entry.agnostic or producer.index in self.ignored:
+            return None
+        for p in self._pass_through_ports(producer, entry)[:1]:
+            return self._serving_point(producer.index, p)
+        return None
+
+    def _unify(self, rule: ast.Rule, match: Match, group: ast.PortRef) -> None:
+        index = match.node(group.capture)
+        if index is None or index in self.ignored:
+            return
+        node = self.graph.nodes[index]
+        if group.ports is not None:
+            port_groups = [group.ports]
+        else:
+            entry = self.spec.op(node.op_type)
+            spec_groups = entry.unified_scales if entry else None
+            if spec_groups is None:
+                return
+            port_groups = [tuple(range(len(node.inputs)))] if spec_groups == "all" else list(spec_groups)
+        for ports in port_groups:
+            members = []
+            for p in ports:
+                point = self._serving_point(index, p) if p < len(node.inputs) and node.inputs[p] else None
+                if point is not None and point not in members:
+                    members.append(point)
+            if len(members) < 2:
+                continue
+            decision = self._decision("unify", rule, match, f"inputs {list(ports)} of {node.name}")
+            for point in members:
+                point.trail.append(decision)
+                self._union(members[0].tensor, point.tensor)
+
+    def _find(self, tensor: str) -> str:
+        while self.unify_parent.get(tensor, tensor) != tensor:
+            tensor = self.unify_parent[tensor]
+        return tensor
+
+    def _union(self, a: str, b: str) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self.unify_parent[max(ra, rb)] = min(ra, rb)
+
+    # -- spec lookups -------------------------------------------------------
+
+    def _configs(self, node: NodeInfo) -> _Configs | None:
+        entry = self.spec.op(node.op_type)
+        if entry is None:
+            return None
+        for variant in entry.variants:
+            if holds(variant.when_ast, self.graph, node):  # type: ignore[arg-type]
+                # The loader fills a variant's unnamed lists from its op, so an
+                # empty list here is deliberate: that variant stays float.
+                return _Configs(variant.activations, variant.weights, variant.outputs, entry, variant.name)
+        return _Configs(entry.activations, entry.weights, entry.outputs, entry)
+
+    # -- freezing -----------------------------------------------------------
+
+    def _freeze(self, model_name: str) -> QuantPlan:
+        live = {t: p for t, p in self.points.items() if p.consumers or p.output_configs}
+        groups = self._groups(live)
+        frozen = []
+        for tensor, point in live.items():
+            frozen.append(self._freeze_point(point, groups))
+        frozen = _share_group_configs(frozen)
+        frozen.sort(key=lambda p: (self._position(p), p.tensor))
+        read_ports: dict[str, set[int]] = {}
+        output_points: dict[str, list[str]] = {}
+        for point in frozen:
+            for c in point.consumers:
+                read_ports.setdefault(c.node, set()).add(c.port)
+            if point.at_output:
+                producer = self.graph.producer_of(point.tensor)
+                if producer is not None:
+                    output_points.setdefault(producer.name, []).append(point.tensor)
+        nodes = tuple(self._node_decision(n, sorted(read_ports.get(n.name, ())), output_points.get(n.name, []),
+                                          self._upstream_ports(n, read_ports.get(n.name, set())))
+                      for n in self.graph.nodes)
+        return QuantPlan(model=model_name, target=self.spec.name, spec_path=self.spec.path,
+                         preset=self.options.preset, rule_files=self.rules.files,
+                         points=tuple(frozen), nodes=nodes)
+
+    def _groups(self, live: dict[str, _Point]) -> dict[str, int]:
+        """Number the unified groups that have at least two live members, in tensor-name order."""
+        by_root: dict[str, list[str]] = {}
+        for tensor in sorted(live):
+            by_root.setdefault(self._find(tensor), []).append(tensor)
+        groups = sorted(members for members in by_root.values() if len(members) > 1)
+        return {t: k for k, members in enumerate(groups) for t in members}
+
+    def _position(self, point: FakeQuantizePoint) -> int:
+        if point.consumers:
+            return min(self.graph.by_name[c.node] for c in point.consumers)
+        producer = self.graph.producer.get(point.tensor)
+        return producer[0] if producer else -1
+
+    def _freeze_point(self, point: _Point, groups: dict[str, int]) -> FakeQuantizePoint:
+        trail = list(point.trail)
+        lists = [point.consumers[k] for k in sorted(point.consumers)]
+        if point.output_configs:
+            lists.append(point.output_configs)
+        candidates = _intersect(lists)
+        if not candidates:
+            candidates = _relax(lists)
+            trail.append(Decision("config", "planner", detail="consumers allow no common config; relaxed "
+                                  "to per-tensor/symmetric"))
+        config = _choose(candidates, point.role, self.options.preset, point.symmetric)
+        axis = None
+        if config.granularity == "perchannel":
+            axis = self._channel_axis(point)
+            if axis is None:
+                config = replace(config, granularity="pertensor")
+                trail.append(Decision("config", "planner", detail="no channel axis here; per-tensor"))
+        trail.append(Decision("config", f"preset {self.options.preset}", detail=config.describe()))
+        consumers = tuple(Consumer(self.graph.nodes[i].name, port) for i, port in sorted(point.consumers))
+        return FakeQuantizePoint(
+            tensor=point.tensor, role=point.role, config=config, candidates=candidates,  # type: ignore[arg-type]
+            consumers=consumers, at_output=bool(point.output_configs), channel_axis=axis,
+            unify_group=groups.get(point.tensor), trail=tuple(trail))
+
+    def _channel_axis(self, point: _Point) -> int | None:
+        if point.role == "weight":
+            index, port = min(point.consumers)
+            return weight_channel_axis(self.graph, self.graph.nodes[index], port)
+        return activation_channel_axis(self.graph, point.tensor)
+
+    def _upstream_ports(self, node: NodeInfo, direct: set[int]) -> dict[int, str]:
+        """Inputs that read a FakeQuantize placed above agnostic ops: port -> quantized tensor."""
+        entry = self.spec.op(node.op_type)
+        if entry is None or entry.agnostic or node.index in self.ignored:
+            return {}
+        found = {}
+        for port, tensor in enumerate(node.inputs):
+            if tensor and port not in direct and not self.graph.is_constant(tensor):
+                point = self._serving_point(node.index, port)
+                if point is not None and point.tensor != tensor:
+                    found[port] = point.tensor
+        return found
+
+    def _node_decision(self, node: NodeInfo, ports: list[int], outputs: list[str],
+                       upstream: dict[int, str]) -> NodeDecision:
+        trail = list(self.node_trail.get(node.index, ()))
+        entry = self.spec.op(node.op_type)
+        if node.index in self.ignored:
+            first = self.ignored[node.index][0]
+            return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {first.source}",
+                                tuple(self.ignored[node.index]) + tuple(trail))
+        if ports or outputs or upstream:
+            what = []
+            if ports:
+                what.append("inputs " + ",".join(map(str, ports)))
+            if upstream:
+                what.append("inputs " + ",".join(f"{p} (moved up to {t})" for p, t in sorted(upstream.items())))
+            if outputs:
+                what.append("outputs")
+            status = "agnostic" if entry is not None and entry.agnostic else "quantized"
+            return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
+        if entry is None:
+            return NodeDecision(node.name, node.op_type, "float",
+                                f"{self.spec.name} spec has no entry for {node.op_type}", tuple(trail))
+        if entry.agnostic:
+            return NodeDecision(node.name, node.op_type, "agnostic",
+                                "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
+        reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
+        return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
+
+
+def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
+    lists = [point.consumers[k] for k in sorted(point.consumers)]
+    return _intersect(lists) or _relax(lists)
+
+
+def _intersect(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerConfig, ...]:
+    """Configs (by key) allowed by every list, in the first list's priority order."""
+    if not lists:
+        return ()
+    common = set.intersection(*({c.key for c in configs} for configs in lists))
+    return tuple(c for c in lists[0] if c.key in common)
+
+
+def _relax(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerConfig, ...]:
+    """When consumers disagree: per-tensor, then symmetric, as the original tool relaxed."""
+    relaxed = [tuple(replace(c, granularity="pertensor") for c in configs) for configs in lists]
+    common = _intersect(relaxed)
+    if common:
+        return common
+    symmetric = [tuple(replace(c, mode="symmetric") for c in configs) for configs in relaxed]
+    return _intersect(symmetric) or symmetric[0][:1]
+
+
+def _choose(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, force_symmetric: bool) -> QuantizerConfig:
+    """Pick the preset's mode: symmetric everywhere for performance, asymmetric
+    activations for mixed, asymmetric everything for accuracy."""
+    if force_symmetric:
+        wanted = "symmetric"
+    elif role == "weight":
+        wanted = "asymmetric" if preset == "accuracy" else "symmetric"
+    else:
+        wanted = "symmetric" if preset == "performance" else "asymmetric"
+    for config in candidates:
+        if config.mode == wanted:
+            return config
+    if force_symmetric:
+        return replace(candidates[0], mode="symmetric")
+    return candidates[0]
+
+
+def _share_group_configs(points: list[FakeQuantizePoint]) -> list[FakeQuantizePoint]:
+    """A unified group shares one config: the first member's, per-tensor (one scale)."""
+    leaders: dict[int, QuantizerConfig] = {}
+    out = []
+    for p in sorted(points, key=lambda p: p.tensor):
+        if p.unify_group is None:
+            out.append(p)
+            continue
+        leader = leaders.setdefault(p.unify_group, replace(p.config, granularity="pertensor"))
+        out.append(replace(p, config=leader, channel_axis=None))
+    return out
+
+
+__all__ = ["build_plan", "PlanOptions", "IgnoredOperation", "PRESETS", "edge_holds"]

@@ -1,0 +1,141 @@
+"""The documented semantics of rules (docs/rules.md, "Semantics"), one behaviour per test."""
+from __future__ import annotations
+
+import pytest
+
+import models
+from plan_helpers import plan_with_rules, quantized_inputs, status
+from rewriter.errors import UserError
+from rewriter.match.planner import PlanOptions
+
+INSERT_ALL = """
+rule quantize_inputs {
+    match { op : @quantizable }
+    insert op.inputs
+}
+"""
+
+
+def test_ignore_wins_over_insert_whatever_the_file_order() -> None:
+    ignore_first = """
+rule keep_add { match { a : Add }; ignore }
+""" + INSERT_ALL
+    ignore_last = INSERT_ALL + """
+rule keep_add { match { a : Add }; ignore }
+"""
+    model = models.residual_block()
+    for text in (ignore_first, ignore_last):
+        plan = plan_with_rules(model, text)
+        assert status(plan)["add"] == "ignored"
+        assert not any(node == "add" for node, _ in quantized_inputs(plan))
+
+
+def test_remove_takes_fake_quantize_off_one_edge_only() -> None:
+    text = INSERT_ALL + """
+pattern residual { conv : Conv; add : Add; conv -> add }
+rule no_fq_into_add { match residual; remove conv -> add }
+"""
+    plan = plan_with_rules(models.residual_block(), text)
+    read = quantized_inputs(plan)
+    assert ("add", 1) in read and ("add", 0) not in read
+    assert ("conv2", 0) in read
+    assert any(d.action == "remove" for d in plan.node("add").trail)
+
+
+def test_optional_nodes_match_longest_first() -> None:
+    text = """
+pattern conv_act {
+    conv : Conv
+    act  : Relu  optional
+    conv -> act
+}
+rule keep_tail { match conv_act; ignore act }
+"""
+    plan = plan_with_rules(models.conv_bn_relu_chain(), text)
+    relus = [n for n in plan.nodes if n.op_type == "Relu"]
+    assert relus and all(n.status == "ignored" for n in relus)
+
+
+def test_optional_node_absent_still_matches_the_rest() -> None:
+    text = """
+pattern conv_act {
+    conv : Conv
+    act  : Sigmoid  optional
+    conv -> act
+}
+rule keep_conv { match conv_act; ignore conv }
+"""
+    plan = plan_with_rules(models.conv_bn_relu_chain(), text)
+    assert all(n.status == "ignored" for n in plan.nodes if n.op_type == "Conv")
+
+
+def test_propagation_needs_every_consumer_quantized() -> None:
+    # MaxPool feeds a quantized Conv only: the FakeQuantize moves above it.
+    text = INSERT_ALL + "rule up { match { p : @agnostic }; propagate p }\n"
+    plan = plan_with_rules(models.tiny_cnn(), text)
+    pool_in = plan.point("res_relu")
+    assert pool_in is not None and any(c.node == "pool" for c in pool_in.consumers)
+    # Without the propagate rule it stays below.
+    plain = plan_with_rules(models.tiny_cnn(), INSERT_ALL)
+    assert plain.point("pool") is not None
+
+
+def test_propagation_stops_at_an_ignored_agnostic_node() -> None:
+    text = INSERT_ALL + """
+rule up { match { p : @agnostic }; propagate p }
+rule keep_pool { match { p : MaxPool }; ignore }
+"""
+    plan = plan_with_rules(models.tiny_cnn(), text)
+    assert plan.point("pool") is not None
+    assert status(plan)["pool"] == "ignored"
+
+
+def test_symmetric_action_overrides_the_preset() -> None:
+    text = INSERT_ALL + "rule sym { match { c : Conv }; symmetric c.inputs }\n"
+    plan = plan_with_rules(models.residual_block(), text, options=PlanOptions(preset="accuracy"))
+    conv_inputs = [p for p in plan.points if all(c.node.startswith("conv") for c in p.consumers)]
+    assert conv_inputs and all(p.config.mode == "symmetric" for p in conv_inputs)
+    assert any(p.config.mode == "asymmetric" for p in plan.points if p not in conv_inputs)
+    plain = plan_with_rules(models.residual_block(), INSERT_ALL, options=PlanOptions(preset="accuracy"))
+    assert all(p.config.mode == "asymmetric" for p in plain.points)
+
+
+def test_explicit_unify_ports_group_the_named_inputs() -> None:
+    text = INSERT_ALL + "rule same_scale { match { a : Add }; unify a.inputs[0, 1] }\n"
+    plan = plan_with_rules(models.residual_block(), text)
+    groups = [p.unify_group for p in plan.points if any(c.node == "add" for c in p.consumers)]
+    assert len(groups) == 2 and groups[0] is not None and groups[0] == groups[1]
+
+
+def test_insert_respects_the_spec_only_configured_inputs_get_fake_quantize() -> None:
+    # Relu is not quantizable on CPU: an explicit insert on it places nothing.
+    text = "rule relu_in { match { r : Relu }; insert r.inputs }\n"
+    plan = plan_with_rules(models.conv_bn_relu_chain(), text)
+    assert plan.points == ()
+
+
+def test_unknown_ignore_scope_node_is_a_user_error_with_suggestion() -> None:
+    with pytest.raises(UserError, match="conv9.*did you mean"):
+        plan_with_rules(models.residual_block(), INSERT_ALL,
+                        options=PlanOptions(ignore_scope=("conv9",)))
+
+
+def test_unknown_preset_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="unknown preset"):
+        PlanOptions(preset="fastest")
+
+
+def test_each_match_is_reported_once_per_embedding() -> None:
+    from rewriter.dsl.parser import parse_rules
+    from rewriter.ir.normalize import normalize
+    from rewriter.ir.view import graph_view
+    from rewriter.match.matcher import PatternMatcher
+    from rewriter.spec.loader import load_spec, resolve_target
+
+    rules = parse_rules("pattern p { c : Conv; r : Relu; c -> r }\nrule r { match p; ignore }\n", "t.rules")
+    graph = graph_view(normalize(models.conv_bn_relu_chain()).model)
+    matcher = PatternMatcher(rules.pattern("p"), load_spec(resolve_target("CPU")))
+    matches = matcher.find(graph)
+    convs = graph.by_op["Conv"]
+    assert [m.node("c") for m in matches] == sorted(convs)
+    assert matcher.find(graph) == matches
