@@ -1,0 +1,16 @@
+"""The docstring examples of the math modules are tests too: keep them true."""
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from rewriter.algorithms import fq_math
+from rewriter.calibrate import aggregators, estimators
+
+
+@pytest.mark.parametrize("module", [fq_math, estimators, aggregators], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
