@@ -1,0 +1,218 @@
+"""MinMaxQuantization: FakeQuantize ranges from statistics, as the plan's configs say.
+
+Three steps, each a pure function of the plan and plain arrays:
+
+1. ``activation_reducers``: what to measure on each planned activation, as
+   per-sample reducers the statistics collector runs on every batch;
+2. ``weight_ranges``: ranges of constant tensors, straight from the weights;
+3. ``activation_ranges``: aggregate the per-sample statistics and turn them
+   into ranges (symmetric or asymmetric, with the zero-point alignment).
+
+A unified group (Concat inputs, LSTM gates) pools its statistics before the
+range is computed, so every member gets the identical range and float zero
+stays exactly on the grid. (The original tool took min/max of the members'
+finished ranges, which can move zero off the grid of an asymmetric range.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from rewriter.algorithms.fq_math import asymmetric_range, level_bounds, symmetric_range
+from rewriter.algorithms.types import TensorRange
+from rewriter.calibrate.aggregators import RangeEstimator, StatSpec, aggregate, range_estimator_for
+from rewriter.calibrate.estimators import get_estimator, weight_stat
+from rewriter.errors import UserError
+from rewriter.plan import FakeQuantizePoint, QuantPlan
+
+
+@dataclass(frozen=True)
+class RangeOptions:
+    """How ranges are estimated: the estimator preset and POT-style overrides per role."""
+
+    estimator_preset: str = "default"  # "default" | "quantile"
+    weights: Mapping[str, Mapping[str, object]] | None = None  # {"min": {...}, "max": {...}}
+    activations: Mapping[str, Mapping[str, object]] | None = None
+
+
+@dataclass(frozen=True)
+class StatReducer:
+    """One per-sample statistic of a tensor: (N, ...) batch -> (N,) or (N, C)."""
+
+    name: str
+    estimator: str
+    side: str
+    channel_axis: int | None
+    outlier_prob: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        fn = get_estimator(self.estimator, self.side)  # type: ignore[arg-type]
+        return fn(x, self.channel_axis if x.ndim > 2 or self.channel_axis is None else None,
+                  self.outlier_prob)
+
+
+@dataclass(frozen=True)
+class SampleReducer:
+    """A fixed, evenly spaced subsample of each sample (for measuring the error later).
+
+    Keeps ``count`` values per sample (per channel when ``channel_axis`` is
+    set), so memory grows with the number of samples only by that much.
+    """
+
+    name: str
+    count: int
+    channel_axis: int | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if self.channel_axis is not None and x.ndim > 2:
+            flat = np.moveaxis(x, self.channel_axis, 1).reshape(n, x.shape[self.channel_axis], -1)
+            step = max(1, flat.shape[2] // self.count)
+            return np.ascontiguousarray(flat[:, :, ::step][:, :, : self.count], dtype=np.float32)
+        flat = x.reshape(n, -1)
+        step = max(1, flat.shape[1] // self.count)
+        return np.ascontiguousarray(flat[:, ::step][:, : self.count], dtype=np.float32)
+
+
+SAMPLE_REDUCER = "error_sample"
+
+
+def estimator_for(point: FakeQuantizePoint, options: RangeOptions) -> RangeEstimator:
+    role = "weight" if point.role == "weight" else "activation"
+    overrides = options.weights if role == "weight" else options.activations
+    try:
+        return range_estimator_for(role, point.config.granularity, point.config.mode,
+                                   options.estimator_preset, overrides)
+    except ValueError as error:
+        raise UserError(f"range estimator for {point.tensor}: {error}") from None
+
+
+def _stat_name(side: str, spec: StatSpec) -> str:
+    granularity = spec.granularity or "own"
+    return f"{side}:{spec.estimator}:{spec.outlier_prob:g}:{granularity}"
+
+
+def activation_reducers(plan: QuantPlan, options: RangeOptions = RangeOptions(),
+                        error_sample: int = 64) -> dict[str, list[StatReducer | SampleReducer]]:
+    """Per activation tensor, the reducers its range (and its error estimate) needs."""
+    requests: dict[str, dict[str, StatReducer | SampleReducer]] = {}
+    for point in plan.points:
+        if point.role == "weight":
+            continue
+        wanted = requests.setdefault(point.tensor, {})
+        estimator = estimator_for(point, options)
+        for side, spec in (("min", estimator.min), ("max", estimator.max)):
+            if spec is None:
+                continue
+            axis = point.channel_axis if (spec.granularity or point.config.granularity) == "perchannel" else None
+            name = _stat_name(side, spec)
+            wanted[name] = StatReducer(name, spec.estimator, side, axis, spec.outlier_prob)
+        if error_sample:
+            wanted[SAMPLE_REDUCER] = SampleReducer(SAMPLE_REDUCER, error_sample, point.channel_axis)
+    return {tensor: list(reducers.values()) for tensor, reducers in requests.items()}
+
+
+def _bounds(point: FakeQuantizePoint, signed: bool | None) -> tuple[int, int, int]:
+    c = point.config
+    return level_bounds(c.bits, c.mode, point.role, signed if c.signed is None else c.signed,
+                        level_low=c.level_low, level_high=c.level_high)
+
+
+def weight_ranges(plan: QuantPlan, weights: Mapping[str, np.ndarray],
+                  options: RangeOptions = RangeOptions()) -> dict[str, TensorRange]:
+    """Ranges of the planned constant tensors, computed from the weights themselves."""
+    ranges = {}
+    for point in plan.points:
+        if point.role != "weight":
+            continue
+        w = np.asarray(weights[point.tensor], dtype=np.float64)
+        estimator = estimator_for(point, options)
+        axis = point.channel_axis
+        hi = weight_stat(w, estimator.max.estimator, axis, estimator.max.outlier_prob, "max")
+        lo = None if estimator.min is None else weight_stat(w, estimator.min.estimator, axis,
+                                                            estimator.min.outlier_prob, "min")
+        ranges[point.tensor] = _finish(point, lo, hi, axis)
+    return ranges
+
+
+def activation_ranges(plan: QuantPlan, stats: Mapping[str, Mapping[str, np.ndarray]],
+                      options: RangeOptions = RangeOptions()) -> dict[str, TensorRange]:
+    """Aggregate per-sample statistics into ranges; unified groups share theirs."""
+    aggregated: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
+    for point in plan.points:
+        if point.role == "weight":
+            continue
+        estimator = estimator_for(point, options)
+        lo = None if estimator.min is None else _aggregate(point, stats, "min", estimator.min)
+        hi = _aggregate(point, stats, "max", estimator.max)
+        aggregated[point.tensor] = (lo, hi)
+    for members in _unified_groups(plan).values():
+        lows = [aggregated[p.tensor][0] for p in members]
+        pooled_lo = None if any(v is None for v in lows) else np.min([np.min(v) for v in lows])
+        pooled_hi = np.max([np.max(aggregated[p.tensor][1]) for p in members])
+        for p in members:
+            aggregated[p.tensor] = (pooled_lo, pooled_hi)
+    return {p.tensor: _finish(p, *aggregated[p.tensor], p.channel_axis)
+            for p in plan.points if p.role != "weight"}
+
+
+def _aggregate(point: FakeQuantizePoint, stats: Mapping[str, Mapping[str, np.ndarray]],
+               side: str, spec: StatSpec) -> np.ndarray:
+    per_sample = stats[point.tensor][_stat_name(side, spec)]
+    value = aggregate(spec.aggregator or "mean", per_sample)
+    value = spec.apply_clipping(value, side)  # type: ignore[arg-type]
+    if not np.all(np.isfinite(value)):
+        raise UserError(f"tensor {point.tensor}: its {side} statistic is not finite ({value}); the "
+                        "calibration data drives it to inf/NaN (an attention mask built from float32 min?). "
+                        f"Keep it float with --ignore-scope on the node that reads it.")
+    return value
+
+
+def _unified_groups(plan: QuantPlan) -> dict[int, list[FakeQuantizePoint]]:
+    groups: dict[int, list[FakeQuantizePoint]] = {}
+    for point in plan.points:
+        if point.unify_group is not None and point.role != "weight":
+            groups.setdefault(point.unify_group, []).append(point)
+    return groups
+
+
+def _finish(point: FakeQuantizePoint, lo: np.ndarray | None, hi: np.ndarray, axis: int | None) -> TensorRange:
+    """Statistics -> a FakeQuantize range on the config's grid."""
+    config = point.config
+    hi = np.asarray(hi, dtype=np.float64)
+    try:
+        if config.mode == "symmetric":
+            signed = config.signed
+            if point.role != "weight" and signed is None and lo is not None:
+                signed = bool(np.any(np.asarray(lo) < 0))
+            level_low, level_high, levels = _bounds(point, signed)
+            il, ih = symmetric_range(lo, hi, levels, point.role, signed=level_low < 0)
+        else:
+            level_low, level_high, levels = _bounds(point, None)
+            assert lo is not None, "asymmetric ranges always have a min statistic"
+            il, ih = asymmetric_range(lo, hi, levels, unified_zeropoint=config.unified_zeropoint)
+    except ValueError as error:
+        raise UserError(f"tensor {point.tensor}: {error}") from None
+    if np.ndim(il) == 0:
+        axis = None
+    return TensorRange(point.tensor, np.asarray(il, np.float32), np.asarray(ih, np.float32),
+                       level_low, level_high, axis)
+
+
+def sqnr_db(signal: np.ndarray, quantized: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when exact)."""
+    signal = np.asarray(signal, dtype=np.float64)
+    noise = float(np.sum((signal - np.asarray(quantized, dtype=np.float64)) ** 2))
+    power = float(np.sum(signal ** 2))
+    if noise == 0.0:
+        return float("inf")
+    if power == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(power / noise))
+
+
+__all__ = ["RangeOptions", "StatReducer", "SampleReducer", "SAMPLE_REDUCER", "activation_reducers",
+           "weight_ranges", "activation_ranges", "sqnr_db", "estimator_for"]
+_ = Sequence
