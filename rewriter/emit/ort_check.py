@@ -1,0 +1,93 @@
+"""What onnxruntime makes of a model: its optimized graph, and counts of the fused integer ops.
+
+A quantized model is only worth having if onnxruntime turns its
+QuantizeLinear/DequantizeLinear pairs into integer kernels. This helper asks
+onnxruntime to save the graph it will actually run
+(``SessionOptions.optimized_model_filepath``) and counts node types, for tests
+and benchmarks.
+
+Example:
+    >>> counts = fused_counts(emit_qdq(model, plan, ranges).model)   # doctest: +SKIP
+    >>> counts["QLinearConv"]                                         # doctest: +SKIP
+    2
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Literal, Union
+
+import onnx
+import onnxruntime as ort
+
+__all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "op_counts", "optimized_model"]
+
+ModelSource = Union[onnx.ModelProto, bytes, str, os.PathLike]
+Level = Literal["basic", "extended", "all"]
+
+# Node types that mean onnxruntime runs integer arithmetic (com.microsoft or default domain).
+INTEGER_OPS = (
+    "QLinearConv", "QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QGemm", "QLinearAdd",
+    "QLinearMul", "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSigmoid",
+    "QLinearLeakyRelu", "QLinearSoftmax", "QLinearWhere", "QLinearReduceMean", "QAttention", "ConvInteger",
+    "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulNBits",
+)
+
+_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def optimized_model(model: ModelSource, level: Level = "extended", threads: int = 1) -> onnx.ModelProto:
+    """The graph onnxruntime's CPU provider runs after its optimizations, without initializer data.
+
+    The QDQ fusions happen at the "extended" level; "all" adds layout changes
+    (NCHWc) specific to this machine's CPU, which onnxruntime warns about when
+    saving, and fuses nothing more that matters here.
+
+    Args:
+        model: a ModelProto, serialized bytes or a path (use a path for models over 2 GB).
+        level: onnxruntime's graph optimization level.
+        threads: intra-op threads of the session (1 keeps tests light).
+
+    Returns:
+        The optimized graph; initializers are saved to a side file and not loaded.
+    """
+    with tempfile.TemporaryDirectory(prefix="rewriter_ort_") as tmp:
+        path = Path(tmp) / "optimized.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _LEVELS[level]
+        options.optimized_model_filepath = str(path)
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # the NCHWc warning at level "all" is expected, not news
+        # Weights go to a side file so that large models save too; only the graph is read back.
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        ort.InferenceSession(_source(model), options, providers=["CPUExecutionProvider"])
+        return onnx.load(str(path), load_external_data=False)
+
+
+def op_counts(model: onnx.ModelProto) -> Counter[str]:
+    """Node count per op type in the main graph."""
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def fused_counts(model: ModelSource, level: Level = "extended") -> Counter[str]:
+    """Node counts per op type of the model onnxruntime would run (see ``optimized_model``).
+
+    Look at ``INTEGER_OPS`` entries for fusion and at leftover
+    ``QuantizeLinear``/``DequantizeLinear`` for pairs that only add work.
+    """
+    return op_counts(optimized_model(model, level))
+
+
+def _source(model: ModelSource) -> bytes | str:
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    if isinstance(model, bytes):
+        return model
+    return os.fspath(model)
