@@ -1,17 +1,65 @@
-"""`rewriter quantize`: placeholder until the numeric core lands (issue 3)."""
+"""`rewriter quantize`: arguments -> QuantizeOptions -> quantize_file -> summary line and report."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Callable
 
 from rewriter.errors import UserError
 
 
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable) -> None:
-    quantize = sub.add_parser("quantize", help="quantize a model (numeric core: in progress)")
-    quantize.add_argument("model")
-    plan_arguments(quantize)
+    q = sub.add_parser("quantize", help="quantize a model with calibration data")
+    q.add_argument("model", help="the float .onnx model")
+    q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
+    q.add_argument("--data", required=True,
+                   help="calibration data: a folder of .npy/.npz/images, or a loader module:function")
+    plan_arguments(q)
+    q.add_argument("--subset-size", type=int, default=300, help="calibration samples to use (default 300)")
+    q.add_argument("--seed", type=int, default=0, help="seed for the subset choice")
+    q.add_argument("--format", choices=("qdq", "fakequantize"), default="qdq",
+                   help="QuantizeLinear/DequantizeLinear (default) or OpenVINO FakeQuantize")
+    q.add_argument("--range-estimator", choices=("default", "quantile"), default="default",
+                   help="range estimator preset of the original tool")
+    q.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    q.add_argument("--batch-size", type=int, default=None, help="samples per inference during calibration")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    images = q.add_argument_group("image folders")
+    images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
+    images.add_argument("--shorter-side", type=int)
+    images.add_argument("--center-crop", type=int, nargs=2, metavar=("H", "W"))
+    images.add_argument("--scale", type=float, default=1.0, help="multiply pixels first (1/255 gives 0..1)")
+    images.add_argument("--mean", type=float, nargs="+", default=[0.0])
+    images.add_argument("--std", type=float, nargs="+", default=[1.0])
+    images.add_argument("--channel-order", choices=("RGB", "BGR"), default="RGB")
+    images.add_argument("--layout", choices=("NCHW", "NHWC"), default=None)
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    raise UserError("`rewriter quantize` is not available yet; use `rewriter audit` to see the plan")
+    from rewriter.algorithms.minmax import RangeOptions
+    from rewriter.calibrate.data import ImageOptions
+    from rewriter.io_utils import atomic_write_text
+    from rewriter.match.planner import IgnoredOperation
+    from rewriter.quantize import QuantizeOptions, quantize_file
+
+    image_options = ImageOptions(
+        size=tuple(args.image_size) if args.image_size else None, shorter_side=args.shorter_side,
+        center_crop=tuple(args.center_crop) if args.center_crop else None, scale=args.scale,
+        mean=tuple(args.mean), std=tuple(args.std), channel_order=args.channel_order, layout=args.layout)
+    options = QuantizeOptions(
+        target=args.target, preset=args.preset or "performance", subset_size=args.subset_size, seed=args.seed,
+        output_format=args.format, rules=tuple(args.rules), ignore_scope=tuple(args.ignore_scope),
+        ignore_ops=tuple(IgnoredOperation(t) for t in args.ignore_op), model_type=args.model_type,
+        ranges=RangeOptions(estimator_preset=args.range_estimator), batch_size=args.batch_size,
+        progress=not args.quiet and sys.stderr.isatty(), image_options=image_options)
+    if args.subset_size is not None and args.subset_size < 1:
+        raise UserError("--subset-size must be at least 1")
+    result = quantize_file(args.model, args.output, args.data, options)
+    if args.report:
+        atomic_write_text(args.report, json.dumps(result.report, indent=2) + "\n")
+    summary = result.report["summary"]
+    print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
+          f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
+          f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples")
+    return 0

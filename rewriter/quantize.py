@@ -1,0 +1,178 @@
+"""The main job: float model + calibration data -> quantized model + report.
+
+    load -> normalize -> plan -> calibrate -> MinMax ranges -> emit -> report
+
+Each stage is called once, in that order; this module only passes values
+from one to the next and times them.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from rewriter.algorithms.fq_math import fake_quantize
+from rewriter.algorithms.minmax import (SAMPLE_REDUCER, RangeOptions, activation_ranges, activation_reducers,
+                                        sqnr_db, weight_ranges)
+from rewriter.algorithms.types import TensorRange
+from rewriter.api import load_plan_inputs
+from rewriter.calibrate.collect import collect_statistics
+from rewriter.calibrate.data import ImageOptions, model_inputs, open_data
+from rewriter.emit.fakequantize import emit_fakequantize
+from rewriter.emit.qdq import EmitResult, emit_qdq
+from rewriter.errors import UserError
+from rewriter.ir.load import load_model, save_model
+from rewriter.ir.normalize import normalize
+from rewriter.ir.tensors import initializer_arrays
+from rewriter.ir.view import graph_view
+from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
+from rewriter.plan import FakeQuantizePoint, QuantPlan
+from rewriter.report.plan_report import plan_dict
+
+REPORT_SCHEMA = "rewriter.quantize/1"
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Everything that decides the output besides the model and the data."""
+
+    target: str = "CPU"
+    preset: str = "performance"
+    subset_size: int | None = 300
+    seed: int = 0
+    output_format: str = "qdq"  # "qdq" | "fakequantize"
+    rules: tuple[str, ...] = ()
+    ignore_scope: tuple[str, ...] = ()
+    ignore_ops: tuple[IgnoredOperation, ...] = ()
+    model_type: str | None = None
+    ranges: RangeOptions = field(default_factory=RangeOptions)
+    batch_size: int | None = None
+    progress: bool = False
+    image_options: ImageOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.output_format not in ("qdq", "fakequantize"):
+            raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
+        if self.subset_size is not None and self.subset_size < 1:
+            raise UserError(f"subset size must be at least 1, got {self.subset_size}")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    model: Any  # onnx.ModelProto
+    plan: QuantPlan
+    ranges: Mapping[str, TensorRange]
+    report: dict
+
+
+def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
+    """Quantize ``model`` (a path or an onnx.ModelProto) with calibration ``data``.
+
+    ``data`` is a folder (.npy, .npz, images), a loader "module:function", or
+    any iterable of input dicts.
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 4)
+        clock = now
+
+    source = load_model(model) if isinstance(model, (str, Path)) else model
+    normalized = normalize(source).model
+    lap("load_normalize")
+    inputs = load_plan_inputs(options.target, options.rules, options.model_type)
+    plan = build_plan(graph_view(normalized), inputs.spec, inputs.rules,
+                      PlanOptions(options.preset, options.ignore_scope, options.ignore_ops),
+                      Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model"))
+    lap("plan")
+
+    calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
+    ids = calibration.select(options.subset_size, options.seed)
+    reducers = activation_reducers(plan, options.ranges)
+    collected = collect_statistics(normalized, sorted(reducers), reducers, calibration.iter_samples(ids),
+                                   batch_size=options.batch_size, progress=options.progress)
+    lap("statistics")
+
+    weights = initializer_arrays(normalized, [p.tensor for p in plan.points if p.role == "weight"])
+    ranges = {**weight_ranges(plan, weights, options.ranges),
+              **activation_ranges(plan, collected.stats, options.ranges)}
+    lap("ranges")
+
+    emit = emit_fakequantize if options.output_format == "fakequantize" else emit_qdq
+    try:
+        emitted = emit(normalized, plan, ranges)
+    except ValueError as error:
+        raise UserError(f"cannot emit the quantized model: {error}") from None
+    lap("emit")
+
+    errors = _errors(plan, ranges, weights, collected.stats)
+    report = _report(plan, ranges, emitted, errors, timings, collected.num_samples, options)
+    return QuantizeResult(emitted.model, plan, ranges, report)
+
+
+def quantize_file(model: str | Path, output: str | Path, data: Any,
+                  options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
+    """Quantize a model file and write the result atomically; the input is never touched."""
+    if Path(output).resolve() == Path(model).resolve():
+        raise UserError(f"refusing to overwrite the input model {model}; give another -o path")
+    result = quantize(model, data, options)
+    save_model(result.model, output)
+    return result
+
+
+def _errors(plan: QuantPlan, ranges: Mapping[str, TensorRange], weights: Mapping[str, np.ndarray],
+            stats: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """Per tensor, the SQNR (dB) of its FakeQuantize on the weights or on the calibration subsample."""
+    result = {}
+    for point in plan.points:
+        rng = ranges[point.tensor]
+        if point.role == "weight":
+            values, axis = weights[point.tensor], rng.axis
+        else:
+            values = stats.get(point.tensor, {}).get(SAMPLE_REDUCER)
+            if values is None:
+                continue
+            axis = 1 if rng.axis is not None and values.ndim == 3 else None
+        fq = fake_quantize(np.asarray(values, np.float32), rng.input_low, rng.input_high, rng.levels,
+                           axis=axis if np.ndim(rng.input_low) else None)
+        result[point.tensor] = round(sqnr_db(values, fq), 3)
+    return result
+
+
+def _report(plan: QuantPlan, ranges: Mapping[str, TensorRange], emitted: EmitResult, errors: Mapping[str, float],
+            timings: Mapping[str, float], samples: int, options: QuantizeOptions) -> dict:
+    report = plan_dict(plan)
+    report["schema"] = REPORT_SCHEMA
+    report["options"] = {"target": options.target, "preset": options.preset, "subset_size": options.subset_size,
+                         "seed": options.seed, "format": options.output_format,
+                         "estimator_preset": options.ranges.estimator_preset}
+    report["calibration"] = {"samples": samples}
+    report["timings_s"] = dict(timings)
+    emitted_by_tensor = {t.tensor: t for t in emitted.tensors if t.role in ("activation", "weight")}
+    for entry in report["fakequantize"]:
+        rng = ranges[entry["tensor"]]
+        done = emitted_by_tensor.get(entry["tensor"])
+        entry["range"] = {"input_low": _list(rng.input_low), "input_high": _list(rng.input_high),
+                          "level_low": rng.level_low, "level_high": rng.level_high, "levels": rng.levels}
+        if done is not None:
+            entry["scale"] = list(done.scale)
+            entry["zero_point"] = list(done.zero_point)
+            entry["storage_dtype"] = done.storage_dtype
+        entry["sqnr_db"] = errors.get(entry["tensor"])
+    report["emitted_extra"] = [{"tensor": t.tensor, "role": t.role, "storage_dtype": t.storage_dtype}
+                               for t in emitted.tensors if t.role not in ("activation", "weight")]
+    return report
+
+
+def _list(array: np.ndarray) -> list[float] | float:
+    values = np.asarray(array, dtype=np.float64)
+    return float(values) if values.ndim == 0 else [float(v) for v in values]
+
+
+_ = (Iterable, Sequence, FakeQuantizePoint)

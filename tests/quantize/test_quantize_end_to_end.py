@@ -1,0 +1,114 @@
+"""`rewriter quantize` end to end on the bundled example and on built models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import models
+from rewriter.cli import main
+from rewriter.emit.ort_check import fused_counts
+from rewriter.errors import UserError
+from rewriter.quantize import QuantizeOptions, quantize, quantize_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
+CALIB = ROOT / "examples" / "calib"
+
+
+def _run(model: onnx.ModelProto | str, feeds: dict) -> list[np.ndarray]:
+    data = model if isinstance(model, str) else model.SerializeToString()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _samples() -> list[dict[str, np.ndarray]]:
+    return [{"input": np.load(p)[None] if np.load(p).ndim == 3 else np.load(p)}
+            for p in sorted(CALIB.glob("*.npy"))]
+
+
+def test_cli_quantize_writes_a_model_that_runs_close_to_float(tmp_path, capsys) -> None:
+    out, report = tmp_path / "q.onnx", tmp_path / "report.json"
+    code = main(["quantize", str(EXAMPLE), "-o", str(out), "--data", str(CALIB), "--report", str(report)])
+    assert code == 0, capsys.readouterr().err
+    samples = _samples()
+    float_out = np.concatenate([_run(str(EXAMPLE), s)[0] for s in samples])
+    quant_out = np.concatenate([_run(str(out), s)[0] for s in samples])
+    sqnr = 10 * np.log10(np.sum(float_out ** 2) / np.sum((float_out - quant_out) ** 2))
+    assert sqnr > 20, f"output SQNR {sqnr:.1f} dB"
+    assert np.mean(float_out.argmax(1) == quant_out.argmax(1)) >= 0.9
+    doc = json.loads(report.read_text())
+    assert doc["schema"] == "rewriter.quantize/1"
+    for entry in doc["fakequantize"]:
+        assert {"range", "scale", "zero_point", "sqnr_db", "storage_dtype"} <= set(entry)
+    weights = [e for e in doc["fakequantize"] if e["role"] == "weight"]
+    assert weights and all(e["storage_dtype"] == "int8" and e["sqnr_db"] > 30 for e in weights)
+
+
+def test_onnxruntime_runs_the_convolutions_as_integer_kernels(tmp_path) -> None:
+    out = tmp_path / "q.onnx"
+    quantize_file(EXAMPLE, out, str(CALIB))
+    counts = fused_counts(str(out))
+    graph = onnx.load(str(EXAMPLE)).graph
+    convs = sum(1 for n in graph.node if n.op_type == "Conv")
+    assert counts.get("QLinearConv", 0) >= convs - 1, counts
+
+
+def test_same_inputs_same_bytes(tmp_path) -> None:
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    quantize_file(EXAMPLE, a, str(CALIB), QuantizeOptions(subset_size=16, seed=3))
+    quantize_file(EXAMPLE, b, str(CALIB), QuantizeOptions(subset_size=16, seed=3))
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_refuses_to_overwrite_the_input(tmp_path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(EXAMPLE.read_bytes())
+    with pytest.raises(UserError, match="refusing to overwrite"):
+        quantize_file(model, model, str(CALIB))
+    assert model.read_bytes() == EXAMPLE.read_bytes()
+
+
+def test_bad_data_is_a_user_error_and_leaves_no_output(tmp_path, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "x.npy", np.zeros((1, 3, 7, 7), np.float32))
+    out = tmp_path / "q.onnx"
+    code = main(["quantize", str(EXAMPLE), "-o", str(out), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert code == 2 and "x.npy" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".q.onnx*"))
+
+
+@pytest.mark.parametrize("preset", ["performance", "mixed", "accuracy"])
+def test_presets_quantize_a_residual_block(preset) -> None:
+    model = models.residual_block()
+    samples = models.random_inputs(model, n=8, seed=1)
+    result = quantize(model, samples, QuantizeOptions(preset=preset))
+    for sample in samples[:2]:
+        ref = _run(model, sample)[0]
+        got = _run(result.model, sample)[0]
+        rel = np.linalg.norm(ref - got) / np.linalg.norm(ref)
+        assert rel < 0.1, f"{preset}: relative error {rel:.3f}"
+
+
+def test_attention_block_keeps_float_subgraphs_and_stays_accurate() -> None:
+    model = models.attention_block()
+    samples = models.random_inputs(model, n=8, seed=2)
+    result = quantize(model, samples, QuantizeOptions(preset="mixed"))
+    for sample in samples[:2]:
+        ref = _run(model, sample)[0]
+        got = _run(result.model, sample)[0]
+        assert np.all(np.isfinite(got))
+        assert np.linalg.norm(ref - got) / np.linalg.norm(ref) < 0.1
+
+
+def test_fakequantize_format_emits_openvino_nodes(tmp_path) -> None:
+    result = quantize(str(EXAMPLE), str(CALIB), QuantizeOptions(output_format="fakequantize", subset_size=8))
+    ops = {n.op_type for n in result.model.graph.node}
+    assert "FakeQuantize" in ops and "QuantizeLinear" not in ops
