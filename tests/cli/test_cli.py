@@ -78,7 +78,7 @@ def test_bad_model_files_exit_2_and_name_the_file(tmp_path, capsys, case) -> Non
 def test_unknown_target_lists_the_available_ones(capsys) -> None:
     code, _, err = run(capsys, "audit", str(EXAMPLE), "--target", "XPU")
     assert code == 2
-    assert "unknown target 'XPU'" in err and "ANY, CPU, GNA, GPU, VPU" in err
+    assert "unknown target 'XPU'" in err and "ANY, CPU, GNA, GPU, ORT, VPU" in err
 
 
 def test_bad_rule_file_shows_line_column_and_caret(tmp_path, capsys) -> None:
@@ -107,11 +107,11 @@ def test_rules_check_accepts_the_shipped_rule_files(capsys) -> None:
 
 def test_specs_list_show_validate(capsys) -> None:
     code, out, _ = run(capsys, "specs", "list")
-    assert code == 0 and all(name in out for name in ("ANY", "CPU", "GNA", "GPU", "VPU"))
+    assert code == 0 and all(name in out for name in ("ANY", "CPU", "GNA", "GPU", "ORT", "VPU"))
     code, out, _ = run(capsys, "specs", "show", "gpu")
     assert code == 0 and json.loads(out)["name"] == "GPU"
     code, out, _ = run(capsys, "specs", "validate", *(str(p) for p in sorted((ROOT / "hw_specs").glob("*.yaml"))))
-    assert code == 0 and out.count(": ok") == 5
+    assert code == 0 and out.count(": ok") == 6
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -15,7 +15,7 @@ from rewriter.report.plan_report import plan_text
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
           "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
-TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY"]
+TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

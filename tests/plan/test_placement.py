@@ -131,3 +131,24 @@ def test_plans_are_deterministic() -> None:
     first = plan_model(models.attention_block())
     second = plan_model(models.attention_block())
     assert first == second
+
+
+def test_ort_target_quantizes_cnn_residual_adds_but_not_transformer_ones() -> None:
+    cnn = plan_model(models.tiny_cnn(), target="ORT")
+    assert status(cnn)["res_add"] == "quantized"
+    assert all(p.config.mode == "asymmetric" for p in cnn.points if p.role == "activation")
+    transformer = plan_model(models.attention_block(), target="ORT")
+    st = status(transformer)
+    assert st["residual1"] in ("float", "ignored") and st["residual2"] in ("float", "ignored")
+    assert all(st[n] == "quantized" for n in ("q_matmul", "scores", "context", "ffn_in_matmul"))
+
+
+def test_ort_target_leaves_ops_without_integer_kernels_float() -> None:
+    plan = plan_model(models.squeeze_excitation(), target="ORT")
+    quantized = {n.op_type for n in plan.nodes if n.status == "quantized"}
+    assert quantized <= {"Conv", "ConvTranspose", "MatMul", "Gemm", "AveragePool", "GlobalAveragePool", "Add", "Mul"}
+
+
+def test_add_feeding_a_layer_norm_stays_float_on_cpu() -> None:
+    plan = plan_model(models.attention_block())
+    assert plan.node("residual1").reason == "kept float by normalization_input_float"

@@ -9,7 +9,7 @@ import pytest
 from rewriter.ir.ops import known_op_types
 from rewriter.spec.loader import builtin_specs_dir, list_targets, load_spec, resolve_target, spec_to_dict
 
-TARGETS = ["ANY", "CPU", "GNA", "GPU", "VPU"]
+TARGETS = ["ANY", "CPU", "GNA", "GPU", "ORT", "VPU"]
 
 # Ops every target treats as quantization-agnostic data movement.
 DATA_MOVEMENT = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice", "Transpose", "Tile",

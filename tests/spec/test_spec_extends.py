@@ -142,7 +142,7 @@ def test_missing_parent_name(write_spec) -> None:
     err = only_error(write_spec("name: X\nextends: cpux\n"))
     assert (err.loc.line, err.loc.column) == (2, 10)
     assert "no spec named 'cpux'" in err.message
-    assert "ANY, CPU, GNA, GPU, VPU" in err.message and "did you mean 'CPU'?" in err.message
+    assert "ANY, CPU, GNA, GPU, ORT, VPU" in err.message and "did you mean 'CPU'?" in err.message
 
 
 def test_missing_parent_path(write_spec) -> None:

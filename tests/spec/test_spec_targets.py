@@ -33,7 +33,7 @@ def test_missing_path() -> None:
 def test_unknown_target_lists_the_available_ones() -> None:
     with pytest.raises(UserError) as info:
         resolve_target("XPU")
-    assert info.value.message == ("unknown target 'XPU'; available: ANY, CPU, GNA, GPU, VPU "
+    assert info.value.message == ("unknown target 'XPU'; available: ANY, CPU, GNA, GPU, ORT, VPU "
                                   "(or give a path to a spec file)")
 
 
