@@ -19,15 +19,16 @@ per-sample statistics ``(N, ...)``::
 
 Tensors whose axis 0 is not the batch axis (``batch_axis[t] is None`` in the
 result: scalars, shape vectors, sequence-first layouts) are given to the
-reducers whole, with a new leading axis of size 1: one row per run.
+reducers whole, with a new leading axis of size 1: one row per sample.
 
 Session choices:
-- ``ORT_ENABLE_BASIC`` graph optimizations. onnxruntime never fuses away or
-  rewrites a node whose output is a graph output, so every requested tensor
-  keeps its float meaning, while constant folding and redundant-node removal
-  still save time. The extended/layout levels add fusions with their own
-  numerics (GELU, LayerNorm approximations) and NCHWc reorders around every
-  exposed tensor, for no gain here.
+- ``ORT_ENABLE_BASIC`` graph optimizations. onnxruntime does not fuse away a
+  node whose output is a graph output, so every requested tensor keeps its
+  float meaning, while constant folding and redundant-node removal still save
+  time. The extended and layout levels replace subgraphs that are not exposed
+  by fused kernels (GELU, LayerNorm, attention) that round differently from
+  the graph the plan was made on, and add NCHWc reorders around exposed
+  tensors: no gain for calibration, only drift.
 - one inter-op thread, sequential execution; ``intra_op_threads`` fixes the
   intra-op thread count for runs that must reproduce bit for bit.
 - exposed outputs are added by name only: onnxruntime infers each output's
@@ -37,14 +38,17 @@ Session choices:
 Batching: when every model input has a dynamic first axis and consecutive
 samples have batch 1 and equal shapes, up to ``batch_size`` samples are
 concatenated into one run. The default is 8, lowered so that one run's exposed
-tensors stay under 256 MiB: measured on a 2-core CPU over six small CNN and
-MLP/transformer-like models with every tensor exposed and a quantile reducer,
-batch 8 cut the per-sample time by 1.3x to 3x against batch 1 and was within
-~15% of the best of 1..32, while larger batches only grew memory. The first
-batched run is checked against a single run of its first sample (shapes and
-values); a model that mixes samples along its batch axis or hard-codes batch 1
-inside falls back to one sample per run, as does any batched run that
-onnxruntime rejects.
+tensors stay under 256 MiB. Measured on a shared 2-core CPU over six small CNN
+and MLP/transformer-like models with every tensor exposed and a quantile
+reducer: batch 8 took 1.0x to 3.2x less time per sample than batch 1 (1.5x to
+2x typical) and was within 30% of the best of 1, 2, 4, ..., 32; larger batches
+mostly grow memory. The first batched run is checked against runs of its first
+and last samples alone (shapes and values): a model that mixes samples along
+its batch axis, or hard-codes batch 1 inside, falls back to one sample per
+run, as does any batched run that onnxruntime rejects. Tensors without a batch axis
+that the check finds equal for every sample (they depend on shapes only, like
+a position embedding) do not prevent batching: their per-run statistic is
+counted once per sample, as single runs would give it.
 """
 from __future__ import annotations
 
@@ -94,13 +98,16 @@ class CollectedStats:
 
     Attributes:
         stats: ``stats[tensor][reducer_name]``: the reducer's results over all
-            samples, concatenated along axis 0 (one row per example, in sample order).
+            samples, concatenated along axis 0 in sample order: one row per
+            sample (per example of a sample with batch > 1 for tensors with a
+            batch axis).
         num_samples: the number of samples (dicts) run.
         seconds: wall time of the loop (reading samples, inference, reductions).
         observed_shapes: each tensor's last shape seen, for one sample (batch
             axis as the sample had it); a fallback where shape inference failed.
         batch_axis: 0 for tensors whose axis 0 is the batch axis, None for
-            tensors reduced whole (with a new leading axis of size 1).
+            tensors reduced whole (with a new leading axis of size 1): a
+            reducer's channel axis is then one more than the tensor's.
         batch_size: samples per run actually used (1: no batching).
         outputs: with ``keep_outputs``, the model outputs of every sample.
     """
@@ -199,7 +206,11 @@ class _Session:
         self.run_names = list(dict.fromkeys([n for n in fetch if kinds[n] == "node"] + outputs))
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         payload = self._serialize(model, [n for n in self.run_names if n not in _outputs(model)])
-        self._session = _create(payload, intra_op_threads)
+        try:
+            self._session: ort.InferenceSession | None = _create(payload, intra_op_threads)
+        except BaseException:
+            self.close()  # no temporary model file left behind
+            raise
 
     def _serialize(self, model: onnx.ModelProto, extra: list[str]) -> bytes | str:
         graph = model.graph
@@ -222,6 +233,7 @@ class _Session:
         return path
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self._session is not None, "session used after close()"
         try:
             values = self._session.run(self.run_names, dict(feeds))
         except Exception as e:  # onnxruntime's pybind errors have no common public base class
@@ -341,7 +353,7 @@ class _Loop:
         per_sample = self.collector.bytes_per_run
         automatic = max(1, min(DEFAULT_BATCH_SIZE, BATCH_MEMORY_BYTES // max(per_sample, 1)))
         self.limit = self.requested or automatic
-        self.can_batch = self.can_batch and self.limit > 1 and self.collector.all_batch_major()
+        self.can_batch = self.can_batch and self.limit > 1
 
     def _single(self, sample: Sample) -> None:
         try:
@@ -360,7 +372,7 @@ class _Loop:
             result = None  # e.g. a Reshape with batch 1 written into the model
         if result is not None and not self.verified:
             self.verified = True
-            if not self._agrees(batch[0], result, len(batch)):
+            if not self._agrees(batch, result):
                 result = None
         if result is None:
             self.can_batch = False
@@ -371,15 +383,27 @@ class _Loop:
         self.batch_size_used = max(self.batch_size_used, len(batch))
         self.bar.update(len(batch))
 
-    def _agrees(self, first: Sample, batched: dict[str, np.ndarray], n: int) -> bool:
-        """Row 0 of a batched run equals a run of its first sample alone (shapes and values)."""
+    def _agrees(self, batch: list[Sample], batched: dict[str, np.ndarray]) -> bool:
+        """A batched run equals runs of its first and last samples alone (shapes and values).
+
+        Rows 0 and N-1 of batch-axis tensors must match those runs; a tensor without
+        a batch axis must equal both (it depends on the shapes only, like a position
+        embedding) and is then counted once per sample. Comparing with two samples
+        catches models that pick one sample out of the batch (``Gather(x, 0)``)
+        as well as ones that mix samples (a reduction over the batch axis).
+        """
+        n = len(batch)
         try:
-            alone = self.session.run(first)
+            refs = (self.session.run(batch[0]), self.session.run(batch[-1]))
         except _RunFailed:
             return False
-        for name, ref in alone.items():
-            got = batched[name]
-            if got.shape != (n, *ref.shape[1:]) or not _close(got[:1], ref):
+        for name, got in batched.items():
+            if self.collector.batch_axis[name] == 0:
+                expected = (n, *refs[0][name].shape[1:])
+                rows = (got[:1], got[-1:])
+            else:
+                expected, rows = refs[0][name].shape, (got, got)
+            if got.shape != expected or not all(_close(r, ref[name]) for r, ref in zip(rows, refs)):
                 return False
         return True
 
@@ -426,18 +450,18 @@ class _Collector:
     def probed(self) -> bool:
         return self.num_samples > 0
 
-    def all_batch_major(self) -> bool:
-        return all(axis == 0 for axis in self.batch_axis.values())
-
     def add(self, result: dict[str, np.ndarray], samples: list[Sample], batched: bool) -> None:
         first = _run_batch(samples[0])
         run_batch = None if first is None else first * len(samples)
         if not self.probed:
             self._probe(result, run_batch)
+        # A batched run's tensors without batch axis were checked equal for every sample: count them per sample.
+        copies = len(samples) if batched else 1
         for name in self.names:
             x = result[name]
-            self._reduce(name, self._rows(name, x, run_batch, samples[0].source))
-            self.shapes[name] = (x.shape[0] // len(samples), *x.shape[1:]) if batched else tuple(x.shape)
+            self._reduce(name, self._rows(name, x, run_batch, samples[0].source), copies)
+            per_run = batched and self.batch_axis[name] == 0
+            self.shapes[name] = (x.shape[0] // len(samples), *x.shape[1:]) if per_run else tuple(x.shape)
         if self.outputs is not None:
             self._keep_outputs(result, len(samples))
         self.num_samples += len(samples)
@@ -457,12 +481,14 @@ class _Collector:
                             "of one batch size")
         return x
 
-    def _reduce(self, name: str, rows: np.ndarray) -> None:
+    def _reduce(self, name: str, rows: np.ndarray, copies: int) -> None:
         for reducer in self.reducers[name]:
             y = np.asarray(reducer(rows))
             if y.ndim == 0 or y.shape[0] != rows.shape[0]:
                 raise ValueError(f"reducer {reducer.name!r} on tensor {name!r} returned shape {y.shape} for a "
                                  f"batch of {rows.shape[0]}: it must keep axis 0 (one row per sample)")
+            if self.batch_axis[name] is None and copies > 1:
+                y = np.repeat(y, copies, axis=0)
             self.parts[name][reducer.name].append(y)
 
     def _keep_outputs(self, result: dict[str, np.ndarray], n: int) -> None:
@@ -470,8 +496,9 @@ class _Collector:
         if n == 1:
             self.outputs.append({name: result[name] for name in self.output_names})
             return
-        for i in range(n):  # batched runs only happen when every output has the batch on axis 0
-            self.outputs.append({name: result[name][i:i + 1].copy() for name in self.output_names})
+        for i in range(n):  # an output without batch axis was checked to be the same for every sample
+            self.outputs.append({name: result[name][i:i + 1].copy() if self.batch_axis[name] == 0 else result[name]
+                                 for name in self.output_names})
 
     def result(self, seconds: float, batch_size: int) -> CollectedStats:
         stats = {name: {r: np.concatenate(parts, axis=0) for r, parts in by_reducer.items()}

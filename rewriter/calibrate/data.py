@@ -106,6 +106,8 @@ def model_inputs(model: onnx.ModelProto) -> list[InputSpec]:
         if value.type.WhichOneof("value") != "tensor_type":
             raise UserError(f"model input {value.name!r} is not a tensor; calibration feeds tensor inputs only.")
         tensor = value.type.tensor_type
+        if tensor.elem_type == onnx.TensorProto.UNDEFINED:
+            raise UserError(f"model input {value.name!r} has no element type; re-export the model.")
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
         shape = tuple(_dim(d) for d in tensor.shape.dim) if tensor.HasField("shape") else ()
         specs.append(InputSpec(value.name, dtype, shape))
@@ -211,7 +213,8 @@ def _image_plan(options: ImageOptions, spec: InputSpec) -> _ImagePlan:
                         "images give 1 (grayscale) or 3 (color). Check the layout option.")
     for field, values in (("mean", options.mean), ("std", options.std)):
         if len(values) not in (1, channels):
-            raise UserError(f"image option {field} has {len(values)} values; input {spec.name!r} has {channels} channels")
+            raise UserError(f"image option {field} has {len(values)} values; "
+                            f"input {spec.name!r} has {channels} channels")
     dtype = np.dtype(spec.dtype)
     if dtype == np.uint8:
         if options.normalizes:
@@ -244,7 +247,8 @@ def _read_image(path: Path, plan: _ImagePlan) -> np.ndarray:
             img = _center_crop(img, plan.crop, path)
             pixels = np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as e:
-        raise UserError(f"cannot read the image ({_short(e)}); replace or remove the file.", SourceLoc(str(path))) from None
+        raise UserError(f"cannot read the image ({_short(e)}); replace or remove the file.",
+                        SourceLoc(str(path))) from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if plan.options.channel_order == "BGR":
@@ -333,7 +337,10 @@ class SampleChecker:
         missing = [spec.name for spec in self.inputs if spec.name not in raw]
         if missing:
             have = ", ".join(map(repr, sorted(map(str, raw)))) or "nothing"
-            raise _error(f"missing model input {_names(missing)} (the sample has {have}){_hint(missing, raw)}", where, loc)
+            extra = [str(k) for k in raw if k not in self.names]
+            close = difflib.get_close_matches(missing[0], extra, n=1)
+            hint = f"; is {close[0]!r} meant to be {missing[0]!r}?" if close else ""
+            raise _error(f"missing model input {_names(missing)} (the sample has {have}){hint}", where, loc)
         extra = sorted(str(k) for k in raw if k not in self.names)
         if extra:
             raise _error(f"{_names(extra)} is not a model input (the model takes "
@@ -348,12 +355,11 @@ class SampleChecker:
         except (ValueError, TypeError) as e:
             raise _error(f"input {spec.name!r}: not an array ({_short(e)})", where, loc) from None
         arr = self._shape(arr, spec, where, loc)
-        arr = self._dtype(arr, spec, where, loc)
-        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise _error(f"input {spec.name!r} has {bad} NaN or inf value(s); the quantizer cannot calibrate "
-                         "on them: fix the sample or leave it out.", where, loc)
-        return arr
+        _check_finite(arr, spec, where, loc, "")
+        cast = self._dtype(arr, spec, where, loc)
+        if cast is not arr:
+            _check_finite(cast, spec, where, loc, f" after the cast to {spec.dtype} (beyond its range)")
+        return cast
 
     @staticmethod
     def _shape(arr: np.ndarray, spec: InputSpec, where: str, loc: SourceLoc | None) -> np.ndarray:
@@ -372,10 +378,11 @@ class SampleChecker:
         want = np.dtype(spec.dtype)
         if arr.dtype == want:
             return arr
-        if arr.dtype.kind == want.kind == "f" or (arr.dtype.kind in "iu" and want.kind in "iu"
-                                                   and _fits(arr, want)):
+        if (_is_float(arr.dtype) and _is_float(want)) or (arr.dtype.kind in "iu" and want.kind in "iu"
+                                                           and _fits(arr, want)):
             self._warn_cast(arr.dtype, want, spec, where)
-            return arr.astype(want)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as inf just after
+                return arr.astype(want)
         raise _error(f"input {spec.name!r} has dtype {want.name} in the model, the sample has "
                      f"{arr.dtype.name}; convert the data (only float<->float and lossless int<->int "
                      "casts are done automatically)", where, loc)
@@ -387,6 +394,18 @@ class SampleChecker:
         self._warned.add(key)
         warnings.warn(f"calibration input {spec.name!r}: casting {got.name} samples to the model's "
                       f"{want.name} (first seen in {where}); said once per input.", UserWarning, stacklevel=4)
+
+
+def _check_finite(arr: np.ndarray, spec: InputSpec, where: str, loc: SourceLoc | None, when: str) -> None:
+    if (_is_float(arr.dtype) or arr.dtype.kind == "c") and not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise _error(f"input {spec.name!r} has {bad} NaN or inf value(s){when}; the quantizer cannot "
+                     "calibrate on them: fix the sample or leave it out.", where, loc)
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    # ml_dtypes' bfloat16/float8 types (registered by onnx) have kind "V".
+    return dtype.kind == "f" or (dtype.kind == "V" and dtype.name.startswith(("float", "bfloat")))
 
 
 def _fits(arr: np.ndarray, want: np.dtype) -> bool:
@@ -470,6 +489,13 @@ class CalibrationData(ABC):
         for where, loc, raw in self._read(wanted):
             yield self._checker.check(raw, where, loc)
 
+    def sample_name(self, sample_id: int) -> str:
+        """Where sample ``sample_id`` comes from (a file path, or the source and number), for reports."""
+        return f"{self.label}, sample {sample_id}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label!r}, {self.size if self.size is not None else '?'} samples>"
+
     def _count(self) -> int:
         assert self.size is not None
         return self.size
@@ -497,6 +523,9 @@ class _FileData(CalibrationData):
     @property
     def size(self) -> int:
         return len(self.files)
+
+    def sample_name(self, sample_id: int) -> str:
+        return str(self.files[sample_id])
 
     def _read(self, ids: list[int] | None) -> Iterator[tuple[str, SourceLoc | None, object]]:
         ids = list(range(len(self.files))) if ids is None else ids
@@ -608,7 +637,8 @@ class _Guard:
             return False
         frames = traceback.extract_tb(tb)
         at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        raise UserError(f"the calibration loader {self.label} raised {type(exc).__name__}{at}: {_short(exc)}") from exc
+        raise UserError(f"the calibration loader {self.label} raised "
+                        f"{type(exc).__name__}{at}: {_short(exc)}") from exc
 
 
 # ----------------------------------------------------------------------------- opening a source
@@ -695,7 +725,8 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _reader(kind: str, inputs: Sequence[InputSpec], image_options: ImageOptions | None) -> Callable[[Path], Mapping[str, object]]:
+def _reader(kind: str, inputs: Sequence[InputSpec],
+            image_options: ImageOptions | None) -> Callable[[Path], Mapping[str, object]]:
     if kind == "npz":
         return _read_npz
     single = _single_input(inputs, kind)
@@ -718,7 +749,8 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise UserError(f"cannot read the .npy file ({_short(e)}); replace or remove it.", SourceLoc(str(path))) from None
+        raise UserError(f"cannot read the .npy file ({_short(e)}); replace or remove it.",
+                        SourceLoc(str(path))) from None
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -726,7 +758,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise UserError(f"cannot read the .npz file ({_short(e)}); replace or remove it.", SourceLoc(str(path))) from None
+        raise UserError(f"cannot read the .npz file ({_short(e)}); replace or remove it.",
+                        SourceLoc(str(path))) from None
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -788,5 +821,9 @@ def _from_loader_result(func: Callable[[], object], inputs: Sequence[InputSpec],
     if iter(result) is result:
         # A generator: call the function again for every pass (the first result is used first).
         first: list[Iterable[object]] = [result]
-        return _IterableData(inputs, lambda: first.pop() if first else func(), label, guard)  # type: ignore[return-value]
-    return _IterableData(inputs, lambda: result, label, guard)  # type: ignore[return-value]
+
+        def fresh() -> Iterable[object]:
+            return first.pop() if first else func()  # type: ignore[return-value]
+
+        return _IterableData(inputs, fresh, label, guard)
+    return _IterableData(inputs, lambda: result, label, guard)
