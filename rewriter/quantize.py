@@ -96,7 +96,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     ids = calibration.select(options.subset_size, options.seed)
     reducers = activation_reducers(plan, options.ranges)
     collected = collect_statistics(normalized, sorted(reducers), reducers, calibration.iter_samples(ids),
-                                   batch_size=options.batch_size, progress=options.progress)
+                                   batch_size=options.batch_size, progress=options.progress,
+                                   total=len(ids))
     lap("statistics")
 
     weights = initializer_arrays(normalized, [p.tensor for p in plan.points if p.role == "weight"])

@@ -1,0 +1,66 @@
+"""Numeric passes return new tensor values; this applies them to a model copy."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def apply_weight_updates(model: onnx.ModelProto, updates: Mapping[str, np.ndarray],
+                         new_biases: Mapping[str, tuple[str, np.ndarray]] | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` with initializers replaced and biases added.
+
+    Args:
+        updates: initializer name -> new value (same dtype and shape as before).
+        new_biases: node name -> (new initializer name, bias vector) for a
+            Conv/ConvTranspose/Gemm without a bias input (it becomes input 2),
+            or a MatMul whose output then gets an Add of the bias (the Add
+            takes over the MatMul's output name, so consumers are unchanged).
+
+    Raises:
+        KeyError: an update names no initializer, or a new bias names no node.
+        ValueError: an update changes a shape or dtype, or a node already has a bias.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    _replace(out.graph, updates)
+    for node_name, (bias_name, value) in sorted((new_biases or {}).items()):
+        _add_bias(out.graph, node_name, bias_name, np.asarray(value, dtype=np.float32))
+    return out
+
+
+def _replace(graph: onnx.GraphProto, updates: Mapping[str, np.ndarray]) -> None:
+    index = {t.name: i for i, t in enumerate(graph.initializer)}
+    for name in sorted(updates):
+        if name not in index:
+            raise KeyError(f"no initializer named {name!r}")
+        old = graph.initializer[index[name]]
+        new = np.asarray(updates[name])
+        current = numpy_helper.to_array(old)
+        if new.shape != current.shape:
+            raise ValueError(f"update of {name!r} changes its shape {current.shape} -> {new.shape}")
+        graph.initializer[index[name]].CopyFrom(numpy_helper.from_array(new.astype(current.dtype), name))
+
+
+def _add_bias(graph: onnx.GraphProto, node_name: str, bias_name: str, value: np.ndarray) -> None:
+    position = next((i for i, n in enumerate(graph.node) if n.name == node_name), None)
+    if position is None:
+        raise KeyError(f"no node named {node_name!r}")
+    node = graph.node[position]
+    graph.initializer.append(numpy_helper.from_array(value, bias_name))
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        if len(node.input) > 2 and node.input[2]:
+            raise ValueError(f"node {node_name!r} already has a bias")
+        while len(node.input) < 2:
+            node.input.append("")
+        node.input.append(bias_name)
+        return
+    if node.op_type != "MatMul":
+        raise ValueError(f"cannot add a bias to {node.op_type} node {node_name!r}")
+    output = node.output[0]
+    raw = f"{output}_before_bias"
+    node.output[0] = raw
+    add = helper.make_node("Add", [raw, bias_name], [output], name=f"{node_name}_bias")
+    graph.node.insert(position + 1, add)
