@@ -191,7 +191,9 @@ def emit_qdq(model: onnx.ModelProto, plan: QuantPlan, ranges: Mapping[str, Tenso
         UserError: the model's opset cannot be converted to the one needed.
     """
     constants = {t.name for t in model.graph.initializer}
-    resolved = [(p, _params_for(p, _range_for(p, ranges), p.tensor in constants)) for p in plan.points]
+    wide = [p for p in plan.points if _range_for(p, ranges).levels > _MAX_QDQ_LEVELS]
+    resolved = [(p, _params_for(p, _range_for(p, ranges), p.tensor in constants)) for p in plan.points
+                if p not in wide]
     target = _required_opset((q, p.tensor in constants) for p, q in resolved)
     edit = GraphEdit(_with_opset(model, target), original=model)
     emitter = _QdqEmitter(edit, plan)
@@ -200,7 +202,24 @@ def emit_qdq(model: onnx.ModelProto, plan: QuantPlan, ranges: Mapping[str, Tenso
     emitter.requantize_grid_preserving_ops()
     emitter.quantize_biases()
     edit.finish()
-    return EmitResult(edit.model, tuple(_note_kept_floats(emitter.report, edit)))
+    skipped = [_wide_entry(p, _range_for(p, ranges)) for p in wide]
+    return EmitResult(edit.model, tuple(_note_kept_floats(emitter.report, edit)) + tuple(skipped))
+
+
+# ONNX QuantizeLinear stores at most 16 bits. A wider grid (GNA's 32-bit
+# accumulator outputs) is finer than float32 resolves over most of its range,
+# so the tensor stays float and the report says so.
+_MAX_QDQ_LEVELS = 1 << 16
+
+
+def _wide_entry(point: FakeQuantizePoint, rng: TensorRange) -> EmittedTensor:
+    return EmittedTensor(
+        tensor=point.tensor, role=point.role, storage_dtype="float32", scale=(), zero_point=(), axis=None,
+        levels=rng.levels, qmin=rng.level_low, qmax=rng.level_high,
+        input_low=tuple(np.atleast_1d(rng.input_low).astype(float)),
+        input_high=tuple(np.atleast_1d(rng.input_high).astype(float)), clipped=False, consumers=(),
+        bytes_before=None, bytes_after=None,
+        note=f"{rng.levels}-level grid: no ONNX QuantizeLinear type holds it; kept float")
 
 
 def _note_kept_floats(report: list[EmittedTensor], edit: GraphEdit) -> list[EmittedTensor]:

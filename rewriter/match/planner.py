@@ -533,20 +533,14 @@ def _relax(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerConfig, .
 
 
 def _choose(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, force_symmetric: bool) -> QuantizerConfig:
-    """Pick the preset's mode: symmetric everywhere for performance, asymmetric
-    activations for mixed, asymmetric everything for accuracy."""
+    """Pick by position, as the original tool did: the spec lists configs fastest
+    first, most accurate last. performance = first everywhere; mixed = first for
+    weights, last for activations; accuracy = last everywhere."""
     if force_symmetric:
-        wanted = "symmetric"
-    elif role == "weight":
-        wanted = "asymmetric" if preset == "accuracy" else "symmetric"
-    else:
-        wanted = "symmetric" if preset == "performance" else "asymmetric"
-    for config in candidates:
-        if config.mode == wanted:
-            return config
-    if force_symmetric:
-        return replace(candidates[0], mode="symmetric")
-    return candidates[0]
+        symmetric = [c for c in candidates if c.mode == "symmetric"]
+        return symmetric[0] if symmetric else replace(candidates[0], mode="symmetric")
+    last = preset == "accuracy" or (preset == "mixed" and role != "weight")
+    return candidates[-1] if last else candidates[0]
 
 
 def _share_group_configs(points: list[FakeQuantizePoint]) -> list[FakeQuantizePoint]:
