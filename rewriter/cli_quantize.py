@@ -13,15 +13,22 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q = sub.add_parser("quantize", help="quantize a model with calibration data")
     q.add_argument("model", help="the float .onnx model")
     q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
-    q.add_argument("--data", required=True,
-                   help="calibration data: a folder of .npy/.npz/images, or a loader module:function")
+    q.add_argument("--data", default=None,
+                   help="calibration data: a folder of .npy/.npz/images, or a loader module:function "
+                        "(default: the config file's engine.data_source)")
+    q.add_argument("--config", metavar="FILE", default=None,
+                   help="the original tool's configuration file (JSON with comments, or YAML); "
+                        "command-line options override it (docs/config.md)")
     plan_arguments(q)
-    q.add_argument("--subset-size", type=int, default=300, help="calibration samples to use (default 300)")
-    q.add_argument("--seed", type=int, default=0, help="seed for the subset choice")
+    # Options a config file can set default to None, so that only explicit values override the file;
+    # merge_cli fills the real defaults afterwards.
+    q.set_defaults(target=None)
+    q.add_argument("--subset-size", type=int, default=None, help="calibration samples to use (default 300)")
+    q.add_argument("--seed", type=int, default=None, help="seed for the subset choice (default 0)")
     q.add_argument("--format", choices=("qdq", "fakequantize"), default="qdq",
                    help="QuantizeLinear/DequantizeLinear (default) or OpenVINO FakeQuantize")
-    q.add_argument("--range-estimator", choices=("default", "quantile"), default="default",
-                   help="range estimator preset of the original tool")
+    q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
+                   help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
     q.add_argument("--batch-size", type=int, default=None, help="samples per inference during calibration")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -37,25 +44,33 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    from rewriter.algorithms.minmax import RangeOptions
     from rewriter.calibrate.data import ImageOptions
+    from rewriter.config import load_config, merge_cli
     from rewriter.io_utils import atomic_write_text
     from rewriter.match.planner import IgnoredOperation
-    from rewriter.quantize import QuantizeOptions, quantize_file
+    from rewriter.quantize import quantize_file
 
     image_options = ImageOptions(
         size=tuple(args.image_size) if args.image_size else None, shorter_side=args.shorter_side,
         center_crop=tuple(args.center_crop) if args.center_crop else None, scale=args.scale,
         mean=tuple(args.mean), std=tuple(args.std), channel_order=args.channel_order, layout=args.layout)
-    options = QuantizeOptions(
-        target=args.target, preset=args.preset or "performance", subset_size=args.subset_size, seed=args.seed,
-        output_format=args.format, rules=tuple(args.rules), ignore_scope=tuple(args.ignore_scope),
-        ignore_ops=tuple(IgnoredOperation(t) for t in args.ignore_op), model_type=args.model_type,
-        ranges=RangeOptions(estimator_preset=args.range_estimator), batch_size=args.batch_size,
-        progress=not args.quiet and sys.stderr.isatty(), image_options=image_options)
     if args.subset_size is not None and args.subset_size < 1:
         raise UserError("--subset-size must be at least 1")
-    result = quantize_file(args.model, args.output, args.data, options)
+    loaded = load_config(args.config) if args.config else None
+    if loaded is not None:
+        for notice in (*loaded.warnings, *loaded.unsupported):
+            print(f"warning: {notice.render()}", file=sys.stderr)
+    options = merge_cli(loaded, {
+        "target": args.target, "preset": args.preset, "subset_size": args.subset_size, "seed": args.seed,
+        "model_type": args.model_type, "estimator_preset": args.range_estimator, "batch_size": args.batch_size,
+        "ignore_scope": tuple(args.ignore_scope) or None,
+        "ignore_ops": tuple(IgnoredOperation(t) for t in args.ignore_op) or None,
+        "output_format": args.format, "rules": tuple(args.rules),
+        "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
+    data = args.data or (loaded.data_source if loaded else None)
+    if data is None:
+        raise UserError("no calibration data: give --data, or engine.data_source in the config file")
+    result = quantize_file(args.model, args.output, data, options)
     if args.report:
         atomic_write_text(args.report, json.dumps(result.report, indent=2) + "\n")
     summary = result.report["summary"]
