@@ -30,6 +30,10 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    q.add_argument("--channel-alignment", action="store_true", default=None,
+                   help="ActivationChannelAlignment before the ranges (a second statistics pass)")
+    q.add_argument("--bias-correction", choices=("none", "fast", "full"), default=None,
+                   help="FastBiasCorrection (fast) or BiasCorrection (full) after the ranges; default none")
     q.add_argument("--batch-size", type=int, default=None, help="samples per inference during calibration")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     images = q.add_argument_group("image folders")
@@ -66,6 +70,9 @@ def run_quantize(args: argparse.Namespace) -> int:
         "ignore_scope": tuple(args.ignore_scope) or None,
         "ignore_ops": tuple(IgnoredOperation(t) for t in args.ignore_op) or None,
         "output_format": args.format, "rules": tuple(args.rules),
+        "channel_alignment": args.channel_alignment,
+        "bias_correction": None if args.bias_correction is None else
+        (args.bias_correction if args.bias_correction != "none" else False),
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:

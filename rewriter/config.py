@@ -233,6 +233,14 @@ class LoadedConfig:
             out["ignore_scope"] = self.ignore_scope
         if self.ignore_ops:
             out["ignore_ops"] = self.ignore_ops
+        if self.pipeline.channel_alignment:
+            out["channel_alignment"] = True
+        if self.pipeline.bias_correction:
+            out["bias_correction"] = self.pipeline.bias_correction
+        if self.pipeline.bias_threshold is not None:
+            out["bias_threshold"] = self.pipeline.bias_threshold
+        if not self.quantizers.is_empty():
+            out["quantizer_overrides"] = self.quantizers
         return out
 
 
@@ -251,12 +259,7 @@ OTHER_POT_ALGORITHMS = ("TunableQuantization", "DataFreeQuantization", "Overflow
 #: Features the quantize pipeline does not run yet, with what the user is told. Remove an entry
 #: when the pipeline wires the feature; the loader reports the rest in ``LoadedConfig.unsupported``.
 NOT_RUN_YET: dict[str, str] = {
-    "ActivationChannelAlignment": "ActivationChannelAlignment is not run by the quantize pipeline yet",
-    "FastBiasCorrection": "FastBiasCorrection is not run by the quantize pipeline yet",
-    "BiasCorrection": "BiasCorrection is not run by the quantize pipeline yet",
     "use_layerwise_tuning": "layer-wise tuning is not run by the quantize pipeline yet",
-    "quantizer_overrides": "weights/activations bits, mode, granularity and levels are read but not applied "
-                           "by the quantize pipeline yet; the hardware spec's configs are used",
 }
 
 #: What this tool does not implement at all.

@@ -8,7 +8,7 @@ from one to the next and times them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,19 +17,26 @@ import numpy as np
 from rewriter.algorithms.fq_math import fake_quantize
 from rewriter.algorithms.minmax import (SAMPLE_REDUCER, RangeOptions, activation_ranges, activation_reducers,
                                         sqnr_db, weight_ranges)
+from rewriter.algorithms.bias_correction import (FAST_THRESHOLD, THRESHOLD, bias_constants, bias_correction,
+                                                 bias_correction_subset, bias_reducers, bias_targets,
+                                                 fast_bias_correction)
+from rewriter.algorithms.channel_alignment import align_channels, alignment_pairs, alignment_reducers
 from rewriter.algorithms.types import TensorRange
 from rewriter.api import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
 from rewriter.calibrate.data import ImageOptions, model_inputs, open_data
+from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.emit.fakequantize import emit_fakequantize
 from rewriter.emit.qdq import EmitResult, emit_qdq
 from rewriter.errors import UserError
+from rewriter.ir.edit import apply_weight_updates
+from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
-from rewriter.plan import FakeQuantizePoint, QuantPlan
+from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
 from rewriter.report.plan_report import plan_dict
 
 REPORT_SCHEMA = "rewriter.quantize/1"
@@ -52,8 +59,16 @@ class QuantizeOptions:
     batch_size: int | None = None
     progress: bool = False
     image_options: ImageOptions | None = None
+    channel_alignment: bool = False
+    bias_correction: str | bool | None = None  # None | "fast" | "full" (False: explicitly none)
+    bias_threshold: float | None = None
+    quantizer_overrides: Any = None  # an object with .apply(config, role) (config file weights/activations)
 
     def __post_init__(self) -> None:
+        if self.bias_correction is False:  # "none" given explicitly (it overrides a config file)
+            object.__setattr__(self, "bias_correction", None)
+        if self.bias_correction not in (None, "fast", "full"):
+            raise UserError(f"unknown bias correction {self.bias_correction!r}; choose fast, full or none")
         if self.output_format not in ("qdq", "fakequantize"):
             raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
         if self.subset_size is not None and self.subset_size < 1:
@@ -92,18 +107,35 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
                       Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model"))
     lap("plan")
 
+    plan = _override_configs(plan, options.quantizer_overrides)
+    graph = graph_view(normalized)
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
     ids = calibration.select(options.subset_size, options.seed)
+    passes: dict[str, Any] = {}
+
+    if options.channel_alignment:
+        normalized, passes["channel_alignment"] = _align(normalized, graph, plan, calibration, ids, options)
+        lap("channel_alignment")
+
     reducers = activation_reducers(plan, options.ranges)
+    targets = bias_targets(graph, plan) if options.bias_correction else ()
+    for tensor, extra in bias_reducers(targets).items():
+        reducers.setdefault(tensor, []).extend(extra)
     collected = collect_statistics(normalized, sorted(reducers), reducers, calibration.iter_samples(ids),
                                    batch_size=options.batch_size, progress=options.progress,
                                    total=len(ids))
     lap("statistics")
 
-    weights = initializer_arrays(normalized, [p.tensor for p in plan.points if p.role == "weight"])
-    ranges = {**weight_ranges(plan, weights, options.ranges),
+    weight_names = [p.tensor for p in plan.points if p.role == "weight"]
+    weights = initializer_arrays(normalized, weight_names + bias_constants(targets))
+    ranges = {**weight_ranges(plan, {n: weights[n] for n in weight_names}, options.ranges),
               **activation_ranges(plan, collected.stats, options.ranges)}
     lap("ranges")
+
+    if targets:
+        normalized, passes["bias_correction"] = _correct_biases(
+            normalized, graph, plan, targets, collected, ranges, weights, calibration, ids, options)
+        lap("bias_correction")
 
     emit = emit_fakequantize if options.output_format == "fakequantize" else emit_qdq
     try:
@@ -114,7 +146,58 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     errors = _errors(plan, ranges, weights, collected.stats)
     report = _report(plan, ranges, emitted, errors, timings, collected.num_samples, options)
+    report["passes"] = passes
     return QuantizeResult(emitted.model, plan, ranges, report)
+
+
+def _override_configs(plan: QuantPlan, overrides: Any) -> QuantPlan:
+    """Apply a config file's weights/activations sections to every FakeQuantize's config."""
+    if overrides is None or getattr(overrides, "is_empty", lambda: False)():
+        return plan
+    points = []
+    for point in plan.points:
+        config = overrides.apply(point.config, point.role)
+        if config != point.config:
+            note = Decision("config", "config file", detail=f"{point.config.describe()} -> {config.describe()}")
+            point = replace(point, config=config, trail=point.trail + (note,),
+                            channel_axis=point.channel_axis if config.granularity == "perchannel" else None)
+        points.append(point)
+    return replace(plan, points=tuple(points))
+
+
+def _align(model: Any, graph: GraphView, plan: QuantPlan, calibration: Any, ids: list[int],
+           options: QuantizeOptions) -> tuple[Any, dict]:
+    """ActivationChannelAlignment: its own statistics pass, then new weights (float results unchanged)."""
+    pairs = alignment_pairs(graph, plan)
+    if not pairs:
+        return model, {"aligned": [], "skipped": [], "note": "no Conv/MatMul pair qualifies"}
+    reducers = alignment_reducers(pairs)
+    stats = collect_statistics(model, sorted(reducers), reducers, calibration.iter_samples(ids),
+                               batch_size=options.batch_size, progress=options.progress, total=len(ids))
+    names = sorted({n for p in pairs for n in (p.w_in, p.b_in, p.w_out, p.b_out) if n})
+    result = align_channels(pairs, stats.stats, initializer_arrays(model, names))
+    return apply_weight_updates(model, result.updates), result.report()
+
+
+def _correct_biases(model: Any, graph: GraphView, plan: QuantPlan, targets: Any, collected: Any,
+                    ranges: Mapping[str, TensorRange], weights: Mapping[str, np.ndarray], calibration: Any,
+                    ids: list[int], options: QuantizeOptions) -> tuple[Any, dict]:
+    """FastBiasCorrection (default) or BiasCorrection: new biases, applied to a model copy."""
+    runner = LayerRunner(model)
+    try:
+        if options.bias_correction == "fast":
+            result = fast_bias_correction(targets, collected.stats, ranges, weights, collected.observed_shapes,
+                                          runner.run, threshold=options.bias_threshold or FAST_THRESHOLD)
+        else:
+            subset = ids[:bias_correction_subset(len(ids))]
+            all_weights = {**weights, **initializer_arrays(model, [p.tensor for p in plan.points
+                                                                   if p.role == "weight" and p.tensor not in weights])}
+            result = bias_correction(graph, plan, targets, collected.stats, ranges, all_weights,
+                                     calibration.iter_samples(subset), runner.run,
+                                     threshold=options.bias_threshold or THRESHOLD)
+    finally:
+        runner.clear()
+    return apply_weight_updates(model, result.updates, result.new_biases), result.to_dict()
 
 
 def quantize_file(model: str | Path, output: str | Path, data: Any,

@@ -128,3 +128,34 @@ def test_every_builtin_target_quantizes_the_example_into_a_runnable_model(target
         wide = [e for e in result.report["fakequantize"] if e["range"]["levels"] > 65536]
         assert wide and all(e.get("storage_dtype") == "float32" for e in wide)
         del notes
+
+
+def test_default_quantization_runs_alignment_and_bias_correction_and_reports_them(tmp_path, capsys) -> None:
+    seed = ROOT / "tests" / "config" / "data" / "seed_example.json"
+    out, report = tmp_path / "q.onnx", tmp_path / "r.json"
+    code = main(["quantize", str(EXAMPLE), "-o", str(out), "--config", str(seed), "--data", str(CALIB),
+                 "--report", str(report)])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads(report.read_text())
+    assert set(doc["passes"]) == {"channel_alignment", "bias_correction"}
+    layers = doc["passes"]["bias_correction"]["layers"]
+    assert layers and doc["passes"]["bias_correction"]["method"] == "FastBiasCorrection"
+    assert any(layer["accepted"] for layer in layers)
+    sample = _samples()[0]
+    ref, got = _run(str(EXAMPLE), sample)[0], _run(str(out), sample)[0]
+    assert np.linalg.norm(ref - got) / np.linalg.norm(ref) < 0.2
+
+
+def test_bias_correction_none_on_the_command_line_overrides_the_config(tmp_path, capsys) -> None:
+    seed = ROOT / "tests" / "config" / "data" / "seed_example.json"
+    report = tmp_path / "r.json"
+    code = main(["quantize", str(EXAMPLE), "-o", str(tmp_path / "q.onnx"), "--config", str(seed), "--data",
+                 str(CALIB), "--report", str(report), "--bias-correction", "none"])
+    assert code == 0, capsys.readouterr().err
+    assert "bias_correction" not in json.loads(report.read_text())["passes"]
+
+
+def test_full_bias_correction_through_the_api() -> None:
+    result = quantize(str(EXAMPLE), str(CALIB), QuantizeOptions(bias_correction="full", subset_size=16))
+    assert result.report["passes"]["bias_correction"]["method"] == "BiasCorrection"
+    assert result.report["passes"]["bias_correction"]["samples"] == 3   # max(int(0.2 * 16), 1)
