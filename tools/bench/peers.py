@@ -1,0 +1,229 @@
+"""The quantizers compared by the benchmark: one function per tool, each run in its own process.
+
+    python tools/bench/peers.py TOOL --model M.onnx --out Q.onnx --data DIR --samples N \
+        --config JSON --result RESULT.json
+
+TOOL is one of ``TOOLS``. Every tool reads the same calibration samples: the
+sorted ``*.npz`` files of DIR (one sample each, keyed by input name, batch 1),
+streamed from disk. The child writes RESULT.json: whether it worked (or the
+error and traceback), the time of the quantization call itself (``quantize_s``,
+imports excluded), the import time, the RSS after imports, and tool facts
+(for onnxruntime: whether ``quant_pre_process`` worked). The parent
+(tools/bench/run.py) measures the child's wall time and peak RSS.
+
+Configurations (``config_for``):
+
+- ``ours``: rewriter, CPU target, preset performance; mixed for transformers.
+- ``ours_default``: rewriter with default settings everywhere (CPU, performance):
+  the bar of issue 3.
+- ``ours_ort``: rewriter with ``--target ORT`` (the README's pick for
+  onnxruntime), other settings default.
+- ``ort``: onnxruntime.quantization.quantize_static, QDQ, per-channel, MinMax,
+  QUInt8 activations, QInt8 weights, after ``quant_pre_process`` when it works.
+- ``nncf``: ``nncf.quantize`` on the ONNX model, default preset; MIXED and
+  model_type TRANSFORMER for transformers.
+- ``nncf_default``: ``nncf.quantize`` with default arguments (differs from
+  ``nncf`` on transformers only).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+# A checkout that is not pip-installed still finds its own package (installed copies win).
+if str(HERE.parents[1]) not in sys.path:
+    sys.path.append(str(HERE.parents[1]))
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    label: str
+    packages: Tuple[str, ...]  # import names the tool needs
+    alias_of: Optional[str] = None  # a variant that is run only where its config differs from this tool's
+
+
+TOOLS: Dict[str, Tool] = {
+    "ours": Tool("ours", "rewriter (ours)", ("rewriter",)),
+    "ours_default": Tool("ours_default", "rewriter, default settings", ("rewriter",), alias_of="ours"),
+    "ours_ort": Tool("ours_ort", "rewriter, target ORT", ("rewriter",)),
+    "ort": Tool("ort", "onnxruntime quantize_static", ("onnxruntime.quantization",)),
+    "nncf": Tool("nncf", "NNCF", ("nncf",)),
+    "nncf_default": Tool("nncf_default", "NNCF, default settings", ("nncf",), alias_of="nncf"),
+}
+
+
+def available(tool: str) -> Tuple[bool, str]:
+    """Whether the tool's packages import here; the reason when not."""
+    for pkg in TOOLS[tool].packages:
+        try:
+            if importlib.util.find_spec(pkg) is None:
+                return False, f"package {pkg.split('.')[0]!r} is not installed"
+        except (ImportError, ValueError) as error:
+            return False, f"package {pkg!r} cannot be imported: {error}"
+    return True, ""
+
+
+def config_for(tool: str, kind: str) -> dict:
+    """The settings each tool runs with on a model of ``kind`` ("transformer" or "cnn")."""
+    transformer = kind == "transformer"
+    if tool == "ours":
+        return {"target": "CPU", "preset": "mixed" if transformer else "performance", "seed": 0}
+    if tool == "ours_default":
+        return {"target": "CPU", "preset": "performance", "seed": 0}
+    if tool == "ours_ort":
+        return {"target": "ORT", "preset": "performance", "seed": 0}
+    if tool == "ort":
+        return {"quant_format": "QDQ", "per_channel": True, "calibrate_method": "MinMax",
+                "activation_type": "QUInt8", "weight_type": "QInt8", "pre_process": True}
+    if tool == "nncf":
+        return {"preset": "MIXED", "model_type": "TRANSFORMER"} if transformer else {}
+    if tool == "nncf_default":
+        return {}
+    raise KeyError(tool)
+
+
+def sample_files(data_dir: os.PathLike) -> List[Path]:
+    return sorted(Path(data_dir).glob("*.npz"))
+
+
+# ----------------------------------------------------------------------------- the tools
+
+def run_ours(model: str, out: str, data_dir: str, samples: int, config: dict) -> dict:
+    from rewriter.quantize import QuantizeOptions, quantize_file
+
+    options = QuantizeOptions(target=config.get("target", "CPU"), preset=config.get("preset", "performance"),
+                              subset_size=samples, seed=config.get("seed", 0))
+    result = quantize_file(model, out, data_dir, options)
+    report = result.report
+    return {"timings_s": report.get("timings_s"), "calibration": report.get("calibration"),
+            "planned_fakequantize": len(report.get("fakequantize", []))}
+
+
+def run_ort(model: str, out: str, data_dir: str, samples: int, config: dict) -> dict:
+    from metrics import load_sample
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    paths = sample_files(data_dir)[:samples]
+
+    class Reader(CalibrationDataReader):
+        """Streams the samples from disk, one per call."""
+
+        def __init__(self) -> None:
+            self._it = iter(paths)
+
+        def get_next(self):
+            p = next(self._it, None)
+            return None if p is None else load_sample(p)
+
+    facts: dict = {}
+    source = model
+    if config.get("pre_process", True):
+        t0 = time.perf_counter()
+        pre = str(Path(out).with_suffix(".pre.onnx"))
+        try:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(model, pre)
+            source = pre
+            facts["pre_process"] = "ok"
+        except Exception as error:  # noqa: BLE001 - recorded, then quantize the model as given
+            facts["pre_process"] = f"failed: {type(error).__name__}: {str(error)[:200]}"
+        facts["pre_process_s"] = round(time.perf_counter() - t0, 3)
+    quantize_static(source, out, Reader(),
+                    quant_format=getattr(QuantFormat, config.get("quant_format", "QDQ")),
+                    per_channel=config.get("per_channel", True),
+                    activation_type=getattr(QuantType, config.get("activation_type", "QUInt8")),
+                    weight_type=getattr(QuantType, config.get("weight_type", "QInt8")),
+                    calibrate_method=getattr(CalibrationMethod, config.get("calibrate_method", "MinMax")))
+    if source != model:
+        Path(source).unlink(missing_ok=True)
+    return facts
+
+
+def run_nncf(model: str, out: str, data_dir: str, samples: int, config: dict) -> dict:
+    import nncf
+    import onnx
+    from metrics import load_sample
+
+    paths = sample_files(data_dir)[:samples]
+    kwargs = {}
+    if config.get("preset"):
+        kwargs["preset"] = getattr(nncf.QuantizationPreset, config["preset"])
+    if config.get("model_type"):
+        kwargs["model_type"] = getattr(nncf.ModelType, config["model_type"])
+    dataset = nncf.Dataset(paths, load_sample)
+    quantized = nncf.quantize(onnx.load(model), dataset, subset_size=len(paths), **kwargs)
+    onnx.save(quantized, out)
+    return {"nncf_version": nncf.__version__}
+
+
+RUNNERS: Dict[str, Callable[[str, str, str, int, dict], dict]] = {
+    "ours": run_ours, "ours_default": run_ours, "ours_ort": run_ours,
+    "ort": run_ort, "nncf": run_nncf, "nncf_default": run_nncf,
+}
+
+# What each tool imports before its clock starts (so that import time is not quantization time).
+PRELOAD = {
+    "ours": ("rewriter.quantize",), "ours_default": ("rewriter.quantize",), "ours_ort": ("rewriter.quantize",),
+    "ort": ("onnxruntime.quantization",), "nncf": ("nncf", "onnx"), "nncf_default": ("nncf", "onnx"),
+}
+
+
+def _rss_mb() -> Optional[float]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description="run one quantizer once (in its own process)")
+    ap.add_argument("tool", choices=sorted(TOOLS))
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--data", required=True, help="folder of .npz samples")
+    ap.add_argument("--samples", type=int, required=True)
+    ap.add_argument("--config", default="{}", help="JSON settings (see config_for)")
+    ap.add_argument("--result", required=True)
+    a = ap.parse_args(argv)
+    result: dict = {"tool": a.tool, "ok": False}
+    try:
+        t0 = time.perf_counter()
+        for mod in PRELOAD[a.tool]:
+            __import__(mod)
+        result["import_s"] = round(time.perf_counter() - t0, 3)
+        result["rss_after_import_mb"] = _rss_mb()
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).unlink(missing_ok=True)
+        t1 = time.perf_counter()
+        result["facts"] = RUNNERS[a.tool](a.model, a.out, a.data, a.samples, json.loads(a.config))
+        result["quantize_s"] = round(time.perf_counter() - t1, 3)
+        if not Path(a.out).is_file():
+            raise RuntimeError(f"the tool returned but wrote no model at {a.out}")
+        result["ok"] = True
+    except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded result
+        result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
+        result["traceback"] = traceback.format_exc()[-4000:]
+    result["rss_end_mb"] = _rss_mb()
+    Path(a.result).write_text(json.dumps(result, indent=2, default=str))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

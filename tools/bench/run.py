@@ -1,0 +1,333 @@
+"""Benchmark rewriter against onnxruntime.quantization and NNCF on the corpus, in one command.
+
+    python tools/bench/run.py [--only NAME ...] [--tools ours,ort,nncf] [--quick]
+
+Run it in the bench venv (tools/bench/README.md) after building the corpus
+(tools/bench/corpus.py). For every corpus entry that is built (or those named
+with --only) it:
+
+1. takes the calibration subset (300 samples, or all there are; --quick: 32),
+   the same files for every tool;
+2. times the floor: one plain float onnxruntime pass over that subset, in its
+   own process, default threads;
+3. runs each tool in its own process (tools/bench/peers.py): quantization wall
+   time and the process's peak RSS; a tool that fails or times out becomes a
+   failed cell with its error, never a crashed run;
+4. scores float and quantized models on the entry's eval split
+   (metrics.evaluate_all), counts Q/DQ nodes and the integer kernels
+   onnxruntime runs, and times onnxruntime at batch 1 with 1 and 2 threads;
+5. on the largest model, runs ours again at 100 samples to show whether peak
+   memory grows with the number of calibration samples.
+
+Results go to .bench-cache/results/<name>.json (--quick: .bench-cache/results-quick/),
+then tools/bench/report.py writes docs/benchmarks.md and docs/benchmarks.png
+(it can also regenerate them from the JSON alone).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import measure  # noqa: E402
+import peers  # noqa: E402
+import report  # noqa: E402
+from metrics import REPO_ROOT, cache_dir, evaluate_all, list_entries, load_meta, load_sample, ort_run_fn  # noqa: E402
+from metrics import sample_paths  # noqa: E402
+
+# Entries benchmarked as transformers (ours: preset mixed; NNCF: MIXED + TRANSFORMER).
+TRANSFORMERS = {"minilm"}
+DEFAULT_TOOLS = ("ours", "ort", "nncf")
+# Variants run alongside a tool when their settings differ from it (see peers.TOOLS).
+VARIANTS = {"ours": ("ours_default", "ours_ort"), "nncf": ("nncf_default",)}
+CORPUS_ORDER = ("cnn_digits", "magika", "minilm", "mobilenetv2", "resnet50")
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def model_kind(name: str, meta: dict) -> str:
+    return "transformer" if name in TRANSFORMERS or meta.get("kind") == "transformer" else "cnn"
+
+
+class Settings:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.quick = a.quick
+        self.samples = a.samples or (32 if a.quick else 300)
+        self.runs = a.runs or (6 if a.quick else 30)
+        self.rounds = 2 if a.quick else 3
+        self.warmup = 2 if a.quick else 5
+        self.threads = tuple(a.threads)
+        self.timeout = a.timeout
+        self.eval_threads = a.eval_threads
+        self.memory_check = not a.no_memory_check
+        self.python = a.python or sys.executable
+        self.cache = Path(a.cache) if a.cache else cache_dir()
+        default_results = REPO_ROOT / ".bench-cache" / ("results-quick" if a.quick else "results")
+        self.results = Path(a.results) if a.results else default_results
+        self.docs = Path(a.docs) if a.docs else REPO_ROOT / "docs"
+
+    def as_dict(self) -> dict:
+        return {"quick": self.quick, "samples": self.samples, "latency_runs": self.runs,
+                "latency_rounds": self.rounds, "latency_warmup": self.warmup, "threads": list(self.threads),
+                "tool_timeout_s": self.timeout, "eval_threads": self.eval_threads}
+
+
+# ----------------------------------------------------------------------------- one model
+
+def subset_dir(name: str, calib: List[Path], n: int, s: Settings) -> Path:
+    """The folder every tool reads: the calib folder itself, or links to its first n files."""
+    if n == len(calib):
+        return calib[0].parent
+    d = s.results / "subsets" / f"{name}-{n}"
+    d.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name for p in calib[:n]}
+    for old in d.glob("*.npz"):
+        if old.name not in wanted:
+            old.unlink()
+    for p in calib[:n]:
+        link = d / p.name
+        if not link.exists():
+            link.symlink_to(p.resolve())
+    return d
+
+
+def run_tool(name: str, tool: str, model: Path, data: Path, n: int, config: dict, s: Settings,
+             suffix: str = "") -> dict:
+    """One quantizer in its own process; the parent's view (wall, peak RSS) merged with the child's result."""
+    work = s.results / "models" / name
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"{tool}{suffix}.onnx"
+    res_path = work / f"{tool}{suffix}.result.json"
+    log_path = s.results / "logs" / name / f"{tool}{suffix}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    res_path.unlink(missing_ok=True)
+    cmd = [s.python, str(HERE / "peers.py"), tool, "--model", str(model), "--out", str(out), "--data", str(data),
+           "--samples", str(n), "--config", json.dumps(config, sort_keys=True), "--result", str(res_path)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The tool's working folder is its output folder, so scratch files stay out of the work tree.
+    child = measure.run_child(cmd, s.timeout, env=env, cwd=work, log_path=log_path)
+    result = json.loads(res_path.read_text()) if res_path.is_file() else {"ok": False}
+    result.update({"config": config, "samples": n, "process_wall_s": child["wall_s"],
+                   "peak_rss_mb": child["peak_rss_mb"], "returncode": child["returncode"],
+                   "command": " ".join(shlex.quote(c) for c in cmd), "log": str(log_path),
+                   "output": str(out)})
+    if child["timed_out"]:
+        result["ok"] = False
+        result["error"] = f"timed out after {s.timeout:.0f} s"
+    elif not result.get("ok") and "error" not in result:
+        result["error"] = f"process exited {child['returncode']} without a result: {child['log_tail'][-600:]}"
+    if tool.startswith("ours"):
+        result["cli"] = (f"rewriter quantize {shlex.quote(str(model))} -o /tmp/{name}.{tool}.onnx "
+                         f"--data {shlex.quote(str(data))} --target {config.get('target', 'CPU')} "
+                         f"--preset {config.get('preset', 'performance')} --subset-size {n}")
+    return result
+
+
+def evaluate_model(name: str, path: Path, s: Settings) -> dict:
+    try:
+        return {"scores": evaluate_all(name, ort_run_fn(path, s.eval_threads), cache=s.cache)}
+    except Exception as error:  # noqa: BLE001 - e.g. onnxruntime refuses the quantized model
+        return {"eval_error": f"{type(error).__name__}: {str(error)[:400]}"}
+
+
+def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
+    meta = load_meta(name, s.cache)
+    kind = model_kind(name, meta)
+    model = s.cache / name / "model.onnx"
+    calib = sample_paths(name, "calib", s.cache)
+    n = min(s.samples, len(calib))
+    data = subset_dir(name, calib, n, s)
+    metric = meta["metric"]["name"]
+    out: dict = {"name": name, "kind": kind, "metric": metric, "metric_kind": meta["metric"]["kind"],
+                 "description": meta.get("description", ""), "samples": n, "data": str(data),
+                 "model": str(model), "settings": s.as_dict(), "tools": {}, "date": _now()}
+    out["load_average"] = {"start": _load()}
+    _log(f"{name}: {kind}, {n} calibration samples, metric {metric} (load average {_load()})")
+
+    # The floor: one float pass over the same subset, in its own process.
+    lst = s.results / "subsets" / f"{name}-{n}.txt"
+    lst.parent.mkdir(parents=True, exist_ok=True)
+    lst.write_text("\n".join(str(p) for p in sorted(data.glob("*.npz"))) + "\n")
+    floor_json = s.results / "models" / name / "floor.json"
+    floor_json.parent.mkdir(parents=True, exist_ok=True)
+    floor_json.unlink(missing_ok=True)
+    child = measure.run_child([s.python, str(HERE / "measure.py"), "floor", str(model), str(lst), str(floor_json)],
+                              s.timeout, log_path=s.results / "logs" / name / "floor.log")
+    if floor_json.is_file():
+        out["floor"] = json.loads(floor_json.read_text())
+        out["floor"].update({"process_wall_s": child["wall_s"], "peak_rss_mb": child["peak_rss_mb"]})
+        _log(f"{name}: floor {out['floor']['floor_s']:.2f} s")
+    else:
+        out["floor"] = {"error": child["log_tail"][-600:]}
+        _log(f"{name}: floor FAILED")
+
+    # The quantizers, each in its own process.
+    order: List[str] = []
+    for tool in tools:
+        order.append(tool)
+        order.extend(VARIANTS.get(tool, ()))
+    for tool in order:
+        spec = peers.TOOLS[tool]
+        config = peers.config_for(tool, kind)
+        if spec.alias_of and config == peers.config_for(spec.alias_of, kind):
+            out["tools"][tool] = {"same_as": spec.alias_of, "config": config}
+            continue
+        ok, reason = peers.available(tool)
+        if not ok:
+            out["tools"][tool] = {"ok": False, "skipped": reason, "config": config}
+            _log(f"{name}: {tool} skipped ({reason})")
+            continue
+        _log(f"{name}: {tool} {json.dumps(config, sort_keys=True)}")
+        res = run_tool(name, tool, model, data, n, config, s)
+        out["tools"][tool] = res
+        if res.get("ok"):
+            _log(f"{name}: {tool} done in {res['quantize_s']:.2f} s, peak RSS {res['peak_rss_mb']:.0f} MB")
+        else:
+            _log(f"{name}: {tool} FAILED: {res.get('error')}")
+
+    # Scores and model facts.
+    out["float"] = {**evaluate_model(name, model, s), **_facts(model)}
+    _log(f"{name}: float {out['float'].get('scores', out['float'].get('eval_error'))}")
+    ran = [t for t, r in out["tools"].items() if r.get("ok")]
+    for tool in ran:
+        res = out["tools"][tool]
+        res.update(evaluate_model(name, Path(res["output"]), s))
+        res.update(_facts(Path(res["output"])))
+        _log(f"{name}: {tool} {res.get('scores', res.get('eval_error'))}")
+
+    # Latency at batch 1, float and every quantized model, interleaved.
+    feeds = load_sample(sample_paths(name, "eval", s.cache)[0])
+    models = {"float": model, **{t: Path(out["tools"][t]["output"]) for t in ran}}
+    out["latency"] = {}
+    out["load_average"]["before_latency"] = _load()
+    for threads in s.threads:
+        lat = measure.latency(models, feeds, threads, runs=s.runs, warmup=s.warmup, rounds=s.rounds)
+        out["latency"][str(threads)] = lat
+        _log(f"{name}: latency {threads}T " + ", ".join(
+            f"{k} {v.get('median_ms', 'ERR')}" for k, v in lat.items()))
+    out["load_average"]["after_latency"] = _load()
+    return out
+
+
+def _load() -> Optional[float]:
+    """The 1-minute load average: above the core count, other work shared the CPU with the timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _facts(path: Path) -> dict:
+    try:
+        return measure.file_facts(path)
+    except Exception as error:  # noqa: BLE001
+        return {"facts_error": f"{type(error).__name__}: {error}"}
+
+
+def memory_check(name: str, result: dict, s: Settings) -> Optional[dict]:
+    """Ours (default settings) at fewer samples on the same model: does peak RSS grow with samples?"""
+    main_tool = "ours_default" if result["tools"].get("ours_default", {}).get("ok") else "ours"
+    main = result["tools"].get(main_tool, {})
+    if not main.get("ok"):
+        return None
+    n_full = result["samples"]
+    n_small = 100 if n_full > 100 and not s.quick else max(1, n_full // 3)
+    calib = sample_paths(name, "calib", s.cache)
+    data = subset_dir(name, calib, n_small, s)
+    _log(f"{name}: memory check, {main_tool} at {n_small} samples")
+    small = run_tool(name, main_tool, Path(result["model"]), data, n_small, main["config"], s, suffix=f".n{n_small}")
+    return {"model": name, "tool": main_tool,
+            "runs": [{"samples": n_small, "ok": small.get("ok"), "peak_rss_mb": small.get("peak_rss_mb"),
+                      "quantize_s": small.get("quantize_s"), "rss_after_import_mb": small.get("rss_after_import_mb"),
+                      "error": small.get("error")},
+                     {"samples": n_full, "ok": True, "peak_rss_mb": main.get("peak_rss_mb"),
+                      "quantize_s": main.get("quantize_s"), "rss_after_import_mb": main.get("rss_after_import_mb")}]}
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+# ----------------------------------------------------------------------------- main
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="corpus entries to run (default: every built one)")
+    ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                    help="comma-separated, from ours, ort, nncf (default: all three)")
+    ap.add_argument("--quick", action="store_true", help="32 samples and 6 latency runs: a check, not a result")
+    ap.add_argument("--samples", type=int, help="calibration samples (default 300, or all there are)")
+    ap.add_argument("--runs", type=int, help="timed latency runs per model and thread count (default 30)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="latency thread counts (default 1 2)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds one tool may take (default 900)")
+    ap.add_argument("--eval-threads", type=int, default=2, help="onnxruntime threads when scoring (default 2)")
+    ap.add_argument("--no-memory-check", action="store_true", help="skip ours at 100 samples on the largest model")
+    ap.add_argument("--cache", help="corpus folder (default .bench-cache/corpus)")
+    ap.add_argument("--results", help="JSON results folder (default .bench-cache/results[-quick])")
+    ap.add_argument("--docs", help="where benchmarks.md and benchmarks.png go (default docs/)")
+    ap.add_argument("--python", help="interpreter for the child processes (default: this one)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from the saved JSON")
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    a = parse_args(argv)
+    s = Settings(a)
+    if a.report_only:
+        report.write(s.results, s.docs)
+        return 0
+    tools = [t.strip() for t in a.tools.split(",") if t.strip()]
+    bad = [t for t in tools if t not in DEFAULT_TOOLS]
+    if bad:
+        raise SystemExit(f"unknown tool(s) {', '.join(bad)}; choose from {', '.join(DEFAULT_TOOLS)}")
+    built = list_entries(s.cache)
+    names = a.only or sorted(built, key=lambda n: (CORPUS_ORDER.index(n) if n in CORPUS_ORDER else 99, n))
+    missing = [n for n in names if n not in built]
+    if missing:
+        raise SystemExit(f"not built under {s.cache}: {', '.join(missing)} (run tools/bench/corpus.py --only ...)")
+    s.results.mkdir(parents=True, exist_ok=True)
+    command = "python tools/bench/run.py" + ("" if argv is None and len(sys.argv) <= 1 else
+                                             " " + " ".join(shlex.quote(x) for x in (argv if argv is not None
+                                                                                     else sys.argv[1:])))
+    run_info = {"command": command, "date": _now(), "machine": measure.machine_info(), "settings": s.as_dict(),
+                "models": names, "tools": tools}
+    started = time.perf_counter()
+    largest = max(built, key=lambda n: (s.cache / n / "model.onnx").stat().st_size) if built else None
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            result = bench_model(name, tools, s)
+        except Exception as error:  # noqa: BLE001 - one broken entry must not stop the others
+            result = {"name": name, "error": f"{type(error).__name__}: {error}",
+                      "traceback": traceback.format_exc()[-3000:], "date": _now(), "settings": s.as_dict()}
+            _log(f"{name}: harness error {result['error']}")
+        if s.memory_check and name == largest and "ours" in tools and "error" not in result:
+            result["memory_check"] = memory_check(name, result, s)
+        result["bench_s"] = round(time.perf_counter() - t0, 1)
+        result["command"] = command
+        (s.results / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        _log(f"{name}: done in {result['bench_s']:.0f} s")
+    run_info["total_s"] = round(time.perf_counter() - started, 1)
+    (s.results / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
+    md, png = report.write(s.results, s.docs)
+    print(report.summary_text(report.load(s.results)))
+    _log(f"wrote {md} and {png or '(no chart)'} in {run_info['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
