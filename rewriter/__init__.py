@@ -11,3 +11,12 @@ def audit(*args, **kwargs):  # noqa: D103 - re-exported lazily so `import rewrit
 
 
 audit.__doc__ = "See rewriter.api.audit."
+
+
+def quantize(*args, **kwargs):  # noqa: D103 - re-exported lazily, like audit
+    from rewriter.api import quantize as _quantize
+
+    return _quantize(*args, **kwargs)
+
+
+quantize.__doc__ = "See rewriter.api.quantize."

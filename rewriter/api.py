@@ -1,14 +1,15 @@
 """The Python API: thin functions that chain the stages.
 
-    >>> from rewriter import audit
+    >>> from rewriter import audit, quantize
     >>> plan = audit("examples/tiny_cnn.onnx", target="CPU")   # doctest: +SKIP
-    >>> print(plan_text(plan))                                  # doctest: +SKIP
+    >>> model, report = quantize("examples/tiny_cnn.onnx", target="CPU",
+    ...                          data="examples/calib")         # doctest: +SKIP
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from rewriter.dsl import ast
 from rewriter.dsl.parser import load_rule_files
@@ -74,3 +75,53 @@ def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = 
                           ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                            for o in ignore_ops))
     return plan_graph(graph, inputs, options, Path(model).name)
+
+
+def quantize(model: Any, data: Any = None, target: str | None = None, config: str | Path | None = None,
+             **options: Any) -> Any:
+    """Quantize ``model`` (a path or an onnx.ModelProto) for ``target`` with calibration ``data``.
+
+    Returns a ``QuantizeResult``: ``.model`` (the quantized onnx.ModelProto),
+    ``.report`` (the report dict the CLI writes), ``.plan`` and ``.ranges``;
+    it unpacks as ``model, report = quantize(...)``.
+
+    Args:
+        model: path to an .onnx file, or an onnx.ModelProto (not modified).
+        data: a folder of .npy/.npz/images, a loader "module:function", or any
+            iterable of input dicts; default: the config file's engine.data_source.
+        target: CPU, GPU, VPU, GNA, ANY, ORT or a spec file path (default CPU).
+        config: the original tool's configuration file; keyword options override it.
+        **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
+            output_format, rules, ignore_scope, ignore_ops, model_type,
+            channel_alignment, bias_correction, bias_threshold, batch_size,
+            progress, image_options, ranges), plus estimator_preset
+            ("default" or "quantile").
+    """
+    import dataclasses
+    import warnings
+
+    from rewriter.config import load_config, merge_cli
+    from rewriter.errors import UserError
+    from rewriter.pipeline import QuantizeOptions
+    from rewriter.pipeline import quantize as run_pipeline
+
+    known = {f.name for f in dataclasses.fields(QuantizeOptions)} | {"estimator_preset"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(f"rewriter.quantize: unknown option(s) {', '.join(unknown)}; "
+                        f"valid: {', '.join(sorted(known))}")
+    for key in ("rules", "ignore_scope"):
+        if isinstance(options.get(key), (list, str)):
+            value = options[key]
+            options[key] = (value,) if isinstance(value, str) else tuple(value)
+    if options.get("ignore_ops") is not None:
+        options["ignore_ops"] = tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
+                                      for o in options["ignore_ops"])
+    loaded = load_config(config) if config is not None else None
+    for notice in (*loaded.warnings, *loaded.unsupported) if loaded else ():
+        warnings.warn(notice.render(), stacklevel=2)
+    merged = merge_cli(loaded, {**options, "target": target})
+    data = data if data is not None else (loaded.data_source if loaded else None)
+    if data is None:
+        raise UserError("rewriter.quantize: no calibration data; pass data=..., or engine.data_source in the config")
+    return run_pipeline(model, data, merged)

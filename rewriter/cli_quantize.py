@@ -52,7 +52,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     from rewriter.config import load_config, merge_cli
     from rewriter.io_utils import atomic_write_text
     from rewriter.match.planner import IgnoredOperation
-    from rewriter.quantize import quantize_file
+    from rewriter.pipeline import quantize_file
 
     image_options = ImageOptions(
         size=tuple(args.image_size) if args.image_size else None, shorter_side=args.shorter_side,

@@ -1186,7 +1186,7 @@ def merge_cli(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None =
     >>> merge_cli(None, {"target": None, "subset_size": 8}).subset_size
     8
     """
-    from rewriter.quantize import QuantizeOptions
+    from rewriter.pipeline import QuantizeOptions
 
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     estimator_preset = given.pop("estimator_preset", None)

@@ -462,7 +462,7 @@ def test_subsample_only_tensors_and_old_opsets() -> None:
 
 
 def test_quantize_reducers_go_in_graph_and_give_the_same_statistics() -> None:
-    """The reducers rewriter.quantize asks for on a small CNN: everything in-graph, nothing changed."""
+    """The reducers rewriter.pipeline asks for on a small CNN: everything in-graph, nothing changed."""
     from rewriter.algorithms.minmax import activation_reducers
     from rewriter.api import load_plan_inputs
     from rewriter.ir.view import graph_view

@@ -13,7 +13,7 @@ from rewriter.calibrate.aggregators import range_estimator_for
 from rewriter.config import (AlgorithmConfig, LoadedConfig, PipelineSettings, QuantizerOverride, _JsonReader,
                              load_config, merge_cli, preset_for_target)
 from rewriter.match.planner import IgnoredOperation
-from rewriter.quantize import QuantizeOptions
+from rewriter.pipeline import QuantizeOptions
 from rewriter.spec.model import QuantizerConfig
 
 DATA = Path(__file__).parent / "data"

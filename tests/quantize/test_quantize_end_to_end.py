@@ -13,7 +13,7 @@ import models
 from rewriter.cli import main
 from rewriter.emit.ort_check import fused_counts
 from rewriter.errors import UserError
-from rewriter.quantize import QuantizeOptions, quantize, quantize_file
+from rewriter.pipeline import QuantizeOptions, quantize, quantize_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
@@ -43,7 +43,7 @@ def test_cli_quantize_writes_a_model_that_runs_close_to_float(tmp_path, capsys) 
     assert sqnr > 20, f"output SQNR {sqnr:.1f} dB"
     assert np.mean(float_out.argmax(1) == quant_out.argmax(1)) >= 0.9
     doc = json.loads(report.read_text())
-    assert doc["schema"] == "rewriter.quantize/1"
+    assert doc["schema"] == "rewriter.pipeline/1"
     for entry in doc["fakequantize"]:
         assert {"range", "scale", "zero_point", "sqnr_db", "storage_dtype"} <= set(entry)
     weights = [e for e in doc["fakequantize"] if e["role"] == "weight"]

@@ -101,7 +101,7 @@ def sample_files(data_dir: os.PathLike) -> List[Path]:
 # ----------------------------------------------------------------------------- the tools
 
 def run_ours(model: str, out: str, data_dir: str, samples: int, config: dict) -> dict:
-    from rewriter.quantize import QuantizeOptions, quantize_file
+    from rewriter.pipeline import QuantizeOptions, quantize_file
 
     options = QuantizeOptions(target=config.get("target", "CPU"), preset=config.get("preset", "performance"),
                               subset_size=samples, seed=config.get("seed", 0))
@@ -177,7 +177,7 @@ RUNNERS: Dict[str, Callable[[str, str, str, int, dict], dict]] = {
 
 # What each tool imports before its clock starts (so that import time is not quantization time).
 PRELOAD = {
-    "ours": ("rewriter.quantize",), "ours_default": ("rewriter.quantize",), "ours_ort": ("rewriter.quantize",),
+    "ours": ("rewriter.pipeline",), "ours_default": ("rewriter.pipeline",), "ours_ort": ("rewriter.pipeline",),
     "ort": ("onnxruntime.quantization",), "nncf": ("nncf", "onnx"), "nncf_default": ("nncf", "onnx"),
 }
 

@@ -39,7 +39,7 @@ from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
 from rewriter.report.plan_report import plan_dict
 
-REPORT_SCHEMA = "rewriter.quantize/1"
+REPORT_SCHEMA = "rewriter.pipeline/1"
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,10 @@ class QuantizeResult:
     plan: QuantPlan
     ranges: Mapping[str, TensorRange]
     report: dict
+
+    def __iter__(self):
+        """``model, report = rewriter.quantize(...)``."""
+        return iter((self.model, self.report))
 
 
 def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
