@@ -20,7 +20,7 @@ NodeStatus = Literal["quantized", "float", "ignored", "agnostic"]
 class Decision:
     """One step of a trail: what happened, by which rule or spec entry, declared where."""
 
-    action: str  # insert | ignore | remove | propagate | merge | unify | symmetric | spec | config | cli
+    action: str  # insert | ignore | remove | propagate | merge | unify | symmetric | asymmetric | spec | config | cli
     source: str  # rule name, "spec:<op>", "cli", ...
     loc: SourceLoc = field(default=SourceLoc("<builtin>"))
     detail: str = ""

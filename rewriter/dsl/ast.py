@@ -228,7 +228,15 @@ class Symmetric:
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
-Action = Union[Ignore, Insert, Remove, Propagate, Unify, Symmetric]
+@dataclass(frozen=True)
+class Asymmetric:
+    """``asymmetric a.outputs``: prefer asymmetric mode there, where the spec allows it (one-sided data)."""
+
+    targets: tuple[PortRef, ...]
+    loc: SourceLoc = field(default=_NOLOC, compare=False)
+
+
+Action = Union[Ignore, Insert, Remove, Propagate, Unify, Symmetric, Asymmetric]
 
 
 @dataclass(frozen=True)

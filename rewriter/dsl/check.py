@@ -223,7 +223,7 @@ def _rule_problems(ruleset: ast.RuleSet) -> Iterator[_Problem]:
             first[rule.name] = rule
         if not rule.actions:
             yield (f"rule '{rule.name}' has no actions; add one of "
-                   "ignore, insert, remove, propagate, unify, symmetric"), rule.loc
+                   "ignore, insert, remove, propagate, unify, symmetric, asymmetric"), rule.loc
         pattern = ruleset.pattern(rule.pattern)
         if pattern is None:
             yield (f"rule '{rule.name}' matches '{rule.pattern}', which is not a pattern"

@@ -291,6 +291,9 @@ class _Builder(Transformer):
     def symmetric(self, meta, refs) -> ast.Symmetric:
         return ast.Symmetric(tuple(refs), loc=self._loc(meta))
 
+    def asymmetric(self, meta, refs) -> ast.Asymmetric:
+        return ast.Asymmetric(tuple(refs), loc=self._loc(meta))
+
     def portref(self, meta, children) -> ast.PortRef:
         name, direction, ports = children
         return ast.PortRef(str(name), str(direction), ports, loc=self._tok(name))  # type: ignore[arg-type]
@@ -388,7 +391,7 @@ _VALUE_TERMS = frozenset({
     "_CONST", "_ATTR", "_SHAPE", "_OUT_SHAPE", "_RANK", "_DTYPE", "_FANOUT", "_NUM_INPUTS",
     "_GRAPH_INPUT", "_TRUE", "_FALSE", "_NONE", "NUMBER", "STRING", "LSQB",
 })
-_ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "_SYMMETRIC"})
+_ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "_SYMMETRIC", "_ASYMMETRIC"})
 _TOP_LEVEL = frozenset({"_INCLUDE", "_PATTERN", "_RULE"})
 
 
@@ -416,7 +419,7 @@ def _expected_words(expected: Collection[str] | None, end: str = "the end of the
         words.append("a value (const(i), attr.NAME, shape(i)[d], a number, a string, true, [...], ...)")
     if _ACTIONS <= terms:
         terms -= _ACTIONS
-        words.append("an action (ignore, insert, remove, propagate, unify, symmetric)")
+        words.append("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric)")
     words.extend(sorted(end if t == "$END" else _describe(t) for t in terms))
     if len(words) == 1:
         return f"; expected {words[0]}"

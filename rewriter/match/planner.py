@@ -11,6 +11,7 @@ The rules are applied in fixed phases, whatever their order in the files:
                 pass-through inputs, bottom-up, when every consumer reads it
                 quantized;
 5. symmetric  - forces symmetric mode on the named FakeQuantizes;
+   asymmetric - prefers asymmetric mode there where the spec allows it;
 6. unify      - groups of FakeQuantizes share one scale.
 
 Within a phase, rules run in file order; matches are computed once on the
@@ -64,6 +65,7 @@ class _Point:
     output_configs: tuple[QuantizerConfig, ...] = ()
     trail: list[Decision] = field(default_factory=list)
     symmetric: bool = False
+    asymmetric: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ class _Planner:
                 for point in self._points_at(match, target):
                     point.symmetric = True
                     point.trail.append(self._decision("symmetric", rule, match))
+        for rule, action, match in self._rule_matches(ast.Asymmetric):
+            for target in action.targets:
+                for point in self._points_at(match, target):
+                    point.asymmetric = True
+                    point.trail.append(self._decision("asymmetric", rule, match))
         for rule, action, match in self._rule_matches(ast.Unify):
             for group in action.groups:
                 self._unify(rule, match, group)
@@ -298,6 +305,7 @@ class _Planner:
             point.trail.extend(d for d in trail if d not in point.trail)
             point.trail.append(decision)
             point.symmetric = point.symmetric or any(p.symmetric for p in below)
+            point.asymmetric = point.asymmetric or any(p.asymmetric for p in below)
         for p in below:
             del self.points[p.tensor]
         self._note(node.index, decision)
@@ -448,7 +456,10 @@ class _Planner:
             candidates = _relax(lists)
             trail.append(Decision("config", "planner", detail="consumers allow no common config; relaxed "
                                   "to per-tensor/symmetric"))
-        config = _choose(candidates, point.role, self.options.preset, point.symmetric)
+        config = _choose(candidates, point.role, self.options.preset, point.symmetric, point.asymmetric)
+        if point.asymmetric and config.mode != "asymmetric":
+            why = "a symmetric rule wins" if point.symmetric else "the spec allows no asymmetric config here"
+            trail.append(Decision("config", "planner", detail=f"asymmetric preferred, but {why}"))
         axis = None
         if config.granularity == "perchannel":
             axis = self._channel_axis(point)
@@ -532,13 +543,20 @@ def _relax(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerConfig, .
     return _intersect(symmetric) or symmetric[0][:1]
 
 
-def _choose(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, force_symmetric: bool) -> QuantizerConfig:
+def _choose(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, force_symmetric: bool,
+            prefer_asymmetric: bool = False) -> QuantizerConfig:
     """Pick by position, as the original tool did: the spec lists configs fastest
     first, most accurate last. performance = first everywhere; mixed = first for
-    weights, last for activations; accuracy = last everywhere."""
+    weights, last for activations; accuracy = last everywhere.
+
+    A ``symmetric`` rule forces symmetric mode (it is a hardware constraint);
+    an ``asymmetric`` rule only narrows the choice to the asymmetric
+    candidates when the spec allows any, and yields to ``symmetric``."""
     if force_symmetric:
         symmetric = [c for c in candidates if c.mode == "symmetric"]
         return symmetric[0] if symmetric else replace(candidates[0], mode="symmetric")
+    if prefer_asymmetric:
+        candidates = tuple(c for c in candidates if c.mode == "asymmetric") or candidates
     last = preset == "accuracy" or (preset == "mixed" and role != "weight")
     return candidates[-1] if last else candidates[0]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import models
-from plan_helpers import plan_with_rules, quantized_inputs, status
+from plan_helpers import plan_model, plan_with_rules, quantized_inputs, status
 from rewriter.errors import UserError
 from rewriter.match.planner import PlanOptions
 
@@ -98,6 +98,42 @@ def test_symmetric_action_overrides_the_preset() -> None:
     assert any(p.config.mode == "asymmetric" for p in plan.points if p not in conv_inputs)
     plain = plan_with_rules(models.residual_block(), INSERT_ALL, options=PlanOptions(preset="accuracy"))
     assert all(p.config.mode == "asymmetric" for p in plain.points)
+
+
+def test_asymmetric_action_prefers_asymmetric_where_the_spec_allows_it() -> None:
+    text = INSERT_ALL + "rule asym { match { c : Conv }; asymmetric c.inputs[0] }\n"
+    plan = plan_with_rules(models.residual_block(), text)  # preset performance: symmetric by default
+    conv_inputs = [p for p in plan.points if p.role == "activation"
+                   and any(c.node.startswith("conv") and c.port == 0 for c in p.consumers)]
+    assert conv_inputs and all(p.config.mode == "asymmetric" for p in conv_inputs)
+    assert all(any(d.action == "asymmetric" and d.source == "asym" for d in p.trail) for p in conv_inputs)
+    others = [p for p in plan.points if p.role == "activation" and p not in conv_inputs]
+    assert others and all(p.config.mode == "symmetric" for p in others)
+
+
+def test_symmetric_beats_asymmetric_and_the_trail_says_so() -> None:
+    text = INSERT_ALL + ("rule asym { match { c : Conv }; asymmetric c.inputs[0] }\n"
+                         "rule sym { match { c : Conv }; symmetric c.inputs[0] }\n")
+    plan = plan_with_rules(models.residual_block(), text, options=PlanOptions(preset="mixed"))
+    conv_inputs = [p for p in plan.points if p.role == "activation"
+                   and all(c.node.startswith("conv") for c in p.consumers)]
+    assert conv_inputs and all(p.config.mode == "symmetric" for p in conv_inputs)
+    assert all(any("a symmetric rule wins" in d.detail for d in p.trail) for p in conv_inputs)
+
+
+def test_asymmetric_action_is_a_no_op_where_the_spec_has_no_asymmetric_config() -> None:
+    text = INSERT_ALL + "rule asym { match { c : Conv }; asymmetric c.inputs[0] }\n"
+    plain = plan_with_rules(models.residual_block(), INSERT_ALL, target="GNA")
+    plan = plan_with_rules(models.residual_block(), text, target="GNA")
+    assert [p.config for p in plan.points] == [p.config for p in plain.points]
+    assert any("spec allows no asymmetric config" in d.detail for p in plan.points for d in p.trail)
+
+
+def test_default_rules_give_gelu_and_layer_norm_outputs_asymmetric_activations() -> None:
+    plan = plan_model(models.attention_block(), "CPU")
+    modes = {p.tensor: p.config.mode for p in plan.points if p.role == "activation"}
+    assert modes["gelu_out"] == modes["ln1_out"] == "asymmetric"
+    assert {m for t, m in modes.items() if t not in ("gelu_out", "ln1_out")} == {"symmetric"}
 
 
 def test_explicit_unify_ports_group_the_named_inputs() -> None:
