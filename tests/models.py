@@ -177,6 +177,22 @@ def depthwise_conv(seed: int = 0) -> onnx.ModelProto:
     return b.model([_f32("input", [1, 8, 16, 16])], [_f32("output", [1, 16, 16, 16])], "depthwise_conv")
 
 
+def conv_sliced_bias(seed: int = 0) -> onnx.ModelProto:
+    """A 1-D convolution as JAX/TF exports it: Unsqueeze to 2-D, Conv without bias, Squeeze, then Add(bias).
+
+    input [1, 8, 32] -> lift (Unsqueeze axis 2) -> conv (8->16, 1x5, no bias) -> drop (Squeeze axis 2)
+    -> bias (Add const) -> act (Tanh) -> output [1, 16, 32]
+    """
+    b = GraphBuilder(seed)
+    x = b.node("Unsqueeze", ["input", b.const("lift.axes", np.array([2], np.int64))], "lift")
+    w = b.weight("conv.weight", (16, 8, 1, 5))
+    x = b.node("Conv", [x, w], "conv", kernel_shape=[1, 5], pads=[0, 2, 0, 2])
+    x = b.node("Squeeze", [x, b.const("drop.axes", np.array([2], np.int64))], "drop")
+    x = b.node("Add", [x, b.const("bias.value", (b.rng.standard_normal((16, 1)) * 0.1).astype(np.float32))], "bias")
+    b.node("Tanh", [x], "output")
+    return b.model([_f32("input", [1, 8, 32])], [_f32("output", [1, 16, 32])], "conv_sliced_bias")
+
+
 def constant_node_weights(seed: int = 0) -> onnx.ModelProto:
     """A Conv whose weight and bias come from Constant nodes (as paddle2onnx exports them).
 

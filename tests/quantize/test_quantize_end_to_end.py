@@ -108,6 +108,20 @@ def test_attention_block_keeps_float_subgraphs_and_stays_accurate() -> None:
         assert np.linalg.norm(ref - got) / np.linalg.norm(ref) < 0.1
 
 
+def test_ort_target_requantizes_a_conv_whose_bias_comes_after_data_movement() -> None:
+    # Without a QuantizeLinear after the Conv, onnxruntime would dequantize the weights on every run and
+    # convolve in float: slower than the float model (Google's magika model, exported from JAX).
+    model = models.conv_sliced_bias()
+    samples = models.random_inputs(model, n=8, seed=1)
+    result = quantize(model, samples, QuantizeOptions(target="ORT"))
+    conv_out = result.plan.point("conv")
+    assert conv_out is not None and conv_out.trail[0].source == "requantize_conv_before_bias"
+    assert fused_counts(result.model).get("QLinearConv") == 1
+    for sample in samples[:2]:
+        ref, got = _run(model, sample)[0], _run(result.model, sample)[0]
+        assert np.linalg.norm(ref - got) / np.linalg.norm(ref) < 0.05
+
+
 def test_fakequantize_format_emits_openvino_nodes(tmp_path) -> None:
     result = quantize(str(EXAMPLE), str(CALIB), QuantizeOptions(output_format="fakequantize", subset_size=8))
     ops = {n.op_type for n in result.model.graph.node}
