@@ -93,7 +93,8 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
         config: the original tool's configuration file; keyword options override it.
         **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
             output_format, rules, ignore_scope, ignore_ops, model_type,
-            channel_alignment, bias_correction, bias_threshold, batch_size,
+            channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
+            layerwise_samples, batch_size,
             progress, image_options, ranges), plus estimator_preset
             ("default" or "quantile").
     """

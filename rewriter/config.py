@@ -239,9 +239,21 @@ class LoadedConfig:
             out["bias_correction"] = self.pipeline.bias_correction
         if self.pipeline.bias_threshold is not None:
             out["bias_threshold"] = self.pipeline.bias_threshold
+        if self.pipeline.layerwise_tuning:
+            out["layerwise_tuning"] = True
+            samples = self._layerwise_samples()
+            if samples is not None:
+                out["layerwise_samples"] = samples
         if not self.quantizers.is_empty():
             out["quantizer_overrides"] = self.quantizers
         return out
+
+    def _layerwise_samples(self) -> int | None:
+        """num_samples_for_tuning of the entry that turns layer-wise tuning on (kept in its params)."""
+        for algo in self.algorithms:
+            if algo.params.get("use_layerwise_tuning"):
+                return algo.params.get("num_samples_for_tuning")
+        return None
 
 
 # ====================================================================== what the pipeline runs
@@ -258,9 +270,7 @@ OTHER_POT_ALGORITHMS = ("TunableQuantization", "DataFreeQuantization", "Overflow
 
 #: Features the quantize pipeline does not run yet, with what the user is told. Remove an entry
 #: when the pipeline wires the feature; the loader reports the rest in ``LoadedConfig.unsupported``.
-NOT_RUN_YET: dict[str, str] = {
-    "use_layerwise_tuning": "layer-wise tuning is not run by the quantize pipeline yet",
-}
+NOT_RUN_YET: dict[str, str] = {}
 
 #: What this tool does not implement at all.
 _NOT_IMPLEMENTED = {
@@ -363,6 +373,8 @@ _LAYERWISE = dict(num_samples_for_tuning=_int(1), batch_size=_int(1), optimizer=
                   tuning_iterations=_int(1), random_seed=_int(0), use_ranking_subset=_BOOL,
                   calibration_indices_pool=_int(1), calculate_grads_on_loss_increase_only=_BOOL,
                   weight_decay=_num(0))
+#: The layer-wise tuning keys the grid search honours; the others (POT's torch optimizer settings) are reported.
+_LAYERWISE_HONOURED = ("num_samples_for_tuning",)
 _DEFAULT = dict(_MINMAX, **_BIAS, use_fast_bias=_BOOL, use_layerwise_tuning=_BOOL, **_LAYERWISE)
 _METRICS = _F("list", item=_section(("name",), name=_STR, baseline_value=_num()),
               example='[{"name": "accuracy", "baseline_value": 0.72}]')
@@ -986,7 +998,10 @@ class _Loader:
             self._not_run(step, loc, f"{name}: " if step != name else "")
         if p.get("use_layerwise_tuning"):
             out["layerwise_tuning"] = True
-            self._not_run("use_layerwise_tuning", self.loc(f"{where}.params.use_layerwise_tuning", key=True))
+            for key in sorted(set(_LAYERWISE) & set(p) - set(_LAYERWISE_HONOURED)):
+                self.unsupported.append(Notice(self.loc(f"{where}.params.{key}", key=True),
+                                               f"{key} is ignored: layer-wise tuning here is a gradient-free "
+                                               "grid search (no optimizer, loss or iterations to set)"))
         if p.get("saturation_fix") not in (None, "no"):
             out["saturation_fix"] = p["saturation_fix"]
             self.unsupported.append(Notice(self.loc(f"{where}.params.saturation_fix", key=True),

@@ -1,6 +1,7 @@
 """The main job: float model + calibration data -> quantized model + report.
 
-    load -> normalize -> plan -> calibrate -> MinMax ranges -> emit -> report
+    load -> normalize -> plan -> calibrate -> MinMax ranges -> [bias correction] -> [layer-wise tuning]
+         -> emit -> report
 
 Each stage is called once, in that order; this module only passes values
 from one to the next and times them.
@@ -21,6 +22,7 @@ from rewriter.algorithms.bias_correction import (FAST_THRESHOLD, THRESHOLD, bias
                                                  bias_correction_subset, bias_reducers, bias_targets,
                                                  fast_bias_correction)
 from rewriter.algorithms.channel_alignment import align_channels, alignment_pairs, alignment_reducers
+from rewriter.algorithms.layerwise import float_layer_values, layerwise_subset, layerwise_tuning
 from rewriter.algorithms.types import TensorRange
 from rewriter.api import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
@@ -63,6 +65,8 @@ class QuantizeOptions:
     bias_correction: str | bool | None = None  # None | "fast" | "full" (False: explicitly none)
     bias_threshold: float | None = None
     quantizer_overrides: Any = None  # an object with .apply(config, role) (config file weights/activations)
+    layerwise_tuning: bool = False
+    layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
 
     def __post_init__(self) -> None:
         if self.bias_correction is False:  # "none" given explicitly (it overrides a config file)
@@ -73,6 +77,8 @@ class QuantizeOptions:
             raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
         if self.subset_size is not None and self.subset_size < 1:
             raise UserError(f"subset size must be at least 1, got {self.subset_size}")
+        if self.layerwise_samples is not None and self.layerwise_samples < 1:
+            raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 
 
 @dataclass(frozen=True)
@@ -136,10 +142,16 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
               **activation_ranges(plan, collected.stats, options.ranges)}
     lap("ranges")
 
+    float_model = normalized  # the float reference of layer-wise tuning (bias correction changes biases)
     if targets:
         normalized, passes["bias_correction"] = _correct_biases(
             normalized, graph, plan, targets, collected, ranges, weights, calibration, ids, options)
         lap("bias_correction")
+
+    if options.layerwise_tuning:
+        normalized, ranges, passes["layerwise_tuning"] = _tune_layers(
+            normalized, float_model, plan, ranges, calibration, ids, options)
+        lap("layerwise_tuning")
 
     emit = emit_fakequantize if options.output_format == "fakequantize" else emit_qdq
     try:
@@ -202,6 +214,28 @@ def _correct_biases(model: Any, graph: GraphView, plan: QuantPlan, targets: Any,
     finally:
         runner.clear()
     return apply_weight_updates(model, result.updates, result.new_biases), result.to_dict()
+
+
+def _tune_layers(model: Any, float_model: Any, plan: QuantPlan, ranges: Mapping[str, TensorRange],
+                 calibration: Any, ids: list[int], options: QuantizeOptions) -> tuple[Any, dict, dict]:
+    """Layer-wise tuning: new weight ranges and biases, from the float model's layer inputs and outputs."""
+    graph = graph_view(model)  # after bias correction: its added biases are the layers' biases now
+    targets = bias_targets(graph, plan)
+    if not targets:
+        return model, dict(ranges), {"layers": [], "note": "no Conv/ConvTranspose/Gemm/MatMul with a quantized "
+                                                           "constant weight"}
+    values = initializer_arrays(model, sorted({t.weight for t in targets}) + bias_constants(targets))
+    subset = ids[:layerwise_subset(len(ids), options.layerwise_samples)]
+    float_runner, runner = LayerRunner(float_model), LayerRunner(model)
+    try:
+        reference = float_layer_values(graph_view(float_model), targets, calibration.iter_samples(subset),
+                                       float_runner.run)
+        result = layerwise_tuning(graph, plan, targets, ranges, values, reference, runner.run, options.ranges)
+    finally:
+        float_runner.clear()
+        runner.clear()
+    return (apply_weight_updates(model, result.updates, result.new_biases), {**ranges, **result.ranges},
+            result.to_dict())
 
 
 def quantize_file(model: str | Path, output: str | Path, data: Any,

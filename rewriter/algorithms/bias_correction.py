@@ -508,7 +508,7 @@ def _magnitude(t: BiasTarget, old: np.ndarray, shift: np.ndarray, float_mean: np
     return float(np.max(np.abs(shift / old))), ""
 
 
-def _old_bias(t: BiasTarget, weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+def effective_bias(t: BiasTarget, weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     """The bias in effective units (per channel, times Gemm's beta) and the stored value."""
     if t.bias is None:
         return np.zeros(t.channels, np.float64), None
@@ -519,19 +519,22 @@ def _old_bias(t: BiasTarget, weights: Mapping[str, np.ndarray]) -> tuple[np.ndar
     return stored.astype(np.float64).reshape(t.channels) * t.bias_scale, stored
 
 
-def _fq(x: np.ndarray, rng: TensorRange) -> np.ndarray:
+def fake_quantize_range(x: np.ndarray, rng: TensorRange) -> np.ndarray:
+    """``x`` through the FakeQuantize ``rng`` describes (per channel along ``rng.axis`` when it has one)."""
     per_channel = np.ndim(rng.input_low) > 0
     return fake_quantize(x, rng.input_low, rng.input_high, rng.levels, axis=rng.axis if per_channel else None)
 
 
-def _range(ranges: Mapping[str, TensorRange], tensor: str) -> TensorRange:
+def range_of(ranges: Mapping[str, TensorRange], tensor: str) -> TensorRange:
+    """``ranges[tensor]``, or a ValueError naming the tensor (a plan/ranges mismatch is a bug)."""
     try:
         return ranges[tensor]
     except KeyError:
         raise ValueError(f"no range for planned tensor {tensor!r}") from None
 
 
-def _weight(weights: Mapping[str, np.ndarray], tensor: str) -> np.ndarray:
+def weight_of(weights: Mapping[str, np.ndarray], tensor: str) -> np.ndarray:
+    """``weights[tensor]`` as an array, or a ValueError naming the missing constant."""
     try:
         return np.asarray(weights[tensor])
     except KeyError:
@@ -585,10 +588,11 @@ def fast_bias_correction(targets: Sequence[BiasTarget], stats: Mapping[str, Mapp
         rows = max(rows, len(output_stat))
         float_mean = output_stat.mean(axis=0)
         blob = _mean_blob(shape, input_mean.mean(axis=0), t.reduce_axis)
-        weight = _weight(weights, t.weight)
-        old, stored = _old_bias(t, weights)
-        q_blob = blob if t.input_range is None or not quantize_input else _fq(blob, _range(ranges, t.input_range))
-        q_weight = _fq(weight, _range(ranges, t.weight))
+        weight = weight_of(weights, t.weight)
+        old, stored = effective_bias(t, weights)
+        quantized = t.input_range is not None and quantize_input
+        q_blob = fake_quantize_range(blob, range_of(ranges, t.input_range)) if quantized else blob
+        q_weight = fake_quantize_range(weight, range_of(ranges, t.weight))
         zero_bias = {} if not (t.bias_in_node and t.bias) else {t.bias: np.zeros_like(stored)}
         q_out = run_layer([t.node], {t.input: q_blob}, {t.weight: q_weight, **zero_bias},
                           outputs=[t.node_output])[t.node_output]
@@ -672,7 +676,7 @@ def bias_correction(graph: GraphView, plan: QuantPlan, targets: Sequence[BiasTar
                 else:
                     if hole not in env:
                         source = hole_source[hole]
-                        env[hole] = _fq(_env(env, source), _range(ranges, source))
+                        env[hole] = fake_quantize_range(_env(env, source), range_of(ranges, source))
                     feeds[hole] = env[hole]
             env.update(run_nodes(segment.nodes, feeds, None, outputs=segment.outputs, aliases=segment.aliases))
         t = segment.target
@@ -711,7 +715,7 @@ def _correct(out: _Builder, t: BiasTarget, stats: Mapping[str, Mapping[str, np.n
                          f"the {len(quantized)} of its samples; pass the first samples of the statistics pass")
     float_mean = reference[:len(quantized)].mean(axis=0)
     shift = float_mean - quantized.mean(axis=0)
-    old, stored = _old_bias(t, weights)
+    old, stored = effective_bias(t, weights)
     if out.decide(t, old, shift, float_mean, stored):
         for env in envs:
             y = env[t.output]
@@ -732,7 +736,7 @@ def _hole_name(graph: GraphView, tensor: str) -> str:
 def _segments(graph: GraphView, plan: QuantPlan,
               active: Sequence[BiasTarget]) -> tuple[list[_Segment], dict[str, str]]:
     """Cut the nodes the targets depend on into runs (see the module docstring)."""
-    needed = _ancestors(graph, [t.output for t in active])
+    needed = ancestors(graph, [t.output for t in active])
     # Which input ports read a FakeQuantize, and under which alias name.
     port_alias: dict[tuple[str, int], str] = {}
     hole_source: dict[str, str] = {}
@@ -830,11 +834,11 @@ def _weight_holes(plan: QuantPlan, ranges: Mapping[str, TensorRange], weights: M
     for hole in sorted(used):
         source = hole_source[hole]
         if roles.get(source) == "weight":
-            values[hole] = _fq(_weight(weights, source), _range(ranges, source))
+            values[hole] = fake_quantize_range(weight_of(weights, source), range_of(ranges, source))
     return values
 
 
-def _ancestors(graph: GraphView, tensors: Iterable[str]) -> set[int]:
+def ancestors(graph: GraphView, tensors: Iterable[str]) -> set[int]:
     """Indexes of the nodes the given tensors depend on (their producers included)."""
     seen: set[int] = set()
     stack = [graph.producer[t][0] for t in tensors if t in graph.producer]
