@@ -161,6 +161,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     lap("emit")
 
     errors = _errors(plan, ranges, weights, collected.stats)
+    lap("errors")
     report = _report(plan, ranges, emitted, errors, timings, collected.num_samples, options)
     report["passes"] = passes
     return QuantizeResult(emitted.model, plan, ranges, report)

@@ -128,3 +128,14 @@ def test_sqnr_matches_the_definition() -> None:
     q = np.array([1.0, 2.5, 3.0])
     assert sqnr_db(s, q) == pytest.approx(10 * np.log10(14 / 0.25))
     assert sqnr_db(s, s) == float("inf")
+
+
+def test_error_subsample_stays_small_per_sample_for_per_channel_activations() -> None:
+    a_ch = QuantizerConfig("q8_a_ch", 8, "symmetric", "perchannel")
+    plan = _plan(_point("t", A_SYM), _point("c", a_ch, axis=1))
+    samples = {name: next(r for r in rs if r.name == SAMPLE_REDUCER)
+               for name, rs in activation_reducers(plan, error_sample=64).items()}
+    x = np.random.default_rng(2).normal(size=(2, 960, 7, 7)).astype(np.float32)
+    assert samples["t"](x).shape == (2, 64)
+    # Every channel is sampled, a few values each, so a wide depthwise input does not keep 64 x 960 per sample.
+    assert samples["c"](x).shape == (2, 960, 8)
