@@ -156,9 +156,10 @@ class Setup:
     def graph(self):
         return graph_view(self.model)
 
-    def fast(self, threshold: float = 2.0):
+    def fast(self, threshold: float = 2.0, mode: str = "original"):
+        """FastBiasCorrection; the tests of POT's formula ("original") are the default here."""
         return fast_bias_correction(self.targets, self.stats, self.ranges, self.weights, self.shapes,
-                                    self.runner.run, threshold=threshold)
+                                    self.runner.run, threshold=threshold, mode=mode)
 
     def full(self, samples, threshold: float = 1000.0, run=None):
         return bias_correction(self.graph, self.plan, self.targets, self.stats, self.ranges, self.weights,
@@ -335,6 +336,59 @@ def test_fast_conv_bias_equals_numpy_and_moves_the_quantized_mean_to_float() -> 
     before, after = _mean_error(s, None, held_out, 1), _mean_error(s, result, held_out, 1)
     assert after < 0.25 * before, (before, after)
     json.dumps(result.to_dict())
+
+
+def test_fast_weights_mode_conv_bias_equals_the_numpy_weight_rounding_shift() -> None:
+    samples = _positive_samples((1, 8, 8, 8), 16, seed=10)
+    s = setup(conv_model(True), samples)
+    result = s.fast(mode="weights")
+    x = np.concatenate([d["input"] for d in samples]).astype(np.float64)
+    w, old = s.weights["conv.weight"].astype(np.float64), s.weights["conv.bias"]
+    blob = np.broadcast_to(x.mean(axis=(0, 2, 3)).reshape(1, -1, 1, 1), (1, *x.shape[1:]))
+    # Float and weight-quantized layer on the same mean input: no input FakeQuantize, padding borders cancel.
+    shift = channel_mean(conv_ref(blob, w, 1), 1) - channel_mean(conv_ref(blob, fq_ref(w, s.ranges["conv.weight"]), 1), 1)
+    np.testing.assert_allclose(result.updates["conv.bias"], old + shift, rtol=1e-5, atol=1e-5)
+    assert result.layers[0].accepted
+    held_out = _positive_samples((1, 8, 8, 8), 8, seed=11)
+    before, after = _mean_error(s, None, held_out, 1), _mean_error(s, result, held_out, 1)
+    assert after < 0.25 * before, (before, after)
+
+
+def test_fast_weights_mode_matmul_shift_is_the_weight_error_times_the_input_mean() -> None:
+    samples = _positive_samples((1, 4, 32), 16, seed=13)
+    s = setup(matmul_model(True), samples)
+    result = s.fast(mode="weights")
+    x = np.concatenate([d["input"] for d in samples]).astype(np.float64).reshape(-1, 32)
+    w = s.weights["fc.weight"].astype(np.float64)
+    expected = s.weights["fc.bias"] + x.mean(axis=0) @ (w - fq_ref(w, s.ranges["fc.weight"]))
+    np.testing.assert_allclose(result.updates["fc.bias"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_weights_mode_is_not_fooled_by_padding_borders_where_the_original_formula_is() -> None:
+    # Small images whose content sits in the centre (like 8x8 digits): the border outputs of a padded
+    # conv differ from what a constant mean input gives. The original formula puts that difference into
+    # the bias; the weights mode compares like with like.
+    rng = np.random.default_rng(40)
+    mask = np.zeros((8, 8), np.float32)
+    mask[2:6, 2:6] = 1.0
+    samples = [{"input": (rng.uniform(0.5, 2.0, (1, 8, 8, 8)) * mask).astype(np.float32)} for _ in range(24)]
+    s = setup(conv_model(True), samples)
+    held_out = [{"input": (rng.uniform(0.5, 2.0, (1, 8, 8, 8)) * mask).astype(np.float32)} for _ in range(8)]
+    float_out = _run(s.model, held_out)
+
+    def output_error(result) -> float:
+        model = apply_weight_updates(s.model, result.updates, result.new_biases)
+        return float(np.mean((_run(emit_qdq(model, s.plan, s.ranges).model, held_out) - float_out) ** 2))
+
+    none = float(np.mean((_run(emit_qdq(s.model, s.plan, s.ranges).model, held_out) - float_out) ** 2))
+    weights, original = output_error(s.fast(mode="weights")), output_error(s.fast(mode="original"))
+    assert weights < 0.8 * original and weights < 0.8 * none, (none, weights, original)
+
+
+def test_fast_mode_must_be_known() -> None:
+    s = setup(matmul_model(True), _positive_samples((1, 4, 32), 2, seed=13))
+    with pytest.raises(ValueError, match="mode must be one of weights, original"):
+        s.fast(mode="statistics")
 
 
 def test_fast_conv_with_a_following_add_updates_that_constant_in_its_shape() -> None:
