@@ -68,9 +68,10 @@ def smoke(tmp_path_factory):
 
 def test_every_tool_has_a_result_or_a_reason(smoke):
     tools = smoke["data"]["tools"]
-    assert set(tools) == {"ours", "ours_default", "ours_ort", "ort", "nncf", "nncf_default"}
+    assert set(tools) == {"ours", "ours_default", "ours_ort", "ours_dq", "ort", "nncf", "nncf_default"}
     assert tools["ours_default"] == {"same_as": "ours", "config": tools["ours"]["config"]}
-    for name in ("ours", "ours_ort", "ort", "nncf"):
+    assert tools["ours_dq"]["config"]["bias_correction"] == "fast" and tools["ours_dq"]["config"]["channel_alignment"]
+    for name in ("ours", "ours_ort", "ours_dq", "ort", "nncf"):
         ok, reason = peers.available(name)
         if not ok:
             assert tools[name]["skipped"] == reason
@@ -99,7 +100,7 @@ def test_ours_is_scored_measured_and_fused(smoke):
 def test_report_is_written(smoke):
     md = (smoke["docs"] / "benchmarks.md").read_text()
     assert "## Summary" in md and f"## {NAME}" in md and "rewriter (ours)" in md
-    assert "Issue 3's bars" in md and "Against the best peer" in md
+    assert "Issue 3's bars" in md and "Against the best peer" in md and "Issue 5: DefaultQuantization" in md
     if importlib.util.find_spec("matplotlib"):
         assert (smoke["docs"] / "benchmarks.png").stat().st_size > 1000
     else:

@@ -19,11 +19,12 @@ from typing import List, Optional, Sequence, Tuple
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
-TOOL_ORDER = ("ours", "ours_default", "ours_ort", "ort", "nncf", "nncf_default")
+TOOL_ORDER = ("ours", "ours_default", "ours_ort", "ours_dq", "ort", "nncf", "nncf_default")
 LABELS = {
     "ours": "rewriter (ours)",
     "ours_default": "rewriter, default settings",
     "ours_ort": "rewriter, target ORT",
+    "ours_dq": "rewriter, DefaultQuantization",
     "ort": "onnxruntime quantize_static",
     "nncf": "NNCF",
     "nncf_default": "NNCF, default settings",
@@ -246,6 +247,7 @@ def markdown(data: dict) -> str:
     lines += ["", "![accuracy drop vs speed-up per tool](benchmarks.png)", ""]
     lines += _issue3_section(models)
     lines += _peer_section(models)
+    lines += _default_quantization_section(models)
     lines += _memory_section(models)
     for model in models:
         lines += _model_section(model)
@@ -345,6 +347,36 @@ def _peer_row(model: dict, tool: str) -> str:
     return (f"| {model['name']} | {LABELS[tool]} | {cell('drop_pct', '{:.2f}', False)} | "
             f"{cell('speedup1', '{:.2f}')} | "
             f"{cell('quantize_s', '{:.1f} s')} | {cell('peak_rss_mb', '{:.0f} MB')} | {cell('size_mb', '{:.1f} MB')} |")
+
+
+def _default_quantization_section(models: List[dict]) -> List[str]:
+    """Issue 5: DefaultQuantization against MinMax alone and against NNCF, with the output SQNR and time."""
+    lines = ["## Issue 5: DefaultQuantization against MinMax alone and NNCF", "",
+             "DefaultQuantization = ActivationChannelAlignment, MinMax, FastBiasCorrection (otherwise the "
+             "settings of `ours`); NNCF as in the summary. Output SQNR (dB) against the float model on the "
+             "eval split; time is the quantization call.", "",
+             "| model | metric MinMax / DefaultQuantization / NNCF | output SQNR dB MinMax / DQ / NNCF | "
+             "time s MinMax / DQ / NNCF | DQ at least as accurate as MinMax, as NNCF |",
+             "| --- | --- | --- | --- | --- |"]
+    for model in models:
+        if "error" in model or "ours_dq" not in model.get("tools", {}):
+            continue
+        f = {tool: figures(model, tool) for tool in ("ours", "ours_dq", "nncf")}
+
+        def trio(get) -> str:
+            return " / ".join(get(f[t]) for t in ("ours", "ours_dq", "nncf"))
+
+        def at_least(a: dict, b: dict) -> str:
+            if a.get("metric") is None or b.get("metric") is None:
+                return "–"
+            return "yes" if a["metric"] >= b["metric"] else "**no**"
+
+        lines.append(
+            f"| {model['name']} | {trio(lambda x: _metric(x.get('metric')))} | "
+            f"{trio(lambda x: _f(_num(x.get('scores', {}).get('sqnr_db')), '{:.1f}'))} | "
+            f"{trio(lambda x: _f(x.get('quantize_s')))} | "
+            f"{at_least(f['ours_dq'], f['ours'])}, {at_least(f['ours_dq'], f['nncf'])} |")
+    return lines + [""]
 
 
 def _memory_section(models: List[dict]) -> List[str]:
@@ -472,7 +504,7 @@ def chart(data: dict, path: Path) -> Optional[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed"
-    colors = {"ours": "tab:green", "ours_default": "tab:olive", "ours_ort": "tab:purple", "ort": "tab:blue",
+    colors = {"ours": "tab:green", "ours_default": "tab:olive", "ours_ort": "tab:purple", "ours_dq": "tab:cyan", "ort": "tab:blue",
               "nncf": "tab:red", "nncf_default": "tab:orange"}
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
