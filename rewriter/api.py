@@ -94,7 +94,7 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
         **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
             output_format, rules, ignore_scope, ignore_ops, model_type,
             channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
-            layerwise_samples, batch_size,
+            layerwise_samples, smoothing, batch_size,
             progress, image_options, ranges), plus estimator_preset
             ("default" or "quantile").
     """

@@ -34,6 +34,9 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                    help="ActivationChannelAlignment before the ranges (a second statistics pass)")
     q.add_argument("--bias-correction", choices=("none", "fast", "full"), default=None,
                    help="FastBiasCorrection (fast) or BiasCorrection (full) after the ranges; default none")
+    q.add_argument("--smoothing", type=float, nargs="?", const=0.8, default=None, metavar="ALPHA",
+                   help="activation smoothing (SmoothQuant) of MatMul inputs with outlier channels, strength "
+                        "ALPHA in (0, 1) (default 0.8): their spread moves into the weights")
     q.add_argument("--layerwise-tuning", action="store_true", default=None,
                    help="layer-wise tuning of weight ranges and biases after the ranges (and bias correction): "
                         "per layer, the output MSE against the float model is minimised")
@@ -74,6 +77,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         "ignore_ops": tuple(IgnoredOperation(t) for t in args.ignore_op) or None,
         "output_format": args.format, "rules": tuple(args.rules),
         "channel_alignment": args.channel_alignment, "layerwise_tuning": args.layerwise_tuning,
+        "smoothing": args.smoothing,
         "bias_correction": None if args.bias_correction is None else
         (args.bias_correction if args.bias_correction != "none" else False),
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})

@@ -195,6 +195,7 @@ class PipelineSettings:
     bias_apply_for_all_nodes: bool = False
     layerwise_tuning: bool = False
     saturation_fix: str | None = None
+    smoothing: float | None = None  # activation smoothing alpha (``smoothing_alpha``, this tool's extension)
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,8 @@ class LoadedConfig:
             out["bias_correction"] = self.pipeline.bias_correction
         if self.pipeline.bias_threshold is not None:
             out["bias_threshold"] = self.pipeline.bias_threshold
+        if self.pipeline.smoothing is not None:
+            out["smoothing"] = self.pipeline.smoothing
         if self.pipeline.layerwise_tuning:
             out["layerwise_tuning"] = True
             samples = self._layerwise_samples()
@@ -367,7 +370,8 @@ _DATA = dict(stat_subset_size=_int(1), stat_batch_size=_int(1), shuffle_data=_BO
 _MINMAX = dict(_DATA, preset=_enum(*_PRESETS, aliases=_PRESET_ALIASES), range_estimator=_RANGE_W,
                weights=_section(**_QUANT, range_estimator=_RANGE_W),
                activations=_section(**_QUANT, range_estimator=_RANGE_A),
-               inplace_statistics=_BOOL, saturation_fix=_enum("first_layer", "all", "no"))
+               inplace_statistics=_BOOL, saturation_fix=_enum("first_layer", "all", "no"),
+               smoothing_alpha=_num(0, 1, low_open=True, high_open=True))
 _BIAS = dict(_DATA, apply_for_all_nodes=_BOOL, threshold=_num(0, low_open=True))
 _LAYERWISE = dict(num_samples_for_tuning=_int(1), batch_size=_int(1), optimizer=_STR, loss=_STR,
                   tuning_iterations=_int(1), random_seed=_int(0), use_ranking_subset=_BOOL,
@@ -996,6 +1000,8 @@ class _Loader:
                     out["bias_threshold"] = p["threshold"]
                 out["bias_apply_for_all_nodes"] = p.get("apply_for_all_nodes", False)
             self._not_run(step, loc, f"{name}: " if step != name else "")
+        if "smoothing_alpha" in p:  # this tool's extension: activation smoothing before the ranges
+            out["smoothing"] = p["smoothing_alpha"]
         if p.get("use_layerwise_tuning"):
             out["layerwise_tuning"] = True
             for key in sorted(set(_LAYERWISE) & set(p) - set(_LAYERWISE_HONOURED)):

@@ -1,7 +1,7 @@
 """The main job: float model + calibration data -> quantized model + report.
 
-    load -> normalize -> plan -> calibrate -> MinMax ranges -> [bias correction] -> [layer-wise tuning]
-         -> emit -> report
+    load -> normalize -> plan -> [activation smoothing, plan again] -> [channel alignment] -> calibrate
+         -> MinMax ranges -> [bias correction] -> [layer-wise tuning] -> emit -> report
 
 Each stage is called once, in that order; this module only passes values
 from one to the next and times them.
@@ -23,6 +23,7 @@ from rewriter.algorithms.bias_correction import (FAST_THRESHOLD, THRESHOLD, bias
                                                  fast_bias_correction)
 from rewriter.algorithms.channel_alignment import align_channels, alignment_pairs, alignment_reducers
 from rewriter.algorithms.layerwise import float_layer_values, layerwise_subset, layerwise_tuning
+from rewriter.algorithms.smoothing import smooth, smoothing_groups, smoothing_reducers
 from rewriter.algorithms.types import TensorRange
 from rewriter.api import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
@@ -31,7 +32,7 @@ from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.emit.fakequantize import emit_fakequantize
 from rewriter.emit.qdq import EmitResult, emit_qdq
 from rewriter.errors import UserError
-from rewriter.ir.edit import apply_weight_updates
+from rewriter.ir.edit import apply_weight_updates, insert_scales
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
@@ -67,6 +68,7 @@ class QuantizeOptions:
     quantizer_overrides: Any = None  # an object with .apply(config, role) (config file weights/activations)
     layerwise_tuning: bool = False
     layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
+    smoothing: float | None = None  # activation smoothing (SmoothQuant) strength alpha; None: off
 
     def __post_init__(self) -> None:
         if self.bias_correction is False:  # "none" given explicitly (it overrides a config file)
@@ -77,6 +79,8 @@ class QuantizeOptions:
             raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
         if self.subset_size is not None and self.subset_size < 1:
             raise UserError(f"subset size must be at least 1, got {self.subset_size}")
+        if self.smoothing is not None and not 0.0 < self.smoothing < 1.0:
+            raise UserError(f"activation smoothing alpha must be between 0 and 1, got {self.smoothing}")
         if self.layerwise_samples is not None and self.layerwise_samples < 1:
             raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 
@@ -112,16 +116,27 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     normalized = normalize(source).model
     lap("load_normalize")
     inputs = load_plan_inputs(options.target, options.rules, options.model_type)
-    plan = build_plan(graph_view(normalized), inputs.spec, inputs.rules,
-                      PlanOptions(options.preset, options.ignore_scope, options.ignore_ops),
-                      Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model"))
+    model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
+
+    def make_plan(float_model: Any, pass_nodes: tuple[tuple[str, str], ...] = ()) -> QuantPlan:
+        planned = build_plan(graph_view(float_model), inputs.spec, inputs.rules,
+                             PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes),
+                             model_name)
+        return _override_configs(planned, options.quantizer_overrides)
+
+    plan = make_plan(normalized)
     lap("plan")
 
-    plan = _override_configs(plan, options.quantizer_overrides)
-    graph = graph_view(normalized)
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
     ids = calibration.select(options.subset_size, options.seed)
     passes: dict[str, Any] = {}
+
+    if options.smoothing is not None:
+        normalized, pass_nodes, passes["smoothing"] = _smooth(normalized, plan, calibration, ids, options)
+        plan = make_plan(normalized, pass_nodes)  # the inserted Muls are new nodes: plan them (float)
+        lap("smoothing")
+
+    graph = graph_view(normalized)
 
     if options.channel_alignment:
         normalized, passes["channel_alignment"] = _align(normalized, graph, plan, calibration, ids, options)
@@ -180,6 +195,22 @@ def _override_configs(plan: QuantPlan, overrides: Any) -> QuantPlan:
                             channel_axis=point.channel_axis if config.granularity == "perchannel" else None)
         points.append(point)
     return replace(plan, points=tuple(points))
+
+
+def _smooth(model: Any, plan: QuantPlan, calibration: Any, ids: list[int],
+            options: QuantizeOptions) -> tuple[Any, tuple[tuple[str, str], ...], dict]:
+    """Activation smoothing: its own statistics pass, then rescaled weights and inserted Muls."""
+    groups = smoothing_groups(graph_view(model), plan)
+    if not groups:
+        return model, (), {"alpha": options.smoothing, "smoothed": [],
+                           "note": "no quantized MatMul/Gemm with a per-tensor activation input"}
+    reducers = smoothing_reducers(groups)
+    stats = collect_statistics(model, sorted(reducers), reducers, calibration.iter_samples(ids),
+                               batch_size=options.batch_size, progress=options.progress, total=len(ids))
+    weights = initializer_arrays(model, sorted({r.weight for g in groups for r in g.readers}))
+    result = smooth(groups, stats.stats, weights, options.smoothing)  # type: ignore[arg-type]
+    smoothed = insert_scales(apply_weight_updates(model, result.updates), result.insertions)
+    return smoothed, tuple((name, "ActivationSmoothing") for name in result.inserted_nodes), result.report()
 
 
 def _align(model: Any, graph: GraphView, plan: QuantPlan, calibration: Any, ids: list[int],

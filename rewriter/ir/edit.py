@@ -1,7 +1,7 @@
 """Numeric passes return new tensor values; this applies them to a model copy."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -64,3 +64,43 @@ def _add_bias(graph: onnx.GraphProto, node_name: str, bias_name: str, value: np.
     node.output[0] = raw
     add = helper.make_node("Add", [raw, bias_name], [output], name=f"{node_name}_bias")
     graph.node.insert(position + 1, add)
+
+
+def insert_scales(model: onnx.ModelProto, insertions: Sequence[Any]) -> onnx.ModelProto:
+    """A copy of ``model`` with ``output = Mul(tensor, scale)`` inserted for each insertion.
+
+    Each insertion (``rewriter.algorithms.smoothing.ScaleInsertion``) names the
+    tensor, the scale initializer (name and value, broadcast over the last
+    axis), the new node and output names, and the reader nodes whose inputs
+    switch from the tensor to the output; other readers keep the tensor. The
+    Mul goes right before the first reader, so the order stays topological.
+
+    Raises:
+        KeyError: a reader names no node, or does not read the tensor.
+        ValueError: a new name is already used in the graph.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    used = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
+    used |= {t.name for t in graph.initializer}
+    for item in insertions:
+        clash = {item.scale_name, item.node_name, item.output} & used
+        if clash:
+            raise ValueError(f"cannot insert {item.node_name!r}: {', '.join(sorted(clash))} already used")
+        used |= {item.scale_name, item.node_name, item.output}
+        positions = {n.name: i for i, n in enumerate(graph.node)}
+        missing = [r for r in item.readers if r not in positions]
+        if missing:
+            raise KeyError(f"no node named {missing[0]!r}")
+        for reader in item.readers:
+            node = graph.node[positions[reader]]
+            if item.tensor not in node.input:
+                raise KeyError(f"node {reader!r} does not read {item.tensor!r}")
+            for k, name in enumerate(node.input):
+                if name == item.tensor:
+                    node.input[k] = item.output
+        graph.initializer.append(numpy_helper.from_array(np.asarray(item.scale, np.float32), item.scale_name))
+        mul = helper.make_node("Mul", [item.tensor, item.scale_name], [item.output], name=item.node_name)
+        graph.node.insert(min(positions[r] for r in item.readers), mul)
+    return out

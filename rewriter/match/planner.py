@@ -49,6 +49,8 @@ class PlanOptions:
     preset: str = "performance"
     ignore_scope: tuple[str, ...] = ()
     ignore_ops: tuple[IgnoredOperation, ...] = ()
+    # (node, pass): nodes a numeric pass inserted that must stay float (activation smoothing's Mul).
+    pass_nodes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -168,6 +170,9 @@ class _Planner:
                 raise UserError(f"--ignore-scope names node {name!r}, which the model does not have{hint}")
             self.ignored.setdefault(known[name], []).append(
                 Decision("ignore", "cli", SourceLoc("--ignore-scope"), f"node {name}"))
+        for name, made_by in self.options.pass_nodes:
+            self.ignored.setdefault(known[name], []).append(
+                Decision("ignore", made_by, SourceLoc("<pass>"), f"node {name} inserted by {made_by}"))
         for ignored in self.options.ignore_ops:
             for i in self.graph.by_op.get(ignored.op_type, ()):
                 attrs = self.graph.nodes[i].attrs

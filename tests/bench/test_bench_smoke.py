@@ -68,7 +68,8 @@ def smoke(tmp_path_factory):
 
 def test_every_tool_has_a_result_or_a_reason(smoke):
     tools = smoke["data"]["tools"]
-    assert set(tools) == {"ours", "ours_default", "ours_ort", "ours_dq", "ort", "nncf", "nncf_default"}
+    assert set(tools) == {"ours", "ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ort", "nncf",
+                          "nncf_default"}
     assert tools["ours_default"] == {"same_as": "ours", "config": tools["ours"]["config"]}
     assert tools["ours_dq"]["config"]["bias_correction"] == "fast" and tools["ours_dq"]["config"]["channel_alignment"]
     for name in ("ours", "ours_ort", "ours_dq", "ort", "nncf"):

@@ -50,7 +50,7 @@ from metrics import sample_paths  # noqa: E402
 TRANSFORMERS = {"minilm"}
 DEFAULT_TOOLS = ("ours", "ort", "nncf")
 # Variants run alongside a tool when their settings differ from it (see peers.TOOLS).
-VARIANTS = {"ours": ("ours_default", "ours_ort", "ours_dq"), "nncf": ("nncf_default",)}
+VARIANTS = {"ours": ("ours_default", "ours_ort", "ours_dq", "ours_ort_dq"), "nncf": ("nncf_default",)}
 CORPUS_ORDER = ("cnn_digits", "magika", "minilm", "mobilenetv2", "resnet50")
 
 
