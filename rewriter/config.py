@@ -46,6 +46,7 @@ from ruamel.yaml.error import MarkedYAMLError, StreamMark
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.algorithms.minmax import RangeOptions
+from rewriter.algorithms.smoothing import DEFAULT_ALPHA as DEFAULT_SMOOTHING
 from rewriter.calibrate.aggregators import AGGREGATORS
 from rewriter.calibrate.estimators import ESTIMATORS
 from rewriter.errors import SourceLoc, UserError, source_excerpt
@@ -371,7 +372,7 @@ _MINMAX = dict(_DATA, preset=_enum(*_PRESETS, aliases=_PRESET_ALIASES), range_es
                weights=_section(**_QUANT, range_estimator=_RANGE_W),
                activations=_section(**_QUANT, range_estimator=_RANGE_A),
                inplace_statistics=_BOOL, saturation_fix=_enum("first_layer", "all", "no"),
-               smoothing_alpha=_num(0, 1, low_open=True, high_open=True))
+               smoothing_alpha=_num(0, 1, high_open=True))
 _BIAS = dict(_DATA, apply_for_all_nodes=_BOOL, threshold=_num(0, low_open=True))
 _LAYERWISE = dict(num_samples_for_tuning=_int(1), batch_size=_int(1), optimizer=_STR, loss=_STR,
                   tuning_iterations=_int(1), random_seed=_int(0), use_ranking_subset=_BOOL,
@@ -1000,8 +1001,11 @@ class _Loader:
                     out["bias_threshold"] = p["threshold"]
                 out["bias_apply_for_all_nodes"] = p.get("apply_for_all_nodes", False)
             self._not_run(step, loc, f"{name}: " if step != name else "")
-        if "smoothing_alpha" in p:  # this tool's extension: activation smoothing before the ranges
-            out["smoothing"] = p["smoothing_alpha"]
+        # This tool's extension: activation smoothing before the ranges. DefaultQuantization runs it unless
+        # smoothing_alpha is 0 (it only touches MatMul inputs with outlier channels); MinMax only when asked.
+        alpha = p.get("smoothing_alpha", DEFAULT_SMOOTHING if name == "DefaultQuantization" else 0)
+        if alpha:
+            out["smoothing"] = alpha
         if p.get("use_layerwise_tuning"):
             out["layerwise_tuning"] = True
             for key in sorted(set(_LAYERWISE) & set(p) - set(_LAYERWISE_HONOURED)):

@@ -12,6 +12,7 @@ from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.aggregators import range_estimator_for
 from rewriter.config import (AlgorithmConfig, LoadedConfig, PipelineSettings, QuantizerOverride, _JsonReader,
                              load_config, merge_cli, preset_for_target)
+from rewriter.errors import UserErrors
 from rewriter.match.planner import IgnoredOperation
 from rewriter.pipeline import QuantizeOptions
 from rewriter.spec.model import QuantizerConfig
@@ -43,7 +44,7 @@ def test_seed_example_loads_with_the_documented_values() -> None:
     assert (a.bits, a.mode, a.level_low, a.level_high, a.granularity) == (8, "symmetric", None, None, "pertensor")
     assert [a.name for a in cfg.algorithms] == ["DefaultQuantization"]
     assert cfg.algorithms[0].params["use_layerwise_tuning"] is False
-    assert cfg.pipeline == PipelineSettings(channel_alignment=True, bias_correction="fast")
+    assert cfg.pipeline == PipelineSettings(channel_alignment=True, bias_correction="fast", smoothing=0.8)
 
 
 def test_seed_example_positions(tmp_path: Path) -> None:
@@ -179,7 +180,7 @@ def test_default_quantization_switches(write_config) -> None:
         '{"use_fast_bias": false, "use_layerwise_tuning": true, "threshold": 3, "saturation_fix": "all",'
         ' "shuffle_data": false, "inplace_statistics": true, "num_samples_for_tuning": 50}')))
     assert cfg.pipeline == PipelineSettings(channel_alignment=True, bias_correction="full", bias_threshold=3.0,
-                                            layerwise_tuning=True, saturation_fix="all")
+                                            layerwise_tuning=True, saturation_fix="all", smoothing=0.8)
     said = " | ".join(n.message for n in cfg.unsupported)
     assert "saturation_fix is not implemented" in said and "shuffle_data: false is not honoured" in said
 
@@ -309,3 +310,19 @@ def test_different_range_presets_per_role_are_reported(write_config) -> None:
     assert same.ranges == RangeOptions("quantile", weights={"max": {"clipping_value": 6.0}},
                                        activations={"max": {"clipping_value": 6.0}})
     assert all("range_estimator" not in n.message for n in same.unsupported)
+
+
+def test_activation_smoothing_is_on_in_default_quantization_and_asked_for_in_minmax(write_config) -> None:
+    default = load_config(write_config(minimal()))
+    assert default.pipeline.smoothing == 0.8 and default.option_fields()["smoothing"] == 0.8
+    off = load_config(write_config(minimal('{"smoothing_alpha": 0}')))
+    assert off.pipeline.smoothing is None and "smoothing" not in off.option_fields()
+    minmax = load_config(write_config(minimal(name="MinMaxQuantization")))
+    assert minmax.pipeline.smoothing is None
+    asked = load_config(write_config(minimal('{"smoothing_alpha": 0.6}', name="MinMaxQuantization")))
+    assert asked.pipeline.smoothing == 0.6
+
+
+def test_smoothing_alpha_must_be_below_one(write_config) -> None:
+    with pytest.raises(UserErrors, match="smoothing_alpha"):
+        load_config(write_config(minimal('{"smoothing_alpha": 1.0}')))

@@ -151,7 +151,8 @@ def test_default_quantization_runs_alignment_and_bias_correction_and_reports_the
                  "--report", str(report)])
     assert code == 0, capsys.readouterr().err
     doc = json.loads(report.read_text())
-    assert set(doc["passes"]) == {"channel_alignment", "bias_correction"}
+    assert set(doc["passes"]) == {"smoothing", "channel_alignment", "bias_correction"}
+    assert doc["passes"]["smoothing"]["smoothed"] == []  # a CNN: no MatMul input with outlier channels
     layers = doc["passes"]["bias_correction"]["layers"]
     assert layers and doc["passes"]["bias_correction"]["method"] == "FastBiasCorrection"
     assert any(layer["accepted"] for layer in layers)
