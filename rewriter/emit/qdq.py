@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -618,6 +618,24 @@ class _QdqEmitter:
         values = _quantize_constant(w, params)
         q_name = e.add_initializer(_int_tensor(values, params.dtype, e.unique(f"{tensor}_quantized")))
         scale, zero_point = self._params_initializers(tensor, params)
+        before = w.size * w.dtype.itemsize
+        after = _stored_bytes(w.size, params.dtype) + params.scale.nbytes + _stored_bytes(params.zero_point.size,
+                                                                                          params.dtype)
+        if _gathered_table(params, w.ndim, readers):
+            # An embedding table: gather int8 rows, then dequantize them (a scale per tensor or per last
+            # axis commutes with the Gather). Dequantizing first would expand the whole table every run.
+            for node, _ in readers:
+                out = node.output[0]
+                rows = e.unique(f"{out}_quantized")
+                node.output[0] = rows
+                e.rewire(node, 0, tensor, q_name)
+                axis = {} if params.axis is None else {"axis": -1}
+                e.insert_after_producer(out, [helper.make_node(
+                    "DequantizeLinear", [rows, scale, zero_point], [out], name=e.unique(f"{out}_DequantizeLinear"),
+                    **axis)])
+            self.report.append(_entry(tensor, point.role, params, readers, before, after, clipped=False,
+                                      note="dequantized after the Gather"))
+            return
         dequantized = e.unique(f"{tensor}_dequantized")
         dq = helper.make_node("DequantizeLinear", [q_name, scale, zero_point], [dequantized],
                               name=e.unique(f"{tensor}_DequantizeLinear"), **_axis_attr(params))
@@ -625,9 +643,6 @@ class _QdqEmitter:
         for node, port in readers:
             e.rewire(node, port, tensor, dequantized)
         self.weights[dequantized] = _Grid(tensor, params, scale, zero_point, None)
-        before = w.size * w.dtype.itemsize
-        after = _stored_bytes(w.size, params.dtype) + params.scale.nbytes + _stored_bytes(params.zero_point.size,
-                                                                                          params.dtype)
         self.report.append(_entry(tensor, point.role, params, readers, before, after, clipped=False))
 
     def _params_initializers(self, tensor: str, params: _QParams) -> tuple[str, str]:
@@ -778,6 +793,17 @@ class _QdqEmitter:
 
 # --------------------------------------------------------------------------------------
 # Helpers
+
+
+def _gathered_table(params: _QParams, rank: int, readers: Sequence[tuple[onnx.NodeProto, int]]) -> bool:
+    """Whether every reader gathers rows of the table and its scales survive the Gather (per tensor or last axis)."""
+    if not readers or any(node.op_type != "Gather" or port != 0 for node, port in readers):
+        return False
+    if params.axis is None:
+        return True
+    last = rank - 1
+    gather_axes = [next((a.i for a in node.attribute if a.name == "axis"), 0) % rank for node, _ in readers]
+    return params.axis % rank == last and all(a != last for a in gather_axes)
 
 
 def _axis_attr(params: _QParams) -> dict[str, int]:

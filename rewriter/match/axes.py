@@ -13,7 +13,8 @@ def weight_channel_axis(graph: GraphView, node: NodeInfo, port: int) -> int | No
 
     Conv: W is [C_out, C_in/g, k...] -> 0. ConvTranspose: W is [C_in, C_out/g, k...] -> 1.
     Gemm: B is [K, N] -> 1, or [N, K] with transB -> 0 (A likewise with transA).
-    MatMul: x @ W with W [..., K, N] -> last axis. Elementwise ops: the one
+    MatMul: x @ W with W [..., K, N] -> last axis. Gather's table -> last axis
+    (unless it gathers along it). Elementwise ops: the one
     non-unit axis of the constant, if exactly one.
     """
     shape = graph.tensor(node.inputs[port]).shape
@@ -30,6 +31,10 @@ def weight_channel_axis(graph: GraphView, node: NodeInfo, port: int) -> int | No
         return None
     if op == "MatMul" and port == 1 and rank:
         return rank - 1
+    if op == "Gather" and port == 0 and rank and rank > 1:
+        # An embedding table [rows, ..., width]: per column, which stays the last axis after the Gather.
+        gathered = node.attrs.get("axis", 0) % rank
+        return rank - 1 if gathered != rank - 1 else None
     if shape is not None and rank:
         wide = [i for i, d in enumerate(shape) if d != 1]
         if len(wide) == 1 and isinstance(shape[wide[0]], int):
