@@ -827,11 +827,29 @@ def _quantize_constant(w: np.ndarray, params: _QParams) -> np.ndarray:
     scale recovers the integer k - z without doubt, and DequantizeLinear gives
     back fake_quantize's values bit for bit.
     """
+    along = _chunk_axis(w, params.axis)
+    if along is not None:
+        # A large table (word embeddings: 11.7M values) in slices: float64 temporaries of the whole
+        # tensor took 400 MB.
+        parts = np.array_split(np.arange(w.shape[along]), -(-w.size // _CHUNK_VALUES))
+        return np.concatenate([_quantize_constant(np.take(w, idx, axis=along), params) for idx in parts if idx.size],
+                              axis=along)
     fq = fake_quantize(w, params.input_low, params.input_high, params.levels, axis=params.axis)
     scale = _broadcast(params.scale, w.ndim, params.axis).astype(np.float64)
     zero_point = _broadcast(params.zero_point, w.ndim, params.axis)
     q = np.rint(fq.astype(np.float64) / scale).astype(np.int64) + zero_point
     return np.clip(q, params.qmin, params.qmax)
+
+
+_CHUNK_VALUES = 1 << 20
+
+
+def _chunk_axis(w: np.ndarray, channel_axis: int | None) -> int | None:
+    """An axis to slice a weight larger than ``_CHUNK_VALUES`` along (not its channel axis); None: in one go."""
+    if w.size <= _CHUNK_VALUES or w.ndim == 0:
+        return None
+    channel = None if channel_axis is None else channel_axis % w.ndim
+    return next((a for a in range(w.ndim) if a != channel and w.shape[a] > 1), None)
 
 
 def _broadcast(values: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:

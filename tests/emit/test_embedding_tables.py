@@ -66,3 +66,21 @@ def test_other_targets_keep_the_table_float() -> None:
     result = quantize(_model(), _samples(8, 1), QuantizeOptions(target="CPU"))
     assert result.plan.point("table") is None
     assert "table" in {t.name for t in result.model.graph.initializer}
+
+
+def test_large_weights_quantize_in_slices_to_the_same_integers(monkeypatch) -> None:
+    from rewriter.algorithms.fq_math import qdq_params
+    from rewriter.emit import qdq
+
+    rng = np.random.default_rng(3)
+    for axis in (0, 1, None):
+        w = rng.standard_normal((40, 24)).astype(np.float32)
+        high = np.abs(w).max(axis=1 - axis) if axis is not None else np.float32(np.abs(w).max())
+        scale, zero_point, qmin, qmax = qdq_params(-high, high, 255, storage_signed=True)
+        params = qdq._QParams(np.asarray(scale, np.float32), np.asarray(zero_point, np.int64), int(qmin), int(qmax),
+                              "int8", axis, 255, np.asarray(-high, np.float32), np.asarray(high, np.float32))
+        whole = qdq._quantize_constant(w, params)
+        monkeypatch.setattr(qdq, "_CHUNK_VALUES", 100)  # 960 values: sliced into 10 parts
+        assert qdq._chunk_axis(w, axis) is not None
+        np.testing.assert_array_equal(qdq._quantize_constant(w, params), whole)
+        monkeypatch.undo()
