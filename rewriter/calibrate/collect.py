@@ -67,6 +67,7 @@ from onnx import helper, numpy_helper
 from rewriter.calibrate.data import InputSpec, Sample, SampleChecker, model_inputs
 from rewriter.calibrate.progress import Progress
 from rewriter.errors import UserError
+from rewriter.ir.names import FreshNames, graph_names
 
 __all__ = [
     "BATCH_MEMORY_BYTES",
@@ -543,29 +544,6 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return 1
 
 
-def _names_in(model: onnx.ModelProto) -> set[str]:
-    graph = model.graph
-    names = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
-    names |= {t.name for t in graph.initializer} | {v.name for v in graph.input}
-    names |= {v.name for v in graph.output} | {v.name for v in graph.value_info}
-    return names
-
-
-class _Fresh:
-    """Names not used in the model (nor given out before)."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        self.used = _names_in(model)
-
-    def __call__(self, stem: str) -> str:
-        name, n = stem, 0
-        while name in self.used:
-            n += 1
-            name = f"{stem}.{n}"
-        self.used.add(name)
-        return name
-
-
 def _in_graph_nodes(model: onnx.ModelProto, in_graph: Sequence[_InGraph]) -> tuple[list[onnx.NodeProto],
                                                                                      list[onnx.TensorProto]]:
     """The nodes computing each ``_InGraph``'s outputs, and the constants they use.
@@ -580,7 +558,7 @@ def _in_graph_nodes(model: onnx.ModelProto, in_graph: Sequence[_InGraph]) -> tup
     if not in_graph:
         return [], []
     opset = _default_opset(model)
-    fresh = _Fresh(model)
+    fresh = FreshNames(graph_names(model.graph))
     nodes: list[onnx.NodeProto] = []
     constants: dict[tuple[int, ...], onnx.TensorProto] = {}
 
@@ -664,7 +642,7 @@ class _Loop:
         sample = self.checker.check(raw, where)
         if not self.collector.probed:
             self._single(sample)  # the first run shows which tensors have a batch axis
-            self.lean_layout = self.collector.lean_layout(self.sessions.raw_layout, _Fresh(self.sessions.model),
+            self.lean_layout = self.collector.lean_layout(self.sessions.raw_layout, FreshNames(graph_names(self.sessions.model.graph)),
                                                           _default_opset(self.sessions.model))
             if self.lean_layout is None:
                 self.limit = self._limit(self.collector.bytes_per_run)
@@ -898,7 +876,7 @@ class _Collector:
         self.rows[key] += y.shape[0]
         self.parts[name][reducer.name].append(y)
 
-    def lean_layout(self, raw: _Layout, fresh: _Fresh, opset: int) -> _Layout | None:
+    def lean_layout(self, raw: _Layout, fresh: FreshNames, opset: int) -> _Layout | None:
         """What the runs expose once every reducer with ``max_samples`` has its rows (after the probe run).
 
         None when that is what ``raw`` exposes already.

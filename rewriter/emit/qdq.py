@@ -49,6 +49,7 @@ from onnx import helper, numpy_helper, version_converter
 from rewriter.algorithms.fq_math import STORAGE_RANGES, fake_quantize, qdq_params, storage_dtype_for
 from rewriter.algorithms.types import TensorRange
 from rewriter.errors import UserError
+from rewriter.ir.names import FreshNames, graph_names, subgraph_reads
 from rewriter.plan import FakeQuantizePoint, QuantPlan
 
 __all__ = ["EmitResult", "EmittedTensor", "GraphEdit", "emit_qdq"]
@@ -341,7 +342,8 @@ class GraphEdit:
                     self.readers.setdefault(name, []).append((n, port))
         self.inits = {t.name: t for t in self.graph.initializer}
         self.outputs = {o.name for o in self.graph.output}
-        self.taken = _all_names(self.graph)
+        # unique(name): name, or name_1, name_2, ... if taken; the result is reserved.
+        self.unique = FreshNames(graph_names(self.graph))
         self._top: list[onnx.NodeProto] = []
         self._after: dict[int, list[onnx.NodeProto]] = {}
         self._before: dict[int, list[onnx.NodeProto]] = {}
@@ -350,17 +352,6 @@ class GraphEdit:
         self._shapes: dict[str, tuple[int | None, ...]] | None = None
         self._dropped: set[str] = set()
         self.inputs = {i.name for i in self.graph.input}
-
-    # -- names ------------------------------------------------------------------------------
-
-    def unique(self, name: str) -> str:
-        """``name``, or ``name_1``, ``name_2``, ... if taken; the result is reserved."""
-        candidate, k = name, 0
-        while candidate in self.taken:
-            k += 1
-            candidate = f"{name}_{k}"
-        self.taken.add(candidate)
-        return candidate
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -455,7 +446,7 @@ class GraphEdit:
         self._drop_unread_initializers()
 
     def _drop_unread_initializers(self) -> None:
-        read = {i for n in self.graph.node for i in n.input} | self.outputs | _subgraph_reads(self.graph)
+        read = {i for n in self.graph.node for i in n.input} | self.outputs | subgraph_reads(self.graph)
         self._dropped = {name for name in self._maybe_dead if name in self.inits and name not in read}
         for field in (self.graph.initializer, self.graph.input, self.graph.value_info):
             # Deleted in place, from the end: no copy of the (large) tensors that stay.
@@ -487,29 +478,6 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]
         if vi.type.HasField("tensor_type") and tt.HasField("shape"):
             shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
     return shapes
-
-
-def _all_names(graph: onnx.GraphProto) -> set[str]:
-    names = {n.name for n in graph.node} | {t.name for t in graph.initializer}
-    names |= {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
-    for n in graph.node:
-        names.update(n.input)
-        names.update(n.output)
-    names |= _subgraph_reads(graph)
-    names.discard("")
-    return names
-
-
-def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
-    """Every name a node inside a subgraph (If/Loop/Scan bodies) reads, at any depth."""
-    found: set[str] = set()
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                for inner in sub.node:
-                    found.update(inner.input)
-                found |= _subgraph_reads(sub)
-    return found
 
 
 # --------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rewriter.ir.names import graph_names
+
 
 def apply_weight_updates(model: onnx.ModelProto, updates: Mapping[str, np.ndarray],
                          new_biases: Mapping[str, tuple[str, np.ndarray]] | None = None) -> onnx.ModelProto:
@@ -82,8 +84,7 @@ def insert_scales(model: onnx.ModelProto, insertions: Sequence[Any]) -> onnx.Mod
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    used = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
-    used |= {t.name for t in graph.initializer}
+    used = graph_names(graph)
     for item in insertions:
         clash = {item.scale_name, item.node_name, item.output} & used
         if clash:

@@ -41,6 +41,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.load import error_summary
+from rewriter.ir.names import FreshNames, graph_names
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 # Never folded: random ops would freeze one draw; Q/DQ pairs already in the model stay visible.
@@ -491,7 +492,7 @@ class _BnContext:
         self.readers: Counter[str] = Counter(t for n in g.node for t in _node_reads(n))
         self.readers.update(o.name for o in g.output)
         self.types = _value_types(g)
-        self.taken = _all_names(g)
+        self._fresh = FreshNames(graph_names(g))
 
     def fold(self, prod: onnx.NodeProto, bn: onnx.NodeProto) -> list[onnx.NodeProto] | None:
         """Fold ``bn`` into ``prod``: the nodes to add after ``prod``, or None if it cannot be done."""
@@ -622,13 +623,6 @@ class _BnContext:
                 return
         node.attribute.append(helper.make_attribute(name, value))
 
-    def _fresh(self, base: str) -> str:
-        name, n = base, 1
-        while name in self.taken:
-            name, n = f"{base}_{n}", n + 1
-        self.taken.add(name)
-        return name
-
 
 # --- cleanup ---------------------------------------------------------------------------------
 
@@ -716,15 +710,6 @@ def _value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[in
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim] if tt.HasField("shape") else None
         out[vi.name] = (dtype, dims)
     return out
-
-
-def _all_names(g: onnx.GraphProto) -> set[str]:
-    names = {vi.name for vi in (*g.input, *g.output, *g.value_info)} | {t.name for t in g.initializer}
-    for n in g.node:
-        names.update(n.input)
-        names.update(n.output)
-        names.add(n.name)
-    return names
 
 
 def _delete(field: Any, indices: Iterable[int]) -> None:
