@@ -79,6 +79,7 @@ import numpy as np
 from rewriter.calibrate.aggregators import aggregate
 from rewriter.calibrate.estimators import estimate_quantile
 from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.match.axes import weight_channel_axis
 from rewriter.plan import QuantPlan
 
 #: POT's outlier probability for the alignment quantiles.
@@ -276,21 +277,22 @@ class _Examiner:
 
     # -- the two ends ----------------------------------------------------------------------------
 
+    def _weight_axes(self, node: NodeInfo, weight: str) -> tuple[int, int]:
+        """(output-channel axis, input-channel axis) of a Conv, 2-D MatMul or Gemm weight."""
+        shape = self._shape(weight)
+        if node.op_type == "MatMul" and len(shape) != 2:
+            raise _Reject(f"{node.name}: MatMul weight {weight} has rank {len(shape)}, not 2")
+        out_axis = weight_channel_axis(self.g, node, 1)
+        return out_axis, 1 - out_axis  # type: ignore[operator]
+
     def _producer_side(self, node: NodeInfo) -> _Side:
         weight = self._input(node, 1)
         self._float_constant(weight, node)
-        shape = self._shape(weight)
+        out_axis, in_axis = self._weight_axes(node, weight)
         bias, factor = None, 1.0
         if node.op_type == "Conv":
-            out_axis, in_axis = 0, 1
             bias = self._input(node, 2) or None
-        elif node.op_type == "MatMul":
-            if len(shape) != 2:
-                raise _Reject(f"{node.name}: MatMul weight {weight} has rank {len(shape)}, not 2")
-            out_axis, in_axis = 1, 0
-        else:
-            trans_b = int(node.attrs.get("transB", 0))
-            out_axis, in_axis = (0, 1) if trans_b else (1, 0)
+        elif node.op_type == "Gemm":
             beta = float(node.attrs.get("beta", 1.0))
             c = self._input(node, 2)
             if c and beta != 0.0:
@@ -307,21 +309,14 @@ class _Examiner:
     def _consumer_side(self, node: NodeInfo) -> _Side:
         weight = self._input(node, 1)
         self._float_constant(weight, node)
-        shape = self._shape(weight)
+        if node.op_type == "Gemm" and int(node.attrs.get("transA", 0)):
+            raise _Reject(f"{node.name}: Gemm with transA=1 reads the activation transposed")
+        out_axis, in_axis = self._weight_axes(node, weight)
         bias, factor = None, 1.0
         if node.op_type == "Conv":
-            self._check_conv_geometry(node, shape)
-            out_axis, in_axis = 0, 1
+            self._check_conv_geometry(node, self._shape(weight))
             bias = self._input(node, 2) or None
-        elif node.op_type == "MatMul":
-            if len(shape) != 2:
-                raise _Reject(f"{node.name}: MatMul weight {weight} has rank {len(shape)}, not 2")
-            out_axis, in_axis = 1, 0
-        else:
-            if int(node.attrs.get("transA", 0)):
-                raise _Reject(f"{node.name}: Gemm with transA=1 reads the activation transposed")
-            trans_b = int(node.attrs.get("transB", 0))
-            out_axis, in_axis = (0, 1) if trans_b else (1, 0)
+        elif node.op_type == "Gemm":
             beta = float(node.attrs.get("beta", 1.0))
             c = self._input(node, 2)
             if c and beta != 0.0:

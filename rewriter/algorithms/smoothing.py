@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rewriter.ir.graph import GraphView
+from rewriter.match.axes import weight_channel_axis
 from rewriter.plan import QuantPlan
 
 __all__ = [
@@ -148,11 +149,10 @@ def _reader(graph: GraphView, node: Any, weights: set[str], per_tensor: set[str]
     shape = graph.tensor(w).shape
     if shape is None or len(shape) != 2 or not all(isinstance(d, int) for d in shape):
         return None
-    if node.op_type == "Gemm":
-        if node.attrs.get("transA", 0):
-            return None
-        return SmoothedReader(node.name, w, 1 if node.attrs.get("transB", 0) else 0)
-    return SmoothedReader(node.name, w, 0)
+    if node.op_type == "Gemm" and node.attrs.get("transA", 0):
+        return None
+    # The weight is 2-D: its input-channel axis is the one that is not the output-channel axis.
+    return SmoothedReader(node.name, w, 1 - weight_channel_axis(graph, node, 1))  # type: ignore[operator]
 
 
 def _channels(graph: GraphView, readers: Sequence[SmoothedReader]) -> int:
