@@ -79,6 +79,15 @@ def _check_levels(levels: int) -> int:
     return int(levels)
 
 
+def _zero_straddling(low: np.ndarray, high: np.ndarray, levels: int, caller: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``low`` and ``high`` as broadcast float64 arrays and the number of steps; both must include zero."""
+    a, b = np.broadcast_arrays(np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64))
+    steps = _check_levels(levels) - 1
+    if np.any(a > 0) or np.any(b < 0):
+        raise ValueError(f"{caller} needs low <= 0 <= high (include zero first)")
+    return a, b, steps
+
+
 def _check_mode(mode: str) -> str:
     if mode not in ("symmetric", "asymmetric"):
         raise ValueError(f"unknown mode {mode!r}; expected 'symmetric' or 'asymmetric'")
@@ -415,12 +424,7 @@ def tune_range(low: np.ndarray, high: np.ndarray, levels: int) -> tuple[np.ndarr
         >>> round(float(lo), 6), float(hi)   # q = round(87.93) = 88: low' = 88*1.9/(88-255) widens
         (-1.001198, 1.9)
     """
-    a = np.asarray(low, dtype=np.float64)
-    b = np.asarray(high, dtype=np.float64)
-    a, b = np.broadcast_arrays(a, b)
-    steps = _check_levels(levels) - 1
-    if np.any(a > 0) or np.any(b < 0):
-        raise ValueError("tune_range needs low <= 0 <= high (include zero first)")
+    a, b, steps = _zero_straddling(low, high, levels, "tune_range")
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.rint(-a * steps / (b - a))
     return _move_to_zero_level(a, b, q, steps)
@@ -439,12 +443,7 @@ def tune_range_unified_zp(low: np.ndarray, high: np.ndarray, levels: int) -> tup
         >>> np.round(lo, 4).tolist(), np.round(hi, 4).tolist()   # q = round((128 + 64) / 2) = 96
         ([-1.0, -1.8113], [1.6562, 3.0])
     """
-    a = np.asarray(low, dtype=np.float64)
-    b = np.asarray(high, dtype=np.float64)
-    a, b = np.broadcast_arrays(a, b)
-    steps = _check_levels(levels) - 1
-    if np.any(a > 0) or np.any(b < 0):
-        raise ValueError("tune_range_unified_zp needs low <= 0 <= high (include zero first)")
+    a, b, steps = _zero_straddling(low, high, levels, "tune_range_unified_zp")
     if np.any(b - a <= 0):
         raise ValueError("tune_range_unified_zp needs high > low in every channel")
     q = float(np.rint(np.mean(np.rint(-a * steps / (b - a)))))
