@@ -39,6 +39,7 @@ import onnxruntime as ort
 from onnx import helper
 
 from rewriter.errors import UserError
+from rewriter.ir.names import node_outer_reads
 
 __all__ = ["LayerRunner"]
 
@@ -133,7 +134,7 @@ class LayerRunner:
         produced: set[str] = set()
         read: list[str] = []
         for node in copies:
-            for t in [*node.input, *_outer_names(node)]:
+            for t in [*node.input, *node_outer_reads(node)]:
                 if t and t not in produced:
                     read.append(t)
             produced.update(o for o in node.output if o)
@@ -168,22 +169,6 @@ class LayerRunner:
             raise UserError(f"onnxruntime cannot load nodes {_shown(names)} alone: {_message(e)}") from None
         self.sessions_built += 1
         return session, tuple(needed)
-
-
-def _outer_names(node: onnx.NodeProto) -> list[str]:
-    """Names read by the subgraphs of ``node`` (If/Loop/Scan) that those subgraphs do not define."""
-    found: list[str] = []
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else (
-            list(attr.graphs) if attr.type == onnx.AttributeProto.GRAPHS else [])
-        for g in graphs:
-            defined = {i.name for i in g.input} | {t.name for t in g.initializer}
-            for inner in g.node:
-                for t in [*inner.input, *_outer_names(inner)]:
-                    if t and t not in defined:
-                        found.append(t)
-                defined.update(inner.output)
-    return found
 
 
 def _value_info(name: str, value: np.ndarray) -> onnx.ValueInfoProto:

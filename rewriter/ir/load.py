@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from rewriter.errors import UserError
+from rewriter.ir.names import subgraphs
 
 # Protobuf refuses to serialize messages over 2 GiB; leave headroom for the graph itself.
 LARGE_MODEL_BYTES = int(1.8 * 1024**3)
@@ -241,7 +242,7 @@ def _restore_inline(moved: _Moved) -> None:
 def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Initializers of the graph and of every subgraph (If/Loop/Scan bodies)."""
     yield from graph.initializer
-    for sub in _subgraphs(graph):
+    for sub in subgraphs(graph):
         yield from _all_initializers(sub)
 
 
@@ -254,17 +255,8 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield attr.t
             elif attr.type == onnx.AttributeProto.TENSORS:
                 yield from attr.tensors
-    for sub in _subgraphs(graph):
+    for sub in subgraphs(graph):
         yield from _all_tensors(sub)
-
-
-def _subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield attr.g
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                yield from attr.graphs
 
 
 __all__ = ["LARGE_MODEL_BYTES", "load_model", "save_model"]

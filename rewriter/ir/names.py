@@ -18,16 +18,55 @@ def graph_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def node_subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs held in a node's attributes (If branches, Loop and Scan bodies)."""
+    graphs: list[onnx.GraphProto] = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attr.graphs)
+    return graphs
+
+
+def subgraphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """The subgraphs of the graph's own nodes (one level down)."""
+    return [sub for node in graph.node for sub in node_subgraphs(node)]
+
+
 def subgraph_reads(graph: onnx.GraphProto) -> set[str]:
     """Every name a node inside a subgraph (If/Loop/Scan bodies) reads, at any depth."""
     found: set[str] = set()
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                for inner in sub.node:
-                    found.update(inner.input)
-                found |= subgraph_reads(sub)
+    for sub in subgraphs(graph):
+        for inner in sub.node:
+            found.update(inner.input)
+        found |= subgraph_reads(sub)
     return found
+
+
+def outer_reads(graph: onnx.GraphProto) -> list[str]:
+    """Names a subgraph reads from enclosing scopes, at any depth, in the order first read.
+
+    Its inputs, initializers and node outputs are its own; anything else a node
+    or a graph output names comes from outside.
+    """
+    local = {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
+    local |= {t.values.name for t in graph.sparse_initializer}
+    reads: dict[str, None] = {}
+    for node in graph.node:
+        for name in (*node.input, *node_outer_reads(node)):
+            if name and name not in local:
+                reads.setdefault(name)
+        local.update(node.output)
+    for out in graph.output:
+        if out.name not in local:
+            reads.setdefault(out.name)
+    return list(reads)
+
+
+def node_outer_reads(node: onnx.NodeProto) -> list[str]:
+    """Names the node's subgraphs read from the node's scope (besides its own inputs)."""
+    return list(dict.fromkeys(name for sub in node_subgraphs(node) for name in outer_reads(sub)))
 
 
 class FreshNames:

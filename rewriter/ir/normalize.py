@@ -41,7 +41,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.load import error_summary
-from rewriter.ir.names import FreshNames, graph_names
+from rewriter.ir.names import FreshNames, graph_names, node_outer_reads
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 # Never folded: random ops would freeze one draw; Q/DQ pairs already in the model stay visible.
@@ -665,38 +665,12 @@ def _prune_value_info(g: onnx.GraphProto) -> None:
 
 def _node_reads(node: onnx.NodeProto) -> list[str]:
     """Names the node reads: its inputs and the outer names its subgraphs read."""
-    reads = [t for t in node.input if t]
-    for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            reads.extend(_graph_outer_reads(a.g))
-        elif a.type == onnx.AttributeProto.GRAPHS:
-            for sub in a.graphs:
-                reads.extend(_graph_outer_reads(sub))
-    return reads
-
-
-def _graph_outer_reads(g: onnx.GraphProto) -> set[str]:
-    local = {vi.name for vi in g.input} | {t.name for t in g.initializer}
-    local |= {t.values.name for t in g.sparse_initializer}
-    reads: set[str] = set()
-    for node in g.node:
-        reads.update(t for t in _node_reads(node) if t not in local)
-        local.update(node.output)
-    reads.update(o.name for o in g.output if o.name not in local)
-    return reads
+    return [t for t in node.input if t] + node_outer_reads(node)
 
 
 def _subgraph_reads(g: onnx.GraphProto) -> set[str]:
     """Outer names read by the subgraphs of the main graph's nodes (they must keep their names)."""
-    reads: set[str] = set()
-    for node in g.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                reads |= _graph_outer_reads(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sub in a.graphs:
-                    reads |= _graph_outer_reads(sub)
-    return reads
+    return {name for node in g.node for name in node_outer_reads(node)}
 
 
 def _value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:

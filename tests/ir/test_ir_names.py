@@ -1,0 +1,39 @@
+"""rewriter.ir.names: graph names, fresh names and what subgraphs read from outside."""
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto, helper
+
+from rewriter.ir.names import FreshNames, graph_names, node_outer_reads, outer_reads, subgraph_reads
+
+
+def _f32(name: str) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [2])
+
+
+def _if_model() -> onnx.ModelProto:
+    # then: Neg(t) from a node; else: returns the outer tensor "u" itself, with no node reading it.
+    then_g = helper.make_graph([helper.make_node("Neg", ["t"], ["a"], name="then_neg")], "then", [], [_f32("a")])
+    else_g = helper.make_graph([], "else", [], [_f32("u")])
+    nodes = [helper.make_node("Relu", ["x"], ["t"], name="make_t"),
+             helper.make_node("Abs", ["x"], ["u"], name="make_u"),
+             helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g, else_branch=else_g)]
+    graph = helper.make_graph(nodes, "g", [_f32("x"), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [_f32("y")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_outer_reads_include_a_branch_output_named_outside() -> None:
+    model = _if_model()
+    if_node = model.graph.node[2]
+    branch = {a.name: a.g for a in if_node.attribute}
+    assert outer_reads(branch["then_branch"]) == ["t"]
+    assert outer_reads(branch["else_branch"]) == ["u"]
+    assert sorted(node_outer_reads(if_node)) == ["t", "u"]
+    assert subgraph_reads(model.graph) == {"t"}  # node inputs inside subgraphs only
+    assert {"x", "cond", "t", "u", "y", "make_t", "if"} <= graph_names(model.graph)
+
+
+def test_fresh_names_skip_taken_and_given_ones() -> None:
+    fresh = FreshNames({"a", "a_1"})
+    assert [fresh("a"), fresh("a"), fresh("b"), fresh("b")] == ["a_2", "a_3", "b", "b_1"]
