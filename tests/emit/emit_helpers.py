@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from models import GraphBuilder
 from rewriter.algorithms.fq_math import asymmetric_range, fake_quantize, symmetric_range
 from rewriter.algorithms.types import TensorRange
 from rewriter.plan import Consumer, FakeQuantizePoint, QuantPlan
@@ -29,31 +30,8 @@ A8_ASYM = QuantizerConfig("q8_a_asym", 8, "asymmetric", "pertensor")
 # Models
 
 
-class Builder:
-    """Collects nodes and initializers for a small test model (weights from a seeded generator)."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def weight(self, name: str, shape: Sequence[int]) -> str:
-        fan_in = int(np.prod(shape[1:])) or 1
-        return self.const(name, (self.rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32))
-
-    def node(self, op: str, inputs: Sequence[str], name: str, **attrs: object) -> str:
-        self.nodes.append(helper.make_node(op, list(inputs), [name], name=name, **attrs))
-        return name
-
-    def conv(self, x: str, name: str, cin: int, cout: int, k: int = 3, bias: bool = True) -> str:
-        ins = [x, self.weight(f"{name}.weight", (cout, cin, k, k))]
-        if bias:
-            ins.append(self.const(f"{name}.bias", (self.rng.standard_normal(cout) * 0.1).astype(np.float32)))
-        return self.node("Conv", ins, name, kernel_shape=[k, k], pads=[k // 2] * 4)
+class Builder(GraphBuilder):
+    """tests/models.py's GraphBuilder, whose model() here takes {name: shape} dicts."""
 
     def model(self, inputs: dict[str, list[int]], outputs: dict[str, list[int] | None], opset: int = 17,
               ir_version: int = 8) -> onnx.ModelProto:
