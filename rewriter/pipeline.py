@@ -36,7 +36,7 @@ from rewriter.ir.edit import apply_weight_updates, insert_scales
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
-from rewriter.ir.tensors import initializer_arrays
+from rewriter.ir.tensors import initializer_arrays, slicing_axis
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
@@ -307,10 +307,7 @@ def _weight_sample(values: np.ndarray, channel_axis: int | None, limit: int = ER
     The SQNR of an embedding table (MiniLM: 11.7M values) measured whole cost 250 MB of float64
     temporaries; a million values estimate it as well, and every channel keeps its values.
     """
-    if values.size <= limit or values.ndim == 0:
-        return values
-    channel = None if channel_axis is None else channel_axis % values.ndim
-    along = next((a for a in range(values.ndim) if a != channel), None)
+    along = slicing_axis(values, channel_axis, limit)
     if along is None:
         return values
     step = -(-values.size // limit)

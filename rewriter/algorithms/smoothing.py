@@ -117,7 +117,8 @@ class SmoothingResult:
         return tuple(i.node_name for i in self.insertions)
 
     def report(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "smoothed": list(self.groups)}
+        return {"alpha": self.alpha, "smoothed": list(self.smoothed),
+                "skipped": [g for g in self.groups if "skipped" in g]}
 
 
 # ----------------------------------------------------------------------------- which layers

@@ -50,6 +50,7 @@ from rewriter.algorithms.fq_math import STORAGE_RANGES, fake_quantize, qdq_param
 from rewriter.algorithms.types import TensorRange
 from rewriter.errors import UserError
 from rewriter.ir.names import FreshNames, graph_names, subgraph_reads
+from rewriter.ir.tensors import slicing_axis
 from rewriter.plan import FakeQuantizePoint, QuantPlan
 
 __all__ = ["EmitResult", "EmittedTensor", "GraphEdit", "emit_qdq"]
@@ -795,7 +796,7 @@ def _quantize_constant(w: np.ndarray, params: _QParams) -> np.ndarray:
     scale recovers the integer k - z without doubt, and DequantizeLinear gives
     back fake_quantize's values bit for bit.
     """
-    along = _chunk_axis(w, params.axis)
+    along = slicing_axis(w, params.axis, _CHUNK_VALUES)
     if along is not None:
         # A large table (word embeddings: 11.7M values) in slices: float64 temporaries of the whole
         # tensor took 400 MB.
@@ -810,14 +811,6 @@ def _quantize_constant(w: np.ndarray, params: _QParams) -> np.ndarray:
 
 
 _CHUNK_VALUES = 1 << 20
-
-
-def _chunk_axis(w: np.ndarray, channel_axis: int | None) -> int | None:
-    """An axis to slice a weight larger than ``_CHUNK_VALUES`` along (not its channel axis); None: in one go."""
-    if w.size <= _CHUNK_VALUES or w.ndim == 0:
-        return None
-    channel = None if channel_axis is None else channel_axis % w.ndim
-    return next((a for a in range(w.ndim) if a != channel and w.shape[a] > 1), None)
 
 
 def _broadcast(values: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:

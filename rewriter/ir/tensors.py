@@ -16,3 +16,15 @@ def initializer_arrays(model: onnx.ModelProto, names: Iterable[str]) -> dict[str
     if missing:
         raise KeyError(f"not initializers of the model: {', '.join(sorted(missing))}")
     return found
+
+
+def slicing_axis(values: np.ndarray, channel_axis: int | None, limit: int) -> int | None:
+    """For an array of more than ``limit`` values, an axis to slice it along that keeps every channel whole.
+
+    The first axis longer than 1 that is not ``channel_axis``; None when the
+    array is small enough to take at once, or has no such axis.
+    """
+    if values.size <= limit or values.ndim == 0:
+        return None
+    channel = None if channel_axis is None else channel_axis % values.ndim
+    return next((a for a in range(values.ndim) if a != channel and values.shape[a] > 1), None)

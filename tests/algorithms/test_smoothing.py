@@ -194,3 +194,9 @@ def test_cli_flag_and_config_key(tmp_path, capsys) -> None:
                      "--report", str(report), *args])
         assert code == 0, capsys.readouterr().err
         assert json.loads(report.read_text())["passes"]["smoothing"]["alpha"] == alpha
+
+
+def test_report_lists_skipped_tensors_apart_from_smoothed_ones() -> None:
+    _, _, _, _, result = _smoothed(_samples(16, seed=10, outlier=1.0))
+    report = result.report()
+    assert report["smoothed"] == [] and [g["tensor"] for g in report["skipped"]] == ["x"]

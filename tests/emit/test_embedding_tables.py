@@ -81,6 +81,6 @@ def test_large_weights_quantize_in_slices_to_the_same_integers(monkeypatch) -> N
                               "int8", axis, 255, np.asarray(-high, np.float32), np.asarray(high, np.float32))
         whole = qdq._quantize_constant(w, params)
         monkeypatch.setattr(qdq, "_CHUNK_VALUES", 100)  # 960 values: sliced into 10 parts
-        assert qdq._chunk_axis(w, axis) is not None
+        assert qdq.slicing_axis(w, axis, qdq._CHUNK_VALUES) is not None
         np.testing.assert_array_equal(qdq._quantize_constant(w, params), whole)
         monkeypatch.undo()
