@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rewriter.calibrate.roles import normalize_role
+
 __all__ = [
     "STORAGE_RANGES",
     "ZERO_FILTER_EPS_ASYMMETRIC",
@@ -49,29 +51,6 @@ __all__ = [
 ZERO_FILTER_EPS_SYMMETRIC = 8e-5
 ZERO_FILTER_RATIO = 0.01
 ZERO_FILTER_EPS_ASYMMETRIC = 8e-4
-
-_ROLES = {
-    "weight": "weight",
-    "weights": "weight",
-    "activation": "activation",
-    "activations": "activation",
-    # Output FakeQuantizes (GNA) are computed from data exactly like activations.
-    "output": "activation",
-    "outputs": "activation",
-}
-
-
-def normalize_role(role: str) -> str:
-    """Map a role name to ``"weight"`` or ``"activation"`` (plural and "output" accepted).
-
-    >>> normalize_role("weights"), normalize_role("outputs")
-    ('weight', 'activation')
-    """
-    try:
-        return _ROLES[role]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown role {role!r}; expected one of {sorted(set(_ROLES))}") from None
-
 
 def _check_levels(levels: int) -> int:
     if isinstance(levels, bool) or int(levels) != levels or levels < 2:

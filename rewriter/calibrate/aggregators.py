@@ -36,8 +36,8 @@ from typing import Callable, Literal, Mapping
 
 import numpy as np
 
-from rewriter.algorithms.fq_math import normalize_role
 from rewriter.calibrate.estimators import DEFAULT_OUTLIER_PROB, ESTIMATORS
+from rewriter.calibrate.roles import normalize_role
 
 __all__ = [
     "AGGREGATORS",

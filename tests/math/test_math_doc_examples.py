@@ -6,10 +6,10 @@ import doctest
 import pytest
 
 from rewriter.algorithms import fq_math
-from rewriter.calibrate import aggregators, estimators
+from rewriter.calibrate import aggregators, estimators, roles
 
 
-@pytest.mark.parametrize("module", [fq_math, estimators, aggregators], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [fq_math, estimators, aggregators, roles], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
