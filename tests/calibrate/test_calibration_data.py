@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from rewriter.calibrate.data import CalibrationData, ImageOptions, InputSpec, model_inputs, open_data
+from rewriter.calibrate.images import ImageOptions
+from rewriter.calibrate.inputs import InputSpec, model_inputs
+from rewriter.calibrate.sources import CalibrationData, open_data
 from rewriter.errors import UserError
 
 IMAGE = InputSpec("image", "float32", ("N", 3, 4, 6))
