@@ -11,8 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rewriter.algorithms.minmax import SampleReducer, StatReducer
-from rewriter.calibrate import collect
+from rewriter.calibrate import session as calib_session
 from rewriter.calibrate.collect import RAW, collect_statistics
+from rewriter.calibrate.in_graph import InGraph, in_graph_nodes
 
 
 # ----------------------------------------------------------------------------- reducers
@@ -300,7 +301,7 @@ def test_a_lean_session_onnxruntime_refuses_falls_back_to_raw(monkeypatch: pytes
     def broken(model, in_graph):
         return [helper.make_node("NoSuchOp", ["x"], g.outputs) for g in in_graph], []
 
-    monkeypatch.setattr(collect, "_in_graph_nodes", broken)
+    monkeypatch.setattr(calib_session, "in_graph_nodes", broken)
     model = _cnn(17)
     reducers = {t: EXTREMA for t in CNN_TENSORS}
     samples = _samples(6, (1, 3, 8, 8))
@@ -314,14 +315,14 @@ def test_a_lean_run_onnxruntime_rejects_is_redone_raw(monkeypatch: pytest.Monkey
     model = _cnn(17)
     reducers = {t: EXTREMA for t in CNN_TENSORS}
     samples = _samples(9, (1, 3, 8, 8))
-    real_run = collect._Session.run
+    real_run = calib_session.Session.run
 
     def flaky(self, feeds):
         if self.layout.in_graph and feeds["x"].shape[0] == 1:
-            raise collect._RunFailed("lean runs of one sample fail")
+            raise calib_session.RunFailed("lean runs of one sample fail")
         return real_run(self, feeds)
 
-    monkeypatch.setattr(collect._Session, "run", flaky)
+    monkeypatch.setattr(calib_session.Session, "run", flaky)
     got = collect_statistics(model, CNN_TENSORS, reducers, samples, batch_size=1)
     monkeypatch.undo()
     _assert_exactly_equal(got.stats, _numpy_path(model, CNN_TENSORS, reducers, samples, batch_size=1).stats)
@@ -335,7 +336,7 @@ def test_the_callers_model_is_not_modified_by_either_session() -> None:
 
 
 def test_large_model_path_with_a_lean_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collect, "LARGE_MODEL_BYTES", 0)
+    monkeypatch.setattr(calib_session, "LARGE_MODEL_BYTES", 0)
     made: list[str] = []
     real = tempfile.TemporaryDirectory
 
@@ -344,7 +345,7 @@ def test_large_model_path_with_a_lean_session(monkeypatch: pytest.MonkeyPatch) -
         made.append(tmp.name)
         return tmp
 
-    monkeypatch.setattr(collect.tempfile, "TemporaryDirectory", spy)
+    monkeypatch.setattr(calib_session.tempfile, "TemporaryDirectory", spy)
     model = _cnn(17)
     before = model.SerializeToString()
     reducers = {t: EXTREMA for t in CNN_TENSORS}
@@ -360,8 +361,8 @@ def test_large_model_path_with_a_lean_session(monkeypatch: pytest.MonkeyPatch) -
 def test_reductions_run_right_after_their_tensor() -> None:
     """onnxruntime's reverse DFS starts at the highest-index leaf: the latest tensor's reductions come first."""
     model = _cnn(18)
-    in_graph = [collect._InGraph(t, True, None, f"{t}.min", f"{t}.max", f"{t}.sum") for t in CNN_TENSORS]
-    nodes, constants = collect._in_graph_nodes(model, in_graph)
+    in_graph = [InGraph(t, True, None, f"{t}.min", f"{t}.max", f"{t}.sum") for t in CNN_TENSORS]
+    nodes, constants = in_graph_nodes(model, in_graph)
     order = [n.input[0] for n in nodes if n.op_type == "Flatten"]
     assert order == ["y", "conv2", "relu1", "conv1"]
     assert [c.name for c in constants] == ["rewriter_calib/const_1"]
@@ -369,9 +370,9 @@ def test_reductions_run_right_after_their_tensor() -> None:
 
 
 def test_reduction_nodes_use_the_axes_form_of_the_opset() -> None:
-    in_graph = [collect._InGraph("relu1", True, 1, "a", "b", "c")]
+    in_graph = [InGraph("relu1", True, 1, "a", "b", "c")]
     for opset, with_input in ((13, {"ReduceSum"}), (17, {"ReduceSum"}), (18, {"ReduceMin", "ReduceMax", "ReduceSum"})):
-        nodes, _ = collect._in_graph_nodes(_cnn(opset), in_graph)
+        nodes, _ = in_graph_nodes(_cnn(opset), in_graph)
         inputs = {n.op_type for n in nodes if n.op_type.startswith("Reduce") and len(n.input) == 2}
         attrs = {n.op_type for n in nodes if any(a.name == "axes" for a in n.attribute)}
         assert inputs == with_input and attrs == {"ReduceMin", "ReduceMax", "ReduceSum"} - with_input

@@ -12,9 +12,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from rewriter.calibrate import collect
+from rewriter.calibrate import batching
+from rewriter.calibrate import session as calib_session
 from rewriter.calibrate.collect import CollectedStats, collect_statistics
-from rewriter.calibrate.data import model_inputs, open_data
+from rewriter.calibrate.inputs import model_inputs
+from rewriter.calibrate.sources import open_data
 from rewriter.errors import UserError
 
 OPSET = [helper.make_opsetid("", 17)]
@@ -325,7 +327,7 @@ def test_result_holds_only_reduced_arrays() -> None:
 
 def test_automatic_batch_size_respects_the_memory_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     per_sample = 2 * (4 * 8 * 8) * 4  # conv1 and relu1, float32
-    monkeypatch.setattr(collect, "BATCH_MEMORY_BYTES", 3 * per_sample + 100)
+    monkeypatch.setattr(batching, "BATCH_MEMORY_BYTES", 3 * per_sample + 100)
     seen: list = []
     model = _cnn()
     reducers = {"conv1": (Spy(seen),), "relu1": (Max(),)}
@@ -396,7 +398,7 @@ def test_callers_model_is_not_modified() -> None:
 
 
 def test_large_model_path_builds_the_session_from_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collect, "LARGE_MODEL_BYTES", 0)  # every model counts as large
+    monkeypatch.setattr(calib_session, "LARGE_MODEL_BYTES", 0)  # every model counts as large
     made: list[str] = []
     real = tempfile.TemporaryDirectory
 
@@ -405,7 +407,7 @@ def test_large_model_path_builds_the_session_from_a_file(monkeypatch: pytest.Mon
         made.append(tmp.name)
         return tmp
 
-    monkeypatch.setattr(collect.tempfile, "TemporaryDirectory", spy)
+    monkeypatch.setattr(calib_session.tempfile, "TemporaryDirectory", spy)
     model, samples = _mlp(), _samples(4, (1, 8))
     got = collect_statistics(model, ["relu1"], {"relu1": REDUCERS}, samples)
     _assert_stats_equal(got.stats, _brute_force(model, ["relu1"], samples, REDUCERS))
