@@ -21,13 +21,13 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from rewriter.algorithms.smoothing import DEFAULT_ALPHA as DEFAULT_SMOOTHING
 from rewriter.config.jsonc import ConfigFile
 from rewriter.config.params import read_ignored, read_quantizer_overrides, read_ranges
-from rewriter.config.pot_keys import (ALGORITHMS, COMPRESSION_KEYS, LAYERWISE, LAYERWISE_HONOURED,
+from rewriter.config.pot_keys import (AAQ_PARAMS, ALGORITHMS, COMPRESSION_KEYS, LAYERWISE, LAYERWISE_HONOURED,
                                       NOT_IMPLEMENTED, NOT_RUN_YET, OTHER_POT_ALGORITHMS, PARAMS, PRESET_ALIASES,
-                                      QUANTIZING, TOP_KEYS, TPE_PARAMS, AAQ_PARAMS, UNKNOWN_KEY_HINTS)
+                                      QUANTIZING, TOP_KEYS, TPE_PARAMS, UNKNOWN_KEY_HINTS)
 from rewriter.config.results import AlgorithmConfig, LoadedConfig, Notice, PipelineSettings
 from rewriter.config.schema import BOOL, Field, SchemaChecker, enum, freeze, section
 from rewriter.errors import SourceLoc, UserError, source_excerpt
-from rewriter.spec.loader import looks_like_path, list_targets, pot_devices
+from rewriter.spec.loader import list_targets, looks_like_path, pot_devices
 from rewriter.spec.model import MODEL_TYPES
 from rewriter.spec.yaml_nodes import Problems, suggest
 

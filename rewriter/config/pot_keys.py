@@ -14,8 +14,6 @@ from rewriter.calibrate.estimators import ESTIMATORS
 from rewriter.config.schema import BOOL, FREE, STR, Field, enum, integer, number, section
 from rewriter.spec.model import PRESETS, Granularity, Mode
 
-# ====================================================================== what the pipeline runs
-
 #: Algorithms that quantize (one per file); their params set QuantizeOptions.
 QUANTIZING = ("DefaultQuantization", "MinMaxQuantization", "AccuracyAwareQuantization")
 #: Algorithm names checked in full.
@@ -51,10 +49,11 @@ _RANGE_A = section(preset=enum("default", "quantile"), min=_SIDE_A, max=_SIDE_A)
 _QUANT = dict(bits=integer(2), mode=enum(*get_args(Mode)), level_low=integer(), level_high=integer(),
               granularity=enum(*get_args(Granularity)))
 _IGNORED = section(scope=Field("list", item=STR, example='["conv1"]'),
-                    operations=Field("list", item=section(("type",), type=STR, attributes=FREE),
-                                  example='[{"type": "Convolution"}]'),
-                    skip_model=BOOL)
-_DATA = dict(stat_subset_size=integer(1), stat_batch_size=integer(1), shuffle_data=BOOL, seed=integer(0), ignored=_IGNORED)
+                   operations=Field("list", item=section(("type",), type=STR, attributes=FREE),
+                                    example='[{"type": "Convolution"}]'),
+                   skip_model=BOOL)
+_DATA = dict(stat_subset_size=integer(1), stat_batch_size=integer(1), shuffle_data=BOOL, seed=integer(0),
+             ignored=_IGNORED)
 _MINMAX = dict(_DATA, preset=enum(*PRESETS, aliases=PRESET_ALIASES), range_estimator=_RANGE_W,
                weights=section(**_QUANT, range_estimator=_RANGE_W),
                activations=section(**_QUANT, range_estimator=_RANGE_A),
@@ -69,16 +68,17 @@ LAYERWISE = dict(num_samples_for_tuning=integer(1), batch_size=integer(1), optim
 LAYERWISE_HONOURED = ("num_samples_for_tuning",)
 _DEFAULT = dict(_MINMAX, **_BIAS, use_fast_bias=BOOL, use_layerwise_tuning=BOOL, **LAYERWISE)
 _METRICS = Field("list", item=section(("name",), name=STR, baseline_value=number()),
-              example='[{"name": "accuracy", "baseline_value": 0.72}]')
+                 example='[{"name": "accuracy", "baseline_value": 0.72}]')
 AAQ_PARAMS = dict(maximal_drop=number(0), drop_type=enum("absolute", "relative"), max_iter_num=integer(1),
-            ranking_subset_size=integer(1), metric_subset_ratio=number(0, 1, low_open=True), tune_hyperparams=BOOL,
-            convert_to_mixed_preset=BOOL, use_prev_if_drop_increase=BOOL, annotation_free=BOOL,
-            annotation_conf_threshold=number(0, 1), metrics=_METRICS,
-            base_algorithm=enum("DefaultQuantization", "MinMaxQuantization"))
-TPE_PARAMS = dict(max_trials=integer(1), max_minutes=number(0, low_open=True), stop_on_target=BOOL, eval_subset_size=integer(1),
-            trials_load_method=enum("cold_start", "warm_start", "fine_tune", "eval"), accuracy_loss=number(0),
-            latency_reduce=number(0), accuracy_weight=number(0), latency_weight=number(0), metrics=_METRICS,
-            benchmark=FREE, multinode=FREE)
+                  ranking_subset_size=integer(1), metric_subset_ratio=number(0, 1, low_open=True),
+                  tune_hyperparams=BOOL, convert_to_mixed_preset=BOOL, use_prev_if_drop_increase=BOOL,
+                  annotation_free=BOOL, annotation_conf_threshold=number(0, 1), metrics=_METRICS,
+                  base_algorithm=enum("DefaultQuantization", "MinMaxQuantization"))
+TPE_PARAMS = dict(max_trials=integer(1), max_minutes=number(0, low_open=True), stop_on_target=BOOL,
+                  eval_subset_size=integer(1),
+                  trials_load_method=enum("cold_start", "warm_start", "fine_tune", "eval"), accuracy_loss=number(0),
+                  latency_reduce=number(0), accuracy_weight=number(0), latency_weight=number(0), metrics=_METRICS,
+                  benchmark=FREE, multinode=FREE)
 PARAMS: dict[str, Mapping[str, Field]] = {
     "DefaultQuantization": _DEFAULT, "MinMaxQuantization": _MINMAX, "FastBiasCorrection": _BIAS,
     "BiasCorrection": _BIAS, "ActivationChannelAlignment": _DATA, "TPE": TPE_PARAMS,
