@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from rewriter.choices import MODEL_TYPES
+from rewriter.config import load_config, merge_cli
 from rewriter.dsl import ast
 from rewriter.dsl.parser import load_rule_files
 from rewriter.ir.graph import GraphView
@@ -18,12 +20,12 @@ from rewriter.ir.load import load_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
+from rewriter.options import QuantizeOptions
 from rewriter.plan import QuantPlan
 from rewriter.spec.loader import load_spec, resolve_target
 from rewriter.spec.model import HardwareSpec
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
-MODEL_TYPE_RULES = {"transformer": RULES_DIR / "transformer.rules"}
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,19 @@ class PlanInputs:
 
 def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
                      model_type: str | None = None) -> PlanInputs:
-    """Load the target's spec and its rules, plus model-type and user rule files."""
+    """Load the target's spec and its rules, plus model-type (the spec's ``model_types``) and user rule files."""
     from rewriter.errors import UserError
 
     spec = load_spec(resolve_target(target))
     files: list[str | Path] = list(spec.rules)
     if model_type:
         key = model_type.lower()
-        if key not in MODEL_TYPE_RULES:
-            raise UserError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPE_RULES)}")
-        files.append(MODEL_TYPE_RULES[key])
+        if key not in MODEL_TYPES:
+            raise UserError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
+        if key not in spec.model_types:
+            raise UserError(f"target {spec.name} gives no rules for model type {key!r}; add "
+                            f"'model_types: {{{key}: [...]}}' to {spec.path}, or extend a built-in target")
+        files.extend(spec.model_types[key])
     files.extend(rules)
     return PlanInputs(spec, load_rule_files(files))
 
@@ -101,9 +106,7 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     import dataclasses
     import warnings
 
-    from rewriter.config import load_config, merge_cli
     from rewriter.errors import UserError
-    from rewriter.pipeline import QuantizeOptions
     from rewriter.pipeline import quantize as run_pipeline
 
     known = {f.name for f in dataclasses.fields(QuantizeOptions)} | {"estimator_preset"}
@@ -118,6 +121,8 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     if options.get("ignore_ops") is not None:
         options["ignore_ops"] = tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                       for o in options["ignore_ops"])
+    if options.get("bias_correction") is False:  # the API's spelling of "none" before BiasCorrection had one
+        options["bias_correction"] = "none"
     loaded = load_config(config) if config is not None else None
     for notice in (*loaded.warnings, *loaded.unsupported) if loaded else ():
         warnings.warn(notice.render(), stacklevel=2)

@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import Sequence
 
+from rewriter.choices import MODEL_TYPES, PRESETS
 from rewriter.errors import UserError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
@@ -52,8 +53,8 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", action="append", default=[], metavar="FILE", help="extra rule file (repeatable)")
     parser.add_argument("--ignore-scope", action="append", default=[], metavar="NAME", help="keep this node float")
     parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE", help="keep this op type float")
-    parser.add_argument("--preset", choices=("performance", "mixed", "accuracy"), default=None)
-    parser.add_argument("--model-type", choices=("transformer",), default=None)
+    parser.add_argument("--preset", choices=PRESETS, default=None)
+    parser.add_argument("--model-type", choices=MODEL_TYPES, default=None)
 
 
 def _write(text: str, output: str | None) -> None:

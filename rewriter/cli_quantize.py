@@ -7,6 +7,7 @@ import sys
 from typing import Callable
 
 from rewriter.errors import UserError
+from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
 
 
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable) -> None:
@@ -25,14 +26,14 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.set_defaults(target=None)
     q.add_argument("--subset-size", type=int, default=None, help="calibration samples to use (default 300)")
     q.add_argument("--seed", type=int, default=None, help="seed for the subset choice (default 0)")
-    q.add_argument("--format", choices=("qdq", "fakequantize"), default="qdq",
+    q.add_argument("--format", choices=OUTPUT_FORMATS, default="qdq",
                    help="QuantizeLinear/DequantizeLinear (default) or OpenVINO FakeQuantize")
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
     q.add_argument("--channel-alignment", action="store_true", default=None,
                    help="ActivationChannelAlignment before the ranges (a second statistics pass)")
-    q.add_argument("--bias-correction", choices=("none", "fast", "full"), default=None,
+    q.add_argument("--bias-correction", choices=BIAS_CORRECTIONS, default=None,
                    help="FastBiasCorrection (fast) or BiasCorrection (full) after the ranges; default none")
     q.add_argument("--smoothing", type=float, nargs="?", const=0.8, default=None, metavar="ALPHA",
                    help="activation smoothing (SmoothQuant) of MatMul inputs with outlier channels, strength "
@@ -78,8 +79,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         "output_format": args.format, "rules": tuple(args.rules),
         "channel_alignment": args.channel_alignment, "layerwise_tuning": args.layerwise_tuning,
         "smoothing": args.smoothing,
-        "bias_correction": None if args.bias_correction is None else
-        (args.bias_correction if args.bias_correction != "none" else False),
+        "bias_correction": args.bias_correction,
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:

@@ -9,14 +9,14 @@ from one to the next and times them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rewriter.algorithms.fq_math import fake_quantize
-from rewriter.algorithms.minmax import (SAMPLE_REDUCER, RangeOptions, activation_ranges, activation_reducers,
+from rewriter.algorithms.minmax import (SAMPLE_REDUCER, activation_ranges, activation_reducers,
                                         sqnr_db, weight_ranges)
 from rewriter.algorithms.bias_correction import (FAST_THRESHOLD, THRESHOLD, bias_constants, bias_correction,
                                                  bias_correction_subset, bias_reducers, bias_targets,
@@ -27,7 +27,7 @@ from rewriter.algorithms.smoothing import smooth, smoothing_groups, smoothing_re
 from rewriter.algorithms.types import TensorRange
 from rewriter.api import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
-from rewriter.calibrate.data import ImageOptions, model_inputs, open_data
+from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.emit.fakequantize import emit_fakequantize
 from rewriter.emit.qdq import EmitResult, emit_qdq
@@ -38,53 +38,14 @@ from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays, slicing_axis
 from rewriter.ir.view import graph_view
-from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
+from rewriter.match.planner import PlanOptions, build_plan
+from rewriter.options import QuantizeOptions
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
 from rewriter.report.plan_report import plan_dict
 
 REPORT_SCHEMA = "rewriter.pipeline/1"
 #: Weights larger than this have their SQNR measured on evenly spaced slices.
 ERROR_SAMPLE_VALUES = 1 << 20
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """Everything that decides the output besides the model and the data."""
-
-    target: str = "CPU"
-    preset: str = "performance"
-    subset_size: int | None = 300
-    seed: int = 0
-    output_format: str = "qdq"  # "qdq" | "fakequantize"
-    rules: tuple[str, ...] = ()
-    ignore_scope: tuple[str, ...] = ()
-    ignore_ops: tuple[IgnoredOperation, ...] = ()
-    model_type: str | None = None
-    ranges: RangeOptions = field(default_factory=RangeOptions)
-    batch_size: int | None = None
-    progress: bool = False
-    image_options: ImageOptions | None = None
-    channel_alignment: bool = False
-    bias_correction: str | bool | None = None  # None | "fast" | "full" (False: explicitly none)
-    bias_threshold: float | None = None
-    quantizer_overrides: Any = None  # an object with .apply(config, role) (config file weights/activations)
-    layerwise_tuning: bool = False
-    layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
-    smoothing: float | None = None  # activation smoothing (SmoothQuant) strength alpha; None: off
-
-    def __post_init__(self) -> None:
-        if self.bias_correction is False:  # "none" given explicitly (it overrides a config file)
-            object.__setattr__(self, "bias_correction", None)
-        if self.bias_correction not in (None, "fast", "full"):
-            raise UserError(f"unknown bias correction {self.bias_correction!r}; choose fast, full or none")
-        if self.output_format not in ("qdq", "fakequantize"):
-            raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
-        if self.subset_size is not None and self.subset_size < 1:
-            raise UserError(f"subset size must be at least 1, got {self.subset_size}")
-        if self.smoothing is not None and not 0.0 < self.smoothing < 1.0:
-            raise UserError(f"activation smoothing alpha must be between 0 and 1, got {self.smoothing}")
-        if self.layerwise_samples is not None and self.layerwise_samples < 1:
-            raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 
 
 @dataclass(frozen=True)
@@ -145,7 +106,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         lap("channel_alignment")
 
     reducers = activation_reducers(plan, options.ranges)
-    targets = bias_targets(graph, plan) if options.bias_correction else ()
+    targets = bias_targets(graph, plan) if options.bias_method else ()
     for tensor, extra in bias_reducers(targets).items():
         reducers.setdefault(tensor, []).extend(extra)
     collected = collect_statistics(normalized, sorted(reducers), reducers, calibration.iter_samples(ids),

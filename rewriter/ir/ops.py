@@ -28,3 +28,13 @@ def closest_op_type(name: str) -> str | None:
         return lowered[name.lower()]
     hit = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[hit[0]] if hit else None
+
+
+def attribute_kinds(op_type: str) -> dict[str, str] | None:
+    """The attributes of ONNX op ``op_type`` (newest opset) and their kinds, by the schema's names
+    ("INT", "FLOATS", "STRING", "TENSOR", ...); None when the default domain has no such op."""
+    try:
+        schema = onnx.defs.get_schema(op_type)
+    except onnx.defs.SchemaError:
+        return None
+    return {name: attribute.type.name for name, attribute in schema.attributes.items()}

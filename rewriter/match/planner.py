@@ -31,9 +31,7 @@ from rewriter.match.axes import activation_channel_axis, weight_channel_axis
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
 from rewriter.match.predicates import holds
 from rewriter.plan import Consumer, Decision, FakeQuantizePoint, NodeDecision, QuantPlan
-from rewriter.spec.model import HardwareSpec, OpSpec, QuantizerConfig
-
-PRESETS = ("performance", "mixed", "accuracy")
+from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
 
 
 @dataclass(frozen=True)

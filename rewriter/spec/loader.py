@@ -27,8 +27,8 @@ from types import MappingProxyType
 from typing import Callable
 
 from rewriter.errors import SourceLoc, UserError, UserErrors
-from rewriter.spec.model import HardwareSpec, OpSpec, OpVariant, QuantizerConfig
-from rewriter.spec.reader import CONFIG_LISTS, RawConfig, RawOp, RawSpec, RawVariant, Ref, read_spec
+from rewriter.spec.model import HardwareSpec, OpSpec, OpVariant, PotDevice, QuantizerConfig
+from rewriter.spec.reader import CONFIG_LISTS, RawConfig, RawOp, RawSpec, RawVariant, Ref, read_pot_names, read_spec
 from rewriter.spec.yaml_nodes import Problems, YamlFile, suggest
 
 _SPEC_SUFFIXES = (".yaml", ".yml")
@@ -58,6 +58,33 @@ def list_targets() -> list[tuple[str, Path, str]]:
     return sorted(((name, path, desc) for name, desc, path in found), key=lambda t: (t[0], str(t[1])))
 
 
+def pot_devices() -> dict[str, PotDevice]:
+    """The original tool's device names (upper case) that the built-in targets serve: a target's
+    own name when its spec has a ``pot`` section, and that section's aliases.
+
+    Only the ``pot`` sections are read, as ``list_targets`` reads only names.
+
+    Raises:
+        UserErrors: a ``pot`` section is malformed.
+    """
+    folder = builtin_specs_dir()
+    found: dict[str, PotDevice] = {}
+    problems = Problems()
+    for path in _spec_files(folder) if folder.is_dir() else []:
+        f = YamlFile(path, Problems())  # the rest of the file is load_spec's to report
+        root = f.compose()
+        entries = {key: value for key, _, value in f.pairs(root, "the spec")} if root is not None else {}
+        if "pot" not in entries:
+            continue
+        name = str(f.value(entries["name"])) if "name" in entries else path.stem
+        pot = read_pot_names(YamlFile(path, problems), entries["pot"])
+        found.setdefault(name.upper(), PotDevice(name, pot.preset_renames))
+        for alias, differs in pot.aliases.items():
+            found.setdefault(alias.upper(), PotDevice(name, pot.preset_renames, differs))
+    problems.raise_if_any()
+    return found
+
+
 def resolve_target(name_or_path: str) -> Path:
     """The spec file for a built-in target name (any case) or a path to a .yaml file.
 
@@ -65,7 +92,7 @@ def resolve_target(name_or_path: str) -> Path:
         UserError: no such target or file; the message lists the built-in targets.
     """
     text = str(name_or_path)
-    if _looks_like_path(text):
+    if looks_like_path(text):
         path = Path(text).expanduser()
         if path.is_file():
             return path.resolve()
@@ -149,7 +176,7 @@ def _find_parent(raw: RawSpec, problems: Problems) -> Path | None:
     """Resolve ``extends``: a path (relative to the file), else a name beside it, else a built-in."""
     assert raw.extends is not None
     text, loc = raw.extends
-    if _looks_like_path(text):
+    if looks_like_path(text):
         candidate = Path(text).expanduser()
         if not candidate.is_absolute():
             candidate = raw.path.parent / candidate
@@ -181,6 +208,7 @@ class _Merged:
     configs: dict[str, RawConfig] = field(default_factory=dict)
     ops: dict[str, RawOp] = field(default_factory=dict)
     rules: list[str] = field(default_factory=list)
+    model_types: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _merge(chain: list[RawSpec], problems: Problems) -> _Merged:
@@ -197,6 +225,7 @@ def _merge(chain: list[RawSpec], problems: Problems) -> _Merged:
             _merge_op(merged.ops, op, parent, problems)
         if raw.rules is not None:
             merged.rules = raw.rules
+        merged.model_types.update(raw.model_types)
         parent = raw
     return merged
 
@@ -233,6 +262,8 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
         configs=MappingProxyType(configs),
         ops=MappingProxyType(ops),
         rules=tuple(merged.rules),
+        model_types=MappingProxyType({name: tuple(files) for name, files in merged.model_types.items()}),
+        pot=root.pot,
         loc=root.loc,
     )
 
@@ -322,7 +353,7 @@ def _parse_when(text: str, loc: SourceLoc, problems: Problems) -> object:
 # ---------------------------------------------------------------- helpers
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.lower().endswith(_SPEC_SUFFIXES)
 
 

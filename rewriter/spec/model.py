@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal, Mapping, get_args
 
 from rewriter.errors import SourceLoc
 
 Mode = Literal["symmetric", "asymmetric"]
 Granularity = Literal["pertensor", "perchannel"]
+#: How a plan picks from an op's config list: the fastest end, the most accurate, or per role.
+Preset = Literal["performance", "mixed", "accuracy"]
+PRESETS: tuple[str, ...] = get_args(Preset)
+#: Model types a spec may give extra rule files for (``model_types``).
+ModelType = Literal["transformer"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 
 
 @dataclass(frozen=True)
@@ -114,11 +120,39 @@ class OpSpec:
 
 
 @dataclass(frozen=True)
+class PotNames:
+    """How the original tool's configuration files named a target (a spec's ``pot`` section).
+
+    ``preset_renames``: the presets that tool's configuration path replaced on
+    this device (``{"accuracy": "mixed"}``); ``aliases``: other device names
+    this target stands in for, each with what it does not reproduce.
+    """
+
+    preset_renames: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class PotDevice:
+    """A device name of the original tool's configuration files and the built-in target that serves it.
+
+    ``differs``: None when the target is that device, else what the target
+    does not reproduce of it (it only stands in).
+    """
+
+    target: str
+    preset_renames: Mapping[str, str]
+    differs: str | None = None
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     """A validated hardware target.
 
     ``rules`` are the rule files (absolute paths) this target's placement uses,
-    in order; ``extends`` is the chain of parent spec names, nearest first.
+    in order; ``model_types`` the rule files each model type adds;
+    ``extends`` is the chain of parent spec names, nearest first; ``pot`` is
+    the file's own ``pot`` section (not inherited).
     """
 
     name: str
@@ -128,6 +162,8 @@ class HardwareSpec:
     configs: Mapping[str, tuple[QuantizerConfig, ...]] = field(default_factory=lambda: MappingProxyType({}))
     ops: Mapping[str, OpSpec] = field(default_factory=lambda: MappingProxyType({}))
     rules: tuple[str, ...] = ()
+    model_types: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    pot: PotNames | None = None
     loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
 
     def op(self, op_type: str) -> OpSpec | None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import SourceLoc
 from rewriter.ir.ops import closest_op_type, known_op_types
-from rewriter.spec.model import QuantizerConfig
+from rewriter.spec.model import MODEL_TYPES, PRESETS, PotNames, QuantizerConfig
 from rewriter.spec.yaml_nodes import Problems, YamlFile
 
-_TOP_KEYS = ("name", "description", "extends", "rules", "configs", "ops")
+_TOP_KEYS = ("name", "description", "extends", "rules", "model_types", "pot", "configs", "ops")
+_POT_KEYS = ("preset_renames", "aliases")
 _CONFIG_KEYS = ("bits", "mode", "granularity", "level_low", "level_high", "narrow_range", "signed",
                 "unified_zeropoint")
 CONFIG_LISTS = ("activations", "weights", "outputs")
@@ -30,7 +32,7 @@ _PASS_THROUGH = ("first", "all", "non_const")
 _MAX_BITS = 32
 
 # People porting a POT hardware config write OpenVINO's op names; point them at ONNX's.
-_OPENVINO_NAMES = {
+OPENVINO_OP_NAMES = {
     "Convolution": "Conv", "GroupConvolution": "Conv", "DepthWiseConvolution": "Conv",
     "ConvolutionBackpropData": "ConvTranspose", "GroupConvolutionBackpropData": "ConvTranspose",
     "Multiply": "Mul", "Subtract": "Sub", "Divide": "Div", "Maximum": "Max", "Minimum": "Min",
@@ -93,7 +95,10 @@ class RawConfig:
 
 @dataclass
 class RawSpec:
-    """One spec file's content; ``rules`` are absolute paths, None when the file has no ``rules`` key."""
+    """One spec file's content; ``rules`` are absolute paths, None when the file has no ``rules`` key.
+
+    ``model_types`` holds the model types this file gives rule files for (absolute paths).
+    """
 
     path: Path
     loc: SourceLoc
@@ -101,6 +106,8 @@ class RawSpec:
     description: str = ""
     extends: tuple[str, SourceLoc] | None = None
     rules: list[str] | None = None
+    model_types: dict[str, list[str]] = field(default_factory=dict)
+    pot: PotNames | None = None
     configs: dict[str, RawConfig] = field(default_factory=dict)
     ops: dict[str, RawOp] = field(default_factory=dict)
 
@@ -146,17 +153,56 @@ def _read_extends(f: YamlFile, spec: RawSpec, node: Node) -> None:
 
 
 def _read_rules(f: YamlFile, spec: RawSpec, node: Node) -> None:
-    items = f.get_list(node, "rules", f.get_str, "[../rules/cpu.rules]")
+    spec.rules = _rule_files(f, node, "rules")
+
+
+def _rule_files(f: YamlFile, node: Node, where: str) -> list[str] | None:
+    """A list of rule files, relative to the spec file, as absolute paths (missing ones reported)."""
+    items = f.get_list(node, where, f.get_str, "[../rules/cpu.rules]")
     if items is None:
-        return
-    spec.rules = []
+        return None
+    found = []
     for text, item in items:
         path = (f.path.parent / Path(text).expanduser()).resolve()
         if path.is_file():
-            spec.rules.append(str(path))
+            found.append(str(path))
         else:
             f.error(item, f"rules file '{text}' not found (looked for {path}); "
                           "paths are relative to the spec file")
+    return found
+
+
+def _read_model_types(f: YamlFile, spec: RawSpec, node: Node) -> None:
+    for name, _key_node, value in f.pairs(node, "model_types", MODEL_TYPES,
+                                          expected="a mapping of model types to rule files"):
+        files = _rule_files(f, value, f"model_types.{name}")
+        if files is not None:
+            spec.model_types[name] = files
+
+
+def _read_pot(f: YamlFile, spec: RawSpec, node: Node) -> None:
+    spec.pot = read_pot_names(f, node)
+
+
+def read_pot_names(f: YamlFile, node: Node) -> PotNames:
+    """A ``pot`` section: ``preset_renames`` (preset -> preset) and ``aliases`` (device name -> what differs)."""
+    entries = {key: value for key, _, value in f.pairs(node, "pot", _POT_KEYS,
+                                                        expected="a mapping with preset_renames, aliases")}
+    renames: dict[str, str] = {}
+    if "preset_renames" in entries:
+        for written, key_node, value in f.pairs(entries["preset_renames"], "pot.preset_renames", PRESETS,
+                                                expected="a mapping of preset to preset"):
+            runs = f.get_enum(value, f"pot.preset_renames.{written}", PRESETS)
+            if runs is not None:
+                renames[written] = runs
+    aliases: dict[str, str] = {}
+    if "aliases" in entries:
+        for device, _key_node, value in f.pairs(entries["aliases"], "pot.aliases",
+                                                expected="a mapping of device names to what differs"):
+            differs = f.get_str(value, f"pot.aliases.{device}")
+            if differs is not None:
+                aliases[device] = differs
+    return PotNames(MappingProxyType(renames), MappingProxyType(aliases))
 
 
 def _read_configs(f: YamlFile, spec: RawSpec, node: Node) -> None:
@@ -173,7 +219,8 @@ def _read_ops(f: YamlFile, spec: RawSpec, node: Node) -> None:
 
 _TOP_READERS: dict[str, Callable[[YamlFile, RawSpec, Node], None]] = {
     "name": _read_name, "description": _read_description, "extends": _read_extends,
-    "rules": _read_rules, "configs": _read_configs, "ops": _read_ops,
+    "rules": _read_rules, "model_types": _read_model_types, "pot": _read_pot,
+    "configs": _read_configs, "ops": _read_ops,
 }
 
 
@@ -301,8 +348,8 @@ def _check_op_type(f: YamlFile, op_type: str, key_node: Node) -> bool:
         return True
     if op_type == "NotEqual":
         hint = "; ONNX writes it as Not(Equal): give Equal and Not entries instead"
-    elif op_type in _OPENVINO_NAMES:
-        onnx_name = _OPENVINO_NAMES[op_type]
+    elif op_type in OPENVINO_OP_NAMES:
+        onnx_name = OPENVINO_OP_NAMES[op_type]
         hint = f"; did you mean '{onnx_name}'? (OpenVINO's {op_type} is ONNX's {onnx_name})"
     else:
         close = closest_op_type(op_type)

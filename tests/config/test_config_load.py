@@ -10,8 +10,9 @@ from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.aggregators import range_estimator_for
-from rewriter.config import (AlgorithmConfig, LoadedConfig, PipelineSettings, QuantizerOverride, _JsonReader,
+from rewriter.config import (AlgorithmConfig, LoadedConfig, PipelineSettings, QuantizerOverride,
                              load_config, merge_cli, preset_for_target)
+from rewriter.config.jsonc import JsonReader
 from rewriter.errors import UserErrors
 from rewriter.match.planner import IgnoredOperation
 from rewriter.pipeline import QuantizeOptions
@@ -106,7 +107,7 @@ def _marks(node) -> list[tuple[str, int, int]]:
 def test_json_positions_match_ruamel_on_the_comment_free_text() -> None:
     """Every key and value of the seed sits where ruamel.yaml (an independent reader) puts it."""
     text = SEED_JSON.read_text(encoding="utf-8")
-    ours = _marks(_JsonReader(text, "seed").document())
+    ours = _marks(JsonReader(text, "seed").document())
     theirs = _marks(YAML(typ="rt").compose(_strip_comments(text)))
     assert len(ours) > 80 and ours == theirs
 

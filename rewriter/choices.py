@@ -1,0 +1,23 @@
+"""The names an option may take, each listed once, for the command line, the configuration file and the API.
+
+Kept free of heavy imports: the command line builds its parsers from these
+before it knows which command runs. Presets and model types are spec
+vocabulary (a spec's config lists are ordered for the presets, and it names
+the rule files of each model type), so they are defined with the spec model.
+"""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from rewriter.spec.model import MODEL_TYPES, PRESETS, ModelType, Preset
+
+__all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS", "OutputFormat",
+           "PRESETS", "Preset"]
+
+#: "none" is an explicit choice (it overrides a configuration file); "fast" is FastBiasCorrection,
+#: "full" BiasCorrection.
+BiasCorrection = Literal["none", "fast", "full"]
+BIAS_CORRECTIONS: tuple[str, ...] = get_args(BiasCorrection)
+
+OutputFormat = Literal["qdq", "fakequantize"]
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)

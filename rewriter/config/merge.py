@@ -1,0 +1,50 @@
+"""The configuration file and the command line (or the API's keyword options) -> ``QuantizeOptions``.
+
+A value given on the command line (not None) beats the file; the file beats
+the defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from typing import Any, Mapping
+
+from rewriter.algorithms.minmax import RangeOptions
+from rewriter.config.pot import preset_for_target
+from rewriter.config.results import LoadedConfig
+from rewriter.options import QuantizeOptions
+
+__all__ = ["merge_cli"]
+
+
+def merge_cli(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None = None) -> QuantizeOptions:
+    """QuantizeOptions from the config file and the command line: CLI > file > defaults.
+
+    ``overrides`` holds QuantizeOptions field names; None means "not given on
+    the command line" (``bias_correction="none"`` is given: it turns off the
+    file's bias correction). ``ignore_scope``/``ignore_ops`` add to the file's
+    lists; ``estimator_preset`` (the --range-estimator flag) replaces the
+    file's preset and keeps its min/max overrides. When the command line
+    changes the target, the file's preset is renamed for that target.
+
+    >>> merge_cli(None, {"target": None, "subset_size": 8}).subset_size
+    8
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    estimator_preset = given.pop("estimator_preset", None)
+    names = {f.name for f in dataclasses.fields(QuantizeOptions)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise TypeError(f"merge_cli: not QuantizeOptions fields: {', '.join(unknown)}")
+    values: dict[str, Any] = dict(loaded.option_fields()) if loaded else {}
+    if loaded and loaded.preset_written and "target" in given and "preset" not in given:
+        values["preset"] = preset_for_target(loaded.preset_written, given["target"])
+    for key in ("ignore_scope", "ignore_ops"):
+        if key in given:
+            merged = list(values.get(key, ()))
+            merged += [item for item in given[key] if item not in merged]  # equality: attributes hold lists
+            given[key] = tuple(merged)
+    values.update(given)
+    if estimator_preset is not None:
+        values["ranges"] = replace(values.get("ranges") or RangeOptions(), estimator_preset=estimator_preset)
+    return QuantizeOptions(**values)

@@ -1,0 +1,67 @@
+"""What a quantization run is asked to do: ``QuantizeOptions`` and the names its fields take.
+
+This module sits below the configuration reader (``rewriter.config``), the
+pipeline and the API, so that each of them builds or reads options without
+importing the others. The names its fields take are listed once, in
+``rewriter.choices`` (re-exported here).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rewriter.algorithms.minmax import RangeOptions
+from rewriter.calibrate.data import ImageOptions
+from rewriter.choices import (BIAS_CORRECTIONS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS, BiasCorrection, ModelType,
+                              OutputFormat, Preset)
+from rewriter.errors import UserError
+from rewriter.match.planner import IgnoredOperation
+
+__all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS", "OutputFormat",
+           "PRESETS", "Preset", "QuantizeOptions"]
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Everything that decides the output besides the model and the data.
+
+    ``bias_correction`` None means "not given", which runs none, as "none" does.
+    """
+
+    target: str = "CPU"
+    preset: Preset = "performance"
+    subset_size: int | None = 300
+    seed: int = 0
+    output_format: OutputFormat = "qdq"
+    rules: tuple[str, ...] = ()
+    ignore_scope: tuple[str, ...] = ()
+    ignore_ops: tuple[IgnoredOperation, ...] = ()
+    model_type: ModelType | None = None
+    ranges: RangeOptions = field(default_factory=RangeOptions)
+    batch_size: int | None = None
+    progress: bool = False
+    image_options: ImageOptions | None = None
+    channel_alignment: bool = False
+    bias_correction: BiasCorrection | None = None
+    bias_threshold: float | None = None
+    quantizer_overrides: Any = None  # an object with .apply(config, role) (config file weights/activations)
+    layerwise_tuning: bool = False
+    layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
+    smoothing: float | None = None  # activation smoothing (SmoothQuant) strength alpha; None: off
+
+    def __post_init__(self) -> None:
+        if self.bias_correction not in (None, *BIAS_CORRECTIONS):
+            raise UserError(f"unknown bias correction {self.bias_correction!r}; choose fast, full or none")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
+        if self.subset_size is not None and self.subset_size < 1:
+            raise UserError(f"subset size must be at least 1, got {self.subset_size}")
+        if self.smoothing is not None and not 0.0 < self.smoothing < 1.0:
+            raise UserError(f"activation smoothing alpha must be between 0 and 1, got {self.smoothing}")
+        if self.layerwise_samples is not None and self.layerwise_samples < 1:
+            raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
+
+    @property
+    def bias_method(self) -> Literal["fast", "full"] | None:
+        """The bias correction to run, None for none (not given, or "none")."""
+        return None if self.bias_correction in (None, "none") else self.bias_correction  # type: ignore[return-value]
