@@ -19,11 +19,12 @@ from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
 from rewriter.plan import QuantPlan
+from rewriter.spec.builtin import rules_dir
 from rewriter.spec.loader import load_spec, resolve_target
 from rewriter.spec.model import HardwareSpec
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
-MODEL_TYPE_RULES = {"transformer": RULES_DIR / "transformer.rules"}
+# Rule files added by --model-type, in the built-in rules folder.
+MODEL_TYPE_RULES = {"transformer": "transformer.rules"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
         key = model_type.lower()
         if key not in MODEL_TYPE_RULES:
             raise UserError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPE_RULES)}")
-        files.append(MODEL_TYPE_RULES[key])
+        files.append(rules_dir() / MODEL_TYPE_RULES[key])
     files.extend(rules)
     return PlanInputs(spec, load_rule_files(files))
 
