@@ -25,7 +25,6 @@ from rewriter.plan import QuantPlan
 from rewriter.spec.loader import load_spec, resolve_target
 from rewriter.spec.model import HardwareSpec
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
 
 @dataclass(frozen=True)

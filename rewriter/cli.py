@@ -77,10 +77,17 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _specs(args: argparse.Namespace) -> int:
-    from rewriter.spec.loader import list_targets, load_spec, resolve_target, spec_to_dict
+    from rewriter.spec.builtin import BrokenInstallation
+    from rewriter.spec.loader import builtin_specs_dir, list_targets, load_spec, resolve_target, spec_to_dict
 
     if args.specs_command == "list":
-        for name, path, description in list_targets():
+        targets = list_targets()
+        if not targets and os.environ.get("REWRITER_SPECS_DIR"):
+            raise UserError(f"REWRITER_SPECS_DIR={builtin_specs_dir()} holds no spec files (*.yaml)")
+        if not targets:
+            raise BrokenInstallation(f"no hardware specs in {builtin_specs_dir()}: "
+                                     "the rewriter installation is broken; reinstall rewriter")
+        for name, path, description in targets:
             print(f"{name:<6} {path.name:<10} {description}")
     elif args.specs_command == "show":
         print(json.dumps(spec_to_dict(load_spec(resolve_target(args.name))), indent=2))

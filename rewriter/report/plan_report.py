@@ -16,17 +16,17 @@ from pathlib import Path
 
 from rewriter.errors import SourceLoc
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
+from rewriter.spec.builtin import BrokenInstallation, targets_root
 from rewriter.spec.model import QuantizerConfig
 
 SCHEMA = "rewriter.plan/1"
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def display_path(path: str) -> str:
-    """A path relative to the project root if inside it, else unchanged."""
+    """A path relative to the project root (installed: the targets folder) if inside it, else unchanged."""
     try:
-        return Path(path).resolve().relative_to(_ROOT).as_posix()
-    except (ValueError, OSError):
+        return Path(path).resolve().relative_to(targets_root()).as_posix()
+    except (ValueError, OSError, BrokenInstallation):
         return path
 
 

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Callable
 
 from rewriter.errors import SourceLoc, UserError, UserErrors
+from rewriter.spec import builtin
 from rewriter.spec.model import HardwareSpec, OpSpec, OpVariant, PotDevice, QuantizerConfig
 from rewriter.spec.reader import CONFIG_LISTS, RawConfig, RawOp, RawSpec, RawVariant, Ref, read_pot_names, read_spec
 from rewriter.spec.yaml_nodes import Problems, YamlFile, suggest
@@ -37,12 +38,11 @@ _SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 def builtin_specs_dir() -> Path:
-    """The folder of the built-in targets: ``$REWRITER_SPECS_DIR`` or ``<repo>/hw_specs``."""
+    """The folder of the built-in targets: ``$REWRITER_SPECS_DIR`` or the shipped ``hw_specs``."""
     override = os.environ.get("REWRITER_SPECS_DIR")
     if override:
         return Path(override)
-    # rewriter/spec/loader.py -> the folder holding the rewriter package.
-    return Path(__file__).resolve().parent.parent.parent / "hw_specs"
+    return builtin.specs_dir()
 
 
 def list_targets() -> list[tuple[str, Path, str]]:
