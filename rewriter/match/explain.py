@@ -179,7 +179,7 @@ class _Explainer:
         capture = pnode.name
         found = [m for m in self._matches(pattern) if m.captures.get(capture) == node.index]
         if found:
-            return CaptureAttempt(capture, "matched", captures=self._named(found[0].captures),
+            return CaptureAttempt(capture, "matched", captures=self._named(pattern, found[0].captures),
                                   dropped=_dropped(pattern, found[0].captures), other_matches=len(found) - 1)
         refusal = explain_predicate(pnode.where, self.graph, node)
         if refusal is not None:
@@ -205,14 +205,15 @@ class _Explainer:
         anchor = matcher.anchor(self.graph).name
         at_anchor = embedding[anchor]
         winner = next((m for m in self._matches(pattern) if m.captures.get(anchor) == at_anchor), None)
-        won = (f" ({_captures_text(self._named(winner.captures))})" if winner is not None else "")
+        won = (f" ({_captures_text(self._named(pattern, winner.captures))})" if winner is not None else "")
         reason = (f"the pattern embeds here, but at its anchor `{anchor}`={self.graph.nodes[at_anchor].name} "
                   f"a longer form matched first{won}; the longest match wins")
-        return CaptureAttempt(capture, "shadowed", reason=reason, captures=self._named(embedding),
+        return CaptureAttempt(capture, "shadowed", reason=reason, captures=self._named(pattern, embedding),
                               dropped=_dropped(pattern, embedding))
 
-    def _named(self, captures: Mapping[str, int]) -> tuple[tuple[str, str], ...]:
-        return tuple((cap, self.graph.nodes[i].name) for cap, i in captures.items())
+    def _named(self, pattern: ast.Pattern, captures: Mapping[str, int]) -> tuple[tuple[str, str], ...]:
+        """Capture -> node name, in the pattern's declaration order (not the order growth bound them)."""
+        return tuple((n.name, self.graph.nodes[captures[n.name]].name) for n in pattern.nodes if n.name in captures)
 
 
 def _dropped(pattern: ast.Pattern, present: Collection[str]) -> tuple[str, ...]:

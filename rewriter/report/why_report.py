@@ -1,11 +1,11 @@
 """Render `audit --why` explanations as text (terminal) or JSON (tools).
 
 JSON schema "rewriter.why/1":
-{schema, model, target, nodes[{node, op_type, status, reason, trail[...],
+{schema, model, target, preset, nodes[{node, op_type, status, reason, trail[...],
   spec{entry, loc, variant, refused_variants[{name, when, loc, reason}], activations[], weights[], outputs[],
        ports, agnostic},
-  rules[{rule, loc, pattern, actions[], tried, attempts[{capture, status, reason, captures{}, dropped[],
-         other_matches, acts_on_node}], refusing_captures{capture: [ops]}}],
+  rules[{rule, loc, pattern, actions[], tried, matched, attempts[{capture, status, reason, captures{},
+         dropped[], other_matches, acts_on_node}], refusing_captures{capture: [ops]}}],
   fakequantize[{tensor, role, config, consumers[{node, port}], at_output}]}]}
 Trail entries are the plan's (schema rewriter.plan/1).
 """
@@ -103,6 +103,8 @@ def _attempt_text(rule: RuleAttempt, attempt: CaptureAttempt, node: str) -> str:
         return f"{attempt.status} as `{attempt.capture}`: {attempt.reason}"
     others = [f"{cap}={name}" for cap, name in attempt.captures if cap != attempt.capture]
     context = f" ({', '.join(others)})" if others else ""
+    if attempt.dropped:
+        context += f" without optional {', '.join(attempt.dropped)}"
     more = f" and {attempt.other_matches} more match(es)" if attempt.other_matches else ""
     actions = "; ".join(action_text(a) for a in rule.actions)
     aside = "" if attempt.acts_on_node else f" (on other captures, not {node})"
