@@ -119,10 +119,10 @@ def _unknown_node(name: str, graph: GraphView) -> str:
     # A prefix ("conv" for "conv_trunk") is the usual slip and scores low on similarity.
     near += [n.name for n in graph.nodes if name.lower() in n.name.lower() and n.name not in near][:3 - len(near)]
     if near:
-        return f"--why names node {name!r}, which the model does not have; did you mean {', '.join(near)}?"
+        return f"the model has no node named {name!r}; did you mean {', '.join(near)}?"
     shown = ", ".join(n.name for n in graph.nodes[:8]) + (", ..." if len(graph.nodes) > 8 else "")
-    return (f"--why names node {name!r}, which the model does not have; its {len(graph.nodes)} nodes "
-            f"(as `rewriter audit` lists them) are {shown}")
+    return (f"the model has no node named {name!r}; its {len(graph.nodes)} nodes "
+            f"(named as `rewriter audit` lists them) are {shown}")
 
 
 class _Explainer:

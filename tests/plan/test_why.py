@@ -132,10 +132,12 @@ def test_an_embedding_that_loses_to_a_longer_match_at_the_anchor_is_shadowed() -
 
 
 def test_an_unknown_node_is_a_user_error_with_the_closest_names(capsys) -> None:
-    with pytest.raises(UserError, match=r"--why names node 'conv3'.*did you mean conv2, conv1\?"):
+    with pytest.raises(UserError, match=r"the model has no node named 'conv3'; did you mean conv2, conv1\?"):
         explain(models.residual_block(), "conv3")
     with pytest.raises(UserError, match="did you mean conv_trunk"):
         explain(models.squeeze_excitation(), "conv")
+    with pytest.raises(UserError, match=r"no node named 'zzz'; its 5 nodes .* are conv1, relu1, conv2, add, output$"):
+        explain(models.residual_block(), "zzz")
 
 
 def test_cli_json_form_and_unknown_node_exit_code(tmp_path, capsys) -> None:
