@@ -11,6 +11,10 @@ Per anchor node, the first variant that matches wins ("longest match"), and
 every embedding of that variant is reported. Matches come out sorted by the
 graph positions of their captures, so the same graph gives the same matches in
 the same order.
+
+Why a pattern does not match at some node is answered by rewriter.match.explain,
+which grows the pattern from that node on its own; the search here keeps no
+record of failures, so explaining costs planning nothing.
 """
 from __future__ import annotations
 
