@@ -19,6 +19,7 @@ from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
+from rewriter.match.explain import NodeExplanation, explain_nodes
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
 from rewriter.options import QuantizeOptions
 from rewriter.plan import QuantPlan
@@ -72,13 +73,32 @@ def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = 
         preset: performance, mixed or accuracy.
         model_type: "transformer" adds the transformer rule set.
     """
+    return _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type)[2]
+
+
+def why(model: str | Path, nodes: Sequence[str], target: str = "CPU", rules: Sequence[str | Path] = (),
+        ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
+        preset: str = "performance", model_type: str | None = None
+        ) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:
+    """Plan as ``audit`` does, and explain the named nodes: rules tried, how far each got, spec entry.
+
+    Raises:
+        UserError: a node name the (normalized) model does not have, with the closest names.
+    """
+    graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type)
+    return plan, explain_nodes(graph, inputs.spec, inputs.rules, plan, nodes)
+
+
+def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_scope: Sequence[str],
+           ignore_ops: Sequence[str | IgnoredOperation], preset: str,
+           model_type: str | None) -> tuple[GraphView, PlanInputs, QuantPlan]:
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize(load_model(model))
     graph = graph_view(normalized.model)
     options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),
                           ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                            for o in ignore_ops))
-    return plan_graph(graph, inputs, options, Path(model).name)
+    return graph, inputs, plan_graph(graph, inputs, options, Path(model).name)
 
 
 def quantize(model: Any, data: Any = None, target: str | None = None, config: str | Path | None = None,

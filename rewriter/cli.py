@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     _plan_arguments(audit)
     audit.add_argument("--format", choices=("table", "json"), default="table")
     audit.add_argument("--no-trails", action="store_true", help="table format: hide the decision trails")
+    audit.add_argument("--why", action="append", default=[], metavar="NODE",
+                       help="explain this node instead of printing the plan: rules tried on it and why each "
+                            "matched or not, its spec entry, its trail (repeatable)")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     specs = sub.add_parser("specs", help="list, show or validate hardware spec files")
@@ -67,9 +70,16 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from rewriter.api import audit
+    from rewriter.api import audit, why
     from rewriter.report.plan_report import plan_json, plan_text
+    from rewriter.report.why_report import why_json, why_text
 
+    if args.why:
+        plan, explained = why(args.model, args.why, target=args.target, rules=args.rules,
+                              ignore_scope=args.ignore_scope, ignore_ops=args.ignore_op,
+                              preset=args.preset or "performance", model_type=args.model_type)
+        _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), args.output)
+        return EXIT_OK
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                  ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type)
     _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), args.output)

@@ -11,6 +11,10 @@ Per anchor node, the first variant that matches wins ("longest match"), and
 every embedding of that variant is reported. Matches come out sorted by the
 graph positions of their captures, so the same graph gives the same matches in
 the same order.
+
+Why a pattern does not match at some node is answered by rewriter.match.explain,
+which grows the pattern from that node on its own; the search here keeps no
+record of failures, so explaining costs planning nothing.
 """
 from __future__ import annotations
 
@@ -40,12 +44,14 @@ class Match:
 
 
 @dataclass(frozen=True)
-class _Variant:
+class Variant:
+    """One way of keeping or dropping a pattern's optional nodes: the nodes kept and the edges joining them."""
+
     nodes: tuple[ast.PatternNode, ...]
     edges: tuple[ast.PatternEdge, ...]
 
 
-def compile_variants(pattern: ast.Pattern) -> tuple[_Variant, ...]:
+def compile_variants(pattern: ast.Pattern) -> tuple[Variant, ...]:
     """Every way of keeping or dropping the optional nodes, most complete first."""
     optional = [n.name for n in pattern.nodes if n.optional]
     if len(optional) == len(pattern.nodes):
@@ -60,7 +66,7 @@ def compile_variants(pattern: ast.Pattern) -> tuple[_Variant, ...]:
     return tuple(variants)
 
 
-def _drop(pattern: ast.Pattern, dropped: set[str]) -> _Variant:
+def _drop(pattern: ast.Pattern, dropped: set[str]) -> Variant:
     edges = list(pattern.edges)
     for name in [n.name for n in pattern.nodes if n.name in dropped]:
         incoming = [e for e in edges if e.dst == name]
@@ -71,7 +77,7 @@ def _drop(pattern: ast.Pattern, dropped: set[str]) -> _Variant:
         for a, b in product(incoming, outgoing):
             rest.append(ast.PatternEdge(a.src, b.dst, a.src_port, b.dst_port, b.loc))
         edges = rest
-    return _Variant(tuple(n for n in pattern.nodes if n.name not in dropped), tuple(edges))
+    return Variant(tuple(n for n in pattern.nodes if n.name not in dropped), tuple(edges))
 
 
 class PatternMatcher:
@@ -85,7 +91,7 @@ class PatternMatcher:
         self._orders: dict[tuple[int, str], tuple[list, dict[str, ast.PatternNode]]] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
-        anchor = self._anchor(graph)
+        anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
         for index in self._candidates(graph, anchor):
             for variant in self.variants:
@@ -100,11 +106,12 @@ class PatternMatcher:
 
     # -- anchoring --------------------------------------------------------
 
-    def _anchor(self, graph: GraphView) -> ast.PatternNode:
+    def anchor(self, graph: GraphView) -> ast.PatternNode:
+        """The required pattern node with the fewest candidates in ``graph``: where every search starts."""
         required = [n for n in self.pattern.nodes if not n.optional]
         return min(required, key=lambda n: (self._candidate_count(graph, n), required.index(n)))
 
-    def _allowed(self, pnode: ast.PatternNode) -> frozenset[str] | None:
+    def allowed_ops(self, pnode: ast.PatternNode) -> frozenset[str] | None:
         """The op types a pattern node accepts on this target (None = any op)."""
         if pnode.name not in self._op_sets:
             if "*" in pnode.ops:
@@ -117,13 +124,13 @@ class PatternMatcher:
         return self._op_sets[pnode.name]
 
     def _candidate_count(self, graph: GraphView, pnode: ast.PatternNode) -> int:
-        allowed = self._allowed(pnode)
+        allowed = self.allowed_ops(pnode)
         if allowed is None:
             return len(graph.nodes)
         return sum(len(graph.by_op.get(op, ())) for op in allowed)
 
     def _candidates(self, graph: GraphView, pnode: ast.PatternNode) -> Iterator[int]:
-        allowed = self._allowed(pnode)
+        allowed = self.allowed_ops(pnode)
         if allowed is None:
             indexes: list[int] | range = range(len(graph.nodes))
         else:
@@ -134,7 +141,7 @@ class PatternMatcher:
                 yield i
 
     def _accepts(self, graph: GraphView, pnode: ast.PatternNode, node: NodeInfo) -> bool:
-        allowed = self._allowed(pnode)
+        allowed = self.allowed_ops(pnode)
         if allowed is not None and node.op_type not in allowed:
             return False
         return pnode.where is None or bool(compile_predicate(pnode.where)(graph, node))
@@ -153,15 +160,15 @@ class PatternMatcher:
 
     # -- growing an embedding ---------------------------------------------
 
-    def _embed(self, graph: GraphView, variant: _Variant, anchor: ast.PatternNode,
+    def _embed(self, graph: GraphView, variant: Variant, anchor: ast.PatternNode,
                index: int) -> Iterator[dict[str, int]]:
         key = (id(variant), anchor.name)
         if key not in self._orders:
-            self._orders[key] = (_grow_order(variant, anchor.name), {n.name: n for n in variant.nodes})
+            self._orders[key] = (grow_order(variant, anchor.name), {n.name: n for n in variant.nodes})
         order, pnodes = self._orders[key]
         yield from self._extend(graph, variant, pnodes, order, 1, {anchor.name: index})
 
-    def _extend(self, graph: GraphView, variant: _Variant, pnodes: dict[str, ast.PatternNode],
+    def _extend(self, graph: GraphView, variant: Variant, pnodes: dict[str, ast.PatternNode],
                 order: list[tuple[str, ast.PatternEdge]], step: int,
                 bound: dict[str, int]) -> Iterator[dict[str, int]]:
         if step == len(order):
@@ -169,7 +176,7 @@ class PatternMatcher:
             return
         name, via = order[step]
         used = set(bound.values())
-        for cand in _neighbours(graph, via, bound, name):
+        for cand in neighbours(graph, via, bound, name):
             if cand in used or not self._accepts(graph, pnodes[name], graph.nodes[cand]):
                 continue
             bound[name] = cand
@@ -178,7 +185,7 @@ class PatternMatcher:
             del bound[name]
 
 
-def _grow_order(variant: _Variant, anchor: str) -> list[tuple[str, ast.PatternEdge]]:
+def grow_order(variant: Variant, anchor: str) -> list[tuple[str, ast.PatternEdge]]:
     """Breadth-first order from the anchor; each later node is reached through one edge."""
     order: list[tuple[str, ast.PatternEdge]] = [(anchor, variant.edges[0] if variant.edges else
                                                  ast.PatternEdge(anchor, anchor))]
@@ -198,7 +205,7 @@ def _grow_order(variant: _Variant, anchor: str) -> list[tuple[str, ast.PatternEd
     return order
 
 
-def _neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], name: str) -> list[int]:
+def neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], name: str) -> list[int]:
     """Graph nodes that can stand for ``name`` given the bound end of ``edge``."""
     if edge.dst == name:  # bound producer -> candidate consumer
         src = graph.nodes[bound[edge.src]]
@@ -216,7 +223,7 @@ def _neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], 
     return sorted(hits)
 
 
-def _edges_hold(graph: GraphView, variant: _Variant, bound: dict[str, int], name: str) -> bool:
+def _edges_hold(graph: GraphView, variant: Variant, bound: dict[str, int], name: str) -> bool:
     for edge in variant.edges:
         if name not in (edge.src, edge.dst) or edge.src not in bound or edge.dst not in bound:
             continue

@@ -2,10 +2,12 @@
 
 Predicates are compiled once into closures: the matcher calls them for every
 candidate node, so walking the syntax tree on each call would dominate the
-cost of planning a large graph.
+cost of planning a large graph. Explaining why a predicate is false
+(``explain_predicate``) is a separate, slower walk that only `audit --why` takes.
 """
 from __future__ import annotations
 
+import json
 import operator
 from functools import lru_cache
 from typing import Any, Callable
@@ -114,3 +116,98 @@ def _compare(op: str, left: Any, right: Any) -> bool:
         return _ORDERING[op](left, right)
     except TypeError:
         return False
+
+
+# -- explaining a false predicate (audit --why; never on the matching path) --
+
+
+def explain_predicate(expr: ast.Expr | None, graph: GraphView, node: NodeInfo) -> str | None:
+    """None when the predicate holds for ``node``; else the smallest failing part and the facts it read.
+
+    ``fanout == 1 and const(1)`` on a node with two consumers gives
+    ``fanout == 1 is false (fanout 2)``: the first false operand of an ``and``,
+    followed down through ``not (a or b)`` to the operand that is true.
+    """
+    if expr is None or compile_predicate(expr)(graph, node):
+        return None
+    failing = _failing_part(expr, graph, node)
+    facts = ", ".join(f"{expr_text(atom)} {_value_text(compile_predicate(atom)(graph, node))}"
+                      for atom in _atoms(failing))
+    return f"{expr_text(failing)} is false" + (f" ({facts})" if facts else "")
+
+
+def _failing_part(expr: ast.Expr, graph: GraphView, node: NodeInfo) -> ast.Expr:
+    """A sub-expression that is false on its own and makes ``expr`` (false) false."""
+    if isinstance(expr, ast.And):
+        first_false = next(e for e in expr.items if not compile_predicate(e)(graph, node))
+        return _failing_part(first_false, graph, node)
+    if isinstance(expr, ast.Not):
+        inner = expr.item
+        if isinstance(inner, ast.Not):
+            return _failing_part(inner.item, graph, node)
+        if isinstance(inner, ast.Or):
+            first_true = next(e for e in inner.items if compile_predicate(e)(graph, node))
+            return _failing_part(ast.Not(first_true), graph, node)
+    return expr
+
+
+def _atoms(expr: ast.Expr) -> list[ast.Expr]:
+    """The facts an expression reads (attributes, shapes, const(i), ...), each once, literals left out."""
+    if isinstance(expr, ast.Lit):
+        return []
+    if isinstance(expr, (ast.And, ast.Or)):
+        parts = [a for e in expr.items for a in _atoms(e)]
+    elif isinstance(expr, ast.Not):
+        parts = _atoms(expr.item)
+    elif isinstance(expr, ast.Compare):
+        parts = _atoms(expr.left) + _atoms(expr.right)
+    else:
+        parts = [expr]
+    return list(dict.fromkeys(parts))
+
+
+def expr_text(expr: ast.Expr) -> str:
+    """The expression in rule-file syntax, parenthesized only where precedence needs it."""
+    if isinstance(expr, ast.Lit):
+        return _value_text(expr.value)
+    if isinstance(expr, ast.Or):
+        return " or ".join(expr_text(e) for e in expr.items)
+    if isinstance(expr, ast.And):
+        return " and ".join(f"({expr_text(e)})" if isinstance(e, ast.Or) else expr_text(e) for e in expr.items)
+    if isinstance(expr, ast.Not):
+        inner = expr_text(expr.item)
+        return f"not ({inner})" if isinstance(expr.item, (ast.And, ast.Or)) else f"not {inner}"
+    if isinstance(expr, ast.Compare):
+        return f"{expr_text(expr.left)} {expr.op} {expr_text(expr.right)}"
+    return _atom_text(expr)
+
+
+def _atom_text(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.AttrRef):
+        return f"attr.{expr.name}"
+    if isinstance(expr, ast.ConstInput):
+        return f"const({expr.index})"
+    if isinstance(expr, ast.GraphInput):
+        return f"graph_input({expr.index})"
+    if isinstance(expr, ast.ShapeRef):
+        return f"{'out_shape' if expr.output else 'shape'}({expr.index})[{expr.dim}]"
+    if isinstance(expr, ast.RankRef):
+        return f"rank({expr.index})"
+    if isinstance(expr, ast.DtypeRef):
+        return f"dtype({expr.index})"
+    if isinstance(expr, ast.NodeProp):
+        return expr.name
+    raise TypeError(f"unknown predicate element {type(expr).__name__}")
+
+
+def _value_text(value: Any) -> str:
+    """A value as a rule-file literal: none, true, "text", [1, 2]."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    return str(value)
