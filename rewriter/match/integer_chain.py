@@ -69,7 +69,8 @@ class _Grids:
         return self.activations.get((node.name, port)) or self.requantized.get(tensor)
 
     def per_tensor(self, tensor: str) -> bool:
-        return self.points[tensor].config.granularity == "pertensor"
+        point = self.points[tensor]
+        return point.config.granularity == "pertensor" and point.channel_axis is None
 
     def same(self, a: str, b: str) -> bool:
         group = self.points[a].unify_group

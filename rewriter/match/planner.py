@@ -529,7 +529,8 @@ class _Planner:
         trail = list(self.node_trail.get(node.index, ()))
         # A quantized node's record names the rules that placed its quantizers, also those moved up to a
         # producer or placed on its outputs, so a reviewer reading one node sees why.
-        serving = [node.inputs[p] for p in ports] + [upstream[p] for p in sorted(upstream)] + outputs
+        serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
+        serving += outputs
         for tensor in serving:
             point = by_tensor.get(tensor)
             for d in point.trail if point is not None else ():
