@@ -82,10 +82,10 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
 
     def make_plan(float_model: Any, pass_nodes: tuple[tuple[str, str], ...] = ()) -> QuantPlan:
-        planned = build_plan(graph_view(float_model), inputs.spec, inputs.rules,
-                             PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes),
-                             model_name)
-        return _override_configs(planned, options.quantizer_overrides)
+        return build_plan(graph_view(float_model), inputs.spec, inputs.rules,
+                          PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
+                                      options.quantizer_overrides),
+                          model_name)
 
     plan = make_plan(normalized)
     lap("plan")
@@ -143,21 +143,6 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     report = _report(plan, ranges, emitted, errors, timings, collected.num_samples, options)
     report["passes"] = passes
     return QuantizeResult(emitted.model, plan, ranges, report)
-
-
-def _override_configs(plan: QuantPlan, overrides: Any) -> QuantPlan:
-    """Apply a config file's weights/activations sections to every FakeQuantize's config."""
-    if overrides is None or getattr(overrides, "is_empty", lambda: False)():
-        return plan
-    points = []
-    for point in plan.points:
-        config = overrides.apply(point.config, point.role)
-        if config != point.config:
-            note = Decision("config", "config file", detail=f"{point.config.describe()} -> {config.describe()}")
-            point = replace(point, config=config, trail=point.trail + (note,),
-                            channel_axis=point.channel_axis if config.granularity == "perchannel" else None)
-        points.append(point)
-    return replace(plan, points=tuple(points))
 
 
 def _smooth(model: Any, plan: QuantPlan, calibration: Any, ids: list[int],

@@ -20,7 +20,9 @@ NodeStatus = Literal["quantized", "float", "ignored", "agnostic"]
 class Decision:
     """One step of a trail: what happened, by which rule or spec entry, declared where."""
 
-    action: str  # insert | ignore | remove | propagate | merge | unify | symmetric | asymmetric | spec | config | cli
+    # insert | ignore | remove | propagate | unify | symmetric | asymmetric | requantize | int32_bias | storage
+    # | spec | config | float | agnostic
+    action: str
     source: str  # rule name, "spec:<op>", "cli", ...
     loc: SourceLoc = field(default=SourceLoc("<builtin>"))
     detail: str = ""
@@ -60,6 +62,38 @@ class FakeQuantizePoint:
 
 
 @dataclass(frozen=True)
+class Requantization:
+    """The output of a grid-preserving op (data movement, max, zero padding) that reads quantized values.
+
+    Its values are already levels of the grid of ``grid`` (a planned activation tensor), so the emitter
+    quantizes ``tensor`` again with exactly those parameters: lossless, and the integer chain of the runtime
+    is not broken by a float op. Chains of such ops all name the same ``grid``.
+    """
+
+    tensor: str
+    node: str
+    grid: str
+    trail: tuple[Decision, ...] = ()
+
+
+@dataclass(frozen=True)
+class IntegerBias:
+    """The bias of a linear layer stored as int32 with scale = activation scale x weight scale.
+
+    ``node`` is the layer (Conv, ConvTranspose, Gemm: bias is input 2; MatMul: the constant of the Add
+    right after it, which may be added by bias correction after planning). ``activation`` and ``weight``
+    are the planned tensors whose scales multiply. A bias whose values do not fit int32 at that scale stays
+    float (the quantize report says so).
+    """
+
+    node: str
+    activation: str
+    weight: str
+    bias: str = ""  # the bias tensor when planned; "" when the layer had none (a pass may add one)
+    trail: tuple[Decision, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeDecision:
     """Why a node is (or is not) quantized."""
 
@@ -79,9 +113,24 @@ class QuantPlan:
     rule_files: tuple[str, ...]
     points: tuple[FakeQuantizePoint, ...]
     nodes: tuple[NodeDecision, ...]
+    requantized: tuple[Requantization, ...] = ()
+    int32_biases: tuple[IntegerBias, ...] = ()
+    # "unsigned" (uint8/uint16) or "signed" (int8/int16): the integer type activations are stored in; weights
+    # always take the narrowest type of their levels' sign.
+    activation_storage: str = "unsigned"
+    storage_trail: tuple[Decision, ...] = ()
 
     def point(self, tensor: str) -> FakeQuantizePoint | None:
         return next((p for p in self.points if p.tensor == tensor), None)
 
     def node(self, name: str) -> NodeDecision | None:
         return next((n for n in self.nodes if n.node == name), None)
+
+
+def source_of(trail: tuple[Decision, ...]) -> Decision | None:
+    """The decision that placed a quantizer, bias or requantization: the last propagation (it moved the
+    FakeQuantize where it is), else the first insert, requantize or int32_bias."""
+    moved = [d for d in trail if d.action == "propagate"]
+    if moved:
+        return moved[-1]
+    return next((d for d in trail if d.action in ("insert", "requantize", "int32_bias")), None)

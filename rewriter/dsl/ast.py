@@ -113,7 +113,18 @@ class Not:
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
-Expr = Union[Lit, AttrRef, ConstInput, ShapeRef, RankRef, DtypeRef, NodeProp, GraphInput, Compare, And, Or, Not]
+@dataclass(frozen=True)
+class InputTest:
+    """A yes/no fact about input i: ``zero(i)`` (a constant whose every value is 0),
+    ``present(i)`` (given, not omitted), ``static(i)`` (every dimension of its shape known)."""
+
+    test: Literal["zero", "present", "static"]
+    index: int
+    loc: SourceLoc = field(default=_NOLOC, compare=False)
+
+
+Expr = Union[Lit, AttrRef, ConstInput, ShapeRef, RankRef, DtypeRef, NodeProp, GraphInput, InputTest, Compare, And, Or,
+             Not]
 
 # ---------------------------------------------------------------- patterns
 
@@ -236,7 +247,27 @@ class Asymmetric:
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
-Action = Union[Ignore, Insert, Remove, Propagate, Unify, Symmetric, Asymmetric]
+@dataclass(frozen=True)
+class Requantize:
+    """``requantize a.outputs from a.inputs[0]``: where the named inputs of a (a data-movement op) all read
+    values on one quantization grid, the named outputs are quantized again with that grid's parameters
+    (lossless), so an integer runtime's chain of integer kernels is not broken by a float op."""
+
+    outputs: PortRef
+    inputs: PortRef
+    loc: SourceLoc = field(default=_NOLOC, compare=False)
+
+
+@dataclass(frozen=True)
+class Int32Bias:
+    """``int32_bias a``: the bias of linear layer a (its input 2, or the constant of the Add right after a
+    MatMul) is stored as int32 with scale = activation scale x weight scale, where both are quantized."""
+
+    captures: tuple[str, ...]
+    loc: SourceLoc = field(default=_NOLOC, compare=False)
+
+
+Action = Union[Ignore, Insert, Remove, Propagate, Unify, Symmetric, Asymmetric, Requantize, Int32Bias]
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def _predicate_problems(expr: ast.Expr) -> Iterator[_Problem]:
             yield f"the right side of '{expr.op}' must be a list or a string, not {right.value!r}", right.loc
     elif isinstance(expr, ast.ShapeRef):
         yield from _port_problems([expr.index], "output" if expr.output else "input", expr.loc)
-    elif isinstance(expr, (ast.ConstInput, ast.RankRef, ast.DtypeRef, ast.GraphInput)):
+    elif isinstance(expr, (ast.ConstInput, ast.RankRef, ast.DtypeRef, ast.GraphInput, ast.InputTest)):
         yield from _port_problems([expr.index], "input", expr.loc)
 
 
@@ -223,7 +223,7 @@ def _rule_problems(ruleset: ast.RuleSet) -> Iterator[_Problem]:
             first[rule.name] = rule
         if not rule.actions:
             yield (f"rule '{rule.name}' has no actions; add one of "
-                   "ignore, insert, remove, propagate, unify, symmetric, asymmetric"), rule.loc
+                   "ignore, insert, remove, propagate, unify, symmetric, asymmetric, requantize, int32_bias"), rule.loc
         pattern = ruleset.pattern(rule.pattern)
         if pattern is None:
             yield (f"rule '{rule.name}' matches '{rule.pattern}', which is not a pattern"
@@ -239,9 +239,18 @@ def _action_problems(action: ast.Action, pattern: str, captures: list[str]) -> I
         if name not in captures:
             yield f"'{name}' is not a capture of pattern '{pattern}'{_suggest(name, captures)}", loc
 
-    if isinstance(action, (ast.Ignore, ast.Propagate)):
+    if isinstance(action, (ast.Ignore, ast.Propagate, ast.Int32Bias)):
         for name in action.captures:
             yield from unknown(name, action.loc)
+        return
+    if isinstance(action, ast.Requantize):
+        out, src = action.outputs, action.inputs
+        yield from unknown(out.capture, out.loc)
+        yield from _port_problems(out.ports or (), out.direction[:-1], out.loc)
+        yield from _port_problems(src.ports or (), src.direction[:-1], src.loc)
+        if out.direction != "outputs" or src.direction != "inputs" or out.capture != src.capture:
+            yield (f"write requantize as 'requantize {out.capture}.outputs from {out.capture}.inputs[0]': the "
+                   f"outputs of one node, quantized again with the grid its named inputs read"), action.loc
         return
     refs = action.groups if isinstance(action, ast.Unify) else action.targets
     for ref in refs:

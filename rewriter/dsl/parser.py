@@ -294,6 +294,13 @@ class _Builder(Transformer):
     def asymmetric(self, meta, refs) -> ast.Asymmetric:
         return ast.Asymmetric(tuple(refs), loc=self._loc(meta))
 
+    def requantize(self, meta, refs) -> ast.Requantize:
+        outputs, inputs = refs
+        return ast.Requantize(outputs, inputs, loc=self._loc(meta))
+
+    def int32_bias(self, meta, names) -> ast.Int32Bias:
+        return ast.Int32Bias(tuple(str(n) for n in names), loc=self._loc(meta))
+
     def portref(self, meta, children) -> ast.PortRef:
         name, direction, ports = children
         return ast.PortRef(str(name), str(direction), ports, loc=self._tok(name))  # type: ignore[arg-type]
@@ -349,6 +356,15 @@ class _Builder(Transformer):
     def graph_input(self, meta, children) -> ast.GraphInput:
         return ast.GraphInput(int(children[0]), loc=self._loc(meta))
 
+    def zero(self, meta, children) -> ast.InputTest:
+        return ast.InputTest("zero", int(children[0]), loc=self._loc(meta))
+
+    def present(self, meta, children) -> ast.InputTest:
+        return ast.InputTest("present", int(children[0]), loc=self._loc(meta))
+
+    def static(self, meta, children) -> ast.InputTest:
+        return ast.InputTest("static", int(children[0]), loc=self._loc(meta))
+
     def number(self, meta, children) -> ast.Lit:
         text = str(children[0])
         value: object = int(text) if re.fullmatch(r"-?[0-9]+", text) else float(text)
@@ -389,9 +405,10 @@ _TERMINAL_WORDS = {
 # Lists that would drown the message are summarised when most of them are expected.
 _VALUE_TERMS = frozenset({
     "_CONST", "_ATTR", "_SHAPE", "_OUT_SHAPE", "_RANK", "_DTYPE", "_FANOUT", "_NUM_INPUTS",
-    "_GRAPH_INPUT", "_TRUE", "_FALSE", "_NONE", "NUMBER", "STRING", "LSQB",
+    "_GRAPH_INPUT", "_ZERO", "_PRESENT", "_STATIC", "_TRUE", "_FALSE", "_NONE", "NUMBER", "STRING", "LSQB",
 })
-_ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "_SYMMETRIC", "_ASYMMETRIC"})
+_ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "_SYMMETRIC", "_ASYMMETRIC",
+                      "_REQUANTIZE", "_INT32_BIAS"})
 _TOP_LEVEL = frozenset({"_INCLUDE", "_PATTERN", "_RULE"})
 
 
@@ -419,7 +436,8 @@ def _expected_words(expected: Collection[str] | None, end: str = "the end of the
         words.append("a value (const(i), attr.NAME, shape(i)[d], a number, a string, true, [...], ...)")
     if _ACTIONS <= terms:
         terms -= _ACTIONS
-        words.append("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric)")
+        words.append("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric, requantize, "
+                     "int32_bias)")
     words.extend(sorted(end if t == "$END" else _describe(t) for t in terms))
     if len(words) == 1:
         return f"; expected {words[0]}"

@@ -6,6 +6,9 @@ kernels itself. The same consumer rewiring as the QDQ output: the consumers a
 point lists (every consumer for an ``at_output`` point) read the FakeQuantize
 output, the others keep reading float, and a graph output keeps its float
 value. Weights stay float: OpenVINO compresses them when it compiles the model.
+Each FakeQuantize carries the ``rewriter.source`` metadata of the QDQ output. The
+plan's requantized outputs and int32 biases are QDQ storage details: OpenVINO
+makes those choices itself when it compiles a FakeQuantize model.
 
 The bounds are initializers (``<tensor>_input_low``, ``<tensor>_input_high``,
 used for the output range too, as the ranges define output = input range),
@@ -23,8 +26,8 @@ from onnx import helper, numpy_helper
 
 from rewriter.algorithms.fq_math import qdq_params
 from rewriter.algorithms.types import TensorRange
-from rewriter.emit.qdq import EmitResult, EmittedTensor, GraphEdit
-from rewriter.plan import FakeQuantizePoint, QuantPlan
+from rewriter.emit.qdq import EmitResult, EmittedTensor, GraphEdit, stamp
+from rewriter.plan import FakeQuantizePoint, QuantPlan, source_of
 
 __all__ = ["FQ_DOMAIN", "FQ_DOMAIN_VERSION", "emit_fakequantize"]
 
@@ -80,8 +83,9 @@ def _emit_point(edit: GraphEdit, point: FakeQuantizePoint, rng: TensorRange) -> 
     il = edit.add_initializer(numpy_helper.from_array(low, edit.unique(f"{tensor}_input_low")))
     ih = edit.add_initializer(numpy_helper.from_array(high, edit.unique(f"{tensor}_input_high")))
     out = edit.unique(f"{tensor}_fakequantized")
-    node = helper.make_node("FakeQuantize", [tensor, il, ih, il, ih], [out], name=edit.unique(f"{tensor}_FakeQuantize"),
-                            domain=FQ_DOMAIN, levels=int(rng.levels))
+    node = stamp(helper.make_node("FakeQuantize", [tensor, il, ih, il, ih], [out],
+                                  name=edit.unique(f"{tensor}_FakeQuantize"), domain=FQ_DOMAIN,
+                                  levels=int(rng.levels)), source_of(point.trail))
     if tensor in edit.inits:
         edit.insert_before(readers[0][0], [node])
     else:

@@ -11,20 +11,21 @@ What gets emitted, per FakeQuantizePoint of the plan:
   initializer goes when nothing reads it any more, so 8-bit weights take a
   quarter of the bytes.
 
-Then, so that onnxruntime turns the pairs into integer kernels (a quantized
-model that runs no faster than the float one is a bug):
+Then what the plan's integer-chain phase decided, so that onnxruntime turns
+the pairs into integer kernels:
 
-- the output of a grid-preserving op (MaxPool, Reshape, Transpose, Concat of
-  unified inputs, ...) that reads quantized values is re-quantized with the
-  same parameters -- lossless, the values are already on the grid -- so the
-  integer chain is unbroken; this repeats down chains of such ops;
-- the float bias of a Conv/ConvTranspose/Gemm whose activation and weight are
-  quantized (and the constant added right after such a MatMul, when
-  onnxruntime will fuse the two into a Gemm) is stored as int32 with
-  scale = activation scale x weight scale, because onnxruntime's QDQ
-  selectors want every input from a DequantizeLinear;
-- activations are stored unsigned (uint8 for up to 256 levels) whatever the
-  sign of their grid, so that every fused kernel sees one activation type.
+- ``plan.requantized``: the output of a grid-preserving op (MaxPool, Reshape,
+  Concat of unified inputs, ...) is quantized again with the parameters of the
+  grid it reads -- lossless, the values are already on the grid;
+- ``plan.int32_biases``: the float bias of a layer (Conv/ConvTranspose/Gemm
+  input 2, or the constant added right after a MatMul) is stored as int32 with
+  scale = activation scale x weight scale; a bias that does not fit int32 at
+  that scale stays float, and the report says so;
+- ``plan.activation_storage``: activations in uint8/uint16 ("unsigned") or
+  int8/int16 ("signed"), whatever the sign of their grid.
+
+Every node emitted carries a ``rewriter.source`` metadata entry naming the
+decision (rule or spec entry, file:line:column) behind it.
 
 Levels narrower than the storage type (the 255-level narrow range, 4-bit
 activations) are emitted exactly: an integer Clip between QuantizeLinear and
@@ -51,9 +52,10 @@ from rewriter.algorithms.types import TensorRange
 from rewriter.errors import UserError
 from rewriter.ir.names import FreshNames, graph_names, subgraph_reads
 from rewriter.ir.tensors import slicing_axis
-from rewriter.plan import FakeQuantizePoint, QuantPlan
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization, source_of
+from rewriter.sources import SOURCE_KEY, source_text
 
-__all__ = ["EmitResult", "EmittedTensor", "GraphEdit", "emit_qdq"]
+__all__ = ["EmitResult", "EmittedTensor", "GraphEdit", "emit_qdq", "stamp"]
 
 # ONNX element types of the storage types fq_math names.
 _ONNX_DTYPE = {
@@ -194,15 +196,16 @@ def emit_qdq(model: onnx.ModelProto, plan: QuantPlan, ranges: Mapping[str, Tenso
     """
     constants = {t.name for t in model.graph.initializer}
     wide = [p for p in plan.points if _range_for(p, ranges).levels > _MAX_QDQ_LEVELS]
-    resolved = [(p, _params_for(p, _range_for(p, ranges), p.tensor in constants)) for p in plan.points
+    signed = plan.activation_storage == "signed"
+    resolved = [(p, _params_for(p, _range_for(p, ranges), p.tensor in constants, signed)) for p in plan.points
                 if p not in wide]
     target = _required_opset((q, p.tensor in constants) for p, q in resolved)
     edit = GraphEdit(_with_opset(model, target), original=model)
     emitter = _QdqEmitter(edit, plan)
     for point, params in resolved:
         emitter.emit_point(point, params)
-    emitter.requantize_grid_preserving_ops()
-    emitter.quantize_biases()
+    emitter.requantize(plan.requantized)
+    emitter.quantize_biases(plan.int32_biases)
     edit.finish()
     skipped = [_wide_entry(p, _range_for(p, ranges)) for p in wide]
     return EmitResult(edit.model, tuple(_note_kept_floats(emitter.report, edit)) + tuple(skipped))
@@ -246,19 +249,17 @@ def _range_for(point: FakeQuantizePoint, ranges: Mapping[str, TensorRange]) -> T
         raise ValueError(f"no range for planned tensor {point.tensor!r}; run the range passes first") from None
 
 
-def _params_for(point: FakeQuantizePoint, rng: TensorRange, constant: bool) -> _QParams:
-    """QDQ parameters for a point: fq_math's scale/zero point in the storage type we emit.
+def _params_for(point: FakeQuantizePoint, rng: TensorRange, constant: bool, signed_activations: bool) -> _QParams:
+    """QDQ parameters for a point: fq_math's scale/zero point in the storage type the plan says.
 
-    The level grid is the range's; the storage type is our choice:
+    The level grid is the range's; the storage type:
 
     - constants (weights) take the narrowest type holding their levels, signed
       when the levels are (int8 weights, int4 for 4-bit weights: a smaller file);
-    - activations are stored unsigned, in at least 8 bits (uint8, or uint16 past
-      256 levels). onnxruntime's fused kernels (QLinearConv, QLinearAdd, ...)
-      want the input and output of an op in one type and prefer uint8
-      activations; a signed grid is the same grid in uint8 with zero point 128.
-      4-bit activations live in uint8 with a Clip at their levels, because
-      onnxruntime has no 4-bit activation kernels.
+    - activations take the plan's ``activation_storage`` sign, in at least 8 bits
+      (uint8/int8, or 16 bits past 256 levels): a signed grid is the same grid in
+      uint8 with zero point 128, and the other way round. 4-bit activations live
+      in 8 bits with a Clip at their levels (no runtime has 4-bit activation kernels).
     """
     axis = rng.axis if rng.axis is not None else point.channel_axis
     per_channel = np.ndim(rng.input_low) > 0 or np.ndim(rng.input_high) > 0
@@ -266,11 +267,11 @@ def _params_for(point: FakeQuantizePoint, rng: TensorRange, constant: bool) -> _
         raise ValueError(f"range of {point.tensor!r} is per channel but neither the range nor the plan gives an axis")
     if not per_channel:
         axis = None
-    signed = constant and rng.level_low < 0
+    signed = rng.level_low < 0 if constant else signed_activations
     scale, zero_point, qmin, qmax = qdq_params(rng.input_low, rng.input_high, rng.levels, storage_signed=signed)
     dtype = storage_dtype_for(qmin, qmax)
     if not constant and _BITS[dtype] < 8:
-        dtype = "uint8"
+        dtype = "int8" if signed else "uint8"
     return _QParams(np.asarray(scale, np.float32), np.asarray(zero_point, np.int64), int(qmin), int(qmax), dtype,
                     axis, rng.levels, np.asarray(rng.input_low, np.float32), np.asarray(rng.input_high, np.float32))
 
@@ -460,6 +461,14 @@ class GraphEdit:
         return name in self._dropped
 
 
+def stamp(node: onnx.NodeProto, decision: Decision | None) -> onnx.NodeProto:
+    """Record in ``node``'s metadata the decision (rule or spec entry, file:line:column) that put it there."""
+    if decision is not None:
+        entry = node.metadata_props.add()
+        entry.key, entry.value = SOURCE_KEY, source_text(decision)
+    return node
+
+
 def _copy_node(node: onnx.NodeProto) -> onnx.NodeProto:
     copy = onnx.NodeProto()
     copy.CopyFrom(node)
@@ -485,21 +494,6 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]
 # The QDQ emitter
 
 
-# Ops whose float output holds only values taken from their data inputs (a
-# selection, a reordering, a maximum, a zero pad): when those inputs are on one
-# quantization grid so is the output, and re-quantizing it with the same
-# parameters is lossless. Value: the data input ports ("all" = every input).
-_GRID_PRESERVING: dict[str, tuple[int, ...] | str] = {
-    "MaxPool": (0,), "GlobalMaxPool": (0,), "ReduceMax": (0,), "ReduceMin": (0,),
-    "Reshape": (0,), "Flatten": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Transpose": (0,),
-    "Identity": (0,), "Expand": (0,), "Tile": (0,), "Slice": (0,), "Gather": (0,),
-    "GatherElements": (0,), "GatherND": (0,), "DepthToSpace": (0,), "SpaceToDepth": (0,),
-    "Split": (0,), "Resize": (0,), "Upsample": (0,), "Pad": (0,), "Concat": "all",
-}
-# Ops whose every output is data (others: only output 0; MaxPool's output 1 is int64 indices).
-_ALL_OUTPUTS = {"Split"}
-# Bias (input 2) of these ops is stored as int32 when input 0 and 1 are quantized.
-_BIAS_OPS = {"Conv", "ConvTranspose", "Gemm"}
 _INT32_MAX = 2**31 - 1
 
 
@@ -508,14 +502,19 @@ class _QdqEmitter:
         self.edit = edit
         self.plan = plan
         self.report: list[EmittedTensor] = []
-        self.grid: dict[str, _Grid] = {}  # DequantizeLinear output -> its grid (activations)
-        self.weights: dict[str, _Grid] = {}  # DequantizeLinear output -> its grid (constant weights)
-        self.planned = {p.tensor for p in plan.points}
-        self.float_of: dict[str, str] = {}  # DequantizeLinear output -> the float tensor it stands for
+        self.weights_by_tensor: dict[str, _Grid] = {}  # planned constant weight -> its grid
+        self.by_tensor: dict[str, _Grid] = {}  # planned tensor -> the grid it was emitted on
+        self.source: Decision | None = None  # the decision behind the nodes being emitted
 
     # -- plan points ------------------------------------------------------------------------
 
+    def _node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str,
+              **attrs: Any) -> onnx.NodeProto:
+        """A new node, carrying the decision that put it there in its metadata."""
+        return stamp(helper.make_node(op_type, list(inputs), list(outputs), name=name, **attrs), self.source)
+
     def emit_point(self, point: FakeQuantizePoint, params: _QParams) -> None:
+        self.source = source_of(point.trail)
         if not self.edit.tensor_exists(point.tensor):
             raise ValueError(f"the plan quantizes {point.tensor!r}, which the model does not have")
         readers = self.edit.point_readers(point)
@@ -538,8 +537,7 @@ class _QdqEmitter:
         dequantized = self._quantize_dequantize(tensor, grid)
         for node, port in readers:
             self.edit.rewire(node, port, tensor, dequantized)
-        self.grid[dequantized] = grid
-        self.float_of[dequantized] = tensor
+        self.by_tensor[tensor] = grid
         self.report.append(_entry(tensor, role, params, readers, note=note))
 
     def _quantize_dequantize(self, tensor: str, grid: _Grid, on_grid: bool = False) -> str:
@@ -559,20 +557,19 @@ class _QdqEmitter:
             lo_name = e.add_initializer(numpy_helper.from_array(low, e.unique(f"{tensor}_clip_low")))
             hi_name = e.add_initializer(numpy_helper.from_array(high, e.unique(f"{tensor}_clip_high")))
             source = e.unique(f"{tensor}_clipped")
-            nodes.append(helper.make_node("Clip", [tensor, lo_name, hi_name], [source],
-                                          name=e.unique(f"{tensor}_Clip")))
+            nodes.append(self._node("Clip", [tensor, lo_name, hi_name], [source], name=e.unique(f"{tensor}_Clip")))
         quantized = e.unique(f"{tensor}_quantized")
-        nodes.append(helper.make_node("QuantizeLinear", [source, grid.scale_name, grid.zero_point_name], [quantized],
-                                      name=e.unique(f"{tensor}_QuantizeLinear"), **_axis_attr(q)))
+        nodes.append(self._node("QuantizeLinear", [source, grid.scale_name, grid.zero_point_name], [quantized],
+                                name=e.unique(f"{tensor}_QuantizeLinear"), **_axis_attr(q)))
         if clip and grid.clip_names is not None:
             # QuantizeLinear saturates to the storage range; the levels end at qmin/qmax.
             clipped = e.unique(f"{tensor}_quantized_clipped")
-            nodes.append(helper.make_node("Clip", [quantized, *grid.clip_names], [clipped],
-                                          name=e.unique(f"{tensor}_Clip")))
+            nodes.append(self._node("Clip", [quantized, *grid.clip_names], [clipped],
+                                    name=e.unique(f"{tensor}_Clip")))
             quantized = clipped
         dequantized = e.unique(f"{tensor}_dequantized")
-        nodes.append(helper.make_node("DequantizeLinear", [quantized, grid.scale_name, grid.zero_point_name],
-                                      [dequantized], name=e.unique(f"{tensor}_DequantizeLinear"), **_axis_attr(q)))
+        nodes.append(self._node("DequantizeLinear", [quantized, grid.scale_name, grid.zero_point_name],
+                                [dequantized], name=e.unique(f"{tensor}_DequantizeLinear"), **_axis_attr(q)))
         e.insert_after_producer(tensor, nodes)
         return dequantized
 
@@ -599,19 +596,19 @@ class _QdqEmitter:
                 node.output[0] = rows
                 e.rewire(node, 0, tensor, q_name)
                 axis = {} if params.axis is None else {"axis": -1}
-                e.insert_after_producer(out, [helper.make_node(
+                e.insert_after_producer(out, [self._node(
                     "DequantizeLinear", [rows, scale, zero_point], [out], name=e.unique(f"{out}_DequantizeLinear"),
                     **axis)])
             self.report.append(_entry(tensor, point.role, params, readers, before, after, clipped=False,
                                       note="dequantized after the Gather"))
             return
         dequantized = e.unique(f"{tensor}_dequantized")
-        dq = helper.make_node("DequantizeLinear", [q_name, scale, zero_point], [dequantized],
-                              name=e.unique(f"{tensor}_DequantizeLinear"), **_axis_attr(params))
+        dq = self._node("DequantizeLinear", [q_name, scale, zero_point], [dequantized],
+                        name=e.unique(f"{tensor}_DequantizeLinear"), **_axis_attr(params))
         e.insert_before(readers[0][0], [dq])
         for node, port in readers:
             e.rewire(node, port, tensor, dequantized)
-        self.weights[dequantized] = _Grid(tensor, params, scale, zero_point, None)
+        self.weights_by_tensor[tensor] = _Grid(tensor, params, scale, zero_point, None)
         self.report.append(_entry(tensor, point.role, params, readers, before, after, clipped=False))
 
     def _params_initializers(self, tensor: str, params: _QParams) -> tuple[str, str]:
@@ -626,109 +623,63 @@ class _QdqEmitter:
         high = e.add_initializer(_int_tensor(np.array(params.qmax), params.dtype, e.unique(f"{tensor}_clip_qmax")))
         return low, high
 
-    # -- re-quantization through grid-preserving ops ----------------------------------------------
+    # -- the integer chain: re-quantized outputs and int32 biases, as planned ------------------------
 
-    def requantize_grid_preserving_ops(self) -> None:
-        """Re-quantize, in graph order, the outputs of grid-preserving ops that read quantized values.
+    def requantize(self, items: Sequence[Requantization]) -> None:
+        """Quantize each planned output again with the grid its input reads (values already on it)."""
+        for item in items:
+            self.source = item.trail[0] if item.trail else None
+            grid = self.by_tensor.get(item.grid)
+            if grid is None or grid.params.axis is not None:
+                raise ValueError(f"the plan requantizes {item.tensor!r} with the grid of {item.grid!r}, which was "
+                                 f"not emitted as a per-tensor activation")
+            readers = list(self.edit.readers.get(item.tensor, ()))
+            if not readers:
+                raise ValueError(f"the plan requantizes {item.tensor!r}, which nothing reads")
+            dequantized = self._quantize_dequantize(item.tensor, grid, on_grid=True)
+            for reader, port in readers:
+                self.edit.rewire(reader, port, item.tensor, dequantized)
+            self.by_tensor[item.tensor] = grid
+            producer = self.edit.producer.get(item.tensor)
+            what = f"{producer.op_type} {producer.name}" if producer is not None else item.node
+            self.report.append(_entry(item.tensor, "requantized", grid.params, readers, clipped=False,
+                                      note=f"after {what}: the parameters of {grid.tensor} (lossless)"))
 
-        Graph order makes chains work: a re-quantized output joins ``self.grid``
-        before the next op of the chain is visited.
+    def quantize_biases(self, items: Sequence[IntegerBias]) -> None:
+        """Store each planned layer's float bias as int32, in the graph order of the node holding the bias.
+
+        The bias is found where the layer has it now: input 2 of Conv/ConvTranspose/Gemm, or the constant of
+        the Add right after a MatMul (bias correction may have added either after planning).
         """
-        for node in list(self.edit.nodes):
-            grid = self._input_grid(node)
-            if grid is None:
-                continue
-            outputs = node.output if node.op_type in _ALL_OUTPUTS else node.output[:1]
-            for out in outputs:
-                if out and out not in self.planned:
-                    self._requantize(node, out, grid)
+        found = []
+        for item in items:
+            layer = self.edit.node(item.node)
+            x, w = self.by_tensor.get(item.activation), self.weights_by_tensor.get(item.weight)
+            if x is None or w is None:
+                raise ValueError(f"the plan stores the bias of {item.node!r} as int32, but {item.activation!r} or "
+                                 f"{item.weight!r} was not emitted as its quantized activation and weight")
+            holder = self._bias_holder(layer)
+            if holder is not None:
+                found.append((self.edit.index[id(holder[0])], holder, layer, x, w, item))
+        for _, (node, port), layer, x, w, item in sorted(found, key=lambda f: f[0]):
+            self.source = item.trail[0] if item.trail else None
+            self._quantize_bias(node, port, layer, x, w)
 
-    def _input_grid(self, node: onnx.NodeProto) -> _Grid | None:
-        """The grid shared by the node's data inputs, if it is grid-preserving and they all share one."""
-        ports = _GRID_PRESERVING.get(node.op_type)
-        if ports is None or node.domain not in _DEFAULT_DOMAINS or self._ignored(node):
+    def _bias_holder(self, layer: onnx.NodeProto) -> tuple[onnx.NodeProto, int] | None:
+        """(node, input port) of the layer's constant bias, or None when it has none."""
+        e = self.edit
+        if layer.op_type != "MatMul":
+            has = len(layer.input) > 2 and layer.input[2] in e.inits
+            return (layer, 2) if has else None
+        out = layer.output[0]
+        readers = e.readers.get(out, ())
+        if len(readers) != 1 or out in e.outputs:
             return None
-        if not self._preserves_grid(node):
+        add, port = readers[0]
+        if add.op_type != "Add" or add.domain not in _DEFAULT_DOMAINS or len(add.input) != 2:
             return None
-        if ports == "all":
-            names = [n for n in node.input if n]
-        else:
-            names = [node.input[p] for p in ports if p < len(node.input)]
-        grids = [self.grid.get(n) for n in names]
-        if not grids or any(g is None for g in grids):
-            return None
-        first = grids[0]
-        # Per-channel grids would need their axis followed through reshapes; keep to per-tensor.
-        if first.params.axis is not None or not all(g.params.same_grid(first.params) for g in grids[1:]):
-            return None
-        return first
-
-    def _ignored(self, node: onnx.NodeProto) -> bool:
-        decision = self.plan.node(node.name)
-        return decision is not None and decision.status == "ignored"
-
-    def _preserves_grid(self, node: onnx.NodeProto) -> bool:
-        """Attribute checks: nearest-neighbour resizing only; padding with zero (always on the grid)."""
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type in ("Resize", "Upsample"):
-            return attrs.get("mode", b"nearest") in (b"nearest", "nearest")
-        if node.op_type == "Pad":
-            if attrs.get("mode", b"constant") not in (b"constant", "constant"):
-                return True
-            if float(attrs.get("value", 0.0)) != 0.0:
-                return False
-            if len(node.input) > 2 and node.input[2]:
-                value = self.edit.constant_value(node.input[2])
-                return value is not None and not np.any(value)
-        return True
-
-    def _requantize(self, node: onnx.NodeProto, out: str, grid: _Grid) -> None:
-        readers = [r for r in self.edit.readers.get(out, ())]
-        if not readers:
-            return
-        dequantized = self._quantize_dequantize(out, grid, on_grid=True)
-        for reader, port in readers:
-            self.edit.rewire(reader, port, out, dequantized)
-        self.grid[dequantized] = grid
-        self.float_of[dequantized] = out
-        self.report.append(_entry(out, "requantized", grid.params, readers, clipped=False,
-                                  note=f"after {node.op_type} {node.name}: the parameters of {grid.tensor} (lossless)"))
-
-    # -- int32 biases -----------------------------------------------------------------------------
-
-    def quantize_biases(self) -> None:
-        """Store float biases as int32 where the op's activation and weight are quantized.
-
-        Conv/ConvTranspose/Gemm: input 2. MatMul followed by an Add of a
-        constant: the Add's constant, where onnxruntime fuses MatMul + Add
-        into a Gemm before it looks at QDQ pairs (MatMulAddFusion: a 2-D input,
-        or a fully static one) -- that Gemm becomes QGemm only when its bias
-        too comes from a DequantizeLinear. Elsewhere the MatMul becomes
-        MatMulIntegerToFloat and a float bias is cheaper.
-        """
-        for node in self.edit.nodes:
-            if node.domain not in _DEFAULT_DOMAINS:
-                continue
-            if node.op_type in _BIAS_OPS and len(node.input) > 2 and node.input[2]:
-                x, w = self.grid.get(node.input[0]), self.weights.get(node.input[1])
-                if x is not None and w is not None and node.input[2] in self.edit.inits:
-                    self._quantize_bias(node, 2, node, x, w)
-            elif node.op_type == "Add":
-                self._matmul_bias(node)
-
-    def _matmul_bias(self, add: onnx.NodeProto) -> None:
-        for port, other in ((1, 0), (0, 1)):
-            matmul = self.edit.producer.get(add.input[other])
-            if (matmul is None or matmul.op_type != "MatMul" or matmul.domain not in _DEFAULT_DOMAINS
-                    or add.input[port] not in self.edit.inits or add.input[other] in self.edit.outputs
-                    or len(self.edit.readers.get(add.input[other], ())) != 1):
-                continue
-            x, w = self.grid.get(matmul.input[0]), self.weights.get(matmul.input[1])
-            shape = self.edit.shape(self.float_of.get(matmul.input[0], matmul.input[0]))
-            becomes_gemm = shape is not None and (len(shape) == 2 or all(d is not None for d in shape))
-            if x is not None and w is not None and becomes_gemm:
-                self._quantize_bias(add, port, matmul, x, w)
-            return
+        other = 1 - port
+        return (add, other) if add.input[other] in e.inits else None
 
     def _quantize_bias(self, node: onnx.NodeProto, port: int, op: onnx.NodeProto, x: _Grid, w: _Grid) -> None:
         """Rewire input ``port`` of ``node`` (the bias of ``op``) to an int32 copy of that bias."""
@@ -737,19 +688,23 @@ class _QdqEmitter:
         b = numpy_helper.to_array(e.inits[bias])
         scale = _bias_scale(op, b, x.params, w.params)
         if scale is None:
+            self._float_bias(node, port, f"its shape {b.shape} or type {b.dtype} does not follow the weight's "
+                                         f"scales of {w.tensor}")
             return
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             q = np.rint(b.astype(np.float64) / scale.astype(np.float64))
         if not np.all(np.isfinite(q)) or np.max(np.abs(q), initial=0) > _INT32_MAX:
-            return  # cannot be represented in int32 at this scale; onnxruntime quantizes a float bias itself
+            # Not representable in int32 at this scale; onnxruntime quantizes a float bias itself.
+            self._float_bias(node, port, f"its values exceed int32 at scale {x.tensor} x {w.tensor}")
+            return
         q_name = e.add_initializer(numpy_helper.from_array(q.astype(np.int32), e.unique(f"{bias}_quantized")))
         s_name = e.add_initializer(numpy_helper.from_array(scale, e.unique(f"{bias}_scale")))
         zp_name = e.add_initializer(numpy_helper.from_array(np.zeros(scale.shape, np.int32),
                                                             e.unique(f"{bias}_zero_point")))
         dequantized = e.unique(f"{bias}_dequantized")
         axis = {"axis": 0} if scale.ndim == 1 else {}
-        e.insert_before(node, [helper.make_node("DequantizeLinear", [q_name, s_name, zp_name], [dequantized],
-                                                name=e.unique(f"{bias}_DequantizeLinear"), **axis)])
+        e.insert_before(node, [self._node("DequantizeLinear", [q_name, s_name, zp_name], [dequantized],
+                                          name=e.unique(f"{bias}_DequantizeLinear"), **axis)])
         e.rewire(node, port, bias, dequantized)
         before = b.size * b.dtype.itemsize
         after = q.size * 4 + scale.nbytes + scale.size * 4
@@ -759,6 +714,12 @@ class _QdqEmitter:
             consumers=(f"{node.name}:{port}",), bytes_before=before, bytes_after=after,
             note=f"scale = scale of {x.tensor} x scale of {w.tensor}"))
 
+
+    def _float_bias(self, node: onnx.NodeProto, port: int, why: str) -> None:
+        bias = node.input[port]
+        self.report.append(EmittedTensor(
+            tensor=bias, role="bias", storage_dtype="float32", scale=(), zero_point=(), axis=None, levels=0,
+            qmin=0, qmax=0, consumers=(f"{node.name}:{port}",), note=f"planned as int32 but kept float: {why}"))
 
 # --------------------------------------------------------------------------------------
 # Helpers

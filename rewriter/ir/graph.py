@@ -12,7 +12,11 @@ from typing import Any, Mapping
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A value in the graph. ``shape`` dims are ints, symbolic names (str) or None."""
+    """A value in the graph. ``shape`` dims are ints, symbolic names (str) or None.
+
+    ``is_zero``: a small constant (up to ``ZERO_CHECK_VALUES`` values) whose every value is 0, such as a
+    Pad's constant value; larger constants are never read just to answer it.
+    """
 
     name: str
     dtype: str | None = None
@@ -20,6 +24,11 @@ class TensorInfo:
     is_constant: bool = False
     is_graph_input: bool = False
     is_graph_output: bool = False
+    is_zero: bool = False
+
+
+#: Constants with at most this many values are checked for being all zeros.
+ZERO_CHECK_VALUES = 16
 
 
 @dataclass(frozen=True)

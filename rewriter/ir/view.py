@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rewriter.ir.graph import GraphView, NodeInfo, TensorInfo
+from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
 
 _A = onnx.AttributeProto
 
@@ -140,7 +140,7 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
                                         is_graph_output=old.is_graph_output)
     for name, t in inits.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), is_constant=True,
-                                 is_graph_output=name in outputs)
+                                 is_graph_output=name in outputs, is_zero=_all_zero(t))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -151,6 +151,15 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
             if name and name not in infos:
                 infos[name] = TensorInfo(name, is_graph_output=name in outputs)
     return infos
+
+
+def _all_zero(t: onnx.TensorProto) -> bool:
+    if int(np.prod(t.dims, dtype=np.int64)) > ZERO_CHECK_VALUES or t.data_location == onnx.TensorProto.EXTERNAL:
+        return False
+    try:
+        return not np.any(numpy_helper.to_array(t))
+    except (ValueError, TypeError):  # string tensors and types numpy cannot hold
+        return False
 
 
 def _type_of(tp: onnx.TypeProto) -> tuple[str | None, tuple[int | str | None, ...] | None]:

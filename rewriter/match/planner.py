@@ -12,7 +12,9 @@ The rules are applied in fixed phases, whatever their order in the files:
                 quantized;
 5. symmetric  - forces symmetric mode on the named FakeQuantizes;
    asymmetric - prefers asymmetric mode there where the spec allows it;
-6. unify      - groups of FakeQuantizes share one scale.
+6. unify      - groups of FakeQuantizes share one scale;
+7. requantize, int32_bias - how the QDQ output keeps integer kernels fed
+                (rewriter.match.integer_chain), decided from the frozen FakeQuantizes.
 
 Within a phase, rules run in file order; matches are computed once on the
 normalized graph, so one rule's match never hides another's. The working
@@ -28,6 +30,7 @@ from rewriter.dsl import ast
 from rewriter.errors import SourceLoc, UserError
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.match.axes import activation_channel_axis, weight_channel_axis
+from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_integer_chain
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
 from rewriter.match.predicates import holds
 from rewriter.plan import Consumer, Decision, FakeQuantizePoint, NodeDecision, QuantPlan
@@ -49,6 +52,9 @@ class PlanOptions:
     ignore_ops: tuple[IgnoredOperation, ...] = ()
     # (node, pass): nodes a numeric pass inserted that must stay float (activation smoothing's Mul).
     pass_nodes: tuple[tuple[str, str], ...] = ()
+    # A configuration file's weights/activations sections: an object with .apply(config, role) -> config
+    # and .is_empty(), applied to every FakeQuantize before the integer-chain phase reads the configs.
+    quantizer_overrides: object = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -157,6 +163,19 @@ class _Planner:
             for group in action.groups:
                 self._unify(rule, match, group)
         return self._freeze(model_name)
+
+    def _chain_requests(self) -> tuple[list[RequantizeRequest], list[BiasRequest]]:
+        requantize, biases = [], []
+        for rule, action, match in self._rule_matches(ast.Requantize):
+            index = match.node(action.outputs.capture)
+            if index is not None:
+                requantize.append(RequantizeRequest(index, action, self._decision("requantize", rule, match)))
+        for rule, action, match in self._rule_matches(ast.Int32Bias):
+            for cap in action.captures:
+                index = match.node(cap)
+                if index is not None:
+                    biases.append(BiasRequest(index, self._decision("int32_bias", rule, match)))
+        return requantize, biases
 
     def _ignore_cli(self) -> None:
         known = self.graph.by_name
@@ -418,7 +437,11 @@ class _Planner:
         for tensor, point in live.items():
             frozen.append(self._freeze_point(point, groups))
         frozen = _share_group_configs(frozen)
+        frozen = [_override(p, self.options.quantizer_overrides) for p in frozen]
         frozen.sort(key=lambda p: (self._position(p), p.tensor))
+        requantized, biases = plan_integer_chain(self.graph, frozen, *self._chain_requests(), set(self.ignored))
+        for item in (*requantized, *biases):
+            self._note(self.graph.by_name[item.node], item.trail[0])
         read_ports: dict[str, set[int]] = {}
         output_points: dict[str, list[str]] = {}
         for point in frozen:
@@ -428,12 +451,16 @@ class _Planner:
                 producer = self.graph.producer_of(point.tensor)
                 if producer is not None:
                     output_points.setdefault(producer.name, []).append(point.tensor)
+        by_tensor = {p.tensor: p for p in frozen}
         nodes = tuple(self._node_decision(n, sorted(read_ports.get(n.name, ())), output_points.get(n.name, []),
-                                          self._upstream_ports(n, read_ports.get(n.name, set())))
+                                          self._upstream_ports(n, read_ports.get(n.name, set())), by_tensor)
                       for n in self.graph.nodes)
+        storage = Decision("storage", f"{self.spec.name}:activation_storage", self.spec.activation_storage_loc,
+                           f"activations stored {self.spec.activation_storage}")
         return QuantPlan(model=model_name, target=self.spec.name, spec_path=self.spec.path,
                          preset=self.options.preset, rule_files=self.rules.files,
-                         points=tuple(frozen), nodes=nodes)
+                         points=tuple(frozen), nodes=nodes, requantized=requantized, int32_biases=biases,
+                         activation_storage=self.spec.activation_storage, storage_trail=(storage,))
 
     def _groups(self, live: dict[str, _Point]) -> dict[str, int]:
         """Number the unified groups that have at least two live members, in tensor-name order."""
@@ -496,8 +523,17 @@ class _Planner:
         return found
 
     def _node_decision(self, node: NodeInfo, ports: list[int], outputs: list[str],
-                       upstream: dict[int, str]) -> NodeDecision:
+                       upstream: dict[int, str], by_tensor: dict[str, FakeQuantizePoint]) -> NodeDecision:
         trail = list(self.node_trail.get(node.index, ()))
+        # A quantized node's record names the rules that placed its quantizers, also those moved up to a
+        # producer or placed on its outputs, so a reviewer reading one node sees why.
+        serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
+        serving += outputs
+        for tensor in serving:
+            point = by_tensor.get(tensor)
+            for d in point.trail if point is not None else ():
+                if d.action in _PLACING and d not in trail:
+                    trail.append(d)
         entry = self.spec.op(node.op_type)
         if node.index in self.ignored:
             first = self.ignored[node.index][0]
@@ -514,13 +550,23 @@ class _Planner:
             status = "agnostic" if entry is not None and entry.agnostic else "quantized"
             return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
         if entry is None:
+            trail.append(Decision("float", f"spec:{self.spec.name}", self.spec.loc,
+                                  f"no entry for {node.op_type}"))
             return NodeDecision(node.name, node.op_type, "float",
                                 f"{self.spec.name} spec has no entry for {node.op_type}", tuple(trail))
         if entry.agnostic:
+            trail.append(Decision("agnostic", f"spec:{self.spec.name}:{node.op_type}", entry.loc))
             return NodeDecision(node.name, node.op_type, "agnostic",
                                 "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
         reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
+        if not trail:
+            trail.append(Decision("float", f"spec:{self.spec.name}:{node.op_type}", entry.loc,
+                                  "the spec allows quantizers here, but no rule placed one"))
         return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
+
+
+# Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
+_PLACING = ("insert", "propagate", "unify", "symmetric", "asymmetric", "spec")
 
 
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
@@ -562,6 +608,18 @@ def _choose(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, for
         candidates = tuple(c for c in candidates if c.mode == "asymmetric") or candidates
     last = preset == "accuracy" or (preset == "mixed" and role != "weight")
     return candidates[-1] if last else candidates[0]
+
+
+def _override(point: FakeQuantizePoint, overrides: object) -> FakeQuantizePoint:
+    """Apply a configuration file's weights/activations sections to one FakeQuantize's config."""
+    if overrides is None or getattr(overrides, "is_empty", lambda: False)():
+        return point
+    config = overrides.apply(point.config, point.role)  # type: ignore[attr-defined]
+    if config == point.config:
+        return point
+    note = Decision("config", "config file", detail=f"{point.config.describe()} -> {config.describe()}")
+    return replace(point, config=config, trail=point.trail + (note,),
+                   channel_axis=point.channel_axis if config.granularity == "perchannel" else None)
 
 
 def _share_group_configs(points: list[FakeQuantizePoint]) -> list[FakeQuantizePoint]:

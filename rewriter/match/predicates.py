@@ -65,6 +65,13 @@ def _compile_atom(expr: ast.Expr) -> Evaluator:
     if isinstance(expr, ast.GraphInput):
         i = expr.index
         return lambda g, n: bool(_input(n, i)) and g.tensor(_input(n, i)).is_graph_input
+    if isinstance(expr, ast.InputTest):
+        i, test = expr.index, expr.test
+        if test == "zero":
+            return lambda g, n: bool(_input(n, i)) and g.tensor(_input(n, i)).is_zero
+        if test == "present":
+            return lambda g, n: bool(_input(n, i))
+        return lambda g, n: _static(g, _input(n, i))
     if isinstance(expr, ast.ShapeRef):
         i, dim, output = expr.index, expr.dim, expr.output
         return lambda g, n: _dim(g, _port(n.outputs if output else n.inputs, i), dim)
@@ -92,6 +99,11 @@ def _input(node: NodeInfo, index: int) -> str:
 def _rank(graph: GraphView, tensor: str) -> int | None:
     shape = graph.tensor(tensor).shape if tensor else None
     return None if shape is None else len(shape)
+
+
+def _static(graph: GraphView, tensor: str) -> bool:
+    shape = graph.tensor(tensor).shape if tensor else None
+    return shape is not None and all(isinstance(d, int) for d in shape)
 
 
 def _dim(graph: GraphView, tensor: str, dim: int) -> int | None:

@@ -12,27 +12,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
-from rewriter.errors import SourceLoc
-from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
-from rewriter.spec.builtin import BrokenInstallation, targets_root
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
+from rewriter.sources import display_loc, display_path
 from rewriter.spec.model import QuantizerConfig
 
 SCHEMA = "rewriter.plan/1"
-
-
-def display_path(path: str) -> str:
-    """A path relative to the project root (installed: the targets folder) if inside it, else unchanged."""
-    try:
-        return Path(path).resolve().relative_to(targets_root()).as_posix()
-    except (ValueError, OSError, BrokenInstallation):
-        return path
-
-
-def display_loc(loc: SourceLoc) -> str:
-    return str(SourceLoc(display_path(loc.file), loc.line, loc.column)) if loc.file.endswith(
-        (".rules", ".yaml", ".yml", ".json")) else str(loc)
 
 
 def config_dict(config: QuantizerConfig) -> dict:
@@ -56,13 +41,24 @@ def point_dict(point: FakeQuantizePoint) -> dict:
     }
 
 
+def requantization_dict(item: Requantization) -> dict:
+    return {"tensor": item.tensor, "node": item.node, "grid": item.grid,
+            "trail": [decision_dict(d) for d in item.trail]}
+
+
+def int32_bias_dict(item: IntegerBias) -> dict:
+    return {"node": item.node, "bias": item.bias or None, "activation": item.activation, "weight": item.weight,
+            "trail": [decision_dict(d) for d in item.trail]}
+
+
 def summary(plan: QuantPlan) -> dict:
     statuses = Counter(n.status for n in plan.nodes)
     roles = Counter(p.role for p in plan.points)
     return {"nodes": len(plan.nodes), **{f"nodes_{k}": statuses.get(k, 0) for k in
                                           ("quantized", "float", "ignored", "agnostic")},
             "fakequantize": len(plan.points), "fakequantize_activations": roles.get("activation", 0),
-            "fakequantize_weights": roles.get("weight", 0)}
+            "fakequantize_weights": roles.get("weight", 0), "requantized": len(plan.requantized),
+            "int32_biases": len(plan.int32_biases)}
 
 
 def plan_dict(plan: QuantPlan) -> dict:
@@ -71,6 +67,10 @@ def plan_dict(plan: QuantPlan) -> dict:
         "spec": display_path(plan.spec_path), "preset": plan.preset,
         "rules": [display_path(f) for f in plan.rule_files], "summary": summary(plan),
         "fakequantize": [point_dict(p) for p in plan.points],
+        "requantized": [requantization_dict(r) for r in plan.requantized],
+        "int32_biases": [int32_bias_dict(b) for b in plan.int32_biases],
+        "activation_storage": {"value": plan.activation_storage,
+                               "trail": [decision_dict(d) for d in plan.storage_trail]},
         "nodes": [{"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
                    "trail": [decision_dict(d) for d in n.trail]} for n in plan.nodes],
     }
@@ -88,7 +88,8 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
     s = summary(plan)
     lines.append(f"{s['fakequantize']} FakeQuantize ({s['fakequantize_activations']} activations, "
                  f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
-                 f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float")
+                 f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float; "
+                 f"{s['requantized']} requantized outputs, {s['int32_biases']} int32 biases")
     lines.append("")
     lines.append("FakeQuantize")
     for p in plan.points:
@@ -98,6 +99,21 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
         lines.append(f"  {p.tensor}  {p.role}  {p.config.describe()}{extra}{group}  -> {readers}")
         if trails:
             lines.extend(_trail_line(d) for d in p.trail)
+    if plan.requantized:
+        lines.extend(["", "Requantized outputs (the grid of their input, lossless)"])
+        for r in plan.requantized:
+            lines.append(f"  {r.tensor}  after {r.node}  grid of {r.grid}")
+            if trails:
+                lines.extend(_trail_line(d) for d in r.trail)
+    if plan.int32_biases:
+        lines.extend(["", "Int32 biases (scale = activation scale x weight scale)"])
+        for b in plan.int32_biases:
+            lines.append(f"  {b.node}  bias {b.bias or '(none yet)'}  = {b.activation} x {b.weight}")
+            if trails:
+                lines.extend(_trail_line(d) for d in b.trail)
+    lines.extend(["", f"Activations stored {plan.activation_storage}"])
+    if trails:
+        lines.extend(_trail_line(d) for d in plan.storage_trail)
     lines.append("")
     lines.append("Nodes")
     width = max((len(n.node) for n in plan.nodes), default=4)

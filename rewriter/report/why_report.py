@@ -17,7 +17,8 @@ from typing import Sequence
 from rewriter.dsl import ast
 from rewriter.match.explain import CaptureAttempt, NodeExplanation, RuleAttempt, SpecAnswer
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
-from rewriter.report.plan_report import decision_dict, display_loc
+from rewriter.report.plan_report import decision_dict
+from rewriter.sources import display_loc
 from rewriter.spec.model import QuantizerConfig
 
 SCHEMA = "rewriter.why/1"

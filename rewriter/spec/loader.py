@@ -142,6 +142,7 @@ def spec_to_dict(spec: HardwareSpec) -> dict:
         "description": spec.description,
         "extends": list(spec.extends),
         "rules": list(spec.rules),
+        "activation_storage": spec.activation_storage,
         "configs": {name: [_config_dict(c) for c in expansions] for name, expansions in spec.configs.items()},
         "ops": {op_type: _op_dict(op) for op_type, op in spec.ops.items()},
     }
@@ -254,6 +255,8 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
     broken = {name for name, c in merged.configs.items() if c.expansions is None}
     ops = {op_type: _build_op(raw, configs, broken, problems) for op_type, raw in merged.ops.items()}
     root = chain[0]
+    storage = next((r.activation_storage for r in chain if r.activation_storage is not None),
+                   ("unsigned", root.loc))
     return HardwareSpec(
         name=root.name or "",
         path=str(root.path),
@@ -265,6 +268,8 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
         model_types=MappingProxyType({name: tuple(files) for name, files in merged.model_types.items()}),
         pot=root.pot,
         loc=root.loc,
+        activation_storage=storage[0],
+        activation_storage_loc=storage[1],
     )
 
 

@@ -165,6 +165,10 @@ class HardwareSpec:
     model_types: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     pot: PotNames | None = None
     loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
+    # The integer type of activations in the QDQ output: "unsigned" (uint8/uint16) or "signed" (int8/int16),
+    # and where a spec file of the extends chain says so (the spec's own location when none does).
+    activation_storage: str = "unsigned"
+    activation_storage_loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
 
     def op(self, op_type: str) -> OpSpec | None:
         return self.ops.get(op_type)

@@ -19,8 +19,10 @@ from rewriter.ir.ops import closest_op_type, known_op_types
 from rewriter.spec.model import MODEL_TYPES, PRESETS, PotNames, QuantizerConfig
 from rewriter.spec.yaml_nodes import Problems, YamlFile
 
-_TOP_KEYS = ("name", "description", "extends", "rules", "model_types", "pot", "configs", "ops")
+_TOP_KEYS = ("name", "description", "extends", "rules", "activation_storage", "model_types", "pot", "configs",
+             "ops")
 _POT_KEYS = ("preset_renames", "aliases")
+ACTIVATION_STORAGE = ("unsigned", "signed")
 _CONFIG_KEYS = ("bits", "mode", "granularity", "level_low", "level_high", "narrow_range", "signed",
                 "unified_zeropoint")
 CONFIG_LISTS = ("activations", "weights", "outputs")
@@ -108,6 +110,7 @@ class RawSpec:
     rules: list[str] | None = None
     model_types: dict[str, list[str]] = field(default_factory=dict)
     pot: PotNames | None = None
+    activation_storage: tuple[str, SourceLoc] | None = None
     configs: dict[str, RawConfig] = field(default_factory=dict)
     ops: dict[str, RawOp] = field(default_factory=dict)
 
@@ -205,6 +208,16 @@ def read_pot_names(f: YamlFile, node: Node) -> PotNames:
     return PotNames(MappingProxyType(renames), MappingProxyType(aliases))
 
 
+def _read_activation_storage(f: YamlFile, spec: RawSpec, node: Node) -> None:
+    value = f.get_str(node, "activation_storage")
+    if value is None:
+        return
+    if value not in ACTIVATION_STORAGE:
+        f.error(node, f"activation_storage must be one of {', '.join(ACTIVATION_STORAGE)}, not '{value}'")
+        return
+    spec.activation_storage = (value, f.loc(node))
+
+
 def _read_configs(f: YamlFile, spec: RawSpec, node: Node) -> None:
     for name, key_node, value in f.pairs(node, "configs", expected="a mapping of config names to configs"):
         spec.configs[name] = _read_config(f, name, key_node, value)
@@ -219,8 +232,8 @@ def _read_ops(f: YamlFile, spec: RawSpec, node: Node) -> None:
 
 _TOP_READERS: dict[str, Callable[[YamlFile, RawSpec, Node], None]] = {
     "name": _read_name, "description": _read_description, "extends": _read_extends,
-    "rules": _read_rules, "model_types": _read_model_types, "pot": _read_pot,
-    "configs": _read_configs, "ops": _read_ops,
+    "rules": _read_rules, "activation_storage": _read_activation_storage, "model_types": _read_model_types,
+    "pot": _read_pot, "configs": _read_configs, "ops": _read_ops,
 }
 
 

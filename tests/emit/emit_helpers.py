@@ -17,8 +17,19 @@ from onnx import TensorProto, helper, numpy_helper
 from models import GraphBuilder
 from rewriter.algorithms.fq_math import asymmetric_range, fake_quantize, symmetric_range
 from rewriter.algorithms.types import TensorRange
-from rewriter.plan import Consumer, FakeQuantizePoint, QuantPlan
+from dataclasses import replace
+from pathlib import Path
+
+from rewriter.dsl import ast, load_rules
+from rewriter.emit import EmitResult, emit_qdq
+from rewriter.ir.view import graph_view
+from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_integer_chain
+from rewriter.match.matcher import PatternMatcher
+from rewriter.plan import Consumer, Decision, FakeQuantizePoint, QuantPlan
+from rewriter.spec import load_spec, resolve_target
 from rewriter.spec.model import QuantizerConfig
+
+INTEGER_KERNELS = Path(__file__).resolve().parents[2] / "rules" / "integer_kernels.rules"
 
 W8 = QuantizerConfig("q8_w", 8, "symmetric", "perchannel", level_low=-127, level_high=127)
 W8_TENSOR = QuantizerConfig("q8_w_t", 8, "symmetric", "pertensor", level_low=-127, level_high=127)
@@ -124,6 +135,34 @@ def weight_point(tensor: str, consumer: tuple[str, int], channel_axis: int | Non
 def make_plan(*points: FakeQuantizePoint) -> QuantPlan:
     return QuantPlan(model="test", target="CPU", spec_path="", preset="performance", rule_files=(),
                      points=tuple(points), nodes=())
+
+
+def with_integer_chain(model: onnx.ModelProto, plan: QuantPlan) -> QuantPlan:
+    """A hand-made plan plus what the built-in rules/integer_kernels.rules declare for its FakeQuantizes
+    (requantized outputs, int32 biases), decided by the planner's own integer-chain phase."""
+    graph = graph_view(model)
+    rules = load_rules(INTEGER_KERNELS)
+    spec = load_spec(resolve_target("CPU"))
+    requantize, biases = [], []
+    for rule in rules.rules:
+        pattern = rules.pattern(rule.pattern)
+        assert pattern is not None
+        for match in PatternMatcher(pattern, spec).find(graph):
+            for action in rule.actions:
+                if isinstance(action, ast.Requantize):
+                    index = match.node(action.outputs.capture)
+                    requantize.append(RequantizeRequest(index, action, Decision("requantize", rule.name, rule.loc)))
+                elif isinstance(action, ast.Int32Bias):
+                    biases += [BiasRequest(match.node(c), Decision("int32_bias", rule.name, rule.loc))
+                               for c in action.captures]
+    ignored = {graph.by_name[n.node] for n in plan.nodes if n.status == "ignored"}
+    requantized, int32_biases = plan_integer_chain(graph, plan.points, requantize, biases, ignored)
+    return replace(plan, requantized=requantized, int32_biases=int32_biases)
+
+
+def emit_planned(model: onnx.ModelProto, plan: QuantPlan, ranges: dict[str, TensorRange]) -> EmitResult:
+    """emit_qdq of a hand-made plan completed by ``with_integer_chain``, as the planner would complete it."""
+    return emit_qdq(model, with_integer_chain(model, plan), ranges)
 
 
 def weight_range(model: onnx.ModelProto, tensor: str, axis: int | None = 0, bits: int = 8,

@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 import pytest
 from emit_helpers import (Builder, activation_range, concat_branches, conv_chain, gemm_classifier, intermediates,
-                          make_plan, matmul_linear, maxpool_between_convs, point, residual_block, run, weight_point,
+                          emit_planned, make_plan, matmul_linear, maxpool_between_convs, point, residual_block, run,
+                          weight_point,
                           weight_range)
 
 from rewriter.algorithms.types import TensorRange
@@ -45,7 +46,7 @@ def emit_plan(m: onnx.ModelProto, feeds: dict[str, np.ndarray], acts: dict[str, 
     for w, node, axis in weights:
         ranges[w] = weight_range(m, w, axis)
         points.append(weight_point(w, (node, 1), axis))
-    result = emit_qdq(m, make_plan(*points), ranges)
+    result = emit_planned(m, make_plan(*points), ranges)
     onnx.checker.check_model(result.model, full_check=True)
     got, want = run(result.model, feeds, optimize=True)[0], run(result.model, feeds)[0]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))

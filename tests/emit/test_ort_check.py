@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from emit_helpers import activation_range, conv_chain, make_plan, point, weight_point, weight_range
+from emit_helpers import activation_range, conv_chain, emit_planned, make_plan, point, weight_point, weight_range
 
 from rewriter.emit import emit_qdq
 from rewriter.emit.ort_check import fused_counts, op_counts, optimized_model
@@ -18,7 +18,7 @@ def quantized_conv(output_quantized: bool = False) -> onnx.ModelProto:
     if output_quantized:
         points.append(point("relu1", [("conv2", 0)]))
         ranges["relu1"] = activation_range("relu1", np.array([0.0, 4.0], np.float32))
-    return emit_qdq(m, make_plan(*points), ranges).model
+    return emit_planned(m, make_plan(*points), ranges).model
 
 
 def test_counts_from_model_bytes_and_path(tmp_path) -> None:  # noqa: ANN001

@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 import pytest
 from emit_helpers import (W8_TENSOR, activation_range, conv_chain, fq, initializer, int32_bias, intermediates,
-                          make_plan, matmul_linear, op, point, run, session, weight_point, weight_range)
+                          emit_planned, make_plan, matmul_linear, op, point, run, session, weight_point,
+                          weight_range)
 from onnx import TensorProto, helper, numpy_helper
 
 from rewriter.algorithms.fq_math import qdq_params
@@ -62,7 +63,7 @@ def simulate_chain(m: onnx.ModelProto, ranges: dict[str, TensorRange], x: np.nda
 
 
 def emitted(m: onnx.ModelProto, plan: object, ranges: dict[str, TensorRange]) -> EmitResult:
-    result = emit_qdq(m, plan, ranges)  # type: ignore[arg-type]
+    result = emit_planned(m, plan, ranges)  # type: ignore[arg-type]
     onnx.checker.check_model(result.model, full_check=True)
     return result
 
@@ -336,15 +337,15 @@ def test_weight_shared_with_an_unlisted_reader_keeps_its_float_copy() -> None:
 def test_two_emissions_are_byte_identical_and_the_input_is_untouched() -> None:
     m, plan, ranges = chain_setup()
     before = m.SerializeToString()
-    first = emit_qdq(m, plan, ranges).model.SerializeToString()
-    second = emit_qdq(m, plan, ranges).model.SerializeToString()
+    first = emit_planned(m, plan, ranges).model.SerializeToString()
+    second = emit_planned(m, plan, ranges).model.SerializeToString()
     assert first == second
     assert m.SerializeToString() == before
 
 
 def test_names_derive_from_tensor_names() -> None:
     m, plan, ranges = chain_setup()
-    names = {n.name for n in emit_qdq(m, plan, ranges).model.graph.node}
+    names = {n.name for n in emit_planned(m, plan, ranges).model.graph.node}
     assert {"x_QuantizeLinear", "x_DequantizeLinear", "conv1.weight_DequantizeLinear",
             "conv1.bias_DequantizeLinear"} <= names
 
@@ -379,20 +380,20 @@ def test_missing_range_is_an_error() -> None:
     m, plan, ranges = chain_setup()
     del ranges["relu1"]
     with pytest.raises(ValueError, match="no range for planned tensor 'relu1'"):
-        emit_qdq(m, plan, ranges)
+        emit_planned(m, plan, ranges)
 
 
 def test_consumer_that_does_not_read_the_tensor_is_an_error() -> None:
     m, _, ranges = chain_setup()
     with pytest.raises(ValueError, match="conv2 input 0"):
-        emit_qdq(m, make_plan(point("x", [("conv2", 0)])), ranges)
+        emit_planned(m, make_plan(point("x", [("conv2", 0)])), ranges)
     with pytest.raises(ValueError, match="does not have"):
-        emit_qdq(m, make_plan(point("x", [("nope", 0)])), ranges)
+        emit_planned(m, make_plan(point("x", [("nope", 0)])), ranges)
 
 
 def test_report_lists_every_tensor() -> None:
     m, plan, ranges = chain_setup()
-    result = emit_qdq(m, plan, ranges)
+    result = emit_planned(m, plan, ranges)
     roles = [(t.tensor, t.role) for t in result.tensors]
     assert roles[:6] == [("x", "activation"), ("conv1.weight", "weight"), ("relu1", "activation"),
                          ("conv2.weight", "weight"), ("relu2", "activation"), ("y.weight", "weight")]
@@ -421,7 +422,7 @@ def test_int32_bias_follows_the_output_channel_axis(op_type: str, w_shape: tuple
         opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     x = rng.standard_normal(x_shape).astype(np.float32)
     ranges = {"x": activation_range("x", x), "w": weight_range(m, "w", axis)}
-    result = emit_qdq(m, make_plan(point("x", [("op", 0)]), weight_point("w", ("op", 1), axis)), ranges)
+    result = emit_planned(m, make_plan(point("x", [("op", 0)]), weight_point("w", ("op", 1), axis)), ranges)
     entry = result.tensor("b", "bias")
     assert entry is not None and len(entry.scale) == 5
     bias = int32_bias(b, scale_of(ranges["x"]), scale_of(ranges["w"]))
@@ -433,7 +434,7 @@ def test_bias_of_gemm_with_alpha_stays_float() -> None:
     m = gemm_with(alpha=0.5)
     x = np.random.default_rng(2).standard_normal((2, 12)).astype(np.float32)
     ranges = {"x": activation_range("x", x), "w": weight_range(m, "w", 0)}
-    result = emit_qdq(m, make_plan(point("x", [("op", 0)]), weight_point("w", ("op", 1), 0)), ranges)
+    result = emit_planned(m, make_plan(point("x", [("op", 0)]), weight_point("w", ("op", 1), 0)), ranges)
     assert result.tensor("b", "bias") is None and "b" in inits(result.model)
 
 

@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 import pytest
-from emit_helpers import Builder, activation_range, fq, make_plan, op, point, run
+from emit_helpers import Builder, activation_range, emit_planned, fq, make_plan, op, point, run
 from onnx import TensorProto, helper
 
 from rewriter.emit import EmitResult, emit_qdq
@@ -33,7 +33,7 @@ def one_op(op_type: str, extra_inputs: Sequence[np.ndarray] = (), n_out: int = 1
 def emit_x(m: onnx.ModelProto, nodes: Sequence[NodeDecision] = ()) -> EmitResult:
     plan = make_plan(point("x", [("op", 0)]))
     plan = type(plan)(**{**plan.__dict__, "nodes": tuple(nodes)})
-    return emit_qdq(m, plan, {"x": activation_range("x", X)})
+    return emit_planned(m, plan, {"x": activation_range("x", X)})
 
 
 def requantized(result: EmitResult) -> list[str]:
@@ -88,7 +88,7 @@ def test_planned_output_wins_over_requantization() -> None:
     m = one_op("MaxPool", kernel_shape=[2, 2])
     o = run(m, {"x": X})[0]
     plan = make_plan(point("x", [("op", 0)]), point("o", [("y", 0)]))
-    result = emit_qdq(m, plan, {"x": activation_range("x", X), "o": activation_range("o", np.log(o / (1 - o)))})
+    result = emit_planned(m, plan, {"x": activation_range("x", X), "o": activation_range("o", np.log(o / (1 - o)))})
     assert requantized(result) == []
 
 
@@ -104,23 +104,27 @@ def test_chain_of_agnostic_ops_is_requantized_all_the_way() -> None:
     assert {t.scale for t in result.tensors if t.role == "requantized"} == {result.tensor("x").scale}
 
 
-def test_concat_of_different_grids_is_not_requantized() -> None:
+def test_concat_is_requantized_only_when_its_inputs_share_a_grid() -> None:
+    """The plan decides from unified groups: one group is one grid; two separate FakeQuantizes are two grids,
+    even when their ranges happen to agree."""
     b = Builder(0)
     b.node("Concat", ["x", "x2"], "op", axis=1)
     b.node("Sigmoid", ["op"], "y")
     m = b.model({"x": [1, 4, 4, 4], "x2": [1, 4, 4, 4]}, {"y": [1, 8, 4, 4]})
-    plan = make_plan(point("x", [("op", 0)]), point("x2", [("op", 1)]))
     same = {"x": activation_range("x", X), "x2": activation_range("x2", X)}
-    assert requantized(emit_qdq(m, plan, same)) == ["op"]
-    different = {"x": activation_range("x", X), "x2": activation_range("x2", X * 2)}
-    assert requantized(emit_qdq(m, plan, different)) == []
+    unified = make_plan(point("x", [("op", 0)], unify_group=0), point("x2", [("op", 1)], unify_group=0))
+    result = emit_planned(m, unified, same)
+    assert requantized(result) == ["op"]
+    assert result.tensor("op").scale == result.tensor("x").scale == result.tensor("x2").scale
+    separate = make_plan(point("x", [("op", 0)]), point("x2", [("op", 1)]))
+    assert requantized(emit_planned(m, separate, same)) == []
 
 
 def test_requantization_needs_no_clip_for_narrow_levels() -> None:
     """4-bit levels in uint8 need a Clip after the first QuantizeLinear, not after re-quantizing on-grid values."""
     m = one_op("MaxPool", kernel_shape=[2, 2])
     r = activation_range("x", X, bits=4)
-    result = emit_qdq(m, make_plan(point("x", [("op", 0)])), {"x": r})
+    result = emit_planned(m, make_plan(point("x", [("op", 0)])), {"x": r})
     assert requantized(result) == ["o"] and not result.tensor("o").clipped
     assert [n.op_type for n in result.model.graph.node].count("Clip") == 1
     expected = op("Sigmoid", [op("MaxPool", [fq(X, r)], kernel_shape=[2, 2])])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rewriter.cli import main
-from rewriter.report.plan_report import display_path
+from rewriter.sources import display_path
 from rewriter.spec import builtin
 from rewriter.spec.loader import list_targets, load_spec, resolve_target
 

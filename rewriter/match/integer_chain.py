@@ -1,0 +1,167 @@
+"""The planner's last phase: which outputs are quantized again, and which biases are stored as int32.
+
+Both follow from the FakeQuantizes already planned and from the rules that ask for them
+(``requantize`` and ``int32_bias`` actions, in rules/integer_kernels.rules for the built-in targets):
+
+- ``requantize a.outputs from a.inputs[...]``: when every named input of node ``a`` reads values on one
+  quantization grid (one planned activation FakeQuantize, per tensor, or one unified group of them), the
+  named outputs are quantized again with that grid. Visited in graph order, so a chain of data-movement
+  ops carries the grid down.
+- ``int32_bias a``: when linear layer ``a`` reads a per-tensor quantized activation (directly or through
+  such a chain) and a quantized constant weight whose channel axis (if any) is the layer's output axis,
+  its bias is stored as int32 at scale = activation scale x weight scale.
+
+Everything here is decided from the plan and the graph alone; the emitter only carries it out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from rewriter.dsl import ast
+from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantization
+
+#: Grids wider than this many bits have no ONNX integer type (GNA's 32-bit accumulators stay float).
+MAX_STORED_BITS = 16
+
+
+@dataclass(frozen=True)
+class RequantizeRequest:
+    """A ``requantize`` action matched on one node."""
+
+    node: int
+    action: ast.Requantize
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class BiasRequest:
+    """An ``int32_bias`` action matched on one node."""
+
+    node: int
+    decision: Decision
+
+
+class _Grids:
+    """Which (node, input port) reads which quantization grid, named by the planned tensor that defines it."""
+
+    def __init__(self, graph: GraphView, points: Sequence[FakeQuantizePoint]) -> None:
+        self.graph = graph
+        self.points = {p.tensor: p for p in points}
+        self.activations: dict[tuple[str, int], str] = {}
+        self.weights: dict[tuple[str, int], str] = {}
+        for p in points:
+            if p.config.bits > MAX_STORED_BITS:
+                continue
+            table = self.weights if graph.is_constant(p.tensor) else self.activations
+            for c in p.consumers:
+                table[(c.node, c.port)] = p.tensor
+            if p.at_output:
+                for reader, port in graph.consumers_of(p.tensor):
+                    table[(reader.name, port)] = p.tensor
+        self.requantized: dict[str, str] = {}  # re-quantized output -> the tensor whose grid it takes
+
+    def activation(self, node: NodeInfo, port: int) -> str | None:
+        tensor = node.inputs[port] if port < len(node.inputs) else ""
+        if not tensor:
+            return None
+        return self.activations.get((node.name, port)) or self.requantized.get(tensor)
+
+    def per_tensor(self, tensor: str) -> bool:
+        point = self.points[tensor]
+        return point.config.granularity == "pertensor" and point.channel_axis is None
+
+    def same(self, a: str, b: str) -> bool:
+        group = self.points[a].unify_group
+        return a == b or (group is not None and group == self.points[b].unify_group)
+
+
+def _requantize(graph: GraphView, grids: _Grids, requests: Iterable[RequantizeRequest],
+                ignored: set[int]) -> tuple[Requantization, ...]:
+    planned = set(grids.points)
+    out: list[Requantization] = []
+    for request in sorted(requests, key=lambda r: r.node):
+        if request.node in ignored:
+            continue
+        node = graph.nodes[request.node]
+        src, dst = request.action.inputs, request.action.outputs
+        ports = src.ports if src.ports is not None else [p for p, t in enumerate(node.inputs) if t]
+        found = [grids.activation(node, p) for p in ports if p < len(node.inputs)]
+        if not found or any(g is None for g in found):
+            continue
+        first = found[0]
+        assert first is not None
+        if not grids.per_tensor(first) or not all(grids.same(first, g) for g in found[1:] if g is not None):
+            continue
+        outputs = dst.ports if dst.ports is not None else range(len(node.outputs))
+        for port in outputs:
+            tensor = node.outputs[port] if port < len(node.outputs) else ""
+            if (not tensor or tensor in planned or tensor in grids.requantized
+                    or not graph.consumers.get(tensor)):
+                continue
+            grids.requantized[tensor] = first
+            detail = f"{node.name} output {port} takes the grid of {first}"
+            out.append(Requantization(tensor, node.name, first,
+                                      (Decision(request.decision.action, request.decision.source,
+                                                request.decision.loc, f"{request.decision.detail}; {detail}"),)))
+    return tuple(out)
+
+
+def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
+                       requantize: Iterable[RequantizeRequest], requests: Iterable[BiasRequest],
+                       ignored: set[int]) -> tuple[tuple[Requantization, ...], tuple[IntegerBias, ...]]:
+    """Requantized outputs and int32 biases, each in graph order (see the module docstring).
+
+    Requantization comes first: a layer behind a chain of data-movement ops reads the grid it carries.
+    """
+    grids = _Grids(graph, points)
+    requantized = _requantize(graph, grids, requantize, ignored)
+    biases: list[IntegerBias] = []
+    seen: set[int] = set()
+    for request in sorted(requests, key=lambda r: r.node):
+        if request.node in seen or request.node in ignored:
+            continue
+        seen.add(request.node)
+        node = graph.nodes[request.node]
+        activation = grids.activation(node, 0)
+        weight = grids.weights.get((node.name, 1))
+        if activation is None or weight is None or not grids.per_tensor(activation):
+            continue
+        if not _weight_axis_fits(node, grids.points[weight]):
+            continue
+        bias = layer_bias(graph, node)
+        what = f"bias {bias}" if bias else "no bias yet (a bias correction pass may add one)"
+        detail = f"{node.name}: {what}; scale = scale of {activation} x scale of {weight}"
+        d = request.decision
+        biases.append(IntegerBias(node.name, activation, weight, bias,
+                                  (Decision(d.action, d.source, d.loc, f"{d.detail}; {detail}"),)))
+    return requantized, tuple(biases)
+
+
+def _weight_axis_fits(node: NodeInfo, weight: FakeQuantizePoint) -> bool:
+    """A per-channel weight's scales must run along the layer's output channels, which the bias follows."""
+    if weight.config.granularity == "pertensor" or weight.channel_axis is None:
+        return True
+    if node.op_type == "MatMul":
+        return weight.channel_axis in (-1, 1)
+    if node.op_type == "Gemm":
+        return weight.channel_axis == (0 if node.attrs.get("transB", 0) else 1)
+    return weight.channel_axis == (1 if node.op_type == "ConvTranspose" else 0)
+
+
+def layer_bias(graph: GraphView, node: NodeInfo) -> str:
+    """The constant bias of a linear layer: input 2 of Conv/ConvTranspose/Gemm, or the constant of the only
+    Add reading a MatMul's output (not a graph output); "" when it has none."""
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        bias = node.inputs[2] if len(node.inputs) > 2 else ""
+        return bias if graph.is_constant(bias) else ""
+    out = node.outputs[0] if node.outputs else ""
+    readers = graph.consumers_of(out) if out else []
+    if len(readers) != 1 or graph.tensor(out).is_graph_output:
+        return ""
+    add, port = readers[0]
+    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.inputs) != 2:
+        return ""
+    other = add.inputs[1 - port]
+    return other if graph.is_constant(other) else ""
