@@ -231,8 +231,11 @@ def _acts_on(rule: ast.Rule, capture: str) -> bool:
         if isinstance(action, ast.Ignore):
             if not action.captures or capture in action.captures:
                 return True
-        elif isinstance(action, ast.Propagate):
+        elif isinstance(action, (ast.Propagate, ast.Int32Bias)):
             if capture in action.captures:
+                return True
+        elif isinstance(action, ast.Requantize):
+            if action.outputs.capture == capture:
                 return True
         elif isinstance(action, ast.Unify):
             if any(g.capture == capture for g in action.groups):

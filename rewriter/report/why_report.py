@@ -30,6 +30,10 @@ def action_text(action: ast.Action) -> str:
         return "ignore" + (f" {', '.join(action.captures)}" if action.captures else "")
     if isinstance(action, ast.Propagate):
         return f"propagate {', '.join(action.captures)}"
+    if isinstance(action, ast.Int32Bias):
+        return f"int32_bias {', '.join(action.captures)}"
+    if isinstance(action, ast.Requantize):
+        return f"requantize {_target_text(action.outputs)} from {_target_text(action.inputs)}"
     verb = type(action).__name__.lower()
     targets = action.groups if isinstance(action, ast.Unify) else action.targets
     return f"{verb} {', '.join(_target_text(t) for t in targets)}"
