@@ -415,3 +415,17 @@ def test_parse_predicate_rejects_empty_text_and_statements():
     for text in ["", "   ", "a : Conv", "const(0); const(1)"]:
         with pytest.raises(UserErrors):
             parse_predicate(text, SourceLoc("cpu.yaml", 1, 1))
+
+
+def test_requantize_names_outputs_then_inputs_of_one_capture():
+    err = the_error("rule r {\n  match { op : MaxPool }\n  requantize op.inputs[0] from op.outputs[0]\n}\n")
+    assert err.loc == SourceLoc("t.rules", 3, 3)
+    assert err.message.startswith("write requantize as 'requantize op.outputs from op.inputs[0]'")
+    rs = parse_rules("rule r {\n  match { op : MaxPool }\n  requantize op.outputs[0] from op.inputs[0]\n}\n", "t.rules")
+    (action,) = rs.rules[0].actions
+    assert action.outputs.ports == (0,) and action.inputs.direction == "inputs"
+
+
+def test_int32_bias_names_a_capture():
+    err = the_error("rule r {\n  match { op : Conv }\n  int32_bias conv\n}\n")
+    assert err.message.startswith("'conv' is not a capture of pattern 'r'")

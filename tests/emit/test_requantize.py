@@ -47,6 +47,8 @@ def requantized(result: EmitResult) -> list[str]:
     ("Flatten", (), {}),
     ("Resize", (np.array([], np.float32), np.array([1, 1, 2, 2], np.float32)), {"mode": "nearest"}),
     ("Pad", (np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),), {}),
+    ("Pad", (np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), np.array(0.0, np.float32)), {}),  # zero(2)
+    ("Pad", (np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),), {"mode": "reflect"}),
     ("Slice", (np.array([1], np.int64), np.array([3], np.int64), np.array([2], np.int64)), {}),
 ])
 def test_grid_preserving_op_output_is_requantized_losslessly(op_type: str, extra: tuple, attrs: dict) -> None:

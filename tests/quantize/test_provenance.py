@@ -1,0 +1,105 @@
+"""The plan is the whole truth: every Q/DQ node in an output is one the plan declares, and names its rule.
+
+For every builder model on every target: the QuantizeLinear and DequantizeLinear nodes of the quantized
+model are exactly as many as the plan's FakeQuantizes, requantized outputs and int32 biases call for, each
+carries ``rewriter.source`` with the rule or spec entry and its file:line:column, and that decision is in
+the plan's trails. Every node record of the plan has a trail.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import models
+import rewriter
+from rewriter.plan import QuantPlan
+from rewriter.sources import SOURCE_KEY, source_text
+
+MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
+          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
+TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
+SOURCE = re.compile(r"^\w+ by \S+ @ \S+:\d+:\d+$")
+
+
+def calibration(model: onnx.ModelProto, n: int = 4) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    shape = lambda vi: [d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim]  # noqa: E731
+    return [{vi.name: rng.standard_normal(shape(vi)).astype(np.float32) for vi in inputs} for _ in range(n)]
+
+
+def expected_counts(model: onnx.ModelProto, plan: QuantPlan) -> tuple[int, int]:
+    """(QuantizeLinear, DequantizeLinear) that the plan calls for in this model."""
+    inits = {t.name for t in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    quantize = dequantize = 0
+    for p in plan.points:
+        if p.config.bits > 16 or not (p.consumers or (p.at_output and readers.get(p.tensor))):
+            continue  # no ONNX type holds the grid, or only a graph output reads it: left float
+        if p.tensor in inits:
+            dequantize += 1
+        else:
+            quantize, dequantize = quantize + 1, dequantize + 1
+    quantize += len(plan.requantized)
+    dequantize += len(plan.requantized) + sum(1 for b in plan.int32_biases if b.bias)
+    return quantize, dequantize
+
+
+def plan_sources(plan: QuantPlan) -> set[str]:
+    trails = [p.trail for p in plan.points] + [r.trail for r in plan.requantized] + [
+        b.trail for b in plan.int32_biases]
+    return {source_text(d) for trail in trails for d in trail}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("builder", MODELS)
+def test_every_emitted_qdq_node_is_planned_and_names_its_rule(builder: str, target: str) -> None:
+    model = getattr(models, builder)()
+    result = rewriter.quantize(model, target=target, data=calibration(model))
+    plan, out = result.plan, result.model
+    qdq = [n for n in out.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    counts = (sum(n.op_type == "QuantizeLinear" for n in qdq), sum(n.op_type == "DequantizeLinear" for n in qdq))
+    assert counts == expected_counts(model, plan)
+    known = plan_sources(plan)
+    for node in qdq:
+        sources = [p.value for p in node.metadata_props if p.key == SOURCE_KEY]
+        assert len(sources) == 1 and SOURCE.match(sources[0]), (node.name, sources)
+        assert sources[0] in known, (node.name, sources[0])
+    assert all(n.trail for n in plan.nodes), [n.node for n in plan.nodes if not n.trail]
+
+
+def test_node_whose_quantizer_moved_up_names_the_rules_that_placed_it() -> None:
+    plan = rewriter.audit(Path(__file__).resolve().parents[2] / "examples" / "tiny_cnn.onnx", target="CPU")
+    branch = plan.node("branch_a")
+    assert branch is not None and "moved up to res_relu" in branch.reason
+    actions = {(d.action, d.source) for d in branch.trail}
+    assert ("insert", "quantize_inputs") in actions and ("propagate", "propagate_agnostic") in actions
+
+
+def test_signed_activation_storage_is_a_spec_field(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    spec = tmp_path / "signed.yaml"
+    spec.write_text(f"name: SIGNED\nextends: {root / 'hw_specs' / 'cpu.yaml'}\nactivation_storage: signed\n")
+    model = models.conv_bn_relu_chain()
+    result = rewriter.quantize(model, target=str(spec), data=calibration(model))
+    assert result.plan.activation_storage == "signed"
+    assert str(result.plan.storage_trail[0].loc) == f"{spec}:3:21"
+    zero_points = {t.name: t for t in result.model.graph.initializer}
+    q_nodes = [n for n in result.model.graph.node if n.op_type == "QuantizeLinear"]
+    assert q_nodes and all(zero_points[n.input[2]].data_type == onnx.TensorProto.INT8 for n in q_nodes)
+    import onnxruntime as ort
+    session = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = calibration(model, 1)[0]
+    got = session.run(None, feeds)[0]
+    unsigned = rewriter.quantize(model, target="CPU", data=calibration(model)).model
+    want = ort.InferenceSession(unsigned.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    # The same grids in another storage type: the same values.
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
