@@ -54,6 +54,9 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE", help="keep this op type float")
     parser.add_argument("--preset", choices=("performance", "mixed", "accuracy"), default=None)
     parser.add_argument("--model-type", choices=("transformer",), default=None)
+    parser.add_argument("--saturation-fix", choices=("first_layer", "all", "no"), default=None,
+                        help="layers whose 8-bit weights use 7 bits, so CPUs without VNNI compute them exactly "
+                             "(default: the target's spec)")
 
 
 def _write(text: str, output: str | None) -> None:
@@ -70,7 +73,8 @@ def _audit(args: argparse.Namespace) -> int:
     from rewriter.report.plan_report import plan_json, plan_text
 
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
-                 ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type)
+                 ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
+                 saturation_fix=args.saturation_fix)
     _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), args.output)
     return EXIT_OK
 

@@ -77,7 +77,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         "ignore_ops": tuple(IgnoredOperation(t) for t in args.ignore_op) or None,
         "output_format": args.format, "rules": tuple(args.rules),
         "channel_alignment": args.channel_alignment, "layerwise_tuning": args.layerwise_tuning,
-        "smoothing": args.smoothing,
+        "smoothing": args.smoothing, "saturation_fix": args.saturation_fix,
         "bias_correction": None if args.bias_correction is None else
         (args.bias_correction if args.bias_correction != "none" else False),
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})

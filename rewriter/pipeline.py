@@ -39,6 +39,7 @@ from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays, slicing_axis
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
+from rewriter.match.saturation import check_saturation_fix, fix_saturation
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
 from rewriter.report.plan_report import plan_dict
 
@@ -71,6 +72,7 @@ class QuantizeOptions:
     layerwise_tuning: bool = False
     layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
     smoothing: float | None = None  # activation smoothing (SmoothQuant) strength alpha; None: off
+    saturation_fix: str | None = None  # first_layer | all | no: layers with 7-bit weights; None: the target's
 
     def __post_init__(self) -> None:
         if self.bias_correction is False:  # "none" given explicitly (it overrides a config file)
@@ -83,6 +85,8 @@ class QuantizeOptions:
             raise UserError(f"subset size must be at least 1, got {self.subset_size}")
         if self.smoothing is not None and not 0.0 < self.smoothing < 1.0:
             raise UserError(f"activation smoothing alpha must be between 0 and 1, got {self.smoothing}")
+        if self.saturation_fix is not None:
+            check_saturation_fix(self.saturation_fix)
         if self.layerwise_samples is not None and self.layerwise_samples < 1:
             raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 
@@ -121,10 +125,13 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
 
     def make_plan(float_model: Any, pass_nodes: tuple[tuple[str, str], ...] = ()) -> QuantPlan:
-        planned = build_plan(graph_view(float_model), inputs.spec, inputs.rules,
+        graph = graph_view(float_model)
+        planned = build_plan(graph, inputs.spec, inputs.rules,
                              PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes),
                              model_name)
-        return _override_configs(planned, options.quantizer_overrides)
+        # After the config file's quantizer overrides: they may set the full 8-bit range the fix narrows.
+        return fix_saturation(_override_configs(planned, options.quantizer_overrides), graph, inputs.spec,
+                              options.saturation_fix)
 
     plan = make_plan(normalized)
     lap("plan")

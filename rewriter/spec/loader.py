@@ -115,6 +115,7 @@ def spec_to_dict(spec: HardwareSpec) -> dict:
         "description": spec.description,
         "extends": list(spec.extends),
         "rules": list(spec.rules),
+        "saturation_fix": spec.saturation_fix,
         "configs": {name: [_config_dict(c) for c in expansions] for name, expansions in spec.configs.items()},
         "ops": {op_type: _op_dict(op) for op_type, op in spec.ops.items()},
     }
@@ -181,6 +182,7 @@ class _Merged:
     configs: dict[str, RawConfig] = field(default_factory=dict)
     ops: dict[str, RawOp] = field(default_factory=dict)
     rules: list[str] = field(default_factory=list)
+    saturation_fix: tuple[str, SourceLoc] | None = None
 
 
 def _merge(chain: list[RawSpec], problems: Problems) -> _Merged:
@@ -197,6 +199,8 @@ def _merge(chain: list[RawSpec], problems: Problems) -> _Merged:
             _merge_op(merged.ops, op, parent, problems)
         if raw.rules is not None:
             merged.rules = raw.rules
+        if raw.saturation_fix is not None:
+            merged.saturation_fix = raw.saturation_fix
         parent = raw
     return merged
 
@@ -225,6 +229,7 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
     broken = {name for name, c in merged.configs.items() if c.expansions is None}
     ops = {op_type: _build_op(raw, configs, broken, problems) for op_type, raw in merged.ops.items()}
     root = chain[0]
+    saturation_fix, saturation_fix_loc = merged.saturation_fix or ("no", SourceLoc("<builtin>"))
     return HardwareSpec(
         name=root.name or "",
         path=str(root.path),
@@ -233,6 +238,8 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
         configs=MappingProxyType(configs),
         ops=MappingProxyType(ops),
         rules=tuple(merged.rules),
+        saturation_fix=saturation_fix,  # type: ignore[arg-type]  # the reader accepted only known modes
+        saturation_fix_loc=saturation_fix_loc,
         loc=root.loc,
     )
 

@@ -13,6 +13,10 @@ from rewriter.errors import SourceLoc
 
 Mode = Literal["symmetric", "asymmetric"]
 Granularity = Literal["pertensor", "perchannel"]
+# Which layers get 7-bit weights so integer kernels that add two uint8 x int8 products in int16 cannot
+# saturate (rewriter.match.saturation): none, the first weighted layers after the model inputs, or all.
+SaturationFix = Literal["no", "first_layer", "all"]
+SATURATION_FIX_MODES: tuple[SaturationFix, ...] = ("no", "first_layer", "all")
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class HardwareSpec:
 
     ``rules`` are the rule files (absolute paths) this target's placement uses,
     in order; ``extends`` is the chain of parent spec names, nearest first.
+    ``saturation_fix`` is the target's default for which layers get 7-bit
+    weights, declared at ``saturation_fix_loc``.
     """
 
     name: str
@@ -128,6 +134,8 @@ class HardwareSpec:
     configs: Mapping[str, tuple[QuantizerConfig, ...]] = field(default_factory=lambda: MappingProxyType({}))
     ops: Mapping[str, OpSpec] = field(default_factory=lambda: MappingProxyType({}))
     rules: tuple[str, ...] = ()
+    saturation_fix: SaturationFix = "no"
+    saturation_fix_loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
     loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
 
     def op(self, op_type: str) -> OpSpec | None:

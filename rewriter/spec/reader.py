@@ -15,10 +15,10 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import SourceLoc
 from rewriter.ir.ops import closest_op_type, known_op_types
-from rewriter.spec.model import QuantizerConfig
+from rewriter.spec.model import SATURATION_FIX_MODES, QuantizerConfig
 from rewriter.spec.yaml_nodes import Problems, YamlFile
 
-_TOP_KEYS = ("name", "description", "extends", "rules", "configs", "ops")
+_TOP_KEYS = ("name", "description", "extends", "rules", "saturation_fix", "configs", "ops")
 _CONFIG_KEYS = ("bits", "mode", "granularity", "level_low", "level_high", "narrow_range", "signed",
                 "unified_zeropoint")
 CONFIG_LISTS = ("activations", "weights", "outputs")
@@ -101,6 +101,7 @@ class RawSpec:
     description: str = ""
     extends: tuple[str, SourceLoc] | None = None
     rules: list[str] | None = None
+    saturation_fix: tuple[str, SourceLoc] | None = None
     configs: dict[str, RawConfig] = field(default_factory=dict)
     ops: dict[str, RawOp] = field(default_factory=dict)
 
@@ -159,6 +160,12 @@ def _read_rules(f: YamlFile, spec: RawSpec, node: Node) -> None:
                           "paths are relative to the spec file")
 
 
+def _read_saturation_fix(f: YamlFile, spec: RawSpec, node: Node) -> None:
+    mode = f.get_enum(node, "saturation_fix", SATURATION_FIX_MODES)
+    if mode is not None:
+        spec.saturation_fix = (mode, f.loc(node))
+
+
 def _read_configs(f: YamlFile, spec: RawSpec, node: Node) -> None:
     for name, key_node, value in f.pairs(node, "configs", expected="a mapping of config names to configs"):
         spec.configs[name] = _read_config(f, name, key_node, value)
@@ -173,7 +180,7 @@ def _read_ops(f: YamlFile, spec: RawSpec, node: Node) -> None:
 
 _TOP_READERS: dict[str, Callable[[YamlFile, RawSpec, Node], None]] = {
     "name": _read_name, "description": _read_description, "extends": _read_extends,
-    "rules": _read_rules, "configs": _read_configs, "ops": _read_ops,
+    "rules": _read_rules, "saturation_fix": _read_saturation_fix, "configs": _read_configs, "ops": _read_ops,
 }
 
 

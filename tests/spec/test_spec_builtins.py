@@ -184,7 +184,7 @@ def test_spec_to_dict_is_json_and_stable(name: str) -> None:
     assert first == second
     data = json.loads(first)
     assert data["name"] == name
-    assert list(data) == ["name", "path", "description", "extends", "rules", "configs", "ops"]
+    assert list(data) == ["name", "path", "description", "extends", "rules", "saturation_fix", "configs", "ops"]
 
 
 def test_spec_to_dict_content() -> None:
