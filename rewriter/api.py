@@ -22,6 +22,7 @@ from rewriter.ir.view import graph_view
 from rewriter.match.explain import NodeExplanation, explain_nodes
 from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
 from rewriter.options import QuantizeOptions
+from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
 from rewriter.spec.loader import load_spec, resolve_target
 from rewriter.spec.model import HardwareSpec
@@ -55,13 +56,17 @@ def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
     return PlanInputs(spec, load_rule_files(files))
 
 
-def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model_name: str = "") -> QuantPlan:
-    return build_plan(graph, inputs.spec, inputs.rules, options, model_name)
+def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model_name: str = "",
+               saturation_fix: str | None = None) -> QuantPlan:
+    """The plan for ``graph``: placement by the rules, then the target's (or the given) saturation fix."""
+    return fix_saturation(build_plan(graph, inputs.spec, inputs.rules, options, model_name), graph, inputs.spec,
+                          saturation_fix)
 
 
 def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = (),
           ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
-          preset: str = "performance", model_type: str | None = None) -> QuantPlan:
+          preset: str = "performance", model_type: str | None = None,
+          saturation_fix: str | None = None) -> QuantPlan:
     """Plan where FakeQuantize goes in ``model`` for ``target``, without touching any data.
 
     Args:
@@ -72,33 +77,34 @@ def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = 
         ignore_ops: op types (or IgnoredOperation with attribute filters) to keep in float.
         preset: performance, mixed or accuracy.
         model_type: "transformer" adds the transformer rule set.
+        saturation_fix: first_layer, all or no: which layers get 7-bit weights (default: the target's).
     """
-    return _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type)[2]
+    return _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix)[2]
 
 
 def why(model: str | Path, nodes: Sequence[str], target: str = "CPU", rules: Sequence[str | Path] = (),
         ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
-        preset: str = "performance", model_type: str | None = None
+        preset: str = "performance", model_type: str | None = None, saturation_fix: str | None = None
         ) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:
     """Plan as ``audit`` does, and explain the named nodes: rules tried, how far each got, spec entry.
 
     Raises:
         UserError: a node name the (normalized) model does not have, with the closest names.
     """
-    graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type)
+    graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix)
     return plan, explain_nodes(graph, inputs.spec, inputs.rules, plan, nodes)
 
 
 def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_scope: Sequence[str],
            ignore_ops: Sequence[str | IgnoredOperation], preset: str,
-           model_type: str | None) -> tuple[GraphView, PlanInputs, QuantPlan]:
+           model_type: str | None, saturation_fix: str | None) -> tuple[GraphView, PlanInputs, QuantPlan]:
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize(load_model(model))
     graph = graph_view(normalized.model)
     options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),
                           ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                            for o in ignore_ops))
-    return graph, inputs, plan_graph(graph, inputs, options, Path(model).name)
+    return graph, inputs, plan_graph(graph, inputs, options, Path(model).name, saturation_fix)
 
 
 def quantize(model: Any, data: Any = None, target: str | None = None, config: str | Path | None = None,

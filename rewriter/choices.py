@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from rewriter.spec.model import MODEL_TYPES, PRESETS, ModelType, Preset
+from rewriter.spec.model import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES, ModelType, Preset, SaturationFix
 
 __all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS", "OutputFormat",
-           "PRESETS", "Preset"]
+           "PRESETS", "Preset", "SATURATION_FIX_MODES", "SaturationFix"]
 
 #: "none" is an explicit choice (it overrides a configuration file); "fast" is FastBiasCorrection,
 #: "full" BiasCorrection.

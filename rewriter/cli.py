@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from rewriter.choices import MODEL_TYPES, PRESETS
+from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.errors import UserError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
@@ -58,6 +58,9 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE", help="keep this op type float")
     parser.add_argument("--preset", choices=PRESETS, default=None)
     parser.add_argument("--model-type", choices=MODEL_TYPES, default=None)
+    parser.add_argument("--saturation-fix", choices=SATURATION_FIX_MODES, default=None,
+                        help="layers whose 8-bit weights use 7 bits, so CPUs without VNNI compute them exactly "
+                             "(default: the target's spec)")
 
 
 def _write(text: str, output: str | None) -> None:
@@ -81,7 +84,8 @@ def _audit(args: argparse.Namespace) -> int:
         _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), args.output)
         return EXIT_OK
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
-                 ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type)
+                 ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
+                 saturation_fix=args.saturation_fix)
     _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), args.output)
     return EXIT_OK
 

@@ -78,7 +78,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         "ignore_ops": tuple(IgnoredOperation(t) for t in args.ignore_op) or None,
         "output_format": args.format, "rules": tuple(args.rules),
         "channel_alignment": args.channel_alignment, "layerwise_tuning": args.layerwise_tuning,
-        "smoothing": args.smoothing,
+        "smoothing": args.smoothing, "saturation_fix": args.saturation_fix,
         "bias_correction": args.bias_correction,
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
     data = args.data or (loaded.data_source if loaded else None)

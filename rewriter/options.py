@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.data import ImageOptions
-from rewriter.choices import (BIAS_CORRECTIONS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS, BiasCorrection, ModelType,
-                              OutputFormat, Preset)
+from rewriter.choices import (BIAS_CORRECTIONS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS, SATURATION_FIX_MODES,
+                              BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix)
 from rewriter.errors import UserError
 from rewriter.match.planner import IgnoredOperation
 
@@ -48,6 +48,7 @@ class QuantizeOptions:
     layerwise_tuning: bool = False
     layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
     smoothing: float | None = None  # activation smoothing (SmoothQuant) strength alpha; None: off
+    saturation_fix: SaturationFix | None = None  # first_layer | all | no: layers with 7-bit weights; None: the target's
 
     def __post_init__(self) -> None:
         if self.bias_correction not in (None, *BIAS_CORRECTIONS):
@@ -58,6 +59,9 @@ class QuantizeOptions:
             raise UserError(f"subset size must be at least 1, got {self.subset_size}")
         if self.smoothing is not None and not 0.0 < self.smoothing < 1.0:
             raise UserError(f"activation smoothing alpha must be between 0 and 1, got {self.smoothing}")
+        if self.saturation_fix is not None and self.saturation_fix not in SATURATION_FIX_MODES:
+            raise UserError(f"unknown saturation fix {self.saturation_fix!r}; choose one of "
+                            f"{', '.join(SATURATION_FIX_MODES)}")
         if self.layerwise_samples is not None and self.layerwise_samples < 1:
             raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 

@@ -39,6 +39,7 @@ from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays, slicing_axis
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import PlanOptions, build_plan
+from rewriter.match.saturation import fix_saturation
 from rewriter.options import QuantizeOptions
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
 from rewriter.report.plan_report import plan_dict
@@ -82,10 +83,14 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
 
     def make_plan(float_model: Any, pass_nodes: tuple[tuple[str, str], ...] = ()) -> QuantPlan:
-        return build_plan(graph_view(float_model), inputs.spec, inputs.rules,
-                          PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
-                                      options.quantizer_overrides),
-                          model_name)
+        graph = graph_view(float_model)
+        planned = build_plan(graph, inputs.spec, inputs.rules,
+                             PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
+                                         options.quantizer_overrides),
+                             model_name)
+        # After the config file's quantizer overrides (applied by the planner): they may set the full 8-bit
+        # range the fix narrows.
+        return fix_saturation(planned, graph, inputs.spec, options.saturation_fix)
 
     plan = make_plan(normalized)
     lap("plan")

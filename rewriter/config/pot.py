@@ -303,11 +303,8 @@ class _Loader(SchemaChecker):
                 self.unsupported.append(Notice(self.loc(f"{where}.params.{key}", key=True),
                                                f"{key} is ignored: layer-wise tuning here is a gradient-free "
                                                "grid search (no optimizer, loss or iterations to set)"))
-        if p.get("saturation_fix") not in (None, "no"):
+        if p.get("saturation_fix") is not None:
             out["saturation_fix"] = p["saturation_fix"]
-            self.unsupported.append(Notice(self.loc(f"{where}.params.saturation_fix", key=True),
-                                           "saturation_fix is not implemented: weights use their full 8-bit "
-                                           "range (as with \"no\")"))
         if p.get("shuffle_data") is False:
             self.unsupported.append(Notice(self.loc(f"{where}.params.shuffle_data", key=True),
                                            "shuffle_data: false is not honoured: the calibration subset is always "

@@ -200,6 +200,8 @@ class LoadedConfig:
             out["bias_threshold"] = self.pipeline.bias_threshold
         if self.pipeline.smoothing is not None:
             out["smoothing"] = self.pipeline.smoothing
+        if self.pipeline.saturation_fix is not None:
+            out["saturation_fix"] = self.pipeline.saturation_fix
         if self.pipeline.layerwise_tuning:
             out["layerwise_tuning"] = True
             samples = self._layerwise_samples()

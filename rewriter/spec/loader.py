@@ -143,6 +143,7 @@ def spec_to_dict(spec: HardwareSpec) -> dict:
         "extends": list(spec.extends),
         "rules": list(spec.rules),
         "activation_storage": spec.activation_storage,
+        "saturation_fix": spec.saturation_fix,
         "configs": {name: [_config_dict(c) for c in expansions] for name, expansions in spec.configs.items()},
         "ops": {op_type: _op_dict(op) for op_type, op in spec.ops.items()},
     }
@@ -210,6 +211,7 @@ class _Merged:
     ops: dict[str, RawOp] = field(default_factory=dict)
     rules: list[str] = field(default_factory=list)
     model_types: dict[str, list[str]] = field(default_factory=dict)
+    saturation_fix: tuple[str, SourceLoc] | None = None
 
 
 def _merge(chain: list[RawSpec], problems: Problems) -> _Merged:
@@ -227,6 +229,8 @@ def _merge(chain: list[RawSpec], problems: Problems) -> _Merged:
         if raw.rules is not None:
             merged.rules = raw.rules
         merged.model_types.update(raw.model_types)
+        if raw.saturation_fix is not None:
+            merged.saturation_fix = raw.saturation_fix
         parent = raw
     return merged
 
@@ -257,6 +261,7 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
     root = chain[0]
     storage = next((r.activation_storage for r in chain if r.activation_storage is not None),
                    ("unsigned", root.loc))
+    saturation_fix, saturation_fix_loc = merged.saturation_fix or ("no", SourceLoc("<builtin>"))
     return HardwareSpec(
         name=root.name or "",
         path=str(root.path),
@@ -267,6 +272,8 @@ def _build(chain: list[RawSpec], merged: _Merged, problems: Problems) -> Hardwar
         rules=tuple(merged.rules),
         model_types=MappingProxyType({name: tuple(files) for name, files in merged.model_types.items()}),
         pot=root.pot,
+        saturation_fix=saturation_fix,  # type: ignore[arg-type]  # the reader accepted only known modes
+        saturation_fix_loc=saturation_fix_loc,
         loc=root.loc,
         activation_storage=storage[0],
         activation_storage_loc=storage[1],

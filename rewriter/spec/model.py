@@ -19,6 +19,10 @@ PRESETS: tuple[str, ...] = get_args(Preset)
 #: Model types a spec may give extra rule files for (``model_types``).
 ModelType = Literal["transformer"]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+# Which layers get 7-bit weights so integer kernels that add two uint8 x int8 products in int16 cannot
+# saturate (rewriter.match.saturation): none, the first weighted layers after the model inputs, or all.
+SaturationFix = Literal["no", "first_layer", "all"]
+SATURATION_FIX_MODES: tuple[SaturationFix, ...] = ("no", "first_layer", "all")
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,8 @@ class HardwareSpec:
     in order; ``model_types`` the rule files each model type adds;
     ``extends`` is the chain of parent spec names, nearest first; ``pot`` is
     the file's own ``pot`` section (not inherited).
+    ``saturation_fix`` is the target's default for which layers get 7-bit
+    weights, declared at ``saturation_fix_loc``.
     """
 
     name: str
@@ -164,6 +170,8 @@ class HardwareSpec:
     rules: tuple[str, ...] = ()
     model_types: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     pot: PotNames | None = None
+    saturation_fix: SaturationFix = "no"
+    saturation_fix_loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
     loc: SourceLoc = field(default=SourceLoc("<builtin>"), compare=False)
     # The integer type of activations in the QDQ output: "unsigned" (uint8/uint16) or "signed" (int8/int16),
     # and where a spec file of the extends chain says so (the spec's own location when none does).

@@ -16,11 +16,11 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import SourceLoc
 from rewriter.ir.ops import closest_op_type, known_op_types
-from rewriter.spec.model import MODEL_TYPES, PRESETS, PotNames, QuantizerConfig
+from rewriter.spec.model import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES, PotNames, QuantizerConfig
 from rewriter.spec.yaml_nodes import Problems, YamlFile
 
-_TOP_KEYS = ("name", "description", "extends", "rules", "activation_storage", "model_types", "pot", "configs",
-             "ops")
+_TOP_KEYS = ("name", "description", "extends", "rules", "activation_storage", "saturation_fix", "model_types", "pot",
+             "configs", "ops")
 _POT_KEYS = ("preset_renames", "aliases")
 ACTIVATION_STORAGE = ("unsigned", "signed")
 _CONFIG_KEYS = ("bits", "mode", "granularity", "level_low", "level_high", "narrow_range", "signed",
@@ -111,6 +111,7 @@ class RawSpec:
     model_types: dict[str, list[str]] = field(default_factory=dict)
     pot: PotNames | None = None
     activation_storage: tuple[str, SourceLoc] | None = None
+    saturation_fix: tuple[str, SourceLoc] | None = None
     configs: dict[str, RawConfig] = field(default_factory=dict)
     ops: dict[str, RawOp] = field(default_factory=dict)
 
@@ -218,6 +219,12 @@ def _read_activation_storage(f: YamlFile, spec: RawSpec, node: Node) -> None:
     spec.activation_storage = (value, f.loc(node))
 
 
+def _read_saturation_fix(f: YamlFile, spec: RawSpec, node: Node) -> None:
+    mode = f.get_enum(node, "saturation_fix", SATURATION_FIX_MODES)
+    if mode is not None:
+        spec.saturation_fix = (mode, f.loc(node))
+
+
 def _read_configs(f: YamlFile, spec: RawSpec, node: Node) -> None:
     for name, key_node, value in f.pairs(node, "configs", expected="a mapping of config names to configs"):
         spec.configs[name] = _read_config(f, name, key_node, value)
@@ -233,7 +240,7 @@ def _read_ops(f: YamlFile, spec: RawSpec, node: Node) -> None:
 _TOP_READERS: dict[str, Callable[[YamlFile, RawSpec, Node], None]] = {
     "name": _read_name, "description": _read_description, "extends": _read_extends,
     "rules": _read_rules, "activation_storage": _read_activation_storage, "model_types": _read_model_types,
-    "pot": _read_pot, "configs": _read_configs, "ops": _read_ops,
+    "saturation_fix": _read_saturation_fix, "pot": _read_pot, "configs": _read_configs, "ops": _read_ops,
 }
 
 

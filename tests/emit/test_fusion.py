@@ -5,7 +5,9 @@ Conv/Gemm/MatMul/Add, moved above MaxPool and Concat as the planner's
 propagation would) and counts node types in onnxruntime's optimized graph.
 The optimized model must also still compute what the unoptimized one does
 (the fused kernels requantize with their own float arithmetic: equal up to
-an ulp of the output, in practice exactly).
+an ulp of the output, in practice exactly). Weights use the 7-bit grid the
+CPU, ANY and ORT targets emit (their saturation fix); full-range 8-bit weights
+are exact only where onnxruntime's uint8 x int8 kernel does not saturate.
 """
 from __future__ import annotations
 
@@ -14,24 +16,29 @@ from typing import Sequence
 import numpy as np
 import onnx
 import pytest
-from emit_helpers import (Builder, activation_range, concat_branches, conv_chain, gemm_classifier, intermediates,
-                          emit_planned, make_plan, matmul_linear, maxpool_between_convs, point, residual_block, run,
+from emit_helpers import (W8, Builder, activation_range, concat_branches, conv_chain, emit_planned, gemm_classifier,
+                          intermediates, make_plan, matmul_linear, maxpool_between_convs, point, residual_block, run,
                           weight_point,
                           weight_range)
+from ort_kernels import u8s8_saturates
 
 from rewriter.algorithms.types import TensorRange
 from rewriter.emit import EmitResult, emit_qdq
 from rewriter.emit.ort_check import INTEGER_OPS, fused_counts, optimized_model
+from rewriter.spec.model import QuantizerConfig
 
 RNG = np.random.default_rng(11)
+# The weight grid of the CPU, ANY and ORT targets (their saturation fix): 7 bits kept in int8.
+W7 = QuantizerConfig("q8_w_sym", 8, "symmetric", "perchannel", level_low=-63, level_high=63)
 
 
 def emit_plan(m: onnx.ModelProto, feeds: dict[str, np.ndarray], acts: dict[str, Sequence[tuple[str, int]]],
               weights: Sequence[tuple[str, str, int | None]], shared: Sequence[Sequence[str]] = (),
-              **act_options: object) -> EmitResult:
+              weight_bits: int = 7, **act_options: object) -> EmitResult:
     """Emit a plan quantizing ``acts`` (tensor -> consumers) and ``weights`` ((tensor, node, axis)).
 
-    ``shared`` lists groups of activations that get one range (a unified group).
+    ``shared`` lists groups of activations that get one range (a unified group); ``weight_bits`` 8 gives
+    full-range weights, whose fused result must equal the unfused one only where the kernel cannot saturate.
     """
     values = intermediates(m, feeds, [a for a in acts if a not in feeds])
     values.update(feeds)
@@ -44,12 +51,16 @@ def emit_plan(m: onnx.ModelProto, feeds: dict[str, np.ndarray], acts: dict[str, 
             groups[a] = k
     points = [point(a, cons, unify_group=groups.get(a)) for a, cons in acts.items()]
     for w, node, axis in weights:
-        ranges[w] = weight_range(m, w, axis)
-        points.append(weight_point(w, (node, 1), axis))
+        ranges[w] = weight_range(m, w, axis, bits=weight_bits)
+        points.append(weight_point(w, (node, 1), axis, config=W7 if weight_bits == 7 else W8))
     result = emit_planned(m, make_plan(*points), ranges)
     onnx.checker.check_model(result.model, full_check=True)
     got, want = run(result.model, feeds, optimize=True)[0], run(result.model, feeds)[0]
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+    tolerance = 1e-5 * max(1.0, float(np.abs(want).max()))
+    if weight_bits == 8 and u8s8_saturates():
+        assert np.abs(got - want).max() > tolerance, "full-range weights fused exactly on a saturating kernel"
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=tolerance)
     return result
 
 
@@ -65,12 +76,21 @@ def conv_chain_result(**act_options: object) -> EmitResult:
 
 
 def test_conv_relu_conv_chain() -> None:
-    counts = fused_counts(conv_chain_result().model)
+    result = conv_chain_result()
+    assert (result.tensor("conv1.weight").qmin, result.tensor("conv1.weight").qmax) == (-63, 63)
+    counts = fused_counts(result.model)
     # conv1 and conv2 (Relu absorbed: its output's zero point is uint8's 0); the last Conv has no
     # QuantizeLinear after it (its output is the float graph output), so onnxruntime keeps it float.
     assert integer_ops(counts) == {"QLinearConv": 2}
     assert counts["Conv"] == 1 and counts["QuantizeLinear"] == 1 and counts["DequantizeLinear"] == 3
     assert "Relu" not in counts
+
+
+def test_full_range_8bit_weights_fuse_exactly_only_where_the_kernel_cannot_saturate() -> None:
+    """What a user asking for saturation_fix "no" gets: exact on VNNI CPUs, different on AVX2-only ones."""
+    result = conv_chain_result(weight_bits=8)
+    assert (result.tensor("conv1.weight").qmin, result.tensor("conv1.weight").qmax) == (-127, 127)
+    assert integer_ops(fused_counts(result.model)) == {"QLinearConv": 2}
 
 
 def test_4bit_activations_with_integer_clip_still_fuse() -> None:

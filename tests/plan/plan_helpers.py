@@ -5,7 +5,7 @@ from pathlib import Path
 
 import onnx
 
-from rewriter.api import load_plan_inputs
+from rewriter.api import load_plan_inputs, plan_graph
 from rewriter.dsl.parser import load_rule_files, parse_rules
 from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
@@ -18,10 +18,10 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 def plan_model(model: onnx.ModelProto, target: str = "CPU", name: str = "model",
                options: PlanOptions = PlanOptions(), model_type: str | None = None,
-               rules: tuple[str, ...] = ()) -> QuantPlan:
+               rules: tuple[str, ...] = (), saturation_fix: str | None = None) -> QuantPlan:
     inputs = load_plan_inputs(target, rules, model_type)
     graph = graph_view(normalize(model).model)
-    return build_plan(graph, inputs.spec, inputs.rules, options, name)
+    return plan_graph(graph, inputs, options, name, saturation_fix)
 
 
 def plan_with_rules(model: onnx.ModelProto, rules_text: str, target: str = "CPU",

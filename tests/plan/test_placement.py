@@ -21,7 +21,11 @@ def test_conv_chain_quantizes_every_conv_input_and_weight() -> None:
     assert not any(n.op_type == "BatchNormalization" for n in plan.nodes), "BN must be folded first"
     weights = [p for p in plan.points if p.role == "weight"]
     assert all(p.config.granularity == "perchannel" and p.channel_axis == 0 for p in weights)
-    assert all(p.config.level_low == -127 and p.config.level_high == 127 for p in weights)
+    # 7-bit weights by the CPU target's saturation fix, and the full 8-bit grid without it.
+    assert all(p.config.level_low == -63 and p.config.level_high == 63 for p in weights)
+    assert all(p.trail[-1].source == "saturation_fix" for p in weights)
+    full = [p for p in plan_model(models.conv_bn_relu_chain(), saturation_fix="no").points if p.role == "weight"]
+    assert all(p.config.level_low == -127 and p.config.level_high == 127 for p in full)
 
 
 def test_attention_block_keeps_normalization_gelu_and_softmax_inputs_float() -> None:

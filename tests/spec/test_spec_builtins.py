@@ -184,7 +184,8 @@ def test_spec_to_dict_is_json_and_stable(name: str) -> None:
     assert first == second
     data = json.loads(first)
     assert data["name"] == name
-    assert list(data) == ["name", "path", "description", "extends", "rules", "activation_storage", "configs", "ops"]
+    assert list(data) == ["name", "path", "description", "extends", "rules", "activation_storage", "saturation_fix",
+                          "configs", "ops"]
     assert data["activation_storage"] == "unsigned"
 
 
