@@ -100,10 +100,10 @@ import numpy as np
 from rewriter.algorithms.fq_math import fake_quantize
 from rewriter.algorithms.types import TensorRange
 from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.ir.layers import WEIGHT_PORT, LinearLayer, linear_layers, matmul_bias_names
 from rewriter.plan import FakeQuantizePoint, QuantPlan
 
 __all__ = [
-    "BIAS_OPS",
     "BiasCorrectionResult",
     "BiasTarget",
     "ChannelMean",
@@ -120,7 +120,6 @@ __all__ = [
     "fast_bias_correction",
 ]
 
-BIAS_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Default thresholds of the original tool: FastBiasCorrection, BiasCorrection.
 FAST_THRESHOLD = 2.0
 THRESHOLD = 1000.0
@@ -130,7 +129,6 @@ FAST_MODES = ("weights", "original")
 SUBSET_RATIO = 0.2
 REDUCER_PREFIX = "bias:"
 
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 # Ops whose output holds exactly the values of their input 0 (rearranged), so a
 # FakeQuantize above them quantizes what they pass on.
 _VALUE_PRESERVING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity")
@@ -169,6 +167,7 @@ class BiasTarget:
             for Conv, -1 otherwise) for input and output; it stays right when a
             tensor is reduced with an extra leading axis.
         channels: number of output channels.
+        weight_axis: the weight's output-channel axis.
         bias: the initializer holding the bias, None when there is none yet.
         bias_in_node: the bias is an input of the node (Conv/Gemm input 2), so
             running the node alone includes it; else it is in a separate Add.
@@ -187,6 +186,7 @@ class BiasTarget:
     channel_axis: int
     reduce_axis: int
     channels: int
+    weight_axis: int
     bias: str | None
     bias_in_node: bool
     bias_scale: float = 1.0
@@ -207,70 +207,63 @@ def bias_targets(graph: GraphView, plan: QuantPlan) -> tuple[BiasTarget, ...]:
     weight_points = {(c.node, c.port): p for p in plan.points if p.role == "weight" for c in p.consumers}
     activations = {p.tensor: p for p in plan.points if p.role != "weight"}
     targets = []
-    for node in graph.nodes:
-        if node.op_type not in BIAS_OPS or node.domain not in _DEFAULT_DOMAINS or len(node.inputs) < 2:
+    for layer in linear_layers(graph):
+        point = weight_points.get((layer.name, WEIGHT_PORT))
+        if point is None or point.tensor != layer.weight or not graph.is_constant(layer.weight):
             continue
-        weight = node.inputs[1]
-        point = weight_points.get((node.name, 1))
-        if point is None or point.tensor != weight or not graph.is_constant(weight):
-            continue
-        target = _target(graph, activations, node)
+        target = _target(graph, activations, layer)
         if target is not None:
             targets.append(target)
     return tuple(targets)
 
 
-def _target(graph: GraphView, activations: Mapping[str, FakeQuantizePoint], node: NodeInfo) -> BiasTarget | None:
-    info = graph.tensor(node.inputs[1])
-    shape = info.shape
-    if info.dtype != "float32" or shape is None or not all(isinstance(d, int) for d in shape):
+def _target(graph: GraphView, activations: Mapping[str, FakeQuantizePoint], layer: LinearLayer) -> BiasTarget | None:
+    node, shape = layer.node, layer.weight_shape
+    if graph.tensor(layer.weight).dtype != "float32" or shape is None or layer.out_channels is None:
         return None
-    attrs = node.attrs
     if node.op_type in ("Conv", "ConvTranspose"):
         if len(shape) < 3:
             return None
-        channels = shape[0] if node.op_type == "Conv" else shape[1] * int(attrs.get("group", 1))
-        axis, reduce_axis, out_rank = 1, 1 - len(shape), len(shape)
+        # The output has the weight's rank: N, C and one axis per kernel axis.
+        reduce_axis, out_rank = 1 - len(shape), len(shape)
     elif node.op_type == "Gemm":
-        if attrs.get("transA", 0) or len(shape) != 2:
+        if layer.trans_a or len(shape) != 2:
             return None
-        channels = shape[0] if attrs.get("transB", 0) else shape[1]
-        axis, reduce_axis, out_rank = -1, -1, 2
+        reduce_axis, out_rank = -1, 2
     else:
         if len(shape) < 2:
             return None
-        out_shape = graph.tensor(node.outputs[0]).shape
-        channels, axis, reduce_axis = shape[-1], -1, -1
-        out_rank = len(out_shape) if out_shape is not None else None
-    base = dict(node=node.name, op_type=node.op_type, input=node.inputs[0],
-                input_range=_input_range(graph, activations, node), weight=node.inputs[1], node_output=node.outputs[0],
-                channel_axis=axis, reduce_axis=reduce_axis, channels=int(channels))
-    scale = float(attrs.get("beta", 1.0)) if node.op_type == "Gemm" else 1.0
+        out_shape = graph.tensor(layer.output).shape
+        reduce_axis, out_rank = -1, len(out_shape) if out_shape is not None else None
+    channels, axis = layer.out_channels, layer.activation_axis
+    base = dict(node=node.name, op_type=node.op_type, input=layer.activation,
+                input_range=_input_range(graph, activations, node), weight=layer.weight, node_output=layer.output,
+                channel_axis=axis, reduce_axis=reduce_axis, channels=channels,
+                weight_axis=layer.out_axis)
+    scale = layer.beta if node.op_type == "Gemm" else 1.0
 
-    if node.op_type != "MatMul" and len(node.inputs) > 2 and node.inputs[2]:
-        bias = node.inputs[2]
+    if layer.bias_input is not None:
+        bias = layer.bias_input
         problem = _bias_problem(graph, bias, channels, node.op_type)
         if not problem and scale == 0.0:
             problem = "Gemm beta is 0: its bias has no effect"
-        return BiasTarget(**base, output=node.outputs[0], bias=bias, bias_in_node=True, bias_scale=scale,
+        return BiasTarget(**base, output=layer.output, bias=bias, bias_in_node=True, bias_scale=scale,
                           problem=problem)
 
-    add = _bias_add(graph, node, channels, axis, out_rank)
-    if add is not None:
-        add_node, bias = add
-        return BiasTarget(**base, output=add_node.outputs[0], bias=bias, bias_in_node=False)
+    add = layer.bias_add
+    if add is not None and _per_channel_add(graph, add.constant, channels, axis, out_rank):
+        return BiasTarget(**base, output=add.output, bias=add.constant, bias_in_node=False)
 
     name = _fresh(graph, f"{node.name}.bias")
     problem = ""
     if node.op_type == "MatMul":
-        # ir.edit.apply_weight_updates names the new Add and the MatMul's renamed output like this.
-        taken = [n for n in (f"{node.name}_bias",) if n in graph.by_name]
-        taken += [t for t in (f"{node.outputs[0]}_before_bias",) if t in graph.tensors]
+        add_name, raw_output = matmul_bias_names(node.name, layer.output)
+        taken = [n for n in (add_name,) if n in graph.by_name] + [t for t in (raw_output,) if t in graph.tensors]
         if taken:
             problem = f"cannot add a bias: the name {taken[0]!r} is taken"
     elif scale == 0.0:
         problem = "Gemm beta is 0: a bias would have no effect"
-    return BiasTarget(**base, output=node.outputs[0], bias=None, bias_in_node=node.op_type != "MatMul",
+    return BiasTarget(**base, output=layer.output, bias=None, bias_in_node=node.op_type != "MatMul",
                       bias_scale=scale if scale else 1.0, create=True, new_bias_name=name, problem=problem)
 
 
@@ -286,34 +279,24 @@ def _bias_problem(graph: GraphView, bias: str, channels: int, op_type: str) -> s
     return ""
 
 
-def _bias_add(graph: GraphView, node: NodeInfo, channels: int, axis: int,
-              out_rank: int | None) -> tuple[NodeInfo, str] | None:
-    """The Add of a per-channel constant that is the only reader of the node's output, if any."""
-    out = node.outputs[0]
-    readers = graph.consumers_of(out)
-    if len(readers) != 1 or graph.fanout(out) != 1:
-        return None
-    add, port = readers[0]
-    if add.op_type != "Add" or add.domain not in _DEFAULT_DOMAINS or len(add.inputs) != 2:
-        return None
-    const = add.inputs[1 - port]
-    if const == out or not graph.is_constant(const) or graph.fanout(const) != 1:
-        return None
+def _per_channel_add(graph: GraphView, const: str, channels: int, axis: int, out_rank: int | None) -> bool:
+    """Whether a following Add's constant is a bias: float32, read by that Add only, one value per channel."""
+    if graph.fanout(const) != 1:
+        return False
     info = graph.tensor(const)
     if info.dtype != "float32" or info.shape is None or not all(isinstance(d, int) for d in info.shape):
-        return None
+        return False
     shape = tuple(info.shape)
     if axis == -1:
         position = len(shape) - 1
         if out_rank is not None and len(shape) > out_rank:
-            return None
+            return False
     else:
         if out_rank is None or len(shape) > out_rank:
-            return None
+            return False
         position = len(shape) - out_rank + axis
-    if position < 0 or shape[position] != channels or any(d != 1 for i, d in enumerate(shape) if i != position):
-        return None
-    return add, const
+    return not (position < 0 or shape[position] != channels
+                or any(d != 1 for i, d in enumerate(shape) if i != position))
 
 
 def _input_range(graph: GraphView, activations: Mapping[str, FakeQuantizePoint], node: NodeInfo) -> str | None:

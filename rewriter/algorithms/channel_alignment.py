@@ -79,7 +79,7 @@ import numpy as np
 from rewriter.calibrate.aggregators import aggregate
 from rewriter.calibrate.estimators import estimate_quantile
 from rewriter.ir.graph import GraphView, NodeInfo
-from rewriter.match.axes import weight_channel_axis
+from rewriter.ir.layers import LinearLayer, is_default_domain, linear_layer
 from rewriter.plan import QuantPlan
 
 #: POT's outlier probability for the alignment quantiles.
@@ -205,7 +205,7 @@ def _examine_all(graph: GraphView, plan: QuantPlan | None) -> dict[str, Alignmen
     examiner = _Examiner(graph)
     out: dict[str, AlignmentPair | str] = {}
     for node in graph.nodes:
-        if node.op_type not in _PRODUCERS or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in _PRODUCERS or not is_default_domain(node.domain):
             continue
         found = examiner.pair(node)
         if isinstance(found, AlignmentPair) and checker is not None:
@@ -243,7 +243,7 @@ class _Examiner:
             return str(why)
 
     def _pair(self, producer: NodeInfo) -> AlignmentPair:
-        p = self._producer_side(producer)
+        p = self._producer_side(self._layer(producer))
         consumer, port = self._single_reader(p.output, producer.name)
         family = "conv" if producer.op_type == "Conv" else "linear"
         if consumer.op_type not in (("Conv",) if family == "conv" else ("MatMul", "Gemm")):
@@ -251,7 +251,7 @@ class _Examiner:
             raise _Reject(f"{p.output} goes to {consumer.op_type} {consumer.name}, not directly to {wanted}")
         if port != 0:
             raise _Reject(f"{p.output} is input {port} of {consumer.op_type} {consumer.name}, not its data input")
-        c = self._consumer_side(consumer)
+        c = self._consumer_side(self._layer(consumer))
         channels = self._dim(p.weight, p.out_axis)
         if self._dim(c.weight, c.in_axis) != channels:
             raise _Reject(f"{consumer.name} reads {self._dim(c.weight, c.in_axis)} channels, "
@@ -277,75 +277,71 @@ class _Examiner:
 
     # -- the two ends ----------------------------------------------------------------------------
 
-    def _weight_axes(self, node: NodeInfo, weight: str) -> tuple[int, int]:
-        """(output-channel axis, input-channel axis) of a Conv, 2-D MatMul or Gemm weight."""
-        shape = self._shape(weight)
-        if node.op_type == "MatMul" and len(shape) != 2:
-            raise _Reject(f"{node.name}: MatMul weight {weight} has rank {len(shape)}, not 2")
-        out_axis = weight_channel_axis(self.g, node, 1)
-        return out_axis, 1 - out_axis  # type: ignore[operator]
+    def _layer(self, node: NodeInfo) -> LinearLayer:
+        layer = linear_layer(self.g, node)
+        if layer is None:
+            if not is_default_domain(node.domain):
+                raise _Reject(f"{node.name}: {node.op_type} of domain {node.domain!r} is not the ONNX operator")
+            raise _Reject(f"{node.name}: its weight is not a constant initializer")
+        return layer
 
-    def _producer_side(self, node: NodeInfo) -> _Side:
-        weight = self._input(node, 1)
+    def _weight_axes(self, layer: LinearLayer) -> tuple[int, int]:
+        """(output-channel axis, input-channel axis) of a Conv, 2-D MatMul or Gemm weight."""
+        shape = self._shape(layer.weight)
+        if layer.op_type == "MatMul" and len(shape) != 2:
+            raise _Reject(f"{layer.name}: MatMul weight {layer.weight} has rank {len(shape)}, not 2")
+        assert layer.out_axis is not None and layer.in_axis is not None
+        return layer.out_axis, layer.in_axis
+
+    def _producer_side(self, layer: LinearLayer) -> _Side:
+        node, weight = layer.node, layer.weight
         self._float_constant(weight, node)
-        out_axis, in_axis = self._weight_axes(node, weight)
+        out_axis, in_axis = self._weight_axes(layer)
         bias, factor = None, 1.0
         if node.op_type == "Conv":
-            bias = self._input(node, 2) or None
-        elif node.op_type == "Gemm":
-            beta = float(node.attrs.get("beta", 1.0))
-            c = self._input(node, 2)
-            if c and beta != 0.0:
-                bias, factor = c, 1.0 / beta
+            bias = layer.bias_input
+        elif node.op_type == "Gemm" and layer.bias_input is not None and layer.beta != 0.0:
+            bias, factor = layer.bias_input, 1.0 / layer.beta
         if bias is not None:
             self._float_constant(bias, node)
-        output = node.outputs[0]
+        output = layer.output
         broadcasts = node.op_type == "Gemm"
         if bias is None:
-            bias, output = self._bias_add(node, output)
+            bias, output = self._bias_add(layer)
             broadcasts = True
         return _Side(node, weight, out_axis, in_axis, bias, factor, output, broadcasts)
 
-    def _consumer_side(self, node: NodeInfo) -> _Side:
-        weight = self._input(node, 1)
+    def _consumer_side(self, layer: LinearLayer) -> _Side:
+        node, weight = layer.node, layer.weight
         self._float_constant(weight, node)
-        if node.op_type == "Gemm" and int(node.attrs.get("transA", 0)):
+        if layer.trans_a:
             raise _Reject(f"{node.name}: Gemm with transA=1 reads the activation transposed")
-        out_axis, in_axis = self._weight_axes(node, weight)
+        out_axis, in_axis = self._weight_axes(layer)
         bias, factor = None, 1.0
         if node.op_type == "Conv":
             self._check_conv_geometry(node, self._shape(weight))
-            bias = self._input(node, 2) or None
-        elif node.op_type == "Gemm":
-            beta = float(node.attrs.get("beta", 1.0))
-            c = self._input(node, 2)
-            if c and beta != 0.0:
-                bias, factor = c, float(node.attrs.get("alpha", 1.0)) / beta
+            bias = layer.bias_input
+        elif node.op_type == "Gemm" and layer.bias_input is not None and layer.beta != 0.0:
+            bias, factor = layer.bias_input, layer.alpha / layer.beta
         if bias is not None and not self._is_float_constant(bias):
             bias = None
-        output = node.outputs[0]
+        output = layer.output
         broadcasts = node.op_type != "Conv"
         if bias is None and node.op_type == "MatMul":
             try:
-                bias, output = self._bias_add(node, output)
+                bias, output = self._bias_add(layer)
             except _Reject:
                 bias = None  # a consumer without a usable bias: no mean shift, the rescale stays exact
         return _Side(node, weight, out_axis, in_axis, bias, factor, output, broadcasts)
 
-    def _bias_add(self, node: NodeInfo, output: str) -> tuple[str | None, str]:
+    def _bias_add(self, layer: LinearLayer) -> tuple[str | None, str]:
         """A following Add of a constant: (its constant, its output); (None, output) when there is none."""
-        readers = self.g.consumers_of(output)
-        if len(readers) != 1 or self.g.tensor(output).is_graph_output:
-            return None, output
-        add, _ = readers[0]
-        if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.inputs) != 2:
-            return None, output
-        other = add.inputs[1] if add.inputs[0] == output else add.inputs[0]
-        if other == output or not self.g.is_constant(other):
-            return None, output
-        if not self._is_float_constant(other):
-            raise _Reject(f"{add.name}: bias {other} is not a float constant")
-        return other, add.outputs[0]
+        add = layer.bias_add
+        if add is None:
+            return None, layer.output
+        if not self._is_float_constant(add.constant):
+            raise _Reject(f"{add.node.name}: bias {add.constant} is not a float constant")
+        return add.constant, add.output
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -405,9 +401,6 @@ class _Examiner:
     def _is_float_constant(self, name: str) -> bool:
         info = self.g.tensor(name)
         return info.is_constant and info.dtype in _FLOAT_DTYPES and info.shape is not None
-
-    def _input(self, node: NodeInfo, port: int) -> str:
-        return node.inputs[port] if len(node.inputs) > port else ""
 
     def _shape(self, name: str) -> tuple[int, ...]:
         shape = self.g.tensor(name).shape

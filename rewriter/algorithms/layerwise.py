@@ -268,11 +268,11 @@ def _prepare(graph: GraphView, plan: QuantPlan, t: BiasTarget, ranges: Mapping[s
         raise ValueError(f"layer-wise tuning: the plan has no FakeQuantize on the weight {t.weight!r}")
     single = replace(plan, points=(point,))
     candidates = [current] + [weight_ranges(single, {t.weight: weight * m}, options)[t.weight] for m in grid[1:]]
-    owner, per_element = _owners(graph, t, current, weight.ndim)
+    owner, per_element = _owners(t, current, weight.ndim)
     return _Layer(t, nodes, grid, candidates, owner, per_element)
 
 
-def _owners(graph: GraphView, t: BiasTarget, rng: TensorRange, weight_ndim: int) -> tuple[np.ndarray, bool]:
+def _owners(t: BiasTarget, rng: TensorRange, weight_ndim: int) -> tuple[np.ndarray, bool]:
     """Output channel -> the range element quantizing its weights, when each element serves its own channels.
 
     Otherwise (a per-tensor range, or one along an input axis) every channel is
@@ -282,10 +282,7 @@ def _owners(graph: GraphView, t: BiasTarget, rng: TensorRange, weight_ndim: int)
     size = int(np.size(rng.input_low))
     if np.ndim(rng.input_low) == 0 or rng.axis is None:
         return np.zeros(t.channels, np.int64), False
-    attrs = graph.nodes[graph.by_name[t.node]].attrs
-    out_axis = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0 if attrs.get("transB", 0) else 1}.get(t.op_type,
-                                                                                            weight_ndim - 1)
-    if rng.axis % weight_ndim == out_axis:
+    if rng.axis % weight_ndim == t.weight_axis:
         if size == t.channels:
             return channels, True
         if t.op_type == "ConvTranspose" and t.channels % size == 0:
