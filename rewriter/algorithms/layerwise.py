@@ -1,9 +1,9 @@
 """Layer-wise tuning: per layer, the weight range and bias that minimise the float-vs-quantized output MSE.
 
-The issue asks for "optional layer-wise fine-tuning of biases, weights and
-FakeQuantize scales minimizing the mean squared error between float and
-quantized layer outputs, layer by layer". The original tool (POT) did it with
-torch and gradient descent. Here it is an exact, gradient-free search in
+The goal: fine-tune biases, weights and FakeQuantize scales so that each
+layer's quantized output is as close (mean squared error) to its float output
+as it can be, layer by layer. The original tool (POT) did it with torch and
+gradient descent. Here it is an exact, gradient-free search in
 numpy, because for the layers concerned the problem separates:
 
 * Layers: the Conv/ConvTranspose/Gemm/MatMul nodes with a constant weight the
@@ -57,9 +57,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-# The bias-correction helpers that read ranges, weights and biases: one definition for both passes.
-from rewriter.algorithms.bias_correction import (BiasTarget, NodeRunner, ancestors, effective_bias,
-                                                 fake_quantize_range, range_of, weight_of)
+from rewriter.algorithms.bias_correction import BiasTarget, effective_bias
+from rewriter.algorithms.layer_runs import NodeRunner, ancestors, fake_quantize_range, range_of, weight_of
 from rewriter.algorithms.minmax import RangeOptions, weight_ranges
 from rewriter.algorithms.types import TensorRange
 from rewriter.ir.graph import GraphView
