@@ -154,7 +154,8 @@ class LayerwiseResult:
     grid: tuple[float, ...]
     samples: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
+        """For the report JSON."""
         return {"method": "per-channel grid search of the weight range with a closed-form bias",
                 "grid": list(self.grid), "samples": self.samples,
                 "tuned": sum(1 for layer in self.layers if layer.accepted),

@@ -193,7 +193,8 @@ def linear_layer(graph: GraphView, node: NodeInfo) -> LinearLayer | None:
         return None
     weight = node.inputs[WEIGHT_PORT]
     shape = graph.tensor(weight).shape if weight else None
-    static = tuple(int(d) for d in shape) if shape is not None and all(isinstance(d, int) for d in shape) else None
+    dims = [d for d in shape if isinstance(d, int)] if shape is not None else []
+    static = tuple(dims) if shape is not None and len(dims) == len(shape) else None
     rank = len(shape) if shape is not None else None
     out_axis, in_axis = weight_axes(node.op_type, node.attrs, rank)
     bias_input = None

@@ -63,7 +63,7 @@ class BiasCorrectionResult:
     samples: int
     estimate: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         """For the report JSON."""
         return {"method": self.method, **({"estimate": self.estimate} if self.estimate else {}),
                 "threshold": self.threshold, "samples": self.samples,

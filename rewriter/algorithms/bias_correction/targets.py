@@ -21,7 +21,7 @@ Where we differ from the original tool (on purpose)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.ir.layers import WEIGHT_PORT, LinearLayer, linear_layers, matmul_bias_names
@@ -106,9 +106,10 @@ def bias_targets(graph: GraphView, plan: QuantPlan) -> tuple[BiasTarget, ...]:
 
 
 def _target(graph: GraphView, activations: Mapping[str, FakeQuantizePoint], layer: LinearLayer) -> BiasTarget | None:
-    node, shape = layer.node, layer.weight_shape
-    if graph.tensor(layer.weight).dtype != "float32" or shape is None or layer.out_channels is None:
+    node, shape, channels = layer.node, layer.weight_shape, layer.out_channels
+    if graph.tensor(layer.weight).dtype != "float32" or shape is None or channels is None:
         return None
+    out_rank: int | None
     if node.op_type in ("Conv", "ConvTranspose"):
         if len(shape) < 3:
             return None
@@ -123,11 +124,11 @@ def _target(graph: GraphView, activations: Mapping[str, FakeQuantizePoint], laye
             return None
         out_shape = graph.tensor(layer.output).shape
         reduce_axis, out_rank = -1, len(out_shape) if out_shape is not None else None
-    channels, axis = layer.out_channels, layer.activation_axis
-    base = dict(node=node.name, op_type=node.op_type, input=layer.activation,
-                input_range=_input_range(graph, activations, node), weight=layer.weight, node_output=layer.output,
-                channel_axis=axis, reduce_axis=reduce_axis, channels=channels,
-                weight_axis=layer.out_axis)
+    axis = layer.activation_axis
+    base: dict[str, Any] = dict(node=node.name, op_type=node.op_type, input=layer.activation,
+                                input_range=_input_range(graph, activations, node), weight=layer.weight,
+                                node_output=layer.output, channel_axis=axis, reduce_axis=reduce_axis,
+                                channels=channels, weight_axis=layer.out_axis)
     scale = layer.beta if node.op_type == "Gemm" else 1.0
 
     if layer.bias_input is not None:
