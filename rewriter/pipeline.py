@@ -158,7 +158,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     assert context.ranges is not None
     emit = emit_fakequantize if options.output_format == "fakequantize" else emit_qdq
-    # A ValueError here is a bug of ours (the plan and ranges are checked input), not bad input: let it through.
+    # Emission sees only the plan and ranges made above: a ValueError from it is a bug, so it reaches the
+    # CLI's internal-error path (exit 1) instead of posing as bad input.
     emitted = emit(context.model, plan, context.ranges)
     lap("emit")
 

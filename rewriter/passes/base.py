@@ -162,7 +162,11 @@ class Pass(ABC):
     phase: Phase
 
     def applies(self, context: PassContext) -> bool:
-        """Whether the pass has anything to work on; one that does not runs not at all and leaves no report entry."""
+        """Whether the pass has anything to work on; one that does not runs not at all and leaves no report entry.
+
+        A quantized-phase pass is asked before the statistics pass, so a pass
+        that does not apply adds no statistics either.
+        """
         del context
         return True
 
