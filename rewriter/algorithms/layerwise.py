@@ -1,9 +1,9 @@
 """Layer-wise tuning: per layer, the weight range and bias that minimise the float-vs-quantized output MSE.
 
-The issue asks for "optional layer-wise fine-tuning of biases, weights and
-FakeQuantize scales minimizing the mean squared error between float and
-quantized layer outputs, layer by layer". The original tool (POT) did it with
-torch and gradient descent. Here it is an exact, gradient-free search in
+The goal: fine-tune biases, weights and FakeQuantize scales so that each
+layer's quantized output is as close (mean squared error) to its float output
+as it can be, layer by layer. The original tool (POT) did it with torch and
+gradient descent. Here it is an exact, gradient-free search in
 numpy, because for the layers concerned the problem separates:
 
 * Layers: the Conv/ConvTranspose/Gemm/MatMul nodes with a constant weight the
@@ -57,9 +57,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-# The bias-correction helpers that read ranges, weights and biases: one definition for both passes.
-from rewriter.algorithms.bias_correction import (BiasTarget, NodeRunner, ancestors, effective_bias,
-                                                 fake_quantize_range, range_of, weight_of)
+from rewriter.algorithms.bias_correction import BiasTarget, effective_bias
+from rewriter.algorithms.layer_runs import NodeRunner, ancestors, fake_quantize_range, range_of, weight_of
 from rewriter.algorithms.minmax import RangeOptions, weight_ranges
 from rewriter.algorithms.types import TensorRange
 from rewriter.ir.graph import GraphView
@@ -155,7 +154,8 @@ class LayerwiseResult:
     grid: tuple[float, ...]
     samples: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
+        """For the report JSON."""
         return {"method": "per-channel grid search of the weight range with a closed-form bias",
                 "grid": list(self.grid), "samples": self.samples,
                 "tuned": sum(1 for layer in self.layers if layer.accepted),
@@ -268,11 +268,11 @@ def _prepare(graph: GraphView, plan: QuantPlan, t: BiasTarget, ranges: Mapping[s
         raise ValueError(f"layer-wise tuning: the plan has no FakeQuantize on the weight {t.weight!r}")
     single = replace(plan, points=(point,))
     candidates = [current] + [weight_ranges(single, {t.weight: weight * m}, options)[t.weight] for m in grid[1:]]
-    owner, per_element = _owners(graph, t, current, weight.ndim)
+    owner, per_element = _owners(t, current, weight.ndim)
     return _Layer(t, nodes, grid, candidates, owner, per_element)
 
 
-def _owners(graph: GraphView, t: BiasTarget, rng: TensorRange, weight_ndim: int) -> tuple[np.ndarray, bool]:
+def _owners(t: BiasTarget, rng: TensorRange, weight_ndim: int) -> tuple[np.ndarray, bool]:
     """Output channel -> the range element quantizing its weights, when each element serves its own channels.
 
     Otherwise (a per-tensor range, or one along an input axis) every channel is
@@ -282,10 +282,7 @@ def _owners(graph: GraphView, t: BiasTarget, rng: TensorRange, weight_ndim: int)
     size = int(np.size(rng.input_low))
     if np.ndim(rng.input_low) == 0 or rng.axis is None:
         return np.zeros(t.channels, np.int64), False
-    attrs = graph.nodes[graph.by_name[t.node]].attrs
-    out_axis = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0 if attrs.get("transB", 0) else 1}.get(t.op_type,
-                                                                                            weight_ndim - 1)
-    if rng.axis % weight_ndim == out_axis:
+    if rng.axis % weight_ndim == t.weight_axis:
         if size == t.channels:
             return channels, True
         if t.op_type == "ConvTranspose" and t.channels % size == 0:

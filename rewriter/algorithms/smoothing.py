@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rewriter.ir.graph import GraphView
-from rewriter.match.axes import weight_channel_axis
+from rewriter.ir.layers import weight_axes
 from rewriter.plan import QuantPlan
 
 __all__ = [
@@ -152,8 +152,8 @@ def _reader(graph: GraphView, node: Any, weights: set[str], per_tensor: set[str]
         return None
     if node.op_type == "Gemm" and node.attrs.get("transA", 0):
         return None
-    # The weight is 2-D: its input-channel axis is the one that is not the output-channel axis.
-    return SmoothedReader(node.name, w, 1 - weight_channel_axis(graph, node, 1))  # type: ignore[operator]
+    _, k_axis = weight_axes(node.op_type, node.attrs, len(shape))
+    return SmoothedReader(node.name, w, k_axis)  # type: ignore[arg-type]
 
 
 def _channels(graph: GraphView, readers: Sequence[SmoothedReader]) -> int:

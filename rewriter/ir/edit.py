@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rewriter.ir.layers import BIAS_INPUT_OPS, BIAS_PORT, matmul_bias_names
 from rewriter.ir.names import graph_names
 
 
@@ -52,19 +53,19 @@ def _add_bias(graph: onnx.GraphProto, node_name: str, bias_name: str, value: np.
         raise KeyError(f"no node named {node_name!r}")
     node = graph.node[position]
     graph.initializer.append(numpy_helper.from_array(value, bias_name))
-    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
-        if len(node.input) > 2 and node.input[2]:
+    if node.op_type in BIAS_INPUT_OPS:
+        if len(node.input) > BIAS_PORT and node.input[BIAS_PORT]:
             raise ValueError(f"node {node_name!r} already has a bias")
-        while len(node.input) < 2:
+        while len(node.input) < BIAS_PORT:
             node.input.append("")
         node.input.append(bias_name)
         return
     if node.op_type != "MatMul":
         raise ValueError(f"cannot add a bias to {node.op_type} node {node_name!r}")
     output = node.output[0]
-    raw = f"{output}_before_bias"
+    add_name, raw = matmul_bias_names(node_name, output)
     node.output[0] = raw
-    add = helper.make_node("Add", [raw, bias_name], [output], name=f"{node_name}_bias")
+    add = helper.make_node("Add", [raw, bias_name], [output], name=add_name)
     graph.node.insert(position + 1, add)
 
 

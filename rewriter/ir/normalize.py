@@ -40,10 +40,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rewriter.ir.layers import DEFAULT_DOMAINS
 from rewriter.ir.load import error_summary
 from rewriter.ir.names import FreshNames, graph_names, node_outer_reads
 
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 # Never folded: random ops would freeze one draw; Q/DQ pairs already in the model stay visible.
 _NO_FOLD = frozenset({
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
@@ -227,7 +227,7 @@ def _constants_to_initializers(g: onnx.GraphProto, log: list[str]) -> None:
     outputs = {o.name for o in g.output}
     keep, converted = [], 0
     for node in g.node:
-        tensor = _constant_value(node) if node.op_type == "Constant" and node.domain in _DEFAULT_DOMAINS else None
+        tensor = _constant_value(node) if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS else None
         # A graph output must stay a node output: runtimes differ on initializers as outputs.
         if tensor is None or node.output[0] in outputs:
             keep.append(node)
@@ -269,7 +269,7 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str]) -> None:
     for node in g.node:
         src = node.input[0] if node.op_type == "Identity" and len(node.input) == 1 else ""
         src = alias.get(src, src)
-        if src in inits and node.output[0] not in pinned and node.domain in _DEFAULT_DOMAINS:
+        if src in inits and node.output[0] not in pinned and node.domain in DEFAULT_DOMAINS:
             alias[node.output[0]] = src
         else:
             keep.append(node)
@@ -308,7 +308,7 @@ class _Folder:
 
     def __init__(self, m: onnx.ModelProto) -> None:
         g = m.graph
-        self.opsets = {("" if d.domain in _DEFAULT_DOMAINS else d.domain): d.version for d in m.opset_import}
+        self.opsets = {("" if d.domain in DEFAULT_DOMAINS else d.domain): d.version for d in m.opset_import}
         self.inits = {t.name: t for t in g.initializer}
         self.arrays: dict[str, np.ndarray] = {}
         self.types = _value_types(g)
@@ -337,7 +337,7 @@ class _Folder:
 
     def _eligible(self, node: onnx.NodeProto) -> bool:
         return (
-            node.domain in _DEFAULT_DOMAINS
+            node.domain in DEFAULT_DOMAINS
             and node.op_type not in _NO_FOLD
             and (node.domain, node.op_type) not in self.functions
             and len(node.input) > 0
@@ -456,7 +456,7 @@ def _fold_batchnorms(m: onnx.ModelProto, log: list[str]) -> None:
     removed: set[int] = set()
     added: dict[int, list[onnx.NodeProto]] = {}
     for bi, bn in enumerate(g.node):
-        if bn.op_type != "BatchNormalization" or bn.domain not in _DEFAULT_DOMAINS:
+        if bn.op_type != "BatchNormalization" or bn.domain not in DEFAULT_DOMAINS:
             continue
         pi = ctx.producer.get(bn.input[0])
         if pi is None or pi in removed:
@@ -497,7 +497,7 @@ class _BnContext:
     def fold(self, prod: onnx.NodeProto, bn: onnx.NodeProto) -> list[onnx.NodeProto] | None:
         """Fold ``bn`` into ``prod``: the nodes to add after ``prod``, or None if it cannot be done."""
         params = self._bn_params(bn)
-        if params is None or prod.domain not in _DEFAULT_DOMAINS:
+        if params is None or prod.domain not in DEFAULT_DOMAINS:
             return None
         if self.readers[prod.output[0]] != 1 or len(prod.input) < 2 or prod.input[1] not in self.inits:
             return None

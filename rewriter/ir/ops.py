@@ -6,6 +6,8 @@ from functools import lru_cache
 
 import onnx.defs
 
+from rewriter.ir.layers import DEFAULT_DOMAINS
+
 # Ops of other domains that exported models commonly carry and that targets may name.
 _EXTRA_OP_TYPES = frozenset({
     "FakeQuantize",  # org.openvinotoolkit
@@ -16,7 +18,7 @@ _EXTRA_OP_TYPES = frozenset({
 @lru_cache(maxsize=1)
 def known_op_types() -> frozenset[str]:
     """Every op type of the default ONNX domain (all opsets), plus a few common contrib ops."""
-    names = {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx")}
+    names = {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain in DEFAULT_DOMAINS}
     return frozenset(names) | _EXTRA_OP_TYPES
 
 

@@ -335,7 +335,7 @@ def test_fast_conv_bias_equals_numpy_and_moves_the_quantized_mean_to_float() -> 
     held_out = _positive_samples((1, 8, 8, 8), 8, seed=11)
     before, after = _mean_error(s, None, held_out, 1), _mean_error(s, result, held_out, 1)
     assert after < 0.25 * before, (before, after)
-    json.dumps(result.to_dict())
+    json.dumps(result.report())
 
 
 def test_fast_weights_mode_conv_bias_equals_the_numpy_weight_rounding_shift() -> None:

@@ -55,11 +55,11 @@ def test_missing_data_is_a_user_error() -> None:
 def test_large_weight_sqnr_is_measured_on_slices_that_keep_every_channel() -> None:
     import numpy as np
 
-    from rewriter.pipeline import _weight_sample
+    from rewriter.report.quantize_report import weight_sample
 
     w = np.arange(64 * 10, dtype=np.float32).reshape(64, 10)
-    per_column = _weight_sample(w, 1, limit=100)
+    per_column = weight_sample(w, 1, limit=100)
     assert per_column.shape == (10, 10) and np.array_equal(per_column, w[::7])  # step ceil(640 / 100)
-    per_row = _weight_sample(w, 0, limit=100)
+    per_row = weight_sample(w, 0, limit=100)
     assert per_row.shape[0] == 64 and per_row.size <= 2 * 100
-    assert _weight_sample(w, None, limit=10_000) is w
+    assert weight_sample(w, None, limit=10_000) is w
