@@ -149,7 +149,7 @@ def test_readme_quantize_runs_outside_the_checkout(installed: Installed) -> None
     # Locations are relative to the installed targets folder: the same text as in the checkout.
     assert (doc["target"], doc["spec"]) == ("CPU", "hw_specs/cpu.yaml")
     assert doc["rules"] == ["rules/cpu.rules", "rules/placement.rules", "rules/keep_float.rules",
-                            "rules/activation_modes.rules"]
+                            "rules/activation_modes.rules", "rules/integer_kernels.rules"]
     assert doc["fakequantize"] and all(d["loc"].startswith(("rules/", "hw_specs/", "<"))
                                        for point in doc["fakequantize"] for d in point["trail"] if d["loc"])
 
