@@ -6,7 +6,7 @@ results of ``estimators`` as it streams over the data: that is
 O(samples x channels) memory, small next to the activations themselves (the
 raw tensors are never kept, unlike histogram calibrators).
 
-Aggregators (pot-facts e):
+Aggregators (the original tool's):
 
 ==================  ==================================================================
 name                per channel
@@ -19,7 +19,7 @@ hl_estimator        Hodges-Lehmann: median over pairs i < j of (x_i + x_j) / 2
 ==================  ==================================================================
 
 ``DEFAULT_RANGE_ESTIMATORS`` holds POT's "default" and "quantile" presets
-(pot-facts c) as data; ``range_estimator_for`` looks one up and applies user
+(the original tool's defaults) as data; ``range_estimator_for`` looks one up and applies user
 overrides.
 
 Example:
@@ -305,7 +305,7 @@ class RangeEstimator:
 
 def _table() -> dict[tuple[str, str, str, str], RangeEstimator]:
     S = StatSpec
-    # (role, granularity, mode): (default preset, quantile preset), pot-facts c.
+    # (role, granularity, mode): (default preset, quantile preset), as the original tool set them.
     # Each preset is (min, max). The quantile preset swaps min -> quantile,
     # max -> quantile, abs_max -> abs_quantile, except that the min of symmetric
     # activations stays `min` (it only decides the sign).

@@ -34,7 +34,7 @@ class QuantizerConfig:
     (first = fastest, last = most accurate), as the original tool did.
 
     ``level_low``/``level_high`` None means "the default for bits/mode/signedness"
-    (see design.md); ``signed`` None means decided from the data (activations).
+    (the narrow symmetric weight range, the full range otherwise); ``signed`` None means decided from the data (activations).
     """
 
     name: str
