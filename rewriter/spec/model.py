@@ -34,7 +34,8 @@ class QuantizerConfig:
     (first = fastest, last = most accurate), as the original tool did.
 
     ``level_low``/``level_high`` None means "the default for bits/mode/signedness"
-    (the narrow symmetric weight range, the full range otherwise); ``signed`` None means decided from the data (activations).
+    (the narrow symmetric weight range, the full range otherwise); ``signed``
+    None means decided from the data (activations).
     """
 
     name: str
