@@ -32,3 +32,9 @@ def display_loc(loc: SourceLoc) -> str:
 def source_text(decision: Decision) -> str:
     """``insert by quantize_inputs @ rules/placement.rules:7:6``: the value of ``rewriter.source``."""
     return f"{decision.action} by {decision.source} @ {display_loc(decision.loc)}"
+
+
+def pass_source(title: str) -> dict[str, str]:
+    """The ``rewriter.source`` metadata of a node a numeric pass inserts (a bias Add, a smoothing Mul): the
+    pass that made it; the option that turned the pass on is in the quantize report."""
+    return {SOURCE_KEY: f"edit by {title} @ <pass>"}

@@ -12,7 +12,8 @@ from rewriter.ir.names import graph_names
 
 
 def apply_weight_updates(model: onnx.ModelProto, updates: Mapping[str, np.ndarray],
-                         new_biases: Mapping[str, tuple[str, np.ndarray]] | None = None) -> onnx.ModelProto:
+                         new_biases: Mapping[str, tuple[str, np.ndarray]] | None = None,
+                         metadata: Mapping[str, str] | None = None) -> onnx.ModelProto:
     """A copy of ``model`` with initializers replaced and biases added.
 
     Args:
@@ -21,6 +22,7 @@ def apply_weight_updates(model: onnx.ModelProto, updates: Mapping[str, np.ndarra
             Conv/ConvTranspose/Gemm without a bias input (it becomes input 2),
             or a MatMul whose output then gets an Add of the bias (the Add
             takes over the MatMul's output name, so consumers are unchanged).
+        metadata: metadata_props set on every node this adds (which pass made it).
 
     Raises:
         KeyError: an update names no initializer, or a new bias names no node.
@@ -30,8 +32,15 @@ def apply_weight_updates(model: onnx.ModelProto, updates: Mapping[str, np.ndarra
     out.CopyFrom(model)
     _replace(out.graph, updates)
     for node_name, (bias_name, value) in sorted((new_biases or {}).items()):
-        _add_bias(out.graph, node_name, bias_name, np.asarray(value, dtype=np.float32))
+        _add_bias(out.graph, node_name, bias_name, np.asarray(value, dtype=np.float32), metadata or {})
     return out
+
+
+def _with_metadata(node: onnx.NodeProto, metadata: Mapping[str, str]) -> onnx.NodeProto:
+    for key, value in sorted(metadata.items()):
+        entry = node.metadata_props.add()
+        entry.key, entry.value = key, value
+    return node
 
 
 def _replace(graph: onnx.GraphProto, updates: Mapping[str, np.ndarray]) -> None:
@@ -47,7 +56,8 @@ def _replace(graph: onnx.GraphProto, updates: Mapping[str, np.ndarray]) -> None:
         graph.initializer[index[name]].CopyFrom(numpy_helper.from_array(new.astype(current.dtype), name))
 
 
-def _add_bias(graph: onnx.GraphProto, node_name: str, bias_name: str, value: np.ndarray) -> None:
+def _add_bias(graph: onnx.GraphProto, node_name: str, bias_name: str, value: np.ndarray,
+              metadata: Mapping[str, str]) -> None:
     position = next((i for i, n in enumerate(graph.node) if n.name == node_name), None)
     if position is None:
         raise KeyError(f"no node named {node_name!r}")
@@ -65,12 +75,15 @@ def _add_bias(graph: onnx.GraphProto, node_name: str, bias_name: str, value: np.
     output = node.output[0]
     add_name, raw = matmul_bias_names(node_name, output)
     node.output[0] = raw
-    add = helper.make_node("Add", [raw, bias_name], [output], name=add_name)
+    add = _with_metadata(helper.make_node("Add", [raw, bias_name], [output], name=add_name), metadata)
     graph.node.insert(position + 1, add)
 
 
-def insert_scales(model: onnx.ModelProto, insertions: Sequence[Any]) -> onnx.ModelProto:
+def insert_scales(model: onnx.ModelProto, insertions: Sequence[Any],
+                  metadata: Mapping[str, str] | None = None) -> onnx.ModelProto:
     """A copy of ``model`` with ``output = Mul(tensor, scale)`` inserted for each insertion.
+
+    ``metadata``: metadata_props set on every Mul (which pass made it).
 
     Each insertion (``rewriter.algorithms.smoothing.ScaleInsertion``) names the
     tensor, the scale initializer (name and value, broadcast over the last
@@ -103,6 +116,7 @@ def insert_scales(model: onnx.ModelProto, insertions: Sequence[Any]) -> onnx.Mod
                 if name == item.tensor:
                     node.input[k] = item.output
         graph.initializer.append(numpy_helper.from_array(np.asarray(item.scale, np.float32), item.scale_name))
-        mul = helper.make_node("Mul", [item.tensor, item.scale_name], [item.output], name=item.node_name)
+        mul = _with_metadata(helper.make_node("Mul", [item.tensor, item.scale_name], [item.output],
+                                              name=item.node_name), metadata or {})
         graph.node.insert(min(positions[r] for r in item.readers), mul)
     return out

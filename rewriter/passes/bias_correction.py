@@ -11,6 +11,7 @@ from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.ir.edit import apply_weight_updates
 from rewriter.ir.layers import matmul_bias_names
 from rewriter.passes.base import InsertedNode, Pass, PassContext, PassResult
+from rewriter.sources import pass_source
 
 __all__ = ["BiasCorrectionPass", "bias_insertions"]
 
@@ -58,7 +59,7 @@ class BiasCorrectionPass(Pass):
                                          threshold=self.threshold)
         finally:
             runner.clear()
-        model = apply_weight_updates(context.model, result.updates, result.new_biases)
+        model = apply_weight_updates(context.model, result.updates, result.new_biases, pass_source(self.title))
         return PassResult(model, result.report(), inserted=bias_insertions(targets, result.new_biases, self.title))
 
 

@@ -8,6 +8,7 @@ from rewriter.ir.edit import apply_weight_updates
 from rewriter.ir.view import graph_view
 from rewriter.passes.base import Pass, PassContext, PassResult
 from rewriter.passes.bias_correction import bias_insertions
+from rewriter.sources import pass_source
 
 __all__ = ["LayerwiseTuningPass"]
 
@@ -37,6 +38,6 @@ class LayerwiseTuningPass(Pass):
         finally:
             float_runner.clear()
             runner.clear()
-        model = apply_weight_updates(context.model, result.updates, result.new_biases)
+        model = apply_weight_updates(context.model, result.updates, result.new_biases, pass_source(self.title))
         return PassResult(model, result.report(), ranges=result.ranges,
                           inserted=bias_insertions(targets, result.new_biases, self.title))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rewriter.algorithms.smoothing import smooth, smoothing_groups, smoothing_reducers
 from rewriter.ir.edit import apply_weight_updates, insert_scales
 from rewriter.passes.base import InsertedNode, Pass, PassContext, PassResult
+from rewriter.sources import pass_source
 
 __all__ = ["SmoothingPass"]
 
@@ -26,6 +27,7 @@ class SmoothingPass(Pass):
         collected = context.collect(smoothing_reducers(groups))  # type: ignore[arg-type]
         weights = context.initializers(sorted({r.weight for g in groups for r in g.readers}))
         result = smooth(groups, collected.stats, weights, self.alpha)  # type: ignore[arg-type]
-        model = insert_scales(apply_weight_updates(context.model, result.updates), result.insertions)
+        model = insert_scales(apply_weight_updates(context.model, result.updates), result.insertions,
+                              pass_source(self.title))
         inserted = tuple(InsertedNode(name, "Mul", self.title) for name in result.inserted_nodes)
         return PassResult(model, result.report(), inserted=inserted)

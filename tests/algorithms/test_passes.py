@@ -66,7 +66,9 @@ def test_inserted_nodes_come_back_with_the_pass_that_made_them() -> None:
     result = quantize(model, random_inputs(model, 8, seed=1), QuantizeOptions(bias_correction="fast", subset_size=8))
     assert result.report["passes"]["bias_correction"]["created"] == ["mm"]
     assert [(n.node, n.op_type, n.made_by) for n in result.inserted] == [("mm_bias", "Add", "FastBiasCorrection")]
-    assert "mm_bias" in {n.name for n in result.model.graph.node}
+    (add,) = [n for n in result.model.graph.node if n.name == "mm_bias"]
+    # The node names its maker in the output model too.
+    assert [(p.key, p.value) for p in add.metadata_props] == [("rewriter.source", "edit by FastBiasCorrection @ <pass>")]
 
 
 def test_passes_are_timed_under_their_names() -> None:

@@ -131,6 +131,14 @@ def test_the_inserted_mul_stays_float_and_the_readers_stay_quantized() -> None:
     assert not any(c.node == insertion.node_name for p in plan.points for c in p.consumers)
 
 
+def test_the_inserted_mul_names_the_pass_in_the_output_model() -> None:
+    result = quantize(_model(), _samples(16, seed=3), QuantizeOptions(smoothing=0.8, subset_size=16))
+    (inserted,) = result.inserted
+    (mul,) = [n for n in result.model.graph.node if n.name == inserted.node]
+    assert mul.op_type == "Mul"
+    assert [(p.key, p.value) for p in mul.metadata_props] == [("rewriter.source", "edit by ActivationSmoothing @ <pass>")]
+
+
 def test_smoothing_cuts_the_quantization_error_of_an_outlier_channel_input() -> None:
     calib, held_out = _samples(32, seed=4), _samples(16, seed=5)
     reference = _run(_model(), held_out)

@@ -103,3 +103,4 @@ def test_signed_activation_storage_is_a_spec_field(tmp_path: Path) -> None:
     want = ort.InferenceSession(unsigned.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     # The same grids in another storage type: the same values.
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
