@@ -30,10 +30,13 @@ from rewriter.dsl import ast
 from rewriter.errors import SourceLoc, UserError
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.match.axes import activation_channel_axis, weight_channel_axis
+from rewriter.match.config_choice import (choose_config, intersect_configs, override_config, relax_configs,
+                                          share_group_configs)
 from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_integer_chain
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
+from rewriter.match.node_records import NodeQuantizers, node_record
 from rewriter.match.predicates import holds
-from rewriter.plan import Consumer, Decision, FakeQuantizePoint, NodeDecision, QuantPlan
+from rewriter.plan import Consumer, Decision, FakeQuantizePoint, QuantPlan
 from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
 
 
@@ -317,7 +320,7 @@ class _Planner:
         ports = self._pass_through_ports(node, entry)
         if not ports:
             return
-        allowed = _intersect([_candidates(p) for p in below])
+        allowed = intersect_configs([_candidates(p) for p in below])
         trail = [d for p in below for d in p.trail]
         decision = self._decision("propagate", rule, match, f"up through {node.name} ({node.op_type})")
         for port in ports:
@@ -436,8 +439,8 @@ class _Planner:
         frozen = []
         for tensor, point in live.items():
             frozen.append(self._freeze_point(point, groups))
-        frozen = _share_group_configs(frozen)
-        frozen = [_override(p, self.options.quantizer_overrides) for p in frozen]
+        frozen = share_group_configs(frozen)
+        frozen = [override_config(p, self.options.quantizer_overrides) for p in frozen]
         frozen.sort(key=lambda p: (self._position(p), p.tensor))
         requantized, biases = plan_integer_chain(self.graph, frozen, *self._chain_requests(), set(self.ignored))
         for item in (*requantized, *biases):
@@ -452,8 +455,10 @@ class _Planner:
                 if producer is not None:
                     output_points.setdefault(producer.name, []).append(point.tensor)
         by_tensor = {p.tensor: p for p in frozen}
-        nodes = tuple(self._node_decision(n, sorted(read_ports.get(n.name, ())), output_points.get(n.name, []),
-                                          self._upstream_ports(n, read_ports.get(n.name, set())), by_tensor)
+        nodes = tuple(node_record(n, self.spec, self.ignored.get(n.index, ()), self.node_trail.get(n.index, ()),
+                                  NodeQuantizers(sorted(read_ports.get(n.name, ())), output_points.get(n.name, []),
+                                                 self._upstream_ports(n, read_ports.get(n.name, set()))),
+                                  by_tensor)
                       for n in self.graph.nodes)
         storage = Decision("storage", f"{self.spec.name}:activation_storage", self.spec.activation_storage_loc,
                            f"activations stored {self.spec.activation_storage}")
@@ -481,12 +486,12 @@ class _Planner:
         lists = [point.consumers[k] for k in sorted(point.consumers)]
         if point.output_configs:
             lists.append(point.output_configs)
-        candidates = _intersect(lists)
+        candidates = intersect_configs(lists)
         if not candidates:
-            candidates = _relax(lists)
+            candidates = relax_configs(lists)
             trail.append(Decision("config", "planner", detail="consumers allow no common config; relaxed "
                                   "to per-tensor/symmetric"))
-        config = _choose(candidates, point.role, self.options.preset, point.symmetric, point.asymmetric)
+        config = choose_config(candidates, point.role, self.options.preset, point.symmetric, point.asymmetric)
         if point.asymmetric and config.mode != "asymmetric":
             why = "a symmetric rule wins" if point.symmetric else "the spec allows no asymmetric config here"
             trail.append(Decision("config", "planner", detail=f"asymmetric preferred, but {why}"))
@@ -522,117 +527,10 @@ class _Planner:
                     found[port] = point.tensor
         return found
 
-    def _node_decision(self, node: NodeInfo, ports: list[int], outputs: list[str],
-                       upstream: dict[int, str], by_tensor: dict[str, FakeQuantizePoint]) -> NodeDecision:
-        trail = list(self.node_trail.get(node.index, ()))
-        # A quantized node's record names the rules that placed its quantizers, also those moved up to a
-        # producer or placed on its outputs, so a reviewer reading one node sees why.
-        serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
-        serving += outputs
-        for tensor in serving:
-            point = by_tensor.get(tensor)
-            for d in point.trail if point is not None else ():
-                if d.action in _PLACING and d not in trail:
-                    trail.append(d)
-        entry = self.spec.op(node.op_type)
-        if node.index in self.ignored:
-            first = self.ignored[node.index][0]
-            return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {first.source}",
-                                tuple(self.ignored[node.index]) + tuple(trail))
-        if ports or outputs or upstream:
-            what = []
-            if ports:
-                what.append("inputs " + ",".join(map(str, ports)))
-            if upstream:
-                what.append("inputs " + ",".join(f"{p} (moved up to {t})" for p, t in sorted(upstream.items())))
-            if outputs:
-                what.append("outputs")
-            status = "agnostic" if entry is not None and entry.agnostic else "quantized"
-            return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
-        if entry is None:
-            trail.append(Decision("float", f"spec:{self.spec.name}", self.spec.loc,
-                                  f"no entry for {node.op_type}"))
-            return NodeDecision(node.name, node.op_type, "float",
-                                f"{self.spec.name} spec has no entry for {node.op_type}", tuple(trail))
-        if entry.agnostic:
-            trail.append(Decision("agnostic", f"spec:{self.spec.name}:{node.op_type}", entry.loc))
-            return NodeDecision(node.name, node.op_type, "agnostic",
-                                "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
-        reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
-        if not trail:
-            trail.append(Decision("float", f"spec:{self.spec.name}:{node.op_type}", entry.loc,
-                                  "the spec allows quantizers here, but no rule placed one"))
-        return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
-
-
-# Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
-_PLACING = ("insert", "propagate", "unify", "symmetric", "asymmetric", "spec")
-
 
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
     lists = [point.consumers[k] for k in sorted(point.consumers)]
-    return _intersect(lists) or _relax(lists)
-
-
-def _intersect(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerConfig, ...]:
-    """Configs (by key) allowed by every list, in the first list's priority order."""
-    if not lists:
-        return ()
-    common = set.intersection(*({c.key for c in configs} for configs in lists))
-    return tuple(c for c in lists[0] if c.key in common)
-
-
-def _relax(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerConfig, ...]:
-    """When consumers disagree: per-tensor, then symmetric, as the original tool relaxed."""
-    relaxed = [tuple(replace(c, granularity="pertensor") for c in configs) for configs in lists]
-    common = _intersect(relaxed)
-    if common:
-        return common
-    symmetric = [tuple(replace(c, mode="symmetric") for c in configs) for configs in relaxed]
-    return _intersect(symmetric) or symmetric[0][:1]
-
-
-def _choose(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, force_symmetric: bool,
-            prefer_asymmetric: bool = False) -> QuantizerConfig:
-    """Pick by position, as the original tool did: the spec lists configs fastest
-    first, most accurate last. performance = first everywhere; mixed = first for
-    weights, last for activations; accuracy = last everywhere.
-
-    A ``symmetric`` rule forces symmetric mode (it is a hardware constraint);
-    an ``asymmetric`` rule only narrows the choice to the asymmetric
-    candidates when the spec allows any, and yields to ``symmetric``."""
-    if force_symmetric:
-        symmetric = [c for c in candidates if c.mode == "symmetric"]
-        return symmetric[0] if symmetric else replace(candidates[0], mode="symmetric")
-    if prefer_asymmetric:
-        candidates = tuple(c for c in candidates if c.mode == "asymmetric") or candidates
-    last = preset == "accuracy" or (preset == "mixed" and role != "weight")
-    return candidates[-1] if last else candidates[0]
-
-
-def _override(point: FakeQuantizePoint, overrides: object) -> FakeQuantizePoint:
-    """Apply a configuration file's weights/activations sections to one FakeQuantize's config."""
-    if overrides is None or getattr(overrides, "is_empty", lambda: False)():
-        return point
-    config = overrides.apply(point.config, point.role)  # type: ignore[attr-defined]
-    if config == point.config:
-        return point
-    note = Decision("config", "config file", detail=f"{point.config.describe()} -> {config.describe()}")
-    return replace(point, config=config, trail=point.trail + (note,),
-                   channel_axis=point.channel_axis if config.granularity == "perchannel" else None)
-
-
-def _share_group_configs(points: list[FakeQuantizePoint]) -> list[FakeQuantizePoint]:
-    """A unified group shares one config: the first member's, per-tensor (one scale)."""
-    leaders: dict[int, QuantizerConfig] = {}
-    out = []
-    for p in sorted(points, key=lambda p: p.tensor):
-        if p.unify_group is None:
-            out.append(p)
-            continue
-        leader = leaders.setdefault(p.unify_group, replace(p.config, granularity="pertensor"))
-        out.append(replace(p, config=leader, channel_axis=None))
-    return out
+    return intersect_configs(lists) or relax_configs(lists)
 
 
 __all__ = ["build_plan", "PlanOptions", "IgnoredOperation", "PRESETS", "edge_holds"]

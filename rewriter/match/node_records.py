@@ -1,0 +1,79 @@
+"""The record of one node in the plan: its status (quantized, agnostic, ignored, float), the reason, and the
+trail of decisions behind it, so a reviewer reading one node sees why without reading the FakeQuantizes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from rewriter.ir.graph import NodeInfo
+from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision
+from rewriter.spec.model import HardwareSpec
+
+# Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
+PLACING = ("insert", "propagate", "unify", "symmetric", "asymmetric", "spec")
+
+
+@dataclass(frozen=True)
+class NodeQuantizers:
+    """Where a node reads or writes quantized values.
+
+    Attributes:
+        ports: inputs that read a FakeQuantize placed on the tensor itself.
+        outputs: its output tensors that carry an output FakeQuantize.
+        upstream: input port -> the tensor above agnostic ops whose FakeQuantize it reads.
+    """
+
+    ports: Sequence[int]
+    outputs: Sequence[str]
+    upstream: Mapping[int, str]
+
+
+def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], noted: Sequence[Decision],
+                quantizers: NodeQuantizers, by_tensor: Mapping[str, FakeQuantizePoint]) -> NodeDecision:
+    """The plan's record of ``node``.
+
+    Args:
+        node: the node.
+        spec: the target (its op entry explains float and agnostic nodes).
+        ignored_by: the decisions that keep it float, empty when none does.
+        noted: decisions the phases noted on it (removals, propagations, requantization, int32 bias).
+        quantizers: where it reads or writes quantized values.
+        by_tensor: the plan's FakeQuantizes by tensor.
+    """
+    ports, outputs, upstream = quantizers.ports, quantizers.outputs, quantizers.upstream
+    trail = list(noted)
+    # A quantized node's record names the rules that placed its quantizers, also those moved up to a
+    # producer or placed on its outputs.
+    serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
+    for tensor in [*serving, *outputs]:
+        point = by_tensor.get(tensor)
+        for d in point.trail if point is not None else ():
+            if d.action in PLACING and d not in trail:
+                trail.append(d)
+    entry = spec.op(node.op_type)
+    if ignored_by:
+        return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
+                            tuple(ignored_by) + tuple(trail))
+    if ports or outputs or upstream:
+        what = []
+        if ports:
+            what.append("inputs " + ",".join(map(str, ports)))
+        if upstream:
+            what.append("inputs " + ",".join(f"{p} (moved up to {t})" for p, t in sorted(upstream.items())))
+        if outputs:
+            what.append("outputs")
+        status = "agnostic" if entry is not None and entry.agnostic else "quantized"
+        return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
+    if entry is None:
+        trail.append(Decision("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))
+        return NodeDecision(node.name, node.op_type, "float", f"{spec.name} spec has no entry for {node.op_type}",
+                            tuple(trail))
+    if entry.agnostic:
+        trail.append(Decision("agnostic", f"spec:{spec.name}:{node.op_type}", entry.loc))
+        return NodeDecision(node.name, node.op_type, "agnostic",
+                            "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
+    reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
+    if not trail:
+        trail.append(Decision("float", f"spec:{spec.name}:{node.op_type}", entry.loc,
+                              "the spec allows quantizers here, but no rule placed one"))
+    return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
