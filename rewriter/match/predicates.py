@@ -201,6 +201,8 @@ def _atom_text(expr: ast.Expr) -> str:
         return f"const({expr.index})"
     if isinstance(expr, ast.GraphInput):
         return f"graph_input({expr.index})"
+    if isinstance(expr, ast.InputTest):
+        return f"{expr.test}({expr.index})"
     if isinstance(expr, ast.ShapeRef):
         return f"{'out_shape' if expr.output else 'shape'}({expr.index})[{expr.dim}]"
     if isinstance(expr, ast.RankRef):

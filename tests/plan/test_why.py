@@ -167,6 +167,7 @@ def test_cli_json_form_and_unknown_node_exit_code(tmp_path, capsys) -> None:
     "not (graph_input(0) or rank(0) != 4)",
     'attr.mode in ["constant", "reflect"] and dtype(0) == "float32"',
     "out_shape(0)[-1] >= 16 or num_inputs == 3",
+    "not present(2) or zero(2) or static(0)",
 ])
 def test_expr_text_reads_back_as_the_same_predicate(text: str) -> None:
     expr = parse_predicate(text, SourceLoc("t"))
