@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 from rewriter.dsl import ast
 from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.ir.layers import WEIGHT_PORT, LinearLayer, linear_layer
 from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantization
 
 #: Grids wider than this many bits have no ONNX integer type (GNA's 32-bit accumulators stay float).
@@ -124,13 +125,14 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
             continue
         seen.add(request.node)
         node = graph.nodes[request.node]
+        layer = linear_layer(graph, node)
         activation = grids.activation(node, 0)
-        weight = grids.weights.get((node.name, 1))
-        if activation is None or weight is None or not grids.per_tensor(activation):
+        weight = grids.weights.get((node.name, WEIGHT_PORT))
+        if layer is None or activation is None or weight is None or not grids.per_tensor(activation):
             continue
-        if not _weight_axis_fits(node, grids.points[weight]):
+        if not _weight_axis_fits(layer, grids.points[weight]):
             continue
-        bias = layer_bias(graph, node)
+        bias = _constant_bias(graph, layer)
         what = f"bias {bias}" if bias else "no bias yet (a bias correction pass may add one)"
         detail = f"{node.name}: {what}; scale = scale of {activation} x scale of {weight}"
         d = request.decision
@@ -139,29 +141,22 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
     return requantized, tuple(biases)
 
 
-def _weight_axis_fits(node: NodeInfo, weight: FakeQuantizePoint) -> bool:
-    """A per-channel weight's scales must run along the layer's output channels, which the bias follows."""
+def _weight_axis_fits(layer: LinearLayer, weight: FakeQuantizePoint) -> bool:
+    """A per-channel weight's scales must run along the layer's output channels, which the bias follows.
+
+    MatMul only with a 2-D weight's last axis (-1 or 1): onnxruntime fuses MatMul + Add into a Gemm, the
+    kernel the int32 bias is for, only for 2-D weights.
+    """
     if weight.config.granularity == "pertensor" or weight.channel_axis is None:
         return True
-    if node.op_type == "MatMul":
+    if layer.op_type == "MatMul":
         return weight.channel_axis in (-1, 1)
-    if node.op_type == "Gemm":
-        return weight.channel_axis == (0 if node.attrs.get("transB", 0) else 1)
-    return weight.channel_axis == (1 if node.op_type == "ConvTranspose" else 0)
+    return weight.channel_axis == layer.out_axis
 
 
-def layer_bias(graph: GraphView, node: NodeInfo) -> str:
-    """The constant bias of a linear layer: input 2 of Conv/ConvTranspose/Gemm, or the constant of the only
-    Add reading a MatMul's output (not a graph output); "" when it has none."""
-    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
-        bias = node.inputs[2] if len(node.inputs) > 2 else ""
-        return bias if graph.is_constant(bias) else ""
-    out = node.outputs[0] if node.outputs else ""
-    readers = graph.consumers_of(out) if out else []
-    if len(readers) != 1 or graph.tensor(out).is_graph_output:
-        return ""
-    add, port = readers[0]
-    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.inputs) != 2:
-        return ""
-    other = add.inputs[1 - port]
-    return other if graph.is_constant(other) else ""
+def _constant_bias(graph: GraphView, layer: LinearLayer) -> str:
+    """The layer's constant bias tensor, "" when it has none (yet)."""
+    if layer.op_type == "MatMul":
+        return layer.bias_add.constant if layer.bias_add is not None else ""
+    bias = layer.bias_input or ""
+    return bias if graph.is_constant(bias) else ""
