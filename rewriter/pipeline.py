@@ -25,7 +25,7 @@ from rewriter.algorithms.channel_alignment import align_channels, alignment_pair
 from rewriter.algorithms.layerwise import float_layer_values, layerwise_subset, layerwise_tuning
 from rewriter.algorithms.smoothing import smooth, smoothing_groups, smoothing_reducers
 from rewriter.algorithms.types import TensorRange
-from rewriter.api import load_plan_inputs
+from rewriter.targets import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
 from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.calibrate.layer_runner import LayerRunner
