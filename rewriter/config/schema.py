@@ -37,8 +37,8 @@ class Field:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
-    keys: Mapping[str, "Field"] = field(default_factory=dict)
-    item: "Field | None" = None
+    keys: Mapping[str, Field] = field(default_factory=dict)
+    item: Field | None = None
     required: tuple[str, ...] = ()
     example: str = "[...]"  # for "must be a list, e.g. ..."
 

@@ -193,7 +193,7 @@ def read_pot_names(f: YamlFile, node: Node) -> PotNames:
                                                         expected="a mapping with preset_renames, aliases")}
     renames: dict[str, str] = {}
     if "preset_renames" in entries:
-        for written, key_node, value in f.pairs(entries["preset_renames"], "pot.preset_renames", PRESETS,
+        for written, _key_node, value in f.pairs(entries["preset_renames"], "pot.preset_renames", PRESETS,
                                                 expected="a mapping of preset to preset"):
             runs = f.get_enum(value, f"pot.preset_renames.{written}", PRESETS)
             if runs is not None:

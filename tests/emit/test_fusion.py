@@ -20,7 +20,7 @@ from emit_helpers import (Builder, activation_range, concat_branches, conv_chain
                           weight_range)
 
 from rewriter.algorithms.types import TensorRange
-from rewriter.emit import EmitResult, emit_qdq
+from rewriter.emit import EmitResult
 from rewriter.emit.ort_check import INTEGER_OPS, fused_counts, optimized_model
 
 RNG = np.random.default_rng(11)
