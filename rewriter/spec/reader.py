@@ -272,7 +272,8 @@ def _read_config(f: YamlFile, name: str, key_node: Node, node: Node) -> RawConfi
     expansions = tuple(
         QuantizerConfig(name=name, bits=bits, mode=mode, granularity=gran, level_low=low,  # type: ignore[arg-type]
                         level_high=high, signed=signed, unified_zeropoint=bool(unified_zp), loc=loc)
-        for mode in modes for gran in grans)  # type: ignore[union-attr]
+        # modes and grans are lists once no problem was recorded; get() types them as object.
+        for mode in modes for gran in grans)  # type: ignore[attr-defined]
     return RawConfig(expansions, loc)
 
 
