@@ -7,14 +7,14 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from rewriter.choices import MODEL_TYPES
 from rewriter.config import load_config, merge_cli
-from rewriter.dsl import ast
-from rewriter.dsl.parser import load_rule_files
+from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model
 from rewriter.ir.normalize import normalize
@@ -24,36 +24,9 @@ from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
 from rewriter.options import QuantizeOptions
 from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
-from rewriter.spec.loader import load_spec, resolve_target
-from rewriter.spec.model import HardwareSpec
+from rewriter.targets import PlanInputs, load_plan_inputs
 
-
-
-@dataclass(frozen=True)
-class PlanInputs:
-    """Everything the planner reads, loaded and validated."""
-
-    spec: HardwareSpec
-    rules: ast.RuleSet
-
-
-def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
-                     model_type: str | None = None) -> PlanInputs:
-    """Load the target's spec and its rules, plus model-type (the spec's ``model_types``) and user rule files."""
-    from rewriter.errors import UserError
-
-    spec = load_spec(resolve_target(target))
-    files: list[str | Path] = list(spec.rules)
-    if model_type:
-        key = model_type.lower()
-        if key not in MODEL_TYPES:
-            raise UserError(f"unknown model type {model_type!r}; known: {', '.join(MODEL_TYPES)}")
-        if key not in spec.model_types:
-            raise UserError(f"target {spec.name} gives no rules for model type {key!r}; add "
-                            f"'model_types: {{{key}: [...]}}' to {spec.path}, or extend a built-in target")
-        files.extend(spec.model_types[key])
-    files.extend(rules)
-    return PlanInputs(spec, load_rule_files(files))
+__all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "why"]
 
 
 def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model_name: str = "",
@@ -128,10 +101,8 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
             progress, image_options, ranges), plus estimator_preset
             ("default" or "quantile").
     """
-    import dataclasses
-    import warnings
-
-    from rewriter.errors import UserError
+    # Imported here so that audit and why, which never calibrate, do not pay for loading onnxruntime
+    # and the numeric passes.
     from rewriter.pipeline import quantize as run_pipeline
 
     known = {f.name for f in dataclasses.fields(QuantizeOptions)} | {"estimator_preset"}

@@ -55,7 +55,7 @@ class UserErrors(UserError):
         self.loc = None
         self.context = ""
 
-    def render(self) -> str:  # type: ignore[override]
+    def render(self) -> str:
         return "\n".join(e.render() for e in self.errors)
 
 

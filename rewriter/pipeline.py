@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from rewriter.algorithms.minmax import activation_ranges, activation_reducers, weight_ranges
 from rewriter.algorithms.types import TensorRange
-from rewriter.api import load_plan_inputs
+from rewriter.targets import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
 from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.emit.fakequantize import emit_fakequantize

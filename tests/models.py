@@ -129,7 +129,8 @@ def concat_two_branches(seed: int = 0) -> onnx.ModelProto:
     """Two Conv branches joined by Concat, then a 1x1 Conv.
 
     input [1, 3, 16, 16] -> conv_a (3->4, 1x1) -> relu_a ┐
-                         -> conv_b (3->4, 3x3) -> relu_b ┴> concat (axis 1) -> conv_out (8->8, 1x1) -> output [1, 8, 16, 16]
+                         -> conv_b (3->4, 3x3) -> relu_b ┴> concat (axis 1)
+    concat -> conv_out (8->8, 1x1) -> output [1, 8, 16, 16]
     """
     b = GraphBuilder(seed)
     a = b.node("Relu", [b.conv("input", "conv_a", 3, 4, k=1)], "relu_a")
@@ -306,7 +307,8 @@ def _split_heads_shape(b: GraphBuilder, x: str, heads: int, d: int) -> str:
     dims = []
     for axis in (0, 1):
         g = b.node("Gather", [shp, b.const(f"heads_axis{axis}", np.array(axis, np.int64))], f"heads_dim{axis}", axis=0)
-        dims.append(b.node("Unsqueeze", [g, b.const(f"heads_unsq{axis}", np.array([0], np.int64))], f"heads_dim{axis}_1d"))
+        dims.append(b.node("Unsqueeze", [g, b.const(f"heads_unsq{axis}", np.array([0], np.int64))],
+                           f"heads_dim{axis}_1d"))
     tail = b.const("heads_tail", np.array([heads, d], np.int64))
     return b.node("Concat", [*dims, tail], "heads_shape", axis=0)
 

@@ -136,7 +136,8 @@ def in_graph_nodes(model: onnx.ModelProto,
         stem = f"rewriter_calib/{g.tensor}"
         views: dict[int | None, str] = {}
 
-        def view(axis: int | None) -> str:
+        # g, stem and views are bound as defaults: each iteration's view() reads its own group.
+        def view(axis: int | None, g: InGraph = g, stem: str = stem, views: dict[int | None, str] = views) -> str:
             if axis not in views:
                 if axis is None:
                     views[axis] = node("Flatten", [g.tensor], stem, axis=1)

@@ -13,7 +13,6 @@ import difflib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import onnx
@@ -23,7 +22,7 @@ from rewriter.errors import SourceLoc, UserError
 
 __all__ = ["Dim", "InputSpec", "Sample", "SampleChecker", "model_inputs"]
 
-Dim = Union[int, str, None]
+Dim = int | str | None
 
 
 

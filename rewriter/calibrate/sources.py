@@ -33,7 +33,7 @@ import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -242,7 +242,7 @@ class _Guard:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or self.label is None or isinstance(exc, (UserError, KeyboardInterrupt)):
             return False
         if not isinstance(exc, Exception):
@@ -286,7 +286,7 @@ def open_data(source: object, inputs: Sequence[InputSpec], *,
     if isinstance(source, Sequence):
         return _SequenceData(inputs, source, "calibration data", _Guard(None))
     if isinstance(source, Iterable):
-        one_shot = iter(source) is source  # type: ignore[comparison-overlap]
+        one_shot = iter(source) is source
         return _IterableData(inputs, lambda: source, "calibration data", _Guard(None), one_shot=one_shot)
     raise UserError(f"calibration data of type {type(source).__name__} is not supported; give a folder, "
                     "a loader 'module:function', or a list of sample dicts")
@@ -330,7 +330,7 @@ def _open_folder(root: Path, inputs: Sequence[InputSpec], image_options: ImageOp
 
 def _walk(root: Path) -> list[Path]:
     """Files under root, hidden ones skipped, sorted by relative path (the same on every OS)."""
-    found = []
+    found: list[Path] = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(folder, n) for n in names if not n.startswith("."))

@@ -37,8 +37,8 @@ class Field:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
-    keys: Mapping[str, "Field"] = field(default_factory=dict)
-    item: "Field | None" = None
+    keys: Mapping[str, Field] = field(default_factory=dict)
+    item: Field | None = None
     required: tuple[str, ...] = ()
     example: str = "[...]"  # for "must be a list, e.g. ..."
 
@@ -56,7 +56,7 @@ def enum(*choices: str, aliases: Mapping[str, str] | None = None) -> Field:
     return Field("enum", choices=choices, aliases=MappingProxyType(dict(aliases or {})))
 
 
-def section(required: tuple[str, ...] = (), **keys: Field) -> Field:
+def section(required: tuple[str, ...] = (), /, **keys: Field) -> Field:
     return Field("section", keys=MappingProxyType(keys), required=required)
 
 
@@ -133,8 +133,9 @@ class SchemaChecker:
                     f.error(node, f"{where} needs '{key}'")
             return out
         if spec.kind == "list":
-            assert spec.item is not None
-            items = f.get_list(node, where, lambda child, w: self.walk(child, spec.item, w), spec.example)
+            item = spec.item
+            assert item is not None
+            items = f.get_list(node, where, lambda child, w: self.walk(child, item, w), spec.example)
             return None if items is None else [value for value, _ in items]
         if spec.kind == "free":
             return self.plain(node, where)

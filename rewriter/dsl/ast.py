@@ -7,7 +7,7 @@ The syntax itself is documented in docs/rules.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 from rewriter.errors import SourceLoc
 
@@ -90,26 +90,26 @@ CompareOp = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
 @dataclass(frozen=True)
 class Compare:
     op: CompareOp
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
 @dataclass(frozen=True)
 class And:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
 @dataclass(frozen=True)
 class Or:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
 @dataclass(frozen=True)
 class Not:
-    item: "Expr"
+    item: Expr
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
@@ -123,8 +123,8 @@ class InputTest:
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
-Expr = Union[Lit, AttrRef, ConstInput, ShapeRef, RankRef, DtypeRef, NodeProp, GraphInput, InputTest, Compare, And, Or,
-             Not]
+Expr = (Lit | AttrRef | ConstInput | ShapeRef | RankRef | DtypeRef | NodeProp | GraphInput | InputTest | Compare | And
+        | Or | Not)
 
 # ---------------------------------------------------------------- patterns
 
@@ -211,7 +211,7 @@ class Insert:
 class Remove:
     """``remove a -> b`` or ``remove b.inputs[1]``: take FakeQuantize off those edges."""
 
-    targets: tuple[Union[PortRef, EdgeRef], ...]
+    targets: tuple[PortRef | EdgeRef, ...]
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
@@ -267,7 +267,7 @@ class Int32Bias:
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
-Action = Union[Ignore, Insert, Remove, Propagate, Unify, Symmetric, Asymmetric, Requantize, Int32Bias]
+Action = Ignore | Insert | Remove | Propagate | Unify | Symmetric | Asymmetric | Requantize | Int32Bias
 
 
 @dataclass(frozen=True)

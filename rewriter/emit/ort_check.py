@@ -17,14 +17,14 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import onnx
 import onnxruntime as ort
 
 __all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "op_counts", "optimized_model"]
 
-ModelSource = Union[onnx.ModelProto, bytes, str, os.PathLike]
+ModelSource = onnx.ModelProto | bytes | str | os.PathLike
 Level = Literal["basic", "extended", "all"]
 
 # Node types that mean onnxruntime runs integer arithmetic (com.microsoft or default domain).

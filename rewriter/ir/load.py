@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -27,7 +27,7 @@ _EXTERNAL_MIN_BYTES = 1024
 _TOPO_ERROR = "topologically sorted"
 
 # A tensor moved to external data, a copy of it (without raw_data), and its raw_data if it had one.
-_Moved = list[tuple[onnx.TensorProto, onnx.TensorProto, Optional[bytes]]]
+_Moved = list[tuple[onnx.TensorProto, onnx.TensorProto, bytes | None]]
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:

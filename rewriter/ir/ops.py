@@ -39,4 +39,5 @@ def attribute_kinds(op_type: str) -> dict[str, str] | None:
         schema = onnx.defs.get_schema(op_type)
     except onnx.defs.SchemaError:
         return None
-    return {name: attribute.type.name for name, attribute in schema.attributes.items()}
+    # onnx's stubs type AttrType as an int enum without the protobuf enum members' .name.
+    return {name: attribute.type.name for name, attribute in schema.attributes.items()}  # type: ignore[attr-defined]

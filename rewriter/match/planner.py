@@ -437,7 +437,7 @@ class _Planner:
         live = {t: p for t, p in self.points.items() if p.consumers or p.output_configs}
         groups = self._groups(live)
         frozen = []
-        for tensor, point in live.items():
+        for point in live.values():
             frozen.append(self._freeze_point(point, groups))
         frozen = share_group_configs(frozen)
         frozen = [override_config(p, self.options.quantizer_overrides) for p in frozen]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import operator
-from functools import lru_cache
+from functools import cache
 from typing import Any, Callable
 
 from rewriter.dsl import ast
@@ -34,7 +34,7 @@ def holds(expr: ast.Expr | None, graph: GraphView, node: NodeInfo) -> bool:
     return bool(compile_predicate(expr)(graph, node))
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_predicate(expr: ast.Expr) -> Evaluator:
     """A closure computing the expression's value for (graph, node)."""
     if isinstance(expr, ast.Lit):

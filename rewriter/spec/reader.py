@@ -194,7 +194,7 @@ def read_pot_names(f: YamlFile, node: Node) -> PotNames:
                                                         expected="a mapping with preset_renames, aliases")}
     renames: dict[str, str] = {}
     if "preset_renames" in entries:
-        for written, key_node, value in f.pairs(entries["preset_renames"], "pot.preset_renames", PRESETS,
+        for written, _key_node, value in f.pairs(entries["preset_renames"], "pot.preset_renames", PRESETS,
                                                 expected="a mapping of preset to preset"):
             runs = f.get_enum(value, f"pot.preset_renames.{written}", PRESETS)
             if runs is not None:
@@ -279,7 +279,8 @@ def _read_config(f: YamlFile, name: str, key_node: Node, node: Node) -> RawConfi
     expansions = tuple(
         QuantizerConfig(name=name, bits=bits, mode=mode, granularity=gran, level_low=low,  # type: ignore[arg-type]
                         level_high=high, signed=signed, unified_zeropoint=bool(unified_zp), loc=loc)
-        for mode in modes for gran in grans)  # type: ignore[union-attr]
+        # modes and grans are lists once no problem was recorded; get() types them as object.
+        for mode in modes for gran in grans)  # type: ignore[attr-defined]
     return RawConfig(expansions, loc)
 
 

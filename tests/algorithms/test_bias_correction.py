@@ -101,8 +101,10 @@ def gemm_model(beta: float = 0.5, seed: int = 2) -> onnx.ModelProto:
 def two_layer_model(seed: int = 3) -> onnx.ModelProto:
     """input [1, 4, 16] -> fc1 (MatMul [16,16]) -> fc1_add -> relu -> fc2 (MatMul [16,8]) -> fc2_add -> output."""
     rng = np.random.default_rng(seed)
-    inits = {"fc1.weight": rng.normal(0.0, 0.3, (16, 16)), "fc1.bias": rng.uniform(0.2, 0.6, 16) * rng.choice([-1, 1], 16),
-             "fc2.weight": rng.normal(0.05, 0.3, (16, 8)), "fc2.bias": rng.uniform(0.2, 0.6, 8) * rng.choice([-1, 1], 8)}
+    inits = {"fc1.weight": rng.normal(0.0, 0.3, (16, 16)),
+             "fc1.bias": rng.uniform(0.2, 0.6, 16) * rng.choice([-1, 1], 16),
+             "fc2.weight": rng.normal(0.05, 0.3, (16, 8)),
+             "fc2.bias": rng.uniform(0.2, 0.6, 8) * rng.choice([-1, 1], 8)}
     nodes = [helper.make_node("MatMul", ["input", "fc1.weight"], ["fc1"], name="fc1"),
              helper.make_node("Add", ["fc1", "fc1.bias"], ["fc1_add"], name="fc1_add"),
              helper.make_node("Relu", ["fc1_add"], ["relu"], name="relu"),
@@ -346,7 +348,8 @@ def test_fast_weights_mode_conv_bias_equals_the_numpy_weight_rounding_shift() ->
     w, old = s.weights["conv.weight"].astype(np.float64), s.weights["conv.bias"]
     blob = np.broadcast_to(x.mean(axis=(0, 2, 3)).reshape(1, -1, 1, 1), (1, *x.shape[1:]))
     # Float and weight-quantized layer on the same mean input: no input FakeQuantize, padding borders cancel.
-    shift = channel_mean(conv_ref(blob, w, 1), 1) - channel_mean(conv_ref(blob, fq_ref(w, s.ranges["conv.weight"]), 1), 1)
+    shift = (channel_mean(conv_ref(blob, w, 1), 1)
+             - channel_mean(conv_ref(blob, fq_ref(w, s.ranges["conv.weight"]), 1), 1))
     np.testing.assert_allclose(result.updates["conv.bias"], old + shift, rtol=1e-5, atol=1e-5)
     assert result.layers[0].accepted
     held_out = _positive_samples((1, 8, 8, 8), 8, seed=11)

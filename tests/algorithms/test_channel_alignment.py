@@ -283,7 +283,8 @@ def test_a_chain_of_three_convolutions_is_two_pairs_and_stays_exact() -> None:
              helper.make_node("Conv", ["c2", "w3", "b3"], ["c3"], name="conv3"),
              helper.make_node("Relu", ["c3"], ["y"], name="relu")]
     model = _model(nodes, {"w1": rng.standard_normal((4, 3, 3, 3)) * FACTORS[:, None, None, None],
-                           "b1": MEANS * FACTORS, "w2": rng.standard_normal((4, 4, 1, 1)) / FACTORS[None, :, None, None],
+                           "b1": MEANS * FACTORS,
+                           "w2": rng.standard_normal((4, 4, 1, 1)) / FACTORS[None, :, None, None],
                            "b2": np.array([10.0, -0.1, 0.0, 1.0]), "w3": rng.standard_normal((2, 4, 1, 1)),
                            "b3": rng.standard_normal(2)}, ["n", 3, 16, 16], ["y"])
     pairs, _ = _pairs(model)

@@ -271,7 +271,8 @@ def test_sample_reducer_limit_counts_batched_runs_of_unbatched_tensors() -> None
              (("one", [1]), ("two", [2]), ("zero_s", 0), ("one_s", 1))]
     nodes = [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Slice", ["shape", "one", "two"], ["l1"]),
              helper.make_node("Squeeze", ["l1"], ["len"]), helper.make_node("Range", ["zero_s", "len", "one_s"], ["p"]),
-             helper.make_node("Cast", ["p"], ["pos"], to=TensorProto.FLOAT), helper.make_node("Add", ["x", "pos"], ["y"])]
+             helper.make_node("Cast", ["p"], ["pos"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "pos"], ["y"])]
     model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S"])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "S"])], inits)
     reducers = {"pos": (SampleReducer("sample", 4, max_samples=3), _stat("quantile", "max", None)),

@@ -1,6 +1,7 @@
 """The original tool's config files load unchanged: the seed's example, aliases, sections, merging."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -282,7 +283,7 @@ def test_merge_cli_renames_the_file_preset_for_a_command_line_target(write_confi
 
 def test_loaded_config_is_frozen() -> None:
     cfg = load_config(SEED_JSON)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.preset = "accuracy"  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.algorithms[0].params["preset"] = "accuracy"  # type: ignore[index]

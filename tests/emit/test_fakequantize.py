@@ -29,7 +29,7 @@ class FakeQuantize(OpRun):
 
     op_domain = FQ_DOMAIN
 
-    def _run(self, x, input_low, input_high, output_low, output_high, levels=None, auto_broadcast=None):  # noqa: ANN
+    def _run(self, x, input_low, input_high, output_low, output_high, levels=None, auto_broadcast=None):
         return (fake_quantize(x, input_low, input_high, levels, output_low, output_high),)
 
 

@@ -23,7 +23,7 @@ from emit_helpers import (W8, Builder, activation_range, concat_branches, conv_c
 from ort_kernels import u8s8_saturates
 
 from rewriter.algorithms.types import TensorRange
-from rewriter.emit import EmitResult, emit_qdq
+from rewriter.emit import EmitResult
 from rewriter.emit.ort_check import INTEGER_OPS, fused_counts, optimized_model
 from rewriter.spec.model import QuantizerConfig
 

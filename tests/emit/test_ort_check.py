@@ -5,7 +5,6 @@ import numpy as np
 import onnx
 from emit_helpers import activation_range, conv_chain, emit_planned, make_plan, point, weight_point, weight_range
 
-from rewriter.emit import emit_qdq
 from rewriter.emit.ort_check import fused_counts, op_counts, optimized_model
 
 

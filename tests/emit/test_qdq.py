@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rewriter.algorithms.fq_math import qdq_params
 from rewriter.algorithms.types import TensorRange
-from rewriter.emit import EmitResult, emit_qdq
+from rewriter.emit import EmitResult
 from rewriter.emit.qdq import default_opset
 
 EXACT = dict(rtol=0, atol=1e-5)

@@ -9,7 +9,7 @@ import pytest
 from emit_helpers import Builder, activation_range, emit_planned, fq, make_plan, op, point, run
 from onnx import TensorProto, helper
 
-from rewriter.emit import EmitResult, emit_qdq
+from rewriter.emit import EmitResult
 from rewriter.plan import NodeDecision
 
 RNG = np.random.default_rng(5)

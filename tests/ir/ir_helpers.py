@@ -17,7 +17,8 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray
     return sess.run(None, feeds)
 
 
-def max_relative_diff(before: onnx.ModelProto, after: onnx.ModelProto, n: int = 3, seed: int = 0) -> tuple[float, float]:
+def max_relative_diff(before: onnx.ModelProto, after: onnx.ModelProto, n: int = 3,
+                      seed: int = 0) -> tuple[float, float]:
     """(max abs diff, output scale) over ``n`` random feeds; scale is the largest |output| of ``before``."""
     diff, scale = 0.0, 0.0
     for feeds in random_inputs(before, n, seed):

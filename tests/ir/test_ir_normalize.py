@@ -272,7 +272,8 @@ def test_gather_of_static_dim_folds_when_others_are_dynamic() -> None:
     b.node("Add", ["seq", "one"], "seq_len")
     i64 = TensorProto.INT64
     model = b.model([_f32("input", ["batch", 8])],
-                    [helper.make_tensor_value_info("seq_len", i64, []), helper.make_tensor_value_info("batch", i64, [])],
+                    [helper.make_tensor_value_info("seq_len", i64, []),
+                     helper.make_tensor_value_info("batch", i64, [])],
                     "partial")
     result = normalize(model)
     assert "seq" in {t.name for t in result.model.graph.initializer}
@@ -351,7 +352,8 @@ def test_ir3_model_with_initializer_inputs() -> None:
     b = GraphBuilder(11)
     b.bn(b.conv("input", "conv", 3, 4), "bn", 4)
     inits = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in b.inits]
-    graph = helper.make_graph(b.nodes, "old", [_f32("input", [1, 3, 8, 8]), *inits], [_f32("bn", [1, 4, 8, 8])], b.inits)
+    graph = helper.make_graph(b.nodes, "old", [_f32("input", [1, 3, 8, 8]), *inits], [_f32("bn", [1, 4, 8, 8])],
+                              b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3)
     onnx.checker.check_model(model)
     result = normalize(model)
@@ -426,7 +428,8 @@ def test_nodes_are_sorted() -> None:
 
 def test_topological_order_respects_subgraph_reads() -> None:
     # The If's branches read "t", produced by a node listed after the If.
-    then_g = helper.make_graph([helper.make_node("Identity", ["t"], ["a"], name="then_id")], "then", [], [_f32("a", [2])])
+    then_g = helper.make_graph([helper.make_node("Identity", ["t"], ["a"], name="then_id")], "then", [],
+                               [_f32("a", [2])])
     else_g = helper.make_graph([helper.make_node("Neg", ["t"], ["b"], name="else_neg")], "else", [], [_f32("b", [2])])
     cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
     nodes = [

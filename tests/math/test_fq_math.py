@@ -133,7 +133,7 @@ def test_level_bounds_rejects(kwargs):
 def test_fake_quantize_matches_grid_for_computed_ranges(setup: QuantSetup, data):
     lows = np.atleast_1d(setup.input_low)
     highs = np.atleast_1d(setup.input_high)
-    for c, (il, ih) in enumerate(zip(lows.tolist(), highs.tolist())):
+    for il, ih in zip(lows.tolist(), highs.tolist()):
         x = data.draw(values_for_range(il, ih, setup.levels, size=12))
         out = fq.fake_quantize(x, np.float32(il), np.float32(ih), setup.levels)
         assert out.dtype == np.float32

@@ -92,7 +92,7 @@ def test_top_level_not_a_mapping(write_spec) -> None:
 
 @pytest.mark.parametrize("text, line, needle", [
     ("name: X\nname: Y\n", 2, "duplicate key 'name' in the spec (first given at line 1)"),
-    (f"name: X\nconfigs:\n  q: {{bits: 8, bits: 4, mode: symmetric, granularity: pertensor}}\n", 3,
+    ("name: X\nconfigs:\n  q: {bits: 8, bits: 4, mode: symmetric, granularity: pertensor}\n", 3,
      "duplicate key 'bits' in configs.q"),
     ("name: X\nops:\n  MaxPool: {agnostic: true}\n  MaxPool: {agnostic: false}\n", 4,
      "duplicate key 'MaxPool' in ops (first given at line 3)"),
@@ -107,7 +107,8 @@ def test_duplicate_keys(write_spec, text: str, line: int, needle: str) -> None:
     ("name: X\nfoo: 1\n", 2, "unknown key 'foo' in the spec; expected one of: name, description, extends"),
     ("name: X\nconfigs:\n  q: {bits: 8, mode: symmetric, granularity: pertensor, sign: true}\n", 3,
      "unknown key 'sign' in configs.q; did you mean 'signed'?"),
-    ("name: X\nops:\n  MaxPool: {agnostik: true}\n", 3, "unknown key 'agnostik' in ops.MaxPool; did you mean 'agnostic'?"),
+    ("name: X\nops:\n  MaxPool: {agnostik: true}\n", 3,
+     "unknown key 'agnostik' in ops.MaxPool; did you mean 'agnostic'?"),
     (f"name: X\nconfigs:\n  q: {CONFIG}\nops:\n  Conv:\n    activations: [q]\n    variants:\n"
      "      - {name: v, when: 'attr.group > 1', activation: [q]}\n", 8,
      "unknown key 'activation' in ops.Conv.variants[0]; did you mean 'activations'?"),

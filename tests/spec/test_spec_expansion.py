@@ -48,7 +48,8 @@ def test_level_options(write_spec) -> None:
     narrow, explicit, default, forced = (spec.configs[n][0] for n in ("narrow", "explicit", "default", "forced"))
     assert (narrow.level_low, narrow.level_high, narrow.signed) == (-7, 7, True)
     assert (explicit.level_low, explicit.level_high, explicit.signed) == (0, 255, False)
-    assert (default.level_low, default.level_high, default.signed, default.unified_zeropoint) == (None, None, None, True)
+    assert (default.level_low, default.level_high, default.signed,
+            default.unified_zeropoint) == (None, None, None, True)
     assert forced.signed is True and forced.level_low is None
 
 

@@ -35,7 +35,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -68,7 +67,7 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _versions(*pkgs: str) -> Dict[str, str]:
+def _versions(*pkgs: str) -> dict[str, str]:
     out = {"python": platform.python_version()}
     for p in pkgs:
         try:
@@ -86,7 +85,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_split(folder: Path, samples: List[Dict[str, np.ndarray]]) -> None:
+def _write_split(folder: Path, samples: list[dict[str, np.ndarray]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(samples):
         for k, v in s.items():
@@ -94,7 +93,7 @@ def _write_split(folder: Path, samples: List[Dict[str, np.ndarray]]) -> None:
         write_npz(folder / f"{i:06d}.npz", s)
 
 
-def _io_desc(values) -> List[dict]:
+def _io_desc(values) -> list[dict]:
     import onnx
 
     res = []
@@ -110,7 +109,7 @@ def _model_desc(path: Path) -> dict:
 
     m = onnx.load(str(path), load_external_data=False)
     init = {i.name for i in m.graph.initializer}
-    ops: Dict[str, int] = {}
+    ops: dict[str, int] = {}
     for n in m.graph.node:
         ops[n.op_type] = ops.get(n.op_type, 0) + 1
     return {
@@ -136,7 +135,7 @@ def _ort_session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _float_reference(d: Path, meta: dict) -> Dict[str, float]:
+def _float_reference(d: Path, meta: dict) -> dict[str, float]:
     """Run the float model with onnxruntime over eval/, store eval_reference.npy,
     and return every metric of the float model."""
     sess = _ort_session(d / "model.onnx")
@@ -255,7 +254,7 @@ def build_cnn_digits(d: Path) -> dict:
     g = torch.Generator().manual_seed(SEED)
     t0 = time.time()
     model.train()
-    for ep in range(epochs):
+    for _epoch in range(epochs):
         order = torch.randperm(len(tr), generator=g)
         for i in range(0, len(tr), bs):
             idx = order[i : i + bs]
@@ -420,7 +419,8 @@ def build_minilm(d: Path) -> dict:
         got = _ort_session(d / "model.onnx", 2).run(None, {k: v[:16] for k, v in arrays.items()})[1]
         check = {"sentence_transformers_version": md.version("sentence-transformers"),
                  "max_abs_diff_vs_sentence_transformers_encode_16": float(np.abs(ref - got).max())}
-        _log(f"  onnxruntime vs sentence-transformers encode, max |diff|: {check['max_abs_diff_vs_sentence_transformers_encode_16']:.3g}")
+        diff = check["max_abs_diff_vs_sentence_transformers_encode_16"]
+        _log(f"  onnxruntime vs sentence-transformers encode, max |diff|: {diff:.3g}")
     except ImportError:
         pass
 
@@ -478,8 +478,9 @@ def build_magika(d: Path) -> dict:
     if missing:
         raise RuntimeError(f"generated types not in magika's label space: {missing}")
 
-    def feats(content: bytes) -> Dict[str, np.ndarray]:
-        f = filetypes.magika_features(content, cfg["beg_size"], cfg["end_size"], cfg["padding_token"], cfg["block_size"])
+    def feats(content: bytes) -> dict[str, np.ndarray]:
+        f = filetypes.magika_features(content, cfg["beg_size"], cfg["end_size"], cfg["padding_token"],
+                                      cfg["block_size"])
         return {"bytes": f[None, :]}
 
     rng = np.random.default_rng(SEED + 30)
@@ -495,7 +496,7 @@ def build_magika(d: Path) -> dict:
         sess = _ort_session(d / "model.onnx", 2)
         agree = 0
         n = min(60, len(eval_files))
-        for t, c in eval_files[:: max(1, len(eval_files) // n)][:n]:
+        for _path, c in eval_files[:: max(1, len(eval_files) // n)][:n]:
             ours = labels[int(sess.run(None, feats(c))[0].argmax())]
             theirs = str(m.identify_bytes(c).dl.label)
             agree += ours == theirs
@@ -526,7 +527,8 @@ def build_magika(d: Path) -> dict:
                  "type, other seeds than calib"},
         "metric": {"name": "top1_accuracy", "kind": "top1_accuracy", "output": "target_label", "output_index": 0,
                    "description": "argmax of the model's output == true file type (eval_labels.npy, indices into "
-                                  "'labels'); evaluate_all also reports top1_agreement with the float model and sqnr_db"},
+                                  "'labels'); evaluate_all also reports top1_agreement with the float model and "
+                                  "sqnr_db"},
         "environment": _versions("magika", "onnx", "onnxruntime", "numpy", "pillow", "scikit-learn"),
     }
 
@@ -534,7 +536,7 @@ def build_magika(d: Path) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 # name -> (builder, entry version: bump it when the entry's content changes)
-ENTRIES: Dict[str, tuple] = {
+ENTRIES: dict[str, tuple] = {
     "cnn_digits": (build_cnn_digits, 2),
     "minilm": (build_minilm, 2),
     "magika": (build_magika, 1),
@@ -553,7 +555,7 @@ def is_built(name: str, cache: Path) -> bool:
         return False
 
 
-def build(name: str, cache: Path, force: bool = False) -> Optional[dict]:
+def build(name: str, cache: Path, force: bool = False) -> dict | None:
     """Build one entry under cache/name (skipped if built, unless force); returns its meta."""
     builder, version = ENTRIES[name]
     final = cache / name
@@ -597,7 +599,7 @@ def build(name: str, cache: Path, force: bool = False) -> Optional[dict]:
     return meta
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build the benchmark corpus (offline, seeded).")
     ap.add_argument("--only", nargs="+", choices=sorted(ENTRIES), metavar="NAME",
                     help=f"build only these entries ({', '.join(ENTRIES)})")

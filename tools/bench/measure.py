@@ -30,7 +30,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ MB = 1024.0 * 1024.0
 
 # ----------------------------------------------------------------------------- child processes
 
-def rss_mb(pid: str | int = "self", key: str = "VmRSS") -> Optional[float]:
+def rss_mb(pid: str | int = "self", key: str = "VmRSS") -> float | None:
     """A /proc/<pid>/status memory line (VmRSS, VmHWM) in MB, or None where /proc is missing."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -56,8 +56,8 @@ def rss_mb(pid: str | int = "self", key: str = "VmRSS") -> Optional[float]:
     return None
 
 
-def run_child(cmd: Sequence[str], timeout_s: float, env: Optional[Mapping[str, str]] = None,
-              cwd: Optional[os.PathLike] = None, log_path: Optional[os.PathLike] = None) -> dict:
+def run_child(cmd: Sequence[str], timeout_s: float, env: Mapping[str, str] | None = None,
+              cwd: os.PathLike | None = None, log_path: os.PathLike | None = None) -> dict:
     """Run ``cmd`` in its own process; return wall time, exit status and peak RSS of that process.
 
     stdout and stderr go to ``log_path`` (or are dropped); the last lines are
@@ -113,7 +113,7 @@ def _tail(path: os.PathLike, lines: int = 25) -> str:
 
 # ----------------------------------------------------------------------------- model files
 
-def _all_nodes(graph) -> List:
+def _all_nodes(graph) -> list:
     out = []
     for node in graph.node:
         out.append(node)
@@ -155,7 +155,7 @@ def _initializer_bytes(model, path: Path) -> int:
     return total
 
 
-def _external_files(model, path: Path) -> List[Path]:
+def _external_files(model, path: Path) -> list[Path]:
     files = set()
     for init in model.graph.initializer:
         for entry in init.external_data:
@@ -199,7 +199,7 @@ def session(path: os.PathLike, threads: int):
 
 
 def latency(models: Mapping[str, os.PathLike], feeds: Mapping[str, np.ndarray], threads: int,
-            runs: int = 30, warmup: int = 5, rounds: int = 3) -> Dict[str, dict]:
+            runs: int = 30, warmup: int = 5, rounds: int = 3) -> dict[str, dict]:
     """Median latency (ms) per model at batch 1; ``runs`` timed runs each, split over interleaved rounds.
 
     A model that fails to load or run gets {"error": ...} instead of numbers.
@@ -213,7 +213,7 @@ def latency(models: Mapping[str, os.PathLike], feeds: Mapping[str, np.ndarray], 
             sessions[label] = sess
         except Exception as error:  # noqa: BLE001
             result[label] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
-    times: Dict[str, List[float]] = {label: [] for label in sessions}
+    times: dict[str, list[float]] = {label: [] for label in sessions}
     per_round = max(1, -(-runs // rounds))
     for _ in range(rounds):
         for label, sess in sessions.items():
@@ -284,7 +284,7 @@ def machine_info() -> dict:
     return info
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="benchmark measurements run in a child process")
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("floor", help="one float onnxruntime pass over the samples listed in a file")

@@ -32,17 +32,17 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO_ROOT / ".bench-cache" / "corpus"
 
-RunFn = Callable[[Dict[str, np.ndarray]], Sequence[np.ndarray]]
+RunFn = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 
 
-def cache_dir(cache: Optional[os.PathLike] = None) -> Path:
+def cache_dir(cache: os.PathLike | None = None) -> Path:
     """The corpus folder: `cache`, else $REWRITER_BENCH_CORPUS, else <repo>/.bench-cache/corpus."""
     if cache is not None:
         return Path(cache)
@@ -50,7 +50,7 @@ def cache_dir(cache: Optional[os.PathLike] = None) -> Path:
     return Path(env) if env else DEFAULT_CACHE
 
 
-def entry_dir(name: str, cache: Optional[os.PathLike] = None) -> Path:
+def entry_dir(name: str, cache: os.PathLike | None = None) -> Path:
     d = cache_dir(cache) / name
     if not (d / "meta.json").is_file():
         raise FileNotFoundError(
@@ -60,24 +60,24 @@ def entry_dir(name: str, cache: Optional[os.PathLike] = None) -> Path:
     return d
 
 
-def load_meta(name: str, cache: Optional[os.PathLike] = None) -> dict:
+def load_meta(name: str, cache: os.PathLike | None = None) -> dict:
     return json.loads((entry_dir(name, cache) / "meta.json").read_text())
 
 
-def list_entries(cache: Optional[os.PathLike] = None) -> List[str]:
+def list_entries(cache: os.PathLike | None = None) -> list[str]:
     root = cache_dir(cache)
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "meta.json").is_file())
 
 
-def load_sample(path: os.PathLike) -> Dict[str, np.ndarray]:
+def load_sample(path: os.PathLike) -> dict[str, np.ndarray]:
     """One .npz sample: {input name: array with batch dim 1}."""
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
 
-def sample_paths(name: str, split: str, cache: Optional[os.PathLike] = None) -> List[Path]:
+def sample_paths(name: str, split: str, cache: os.PathLike | None = None) -> list[Path]:
     """Sorted .npz paths of an entry's `calib` or `eval` split."""
     if split not in ("calib", "eval"):
         raise ValueError("split must be 'calib' or 'eval'")
@@ -85,8 +85,8 @@ def sample_paths(name: str, split: str, cache: Optional[os.PathLike] = None) -> 
 
 
 def iter_samples(
-    name: str, split: str, batch_size: int = 1, cache: Optional[os.PathLike] = None
-) -> Iterator[Dict[str, np.ndarray]]:
+    name: str, split: str, batch_size: int = 1, cache: os.PathLike | None = None
+) -> Iterator[dict[str, np.ndarray]]:
     """Yield input dicts of `batch_size` samples (the last batch may be smaller)."""
     paths = sample_paths(name, split, cache)
     for i in range(0, len(paths), batch_size):
@@ -99,7 +99,7 @@ def iter_samples(
 
 def collect_outputs(
     name: str, run_fn: RunFn, output_index: int, batch_size: int = 1,
-    cache: Optional[os.PathLike] = None,
+    cache: os.PathLike | None = None,
 ) -> np.ndarray:
     """Run `run_fn` over the eval split; stack output[output_index] over samples."""
     parts = []
@@ -126,10 +126,10 @@ def _nearest_other(e: np.ndarray) -> np.ndarray:
     return sim.argmax(axis=1)
 
 
-def scores_from_outputs(meta: dict, outputs: np.ndarray, d: Path) -> Dict[str, float]:
+def scores_from_outputs(meta: dict, outputs: np.ndarray, d: Path) -> dict[str, float]:
     """Every metric of an entry from the stacked eval outputs (see module doc)."""
     kind = meta["metric"]["kind"]
-    res: Dict[str, float] = {}
+    res: dict[str, float] = {}
     if kind == "top1_accuracy":
         labels = np.load(d / "eval_labels.npy")
         pred = np.where(np.isfinite(outputs), outputs, -np.inf).argmax(axis=1)
@@ -166,8 +166,8 @@ def _sqnr(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 def evaluate_all(
-    name: str, run_fn: RunFn, batch_size: int = 1, cache: Optional[os.PathLike] = None
-) -> Dict[str, float]:
+    name: str, run_fn: RunFn, batch_size: int = 1, cache: os.PathLike | None = None
+) -> dict[str, float]:
     """All metrics of entry `name` for the model behind `run_fn`; the main one under its name."""
     d = entry_dir(name, cache)
     meta = json.loads((d / "meta.json").read_text())
@@ -176,7 +176,7 @@ def evaluate_all(
 
 
 def evaluate(
-    name: str, run_fn: RunFn, batch_size: int = 1, cache: Optional[os.PathLike] = None
+    name: str, run_fn: RunFn, batch_size: int = 1, cache: os.PathLike | None = None
 ) -> float:
     """The entry's main metric (meta.json "metric"."name") on its eval split."""
     meta = load_meta(name, cache)
@@ -194,7 +194,7 @@ def ort_run_fn(model_path: os.PathLike, threads: int = 0):
     return lambda inputs: sess.run(None, inputs)
 
 
-def write_npz(path: os.PathLike, arrays: Dict[str, np.ndarray]) -> None:
+def write_npz(path: os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Like np.savez (uncompressed) but byte-reproducible: fixed zip timestamps, sorted keys."""
     path = Path(path)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -205,7 +205,7 @@ def write_npz(path: os.PathLike, arrays: Dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(fh, np.ascontiguousarray(arrays[key]), allow_pickle=False)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """`python tools/bench/metrics.py NAME MODEL.onnx`: score a model file on an entry."""
     import argparse
 

@@ -40,7 +40,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -54,11 +54,11 @@ if str(HERE.parents[1]) not in sys.path:
 class Tool:
     name: str
     label: str
-    packages: Tuple[str, ...]  # import names the tool needs
-    alias_of: Optional[str] = None  # a variant that is run only where its config differs from this tool's
+    packages: tuple[str, ...]  # import names the tool needs
+    alias_of: str | None = None  # a variant that is run only where its config differs from this tool's
 
 
-TOOLS: Dict[str, Tool] = {
+TOOLS: dict[str, Tool] = {
     "ours": Tool("ours", "rewriter (ours)", ("rewriter",)),
     "ours_default": Tool("ours_default", "rewriter, default settings", ("rewriter",), alias_of="ours"),
     "ours_ort": Tool("ours_ort", "rewriter, target ORT", ("rewriter",)),
@@ -70,7 +70,7 @@ TOOLS: Dict[str, Tool] = {
 }
 
 
-def available(tool: str) -> Tuple[bool, str]:
+def available(tool: str) -> tuple[bool, str]:
     """Whether the tool's packages import here; the reason when not."""
     for pkg in TOOLS[tool].packages:
         try:
@@ -105,7 +105,7 @@ def config_for(tool: str, kind: str) -> dict:
     raise KeyError(tool)
 
 
-def sample_files(data_dir: os.PathLike) -> List[Path]:
+def sample_files(data_dir: os.PathLike) -> list[Path]:
     return sorted(Path(data_dir).glob("*.npz"))
 
 
@@ -183,19 +183,20 @@ def run_nncf(model: str, out: str, data_dir: str, samples: int, config: dict) ->
     return {"nncf_version": nncf.__version__}
 
 
-RUNNERS: Dict[str, Callable[[str, str, str, int, dict], dict]] = {
+RUNNERS: dict[str, Callable[[str, str, str, int, dict], dict]] = {
     "ours": run_ours, "ours_default": run_ours, "ours_ort": run_ours, "ours_dq": run_ours, "ours_ort_dq": run_ours,
     "ort": run_ort, "nncf": run_nncf, "nncf_default": run_nncf,
 }
 
 # What each tool imports before its clock starts (so that import time is not quantization time).
 PRELOAD = {
-    "ours": ("rewriter.pipeline",), "ours_default": ("rewriter.pipeline",), "ours_ort": ("rewriter.pipeline",), "ours_dq": ("rewriter.pipeline",), "ours_ort_dq": ("rewriter.pipeline",),
+    "ours": ("rewriter.pipeline",), "ours_default": ("rewriter.pipeline",), "ours_ort": ("rewriter.pipeline",),
+    "ours_dq": ("rewriter.pipeline",), "ours_ort_dq": ("rewriter.pipeline",),
     "ort": ("onnxruntime.quantization",), "nncf": ("nncf", "onnx"), "nncf_default": ("nncf", "onnx"),
 }
 
 
-def _rss_mb() -> Optional[float]:
+def _rss_mb() -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -205,7 +206,7 @@ def _rss_mb() -> Optional[float]:
     return None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="run one quantizer once (in its own process)")
     ap.add_argument("tool", choices=sorted(TOOLS))
     ap.add_argument("--model", required=True)

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -55,7 +55,7 @@ def load(results: Path) -> dict:
     return {"run": run, "models": models}
 
 
-def _num(x) -> Optional[float]:
+def _num(x) -> float | None:
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -63,7 +63,7 @@ def _num(x) -> Optional[float]:
     return v
 
 
-def resolve(model: dict, tool: str) -> Tuple[Optional[dict], str]:
+def resolve(model: dict, tool: str) -> tuple[dict | None, str]:
     """The result to show for a tool (following "same_as"), and its status."""
     r = model.get("tools", {}).get(tool)
     if r is None:
@@ -127,7 +127,7 @@ def figures(model: dict, tool: str) -> dict:
     return f
 
 
-def best_peer(model: dict, key: str, better: str) -> Tuple[Optional[str], Optional[float]]:
+def best_peer(model: dict, key: str, better: str) -> tuple[str | None, float | None]:
     """The peer with the best value of a figure ("min" or "max"), among peers that worked."""
     best, val = None, None
     for tool in PEERS:
@@ -161,7 +161,7 @@ def _cell_error(f: dict) -> str:
     return f"**{f['status'].upper()}**: {text[:160]}"
 
 
-def _kernels(k: Optional[dict]) -> str:
+def _kernels(k: dict | None) -> str:
     if not k:
         return "0"
     short = {"QLinearConv": "QConv", "QLinearMatMul": "QMatMul", "MatMulIntegerToFloat": "MMInt2F",
@@ -171,11 +171,11 @@ def _kernels(k: Optional[dict]) -> str:
     return ", ".join(f"{short.get(k_, k_)} {v}" for k_, v in sorted(k.items(), key=lambda kv: -kv[1]))
 
 
-def _ok(flag: Optional[bool]) -> str:
+def _ok(flag: bool | None) -> str:
     return "–" if flag is None else ("yes" if flag else "**no**")
 
 
-def tools_in(model: dict) -> List[str]:
+def tools_in(model: dict) -> list[str]:
     return [t for t in TOOL_ORDER if t in model.get("tools", {})]
 
 
@@ -274,7 +274,7 @@ def issue3_checks(model: dict, tool: str = "ours_default") -> dict:
     return out
 
 
-def _issue3_section(models: List[dict]) -> List[str]:
+def _issue3_section(models: list[dict]) -> list[str]:
     lines = ["## Issue 3's bars: rewriter with default settings (CPU target, preset performance), "
              "and with `--target ORT`", "",
              "| model | settings | drop % (<= 1) | speed-up 1T (>= 1; >= 2 on resnet50) | time s vs 2 × floor + 2 s | "
@@ -314,7 +314,7 @@ def peer_ratios(model: dict, tool: str = "ours") -> dict:
     return out
 
 
-def _peer_section(models: List[dict]) -> List[str]:
+def _peer_section(models: list[dict]) -> list[str]:
     lines = ["## Against the best peer", "",
              "Each figure of ours (with the settings of issue 4: CPU target, performance, mixed for the "
              "transformer; and with `--target ORT`) next to the best value any peer reached on that model "
@@ -350,7 +350,7 @@ def _peer_row(model: dict, tool: str) -> str:
             f"{cell('quantize_s', '{:.1f} s')} | {cell('peak_rss_mb', '{:.0f} MB')} | {cell('size_mb', '{:.1f} MB')} |")
 
 
-def _default_quantization_section(models: List[dict]) -> List[str]:
+def _default_quantization_section(models: list[dict]) -> list[str]:
     """Issue 5: DefaultQuantization against MinMax alone and against NNCF, with the output SQNR and time."""
     lines = ["## Issue 5: DefaultQuantization against MinMax alone and NNCF", "",
              "DQ = ActivationChannelAlignment, activation smoothing (only tensors with outlier channels), "
@@ -367,7 +367,7 @@ def _default_quantization_section(models: List[dict]) -> List[str]:
         order = ("ours", "ours_dq", "ours_ort_dq", "nncf")
         f = {tool: figures(model, tool) for tool in (*order, "ours_ort")}
 
-        def trio(get) -> str:
+        def trio(get, f=f, order=order) -> str:  # bound: the loop rebinds f and order
             return " / ".join(get(f[t]) for t in order)
 
         def at_least(a: dict, b: dict) -> str:
@@ -386,7 +386,7 @@ def _default_quantization_section(models: List[dict]) -> List[str]:
     return lines + [""]
 
 
-def _memory_section(models: List[dict]) -> List[str]:
+def _memory_section(models: list[dict]) -> list[str]:
     checks = [m["memory_check"] for m in models if m.get("memory_check")]
     if not checks:
         return []
@@ -406,7 +406,7 @@ def _memory_section(models: List[dict]) -> List[str]:
     return lines + [""]
 
 
-def _model_section(model: dict) -> List[str]:
+def _model_section(model: dict) -> list[str]:
     name = model.get("name", "?")
     lines = [f"## {name}", ""]
     if "error" in model:
@@ -486,7 +486,7 @@ def _failure_note(name: str, tool: str, raw: dict) -> str:
     return "\n".join(text)
 
 
-def _scores(scores: Optional[dict]) -> str:
+def _scores(scores: dict | None) -> str:
     if not scores:
         return "–"
     return ", ".join(f"{k} {_f(_num(v), '{:.4f}') if k != 'sqnr_db' else _f(_num(v), '{:.1f}')}"
@@ -503,7 +503,7 @@ def _lat(model: dict, label: str) -> str:
 
 # ----------------------------------------------------------------------------- chart
 
-def chart(data: dict, path: Path) -> Optional[str]:
+def chart(data: dict, path: Path) -> str | None:
     """Accuracy drop vs speed-up (1 thread) per tool and model; returns a reason when not drawn."""
     try:
         import matplotlib
@@ -511,7 +511,8 @@ def chart(data: dict, path: Path) -> Optional[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed"
-    colors = {"ours": "tab:green", "ours_default": "tab:olive", "ours_ort": "tab:purple", "ours_dq": "tab:cyan", "ours_ort_dq": "tab:pink", "ort": "tab:blue",
+    colors = {"ours": "tab:green", "ours_default": "tab:olive", "ours_ort": "tab:purple", "ours_dq": "tab:cyan",
+              "ours_ort_dq": "tab:pink", "ort": "tab:blue",
               "nncf": "tab:red", "nncf_default": "tab:orange"}
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
@@ -585,7 +586,7 @@ def summary_text(data: dict) -> str:
     return "\n".join(rows)
 
 
-def write(results: Path, docs: Path) -> Tuple[Path, Optional[Path]]:
+def write(results: Path, docs: Path) -> tuple[Path, Path | None]:
     data = load(results)
     docs = Path(docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -600,7 +601,7 @@ def write(results: Path, docs: Path) -> Tuple[Path, Optional[Path]]:
     return md, (None if reason else png)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", default=str(REPO_ROOT / ".bench-cache" / "results"))
     ap.add_argument("--docs", default=str(REPO_ROOT / "docs"))

@@ -34,7 +34,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Sequence
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -87,7 +87,7 @@ class Settings:
 
 # ----------------------------------------------------------------------------- one model
 
-def subset_dir(name: str, calib: List[Path], n: int, s: Settings) -> Path:
+def subset_dir(name: str, calib: list[Path], n: int, s: Settings) -> Path:
     """The folder every tool reads: the calib folder itself, or links to its first n files."""
     if n == len(calib):
         return calib[0].parent
@@ -175,7 +175,7 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
         _log(f"{name}: floor FAILED")
 
     # The quantizers, each in its own process.
-    order: List[str] = []
+    order: list[str] = []
     for tool in tools:
         order.append(tool)
         order.extend(VARIANTS.get(tool, ()))
@@ -222,7 +222,7 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
     return out
 
 
-def _load() -> Optional[float]:
+def _load() -> float | None:
     """The 1-minute load average: above the core count, other work shared the CPU with the timings."""
     try:
         return round(os.getloadavg()[0], 2)
@@ -237,7 +237,7 @@ def _facts(path: Path) -> dict:
         return {"facts_error": f"{type(error).__name__}: {error}"}
 
 
-def memory_check(name: str, result: dict, s: Settings) -> Optional[dict]:
+def memory_check(name: str, result: dict, s: Settings) -> dict | None:
     """Ours (default settings) at fewer samples on the same model: does peak RSS grow with samples?"""
     main_tool = "ours_default" if result["tools"].get("ours_default", {}).get("ok") else "ours"
     main = result["tools"].get(main_tool, {})
@@ -263,7 +263,7 @@ def _now() -> str:
 
 # ----------------------------------------------------------------------------- main
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", metavar="NAME", help="corpus entries to run (default: every built one)")
@@ -284,7 +284,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     s = Settings(a)
     if a.report_only:

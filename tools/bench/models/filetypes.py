@@ -34,7 +34,7 @@ import wave
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable
 
 import numpy as np
 
@@ -256,7 +256,7 @@ def gen_ruby(r: _R) -> bytes:
 
 # ----------------------------------------------------------------------------- data and markup
 
-def _records(r: _R, n: int) -> List[dict]:
+def _records(r: _R, n: int) -> list[dict]:
     return [{"id": r.i(1, 99999), "name": r.person(), "city": r.pick(CITIES), "score": r.f(0, 100),
              "active": bool(r.i(0, 1)), "tags": [r.pick(WORDS) for _ in range(r.i(0, 3))]} for _ in range(n)]
 
@@ -439,7 +439,7 @@ def gen_rtf(r: _R) -> bytes:
 _FIXED_DATE = (2020, 1, 1, 0, 0, 0)
 
 
-def _zip(entries: List[Tuple[str, bytes]], stored_first: bool = False) -> bytes:
+def _zip(entries: list[tuple[str, bytes]], stored_first: bool = False) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for k, (name, data) in enumerate(entries):
@@ -598,7 +598,7 @@ def gen_randombytes(r: _R) -> bytes:
 
 # ----------------------------------------------------------------------------- images (Pillow)
 
-_PHOTOS: Dict[str, object] = {}
+_PHOTOS: dict[str, object] = {}
 
 
 def _photo(r: _R):
@@ -677,12 +677,12 @@ def gen_pdf(r: _R) -> bytes:
     return out.encode("latin-1")
 
 
-GENERATORS: Dict[str, Callable[[_R], bytes]] = {
+GENERATORS: dict[str, Callable[[_R], bytes]] = {
     name[4:]: fn for name, fn in sorted(globals().items()) if name.startswith("gen_") and callable(fn)
 }
 
 
-def generate(seed: int, per_type: int) -> List[Tuple[str, bytes]]:
+def generate(seed: int, per_type: int) -> list[tuple[str, bytes]]:
     """`per_type` files of every type, as (label, bytes), in a fixed order; each
     type draws from its own stream so adding a type changes no other type's files."""
     out = []

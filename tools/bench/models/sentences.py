@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List, Tuple
 
 import numpy as np
 
@@ -134,7 +133,7 @@ def _templated(rng: np.random.Generator) -> str:
     return f"{pick(_INSTR)} {pick(_SUBJ)} {pick(_VERB)} {pick(_OBJ)} {pick(_WHY)}."
 
 
-def descr_sentences() -> List[str]:
+def descr_sentences() -> list[str]:
     """Prose sentences from scikit-learn's bundled dataset descriptions (tables, lists,
     references and headings dropped)."""
     try:
@@ -142,7 +141,7 @@ def descr_sentences() -> List[str]:
     except ImportError:
         return []
     descr = Path(sklearn.datasets.__file__).parent / "descr"
-    out: List[str] = []
+    out: list[str] = []
     for f in sorted(descr.glob("*.rst")):
         paras, cur = [], []
         for line in f.read_text(encoding="utf-8").splitlines():
@@ -172,10 +171,10 @@ def descr_sentences() -> List[str]:
     return uniq
 
 
-def docstring_sentences(limit: int = 200) -> List[str]:
+def docstring_sentences(limit: int = 200) -> list[str]:
     """First sentences of the docstrings of numpy's public functions (sorted by
     name, the first `limit` that read as prose)."""
-    out: List[str] = []
+    out: list[str] = []
     for name in sorted(dir(np)):
         obj = getattr(np, name, None)
         doc = getattr(obj, "__doc__", None) if callable(obj) and not name.startswith("_") else None
@@ -192,7 +191,7 @@ def docstring_sentences(limit: int = 200) -> List[str]:
     return list(dict.fromkeys(out))
 
 
-def sentences(seed: int, n: int) -> Tuple[List[str], dict]:
+def sentences(seed: int, n: int) -> tuple[list[str], dict]:
     """n distinct sentences in a seeded order, and how many came from each source."""
     rng = np.random.default_rng(seed)
     real = descr_sentences()
