@@ -68,7 +68,8 @@ def test_inserted_nodes_come_back_with_the_pass_that_made_them() -> None:
     assert [(n.node, n.op_type, n.made_by) for n in result.inserted] == [("mm_bias", "Add", "FastBiasCorrection")]
     (add,) = [n for n in result.model.graph.node if n.name == "mm_bias"]
     # The node names its maker in the output model too.
-    assert [(p.key, p.value) for p in add.metadata_props] == [("rewriter.source", "edit by FastBiasCorrection @ <pass>")]
+    expected = [("rewriter.source", "edit by FastBiasCorrection @ <pass>")]
+    assert [(p.key, p.value) for p in add.metadata_props] == expected
 
 
 def test_passes_are_timed_under_their_names() -> None:

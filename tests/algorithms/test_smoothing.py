@@ -136,7 +136,8 @@ def test_the_inserted_mul_names_the_pass_in_the_output_model() -> None:
     (inserted,) = result.inserted
     (mul,) = [n for n in result.model.graph.node if n.name == inserted.node]
     assert mul.op_type == "Mul"
-    assert [(p.key, p.value) for p in mul.metadata_props] == [("rewriter.source", "edit by ActivationSmoothing @ <pass>")]
+    expected = [("rewriter.source", "edit by ActivationSmoothing @ <pass>")]
+    assert [(p.key, p.value) for p in mul.metadata_props] == expected
 
 
 def test_smoothing_cuts_the_quantization_error_of_an_outlier_channel_input() -> None:
