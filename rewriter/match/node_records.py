@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from rewriter.ir.graph import NodeInfo
-from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision
+from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus
 from rewriter.spec.model import HardwareSpec
 
 # Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
@@ -62,7 +62,7 @@ def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decisio
             what.append("inputs " + ",".join(f"{p} (moved up to {t})" for p, t in sorted(upstream.items())))
         if outputs:
             what.append("outputs")
-        status = "agnostic" if entry is not None and entry.agnostic else "quantized"
+        status: NodeStatus = "agnostic" if entry is not None and entry.agnostic else "quantized"
         return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
     if entry is None:
         trail.append(Decision("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))

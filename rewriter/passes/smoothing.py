@@ -26,7 +26,7 @@ class SmoothingPass(Pass):
                                               "note": "no quantized MatMul/Gemm with a per-tensor activation input"})
         collected = context.collect(smoothing_reducers(groups))  # type: ignore[arg-type]
         weights = context.initializers(sorted({r.weight for g in groups for r in g.readers}))
-        result = smooth(groups, collected.stats, weights, self.alpha)  # type: ignore[arg-type]
+        result = smooth(groups, collected.stats, weights, self.alpha)
         model = insert_scales(apply_weight_updates(context.model, result.updates), result.insertions,
                               pass_source(self.title))
         inserted = tuple(InsertedNode(name, "Mul", self.title) for name in result.inserted_nodes)
