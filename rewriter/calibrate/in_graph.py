@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rewriter.ir.layers import DEFAULT_DOMAINS
 from rewriter.ir.names import FreshNames, graph_names
 
 __all__ = ["IN_GRAPH_DTYPES", "InGraph", "Layout", "Subsample", "default_opset", "in_graph_nodes"]
@@ -93,7 +94,7 @@ class Layout:
 def default_opset(model: onnx.ModelProto) -> int:
     """The model's version of the default ONNX domain (1 when it imports none)."""
     for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
+        if entry.domain in DEFAULT_DOMAINS:
             return entry.version
     return 1
 

@@ -26,7 +26,8 @@ from onnx import helper, numpy_helper
 
 from rewriter.algorithms.fq_math import qdq_params
 from rewriter.algorithms.types import TensorRange
-from rewriter.emit.qdq import EmitResult, EmittedTensor, GraphEdit, stamp
+from rewriter.emit.graph_edit import GraphEdit, stamp
+from rewriter.emit.qdq import EmitResult, EmittedTensor
 from rewriter.plan import FakeQuantizePoint, QuantPlan, source_of
 
 __all__ = ["FQ_DOMAIN", "FQ_DOMAIN_VERSION", "emit_fakequantize"]

@@ -39,42 +39,23 @@ and everything is visited in plan order, then graph order.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, version_converter
+from onnx import helper, numpy_helper
 
-from rewriter.algorithms.fq_math import STORAGE_RANGES, fake_quantize, qdq_params, storage_dtype_for
 from rewriter.algorithms.types import TensorRange
-from rewriter.errors import UserError
-from rewriter.ir.names import FreshNames, graph_names, subgraph_reads
-from rewriter.ir.tensors import slicing_axis
+from rewriter.emit.graph_edit import GraphEdit, stamp
+from rewriter.emit.qdq_params import (_QParams, _bias_scale, _float_clip_bounds,
+                                      _int_tensor, _params_for, _quantize_constant, _required_opset, _stored_bytes,
+                                      _with_opset, default_opset)
+from rewriter.ir.layers import DEFAULT_DOMAINS
 from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization, source_of
-from rewriter.sources import SOURCE_KEY, source_text
 
-__all__ = ["EmitResult", "EmittedTensor", "GraphEdit", "emit_qdq", "stamp"]
-
-# ONNX element types of the storage types fq_math names.
-_ONNX_DTYPE = {
-    "int4": onnx.TensorProto.INT4,
-    "uint4": onnx.TensorProto.UINT4,
-    "int8": onnx.TensorProto.INT8,
-    "uint8": onnx.TensorProto.UINT8,
-    "int16": onnx.TensorProto.INT16,
-    "uint16": onnx.TensorProto.UINT16,
-    "int32": onnx.TensorProto.INT32,
-}
-_BITS = {"int4": 4, "uint4": 4, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32}
-# QuantizeLinear/DequantizeLinear take 4- and 16-bit integers only from opset 21 on
-# (onnxruntime >= 1.18 loads them; older runtimes refuse such a model).
-_OPSET_FOR_DTYPE = {"int4": 21, "uint4": 21, "int16": 21, "uint16": 21}
-# The "axis" attribute (per-channel scales) and Clip on integers (opset 12) both need opset 13.
-_OPSET_PER_CHANNEL = 13
-_OPSET_QDQ = 10
-_DEFAULT_DOMAINS = ("", "ai.onnx")
+# GraphEdit, stamp and default_opset are re-exported: callers have always found them here.
+__all__ = ["EmitResult", "EmittedTensor", "GraphEdit", "default_opset", "emit_qdq", "stamp"]
 
 
 @dataclass(frozen=True)
@@ -133,32 +114,6 @@ class EmitResult:
     def tensor(self, name: str, role: str | None = None) -> EmittedTensor | None:
         """The first entry for ``name`` (of ``role``, if given)."""
         return next((t for t in self.tensors if t.tensor == name and (role is None or t.role == role)), None)
-
-
-@dataclass(frozen=True, eq=False)
-class _QParams:
-    """QDQ parameters of one quantized tensor, in the storage type emitted."""
-
-    scale: np.ndarray  # float32, shape () or (C,)
-    zero_point: np.ndarray  # int64, same shape
-    qmin: int
-    qmax: int
-    dtype: str
-    axis: int | None
-    levels: int
-    input_low: np.ndarray
-    input_high: np.ndarray
-
-    @property
-    def clip_needed(self) -> bool:
-        """True when QuantizeLinear's saturation (the storage range) is wider than the levels."""
-        return (self.qmin, self.qmax) != STORAGE_RANGES[self.dtype]
-
-    def same_grid(self, other: _QParams) -> bool:
-        """Same scale, zero point and level range: values on one are on the other."""
-        return (self.dtype == other.dtype and self.axis == other.axis and self.qmin == other.qmin
-                and self.qmax == other.qmax and np.array_equal(self.scale, other.scale)
-                and np.array_equal(self.zero_point, other.zero_point))
 
 
 @dataclass(frozen=True)
@@ -238,256 +193,11 @@ def _note_kept_floats(report: list[EmittedTensor], edit: GraphEdit) -> list[Emit
     return out
 
 
-# --------------------------------------------------------------------------------------
-# Parameters
-
-
 def _range_for(point: FakeQuantizePoint, ranges: Mapping[str, TensorRange]) -> TensorRange:
     try:
         return ranges[point.tensor]
     except KeyError:
         raise ValueError(f"no range for planned tensor {point.tensor!r}; run the range passes first") from None
-
-
-def _params_for(point: FakeQuantizePoint, rng: TensorRange, constant: bool, signed_activations: bool) -> _QParams:
-    """QDQ parameters for a point: fq_math's scale/zero point in the storage type the plan says.
-
-    The level grid is the range's; the storage type:
-
-    - constants (weights) take the narrowest type holding their levels, signed
-      when the levels are (int8 weights, int4 for 4-bit weights: a smaller file);
-    - activations take the plan's ``activation_storage`` sign, in at least 8 bits
-      (uint8/int8, or 16 bits past 256 levels): a signed grid is the same grid in
-      uint8 with zero point 128, and the other way round. 4-bit activations live
-      in 8 bits with a Clip at their levels (no runtime has 4-bit activation kernels).
-    """
-    axis = rng.axis if rng.axis is not None else point.channel_axis
-    per_channel = np.ndim(rng.input_low) > 0 or np.ndim(rng.input_high) > 0
-    if per_channel and axis is None:
-        raise ValueError(f"range of {point.tensor!r} is per channel but neither the range nor the plan gives an axis")
-    if not per_channel:
-        axis = None
-    signed = rng.level_low < 0 if constant else signed_activations
-    scale, zero_point, qmin, qmax = qdq_params(rng.input_low, rng.input_high, rng.levels, storage_signed=signed)
-    dtype = storage_dtype_for(qmin, qmax)
-    if not constant and _BITS[dtype] < 8:
-        dtype = "int8" if signed else "uint8"
-    return _QParams(np.asarray(scale, np.float32), np.asarray(zero_point, np.int64), int(qmin), int(qmax), dtype,
-                    axis, rng.levels, np.asarray(rng.input_low, np.float32), np.asarray(rng.input_high, np.float32))
-
-
-def _required_opset(params: Iterable[tuple[_QParams, bool]]) -> int:
-    """The default-domain opset the emitted nodes need, from (parameters, is a stored constant) pairs."""
-    needed = _OPSET_QDQ
-    for q, constant in params:
-        # Constants are stored within qmin..qmax and need no Clip; activations may.
-        if q.axis is not None or (q.clip_needed and not constant):
-            needed = max(needed, _OPSET_PER_CHANNEL)
-        needed = max(needed, _OPSET_FOR_DTYPE.get(q.dtype, _OPSET_QDQ))
-    return needed
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    """The model's default-domain opset version."""
-    return max((o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS), default=1)
-
-
-def _with_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
-    """A copy of ``model`` at default-domain opset >= ``target`` (converted when older)."""
-    current = default_opset(model)
-    if current >= target:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        return out
-    try:
-        out = version_converter.convert_version(model, target)
-    except Exception as e:  # the converter raises bare RuntimeErrors from C++
-        raise UserError(
-            f"the model is at opset {current} and its quantized form needs opset {target} "
-            f"(per-channel scales need 13, 4/16-bit storage needs 21), but onnx's version converter "
-            f"failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-            f"re-export the model at opset {target} or newer") from None
-    # The converter leaves the IR version alone; an old IR with a new opset is refused by runtimes.
-    out.ir_version = max(out.ir_version, helper.find_min_ir_version_for(list(out.opset_import)))
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# Graph editing shared by the emitters
-
-
-class GraphEdit:
-    """Node insertions and input rewiring on a model, applied in one pass by ``finish``.
-
-    New nodes go right after a producer (or at the top of the graph) or right
-    before a consumer, so the graph stays topologically sorted. Names are made
-    unique against every name already in the graph.
-
-    Args:
-        model: the model to edit in place (the emitters pass a copy).
-        original: the unedited model, for shape inference (edits leave tensors
-            unproduced until ``finish``); ``model`` itself if not given.
-    """
-
-    def __init__(self, model: onnx.ModelProto, original: onnx.ModelProto | None = None) -> None:
-        self.model = model
-        self.original = original if original is not None else model
-        self.graph = model.graph
-        self.nodes = list(self.graph.node)
-        self.by_name = {n.name: n for n in self.nodes if n.name}
-        self.index = {id(n): i for i, n in enumerate(self.nodes)}
-        self.producer: dict[str, onnx.NodeProto] = {o: n for n in self.nodes for o in n.output if o}
-        self.readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-        for n in self.nodes:
-            for port, name in enumerate(n.input):
-                if name:
-                    self.readers.setdefault(name, []).append((n, port))
-        self.inits = {t.name: t for t in self.graph.initializer}
-        self.outputs = {o.name for o in self.graph.output}
-        # unique(name): name, or name_1, name_2, ... if taken; the result is reserved.
-        self.unique = FreshNames(graph_names(self.graph))
-        self._top: list[onnx.NodeProto] = []
-        self._after: dict[int, list[onnx.NodeProto]] = {}
-        self._before: dict[int, list[onnx.NodeProto]] = {}
-        self._new_inits: list[onnx.TensorProto] = []
-        self._maybe_dead: list[str] = []
-        self._shapes: dict[str, tuple[int | None, ...]] | None = None
-        self._dropped: set[str] = set()
-        self.inputs = {i.name for i in self.graph.input}
-
-    # -- lookups ----------------------------------------------------------------------------
-
-    def node(self, name: str) -> onnx.NodeProto:
-        try:
-            return self.by_name[name]
-        except KeyError:
-            raise ValueError(f"the plan names node {name!r}, which the model does not have") from None
-
-    def point_readers(self, point: FakeQuantizePoint) -> list[tuple[onnx.NodeProto, int]]:
-        """The (node, port) pairs that read ``point``'s quantized value, in graph order.
-
-        The listed consumers, plus every reader for an output point (``at_output``).
-        """
-        listed = []
-        for c in point.consumers:
-            node = self.node(c.node)
-            if c.port >= len(node.input) or node.input[c.port] != point.tensor:
-                raise ValueError(f"the plan says {c.node} input {c.port} reads {point.tensor!r}; the model disagrees")
-            listed.append((node, c.port))
-        if point.at_output:
-            seen = {(id(n), port) for n, port in listed}
-            listed += [(n, port) for n, port in self.readers.get(point.tensor, ()) if (id(n), port) not in seen]
-        return sorted(listed, key=lambda r: (self.index[id(r[0])], r[1]))
-
-    def tensor_exists(self, name: str) -> bool:
-        return name in self.producer or name in self.inits or name in self.outputs or name in self.inputs
-
-    def elem_type(self, name: str) -> int | None:
-        """The ONNX element type of a tensor, if the model records it."""
-        if name in self.inits:
-            return self.inits[name].data_type
-        for vi in (*self.graph.input, *self.graph.output, *self.graph.value_info):
-            if vi.name == name and vi.type.HasField("tensor_type"):
-                return vi.type.tensor_type.elem_type
-        return None
-
-    def shape(self, name: str) -> tuple[int | None, ...] | None:
-        """A tensor's shape (None for a symbolic or unknown dim), from the model's records or
-        onnx shape inference (run once, on demand); None when even the rank is unknown."""
-        if name in self.inits:
-            return tuple(self.inits[name].dims)
-        if self._shapes is None:
-            self._shapes = _inferred_shapes(self.original)
-        return self._shapes.get(name)
-
-    def rank(self, name: str) -> int | None:
-        shape = self.shape(name)
-        return None if shape is None else len(shape)
-
-    def constant_value(self, name: str) -> np.ndarray | None:
-        t = self.inits.get(name)
-        return numpy_helper.to_array(t) if t is not None else None
-
-    # -- edits ------------------------------------------------------------------------------
-
-    def add_initializer(self, tensor: onnx.TensorProto) -> str:
-        self._new_inits.append(tensor)
-        return tensor.name
-
-    def insert_after_producer(self, tensor: str, nodes: list[onnx.NodeProto]) -> None:
-        """Place ``nodes`` right after the node producing ``tensor`` (graph top for inputs/initializers)."""
-        producer = self.producer.get(tensor)
-        if producer is None:
-            self._top.extend(nodes)
-        else:
-            self._after.setdefault(self.index[id(producer)], []).extend(nodes)
-
-    def insert_before(self, node: onnx.NodeProto, nodes: list[onnx.NodeProto]) -> None:
-        self._before.setdefault(self.index[id(node)], []).extend(nodes)
-
-    def rewire(self, node: onnx.NodeProto, port: int, old: str, new: str) -> None:
-        """Make input ``port`` of ``node`` read ``new`` instead of ``old``."""
-        if port >= len(node.input) or node.input[port] != old:
-            raise ValueError(f"node {node.name!r} input {port} is not {old!r}; the plan does not fit the model")
-        node.input[port] = new
-        self._maybe_dead.append(old)
-
-    def finish(self) -> None:
-        """Apply the insertions, add the new initializers and drop float initializers nobody reads."""
-        order: list[onnx.NodeProto] = list(self._top)
-        for i, n in enumerate(self.nodes):
-            order.extend(self._before.get(i, ()))
-            order.append(n)
-            order.extend(self._after.get(i, ()))
-        # Copies taken before the field is cleared: whether a message still lives after its
-        # removal from a repeated field depends on the protobuf implementation.
-        copies = [_copy_node(n) for n in order]
-        del self.graph.node[:]
-        self.graph.node.extend(copies)
-        self.graph.initializer.extend(self._new_inits)
-        self._drop_unread_initializers()
-
-    def _drop_unread_initializers(self) -> None:
-        read = {i for n in self.graph.node for i in n.input} | self.outputs | subgraph_reads(self.graph)
-        self._dropped = {name for name in self._maybe_dead if name in self.inits and name not in read}
-        for field in (self.graph.initializer, self.graph.input, self.graph.value_info):
-            # Deleted in place, from the end: no copy of the (large) tensors that stay.
-            for i in reversed(range(len(field))):
-                if field[i].name in self._dropped:
-                    del field[i]
-
-    def removed(self, name: str) -> bool:
-        """After ``finish``: whether the float initializer ``name`` was dropped."""
-        return name in self._dropped
-
-
-def stamp(node: onnx.NodeProto, decision: Decision | None) -> onnx.NodeProto:
-    """Record in ``node``'s metadata the decision (rule or spec entry, file:line:column) that put it there."""
-    if decision is not None:
-        entry = node.metadata_props.add()
-        entry.key, entry.value = SOURCE_KEY, source_text(decision)
-    return node
-
-
-def _copy_node(node: onnx.NodeProto) -> onnx.NodeProto:
-    copy = onnx.NodeProto()
-    copy.CopyFrom(node)
-    return copy
-
-
-def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
-    """Shape per tensor name: onnx's shape inference over the recorded shapes (best effort)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # inference fails on some exports; the recorded shapes still count
-        inferred = model
-    shapes = {}
-    g = inferred.graph
-    for vi in (*g.input, *g.output, *g.value_info):
-        tt = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and tt.HasField("shape"):
-            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    return shapes
 
 
 # --------------------------------------------------------------------------------------
@@ -676,7 +386,7 @@ class _QdqEmitter:
         if len(readers) != 1 or out in e.outputs:
             return None
         add, port = readers[0]
-        if add.op_type != "Add" or add.domain not in _DEFAULT_DOMAINS or len(add.input) != 2:
+        if add.op_type != "Add" or add.domain not in DEFAULT_DOMAINS or len(add.input) != 2:
             return None
         other = 1 - port
         return (add, other) if add.input[other] in e.inits else None
@@ -738,90 +448,6 @@ def _gathered_table(params: _QParams, rank: int, readers: Sequence[tuple[onnx.No
 
 def _axis_attr(params: _QParams) -> dict[str, int]:
     return {} if params.axis is None else {"axis": int(params.axis)}
-
-
-def _int_tensor(values: np.ndarray, dtype: str, name: str) -> onnx.TensorProto:
-    """An integer initializer of a storage type (4-bit types packed two per byte by onnx)."""
-    np_dtype = helper.tensor_dtype_to_np_dtype(_ONNX_DTYPE[dtype])
-    return numpy_helper.from_array(np.asarray(values).astype(np_dtype), name)
-
-
-def _stored_bytes(count: int, dtype: str) -> int:
-    return math.ceil(count * _BITS[dtype] / 8)
-
-
-def _quantize_constant(w: np.ndarray, params: _QParams) -> np.ndarray:
-    """The integer values of a weight: fake_quantize's levels, shifted to storage units.
-
-    fake_quantize returns (k - z) * scale exactly rounded, so dividing by the
-    scale recovers the integer k - z without doubt, and DequantizeLinear gives
-    back fake_quantize's values bit for bit.
-    """
-    along = slicing_axis(w, params.axis, _CHUNK_VALUES)
-    if along is not None:
-        # A large table (word embeddings: 11.7M values) in slices: float64 temporaries of the whole
-        # tensor took 400 MB.
-        parts = np.array_split(np.arange(w.shape[along]), -(-w.size // _CHUNK_VALUES))
-        return np.concatenate([_quantize_constant(np.take(w, idx, axis=along), params) for idx in parts if idx.size],
-                              axis=along)
-    fq = fake_quantize(w, params.input_low, params.input_high, params.levels, axis=params.axis)
-    scale = _broadcast(params.scale, w.ndim, params.axis).astype(np.float64)
-    zero_point = _broadcast(params.zero_point, w.ndim, params.axis)
-    q = np.rint(fq.astype(np.float64) / scale).astype(np.int64) + zero_point
-    return np.clip(q, params.qmin, params.qmax)
-
-
-_CHUNK_VALUES = 1 << 20
-
-
-def _broadcast(values: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
-    if axis is None or values.ndim == 0:
-        return values
-    shape = [1] * ndim
-    shape[axis % ndim] = values.shape[0]
-    return values.reshape(shape)
-
-
-def _float_clip_bounds(params: _QParams) -> tuple[np.ndarray, np.ndarray]:
-    """The float values of levels qmin and qmax: QuantizeLinear rounds them back exactly."""
-    low = ((params.qmin - params.zero_point) * params.scale.astype(np.float64)).astype(np.float32)
-    high = ((params.qmax - params.zero_point) * params.scale.astype(np.float64)).astype(np.float32)
-    if params.axis is not None:
-        # Clip takes one bound for all channels; no target asks for per-channel 16-bit activations.
-        raise ValueError("per-channel activations with fewer levels than their 16-bit storage are not supported")
-    return np.asarray(low, np.float32), np.asarray(high, np.float32)
-
-
-def _bias_scale(node: onnx.NodeProto, bias: np.ndarray, x: _QParams, w: _QParams) -> np.ndarray | None:
-    """activation scale x weight scale, per output channel of ``node``; None when no such int32 bias fits."""
-    if bias.ndim != 1 or x.axis is not None or not np.issubdtype(bias.dtype, np.floating):
-        return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "MatMul":
-        # y = x @ W with W [K, N]: the bias runs along N, the weight's last axis.
-        if len(w.scale.shape) and w.axis not in (-1, 1):
-            return None
-        out_axis = w.axis if w.axis is not None else 1
-    elif node.op_type == "Gemm":
-        # The fused kernel adds the bias unscaled: only alpha = beta = 1 keeps the meaning.
-        if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-            return None
-        out_axis = 0 if attrs.get("transB", 0) else 1
-    elif node.op_type == "ConvTranspose":
-        if attrs.get("group", 1) != 1:
-            return None
-        out_axis = 1
-    else:
-        out_axis = 0
-    if w.axis is None:
-        weight_scale = w.scale  # one scale: a per-tensor bias, no axis (fits any opset)
-    elif w.axis == out_axis and w.scale.shape == bias.shape:
-        weight_scale = w.scale
-    else:
-        return None
-    # float32 product: the value onnxruntime computes for the fused kernel's bias scale.
-    scale = (np.float32(x.scale) * weight_scale).astype(np.float32)
-    return scale if np.all(scale > 0) else None
 
 
 def _floats(values: np.ndarray) -> tuple[float, ...]:

@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from rewriter.errors import UserError
 from rewriter.ir.names import subgraphs
+from rewriter.ir.order import sort_nodes
 
 # Protobuf refuses to serialize messages over 2 GiB; leave headroom for the graph itself.
 LARGE_MODEL_BYTES = int(1.8 * 1024**3)
@@ -106,9 +107,6 @@ def _checked(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
     except onnx.checker.ValidationError as e:
         first = e
     if _TOPO_ERROR in str(first):
-        # Imported here: normalize builds on this module, not the other way round.
-        from rewriter.ir.normalize import sort_nodes
-
         model = sort_nodes(model)
         try:
             _run_checker(model, None)

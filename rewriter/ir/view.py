@@ -14,6 +14,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
+from rewriter.ir.order import topological_order
 
 _A = onnx.AttributeProto
 
@@ -70,8 +71,6 @@ def _node_order(g: onnx.GraphProto) -> range | list[int]:
         for t in node.input:
             # Only a name produced by a later node breaks the order; others are inputs or constants.
             if t in produced and t not in seen:
-                from rewriter.ir.normalize import topological_order
-
                 return topological_order(g.node)
         seen.update(node.output)
     return range(len(g.node))

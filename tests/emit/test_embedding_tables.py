@@ -70,7 +70,7 @@ def test_other_targets_keep_the_table_float() -> None:
 
 def test_large_weights_quantize_in_slices_to_the_same_integers(monkeypatch) -> None:
     from rewriter.algorithms.fq_math import qdq_params
-    from rewriter.emit import qdq
+    from rewriter.emit import qdq_params as qdq
 
     rng = np.random.default_rng(3)
     for axis in (0, 1, None):

@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 import models
 from ir_helpers import max_relative_diff, run
 from models import GraphBuilder, random_inputs
-from rewriter.ir.normalize import NormalizeResult, normalize, topological_order
+from rewriter.ir.normalize import NormalizeResult, normalize
+from rewriter.ir.order import topological_order
 
 BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     **models.ALL_BUILDERS,

@@ -1,0 +1,83 @@
+"""Graph order and node names: topological sorting (stable) and unique node names."""
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from typing import Sequence
+
+import onnx
+
+from rewriter.ir.protos import node_reads, replace_nodes
+
+__all__ = ["name_nodes", "sort_graph", "sort_nodes", "topological_order"]
+
+
+def sort_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with the main graph's nodes in topological order (stable)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    sort_graph(m.graph, [])
+    return m
+
+
+def topological_order(nodes: Sequence[onnx.NodeProto]) -> list[int]:
+    """Indices of ``nodes`` in a topological order, as close to the given order as possible.
+
+    Names read inside subgraphs count as inputs of the node holding the subgraph.
+    Inputs nobody produces (graph inputs, initializers) impose no order; nodes
+    on a cycle keep their relative order at the end rather than raising.
+    """
+    producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    users: list[list[int]] = [[] for _ in nodes]
+    pending = [0] * len(nodes)
+    for i, n in enumerate(nodes):
+        deps = {producer[t] for t in node_reads(n) if t in producer} - {i}
+        pending[i] = len(deps)
+        for d in deps:
+            users[d].append(i)
+    ready = [i for i, p in enumerate(pending) if p == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            pending[u] -= 1
+            if pending[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(nodes):
+        placed = set(order)
+        order.extend(i for i in range(len(nodes)) if i not in placed)
+    return order
+
+
+def sort_graph(g: onnx.GraphProto, log: list[str]) -> None:
+    """Put the graph's nodes in ``topological_order`` in place; say so in ``log`` if they moved."""
+    order = topological_order(g.node)
+    if order == list(range(len(order))):
+        return
+    nodes = [g.node[i] for i in order]
+    replace_nodes(g, nodes)
+    log.append("reordered nodes into topological order")
+
+
+def name_nodes(g: onnx.GraphProto, log: list[str]) -> None:
+    """Keep unique names; give empty and repeated ones (after the first) ``<op_type>_<n>``."""
+    taken = {n.name for n in g.node if n.name}
+    seen: set[str] = set()
+    next_n: Counter[str] = Counter()
+    renamed = 0
+    for node in g.node:
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        n = next_n[node.op_type]
+        while f"{node.op_type}_{n}" in taken:
+            n += 1
+        node.name = f"{node.op_type}_{n}"
+        next_n[node.op_type] = n + 1
+        taken.add(node.name)
+        seen.add(node.name)
+        renamed += 1
+    if renamed:
+        log.append(f"named {renamed} node(s) that had an empty or repeated name")

@@ -1,0 +1,36 @@
+"""Small shared pieces of graph rewriting: what a node reads, and in-place edits of repeated proto fields."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import onnx
+
+from rewriter.ir.layers import DEFAULT_DOMAINS
+from rewriter.ir.names import node_outer_reads
+
+__all__ = ["DEFAULT_DOMAINS", "delete_entries", "node_reads", "replace_entries", "replace_nodes"]
+
+
+def node_reads(node: onnx.NodeProto) -> list[str]:
+    """Names the node reads: its inputs and the outer names its subgraphs read."""
+    return [t for t in node.input if t] + node_outer_reads(node)
+
+
+def delete_entries(field: Any, indices: Iterable[int]) -> None:
+    """Delete entries of a repeated proto field in place (no copies of big tensors)."""
+    for i in sorted(indices, reverse=True):
+        del field[i]
+
+
+def replace_entries(field: Any, items: list[Any]) -> None:
+    """Set a repeated proto field to ``items`` (copied first: the items may live in ``field``)."""
+    copies = [type(x)() for x in items]
+    for c, x in zip(copies, items):
+        c.CopyFrom(x)
+    del field[:]
+    field.extend(copies)
+
+
+def replace_nodes(g: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
+    """Set the graph's nodes to ``nodes``, in that order."""
+    replace_entries(g.node, nodes)
