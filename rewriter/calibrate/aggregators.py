@@ -37,7 +37,7 @@ from typing import Callable, Literal, Mapping
 import numpy as np
 
 from rewriter.calibrate.estimators import DEFAULT_OUTLIER_PROB, ESTIMATORS
-from rewriter.calibrate.roles import normalize_role
+from rewriter.levels import normalize_role
 
 __all__ = [
     "AGGREGATORS",
