@@ -78,7 +78,8 @@ class StatReducer:
         elif self.estimator == "max":
             value = np.asarray(maxs)
         elif self.estimator == "abs_max":
-            # |x| peaks at one end: max(|x|) = max(-min, max), exact in any float; + 0.0 turns -0.0 into 0.0 as abs does.
+            # |x| peaks at one end: max(|x|) = max(-min, max), exact in any float; + 0.0 turns -0.0 into 0.0 as
+            # abs does.
             value = np.maximum(-np.asarray(mins), np.asarray(maxs)) + 0.0
         else:
             raise ValueError(f"estimator {self.estimator!r} needs the tensor's values, not its extrema")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Collection
 
 from lark import Token
@@ -40,7 +40,7 @@ _ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "
 _TOP_LEVEL = frozenset({"_INCLUDE", "_PATTERN", "_RULE"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _describe(term: str) -> str:
     if term in _TERMINAL_WORDS:
         return _TERMINAL_WORDS[term]
