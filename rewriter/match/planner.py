@@ -432,7 +432,7 @@ class _Planner:
         if entry is None:
             return None
         for variant in entry.variants:
-            if holds(variant.when_ast, self.graph, node):  # type: ignore[arg-type]
+            if holds(variant.when_ast, self.graph, node):
                 # The loader fills a variant's unnamed lists from its op, so an
                 # empty list here is deliberate: that variant stays float.
                 return _Configs(variant.activations, variant.weights, variant.outputs, entry, variant.name)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, Mapping, get_args
 
+from rewriter.dsl.ast import Expr
 from rewriter.errors import SourceLoc
 
 Mode = Literal["symmetric", "asymmetric"]
@@ -77,13 +78,13 @@ class OpVariant:
 
     ``when`` is a predicate in the rule DSL's predicate syntax (e.g.
     ``attr.group > 1 and shape(1)[1] == 1`` for a depthwise Conv), already
-    parsed by the loader into ``when_ast`` (a rewriter.dsl.ast.Predicate).
+    parsed by the loader into ``when_ast`` (None when it did not parse).
     The first variant whose predicate holds replaces the op's configs.
     """
 
     name: str
     when: str
-    when_ast: object
+    when_ast: Expr | None
     activations: tuple[QuantizerConfig, ...] = ()
     weights: tuple[QuantizerConfig, ...] = ()
     outputs: tuple[QuantizerConfig, ...] = ()
