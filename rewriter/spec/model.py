@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping, get_args
+from typing import TYPE_CHECKING, Literal, Mapping, get_args
 
-from rewriter.dsl.ast import Expr
 from rewriter.errors import SourceLoc
+
+if TYPE_CHECKING:
+    # For the annotation only: importing rewriter.dsl runs its package, which loads the parser (lark)
+    # and the checker (onnx); the spec model must stay cheap to import for the command line.
+    from rewriter.dsl.ast import Expr
 
 Mode = Literal["symmetric", "asymmetric"]
 Granularity = Literal["pertensor", "perchannel"]
