@@ -13,7 +13,12 @@ import traceback
 from typing import Sequence
 
 from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
+from rewriter.cli_quantize import add_quantize_parser, run_quantize
 from rewriter.errors import UserError
+from rewriter.io_utils import atomic_write_text
+
+# Each subcommand imports what it runs inside its handler, so that `rewriter --help` and the light
+# subcommands start without loading onnx, onnxruntime, lark or the numeric passes.
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -46,7 +51,6 @@ def _parser() -> argparse.ArgumentParser:
     check = rules_sub.add_parser("check", help="parse and check rule files")
     check.add_argument("file", nargs="+")
 
-    from rewriter.cli_quantize import add_quantize_parser
     add_quantize_parser(sub, _plan_arguments)
     return parser
 
@@ -67,12 +71,11 @@ def _write(text: str, output: str | None) -> None:
     if not output:
         sys.stdout.write(text)
         return
-    from rewriter.io_utils import atomic_write_text
-
     atomic_write_text(output, text)
 
 
 def _audit(args: argparse.Namespace) -> int:
+    # Lazy for start-up time (see the top of the module).
     from rewriter.api import audit, why
     from rewriter.report.plan_report import plan_json, plan_text
     from rewriter.report.why_report import why_json, why_text
@@ -91,6 +94,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _specs(args: argparse.Namespace) -> int:
+    # Lazy for start-up time: the loader checks op types against onnx's registry.
     from rewriter.spec.builtin import BrokenInstallation
     from rewriter.spec.loader import builtin_specs_dir, list_targets, load_spec, resolve_target, spec_to_dict
 
@@ -119,6 +123,7 @@ def _specs(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
+    # Lazy for start-up time: the parser loads lark and builds the grammar.
     from rewriter.dsl.parser import load_rules
 
     failures = []
@@ -139,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"audit": _audit, "specs": _specs, "rules": _rules}
     try:
         if args.command == "quantize":
-            from rewriter.cli_quantize import run_quantize
             return run_quantize(args)
         return handlers[args.command](args)
     except UserError as error:

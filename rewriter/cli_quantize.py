@@ -6,8 +6,9 @@ import json
 import sys
 from typing import Callable
 
-from rewriter.errors import UserError
 from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
+from rewriter.errors import UserError
+from rewriter.io_utils import atomic_write_text
 
 
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable) -> None:
@@ -55,9 +56,10 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
 
 
 def run_quantize(args: argparse.Namespace) -> int:
+    # Lazy for start-up time: the pipeline loads onnx, onnxruntime and the numeric passes, which the
+    # other subcommands (and --help) must not pay for; this module is imported by every `rewriter` run.
     from rewriter.calibrate.data import ImageOptions
     from rewriter.config import load_config, merge_cli
-    from rewriter.io_utils import atomic_write_text
     from rewriter.match.planner import IgnoredOperation
     from rewriter.pipeline import quantize_file
 

@@ -102,7 +102,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     reducers = activation_reducers(plan, options.ranges)
     for step in quantized_passes:
         for tensor, extra in step.reducers(context).items():
-            reducers.setdefault(tensor, []).extend(extra)  # type: ignore[arg-type]
+            reducers.setdefault(tensor, []).extend(extra)
     collected = collect_statistics(context.model, sorted(reducers), reducers, calibration.iter_samples(ids),
                                    batch_size=options.batch_size, progress=options.progress, total=len(ids))
     lap("statistics")

@@ -23,7 +23,8 @@ import numpy as np
 from rewriter.algorithms.fq_math import asymmetric_range, level_bounds, symmetric_range
 from rewriter.algorithms.types import TensorRange
 from rewriter.calibrate.aggregators import RangeEstimator, StatSpec, aggregate, range_estimator_for
-from rewriter.calibrate.estimators import get_estimator, weight_stat
+from rewriter.calibrate.estimators import Side, get_estimator, weight_stat
+from rewriter.calibrate.reducers import Reducer
 from rewriter.errors import UserError
 from rewriter.plan import FakeQuantizePoint, QuantPlan
 
@@ -53,12 +54,12 @@ class StatReducer:
 
     name: str
     estimator: str
-    side: str
+    side: Side
     channel_axis: int | None
     outlier_prob: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        fn = get_estimator(self.estimator, self.side)  # type: ignore[arg-type]
+        fn = get_estimator(self.estimator, self.side)
         return fn(x, self.channel_axis if x.ndim > 2 or self.channel_axis is None else None,
                   self.outlier_prob)
 
@@ -78,7 +79,8 @@ class StatReducer:
         elif self.estimator == "max":
             value = np.asarray(maxs)
         elif self.estimator == "abs_max":
-            # |x| peaks at one end: max(|x|) = max(-min, max), exact in any float; + 0.0 turns -0.0 into 0.0 as abs does.
+            # |x| peaks at one end: max(|x|) = max(-min, max), exact in any float; + 0.0 turns -0.0 into 0.0 as
+            # abs does.
             value = np.maximum(-np.asarray(mins), np.asarray(maxs)) + 0.0
         else:
             raise ValueError(f"estimator {self.estimator!r} needs the tensor's values, not its extrema")
@@ -109,6 +111,7 @@ class SampleReducer:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
+        flat: np.ndarray
         if self.channel_axis is not None and x.ndim > 2:
             flat = np.moveaxis(x, self.channel_axis, 1).reshape(n, x.shape[self.channel_axis], -1)
             step = max(1, flat.shape[2] // self.count)
@@ -148,7 +151,7 @@ def _stat_name(side: str, spec: StatSpec) -> str:
 
 
 def activation_reducers(plan: QuantPlan, options: RangeOptions = RangeOptions(),
-                        error_sample: int = 64) -> dict[str, list[StatReducer | SampleReducer]]:
+                        error_sample: int = 64) -> dict[str, list[Reducer]]:
     """Per activation tensor, the reducers its range (and its error estimate) needs."""
     requests: dict[str, dict[str, StatReducer | SampleReducer]] = {}
     for point in plan.points:
@@ -156,7 +159,8 @@ def activation_reducers(plan: QuantPlan, options: RangeOptions = RangeOptions(),
             continue
         wanted = requests.setdefault(point.tensor, {})
         estimator = estimator_for(point, options)
-        for side, spec in (("min", estimator.min), ("max", estimator.max)):
+        sides: tuple[tuple[Side, StatSpec | None], ...] = (("min", estimator.min), ("max", estimator.max))
+        for side, spec in sides:
             if spec is None:
                 continue
             axis = point.channel_axis if (spec.granularity or point.config.granularity) == "perchannel" else None
@@ -207,7 +211,8 @@ def activation_ranges(plan: QuantPlan, stats: Mapping[str, Mapping[str, np.ndarr
         aggregated[point.tensor] = (lo, hi)
     for members in _unified_groups(plan).values():
         lows = [aggregated[p.tensor][0] for p in members]
-        pooled_lo = None if any(v is None for v in lows) else np.min([np.min(v) for v in lows])
+        known_lows = [v for v in lows if v is not None]
+        pooled_lo = np.min([np.min(v) for v in known_lows]) if len(known_lows) == len(lows) else None
         pooled_hi = np.max([np.max(aggregated[p.tensor][1]) for p in members])
         for p in members:
             aggregated[p.tensor] = (pooled_lo, pooled_hi)
@@ -216,10 +221,10 @@ def activation_ranges(plan: QuantPlan, stats: Mapping[str, Mapping[str, np.ndarr
 
 
 def _aggregate(point: FakeQuantizePoint, stats: Mapping[str, Mapping[str, np.ndarray]],
-               side: str, spec: StatSpec) -> np.ndarray:
+               side: Side, spec: StatSpec) -> np.ndarray:
     per_sample = stats[point.tensor][_stat_name(side, spec)]
     value = aggregate(spec.aggregator or "mean", per_sample)
-    value = spec.apply_clipping(value, side)  # type: ignore[arg-type]
+    value = spec.apply_clipping(value, side)
     if not np.all(np.isfinite(value)):
         raise UserError(f"tensor {point.tensor}: its {side} statistic is not finite ({value}); the "
                         "calibration data drives it to inf/NaN (an attention mask built from float32 min?). "

@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rewriter.ir.graph import GraphView
+from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.ir.layers import weight_axes
 from rewriter.plan import QuantPlan
 
@@ -67,6 +67,7 @@ class SmoothedReader:
     node: str
     weight: str
     k_axis: int  # MatMul: 0; Gemm: 0, or 1 with transB
+    channels: int  # the weight's size along k_axis
 
 
 @dataclass(frozen=True)
@@ -135,30 +136,35 @@ def smoothing_groups(graph: GraphView, plan: QuantPlan) -> tuple[SmoothingGroup,
             readers.setdefault(node.inputs[0], []).append(reader)
     groups = []
     for tensor, found in readers.items():
-        channels = _channels(graph, found)
+        channels = _channels(found)
         if channels:
             groups.append(SmoothingGroup(tensor, channels, tuple(found)))
     return tuple(groups)
 
 
-def _reader(graph: GraphView, node: Any, weights: set[str], per_tensor: set[str]) -> SmoothedReader | None:
+def _reader(graph: GraphView, node: NodeInfo, weights: set[str], per_tensor: set[str]) -> SmoothedReader | None:
     if node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
         return None
     x, w = node.inputs[0], node.inputs[1]
     if x not in per_tensor or w not in weights or not graph.is_constant(w) or graph.is_constant(x):
         return None
     shape = graph.tensor(w).shape
-    if shape is None or len(shape) != 2 or not all(isinstance(d, int) for d in shape):
+    if shape is None or len(shape) != 2:
+        return None
+    dims = [d for d in shape if isinstance(d, int)]
+    if len(dims) != 2:  # a symbolic or unknown size
         return None
     if node.op_type == "Gemm" and node.attrs.get("transA", 0):
         return None
-    _, k_axis = weight_axes(node.op_type, node.attrs, len(shape))
-    return SmoothedReader(node.name, w, k_axis)  # type: ignore[arg-type]
+    _, k_axis = weight_axes(node.op_type, node.attrs, len(dims))
+    if k_axis is None:  # never for a 2-D weight; narrows the type
+        return None
+    return SmoothedReader(node.name, w, k_axis, dims[k_axis])
 
 
-def _channels(graph: GraphView, readers: Sequence[SmoothedReader]) -> int:
+def _channels(readers: Sequence[SmoothedReader]) -> int:
     """The common input-channel count of the readers' weights (0 if they disagree)."""
-    counts = {int(graph.tensor(r.weight).shape[r.k_axis]) for r in readers}  # type: ignore[index]
+    counts = {r.channels for r in readers}
     return counts.pop() if len(counts) == 1 else 0
 
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
 from rewriter.calibrate.estimators import DEFAULT_OUTLIER_PROB, ESTIMATORS
-from rewriter.calibrate.roles import normalize_role
+from rewriter.levels import normalize_role
 
 __all__ = [
     "AGGREGATORS",
@@ -303,13 +303,17 @@ class RangeEstimator:
     max: StatSpec
 
 
+#: One preset's statistics: (min, max).
+_MinMax = tuple[StatSpec | None, StatSpec]
+
+
 def _table() -> dict[tuple[str, str, str, str], RangeEstimator]:
     S = StatSpec
     # (role, granularity, mode): (default preset, quantile preset), as the original tool set them.
     # Each preset is (min, max). The quantile preset swaps min -> quantile,
     # max -> quantile, abs_max -> abs_quantile, except that the min of symmetric
     # activations stays `min` (it only decides the sign).
-    rows: dict[tuple[str, str, str], tuple[tuple[S | None, S], tuple[S | None, S]]] = {
+    rows: dict[tuple[str, str, str], tuple[_MinMax, _MinMax]] = {
         ("activation", "pertensor", "symmetric"): (
             (S("min", "min"), S("abs_max", "mean")),
             (S("min", "min"), S("abs_quantile", "mean"))),
@@ -384,15 +388,16 @@ def range_estimator_for(
     """
     key = (normalize_role(role), granularity, mode, preset)
     if key not in DEFAULT_RANGE_ESTIMATORS:
-        for value, valid in zip(key[1:], ({"pertensor", "perchannel"}, {"symmetric", "asymmetric"},
+        for given, valid in zip(key[1:], ({"pertensor", "perchannel"}, {"symmetric", "asymmetric"},
                                           {"default", "quantile"})):
-            if value not in valid:
-                raise ValueError(_unknown("granularity/mode/preset", value, dict.fromkeys(valid)))
+            if given not in valid:
+                raise ValueError(_unknown("granularity/mode/preset", given, dict.fromkeys(valid)))
     result = DEFAULT_RANGE_ESTIMATORS[key]
     for side, fields in (overrides or {}).items():
         if side not in ("min", "max"):
             raise ValueError(_unknown("range estimator side", side, {"min": 0, "max": 0}))
-        changes = {}
+        # User values of any type: StatSpec checks them.
+        changes: dict[str, Any] = {}
         for name, value in fields.items():
             if name not in _OVERRIDE_KEYS:
                 raise ValueError(_unknown(f"range_estimator.{side} key", name, _OVERRIDE_KEYS))

@@ -59,6 +59,7 @@ def _per_sample(x: np.ndarray, channel_axis: int | None) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"expected a batch of shape (N, ...) with N >= 1, got shape {x.shape}")
+    view: np.ndarray
     if channel_axis is None:
         view = x.reshape(x.shape[0], -1)
     else:

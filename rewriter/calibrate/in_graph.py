@@ -123,9 +123,10 @@ def in_graph_nodes(model: onnx.ModelProto,
             constants[value] = numpy_helper.from_array(np.array(value, np.int64), fresh(f"rewriter_calib/const_{stem}"))
         return constants[value].name
 
-    def node(op: str, inputs: list[str], stem: str, **attrs: object) -> str:
+    def node(op: str, inputs: list[str], stem: str, axis: int | None = None) -> str:
         out = fresh(f"{stem}/{op}")
-        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        nodes.append(helper.make_node(op, inputs, [out], name=out) if axis is None
+                     else helper.make_node(op, inputs, [out], name=out, axis=axis))
         return out
 
     # onnxruntime's default execution order is a reverse DFS that starts from the leaf nodes with the

@@ -40,7 +40,9 @@ class Reducer(Protocol):
     it wants raw data any more.
     """
 
-    name: str
+    # Read-only, so frozen dataclasses are reducers too.
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -74,7 +76,8 @@ class SubsampleReducer(Reducer, Protocol):
     ``__call__`` gets the tensor.
     """
 
-    count: int
+    @property
+    def count(self) -> int: ...
 
     @property
     def subsample_axis(self) -> int | str | None: ...

@@ -118,7 +118,8 @@ def _quantizer(checker: SchemaChecker, section: Mapping[str, Any], where: str) -
 def read_ranges(checker: SchemaChecker, params: Mapping[str, Any], where: str) -> RangeOptions | None:
     """Global and per-role range_estimator sections -> RangeOptions (per role: the role's keys win)."""
     glob = params.get("range_estimator", {})
-    presets, overrides = {}, {}
+    presets: dict[str, str] = {}
+    overrides: dict[str, Mapping[str, Mapping[str, object]] | None] = {}
     for role in ("weights", "activations"):
         own = params.get(role, {}).get("range_estimator", {})
         presets[role] = own.get("preset", glob.get("preset", "default"))
@@ -131,8 +132,8 @@ def read_ranges(checker: SchemaChecker, params: Mapping[str, Any], where: str) -
     if presets["weights"] != presets["activations"]:
         # RangeOptions has one preset for both roles: activations' is used. It does not matter
         # for weights when their min and max both name their estimator type.
-        sides = overrides["weights"] or {}
-        if not all("type" in sides.get(s, {}) for s in ("min", "max")):
+        weight_sides: Mapping[str, Mapping[str, object]] = overrides["weights"] or {}
+        if not all("type" in weight_sides.get(s, {}) for s in ("min", "max")):
             at = next(p for p in (f"{where}.{r}range_estimator.preset" for r in ("activations.", "", "weights."))
                       if p in checker.locs)
             checker.unsupported.append(Notice(checker.loc(at), f"the range_estimator presets of activations "

@@ -227,14 +227,15 @@ class _Loader(SchemaChecker):
             return None
         params_node = entries.get("params")
         where_params = f"{where}.params"
-        if name in OTHER_POT_ALGORITHMS:
-            params = self.plain(params_node, where_params) if params_node is not None else {}
+        if params_node is None:
+            params = {}
+        elif name in OTHER_POT_ALGORITHMS:
+            params = self.plain(params_node, where_params)
             if params is not None and not isinstance(params, dict):
                 self.f.error(params_node, f"{where_params} must be a mapping, got {self.f.kind(params_node)}")
                 return None
         else:
-            params = self.walk(params_node, section(**self._schema(name, params_node)), where_params) \
-                if params_node is not None else {}
+            params = self.walk(params_node, section(**self._schema(name, params_node)), where_params)
         return AlgorithmConfig(name, freeze(params or {}), self.f.loc(node), where)
 
     def _schema(self, name: str, params: Node) -> Mapping[str, Field]:

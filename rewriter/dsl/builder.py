@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from lark import Token, Transformer, v_args
 
@@ -40,12 +39,12 @@ class _Endpoint:
 
 @dataclass(frozen=True)
 class _Match:
-    target: Union[str, _Body]
+    target: str | _Body
     loc: SourceLoc
 
 
 # What a file declares, in order: the builder's output for one file.
-Item = Union[Include, ast.Pattern, ast.Rule]
+Item = Include | ast.Pattern | ast.Rule
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Collection
 
 from lark import Token
@@ -40,7 +40,7 @@ _ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "
 _TOP_LEVEL = frozenset({"_INCLUDE", "_PATTERN", "_RULE"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _describe(term: str) -> str:
     if term in _TERMINAL_WORDS:
         return _TERMINAL_WORDS[term]
@@ -126,6 +126,7 @@ def syntax_error(
     inside a YAML file); ``predicate`` words the message for a lone predicate.
     """
     hint = ""
+    expected: Collection[str] | None
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         tok = err.token
         line, column = tok.line, tok.column
@@ -141,8 +142,10 @@ def syntax_error(
         expected = err.expected
     elif isinstance(err, UnexpectedCharacters):
         line, column = err.line, err.column
-        word = re.match(r"[A-Za-z0-9_.@]+", text[err.pos_in_stream:])
-        shown = word.group(0) if word else text[err.pos_in_stream]
+        # Lark declares pos_in_stream None on its base class; UnexpectedCharacters always sets the lexer's int.
+        pos: int = err.pos_in_stream  # type: ignore[assignment]
+        word = re.match(r"[A-Za-z0-9_.@]+", text[pos:])
+        shown = word.group(0) if word else text[pos]
         what = f"unexpected '{shown}'"
         expected = err.allowed
     else:  # pragma: no cover - Lark raises only the three above

@@ -104,7 +104,8 @@ class _BnContext:
             return numpy_helper.to_array(self.inits[prod.input[index]]).astype(np.float64)
         return None
 
-    def _conv(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray, shift: np.ndarray) -> list[onnx.NodeProto] | None:
+    def _conv(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray,
+              shift: np.ndarray) -> list[onnx.NodeProto] | None:
         w = self._weight(prod)
         if w is None or w.ndim < 3 or w.shape[0] != factor.size:
             return None
@@ -114,7 +115,8 @@ class _BnContext:
         self._finish(prod, bn, new_w.astype(w.dtype), new_b.astype(w.dtype), bias_index=2)
         return []
 
-    def _conv_transpose(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray, shift: np.ndarray) -> list[onnx.NodeProto] | None:
+    def _conv_transpose(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray,
+                        shift: np.ndarray) -> list[onnx.NodeProto] | None:
         w = self._weight(prod)
         group = next((a.i for a in prod.attribute if a.name == "group"), 1)
         if w is None or w.ndim < 3 or w.shape[0] % group or w.shape[1] * group != factor.size:
@@ -128,7 +130,8 @@ class _BnContext:
         self._finish(prod, bn, new_w.astype(w.dtype), new_b.astype(w.dtype), bias_index=2)
         return []
 
-    def _gemm(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray, shift: np.ndarray) -> list[onnx.NodeProto] | None:
+    def _gemm(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray,
+              shift: np.ndarray) -> list[onnx.NodeProto] | None:
         w = self._weight(prod)
         attrs = {a.name: a for a in prod.attribute}
         trans_b = attrs["transB"].i if "transB" in attrs else 0
@@ -144,7 +147,8 @@ class _BnContext:
         self._finish(prod, bn, new_w.astype(w.dtype), new_c.astype(w.dtype), bias_index=2)
         return []
 
-    def _matmul(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray, shift: np.ndarray) -> list[onnx.NodeProto] | None:
+    def _matmul(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray,
+                shift: np.ndarray) -> list[onnx.NodeProto] | None:
         w = self._weight(prod)
         a_dims = self.types.get(prod.input[0], (None, None))[1]
         # BatchNormalization normalizes axis 1: the weight's columns only when the product is 2-D.
@@ -154,7 +158,8 @@ class _BnContext:
         self._set_initializer(prod, 1, new_w, f"{prod.input[1]}.bn_folded")
         bias_name = self._fresh(f"{prod.name}.bias")
         self.g.initializer.append(numpy_helper.from_array(shift.astype(w.dtype), bias_name))
-        add = helper.make_node("Add", [prod.output[0], bias_name], [bn.output[0]], name=self._fresh(f"{prod.name}_bias"))
+        add = helper.make_node("Add", [prod.output[0], bias_name], [bn.output[0]],
+                               name=self._fresh(f"{prod.name}_bias"))
         return [add]
 
     def _finish(self, prod: onnx.NodeProto, bn: onnx.NodeProto, w: np.ndarray, b: np.ndarray, bias_index: int) -> None:

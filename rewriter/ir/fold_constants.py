@@ -91,15 +91,17 @@ class _Folder:
 
     def _fold_shape(self, node: onnx.NodeProto) -> list[np.ndarray] | None:
         src = node.input[0]
-        dims = list(self.inits[src].dims) if src in self.inits else self.types.get(src, (None, None))[1]
+        dims: list[int | None] | None = (list(self.inits[src].dims) if src in self.inits
+                                         else self.types.get(src, (None, None))[1])
         if dims is None:
             return None
         if node.op_type == "Size":
-            return [np.array(int(np.prod(dims)), np.int64)] if None not in dims else None
+            size = _static(dims)
+            return [np.array(int(np.prod(size)), np.int64)] if size is not None else None
         start, end = _shape_slice(node, len(dims))
         self.shape_of[node.output[0]] = (src, start, end)
-        part = dims[start:end]
-        return [np.array(part, np.int64)] if None not in part else None
+        part = _static(dims[start:end])
+        return [np.array(part, np.int64)] if part is not None else None
 
     def _fold_gather_of_shape(self, node: onnx.NodeProto) -> list[np.ndarray] | None:
         """``Gather(Shape(x), i)`` is constant when dim i of x is static, even if others are not."""
@@ -133,7 +135,9 @@ class _Folder:
                 warnings.simplefilter("ignore")
                 values = ReferenceEvaluator(graph, opsets=self.opsets).run(None, feeds)
         except Exception:  # noqa: BLE001 - an op the reference cannot run is simply left unfolded
-            return self._keep(node, "that the reference evaluator could not run")
+            self._keep(node, "that the reference evaluator could not run")
+            return None
+        assert isinstance(values, list)  # a dict comes only from run(..., intermediate=True)
         return self._checked(node, values, sum(a.nbytes for a in feeds.values()))
 
     def _keep(self, node: onnx.NodeProto, reason: str) -> None:
@@ -141,17 +145,21 @@ class _Folder:
 
     def _checked(self, node: onnx.NodeProto, values: list[object], in_bytes: int) -> list[np.ndarray] | None:
         outs = [o for o in node.output if o]
-        result = [np.asarray(v) if isinstance(v, np.generic) else v for v in values]
-        if len(result) != len(outs) or not all(isinstance(v, np.ndarray) for v in result):
-            return self._keep(node, "with sequence or optional outputs")
+        values = [np.asarray(v) if isinstance(v, np.generic) else v for v in values]
+        result = [v for v in values if isinstance(v, np.ndarray)]
+        if len(values) != len(outs) or len(result) != len(values):
+            self._keep(node, "with sequence or optional outputs")
+            return None
         for name, v in zip(outs, result):
             expected = self.types.get(name, (None, None))[0]
             if expected is not None and expected != v.dtype:
                 # Trust the ONNX typing over a quirk of the reference implementation.
-                return self._keep(node, "whose evaluated type differs from the inferred one")
+                self._keep(node, "whose evaluated type differs from the inferred one")
+                return None
         out_bytes = sum(v.nbytes for v in result)
         if out_bytes > _FOLD_GROWTH_BYTES and out_bytes > 2 * in_bytes:
-            return self._keep(node, f"whose value would add over {_FOLD_GROWTH_BYTES >> 20} MiB to the model")
+            self._keep(node, f"whose value would add over {_FOLD_GROWTH_BYTES >> 20} MiB to the model")
+            return None
         return result
 
     def add(self, name: str, value: np.ndarray, g: onnx.GraphProto) -> None:
@@ -187,3 +195,9 @@ def _shape_slice(node: onnx.NodeProto, rank: int) -> tuple[int, int]:
     start, end = attrs.get("start", 0), attrs.get("end", rank)
     # ONNX clamps like Python slicing does, after adding the rank to negative values.
     return slice(start, end).indices(rank)[:2]
+
+
+def _static(dims: list[int | None]) -> list[int] | None:
+    """``dims`` if every size in it is known, else None."""
+    known = [d for d in dims if d is not None]
+    return known if len(known) == len(dims) else None

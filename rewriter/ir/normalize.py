@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -131,14 +132,15 @@ def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
         t = onnx.TensorProto()
         t.CopyFrom(a.t)
         return t
-    dense = {
+    builders: dict[str, Callable[[], np.ndarray]] = {
         "value_float": lambda: np.array(a.f, np.float32),
         "value_floats": lambda: np.array(a.floats, np.float32),
         "value_int": lambda: np.array(a.i, np.int64),
         "value_ints": lambda: np.array(a.ints, np.int64),
         "value_string": lambda: np.array(a.s, object),
         "value_strings": lambda: np.array(list(a.strings), object),
-    }.get(a.name)
+    }
+    dense = builders.get(a.name)
     # sparse_value stays a node: densifying could blow the model up.
     return numpy_helper.from_array(dense()) if dense else None
 

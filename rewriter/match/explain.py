@@ -395,7 +395,7 @@ def spec_answer(spec: HardwareSpec, graph: GraphView, node: NodeInfo) -> SpecAns
         return SpecAnswer(spec.name, node.op_type, None)
     refused: list[tuple[OpVariant, str]] = []
     for variant in entry.variants:
-        why = explain_predicate(variant.when_ast, graph, node)  # type: ignore[arg-type]
+        why = explain_predicate(variant.when_ast, graph, node)
         if why is None:
             return SpecAnswer(spec.name, node.op_type, entry, variant, tuple(refused),
                               variant.activations, variant.weights, variant.outputs)

@@ -22,9 +22,10 @@ state below is private and mutable; what leaves this module is frozen.
 """
 from __future__ import annotations
 
+import difflib
 import gc
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Iterable, TypeVar
 
 from rewriter.dsl import ast
 from rewriter.errors import SourceLoc, UserError
@@ -36,8 +37,12 @@ from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_in
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
 from rewriter.match.node_records import NodeQuantizers, node_record
 from rewriter.match.predicates import holds
-from rewriter.plan import Consumer, Decision, FakeQuantizePoint, QuantPlan
+from rewriter.plan import Consumer, Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
 from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
+
+
+# A rule action class (ast.Ignore, ast.Insert, ...): what _rule_matches yields for the kind asked.
+_Action = TypeVar("_Action")
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class _Planner:
         used = {r.pattern for r in self.rules.rules}
         return {name: matchers[name].find(self.graph) for name in sorted(used) if name in matchers}
 
-    def _rule_matches(self, kind: type) -> Iterable[tuple[ast.Rule, object, Match]]:
+    def _rule_matches(self, kind: type[_Action]) -> Iterable[tuple[ast.Rule, _Action, Match]]:
         for rule in self.rules.rules:
             for action in rule.actions:
                 if isinstance(action, kind):
@@ -143,48 +148,49 @@ class _Planner:
 
     def run(self, model_name: str) -> QuantPlan:
         self._ignore_cli()
-        for rule, action, match in self._rule_matches(ast.Ignore):
-            self._ignore(rule, action, match)
-        for rule, action, match in self._rule_matches(ast.Insert):
-            for target in action.targets:
+        for rule, ignore, match in self._rule_matches(ast.Ignore):
+            self._ignore(rule, ignore, match)
+        for rule, insert, match in self._rule_matches(ast.Insert):
+            for target in insert.targets:
                 self._insert(rule, match, target)
-        for rule, action, match in self._rule_matches(ast.Remove):
-            for target in action.targets:
-                self._remove(rule, match, target)
+        for rule, remove, match in self._rule_matches(ast.Remove):
+            for edge_or_port in remove.targets:
+                self._remove(rule, match, edge_or_port)
         self._propagate()
-        for rule, action, match in self._rule_matches(ast.Symmetric):
-            for target in action.targets:
+        for rule, symmetric, match in self._rule_matches(ast.Symmetric):
+            for target in symmetric.targets:
                 for point in self._points_at(match, target):
                     point.symmetric = True
                     point.trail.append(self._decision("symmetric", rule, match))
-        for rule, action, match in self._rule_matches(ast.Asymmetric):
-            for target in action.targets:
+        for rule, asymmetric, match in self._rule_matches(ast.Asymmetric):
+            for target in asymmetric.targets:
                 for point in self._points_at(match, target):
                     point.asymmetric = True
                     point.trail.append(self._decision("asymmetric", rule, match))
-        for rule, action, match in self._rule_matches(ast.Unify):
-            for group in action.groups:
+        for rule, unify, match in self._rule_matches(ast.Unify):
+            for group in unify.groups:
                 self._unify(rule, match, group)
         return self._freeze(model_name)
 
     def _chain_requests(self) -> tuple[list[RequantizeRequest], list[BiasRequest]]:
-        requantize, biases = [], []
-        for rule, action, match in self._rule_matches(ast.Requantize):
-            index = match.node(action.outputs.capture)
+        requantize_requests: list[RequantizeRequest] = []
+        bias_requests: list[BiasRequest] = []
+        for rule, requantize, match in self._rule_matches(ast.Requantize):
+            index = match.node(requantize.outputs.capture)
             if index is not None:
-                requantize.append(RequantizeRequest(index, action, self._decision("requantize", rule, match)))
-        for rule, action, match in self._rule_matches(ast.Int32Bias):
-            for cap in action.captures:
+                requantize_requests.append(RequantizeRequest(index, requantize,
+                                                             self._decision("requantize", rule, match)))
+        for rule, int32_bias, match in self._rule_matches(ast.Int32Bias):
+            for cap in int32_bias.captures:
                 index = match.node(cap)
                 if index is not None:
-                    biases.append(BiasRequest(index, self._decision("int32_bias", rule, match)))
-        return requantize, biases
+                    bias_requests.append(BiasRequest(index, self._decision("int32_bias", rule, match)))
+        return requantize_requests, bias_requests
 
     def _ignore_cli(self) -> None:
         known = self.graph.by_name
         for name in self.options.ignore_scope:
             if name not in known:
-                import difflib
                 near = difflib.get_close_matches(name, list(known), n=3)
                 hint = f"; did you mean {', '.join(near)}?" if near else ""
                 raise UserError(f"--ignore-scope names node {name!r}, which the model does not have{hint}")
@@ -299,7 +305,7 @@ class _Planner:
                 self._note(node.index, decision)
 
     def _propagate(self) -> None:
-        rules_for = {}
+        rules_for: dict[int, tuple[ast.Rule, Match]] = {}
         for rule, action, match in self._rule_matches(ast.Propagate):
             for cap in action.captures:
                 index = match.node(cap)
@@ -314,8 +320,9 @@ class _Planner:
             self._move_up(node, entry, rule, match)
 
     def _move_up(self, node: NodeInfo, entry: OpSpec, rule: ast.Rule, match: Match) -> None:
-        below = [self.points.get(t) for t in node.outputs if t]
-        if not below or any(p is None or not self._covers_all(p) for p in below):
+        found = [self.points.get(t) for t in node.outputs if t]
+        below = [p for p in found if p is not None]
+        if not below or len(below) != len(found) or not all(self._covers_all(p) for p in below):
             return
         ports = self._pass_through_ports(node, entry)
         if not ports:
@@ -425,7 +432,7 @@ class _Planner:
         if entry is None:
             return None
         for variant in entry.variants:
-            if holds(variant.when_ast, self.graph, node):  # type: ignore[arg-type]
+            if holds(variant.when_ast, self.graph, node):
                 # The loader fills a variant's unnamed lists from its op, so an
                 # empty list here is deliberate: that variant stays float.
                 return _Configs(variant.activations, variant.weights, variant.outputs, entry, variant.name)
@@ -436,14 +443,12 @@ class _Planner:
     def _freeze(self, model_name: str) -> QuantPlan:
         live = {t: p for t, p in self.points.items() if p.consumers or p.output_configs}
         groups = self._groups(live)
-        frozen = []
-        for point in live.values():
-            frozen.append(self._freeze_point(point, groups))
-        frozen = share_group_configs(frozen)
+        frozen = share_group_configs([self._freeze_point(point, groups) for point in live.values()])
         frozen = [override_config(p, self.options.quantizer_overrides) for p in frozen]
         frozen.sort(key=lambda p: (self._position(p), p.tensor))
         requantized, biases = plan_integer_chain(self.graph, frozen, *self._chain_requests(), set(self.ignored))
-        for item in (*requantized, *biases):
+        chain_items: list[Requantization | IntegerBias] = [*requantized, *biases]
+        for item in chain_items:
             self._note(self.graph.by_name[item.node], item.trail[0])
         read_ports: dict[str, set[int]] = {}
         output_points: dict[str, list[str]] = {}

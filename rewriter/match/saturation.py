@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rewriter.algorithms.fq_math import level_bounds
 from rewriter.errors import SourceLoc, UserError
 from rewriter.ir.graph import GraphView
+from rewriter.levels import level_bounds
 from rewriter.plan import Decision, FakeQuantizePoint, QuantPlan
 from rewriter.spec.model import SATURATION_FIX_MODES, HardwareSpec, QuantizerConfig
 

@@ -39,7 +39,7 @@ class BiasCorrectionPass(Pass):
         return bool(bias_targets(context.graph, context.plan))
 
     def reducers(self, context: PassContext) -> Mapping[str, Sequence[Reducer]]:
-        return bias_reducers(bias_targets(context.graph, context.plan))  # type: ignore[return-value]
+        return bias_reducers(bias_targets(context.graph, context.plan))
 
     def call(self, context: PassContext) -> PassResult:
         assert context.statistics is not None and context.ranges is not None  # requires() checked them

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable
 
+from rewriter.dsl.ast import Expr
+from rewriter.dsl.parser import parse_predicate
 from rewriter.errors import SourceLoc, UserError, UserErrors
 from rewriter.spec import builtin
 from rewriter.spec.model import HardwareSpec, OpSpec, OpVariant, PotDevice, QuantizerConfig
@@ -349,10 +351,7 @@ def _build_variant(raw: RawVariant, op_lists: dict[str, tuple[QuantizerConfig, .
                      loc=raw.loc)
 
 
-def _parse_when(text: str, loc: SourceLoc, problems: Problems) -> object:
-    # Imported here: the DSL package imports the spec model, not the other way round.
-    from rewriter.dsl.parser import parse_predicate
-
+def _parse_when(text: str, loc: SourceLoc, problems: Problems) -> Expr | None:
     try:
         return parse_predicate(text, loc)
     except UserError as exc:

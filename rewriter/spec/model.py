@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping, get_args
+from typing import TYPE_CHECKING, Literal, Mapping, get_args
 
 from rewriter.errors import SourceLoc
+
+if TYPE_CHECKING:
+    # For the annotation only: importing rewriter.dsl runs its package, which loads the parser (lark)
+    # and the checker (onnx); the spec model must stay cheap to import for the command line.
+    from rewriter.dsl.ast import Expr
 
 Mode = Literal["symmetric", "asymmetric"]
 Granularity = Literal["pertensor", "perchannel"]
@@ -77,13 +82,13 @@ class OpVariant:
 
     ``when`` is a predicate in the rule DSL's predicate syntax (e.g.
     ``attr.group > 1 and shape(1)[1] == 1`` for a depthwise Conv), already
-    parsed by the loader into ``when_ast`` (a rewriter.dsl.ast.Predicate).
+    parsed by the loader into ``when_ast`` (None when it did not parse).
     The first variant whose predicate holds replaces the op's configs.
     """
 
     name: str
     when: str
-    when_ast: object
+    when_ast: Expr | None
     activations: tuple[QuantizerConfig, ...] = ()
     weights: tuple[QuantizerConfig, ...] = ()
     outputs: tuple[QuantizerConfig, ...] = ()

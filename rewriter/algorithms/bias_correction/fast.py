@@ -85,8 +85,10 @@ def fast_bias_correction(targets: Sequence[BiasTarget], stats: Mapping[str, Mapp
         blob = _mean_blob(shape, input_mean.mean(axis=0), t.reduce_axis)
         weight = weight_of(weights, t.weight)
         old, stored = effective_bias(t, weights)
-        quantize_input = mode == "original" and t.input_range is not None
-        q_blob = fake_quantize_range(blob, range_of(ranges, t.input_range)) if quantize_input else blob
+        if mode == "original" and t.input_range is not None:
+            q_blob = fake_quantize_range(blob, range_of(ranges, t.input_range))
+        else:
+            q_blob = blob
         q_weight = fake_quantize_range(weight, range_of(ranges, t.weight))
         zero_bias = {} if not (t.bias_in_node and t.bias) else {t.bias: np.zeros_like(stored)}
         q_out = run_layer([t.node], {t.input: q_blob}, {t.weight: q_weight, **zero_bias},

@@ -11,7 +11,7 @@ import numpy as np
 
 from rewriter.algorithms.channel_alignment.pairs import AlignmentPair
 from rewriter.calibrate.aggregators import aggregate
-from rewriter.calibrate.estimators import estimate_quantile
+from rewriter.calibrate.estimators import Side, estimate_quantile
 
 __all__ = ["ALIGN_MAX", "ALIGN_MIN", "ALIGN_OUTLIER_PROB", "SCALE_MAX", "SCALE_MIN", "AlignedPair", "AlignmentResult",
            "ChannelQuantile", "align_channels", "alignment_reducers", "channel_scales"]
@@ -30,12 +30,12 @@ class ChannelQuantile:
     """Reducer: per-sample, per-channel quantile of a batch ``(N, ...)`` -> ``(N, C)``."""
 
     name: str
-    side: str  # "min" -> q = outlier_prob, "max" -> q = 1 - outlier_prob
+    side: Side  # "min" -> q = outlier_prob, "max" -> q = 1 - outlier_prob
     channel_axis: int
     outlier_prob: float = ALIGN_OUTLIER_PROB
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return estimate_quantile(x, self.channel_axis, self.outlier_prob, side=self.side)  # type: ignore[arg-type]
+        return estimate_quantile(x, self.channel_axis, self.outlier_prob, side=self.side)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from rewriter.algorithms.fq_math.ranges import (
     tune_range,
     tune_range_unified_zp,
 )
-from rewriter.calibrate.roles import normalize_role
+from rewriter.levels import normalize_role
 
 __all__ = [
     "STORAGE_RANGES",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from rewriter.algorithms.fq_math.grid import check_levels
-from rewriter.calibrate.roles import normalize_role
+from rewriter.levels import normalize_role
 
 __all__ = [
     "ZERO_FILTER_EPS_ASYMMETRIC",
