@@ -185,29 +185,17 @@ def _float_clip_bounds(params: _QParams) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bias_scale(node: onnx.NodeProto, bias: np.ndarray, x: _QParams, w: _QParams) -> np.ndarray | None:
-    """activation scale x weight scale, per output channel of ``node``; None when no such int32 bias fits."""
+    """activation scale x weight scale, per output channel of ``node``; None when the values cannot take it.
+
+    Which layers get an int32 bias, and that their weight's channel axis is the output axis, is the plan's
+    decision (rules/integer_kernels.rules, rewriter.match.integer_chain); here only what the numbers allow:
+    a 1-D float bias, one activation scale, and a weight scale per tensor or one per bias value.
+    """
     if bias.ndim != 1 or x.axis is not None or not np.issubdtype(bias.dtype, np.floating):
         return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "MatMul":
-        # y = x @ W with W [K, N]: the bias runs along N, the weight's last axis.
-        if len(w.scale.shape) and w.axis not in (-1, 1):
-            return None
-        out_axis = w.axis if w.axis is not None else 1
-    elif node.op_type == "Gemm":
-        # The fused kernel adds the bias unscaled: only alpha = beta = 1 keeps the meaning.
-        if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-            return None
-        out_axis = 0 if attrs.get("transB", 0) else 1
-    elif node.op_type == "ConvTranspose":
-        if attrs.get("group", 1) != 1:
-            return None
-        out_axis = 1
-    else:
-        out_axis = 0
     if w.axis is None:
         weight_scale = w.scale  # one scale: a per-tensor bias, no axis (fits any opset)
-    elif w.axis == out_axis and w.scale.shape == bias.shape:
+    elif w.scale.shape == bias.shape:
         weight_scale = w.scale
     else:
         return None
