@@ -133,6 +133,8 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
         if not _weight_axis_fits(layer, grids.points[weight]):
             continue
         bias = _constant_bias(graph, layer)
+        if bias and not _bias_fits(graph, bias, layer, grids.points[weight]):
+            continue
         what = f"bias {bias}" if bias else "no bias yet (a bias correction pass may add one)"
         detail = f"{node.name}: {what}; scale = scale of {activation} x scale of {weight}"
         d = request.decision
@@ -152,6 +154,24 @@ def _weight_axis_fits(layer: LinearLayer, weight: FakeQuantizePoint) -> bool:
     if layer.op_type == "MatMul":
         return weight.channel_axis in (-1, 1)
     return weight.channel_axis == layer.out_axis
+
+
+def _bias_fits(graph: GraphView, bias: str, layer: LinearLayer, weight: FakeQuantizePoint) -> bool:
+    """A float vector with one value per weight scale: the shapes an int32 bias at x_scale * w_scale takes.
+
+    Unknown shapes or types pass; the emitter then keeps a bias float that does not fit, and says so.
+    """
+    info = graph.tensor(bias)
+    if info.dtype is not None and not info.dtype.startswith("float"):
+        return False
+    if info.shape is None:
+        return True
+    if len(info.shape) != 1:
+        return False
+    axis = weight.channel_axis if weight.config.granularity == "perchannel" else None
+    if axis is None or layer.weight_shape is None or not isinstance(info.shape[0], int):
+        return True
+    return layer.weight_shape[axis] == info.shape[0]
 
 
 def _constant_bias(graph: GraphView, layer: LinearLayer) -> str:

@@ -104,3 +104,28 @@ def test_signed_activation_storage_is_a_spec_field(tmp_path: Path) -> None:
     # The same grids in another storage type: the same values.
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
+
+
+def linear_model(bias: np.ndarray) -> onnx.ModelProto:
+    """x[2, 8] -> MatMul(w[8, 4]) -> Add(bias) -> y."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"], name="mm"),
+             helper.make_node("Add", ["mm", "b"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_bias_that_is_not_one_value_per_channel_is_not_planned_as_int32() -> None:
+    """A [1, N] bias after a MatMul (as jax2tf exports write it) stays float, and the plan says so up front."""
+    bias = np.random.default_rng(1).standard_normal(4).astype(np.float32)
+    row = linear_model(bias.reshape(1, 4))
+    result = rewriter.quantize(row, target="ORT", data=calibration(row))
+    assert result.plan.int32_biases == ()
+    assert not [e for e in result.report["emitted_extra"] if e["role"] == "bias"]
+    vector = linear_model(bias)
+    planned = rewriter.quantize(vector, target="ORT", data=calibration(vector)).plan.int32_biases
+    assert [b.node for b in planned] == ["mm"]
