@@ -21,6 +21,7 @@ from rewriter.targets import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
 from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.emit.fakequantize import emit_fakequantize
+from rewriter.emit.provenance import provenance_problems
 from rewriter.emit.qdq import emit_qdq
 from rewriter.errors import UserError
 from rewriter.ir.load import load_model, save_model
@@ -127,6 +128,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     # Emission sees only the plan and ranges made above: a ValueError from it is a bug, so it reaches the
     # CLI's internal-error path (exit 1) instead of posing as bad input.
     emitted = emit(context.model, plan, context.ranges)
+    if options.output_format == "qdq":
+        # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
+        problems = provenance_problems(context.model, plan, emitted.model)
+        if problems:
+            raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
     lap("emit")
 
     errors = quantization_errors(plan, context.ranges, weights, collected.stats)

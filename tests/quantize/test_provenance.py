@@ -16,8 +16,9 @@ import pytest
 
 import models
 import rewriter
-from rewriter.plan import QuantPlan
-from rewriter.sources import SOURCE_KEY, source_text
+from rewriter.emit.provenance import expected_qdq_counts, provenance_problems
+from rewriter.ir.normalize import normalize
+from rewriter.sources import SOURCE_KEY
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
           "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
@@ -33,32 +34,6 @@ def calibration(model: onnx.ModelProto, n: int = 4) -> list[dict[str, np.ndarray
     return [{vi.name: rng.standard_normal(shape(vi)).astype(np.float32) for vi in inputs} for _ in range(n)]
 
 
-def expected_counts(model: onnx.ModelProto, plan: QuantPlan) -> tuple[int, int]:
-    """(QuantizeLinear, DequantizeLinear) that the plan calls for in this model."""
-    inits = {t.name for t in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
-    quantize = dequantize = 0
-    for p in plan.points:
-        if p.config.bits > 16 or not (p.consumers or (p.at_output and readers.get(p.tensor))):
-            continue  # no ONNX type holds the grid, or only a graph output reads it: left float
-        if p.tensor in inits:
-            dequantize += 1
-        else:
-            quantize, dequantize = quantize + 1, dequantize + 1
-    quantize += len(plan.requantized)
-    dequantize += len(plan.requantized) + sum(1 for b in plan.int32_biases if b.bias)
-    return quantize, dequantize
-
-
-def plan_sources(plan: QuantPlan) -> set[str]:
-    trails = [p.trail for p in plan.points] + [r.trail for r in plan.requantized] + [
-        b.trail for b in plan.int32_biases]
-    return {source_text(d) for trail in trails for d in trail}
-
-
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("builder", MODELS)
 def test_every_emitted_qdq_node_is_planned_and_names_its_rule(builder: str, target: str) -> None:
@@ -67,13 +42,27 @@ def test_every_emitted_qdq_node_is_planned_and_names_its_rule(builder: str, targ
     plan, out = result.plan, result.model
     qdq = [n for n in out.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     counts = (sum(n.op_type == "QuantizeLinear" for n in qdq), sum(n.op_type == "DequantizeLinear" for n in qdq))
-    assert counts == expected_counts(model, plan)
-    known = plan_sources(plan)
+    assert counts == expected_qdq_counts(normalize(model).model, plan)
+    assert counts[1] > 0 or target == "GNA"
     for node in qdq:
         sources = [p.value for p in node.metadata_props if p.key == SOURCE_KEY]
         assert len(sources) == 1 and SOURCE.match(sources[0]), (node.name, sources)
-        assert sources[0] in known, (node.name, sources[0])
+    assert provenance_problems(normalize(model).model, plan, out) == []
     assert all(n.trail for n in plan.nodes), [n.node for n in plan.nodes if not n.trail]
+
+
+def test_the_check_finds_a_node_the_plan_does_not_declare() -> None:
+    """provenance_problems, which every run applies to its output, fails on a Q/DQ pair nobody planned."""
+    from onnx import helper
+
+    model = models.conv_bn_relu_chain()
+    result = rewriter.quantize(model, target="CPU", data=calibration(model))
+    out = onnx.ModelProto()
+    out.CopyFrom(result.model)
+    planned = next(n for n in out.graph.node if n.op_type == "QuantizeLinear")
+    out.graph.node.append(helper.make_node("QuantizeLinear", ["output", *planned.input[1:]], ["stray_q"], name="stray"))
+    problems = provenance_problems(normalize(model).model, result.plan, out)
+    assert any("the plan declares" in p for p in problems) and any("stray" in p for p in problems)
 
 
 def test_node_whose_quantizer_moved_up_names_the_rules_that_placed_it() -> None:
