@@ -127,6 +127,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     emit = emit_fakequantize if options.output_format == "fakequantize" else emit_qdq
     # Emission sees only the plan and ranges made above: a ValueError from it is a bug, so it reaches the
     # CLI's internal-error path (exit 1) instead of posing as bad input.
+    plan = context.plan  # the biases the quantized passes added are named in its int32-bias entries
     emitted = emit(context.model, plan, context.ranges)
     if options.output_format == "qdq":
         # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).

@@ -37,9 +37,11 @@ from rewriter.calibrate.data import CalibrationData
 from rewriter.ir.graph import GraphView
 from rewriter.ir.tensors import initializer_arrays
 from rewriter.ir.view import graph_view
-from rewriter.plan import QuantPlan
+from rewriter.errors import SourceLoc
+from rewriter.plan import Decision, QuantPlan
 
-__all__ = ["InsertedNode", "Pass", "PassContext", "PassContractError", "PassOptions", "PassResult", "Phase"]
+__all__ = ["AddedBias", "InsertedNode", "Pass", "PassContext", "PassContractError",
+           "PassOptions", "PassResult", "Phase"]
 
 Phase = Literal["float", "quantized"]
 
@@ -127,13 +129,14 @@ class PassContext:
         return initializer_arrays(self.model, names)
 
     def after(self, result: PassResult) -> PassContext:
-        """The context the next pass sees: the result's model (and its view) and ranges."""
+        """The context the next pass sees: the result's model (and its view), ranges, and the plan with the
+        biases the pass added named in its int32-bias entries."""
         changed = result.model is not self.model
         ranges = self.ranges
         if result.ranges:
             ranges = {**(ranges or {}), **result.ranges}
         return replace(self, model=result.model, graph=graph_view(result.model) if changed else self.graph,
-                       ranges=ranges)
+                       ranges=ranges, plan=_with_added_biases(self.plan, result.added_biases))
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,12 +149,38 @@ class PassResult:
         report: the pass's entry in the quantize report (plain JSON data).
         ranges: new ranges of some planned tensors; they replace the context's.
         inserted: the nodes the pass added to the model.
+        added_biases: the biases the pass gave to layers that had none.
     """
 
     model: Any
     report: dict[str, Any]
     ranges: Mapping[str, TensorRange] = field(default_factory=dict)
     inserted: tuple[InsertedNode, ...] = ()
+    added_biases: tuple[AddedBias, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddedBias:
+    """A bias a pass gave to a layer without one (as input 2, or as an Add after a MatMul)."""
+
+    layer: str
+    bias: str
+    made_by: str
+
+
+def _with_added_biases(plan: QuantPlan, added: Sequence[AddedBias]) -> QuantPlan:
+    """The plan whose int32-bias entries name the biases just added: the output holds them, so the plan does."""
+    if not added:
+        return plan
+    by_layer = {a.layer: a for a in added}
+    entries = []
+    for entry in plan.int32_biases:
+        new = by_layer.get(entry.node)
+        if new is not None and not entry.bias:
+            edit = Decision("edit", new.made_by, SourceLoc("<pass>"), f"bias {new.bias} added to {entry.node}")
+            entry = replace(entry, bias=new.bias, trail=entry.trail + (edit,))
+        entries.append(entry)
+    return replace(plan, int32_biases=tuple(entries))
 
 
 class Pass(ABC):

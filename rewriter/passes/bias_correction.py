@@ -10,7 +10,7 @@ from rewriter.calibrate.collect import Reducer
 from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.ir.edit import apply_weight_updates
 from rewriter.ir.layers import matmul_bias_names
-from rewriter.passes.base import InsertedNode, Pass, PassContext, PassResult
+from rewriter.passes.base import AddedBias, InsertedNode, Pass, PassContext, PassResult
 from rewriter.sources import pass_source
 
 __all__ = ["BiasCorrectionPass", "bias_insertions"]
@@ -60,7 +60,13 @@ class BiasCorrectionPass(Pass):
         finally:
             runner.clear()
         model = apply_weight_updates(context.model, result.updates, result.new_biases, pass_source(self.title))
-        return PassResult(model, result.report(), inserted=bias_insertions(targets, result.new_biases, self.title))
+        return PassResult(model, result.report(), inserted=bias_insertions(targets, result.new_biases, self.title),
+                          added_biases=added_biases(result.new_biases, self.title))
+
+
+def added_biases(new_biases: Mapping[str, tuple[str, object]], made_by: str) -> tuple[AddedBias, ...]:
+    """The biases ``apply_weight_updates`` gives to layers without one, by layer."""
+    return tuple(AddedBias(layer, bias, made_by) for layer, (bias, _) in sorted(new_biases.items()))
 
 
 def bias_insertions(targets: Sequence[BiasTarget], new_biases: Mapping[str, object],

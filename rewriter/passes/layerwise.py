@@ -7,7 +7,7 @@ from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.ir.edit import apply_weight_updates
 from rewriter.ir.view import graph_view
 from rewriter.passes.base import Pass, PassContext, PassResult
-from rewriter.passes.bias_correction import bias_insertions
+from rewriter.passes.bias_correction import added_biases, bias_insertions
 from rewriter.sources import pass_source
 
 __all__ = ["LayerwiseTuningPass"]
@@ -40,4 +40,5 @@ class LayerwiseTuningPass(Pass):
             runner.clear()
         model = apply_weight_updates(context.model, result.updates, result.new_biases, pass_source(self.title))
         return PassResult(model, result.report(), ranges=result.ranges,
-                          inserted=bias_insertions(targets, result.new_biases, self.title))
+                          inserted=bias_insertions(targets, result.new_biases, self.title),
+                          added_biases=added_biases(result.new_biases, self.title))

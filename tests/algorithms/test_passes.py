@@ -90,3 +90,14 @@ def test_an_emission_value_error_is_an_internal_error_not_bad_input(tmp_path, mo
     err = capsys.readouterr().err
     assert code == 1 and "internal error: ValueError: a plan/ranges mismatch" in err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_bias_added_by_a_pass_is_named_in_the_plan() -> None:
+    """The plan returned by a run names the bias correction's new bias in its int32-bias entry, with the pass in
+    the trail, so the output's int32 bias DequantizeLinear is one the plan declares."""
+    model = _matmul_without_bias()
+    result = quantize(model, random_inputs(model, 8, seed=1), QuantizeOptions(bias_correction="fast", subset_size=8))
+    (entry,) = [b for b in result.plan.int32_biases if b.node == "mm"]
+    assert entry.bias and entry.trail[-1].action == "edit" and entry.trail[-1].source == "FastBiasCorrection"
+    stored = {t.name: t.data_type for t in result.model.graph.initializer}
+    assert stored[f"{entry.bias}_quantized"] == 6  # onnx.TensorProto.INT32: the added bias is stored as planned
