@@ -10,10 +10,12 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Sequence
 
 from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.errors import UserError
+from rewriter.io_utils import atomic_write_text, check_outputs
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -32,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="explain this node instead of printing the plan: rules tried on it and why each "
                             "matched or not, its spec entry, its trail (repeatable)")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
+    add_follow_symlinks(audit)
 
     specs = sub.add_parser("specs", help="list, show or validate hardware spec files")
     specs_sub = specs.add_subparsers(dest="specs_command", required=True)
@@ -47,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="+")
 
     from rewriter.cli_quantize import add_quantize_parser
-    add_quantize_parser(sub, _plan_arguments)
+    add_quantize_parser(sub, _plan_arguments, add_follow_symlinks)
     return parser
 
 
@@ -63,13 +66,18 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the target's spec)")
 
 
-def _write(text: str, output: str | None) -> None:
-    if not output:
+def add_follow_symlinks(parser: argparse.ArgumentParser) -> None:
+    """The option that lets an output path be a symbolic link (refused by default)."""
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="an output path that is a symbolic link writes the file it points to "
+                             "(default: refuse it, since the new file would replace the link)")
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
         sys.stdout.write(text)
         return
-    from rewriter.io_utils import atomic_write_text
-
-    atomic_write_text(output, text)
+    atomic_write_text(output, text, "the output")
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -77,16 +85,19 @@ def _audit(args: argparse.Namespace) -> int:
     from rewriter.report.plan_report import plan_json, plan_text
     from rewriter.report.why_report import why_json, why_text
 
+    # Before any work: a refused -o costs nothing.
+    output = check_outputs({"-o": args.output}, {"the input model": args.model},
+                           args.follow_symlinks).get("-o")
     if args.why:
         plan, explained = why(args.model, args.why, target=args.target, rules=args.rules,
                               ignore_scope=args.ignore_scope, ignore_ops=args.ignore_op,
                               preset=args.preset or "performance", model_type=args.model_type)
-        _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), args.output)
+        _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), output)
         return EXIT_OK
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                  ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
                  saturation_fix=args.saturation_fix)
-    _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), args.output)
+    _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), output)
     return EXIT_OK
 
 

@@ -10,7 +10,8 @@ from rewriter.errors import UserError
 from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
 
 
-def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable) -> None:
+def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable,
+                        follow_symlinks: Callable) -> None:
     q = sub.add_parser("quantize", help="quantize a model with calibration data")
     q.add_argument("model", help="the float .onnx model")
     q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
@@ -31,6 +32,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    follow_symlinks(q)
     q.add_argument("--channel-alignment", action="store_true", default=None,
                    help="ActivationChannelAlignment before the ranges (a second statistics pass)")
     q.add_argument("--bias-correction", choices=BIAS_CORRECTIONS, default=None,
@@ -57,7 +59,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
 def run_quantize(args: argparse.Namespace) -> int:
     from rewriter.calibrate.data import ImageOptions
     from rewriter.config import load_config, merge_cli
-    from rewriter.io_utils import atomic_write_text
+    from rewriter.io_utils import atomic_write_text, check_outputs
     from rewriter.match.planner import IgnoredOperation
     from rewriter.pipeline import quantize_file
 
@@ -67,6 +69,12 @@ def run_quantize(args: argparse.Namespace) -> int:
         mean=tuple(args.mean), std=tuple(args.std), channel_order=args.channel_order, layout=args.layout)
     if args.subset_size is not None and args.subset_size < 1:
         raise UserError("--subset-size must be at least 1")
+    # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
+    # model written without its report.
+    outputs = check_outputs({"-o": args.output, "--report": args.report},
+                            {"the input model": args.model, "the --config file": args.config,
+                             **{f"the --rules file {path}": path for path in args.rules}},
+                            args.follow_symlinks)
     loaded = load_config(args.config) if args.config else None
     if loaded is not None:
         for notice in (*loaded.warnings, *loaded.unsupported):
@@ -84,9 +92,9 @@ def run_quantize(args: argparse.Namespace) -> int:
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
-    result = quantize_file(args.model, args.output, data, options)
-    if args.report:
-        atomic_write_text(args.report, json.dumps(result.report, indent=2) + "\n")
+    result = quantize_file(args.model, outputs["-o"], data, options)
+    if "--report" in outputs:
+        atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
     summary = result.report["summary"]
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
