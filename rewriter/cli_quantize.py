@@ -67,8 +67,11 @@ def run_quantize(args: argparse.Namespace) -> int:
         size=tuple(args.image_size) if args.image_size else None, shorter_side=args.shorter_side,
         center_crop=tuple(args.center_crop) if args.center_crop else None, scale=args.scale,
         mean=tuple(args.mean), std=tuple(args.std), channel_order=args.channel_order, layout=args.layout)
-    if args.subset_size is not None and args.subset_size < 1:
-        raise UserError("--subset-size must be at least 1")
+    # Named by their options here; QuantizeOptions checks the same for the API, in its own words.
+    for option, value, minimum in (("--subset-size", args.subset_size, 1), ("--batch-size", args.batch_size, 1),
+                                   ("--seed", args.seed, 0)):
+        if value is not None and value < minimum:
+            raise UserError(f"{option} must be at least {minimum}, got {value}")
     # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
     # model written without its report.
     outputs = check_outputs({"-o": args.output, "--report": args.report},

@@ -27,12 +27,13 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from lark import Tree
 from lark.exceptions import UnexpectedEOF, UnexpectedInput
 
 from rewriter.dsl import ast
 from rewriter.dsl.builder import AstBuilder, Include, Item
 from rewriter.dsl.check import predicate_errors, ruleset_errors
-from rewriter.dsl.grammar import Locator, excerpt_at, lark_parser
+from rewriter.dsl.grammar import MAX_NESTING, Locator, excerpt_at, lark_parser, too_deep
 from rewriter.dsl.syntax_errors import syntax_error
 from rewriter.errors import SourceLoc, UserError, UserErrors, source_excerpt
 
@@ -79,10 +80,26 @@ def _parse_file(text: str, filename: str) -> tuple[list[Item], list[UserError], 
             continue
         if syntax:
             break
+        deep = _nesting_error(tree, text, locator)
+        if deep is not None:
+            return [], [deep], []
         builder = AstBuilder(locator, text)
         items = builder.transform(tree)
         return items, [], builder.errors
     return [], syntax, []
+
+
+def _nesting_error(tree: Tree, text: str, locator: Locator, source: str | None = None) -> UserError | None:
+    """A located error when ``tree`` nests deeper than the builder can take, else None."""
+    deep = too_deep(tree)
+    if deep is None:
+        return None
+    meta = deep.meta
+    where = locator.at(None if meta.empty else meta.line, None if meta.empty else meta.column)
+    excerpt = source_excerpt(source, where.line, where.column) if source is not None else excerpt_at(text, where,
+                                                                                                      locator)
+    return UserError(f"expression nested more than {MAX_NESTING} levels deep (not, parentheses); "
+                     "write it with fewer levels", where, excerpt)
 
 
 # ---------------------------------------------------------------- files and includes
@@ -132,9 +149,13 @@ class _Loader:
 
     def _include(self, inc: Include, chain: list[str]) -> None:
         including = chain[-1]
+        excerpt = source_excerpt(self.sources[including], inc.loc.line, inc.loc.column)
+        if "\0" in inc.path:
+            self.fatal.append(UserError("the included path contains a NUL character, which no file name can "
+                                        "hold; remove it", inc.loc, excerpt))
+            return
         path = os.path.normpath(os.path.join(os.path.dirname(including), inc.path))
         key = self._key(path)
-        excerpt = source_excerpt(self.sources[including], inc.loc.line, inc.loc.column)
         on_stack = [self._key(f) for f in chain]
         if key in on_stack:
             cycle = chain[on_stack.index(key):] + [path]
@@ -252,6 +273,9 @@ def parse_predicate(text: str, loc: SourceLoc, source: str | None = None) -> ast
         tree = lark_parser().parse(text, start="predicate")
     except UnexpectedInput as err:
         raise UserErrors([syntax_error(err, text, locator, source, predicate=True)]) from None
+    deep = _nesting_error(tree, text, locator, source)
+    if deep is not None:
+        raise UserErrors([deep])
     expr = AstBuilder(locator, text).transform(tree)
     problems = predicate_errors(expr)
     if problems:
