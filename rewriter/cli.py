@@ -58,7 +58,8 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="CPU", help="CPU, GPU, VPU, GNA, ANY or a spec .yaml path")
     parser.add_argument("--rules", action="append", default=[], metavar="FILE", help="extra rule file (repeatable)")
     parser.add_argument("--ignore-scope", action="append", default=[], metavar="NAME", help="keep this node float")
-    parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE", help="keep this op type float")
+    parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE",
+                        help="keep this op type float (an ONNX op type, or a custom one the model has)")
     parser.add_argument("--preset", choices=PRESETS, default=None)
     parser.add_argument("--model-type", choices=MODEL_TYPES, default=None)
     parser.add_argument("--saturation-fix", choices=SATURATION_FIX_MODES, default=None,

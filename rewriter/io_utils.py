@@ -1,4 +1,8 @@
-"""Output files: which paths a run may write, and atomic writes so a reader never sees a half-written file.
+"""Files with user-facing errors: text inputs decoded with a located message, and output files.
+
+``read_utf8`` reads a text input (rule, spec or config file); bytes that are
+not UTF-8 are reported at line:column, as any other mistake in the file.
+
 
 Every file rewriter writes (the model, its external data, the report, the
 audit output) goes through ``atomic_write``, which replaces the destination
@@ -18,9 +22,36 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from rewriter.errors import UserError
+from rewriter.errors import SourceLoc, UserError, source_excerpt
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_path", "check_outputs"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_path", "check_outputs",
+           "read_utf8"]
+
+def read_utf8(path: str | os.PathLike[str]) -> str:
+    """The text of a UTF-8 file, without a leading byte-order mark.
+
+    Raises:
+        OSError: the file cannot be read.
+        UserError: it is not UTF-8, located at the line and column (in characters) of the
+            first byte that is not, with the line shown.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(data, exc.start, os.fspath(path)) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _not_utf8(data: bytes, start: int, file: str) -> UserError:
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line_end = data.find(b"\n", start)
+    shown = data[line_start:len(data) if line_end < 0 else line_end].decode("utf-8", errors="replace")
+    line = data.count(b"\n", 0, start) + 1
+    column = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+    return UserError(f"byte 0x{data[start]:02X} is not UTF-8 text; save the file as UTF-8",
+                     SourceLoc(file, line, column), source_excerpt(shown, 1, column))
+
 
 _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
           (stat.S_ISSOCK, "a socket"))

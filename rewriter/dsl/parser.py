@@ -36,6 +36,7 @@ from rewriter.dsl.check import predicate_errors, ruleset_errors
 from rewriter.dsl.grammar import MAX_NESTING, Locator, excerpt_at, lark_parser, too_deep
 from rewriter.dsl.syntax_errors import syntax_error
 from rewriter.errors import SourceLoc, UserError, UserErrors, source_excerpt
+from rewriter.io_utils import read_utf8
 
 __all__ = ["parse_rules", "load_rules", "load_rule_files", "parse_predicate"]
 
@@ -125,9 +126,12 @@ class _Loader:
         if self._key(path) in self._loaded:
             return
         try:
-            text = _read(path)
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_utf8(path)
+        except OSError as exc:
             self.fatal.append(UserError(f"cannot read the rule file: {_why(exc)}", SourceLoc(path)))
+            return
+        except UserError as exc:  # not UTF-8, located in the file
+            self.fatal.append(exc)
             return
         self.add_text(text, path, [])
 
@@ -164,10 +168,13 @@ class _Loader:
         if key in self._loaded:
             return  # already expanded at its first position
         try:
-            text = _read(path)
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_utf8(path)
+        except OSError as exc:
             message = f"cannot read included file '{inc.path}' ({path}): {_why(exc)}"
             self.fatal.append(UserError(message, inc.loc, excerpt))
+            return
+        except UserError as exc:  # not UTF-8, located in the included file
+            self.fatal.append(exc)
             return
         self.add_text(text, path, chain)
 
@@ -191,15 +198,8 @@ def _sorted(errors: list[UserError], files: list[str]) -> list[UserError]:
     return sorted(errors, key=key)
 
 
-def _why(exc: OSError | UnicodeDecodeError) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return f"it is not UTF-8 text (byte {exc.start})"
+def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def _read(path: str) -> str:
-    text = Path(path).read_text(encoding="utf-8")
-    return text[1:] if text.startswith("\ufeff") else text
 
 
 # ---------------------------------------------------------------- public API

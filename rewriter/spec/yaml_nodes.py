@@ -20,6 +20,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from rewriter.errors import SourceLoc, UserError, UserErrors
+from rewriter.io_utils import read_utf8
 
 T = TypeVar("T")
 
@@ -83,9 +84,12 @@ class YamlFile:
     def compose(self) -> Node | None:
         """The file's root node; None (with the error recorded) if unreadable or not YAML."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_utf8(self.path)
+        except OSError as exc:
             self.problems.add(SourceLoc(str(self.path)), f"cannot read the spec file: {exc}")
+            return None
+        except UserError as exc:  # not UTF-8, located in the file
+            self.problems.items.append(exc)
             return None
         return self.compose_text(text)
 

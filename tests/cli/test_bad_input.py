@@ -149,3 +149,57 @@ def test_numeric_options_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_api_options_out_of_range(options: dict[str, int], message: str) -> None:
     with pytest.raises(UserError, match=message):
         QuantizeOptions(**options)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- silent or unlocated
+
+
+@pytest.mark.parametrize("written, suggested", [("Cnov", "Conv"), ("relu", "Relu"), ("Convolution", "Conv")])
+def test_unknown_ignore_op_is_refused_with_the_closest_type(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           written: str, suggested: str) -> None:
+    code, err = run(capsys, "audit", EXAMPLE, "--ignore-op", written)
+    assert code == 2, err
+    assert f"--ignore-op names op type '{written}', which neither ONNX nor the model has; " \
+           f"did you mean '{suggested}'?" in err
+    code, err = quantize(capsys, tmp_path, "--ignore-op", written)
+    assert code == 2 and f"did you mean '{suggested}'?" in err
+
+
+def test_ignore_op_of_a_type_absent_from_the_model_is_fine(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "audit", EXAMPLE, "--ignore-op", "LSTM")
+    assert code == 0, err
+
+
+LATIN1 = "caf\u00e9".encode("latin-1")
+
+
+@pytest.mark.parametrize("name, data, command, where", [
+    ("r.rules", b"pattern p { a : Conv }\n# " + LATIN1 + b"\n", ("rules", "check"), "2:6"),
+    ("s.yaml", b"name: X\nextends: cpu\ndescription: " + LATIN1 + b"\n", ("specs", "validate"), "3:17"),
+])
+def test_invalid_utf8_is_located_by_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+                                                    data: bytes, command: tuple[str, str], where: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    code, err = run(capsys, *command, path)
+    assert code == 2, err
+    assert f"{path}:{where}: byte 0xE9 is not UTF-8 text; save the file as UTF-8" in err
+
+
+def test_invalid_utf8_in_a_config_file_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.json"
+    # The column counts characters: the two-byte \u00fc before the bad byte is one column.
+    config.write_bytes(b'{"model": {"name": "\xc3\xbc' + LATIN1 + b'"}}')
+    code, err = quantize(capsys, tmp_path, "--config", config)
+    assert code == 2, err
+    assert f"{config}:1:25: byte 0xE9 is not UTF-8 text" in err
+
+
+def test_invalid_utf8_in_an_included_rule_file_points_into_it(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "latin.rules").write_bytes(b"# " + LATIN1 + b"\n")
+    top = tmp_path / "top.rules"
+    top.write_text('include "latin.rules"\n', encoding="utf-8")
+    code, err = run(capsys, "rules", "check", top)
+    assert code == 2, err
+    assert f"{tmp_path / 'latin.rules'}:1:6: byte 0xE9 is not UTF-8 text" in err
