@@ -10,12 +10,13 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Sequence
 
 from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, run_quantize
 from rewriter.errors import UserError
-from rewriter.io_utils import atomic_write_text
+from rewriter.io_utils import atomic_write_text, check_outputs
 
 # Each subcommand imports what it runs inside its handler, so that `rewriter --help` and the light
 # subcommands start without loading onnx, onnxruntime, lark or the numeric passes.
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="explain this node instead of printing the plan: rules tried on it and why each "
                             "matched or not, its spec entry, its trail (repeatable)")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
+    add_follow_symlinks(audit)
 
     specs = sub.add_parser("specs", help="list, show or validate hardware spec files")
     specs_sub = specs.add_subparsers(dest="specs_command", required=True)
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     check = rules_sub.add_parser("check", help="parse and check rule files")
     check.add_argument("file", nargs="+")
 
-    add_quantize_parser(sub, _plan_arguments)
+    add_quantize_parser(sub, _plan_arguments, add_follow_symlinks)
     return parser
 
 
@@ -59,7 +61,8 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="CPU", help="CPU, GPU, VPU, GNA, ANY or a spec .yaml path")
     parser.add_argument("--rules", action="append", default=[], metavar="FILE", help="extra rule file (repeatable)")
     parser.add_argument("--ignore-scope", action="append", default=[], metavar="NAME", help="keep this node float")
-    parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE", help="keep this op type float")
+    parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE",
+                        help="keep this op type float (an ONNX op type, or a custom one the model has)")
     parser.add_argument("--preset", choices=PRESETS, default=None)
     parser.add_argument("--model-type", choices=MODEL_TYPES, default=None)
     parser.add_argument("--saturation-fix", choices=SATURATION_FIX_MODES, default=None,
@@ -67,11 +70,18 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the target's spec)")
 
 
-def _write(text: str, output: str | None) -> None:
-    if not output:
+def add_follow_symlinks(parser: argparse.ArgumentParser) -> None:
+    """The option that lets an output path be a symbolic link (refused by default)."""
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="an output path that is a symbolic link writes the file it points to "
+                             "(default: refuse it, since the new file would replace the link)")
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
         sys.stdout.write(text)
         return
-    atomic_write_text(output, text)
+    atomic_write_text(output, text, "the output")
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -80,16 +90,19 @@ def _audit(args: argparse.Namespace) -> int:
     from rewriter.report.plan_report import plan_json, plan_text
     from rewriter.report.why_report import why_json, why_text
 
+    # Before any work: a refused -o costs nothing.
+    output = check_outputs({"-o": args.output}, {"the input model": args.model},
+                           args.follow_symlinks).get("-o")
     if args.why:
         plan, explained = why(args.model, args.why, target=args.target, rules=args.rules,
                               ignore_scope=args.ignore_scope, ignore_ops=args.ignore_op,
                               preset=args.preset or "performance", model_type=args.model_type)
-        _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), args.output)
+        _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), output)
         return EXIT_OK
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                  ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
                  saturation_fix=args.saturation_fix)
-    _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), args.output)
+    _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), output)
     return EXIT_OK
 
 

@@ -8,10 +8,11 @@ from typing import Callable
 
 from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
 from rewriter.errors import UserError
-from rewriter.io_utils import atomic_write_text
+from rewriter.io_utils import atomic_write_text, check_outputs
 
 
-def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable) -> None:
+def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable,
+                        follow_symlinks: Callable) -> None:
     q = sub.add_parser("quantize", help="quantize a model with calibration data")
     q.add_argument("model", help="the float .onnx model")
     q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
@@ -32,6 +33,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    follow_symlinks(q)
     q.add_argument("--channel-alignment", action="store_true", default=None,
                    help="ActivationChannelAlignment before the ranges (a second statistics pass)")
     q.add_argument("--bias-correction", choices=BIAS_CORRECTIONS, default=None,
@@ -67,8 +69,17 @@ def run_quantize(args: argparse.Namespace) -> int:
         size=tuple(args.image_size) if args.image_size else None, shorter_side=args.shorter_side,
         center_crop=tuple(args.center_crop) if args.center_crop else None, scale=args.scale,
         mean=tuple(args.mean), std=tuple(args.std), channel_order=args.channel_order, layout=args.layout)
-    if args.subset_size is not None and args.subset_size < 1:
-        raise UserError("--subset-size must be at least 1")
+    # Named by their options here; QuantizeOptions checks the same for the API, in its own words.
+    for option, value, minimum in (("--subset-size", args.subset_size, 1), ("--batch-size", args.batch_size, 1),
+                                   ("--seed", args.seed, 0)):
+        if value is not None and value < minimum:
+            raise UserError(f"{option} must be at least {minimum}, got {value}")
+    # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
+    # model written without its report.
+    outputs = check_outputs({"-o": args.output, "--report": args.report},
+                            {"the input model": args.model, "the --config file": args.config,
+                             **{f"the --rules file {path}": path for path in args.rules}},
+                            args.follow_symlinks)
     loaded = load_config(args.config) if args.config else None
     if loaded is not None:
         for notice in (*loaded.warnings, *loaded.unsupported):
@@ -86,9 +97,9 @@ def run_quantize(args: argparse.Namespace) -> int:
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
-    result = quantize_file(args.model, args.output, data, options)
-    if args.report:
-        atomic_write_text(args.report, json.dumps(result.report, indent=2) + "\n")
+    result = quantize_file(args.model, outputs["-o"], data, options)
+    if "--report" in outputs:
+        atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
     summary = result.report["summary"]
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "

@@ -59,10 +59,20 @@ class UserErrors(UserError):
         return "\n".join(e.render() for e in self.errors)
 
 
+# Longer source lines are shown as this many characters around the column, so that one error in a
+# generated or minified file does not print megabytes.
+_EXCERPT_WIDTH = 100
+
+
 def source_excerpt(text: str, line: int, column: int) -> str:
-    """The source line with a caret under ``column`` (both 1-based)."""
+    """The source line with a caret under ``column`` (both 1-based); a long line is cut around it."""
     lines = text.splitlines()
     if not 1 <= line <= len(lines):
         return ""
-    src = lines[line - 1]
-    return f"    {src}\n    {' ' * max(column - 1, 0)}^"
+    src, offset = lines[line - 1], max(column - 1, 0)
+    if len(src) > _EXCERPT_WIDTH:
+        start = min(max(offset - _EXCERPT_WIDTH // 2, 0), len(src) - _EXCERPT_WIDTH)
+        head = "..." if start > 0 else ""
+        tail = "..." if start + _EXCERPT_WIDTH < len(src) else ""
+        src, offset = head + src[start:start + _EXCERPT_WIDTH] + tail, offset - start + len(head)
+    return f"    {src}\n    {' ' * offset}^"

@@ -57,6 +57,11 @@ class QuantizeOptions:
             raise UserError(f"unknown output format {self.output_format!r}; choose qdq or fakequantize")
         if self.subset_size is not None and self.subset_size < 1:
             raise UserError(f"subset size must be at least 1, got {self.subset_size}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.seed < 0:
+            # numpy's generators take only seeds >= 0; the original tool's config files say the same.
+            raise UserError(f"seed must be 0 or more, got {self.seed}")
         if self.smoothing is not None and not 0.0 < self.smoothing < 1.0:
             raise UserError(f"activation smoothing alpha must be between 0 and 1, got {self.smoothing}")
         if self.saturation_fix is not None and self.saturation_fix not in SATURATION_FIX_MODES:

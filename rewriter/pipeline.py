@@ -23,7 +23,7 @@ from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.emit.fakequantize import emit_fakequantize
 from rewriter.emit.provenance import provenance_problems
 from rewriter.emit.qdq import emit_qdq
-from rewriter.errors import UserError
+from rewriter.io_utils import check_outputs
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays
@@ -145,9 +145,13 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
 def quantize_file(model: str | Path, output: str | Path, data: Any,
                   options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
-    """Quantize a model file and write the result atomically; the input is never touched."""
-    if Path(output).resolve() == Path(model).resolve():
-        raise UserError(f"refusing to overwrite the input model {model}; give another -o path")
+    """Quantize a model file and write the result atomically; the input is never touched.
+
+    Raises:
+        UserError: before any work, when ``output`` is the input model, or not a regular file or
+            a new path (``rewriter.io_utils.check_output_path``); and for any bad input after.
+    """
+    check_outputs({"": output}, {"the input model": model})
     result = quantize(model, data, options)
     save_model(result.model, output)
     return result

@@ -11,11 +11,11 @@ import bisect
 import re
 from pathlib import Path
 
-from ruamel.yaml.error import MarkedYAMLError, StreamMark
+from ruamel.yaml.error import StreamMark
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import SourceLoc
-from rewriter.spec.yaml_nodes import Problems, YamlFile
+from rewriter.spec.yaml_nodes import MAX_NESTING, Problems, YamlFile
 
 __all__ = ["ConfigFile", "JsonReader", "JsonSyntaxError"]
 
@@ -45,6 +45,7 @@ class JsonReader:
 
     def __init__(self, text: str, name: str) -> None:
         self.text, self.name, self.pos = text, name, 0
+        self.depth = 0  # objects and arrays open at ``pos``
         self._line_starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
 
     def mark(self, pos: int) -> StreamMark:
@@ -100,10 +101,15 @@ class JsonReader:
         if self.pos >= len(self.text):
             raise JsonSyntaxError(self.pos, f"the file ends where a value for {what} should be")
         c = self.text[self.pos]
-        if c == "{":
-            return self._object()
-        if c == "[":
-            return self._array(what)
+        if c in "{[":
+            # Each level is a Python call: refuse depths that would exhaust the stack.
+            if self.depth >= MAX_NESTING:
+                raise JsonSyntaxError(self.pos, f"objects and arrays nested more than {MAX_NESTING} levels deep; "
+                                                "flatten the file")
+            self.depth += 1
+            node: Node = self._object() if c == "{" else self._array(what)
+            self.depth -= 1
+            return node
         if c == '"':
             return self._string()
         if c == "-" or c.isdigit():
@@ -250,11 +256,7 @@ class ConfigFile(YamlFile):
 
     def compose(self) -> Node | None:
         if self.path.suffix.lower() in (".yaml", ".yml"):
-            try:
-                return self._yaml.compose(self.text)
-            except MarkedYAMLError as exc:
-                self._syntax_error(exc)
-                return None
+            return self.compose_text(self.text)
         reader = JsonReader(self.text, str(self.path))
         try:
             return reader.document()

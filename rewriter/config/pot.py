@@ -27,6 +27,7 @@ from rewriter.config.pot_keys import (AAQ_PARAMS, ALGORITHMS, COMPRESSION_KEYS, 
 from rewriter.config.results import AlgorithmConfig, LoadedConfig, Notice, PipelineSettings
 from rewriter.config.schema import BOOL, Field, SchemaChecker, enum, freeze, section
 from rewriter.errors import SourceLoc, UserError, source_excerpt
+from rewriter.io_utils import read_utf8
 from rewriter.spec.loader import list_targets, looks_like_path, pot_devices
 from rewriter.spec.model import MODEL_TYPES
 from rewriter.spec.yaml_nodes import Problems, suggest
@@ -59,10 +60,10 @@ def load_config(path: str | Path) -> LoadedConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_utf8(path)  # a file that is not UTF-8 raises a located UserError
     except FileNotFoundError:
         raise UserError(f"config file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UserError(f"cannot read the config file '{path}': {exc}") from None
     problems = Problems()
     f = ConfigFile(path, problems, text)

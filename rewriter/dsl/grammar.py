@@ -6,13 +6,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from lark import Lark, Token
+from lark import Lark, Token, Tree
 
 from rewriter.errors import SourceLoc, source_excerpt
 
-__all__ = ["Locator", "excerpt_at", "lark_parser"]
+__all__ = ["MAX_NESTING", "Locator", "excerpt_at", "lark_parser", "too_deep"]
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# Parse trees deeper than this are refused: the tree -> AST builder, the checks and the matcher all
+# recurse once per level, and a few hundred levels (`not not not ...`) would exhaust Python's stack.
+# A declaration with a predicate is about ten levels; the rest is room for nested not and parentheses.
+MAX_NESTING = 100
 
 # ---------------------------------------------------------------- the Lark parser
 
@@ -94,3 +99,17 @@ def excerpt_at(text: str, loc: SourceLoc, locator: Locator) -> str:
     line = loc.line - locator.line + 1
     column = loc.column - (locator.column - 1 if line == 1 else 0)
     return source_excerpt(text, line, column)
+
+
+def too_deep(tree: Tree) -> Tree | None:
+    """The first subtree of ``tree`` deeper than ``MAX_NESTING`` levels, None if there is none.
+
+    Walked with an explicit stack, so that any depth can be measured.
+    """
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return node
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return None

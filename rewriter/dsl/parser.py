@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Sequence
 
+from lark import Tree
 from lark.exceptions import UnexpectedEOF, UnexpectedInput
 
 from rewriter.dsl import ast
 from rewriter.dsl.builder import AstBuilder, Include, Item
 from rewriter.dsl.check import predicate_errors, ruleset_errors
-from rewriter.dsl.grammar import Locator, excerpt_at, lark_parser
+from rewriter.dsl.grammar import MAX_NESTING, Locator, excerpt_at, lark_parser, too_deep
 from rewriter.dsl.syntax_errors import syntax_error
 from rewriter.errors import SourceLoc, UserError, UserErrors, source_excerpt
+from rewriter.io_utils import read_utf8
 
 __all__ = ["parse_rules", "load_rules", "load_rule_files", "parse_predicate"]
 
@@ -79,10 +80,26 @@ def _parse_file(text: str, filename: str) -> tuple[list[Item], list[UserError], 
             continue
         if syntax:
             break
+        deep = _nesting_error(tree, text, locator)
+        if deep is not None:
+            return [], [deep], []
         builder = AstBuilder(locator, text)
         items = builder.transform(tree)
         return items, [], builder.errors
     return [], syntax, []
+
+
+def _nesting_error(tree: Tree, text: str, locator: Locator, source: str | None = None) -> UserError | None:
+    """A located error when ``tree`` nests deeper than the builder can take, else None."""
+    deep = too_deep(tree)
+    if deep is None:
+        return None
+    meta = deep.meta
+    where = locator.at(None if meta.empty else meta.line, None if meta.empty else meta.column)
+    excerpt = source_excerpt(source, where.line, where.column) if source is not None else excerpt_at(text, where,
+                                                                                                      locator)
+    return UserError(f"expression nested more than {MAX_NESTING} levels deep (not, parentheses); "
+                     "write it with fewer levels", where, excerpt)
 
 
 # ---------------------------------------------------------------- files and includes
@@ -108,9 +125,12 @@ class _Loader:
         if self._key(path) in self._loaded:
             return
         try:
-            text = _read(path)
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_utf8(path)
+        except OSError as exc:
             self.fatal.append(UserError(f"cannot read the rule file: {_why(exc)}", SourceLoc(path)))
+            return
+        except UserError as exc:  # not UTF-8, located in the file
+            self.fatal.append(exc)
             return
         self.add_text(text, path, [])
 
@@ -132,9 +152,13 @@ class _Loader:
 
     def _include(self, inc: Include, chain: list[str]) -> None:
         including = chain[-1]
+        excerpt = source_excerpt(self.sources[including], inc.loc.line, inc.loc.column)
+        if "\0" in inc.path:
+            self.fatal.append(UserError("the included path contains a NUL character, which no file name can "
+                                        "hold; remove it", inc.loc, excerpt))
+            return
         path = os.path.normpath(os.path.join(os.path.dirname(including), inc.path))
         key = self._key(path)
-        excerpt = source_excerpt(self.sources[including], inc.loc.line, inc.loc.column)
         on_stack = [self._key(f) for f in chain]
         if key in on_stack:
             cycle = chain[on_stack.index(key):] + [path]
@@ -143,10 +167,13 @@ class _Loader:
         if key in self._loaded:
             return  # already expanded at its first position
         try:
-            text = _read(path)
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_utf8(path)
+        except OSError as exc:
             message = f"cannot read included file '{inc.path}' ({path}): {_why(exc)}"
             self.fatal.append(UserError(message, inc.loc, excerpt))
+            return
+        except UserError as exc:  # not UTF-8, located in the included file
+            self.fatal.append(exc)
             return
         self.add_text(text, path, chain)
 
@@ -170,15 +197,8 @@ def _sorted(errors: list[UserError], files: list[str]) -> list[UserError]:
     return sorted(errors, key=key)
 
 
-def _why(exc: OSError | UnicodeDecodeError) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return f"it is not UTF-8 text (byte {exc.start})"
+def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def _read(path: str) -> str:
-    text = Path(path).read_text(encoding="utf-8")
-    return text[1:] if text.startswith("\ufeff") else text
 
 
 # ---------------------------------------------------------------- public API
@@ -252,6 +272,9 @@ def parse_predicate(text: str, loc: SourceLoc, source: str | None = None) -> ast
         tree = lark_parser().parse(text, start="predicate")
     except UnexpectedInput as err:
         raise UserErrors([syntax_error(err, text, locator, source, predicate=True)]) from None
+    deep = _nesting_error(tree, text, locator, source)
+    if deep is not None:
+        raise UserErrors([deep])
     expr = AstBuilder(locator, text).transform(tree)
     problems = predicate_errors(expr)
     if problems:

@@ -9,15 +9,15 @@ bytes for the same model.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Iterator
 
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from rewriter.errors import UserError
+from rewriter.io_utils import atomic_write
 from rewriter.ir.names import subgraphs
 from rewriter.ir.order import sort_nodes
 
@@ -145,40 +145,18 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
 
     Args:
         model: the model to write.
-        path: the destination file; missing parent folders are created.
+        path: the destination file, a regular file or a new path (a symbolic link,
+            a device or a folder is refused); missing parent folders are created.
 
     Raises:
-        UserError: the file cannot be written (permissions, full disk, ...).
+        UserError: ``path`` is not a regular file or a new path, or the file cannot
+            be written (permissions, full disk, ...).
     """
     dest = Path(path)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if model.ByteSize() < LARGE_MODEL_BYTES:
-            _atomic_write(dest, lambda f: f.write(model.SerializeToString(deterministic=True)))
-        else:
-            _save_large(model, dest)
-    except OSError as e:
-        raise UserError(f"{dest}: cannot write the model ({e.strerror or e}).") from None
-
-
-def _temp_name(dest: Path) -> Path:
-    # Hidden, unique, and in the same folder so os.replace stays a same-filesystem rename.
-    return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
-    tmp = _temp_name(dest)
-    try:
-        # 0o666 lets the umask decide the final mode, as a plain open() would.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if model.ByteSize() < LARGE_MODEL_BYTES:
+        atomic_write(dest, lambda f: f.write(model.SerializeToString(deterministic=True)), "the model")
+    else:
+        _save_large(model, dest)
 
 
 def _save_large(model: onnx.ModelProto, dest: Path) -> None:
@@ -186,11 +164,12 @@ def _save_large(model: onnx.ModelProto, dest: Path) -> None:
     location = dest.name + ".data"
     moved: _Moved = []
     try:
-        _atomic_write(dest.with_name(location), lambda f: _write_tensor_data(model, f, location, moved))
+        atomic_write(dest.with_name(location), lambda f: _write_tensor_data(model, f, location, moved),
+                     "the model's external data")
         data = model.SerializeToString(deterministic=True)
     finally:
         _restore_inline(moved)
-    _atomic_write(dest, lambda f: f.write(data))
+    atomic_write(dest, lambda f: f.write(data), "the model")
 
 
 def _write_tensor_data(model: onnx.ModelProto, f: BinaryIO, location: str, moved: _Moved) -> None:

@@ -30,6 +30,7 @@ from typing import Iterable, TypeVar
 from rewriter.dsl import ast
 from rewriter.errors import SourceLoc, UserError
 from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.ir.ops import closest_op_type, known_op_types
 from rewriter.match.axes import activation_channel_axis, weight_channel_axis
 from rewriter.match.config_choice import (choose_config, intersect_configs, override_config, relax_configs,
                                           share_group_configs)
@@ -39,6 +40,7 @@ from rewriter.match.node_records import NodeQuantizers, node_record
 from rewriter.match.predicates import holds
 from rewriter.plan import Consumer, Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
 from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
+from rewriter.spec.reader import OPENVINO_OP_NAMES
 
 
 # A rule action class (ast.Ignore, ast.Insert, ...): what _rule_matches yields for the kind asked.
@@ -200,6 +202,12 @@ class _Planner:
             self.ignored.setdefault(known[name], []).append(
                 Decision("ignore", made_by, SourceLoc("<pass>"), f"node {name} inserted by {made_by}"))
         for ignored in self.options.ignore_ops:
+            if ignored.op_type not in self.graph.by_op and ignored.op_type not in known_op_types():
+                # A misspelt type would keep nothing float, silently; a custom op the model has is fine.
+                close = OPENVINO_OP_NAMES.get(ignored.op_type) or closest_op_type(ignored.op_type)
+                hint = f"; did you mean {close!r}?" if close else ""
+                raise UserError(f"--ignore-op names op type {ignored.op_type!r}, which neither ONNX nor the "
+                                f"model has{hint}")
             for i in self.graph.by_op.get(ignored.op_type, ()):
                 attrs = self.graph.nodes[i].attrs
                 if all(attrs.get(k) == v for k, v in ignored.attributes):

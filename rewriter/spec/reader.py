@@ -151,7 +151,7 @@ def _read_description(f: YamlFile, spec: RawSpec, node: Node) -> None:
 
 
 def _read_extends(f: YamlFile, spec: RawSpec, node: Node) -> None:
-    target = f.get_str(node, "extends")
+    target = f.get_path(node, "extends")
     if target is not None:
         spec.extends = (target, f.loc(node))
 
@@ -162,7 +162,7 @@ def _read_rules(f: YamlFile, spec: RawSpec, node: Node) -> None:
 
 def _rule_files(f: YamlFile, node: Node, where: str) -> list[str] | None:
     """A list of rule files, relative to the spec file, as absolute paths (missing ones reported)."""
-    items = f.get_list(node, where, f.get_str, "[../rules/cpu.rules]")
+    items = f.get_list(node, where, f.get_path, "[../rules/cpu.rules]")
     if items is None:
         return None
     found = []

@@ -15,13 +15,20 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from rewriter.errors import SourceLoc, UserError, UserErrors
+from rewriter.io_utils import read_utf8
 
 T = TypeVar("T")
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# Lists and mappings nested deeper than this are refused: ruamel composes them recursively (a few
+# thousand levels exhaust Python's stack), and no spec or configuration file needs more than ten.
+MAX_NESTING = 100
 
 
 class Problems:
@@ -77,15 +84,55 @@ class YamlFile:
     def compose(self) -> Node | None:
         """The file's root node; None (with the error recorded) if unreadable or not YAML."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_utf8(self.path)
+        except OSError as exc:
             self.problems.add(SourceLoc(str(self.path)), f"cannot read the spec file: {exc}")
             return None
+        except UserError as exc:  # not UTF-8, located in the file
+            self.problems.items.append(exc)
+            return None
+        return self.compose_text(text)
+
+    def compose_text(self, text: str) -> Node | None:
+        """The root node of YAML ``text``; None, with the error located in the file, if it is not YAML.
+
+        Characters YAML forbids (control characters, NUL) and nesting deeper than
+        ``MAX_NESTING`` are reported with line:column like any syntax error.
+        """
         try:
+            if not self._nesting_ok(text):
+                return None
             return self._yaml.compose(text)
         except MarkedYAMLError as exc:
             self._syntax_error(exc)
-            return None
+        except ReaderError as exc:
+            self._bad_character(text, exc)
+        return None
+
+    def _nesting_ok(self, text: str) -> bool:
+        # The parser's events come from a state machine, not recursion: counting them is safe at any depth.
+        depth = 0
+        for event in self._yaml.parse(text):
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    mark = event.start_mark
+                    self.problems.add(SourceLoc(str(self.path), mark.line + 1, mark.column + 1),
+                                      f"lists and mappings nested more than {MAX_NESTING} levels deep; "
+                                      "flatten the file")
+                    return False
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+        return True
+
+    def _bad_character(self, text: str, exc: ReaderError) -> None:
+        position = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        self.problems.add(SourceLoc(str(self.path), line, column),
+                          f"character U+{code:04X} is not allowed in YAML; remove it, or write it as an "
+                          "escape (such as \\x01) inside a double-quoted string")
 
     def _syntax_error(self, exc: MarkedYAMLError) -> None:
         mark = exc.problem_mark or exc.context_mark
@@ -192,6 +239,15 @@ class YamlFile:
             return value
         self.error(node, f"{where} must be a string, got {self.kind(node)}")
         return None
+
+    def get_path(self, node: Node, where: str) -> str | None:
+        """A string naming a file; a NUL character, which no file name can hold, is reported here."""
+        text = self.get_str(node, where)
+        if text is not None and "\0" in text:
+            self.error(node, f"{where}: the path contains a NUL character (\\0), which no file name can hold; "
+                             "remove it")
+            return None
+        return text
 
     def get_bool(self, node: Node, where: str) -> bool | None:
         value = self.value(node)

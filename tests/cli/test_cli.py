@@ -130,6 +130,6 @@ def test_specs_validate_reports_errors_with_location(tmp_path, capsys, text, exp
     assert "loop.yaml:" in err and expected.lower() in err.lower()
 
 
-def test_unknown_ignore_op_type_is_quiet_but_unknown_scope_is_an_error(capsys) -> None:
+def test_unknown_ignore_scope_is_an_error(capsys) -> None:
     code, _, err = run(capsys, "audit", str(EXAMPLE), "--ignore-scope", "nosuchnode")
     assert code == 2 and "nosuchnode" in err

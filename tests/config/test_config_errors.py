@@ -172,5 +172,5 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.json")
     bad = tmp_path / "latin1.json"
     bad.write_bytes(b'{"compression": "\xe9"}')
-    with pytest.raises(UserError, match="cannot read the config file"):
+    with pytest.raises(UserError, match="latin1.json:1:18: byte 0xE9 is not UTF-8 text"):
         load_config(bad)
