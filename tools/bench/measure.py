@@ -265,6 +265,12 @@ def machine_info() -> dict:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                # Without VNNI, onnxruntime's uint8 x int8 kernels add products in saturating int16.
+                flags = set(line.split(":", 1)[1].split())
+                info["cpu_isa"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+                                   if f in flags]
+            if "cpu" in info and "cpu_isa" in info:
                 break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):

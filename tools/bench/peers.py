@@ -22,6 +22,9 @@ Configurations (``config_for``):
   MinMax, FastBiasCorrection) plus activation smoothing (a no-op without
   outlier channels), otherwise as ``ours``: issue 5's comparison.
 - ``ours_ort_dq``: the same with ``--target ORT``.
+- ``ours_nosat`` / ``ours_ort_nosat``: ``ours_default`` / ``ours_ort`` with
+  ``--saturation-fix no``: full 8-bit weight grids instead of the targets'
+  7-bit ones, to show what the 7-bit grid costs or saves on the CPU at hand.
 - ``ort``: onnxruntime.quantization.quantize_static, QDQ, per-channel, MinMax,
   QUInt8 activations, QInt8 weights, after ``quant_pre_process`` when it works.
 - ``nncf``: ``nncf.quantize`` on the ONNX model, default preset; MIXED and
@@ -64,6 +67,8 @@ TOOLS: dict[str, Tool] = {
     "ours_ort": Tool("ours_ort", "rewriter, target ORT", ("rewriter",)),
     "ours_dq": Tool("ours_dq", "rewriter, DefaultQuantization", ("rewriter",)),
     "ours_ort_dq": Tool("ours_ort_dq", "rewriter, ORT + DefaultQuantization", ("rewriter",)),
+    "ours_nosat": Tool("ours_nosat", "rewriter, default, 8-bit weights", ("rewriter",)),
+    "ours_ort_nosat": Tool("ours_ort_nosat", "rewriter, target ORT, 8-bit weights", ("rewriter",)),
     "ort": Tool("ort", "onnxruntime quantize_static", ("onnxruntime.quantization",)),
     "nncf": Tool("nncf", "NNCF", ("nncf",)),
     "nncf_default": Tool("nncf_default", "NNCF, default settings", ("nncf",), alias_of="nncf"),
@@ -95,6 +100,10 @@ def config_for(tool: str, kind: str) -> dict:
     if tool == "ours_ort_dq":
         return {**config_for("ours_ort", kind), "channel_alignment": True, "bias_correction": "fast",
                 "smoothing": 0.8}
+    if tool == "ours_nosat":
+        return {**config_for("ours_default", kind), "saturation_fix": "no"}
+    if tool == "ours_ort_nosat":
+        return {**config_for("ours_ort", kind), "saturation_fix": "no"}
     if tool == "ort":
         return {"quant_format": "QDQ", "per_channel": True, "calibrate_method": "MinMax",
                 "activation_type": "QUInt8", "weight_type": "QInt8", "pre_process": True}
@@ -117,7 +126,8 @@ def run_ours(model: str, out: str, data_dir: str, samples: int, config: dict) ->
     options = QuantizeOptions(target=config.get("target", "CPU"), preset=config.get("preset", "performance"),
                               subset_size=samples, seed=config.get("seed", 0),
                               channel_alignment=config.get("channel_alignment", False),
-                              bias_correction=config.get("bias_correction"), smoothing=config.get("smoothing"))
+                              bias_correction=config.get("bias_correction"), smoothing=config.get("smoothing"),
+                              saturation_fix=config.get("saturation_fix"))
     result = quantize_file(model, out, data_dir, options)
     report = result.report
     return {"timings_s": report.get("timings_s"), "calibration": report.get("calibration"),
@@ -185,13 +195,13 @@ def run_nncf(model: str, out: str, data_dir: str, samples: int, config: dict) ->
 
 RUNNERS: dict[str, Callable[[str, str, str, int, dict], dict]] = {
     "ours": run_ours, "ours_default": run_ours, "ours_ort": run_ours, "ours_dq": run_ours, "ours_ort_dq": run_ours,
+    "ours_nosat": run_ours, "ours_ort_nosat": run_ours,
     "ort": run_ort, "nncf": run_nncf, "nncf_default": run_nncf,
 }
 
 # What each tool imports before its clock starts (so that import time is not quantization time).
 PRELOAD = {
-    "ours": ("rewriter.pipeline",), "ours_default": ("rewriter.pipeline",), "ours_ort": ("rewriter.pipeline",),
-    "ours_dq": ("rewriter.pipeline",), "ours_ort_dq": ("rewriter.pipeline",),
+    **{tool: ("rewriter.pipeline",) for tool in TOOLS if tool.startswith("ours")},
     "ort": ("onnxruntime.quantization",), "nncf": ("nncf", "onnx"), "nncf_default": ("nncf", "onnx"),
 }
 

@@ -19,13 +19,16 @@ from typing import Sequence
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
-TOOL_ORDER = ("ours", "ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ort", "nncf", "nncf_default")
+TOOL_ORDER = ("ours", "ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ours_nosat", "ours_ort_nosat", "ort",
+              "nncf", "nncf_default")
 LABELS = {
     "ours": "rewriter (ours)",
     "ours_default": "rewriter, default settings",
     "ours_ort": "rewriter, target ORT",
     "ours_dq": "rewriter, DefaultQuantization",
     "ours_ort_dq": "rewriter, ORT + DefaultQuantization",
+    "ours_nosat": "rewriter, default, 8-bit weights",
+    "ours_ort_nosat": "rewriter, target ORT, 8-bit weights",
     "ort": "onnxruntime quantize_static",
     "nncf": "NNCF",
     "nncf_default": "NNCF, default settings",
@@ -194,7 +197,7 @@ def markdown(data: dict) -> str:
         f"- command: `{run.get('command', '?')}` (bench venv, see tools/bench/README.md), "
         f"total {_f(_num(run.get('total_s')), '{:.0f}')} s",
         f"- date: {run.get('date', '?')}",
-        f"- machine: {m.get('cpu', '?')}, {m.get('cpus', '?')} cores, {m.get('memory_gb', '?')} GB, "
+        f"- machine: {m.get('cpu', '?')}{_isa(m)}, {m.get('cpus', '?')} cores, {m.get('memory_gb', '?')} GB, "
         f"{m.get('platform', '?')}, Python {m.get('python', '?')}",
         f"- packages: onnx {m.get('onnx', '?')}, onnxruntime {m.get('onnxruntime', '?')}, numpy {m.get('numpy', '?')}, "
         f"nncf {m.get('nncf', '?')}, torch {m.get('torch', '?')} (corpus only), rewriter {m.get('rewriter', '?')}",
@@ -249,6 +252,7 @@ def markdown(data: dict) -> str:
     lines += _issue3_section(models)
     lines += _peer_section(models)
     lines += _default_quantization_section(models)
+    lines += _saturation_section(models, run.get("machine", {}))
     lines += _memory_section(models)
     for model in models:
         lines += _model_section(model)
@@ -386,6 +390,56 @@ def _default_quantization_section(models: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _isa(machine: dict) -> str:
+    """The CPU's integer-dot-product extensions, e.g. " (avx2, no VNNI)"; empty when not recorded."""
+    isa = machine.get("cpu_isa")
+    if isa is None:
+        return ""
+    vnni = any("vnni" in f for f in isa)
+    return f" ({', '.join(isa) or 'no AVX2'}{'' if vnni else ', no VNNI'})"
+
+
+SATURATION_ORDER = ("ours_default", "ours_nosat", "ours_ort", "ours_ort_nosat")
+
+
+def _saturation_section(models: list[dict], machine: dict) -> list[str]:
+    """The targets' 7-bit weight grids against full 8-bit grids (``--saturation-fix no``), on this CPU."""
+    if not any("ours_nosat" in m.get("tools", {}) or "ours_ort_nosat" in m.get("tools", {}) for m in models):
+        return []
+    lines = ["## 7-bit weights (the targets' saturation fix) against full 8-bit weights", "",
+             "CPU and ORT store Conv, MatMul and Gemm weights on a 7-bit grid (`saturation_fix: all`); "
+             "`--saturation-fix no` keeps the full 8-bit grid. Without VNNI, onnxruntime's uint8 x int8 kernels "
+             "add pairs of products in int16 with saturation, so full-range 8-bit weights can overflow there; "
+             f"this run's CPU: {machine.get('cpu', '?')}{_isa(machine)}. Scores are the integer kernels' outputs "
+             "on this CPU; speed-up is float latency / quantized latency, both measured in the same run.", "",
+             "| model | metric 7-bit / 8-bit (default CPU) | 7-bit / 8-bit (`--target ORT`) | "
+             "output SQNR dB 7-bit / 8-bit (CPU; ORT) | speed-up 1T 7-bit / 8-bit (CPU; ORT) |",
+             "| --- | --- | --- | --- | --- |"]
+    for model in models:
+        if "error" in model:
+            continue
+        f = {tool: figures(model, tool) for tool in SATURATION_ORDER}
+
+        def pair(a: str, b: str, get, f: dict = f) -> str:
+            return f"{get(f[a])} / {get(f[b])}"
+
+        def metric(x: dict) -> str:
+            return _metric(x.get("metric")) if x.get("metric") is not None else x["status"]
+
+        def sqnr(x: dict) -> str:
+            return _f(_num(x.get("scores", {}).get("sqnr_db")), "{:.1f}")
+
+        def speed(x: dict) -> str:
+            return _f(x.get("speedup1"))
+
+        lines.append(
+            f"| {model['name']} | {pair('ours_default', 'ours_nosat', metric)} | "
+            f"{pair('ours_ort', 'ours_ort_nosat', metric)} | "
+            f"{pair('ours_default', 'ours_nosat', sqnr)}; {pair('ours_ort', 'ours_ort_nosat', sqnr)} | "
+            f"{pair('ours_default', 'ours_nosat', speed)}; {pair('ours_ort', 'ours_ort_nosat', speed)} |")
+    return lines + [""]
+
+
 def _memory_section(models: list[dict]) -> list[str]:
     checks = [m["memory_check"] for m in models if m.get("memory_check")]
     if not checks:
@@ -511,15 +565,15 @@ def chart(data: dict, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed"
+    # The 8-bit-weight variants are left out of the chart (their own table compares them).
     colors = {"ours": "tab:green", "ours_default": "tab:olive", "ours_ort": "tab:purple", "ours_dq": "tab:cyan",
-              "ours_ort_dq": "tab:pink", "ort": "tab:blue",
-              "nncf": "tab:red", "nncf_default": "tab:orange"}
+              "ours_ort_dq": "tab:pink", "ort": "tab:blue", "nncf": "tab:red", "nncf_default": "tab:orange"}
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
     failed = []
     for i, model in enumerate(m for m in data["models"] if "error" not in m):
         for tool in tools_in(model):
-            if "same_as" in model["tools"][tool]:
+            if "same_as" in model["tools"][tool] or tool not in colors:
                 continue
             f = figures(model, tool)
             if f.get("drop_pct") is None or f.get("speedup1") is None:

@@ -50,7 +50,8 @@ from metrics import sample_paths  # noqa: E402
 TRANSFORMERS = {"minilm"}
 DEFAULT_TOOLS = ("ours", "ort", "nncf")
 # Variants run alongside a tool when their settings differ from it (see peers.TOOLS).
-VARIANTS = {"ours": ("ours_default", "ours_ort", "ours_dq", "ours_ort_dq"), "nncf": ("nncf_default",)}
+VARIANTS = {"ours": ("ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ours_nosat", "ours_ort_nosat"),
+            "nncf": ("nncf_default",)}
 CORPUS_ORDER = ("cnn_digits", "magika", "minilm", "mobilenetv2", "resnet50")
 
 
@@ -132,7 +133,8 @@ def run_tool(name: str, tool: str, model: Path, data: Path, n: int, config: dict
     if tool.startswith("ours"):
         result["cli"] = (f"rewriter quantize {shlex.quote(str(model))} -o /tmp/{name}.{tool}.onnx "
                          f"--data {shlex.quote(str(data))} --target {config.get('target', 'CPU')} "
-                         f"--preset {config.get('preset', 'performance')} --subset-size {n}")
+                         f"--preset {config.get('preset', 'performance')} --subset-size {n}"
+                         + (f" --saturation-fix {config['saturation_fix']}" if config.get("saturation_fix") else ""))
     return result
 
 
