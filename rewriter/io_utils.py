@@ -12,20 +12,28 @@ replace the device, a rename over a symbolic link would replace the link.
 ``check_output_path`` refuses the rest; ``check_outputs`` runs it on all of a
 command's outputs before any work starts, and also refuses an output that is
 one of the inputs or another output.
+
+A run killed with SIGKILL cannot remove its temporary file; the next write
+to the same destination removes such temporaries once their process is gone
+(``remove_stale_temporaries``). A write that must replace several files as a
+whole (a model and its external data) holds ``folder_lock`` while it renames.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import stat
+import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from rewriter.errors import SourceLoc, UserError, source_excerpt
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_path", "check_outputs",
-           "read_utf8"]
+           "folder_lock", "read_utf8", "remove_stale_temporaries", "write_temporary"]
 
 def read_utf8(path: str | os.PathLike[str]) -> str:
     """The text of a UTF-8 file, without a leading byte-order mark.
@@ -157,9 +165,99 @@ def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None],
     return checked
 
 
+_TEMP_SUFFIX = re.compile(r"\.(\d+)\.[0-9a-f]{12}\.tmp")
+
+
 def _temp_name(dest: Path) -> Path:
-    # Hidden, unique, and in the same folder so os.replace stays a same-filesystem rename.
+    # Hidden, unique, and in the same folder so os.replace stays a same-filesystem rename. The process id
+    # tells a later run whether the writer is still alive (remove_stale_temporaries).
     return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, owned by another user
+        return False
+    return False
+
+
+def remove_stale_temporaries(dest: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of writes to ``dest`` whose process no longer exists.
+
+    A writer killed with SIGKILL leaves its ``.<name>.<pid>.<random>.tmp`` behind; one whose
+    process is still running (a concurrent writer) is left alone.
+
+    Returns:
+        The files removed.
+    """
+    target = Path(dest)
+    prefix = f".{target.name}"
+    removed = []
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        match = _TEMP_SUFFIX.fullmatch(name, len(prefix))
+        if match is None or not _process_gone(int(match.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another run removed it first
+            os.unlink(target.parent / name)
+            removed.append(target.parent / name)
+    return removed
+
+
+def write_temporary(path: str | os.PathLike[str], write: Callable[[BinaryIO], object],
+                    what: str = "the file") -> Path:
+    """Write a complete, synced new file beside ``path`` under a temporary name, for the caller to rename.
+
+    Stale temporaries of ``path`` (``remove_stale_temporaries``) are removed first. On any failure
+    the temporary file is deleted. Missing parent folders are created.
+
+    Returns:
+        The temporary file.
+
+    Raises:
+        UserError: the file cannot be written (permissions, full disk, ...).
+    """
+    dest = Path(path)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(dest)
+        tmp = _temp_name(dest)
+        # 0o666 lets the umask decide the final mode.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise UserError(f"{dest}: cannot write {what} ({e.strerror or e}).") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise UserError(f"{dest}: cannot write {what} ({e.strerror or e}).") from None
+        raise
+    return tmp
+
+
+def rename_into_place(tmp: Path, dest: str | os.PathLike[str], what: str = "the file") -> None:
+    """``os.replace(tmp, dest)``; on failure ``tmp`` is deleted and a UserError raised."""
+    try:
+        os.replace(tmp, dest)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise UserError(f"{dest}: cannot write {what} ({e.strerror or e}).") from None
+        raise
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], what: str = "the file") -> None:
@@ -179,24 +277,31 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             written (permissions, full disk, ...).
     """
     dest = check_output_path(path)
+    rename_into_place(write_temporary(dest, write, what), dest, what)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``flock`` on the folder itself, no lock file).
+
+    Writers that replace several files together take it around their renames and clean-up, so
+    two runs writing the same output never interleave them. On leaving, the folder is synced so
+    the renames reach the disk in the order they were made. Where ``flock`` does not exist
+    (Windows) it does nothing.
+    """
+    if sys.platform == "win32":  # no flock, and a folder cannot be opened
+        yield
+        return
+    import fcntl  # POSIX only
+
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(dest)
-        # 0o666 lets the umask decide the final mode.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as e:
-        raise UserError(f"{dest}: cannot write {what} ({e.strerror or e}).") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise UserError(f"{dest}: cannot write {what} ({e.strerror or e}).") from None
-        raise
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+        with contextlib.suppress(OSError):  # some filesystems cannot sync a folder
+            os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, what: str = "the file") -> None:

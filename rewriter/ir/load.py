@@ -8,16 +8,19 @@ bytes for the same model.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, EncodeError
 from onnx import numpy_helper
 
 from rewriter.errors import UserError
-from rewriter.io_utils import atomic_write
+from rewriter.io_utils import check_output_path, folder_lock, rename_into_place, write_temporary
 from rewriter.ir.names import subgraphs
 from rewriter.ir.order import sort_nodes
 
@@ -139,9 +142,9 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
     The bytes go to a temporary file in the destination folder, which then
     replaces ``path`` in one rename: a crash or a full disk never leaves a
     half-written model. Saving the same model twice gives identical bytes.
-    Models over 1.8 GB keep their large tensors in ``<name>.data`` next to the
-    model (external data); that file is also written in full before it is
-    renamed into place. ``model`` itself is left as it was.
+    Models over 1.8 GB keep their large tensors in external data next to the
+    model, in ``<name>.<digest>.data`` named after its content (see
+    ``_save_large``). ``model`` itself is left as it was.
 
     Args:
         model: the model to write.
@@ -152,27 +155,97 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
         UserError: ``path`` is not a regular file or a new path, or the file cannot
             be written (permissions, full disk, ...).
     """
-    dest = Path(path)
-    if model.ByteSize() < LARGE_MODEL_BYTES:
-        atomic_write(dest, lambda f: f.write(model.SerializeToString(deterministic=True)), "the model")
+    dest = check_output_path(path)
+    if _byte_size(model) < LARGE_MODEL_BYTES:
+        tmp = write_temporary(dest, lambda f: f.write(model.SerializeToString(deterministic=True)), "the model")
+        with folder_lock(dest.parent):
+            rename_into_place(tmp, dest, "the model")
+            _remove_other_data_files(dest, keep=None)
     else:
         _save_large(model, dest)
 
 
-def _save_large(model: onnx.ModelProto, dest: Path) -> None:
-    """Tensors to ``<name>.data``, the rest to ``dest``; the caller's proto is restored after."""
-    location = dest.name + ".data"
-    moved: _Moved = []
+def _byte_size(model: onnx.ModelProto) -> int:
     try:
-        atomic_write(dest.with_name(location), lambda f: _write_tensor_data(model, f, location, moved),
-                     "the model's external data")
-        data = model.SerializeToString(deterministic=True)
+        return model.ByteSize()
+    except (ValueError, EncodeError):  # some protobuf builds refuse to size a message over 2 GiB
+        return LARGE_MODEL_BYTES
+
+
+class _HashingWriter:
+    """A file wrapper that hashes what goes through it and knows its position."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._hash = hashlib.blake2b(digest_size=8)
+        self.position = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._f.write(data)
+        self._hash.update(data)
+        self.position += len(data)
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _save_large(model: onnx.ModelProto, dest: Path) -> None:
+    """Tensors to ``<name>.<digest>.data``, the rest to ``dest``; the caller's proto is restored after.
+
+    The data file is named after its content, so an older model at ``dest`` keeps pointing to
+    its own data file: a run killed between the two renames leaves the old model with its old
+    data (and an extra data file the next save removes), never a model paired with another
+    run's weights. The model's rename is the one commit point; the renames and the removal of
+    data files no model refers to any more happen under ``folder_lock``.
+    """
+    moved: _Moved = []
+    placed: list[tuple[onnx.TensorProto, int, int]] = []
+    digest = ""
+
+    def write_data(f: BinaryIO) -> None:
+        nonlocal digest
+        writer = _HashingWriter(f)
+        _write_tensor_data(model, writer, moved, placed)
+        digest = writer.digest()
+
+    data_dest = dest.with_name(dest.name + ".data")  # temporaries are named after it
+    try:
+        data_tmp = write_temporary(data_dest, write_data, "the model's external data")
+        location = f"{dest.name}.{digest}.data"
+        for tensor, offset, length in placed:
+            _point_to_file(tensor, location, offset, length)
+        try:
+            tmp = write_temporary(dest, lambda f: f.write(model.SerializeToString(deterministic=True)),
+                                  "the model")
+        except BaseException:
+            data_tmp.unlink(missing_ok=True)
+            raise
     finally:
         _restore_inline(moved)
-    atomic_write(dest, lambda f: f.write(data), "the model")
+    with folder_lock(dest.parent):
+        try:
+            rename_into_place(data_tmp, dest.with_name(location), "the model's external data")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        rename_into_place(tmp, dest, "the model")
+        _remove_other_data_files(dest, keep=location)
 
 
-def _write_tensor_data(model: onnx.ModelProto, f: BinaryIO, location: str, moved: _Moved) -> None:
+def _remove_other_data_files(dest: Path, keep: str | None) -> None:
+    """Remove ``<name>.<digest>.data`` files beside ``dest`` other than ``keep``: no model refers to them.
+
+    They are what an earlier save to ``dest`` wrote, or what a killed one left before its commit.
+    """
+    pattern = re.compile(re.escape(dest.name) + r"\.[0-9a-f]{16}\.data")
+    for name in os.listdir(dest.parent):
+        if name != keep and pattern.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest.parent / name)
+
+
+def _write_tensor_data(model: onnx.ModelProto, f: _HashingWriter, moved: _Moved,
+                       placed: list[tuple[onnx.TensorProto, int, int]]) -> None:
     for t in _all_initializers(model.graph):
         if (
             t.data_location == onnx.TensorProto.EXTERNAL
@@ -181,22 +254,23 @@ def _write_tensor_data(model: onnx.ModelProto, f: BinaryIO, location: str, moved
         ):
             continue
         original = onnx.TensorProto()
-        original.CopyFrom(t)
         if t.HasField("raw_data"):
             raw = t.raw_data
-            # Keep only the small fields; the bytes come back from ``raw`` on restore.
-            original.ClearField("raw_data")
+            # The proto's copy goes now (the bytes live on in ``raw`` until restored): one copy of
+            # the weights in memory, not two.
+            t.ClearField("raw_data")
+            original.CopyFrom(t)
             moved.append((t, original, raw))
         else:
+            original.CopyFrom(t)
             arr = numpy_helper.to_array(t)
             # raw_data is little-endian by the ONNX spec, whatever the host.
             raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             moved.append((t, original, None))
         # Align each tensor so runtimes can memory-map it.
-        f.write(b"\0" * (-f.tell() % 64))
-        offset = f.tell()
+        f.write(b"\0" * (-f.position % 64))
+        placed.append((t, f.position, len(raw)))
         f.write(raw)
-        _point_to_file(t, location, offset, len(raw))
 
 
 def _point_to_file(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
