@@ -7,6 +7,7 @@ The syntax itself is documented in docs/rules.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from rewriter.errors import SourceLoc
@@ -293,4 +294,13 @@ class RuleSet:
     files: tuple[str, ...]
 
     def pattern(self, name: str) -> Pattern | None:
-        return next((p for p in self.patterns if p.name == name), None)
+        """The first pattern declared as ``name``, None if there is none (one dict lookup)."""
+        return self._patterns_by_name.get(name)
+
+    @cached_property
+    def _patterns_by_name(self) -> dict[str, Pattern]:
+        # Built once: a rule set with tens of thousands of rules looks a pattern up per rule.
+        by_name: dict[str, Pattern] = {}
+        for p in self.patterns:
+            by_name.setdefault(p.name, p)
+        return by_name

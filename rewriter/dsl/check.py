@@ -21,7 +21,7 @@ from rewriter.dsl import ast
 from rewriter.errors import SourceLoc, UserError, UserErrors, source_excerpt
 from rewriter.ir.ops import closest_op_type, known_op_types
 
-__all__ = ["SPEC_CLASSES", "MAX_PORT", "check_ruleset", "ruleset_errors", "predicate_errors"]
+__all__ = ["SPEC_CLASSES", "MAX_OPTIONAL_NODES", "MAX_PORT", "check_ruleset", "ruleset_errors", "predicate_errors"]
 
 #: The op classes a pattern node may name; the hardware spec says which ops are in each.
 SPEC_CLASSES = ("@agnostic", "@quantizable", "@unified")
@@ -29,6 +29,10 @@ SPEC_CLASSES = ("@agnostic", "@quantizable", "@unified")
 #: Highest port index accepted: no ONNX op has more inputs or outputs, so a
 #: larger index is a typo (and a rule that can never match).
 MAX_PORT = 64
+
+#: Most optional nodes a pattern may have: the matcher tries every way of keeping or dropping
+#: them (2^k variants), and 2^8 = 256 variants per anchor node is still quick.
+MAX_OPTIONAL_NODES = 8
 
 _Problem = tuple[str, SourceLoc]
 
@@ -175,6 +179,11 @@ def _optional_problems(pattern: ast.Pattern, edges: list[ast.PatternEdge]) -> It
     if all(n.optional for n in pattern.nodes):
         yield f"pattern '{pattern.name}' has only optional nodes; at least one must be required", pattern.loc
         return
+    optional = [n for n in pattern.nodes if n.optional]
+    if len(optional) > MAX_OPTIONAL_NODES:
+        yield (f"pattern '{pattern.name}' has {len(optional)} optional nodes, more than {MAX_OPTIONAL_NODES}: "
+               f"matching tries every way of keeping or dropping them (2^{len(optional)} variants); "
+               "split it into several patterns"), optional[MAX_OPTIONAL_NODES].loc
     if len(pattern.nodes) < 2:
         return
     ins = Counter(e.dst for e in edges)

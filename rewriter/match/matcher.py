@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Iterator, Mapping
 
 from rewriter.dsl import ast
+from rewriter.dsl.check import MAX_OPTIONAL_NODES
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.match.predicates import compile_predicate
@@ -56,6 +57,10 @@ def compile_variants(pattern: ast.Pattern) -> tuple[Variant, ...]:
     optional = [n.name for n in pattern.nodes if n.optional]
     if len(optional) == len(pattern.nodes):
         raise UserError(f"pattern {pattern.name} has only optional nodes; make one node required",
+                        pattern.loc)
+    if len(optional) > MAX_OPTIONAL_NODES:  # rule files are checked at load; a hand-built pattern is not
+        raise UserError(f"pattern {pattern.name} has {len(optional)} optional nodes, more than "
+                        f"{MAX_OPTIONAL_NODES} (2^{len(optional)} variants); split it into several patterns",
                         pattern.loc)
     variants = []
     # product((True, False)) enumerates "all kept" first and "all dropped" last,
