@@ -43,7 +43,11 @@ from rewriter.calibrate.loaders import LOADER_PATTERN, import_loader
 from rewriter.calibrate.messages import quoted_names, short_message
 from rewriter.errors import SourceLoc, UserError
 
-__all__ = ["CalibrationData", "open_data"]
+__all__ = ["CalibrationData", "MAX_UNSIZED_SAMPLES", "open_data"]
+
+#: Most samples counted from a source that does not say its size (a generator) when no subset is
+#: asked: beyond it the source is taken for one that never ends.
+MAX_UNSIZED_SAMPLES = 100_000
 
 _KIND_OF_SUFFIX = {".npy": "npy", ".npz": "npz", **{ext: "image" for ext in IMAGE_EXTENSIONS}}
 
@@ -76,14 +80,18 @@ class CalibrationData(ABC):
 
         ``numpy.random.default_rng(seed).choice`` without replacement over the
         ids; ``subset_size`` None or at least the number of samples gives all.
-        A source of unknown size is counted first (one extra pass of the loader).
+        A source of unknown size (a generator) is not counted for a subset: it gives
+        its first ``subset_size`` samples, as the original tool does without
+        ``shuffle_data``, so a loader that never ends stops there. Without a subset it is
+        counted first (one extra pass of the loader, at most ``MAX_UNSIZED_SAMPLES``).
 
         Raises:
-            UserError: ``subset_size`` is not positive, or the source is empty.
+            UserError: ``subset_size`` is not positive, the source is empty, or a source of
+                unknown size goes on past ``MAX_UNSIZED_SAMPLES`` with no subset asked.
         """
         if subset_size is not None and subset_size <= 0:
             raise UserError(f"the calibration subset size must be positive, got {subset_size}")
-        total = self._count()
+        total = self._count(at_most=subset_size)
         if total == 0:
             raise UserError(f"{self.label}: the calibration data has no samples")
         if subset_size is None or subset_size >= total:
@@ -108,7 +116,8 @@ class CalibrationData(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label!r}, {self.size if self.size is not None else '?'} samples>"
 
-    def _count(self) -> int:
+    def _count(self, at_most: int | None = None) -> int:
+        """The number of samples; a source of unknown size may stop counting at ``at_most``."""
         assert self.size is not None
         return self.size
 
@@ -185,14 +194,25 @@ class _IterableData(CalibrationData):
     def size(self) -> int | None:
         return self._size
 
-    def _count(self) -> int:
-        if self._size is None:
-            if self._one_shot:
-                raise UserError(f"{self.label} is a one-shot iterator: it can be read once, so its samples "
-                                "cannot be counted or subset. Pass a list, or a function returning a fresh "
-                                "iterable of samples.")
-            self._size = sum(1 for _ in self._pull())
-        return self._size
+    def _count(self, at_most: int | None = None) -> int:
+        if self._size is not None:
+            return self._size
+        if self._one_shot:
+            raise UserError(f"{self.label} is a one-shot iterator: it can be read once, so its samples "
+                            "cannot be counted or subset. Pass a list, or a function returning a fresh "
+                            "iterable of samples.")
+        limit = MAX_UNSIZED_SAMPLES if at_most is None else at_most
+        count = 0
+        for _ in self._pull():
+            if count == limit:  # more than the limit: the generator is closed unread
+                if at_most is not None:
+                    return at_most
+                raise UserError(f"{self.label} gave more than {MAX_UNSIZED_SAMPLES:,} samples without ending "
+                                "(a loader that never stops?); pass --subset-size to take its first N samples, "
+                                "or make it finite")
+            count += 1
+        self._size = count
+        return count
 
     def _read(self, ids: list[int] | None) -> Iterator[tuple[str, SourceLoc | None, object]]:
         wanted = None if ids is None else iter(ids)
