@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -152,8 +153,20 @@ def _rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """``warning: MESSAGE`` on one line: where in rewriter's source it was raised is no news to the user."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():  # restores the caller's handler (main is also called in-process)
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     handlers = {"audit": _audit, "specs": _specs, "rules": _rules}
     try:
         if args.command == "quantize":

@@ -157,7 +157,7 @@ class LayerRunner:
         sub.ir_version = self._model.ir_version
         sub.functions.extend(self._model.functions)
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: a failure comes back as an exception, reported once
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1

@@ -187,7 +187,9 @@ def _outputs(model: onnx.ModelProto) -> set[str]:
 def _create(payload: bytes | str, intra_op_threads: int | None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    # Fatal only: a failed load or run comes back as an exception and is reported once, as a UserError;
+    # onnxruntime would also print it to stderr at error level first.
+    options.log_severity_level = 4
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
     if intra_op_threads is not None:

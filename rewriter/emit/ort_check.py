@@ -63,7 +63,7 @@ def optimized_model(model: ModelSource, level: Level = "extended", threads: int 
         options.graph_optimization_level = _LEVELS[level]
         options.optimized_model_filepath = str(path)
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # the NCHWc warning at level "all" is expected, not news
+        options.log_severity_level = 4  # fatal only: the NCHWc warning at level "all" is expected, not news
         # Weights go to a side file so that large models save too; only the graph is read back.
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
         options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
