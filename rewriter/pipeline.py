@@ -64,8 +64,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         timings[stage] = round(now - clock, 4)
         clock = now
 
-    source = load_model(model) if isinstance(model, (str, Path)) else model
-    normalized = normalize(source).model
+    # The loaded model is not kept past normalizing: over 2 GB, a second copy of the weights counts.
+    normalized = normalize(load_model(model) if isinstance(model, (str, Path)) else model).model
     lap("load_normalize")
     inputs = load_plan_inputs(options.target, options.rules, options.model_type)
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")

@@ -32,7 +32,7 @@ import onnxruntime as ort
 from rewriter.calibrate.in_graph import Layout, in_graph_nodes
 from rewriter.calibrate.inputs import InputSpec, model_inputs
 from rewriter.errors import UserError
-from rewriter.ir.load import save_model  # writes tensors to <name>.data beside the model
+from rewriter.ir.load import is_large, save_model  # save_model writes tensors to external data beside the model
 
 __all__ = ["LARGE_MODEL_BYTES", "RunFailed", "Session", "Sessions"]
 
@@ -119,7 +119,7 @@ class Sessions:
         self.model = model
         self.inputs: list[InputSpec] = model_inputs(model)
         self.threads = intra_op_threads
-        self.large = model.ByteSize() >= LARGE_MODEL_BYTES
+        self.large = is_large(model, LARGE_MODEL_BYTES)
         self._serialized: bytes | None = None
         self.raw_layout = Layout(raw=tuple(n for n in fetch if kinds[n] == "node"),
                                   from_feed=tuple(n for n in fetch if kinds[n] == "input"),

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError, EncodeError
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from rewriter.errors import UserError
 from rewriter.io_utils import check_output_path, folder_lock, rename_into_place, write_temporary
@@ -30,8 +32,6 @@ LARGE_MODEL_BYTES = int(1.8 * 1024**3)
 _EXTERNAL_MIN_BYTES = 1024
 _TOPO_ERROR = "topologically sorted"
 
-# A tensor moved to external data, a copy of it (without raw_data), and its raw_data if it had one.
-_Moved = list[tuple[onnx.TensorProto, onnx.TensorProto, bytes | None]]
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -123,12 +123,16 @@ def _checked(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
 
 
 def _run_checker(model: onnx.ModelProto, p: Path | None) -> None:
-    try:
-        onnx.checker.check_model(model, full_check=False)
-    except ValueError:
-        # Over 2 GiB the checker cannot take the proto in memory, but it can read the file.
-        if p is not None:
-            onnx.checker.check_model(os.fspath(p), full_check=False)
+    # Over 2 GiB the checker cannot take the proto in memory (it serializes it: a ValueError or
+    # protobuf's EncodeError), but it can read the file, whose weights are in external data.
+    if not is_large(model):
+        try:
+            onnx.checker.check_model(model, full_check=False)
+            return
+        except (ValueError, EncodeError):
+            pass
+    if p is not None:
+        onnx.checker.check_model(os.fspath(p), full_check=False)
 
 
 def error_summary(e: BaseException, limit: int = 300) -> str:
@@ -156,7 +160,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
             be written (permissions, full disk, ...).
     """
     dest = check_output_path(path)
-    if _byte_size(model) < LARGE_MODEL_BYTES:
+    if not is_large(model):
         tmp = write_temporary(dest, lambda f: f.write(model.SerializeToString(deterministic=True)), "the model")
         with folder_lock(dest.parent):
             rename_into_place(tmp, dest, "the model")
@@ -165,11 +169,12 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
         _save_large(model, dest)
 
 
-def _byte_size(model: onnx.ModelProto) -> int:
+def is_large(model: onnx.ModelProto, limit: int | None = None) -> bool:
+    """Is ``model`` too large to serialize in one piece (at least ``limit``, default ``LARGE_MODEL_BYTES``)?"""
     try:
-        return model.ByteSize()
-    except (ValueError, EncodeError):  # some protobuf builds refuse to size a message over 2 GiB
-        return LARGE_MODEL_BYTES
+        return model.ByteSize() >= (LARGE_MODEL_BYTES if limit is None else limit)
+    except (ValueError, EncodeError):  # protobuf refuses even to size a message over 2 GiB
+        return True
 
 
 class _HashingWriter:
@@ -190,38 +195,43 @@ class _HashingWriter:
 
 
 def _save_large(model: onnx.ModelProto, dest: Path) -> None:
-    """Tensors to ``<name>.<digest>.data``, the rest to ``dest``; the caller's proto is restored after.
+    """Big tensors to ``<name>.<digest>.data``, the rest to ``dest``; ``model`` is only read.
 
     The data file is named after its content, so an older model at ``dest`` keeps pointing to
     its own data file: a run killed between the two renames leaves the old model with its old
     data (and an extra data file the next save removes), never a model paired with another
     run's weights. The model's rename is the one commit point; the renames and the removal of
     data files no model refers to any more happen under ``folder_lock``.
+
+    Memory: the weights are copied out one tensor at a time, and the model written is a copy
+    without their data (protobuf frees a message's memory only with the whole message, so
+    clearing and restoring fields of ``model`` would hold the weights twice).
     """
-    moved: _Moved = []
+    light, big = light_copy(model, _EXTERNAL_MIN_BYTES)
     placed: list[tuple[onnx.TensorProto, int, int]] = []
     digest = ""
 
     def write_data(f: BinaryIO) -> None:
         nonlocal digest
         writer = _HashingWriter(f)
-        _write_tensor_data(model, writer, moved, placed)
+        for source, target in big:
+            raw = _raw_bytes(source)
+            # Align each tensor so runtimes can memory-map it.
+            writer.write(b"\0" * (-writer.position % 64))
+            placed.append((target, writer.position, len(raw)))
+            writer.write(raw)
+            del raw
         digest = writer.digest()
 
-    data_dest = dest.with_name(dest.name + ".data")  # temporaries are named after it
+    data_tmp = write_temporary(dest.with_name(dest.name + ".data"), write_data, "the model's external data")
+    location = f"{dest.name}.{digest}.data"
+    for tensor, offset, length in placed:
+        _point_to_file(tensor, location, offset, length)
     try:
-        data_tmp = write_temporary(data_dest, write_data, "the model's external data")
-        location = f"{dest.name}.{digest}.data"
-        for tensor, offset, length in placed:
-            _point_to_file(tensor, location, offset, length)
-        try:
-            tmp = write_temporary(dest, lambda f: f.write(model.SerializeToString(deterministic=True)),
-                                  "the model")
-        except BaseException:
-            data_tmp.unlink(missing_ok=True)
-            raise
-    finally:
-        _restore_inline(moved)
+        tmp = write_temporary(dest, lambda f: f.write(light.SerializeToString(deterministic=True)), "the model")
+    except BaseException:
+        data_tmp.unlink(missing_ok=True)
+        raise
     with folder_lock(dest.parent):
         try:
             rename_into_place(data_tmp, dest.with_name(location), "the model's external data")
@@ -230,6 +240,70 @@ def _save_large(model: onnx.ModelProto, dest: Path) -> None:
             raise
         rename_into_place(tmp, dest, "the model")
         _remove_other_data_files(dest, keep=location)
+
+
+def _raw_bytes(t: onnx.TensorProto) -> bytes:
+    if t.HasField("raw_data"):
+        return t.raw_data
+    arr = numpy_helper.to_array(t)
+    # raw_data is little-endian by the ONNX spec, whatever the host.
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+#: The fields of a TensorProto that hold its values.
+TENSOR_DATA_FIELDS = frozenset({"raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data",
+                                "string_data"})
+
+
+def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
+                                                                 list[tuple[onnx.TensorProto, onnx.TensorProto]]]:
+    """A copy of ``model`` whose main-graph initializers of ``min_bytes`` or more have no data.
+
+    The copy is built field by field, so those tensors' values are never copied. Tensors in
+    external data, string tensors and the initializers of subgraphs are copied whole.
+
+    Returns:
+        The copy, and (original, its copy without data) for every tensor left without data.
+    """
+    light = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(light, field, value)
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(light.graph, field, value)
+    big = []
+    for t in model.graph.initializer:
+        copy = light.graph.initializer.add()
+        if (t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING
+                or _data_bytes(t) < min_bytes):
+            copy.CopyFrom(t)
+            continue
+        for field, value in t.ListFields():
+            if field.name not in TENSOR_DATA_FIELDS:
+                _copy_field(copy, field, value)
+        big.append((t, copy))
+    return light, big
+
+
+def _data_bytes(t: onnx.TensorProto) -> int:
+    """The size of ``t``'s values, without copying them."""
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return t.ByteSize()
+    return math.prod(t.dims) * itemsize
+
+
+def _copy_field(message: Any, field: Any, value: Any) -> None:
+    # is_repeated is protobuf 5's name; older releases only have the label.
+    repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+    if repeated:
+        getattr(message, field.name).extend(value)
+    elif field.type == field.TYPE_MESSAGE:
+        getattr(message, field.name).CopyFrom(value)
+    else:
+        setattr(message, field.name, value)
 
 
 def _remove_other_data_files(dest: Path, keep: str | None) -> None:
@@ -244,35 +318,6 @@ def _remove_other_data_files(dest: Path, keep: str | None) -> None:
                 os.unlink(dest.parent / name)
 
 
-def _write_tensor_data(model: onnx.ModelProto, f: _HashingWriter, moved: _Moved,
-                       placed: list[tuple[onnx.TensorProto, int, int]]) -> None:
-    for t in _all_initializers(model.graph):
-        if (
-            t.data_location == onnx.TensorProto.EXTERNAL
-            or t.data_type == onnx.TensorProto.STRING
-            or t.ByteSize() < _EXTERNAL_MIN_BYTES
-        ):
-            continue
-        original = onnx.TensorProto()
-        if t.HasField("raw_data"):
-            raw = t.raw_data
-            # The proto's copy goes now (the bytes live on in ``raw`` until restored): one copy of
-            # the weights in memory, not two.
-            t.ClearField("raw_data")
-            original.CopyFrom(t)
-            moved.append((t, original, raw))
-        else:
-            original.CopyFrom(t)
-            arr = numpy_helper.to_array(t)
-            # raw_data is little-endian by the ONNX spec, whatever the host.
-            raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-            moved.append((t, original, None))
-        # Align each tensor so runtimes can memory-map it.
-        f.write(b"\0" * (-f.position % 64))
-        placed.append((t, f.position, len(raw)))
-        f.write(raw)
-
-
 def _point_to_file(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
     t.ClearField("raw_data")
     for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
@@ -281,20 +326,6 @@ def _point_to_file(t: onnx.TensorProto, location: str, offset: int, length: int)
     for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
         entry = t.external_data.add()
         entry.key, entry.value = key, value
-
-
-def _restore_inline(moved: _Moved) -> None:
-    for t, original, raw in moved:
-        t.CopyFrom(original)
-        if raw is not None:
-            t.raw_data = raw
-
-
-def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Initializers of the graph and of every subgraph (If/Loop/Scan bodies)."""
-    yield from graph.initializer
-    for sub in subgraphs(graph):
-        yield from _all_initializers(sub)
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -310,4 +341,4 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
         yield from _all_tensors(sub)
 
 
-__all__ = ["LARGE_MODEL_BYTES", "load_model", "save_model"]
+__all__ = ["LARGE_MODEL_BYTES", "TENSOR_DATA_FIELDS", "is_large", "light_copy", "load_model", "save_model"]

@@ -8,14 +8,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from rewriter.ir.load import error_summary
+from rewriter.ir.load import TENSOR_DATA_FIELDS, error_summary, light_copy
 from rewriter.ir.protos import replace_entries
 
 __all__ = ["infer_shapes_in_place", "value_types"]
 
 # Tensors with more elements than this are weights, not shape values: inference gets their dims only.
 _SHAPE_DATA_ELEMENTS = 1024
-_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 
 
 def infer_shapes_in_place(m: onnx.ModelProto, log: list[str]) -> None:
@@ -39,17 +38,16 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
     """A copy without the data of big tensors: inference needs only their dims and types.
 
     It is several times faster on real models (no serializing of the weights) and keeps
-    models over 2 GB under protobuf's limit. Small tensors keep their data, since data
-    propagation reads shape values (always short int vectors) from them.
+    models over 2 GB under protobuf's limit; the weights are never copied (``light_copy``).
+    Small tensors keep their data, since data propagation reads shape values (always short
+    int vectors) from them.
     """
-    light = onnx.ModelProto()
-    light.CopyFrom(m)
-    tensors = list(light.graph.initializer)
-    tensors += [a.t for n in light.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR]
-    for t in tensors:
-        if math.prod(t.dims) > _SHAPE_DATA_ELEMENTS:
-            for name in _DATA_FIELDS:
-                t.ClearField(name)
+    light, _ = light_copy(m, _SHAPE_DATA_ELEMENTS * 8 + 1)  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
+    for n in light.graph.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS:
+                for name in TENSOR_DATA_FIELDS:
+                    a.t.ClearField(name)
     return light
 
 
