@@ -75,6 +75,7 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     name_nodes(m.graph, log)
     _drop_initializer_inputs(m, log)
     infer_shapes_in_place(m, log)
+    inferred_nodes = len(m.graph.node)
     _constants_to_initializers(m.graph, log)
     _bypass_constant_identities(m.graph, log)
     fold_constants(m, log)
@@ -83,8 +84,13 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     _remove_unused(m.graph, log)
     sort_graph(m.graph, log)
     name_nodes(m.graph, log)
-    _prune_value_info(m.graph)
-    infer_shapes_in_place(m, log)
+    pruned = _prune_value_info(m.graph)
+    # Every step above that can change a shape removes nodes (folding, bypassing, BatchNormalization
+    # folding, dead code); renaming, reordering an already sorted graph and dropping unused initializers
+    # cannot. Unchanged, the model is what the first inference returned, and inferring again (seconds
+    # on a large graph) would give it back as it is.
+    if pruned or len(m.graph.node) != inferred_nodes:
+        infer_shapes_in_place(m, log)
     return NormalizeResult(m, tuple(log))
 
 
@@ -198,10 +204,15 @@ def _remove_unused(g: onnx.GraphProto, log: list[str]) -> None:
     log.append(f"removed {len(unused)} unused initializer(s)")
 
 
-def _prune_value_info(g: onnx.GraphProto) -> None:
+def _prune_value_info(g: onnx.GraphProto) -> bool:
+    """Drop value_info entries of names no node produces; say whether there were any."""
     # Folded and renamed tensors leave stale entries that could contradict re-inference.
     live = {o for n in g.node for o in n.output} - {t.name for t in g.initializer}
-    replace_entries(g.value_info, [vi for vi in g.value_info if vi.name in live])
+    kept = [vi for vi in g.value_info if vi.name in live]
+    if len(kept) == len(g.value_info):
+        return False
+    replace_entries(g.value_info, kept)
+    return True
 
 
 def _subgraph_reads(g: onnx.GraphProto) -> set[str]:
