@@ -86,6 +86,7 @@ def sort_graph(g: onnx.GraphProto, log: list[str]) -> None:
     log.append("reordered nodes into topological order")
 
 
+
 def name_nodes(g: onnx.GraphProto, log: list[str]) -> None:
     """Keep unique names; give empty and repeated ones (after the first) ``<op_type>_<n>``."""
     taken = {n.name for n in g.node if n.name}
