@@ -34,11 +34,13 @@ from rewriter.ir.graph import GraphView, NodeInfo, TensorInfo  # noqa: E402
 # Conv channels of the ONNX models: small, so that a million-node model stays a few hundred MB of weights.
 ONNX_CHANNELS = 8
 
-# Runs in the child: the command line's own main, then this process's peak RSS (kB on Linux) on stderr.
+# Runs in the child: the command line's own main, then this process's peak RSS (kB on Linux) and CPU
+# seconds on stderr. CPU time is the figure to compare on a shared machine, where wall time depends on load.
 _CHILD = ("import resource, sys\n"
           "from rewriter.cli import main\n"
           "code = main(sys.argv[1:])\n"
-          "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+          "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+          "print('usage', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
           "sys.exit(code)\n")
 
 
@@ -144,8 +146,8 @@ def _model_file(size: int, workdir: Path) -> Path:
     return path
 
 
-def audit_once(model: Path, output: Path, target: str) -> tuple[float, int]:
-    """Wall seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process."""
+def audit_once(model: Path, output: Path, target: str) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "audit", str(model), "--target", target,
@@ -153,8 +155,8 @@ def audit_once(model: Path, output: Path, target: str) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"audit of {model} failed ({done.returncode}):\n{done.stderr}")
-    rss = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak_rss_kb ")]
-    return seconds, int(rss[-1])
+    usage = [line.split()[1:] for line in done.stderr.splitlines() if line.startswith("usage ")][-1]
+    return seconds, float(usage[1]), int(usage[0])
 
 
 def run_audits(sizes: list[int], target: str, workdir: Path) -> None:
@@ -162,21 +164,23 @@ def run_audits(sizes: list[int], target: str, workdir: Path) -> None:
     for size in sizes:
         model = _model_file(size, workdir)
         output = workdir / f"synthetic_{size}.plan.json"
-        seconds, rss_kb = audit_once(model, output, target)
+        seconds, cpu, rss_kb = audit_once(model, output, target)
         with output.open() as f:
             nodes = json.load(f)["summary"]["nodes"]
-        rows.append((nodes, seconds, rss_kb, output.stat().st_size))
+        rows.append((nodes, seconds, cpu, rss_kb, output.stat().st_size))
         print(f"audited {nodes} nodes in {seconds:.2f} s", flush=True)
     print()
-    print(f"{'nodes':>9}  {'audit s':>8}  {'us/node':>8}  {'peak RSS MB':>11}  {'kB/node':>8}  {'JSON MB':>8}  "
-          f"{'time x':>7}  {'RSS x':>6}")
+    print(f"{'nodes':>9}  {'wall s':>7}  {'CPU s':>7}  {'CPU us/node':>11}  {'peak RSS MB':>11}  {'kB/node':>7}  "
+          f"{'JSON MB':>7}  {'wall x':>6}  {'CPU x':>6}  {'RSS x':>6}")
     previous = None
-    for nodes, seconds, rss_kb, size in rows:
-        growth = "" if previous is None else f"{seconds / previous[1]:>7.2f}  {rss_kb / previous[2]:>6.2f}"
-        print(f"{nodes:>9}  {seconds:>8.2f}  {seconds / nodes * 1e6:>8.1f}  {rss_kb / 1024:>11.0f}  "
-              f"{rss_kb / nodes:>8.2f}  {size / 1e6:>8.1f}  {growth}")
-        previous = (nodes, seconds, rss_kb)
-    print("time x, RSS x: growth over the previous row (a linear cost grows by the ratio of the node counts)")
+    for nodes, seconds, cpu, rss_kb, size in rows:
+        growth = "" if previous is None else (f"{seconds / previous[1]:>6.2f}  {cpu / previous[2]:>6.2f}  "
+                                              f"{rss_kb / previous[3]:>6.2f}")
+        print(f"{nodes:>9}  {seconds:>7.2f}  {cpu:>7.2f}  {cpu / nodes * 1e6:>11.1f}  {rss_kb / 1024:>11.0f}  "
+              f"{rss_kb / nodes:>7.2f}  {size / 1e6:>7.1f}  {growth}")
+        previous = (nodes, seconds, cpu, rss_kb)
+    print("x: growth over the previous row (a linear cost grows by the ratio of the node counts); wall time "
+          f"depends on the machine's load (now {os.getloadavg()[0]:.2f}), CPU time much less")
 
 
 def run_planner_only(sizes: list[int], target: str) -> None:
