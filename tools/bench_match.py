@@ -1,28 +1,52 @@
-"""Benchmark: spec + rules -> plan on synthetic graphs of 10k, 50k and 100k nodes.
+"""Benchmark: `rewriter audit` end to end (load, normalize, plan, write the JSON) on synthetic graphs.
 
 The graph is a chain of conv/residual blocks and transformer attention blocks
-(with a LayerNorm written as elementary ops), built directly as a GraphView so
-the figure measures matching and planning alone. The bar (issue 2): under 10 s
-for 100,000 nodes on a 2-core machine, growing linearly.
+(with a LayerNorm written as elementary ops). Each size is written once as an
+.onnx file (kept in --workdir), then audited by the command line in a fresh
+process that reports its own wall time and peak RSS; the table ends with the
+growth between consecutive sizes. The bars (issue 15, 2-core machine): 100,000
+nodes under 5 s, 1,000,000 under 50 s, at most 11x from 100k to 1M, peak RSS
+growing linearly.
 
-    python tools/bench_match.py [--sizes 10000 50000 100000] [--target CPU]
+    python tools/bench_match.py [--sizes 10000 100000 1000000] [--target CPU] [--workdir DIR]
+    python tools/bench_match.py --planner-only [--sizes ...]   # matching and planning alone, in memory
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from rewriter.api import load_plan_inputs  # noqa: E402
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
 from rewriter.ir.graph import GraphView, NodeInfo, TensorInfo  # noqa: E402
-from rewriter.match.planner import PlanOptions, build_plan  # noqa: E402
+
+# Conv channels of the ONNX models: small, so that a million-node model stays a few hundred MB of weights.
+ONNX_CHANNELS = 8
+
+# Runs in the child: the command line's own main, then this process's peak RSS (kB on Linux) and CPU
+# seconds on stderr. CPU time is the figure to compare on a shared machine, where wall time depends on load.
+_CHILD = ("import resource, sys\n"
+          "from rewriter.cli import main\n"
+          "code = main(sys.argv[1:])\n"
+          "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+          "print('usage', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
+          "sys.exit(code)\n")
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 16) -> None:
+        self.channels = channels
         self.nodes: list[NodeInfo] = []
         self.tensors: dict[str, TensorInfo] = {}
 
@@ -39,16 +63,17 @@ class _Builder:
         return out
 
     def conv_block(self, x: str) -> str:
-        k = len(self.nodes)
-        shape = (1, 16, 8, 8)
-        a = self.op("Conv", [x, self.const(f"w{k}a", (16, 16, 3, 3)), self.const(f"b{k}a", (16,))], shape)
+        k, c = len(self.nodes), self.channels
+        shape = (1, c, 8, 8)
+        same = {"pads": [1, 1, 1, 1]}
+        a = self.op("Conv", [x, self.const(f"w{k}a", (c, c, 3, 3)), self.const(f"b{k}a", (c,))], shape, same)
         a = self.op("Relu", [a], shape)
-        b = self.op("Conv", [a, self.const(f"w{k}b", (16, 16, 3, 3)), self.const(f"b{k}b", (16,))], shape)
+        b = self.op("Conv", [a, self.const(f"w{k}b", (c, c, 3, 3)), self.const(f"b{k}b", (c,))], shape, same)
         s = self.op("Add", [b, x], shape)
         s = self.op("Relu", [s], shape)
         p = self.op("MaxPool", [s], shape, {"kernel_shape": [1, 1]})
-        c = self.op("Concat", [p, s], (1, 32, 8, 8), {"axis": 1})
-        return self.op("Conv", [c, self.const(f"w{k}c", (16, 32, 1, 1))], shape)
+        cat = self.op("Concat", [p, s], (1, 2 * c, 8, 8), {"axis": 1})
+        return self.op("Conv", [cat, self.const(f"w{k}c", (c, 2 * c, 1, 1))], shape)
 
     def attention_block(self, x: str) -> str:
         k = len(self.nodes)
@@ -77,36 +102,121 @@ class _Builder:
         return self.op("Add", [y, self.const(f"beta{k}", (16,))], shape)
 
 
-def synthetic_graph(target_nodes: int) -> GraphView:
+def _build(target_nodes: int, channels: int) -> tuple[_Builder, list[str]]:
     """Alternate conv and attention sections until the graph has ``target_nodes`` nodes."""
-    b = _Builder()
-    b.tensors["image"] = TensorInfo("image", "float32", (1, 16, 8, 8), is_graph_input=True)
+    b = _Builder(channels)
+    b.tensors["image"] = TensorInfo("image", "float32", (1, channels, 8, 8), is_graph_input=True)
     b.tensors["tokens"] = TensorInfo("tokens", "float32", (1, 8, 16), is_graph_input=True)
     image, tokens = "image", "tokens"
     while len(b.nodes) < target_nodes:
         image = b.conv_block(image)
         tokens = b.attention_block(tokens)
+    return b, [image, tokens]
+
+
+def synthetic_graph(target_nodes: int) -> GraphView:
+    """The synthetic graph as a GraphView (no ONNX, no normalization): what the planner alone sees."""
+    b, _ = _build(target_nodes, 16)
     return GraphView(b.nodes, b.tensors, name=f"synthetic_{target_nodes}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
-    parser.add_argument("--target", default="CPU")
-    args = parser.parse_args()
+def synthetic_model(target_nodes: int) -> onnx.ModelProto:
+    """The synthetic graph as an opset-17 ONNX model with small constant weights (onnxruntime runs it)."""
+    b, outputs = _build(target_nodes, ONNX_CHANNELS)
+    nodes = [helper.make_node(n.op_type, list(n.inputs), list(n.outputs), name=n.name, **n.attrs) for n in b.nodes]
+    inits = [numpy_helper.from_array(np.full(t.shape, 2.0 if not t.shape else 0.01, np.float32), name)
+             for name, t in b.tensors.items() if t.is_constant and t.shape is not None]
+
+    def value(name: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(b.tensors[name].shape or ()))
+
+    graph = helper.make_graph(nodes, f"synthetic_{target_nodes}", [value("image"), value("tokens")],
+                              [value(t) for t in outputs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _model_file(size: int, workdir: Path) -> Path:
+    path = workdir / f"synthetic_{size}.onnx"
+    if not path.exists():
+        start = time.perf_counter()
+        model = synthetic_model(size)
+        onnx.save(model, str(path))
+        print(f"wrote {path} ({len(model.graph.node)} nodes, {path.stat().st_size / 1e6:.1f} MB) in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+    return path
+
+
+def audit_once(model: Path, output: Path, target: str) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _CHILD, "audit", str(model), "--target", target,
+                           "--format", "json", "-o", str(output)], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"audit of {model} failed ({done.returncode}):\n{done.stderr}")
+    usage = [line.split()[1:] for line in done.stderr.splitlines() if line.startswith("usage ")][-1]
+    return seconds, float(usage[1]), int(usage[0])
+
+
+def run_audits(sizes: list[int], target: str, workdir: Path) -> None:
+    rows = []
+    for size in sizes:
+        model = _model_file(size, workdir)
+        output = workdir / f"synthetic_{size}.plan.json"
+        seconds, cpu, rss_kb = audit_once(model, output, target)
+        with output.open() as f:
+            nodes = json.load(f)["summary"]["nodes"]
+        rows.append((nodes, seconds, cpu, rss_kb, output.stat().st_size))
+        print(f"audited {nodes} nodes in {seconds:.2f} s", flush=True)
+    print()
+    print(f"{'nodes':>9}  {'wall s':>7}  {'CPU s':>7}  {'CPU us/node':>11}  {'peak RSS MB':>11}  {'kB/node':>7}  "
+          f"{'JSON MB':>7}  {'wall x':>6}  {'CPU x':>6}  {'RSS x':>6}")
+    previous = None
+    for nodes, seconds, cpu, rss_kb, size in rows:
+        growth = "" if previous is None else (f"{seconds / previous[1]:>6.2f}  {cpu / previous[2]:>6.2f}  "
+                                              f"{rss_kb / previous[3]:>6.2f}")
+        print(f"{nodes:>9}  {seconds:>7.2f}  {cpu:>7.2f}  {cpu / nodes * 1e6:>11.1f}  {rss_kb / 1024:>11.0f}  "
+              f"{rss_kb / nodes:>7.2f}  {size / 1e6:>7.1f}  {growth}")
+        previous = (nodes, seconds, cpu, rss_kb)
+    print("x: growth over the previous row (a linear cost grows by the ratio of the node counts); wall time "
+          f"depends on the machine's load (now {os.getloadavg()[0]:.2f}), CPU time much less")
+
+
+def run_planner_only(sizes: list[int], target: str) -> None:
+    from rewriter.api import load_plan_inputs
+    from rewriter.match.planner import PlanOptions, build_plan
 
     start = time.perf_counter()
-    inputs = load_plan_inputs(args.target)
+    inputs = load_plan_inputs(target)
     load_seconds = time.perf_counter() - start
     print(f"spec + rules loaded in {load_seconds:.3f} s ({len(inputs.rules.rules)} rules, "
           f"{len(inputs.rules.patterns)} patterns)")
     print(f"{'nodes':>8}  {'plan s':>8}  {'us/node':>8}  {'FQ':>7}")
-    for size in args.sizes:
+    for size in sizes:
         graph = synthetic_graph(size)
         start = time.perf_counter()
         plan = build_plan(graph, inputs.spec, inputs.rules, PlanOptions())
         seconds = time.perf_counter() - start
         print(f"{len(graph):>8}  {seconds:>8.2f}  {seconds / len(graph) * 1e6:>8.1f}  {len(plan.points):>7}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--target", default="CPU")
+    parser.add_argument("--workdir", type=Path, help="where the models and plans go (kept; default: a temporary "
+                                                     "folder, removed at the end)")
+    parser.add_argument("--planner-only", action="store_true", help="time build_plan on in-memory graphs")
+    args = parser.parse_args()
+    if args.planner_only:
+        run_planner_only(args.sizes, args.target)
+    elif args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        run_audits(args.sizes, args.target, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
+            run_audits(args.sizes, args.target, Path(tmp))
 
 
 if __name__ == "__main__":

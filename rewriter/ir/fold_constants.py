@@ -28,6 +28,8 @@ _NO_FOLD = frozenset({
 # (Expand/Tile/ConstantOfShape can turn a few bytes into megabytes of initializer).
 _FOLD_GROWTH_BYTES = 16 << 20
 _MAX_FOLD_ROUNDS = 4
+# Ops that fold without all-constant inputs: Shape/Size of a static shape, Gather of such a Shape.
+_SHAPE_READERS = frozenset({"Shape", "Size", "Gather"})
 
 
 def fold_constants(m: onnx.ModelProto, log: list[str]) -> None:
@@ -55,13 +57,21 @@ class _Folder:
         self.opsets = {("" if d.domain in DEFAULT_DOMAINS else d.domain): d.version for d in m.opset_import}
         self.inits = {t.name: t for t in g.initializer}
         self.arrays: dict[str, np.ndarray] = {}
-        self.types = value_types(g)
+        self._graph = g
+        self._types: dict[str, tuple[np.dtype | None, list[int | None] | None]] | None = None
         self.shape_of: dict[str, tuple[str, int, int]] = {}
         # Outer initializers are visible in subgraphs, so only graph outputs must stay node outputs.
         self.pinned = {o.name for o in g.output}
         self.functions = {(f.domain, f.name) for f in m.functions}
         # Why constant nodes stayed nodes: reason -> op type -> count.
         self.unfolded: dict[str, Counter[str]] = {}
+
+    @property
+    def types(self) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:
+        # Read on first need: a graph with nothing to fold never pays for decoding every value's type.
+        if self._types is None:
+            self._types = value_types(self._graph)
+        return self._types
 
     def array(self, name: str) -> np.ndarray:
         if name not in self.arrays:
@@ -70,6 +80,8 @@ class _Folder:
 
     def fold(self, node: onnx.NodeProto) -> list[np.ndarray] | None:
         """The node's output values, or None if it is not constant (or not ours to fold)."""
+        if node.op_type not in _SHAPE_READERS and not all(t in self.inits for t in node.input if t):
+            return None  # reads a computed value: the common case, answered before the costlier checks
         if not self._eligible(node):
             return None
         if node.op_type in ("Shape", "Size"):

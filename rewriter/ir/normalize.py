@@ -75,16 +75,22 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     name_nodes(m.graph, log)
     _drop_initializer_inputs(m, log)
     infer_shapes_in_place(m, log)
+    inferred_at = len(log)
     _constants_to_initializers(m.graph, log)
     _bypass_constant_identities(m.graph, log)
     fold_constants(m, log)
     fold_batchnorms(m, log)
     _remove_dead_nodes(m.graph, log)
     _remove_unused(m.graph, log)
-    sort_graph(m.graph, log)
-    name_nodes(m.graph, log)
-    _prune_value_info(m.graph)
-    infer_shapes_in_place(m, log)
+    # Every step that edits the graph says so in the log (constant folding also lists the nodes it
+    # kept: not an edit). With no edit since the first inference the graph is as sorted, named and
+    # inferred as this tail would leave it, and the tail costs seconds on a large graph.
+    edited = any(not line.startswith("kept ") for line in log[inferred_at:])
+    if edited:
+        sort_graph(m.graph, log)
+        name_nodes(m.graph, log)
+    if _prune_value_info(m.graph) or edited:
+        infer_shapes_in_place(m, log)
     return NormalizeResult(m, tuple(log))
 
 
@@ -198,10 +204,15 @@ def _remove_unused(g: onnx.GraphProto, log: list[str]) -> None:
     log.append(f"removed {len(unused)} unused initializer(s)")
 
 
-def _prune_value_info(g: onnx.GraphProto) -> None:
+def _prune_value_info(g: onnx.GraphProto) -> bool:
+    """Drop value_info entries of names no node produces; say whether there were any."""
     # Folded and renamed tensors leave stale entries that could contradict re-inference.
     live = {o for n in g.node for o in n.output} - {t.name for t in g.initializer}
-    replace_entries(g.value_info, [vi for vi in g.value_info if vi.name in live])
+    kept = [vi for vi in g.value_info if vi.name in live]
+    if len(kept) == len(g.value_info):
+        return False
+    replace_entries(g.value_info, kept)
+    return True
 
 
 def _subgraph_reads(g: onnx.GraphProto) -> set[str]:

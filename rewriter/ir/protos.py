@@ -13,7 +13,9 @@ __all__ = ["DEFAULT_DOMAINS", "delete_entries", "node_reads", "replace_entries",
 
 def node_reads(node: onnx.NodeProto) -> list[str]:
     """Names the node reads: its inputs and the outer names its subgraphs read."""
-    return [t for t in node.input if t] + node_outer_reads(node)
+    reads = [t for t in node.input if t]
+    # Only attributes can hold subgraphs; most nodes have none, and this runs for every node many times.
+    return reads + node_outer_reads(node) if len(node.attribute) else reads
 
 
 def delete_entries(field: Any, indices: Iterable[int]) -> None:

@@ -9,7 +9,6 @@ import onnx
 from onnx import helper
 
 from rewriter.ir.load import TENSOR_DATA_FIELDS, error_summary, light_copy
-from rewriter.ir.protos import replace_entries
 
 __all__ = ["infer_shapes_in_place", "value_types"]
 
@@ -29,7 +28,9 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str]) -> None:
         if message not in log:
             log.append(message)
         return
-    replace_entries(m.graph.value_info, list(inferred.graph.value_info))
+    # Straight from the inferred copy (extend copies each entry once; replace_entries would copy twice).
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(inferred.graph.value_info)
     for mine, theirs in zip(m.graph.output, inferred.graph.output):
         mine.CopyFrom(theirs)
 

@@ -122,6 +122,7 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
     inits = {t.name: t for t in g.initializer}
     sparse = {t.values.name: t for t in g.sparse_initializer}
     outputs = {vi.name for vi in g.output}
+    inputs = {vi.name for vi in g.input}
     typed: dict[str, onnx.ValueInfoProto] = {}
     # Later entries win: a graph input's or output's declared type over an inferred one.
     for vi in (*g.value_info, *g.output, *g.input):
@@ -131,12 +132,8 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
         if name in inits or name in sparse:
             continue
         dtype, shape = _type_of(vi.type)
-        infos[name] = TensorInfo(name, dtype, shape, is_graph_input=False, is_graph_output=name in outputs)
-    for vi in g.input:
-        if vi.name in infos:
-            old = infos[vi.name]
-            infos[vi.name] = TensorInfo(vi.name, old.dtype, old.shape, is_graph_input=True,
-                                        is_graph_output=old.is_graph_output)
+        infos[name] = TensorInfo(name, dtype, shape, is_graph_input=name in inputs,
+                                 is_graph_output=name in outputs)
     for name, t in inits.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), is_constant=True,
                                  is_graph_output=name in outputs, is_zero=_all_zero(t))
@@ -153,8 +150,14 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
 
 
 def _all_zero(t: onnx.TensorProto) -> bool:
-    if int(np.prod(t.dims, dtype=np.int64)) > ZERO_CHECK_VALUES or t.data_location == onnx.TensorProto.EXTERNAL:
+    size = 1
+    for d in t.dims:
+        size *= d
+    if size > ZERO_CHECK_VALUES or t.data_location == onnx.TensorProto.EXTERNAL:
         return False
+    if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) == 4 * size:
+        # The common case read directly (numpy_helper.to_array costs more than the check on a few values).
+        return not np.frombuffer(t.raw_data, "<f4").any()
     try:
         return not np.any(numpy_helper.to_array(t))
     except (ValueError, TypeError):  # string tensors and types numpy cannot hold

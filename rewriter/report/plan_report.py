@@ -1,23 +1,46 @@
 """Render a QuantPlan as stable text (golden tests, terminal) or JSON (tools).
 
-JSON schema "rewriter.plan/1" (documented in docs/plan-schema.md):
-{schema, model, target, spec, preset, rules[], summary{...},
- fakequantize[{tensor, role, config{...}, candidates[], consumers[{node, port}],
-               at_output, channel_axis, unify_group, trail[{action, source, loc, detail}]}],
- nodes[{node, op_type, status, reason, trail[...]}]}
+The audit's JSON is schema "rewriter.plan/2" (documented in docs/plan-schema.md): every distinct
+decision once in a ``decisions`` table and every distinct quantizer config once in ``configs``;
+trails are lists of decision ids and points name their config by id, so a graph of a million nodes,
+whose trails repeat the same decisions (a quantized node repeats the ones that placed its quantizers),
+does not become a gigabyte of JSON. It is written as a stream, one record per line.
+
+``plan_dict`` is the expanded form "rewriter.plan/1" (each decision inline), which the quantize
+report embeds.
+
 Locations are shown relative to the project root when they lie inside it, so
 the same plan renders the same on every machine.
 """
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
+from typing import Callable, Iterable, Iterator, TextIO
 
+from rewriter.errors import SourceLoc
 from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
 from rewriter.sources import display_loc, display_path
 from rewriter.spec.model import QuantizerConfig
 
-SCHEMA = "rewriter.plan/1"
+SCHEMA = "rewriter.plan/2"
+#: The expanded form, each decision written out in every trail that holds it.
+EXPANDED_SCHEMA = "rewriter.plan/1"
+
+
+class _LocTexts:
+    """``display_loc`` once per distinct location: resolving a path is a file-system walk, and a large
+    plan holds hundreds of thousands of decisions from a handful of rule and spec files."""
+
+    def __init__(self) -> None:
+        self._texts: dict[SourceLoc, str] = {}
+
+    def __call__(self, loc: SourceLoc) -> str:
+        text = self._texts.get(loc)
+        if text is None:
+            text = self._texts[loc] = display_loc(loc)
+        return text
 
 
 def config_dict(config: QuantizerConfig) -> dict:
@@ -26,29 +49,29 @@ def config_dict(config: QuantizerConfig) -> dict:
             "level_high": config.level_high, "signed": config.signed}
 
 
-def decision_dict(decision: Decision) -> dict:
+def decision_dict(decision: Decision, loc_text: _LocTexts | None = None) -> dict:
     return {"action": decision.action, "source": decision.source,
-            "loc": display_loc(decision.loc), "detail": decision.detail}
+            "loc": (loc_text or display_loc)(decision.loc), "detail": decision.detail}
 
 
-def point_dict(point: FakeQuantizePoint) -> dict:
+def point_dict(point: FakeQuantizePoint, loc_text: _LocTexts | None = None) -> dict:
     return {
         "tensor": point.tensor, "role": point.role, "config": config_dict(point.config),
         "candidates": [c.describe() for c in point.candidates],
         "consumers": [{"node": c.node, "port": c.port} for c in point.consumers],
         "at_output": point.at_output, "channel_axis": point.channel_axis,
-        "unify_group": point.unify_group, "trail": [decision_dict(d) for d in point.trail],
+        "unify_group": point.unify_group, "trail": [decision_dict(d, loc_text) for d in point.trail],
     }
 
 
-def requantization_dict(item: Requantization) -> dict:
+def requantization_dict(item: Requantization, loc_text: _LocTexts | None = None) -> dict:
     return {"tensor": item.tensor, "node": item.node, "grid": item.grid,
-            "trail": [decision_dict(d) for d in item.trail]}
+            "trail": [decision_dict(d, loc_text) for d in item.trail]}
 
 
-def int32_bias_dict(item: IntegerBias) -> dict:
+def int32_bias_dict(item: IntegerBias, loc_text: _LocTexts | None = None) -> dict:
     return {"node": item.node, "bias": item.bias or None, "activation": item.activation, "weight": item.weight,
-            "trail": [decision_dict(d) for d in item.trail]}
+            "trail": [decision_dict(d, loc_text) for d in item.trail]}
 
 
 def summary(plan: QuantPlan) -> dict:
@@ -61,23 +84,143 @@ def summary(plan: QuantPlan) -> dict:
             "int32_biases": len(plan.int32_biases)}
 
 
+def _header(plan: QuantPlan, schema: str) -> dict:
+    return {"schema": schema, "model": plan.model, "target": plan.target,
+            "spec": display_path(plan.spec_path), "preset": plan.preset,
+            "rules": [display_path(f) for f in plan.rule_files], "summary": summary(plan)}
+
+
 def plan_dict(plan: QuantPlan) -> dict:
+    """The expanded form ("rewriter.plan/1"): every trail spells out its decisions."""
+    loc_text = _LocTexts()
     return {
-        "schema": SCHEMA, "model": plan.model, "target": plan.target,
-        "spec": display_path(plan.spec_path), "preset": plan.preset,
-        "rules": [display_path(f) for f in plan.rule_files], "summary": summary(plan),
-        "fakequantize": [point_dict(p) for p in plan.points],
-        "requantized": [requantization_dict(r) for r in plan.requantized],
-        "int32_biases": [int32_bias_dict(b) for b in plan.int32_biases],
+        **_header(plan, EXPANDED_SCHEMA),
+        "fakequantize": [point_dict(p, loc_text) for p in plan.points],
+        "requantized": [requantization_dict(r, loc_text) for r in plan.requantized],
+        "int32_biases": [int32_bias_dict(b, loc_text) for b in plan.int32_biases],
         "activation_storage": {"value": plan.activation_storage,
-                               "trail": [decision_dict(d) for d in plan.storage_trail]},
+                               "trail": [decision_dict(d, loc_text) for d in plan.storage_trail]},
         "nodes": [{"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
-                   "trail": [decision_dict(d) for d in n.trail]} for n in plan.nodes],
+                   "trail": [decision_dict(d, loc_text) for d in n.trail]} for n in plan.nodes],
     }
 
 
+class _Tables:
+    """Ids for distinct decisions and configs, in the order first met."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[Decision, int] = {}
+        # Trails share Decision objects (a node's trail holds its points' decisions): look up by identity
+        # first, which is cheaper than hashing the four fields again.
+        self._by_identity: dict[int, int] = {}
+        self._keep_alive: list[Decision] = []
+        self.configs: dict[QuantizerConfig, int] = {}
+
+    def trail(self, trail: Iterable[Decision]) -> list[int]:
+        ids = []
+        for decision in trail:
+            known = self._by_identity.get(id(decision))
+            if known is None:
+                known = self.decisions.setdefault(decision, len(self.decisions))
+                self._by_identity[id(decision)] = known
+                self._keep_alive.append(decision)
+            ids.append(known)
+        return ids
+
+    def config(self, config: QuantizerConfig) -> int:
+        return self.configs.setdefault(config, len(self.configs))
+
+
+def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list]:
+    """The plan's records in the compact form; fills ``tables`` as it goes."""
+    return {
+        "fakequantize": [
+            {"tensor": p.tensor, "role": p.role, "config": tables.config(p.config),
+             "candidates": [c.describe() for c in p.candidates],
+             "consumers": [[c.node, c.port] for c in p.consumers], "at_output": p.at_output,
+             "channel_axis": p.channel_axis, "unify_group": p.unify_group, "trail": tables.trail(p.trail)}
+            for p in plan.points],
+        "requantized": [{"tensor": r.tensor, "node": r.node, "grid": r.grid, "trail": tables.trail(r.trail)}
+                        for r in plan.requantized],
+        "int32_biases": [{"node": b.node, "bias": b.bias or None, "activation": b.activation,
+                          "weight": b.weight, "trail": tables.trail(b.trail)} for b in plan.int32_biases],
+        "nodes": [{"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
+                   "trail": tables.trail(n.trail)} for n in plan.nodes],
+    }
+
+
+def plan_json_chunks(plan: QuantPlan) -> Iterator[str]:
+    """The "rewriter.plan/2" document in pieces: header fields, then one line per table entry and record.
+
+    Deterministic: ids follow the order in which decisions and configs are first met (points, then
+    requantized outputs, int32 biases, the storage trail, nodes).
+    """
+    tables = _Tables()
+    records = _records(plan, tables)
+    storage = {"value": plan.activation_storage, "trail": tables.trail(plan.storage_trail)}
+    loc_text = _LocTexts()
+    dumps = _compact_dumps()
+    header = _header(plan, SCHEMA)
+    yield "{\n"
+    for key, value in header.items():
+        yield f"{dumps(key)}:{dumps(value)},\n"
+    yield from _array("decisions", ([d.action, d.source, loc_text(d.loc), d.detail] for d in tables.decisions),
+                      dumps)
+    yield ",\n"
+    yield from _array("configs", (config_dict(c) for c in tables.configs), dumps)
+    yield ",\n"
+    for key in ("fakequantize", "requantized", "int32_biases"):
+        yield from _array(key, records[key], dumps)
+        yield ",\n"
+    yield f'"activation_storage":{dumps(storage)},\n'
+    yield from _array("nodes", records["nodes"], dumps)
+    yield "\n}\n"
+
+
+def _compact_dumps() -> Callable[[object], str]:
+    """``json.dumps(obj, separators=(",", ":"))`` for many small objects.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs more than encoding a small
+    record; this builds it once. The plan holds no cycles, so the cycle check is off.
+    """
+    fallback = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return fallback
+    # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
+    encode = make(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                  False, False, True)
+
+    def dumps(obj: object) -> str:
+        return "".join(encode(obj, 0))
+    return dumps
+
+
+def _array(key: str, items: Iterable[object], dumps: Callable[[object], str]) -> Iterator[str]:
+    yield f'"{key}":['
+    first = True
+    for item in items:
+        yield ("\n" if first else ",\n") + dumps(item)
+        first = False
+    yield "\n]" if not first else "]"
+
+
+def write_plan_json(plan: QuantPlan, stream: TextIO) -> None:
+    """Write the "rewriter.plan/2" document to ``stream`` piece by piece (never the whole text in memory)."""
+    batch: list[str] = []
+    for chunk in plan_json_chunks(plan):
+        batch.append(chunk)
+        if len(batch) >= 4096:
+            stream.write("".join(batch))
+            batch.clear()
+    stream.write("".join(batch))
+
+
 def plan_json(plan: QuantPlan) -> str:
-    return json.dumps(plan_dict(plan), indent=2, sort_keys=False) + "\n"
+    """The "rewriter.plan/2" document as one string."""
+    out = io.StringIO()
+    write_plan_json(plan, out)
+    return out.getvalue()
 
 
 def plan_text(plan: QuantPlan, trails: bool = True) -> str:
@@ -85,6 +228,11 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
     lines = [f"plan for {plan.model} on {plan.target} (preset {plan.preset})",
              f"spec  {display_path(plan.spec_path)}",
              "rules " + ", ".join(display_path(f) for f in plan.rule_files), ""]
+    loc_text = _LocTexts()
+
+    def trail_lines(trail: Iterable[Decision]) -> Iterator[str]:
+        return (_trail_line(d, loc_text) for d in trail)
+
     s = summary(plan)
     lines.append(f"{s['fakequantize']} FakeQuantize ({s['fakequantize_activations']} activations, "
                  f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
@@ -98,22 +246,22 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
         group = "" if p.unify_group is None else f" unified#{p.unify_group}"
         lines.append(f"  {p.tensor}  {p.role}  {p.config.describe()}{extra}{group}  -> {readers}")
         if trails:
-            lines.extend(_trail_line(d) for d in p.trail)
+            lines.extend(trail_lines(p.trail))
     if plan.requantized:
         lines.extend(["", "Requantized outputs (the grid of their input, lossless)"])
         for r in plan.requantized:
             lines.append(f"  {r.tensor}  after {r.node}  grid of {r.grid}")
             if trails:
-                lines.extend(_trail_line(d) for d in r.trail)
+                lines.extend(trail_lines(r.trail))
     if plan.int32_biases:
         lines.extend(["", "Int32 biases (scale = activation scale x weight scale)"])
         for b in plan.int32_biases:
             lines.append(f"  {b.node}  bias {b.bias or '(none yet)'}  = {b.activation} x {b.weight}")
             if trails:
-                lines.extend(_trail_line(d) for d in b.trail)
+                lines.extend(trail_lines(b.trail))
     lines.extend(["", f"Activations stored {plan.activation_storage}"])
     if trails:
-        lines.extend(_trail_line(d) for d in plan.storage_trail)
+        lines.extend(trail_lines(plan.storage_trail))
     lines.append("")
     lines.append("Nodes")
     width = max((len(n.node) for n in plan.nodes), default=4)
@@ -121,11 +269,11 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
     for n in plan.nodes:
         lines.append(f"  {n.node:<{width}}  {n.op_type:<{op_width}}  {n.status:<9}  {n.reason}")
         if trails and n.status == "ignored":
-            lines.extend(_trail_line(d) for d in n.trail)
+            lines.extend(trail_lines(n.trail))
     return "\n".join(lines) + "\n"
 
 
-def _trail_line(decision: Decision) -> str:
-    where = "" if decision.loc.file == "<builtin>" else f" @ {display_loc(decision.loc)}"
+def _trail_line(decision: Decision, loc_text: _LocTexts) -> str:
+    where = "" if decision.loc.file == "<builtin>" else f" @ {loc_text(decision.loc)}"
     detail = f"  ({decision.detail})" if decision.detail else ""
     return f"      {decision.action} by {decision.source}{where}{detail}"

@@ -32,12 +32,18 @@ def test_audit_json_schema(capsys) -> None:
     code, out, _ = run(capsys, "audit", str(EXAMPLE), "--format", "json")
     assert code == 0
     doc = json.loads(out)
-    assert doc["schema"] == "rewriter.plan/1" and doc["target"] == "CPU"
-    assert set(doc) >= {"model", "spec", "preset", "rules", "summary", "fakequantize", "nodes"}
+    assert doc["schema"] == "rewriter.plan/2" and doc["target"] == "CPU"
+    assert set(doc) >= {"model", "spec", "preset", "rules", "summary", "decisions", "configs", "fakequantize",
+                        "nodes"}
     point = doc["fakequantize"][0]
     assert set(point) == {"tensor", "role", "config", "candidates", "consumers", "at_output",
                           "channel_axis", "unify_group", "trail"}
-    assert all({"action", "source", "loc", "detail"} == set(d) for d in point["trail"])
+    assert set(doc["configs"][point["config"]]) == {"name", "bits", "mode", "granularity", "level_low",
+                                                    "level_high", "signed"}
+    # Trails are decision ids; each decision is [action, source, file:line:column or origin, detail].
+    decisions = [doc["decisions"][i] for i in point["trail"]]
+    assert decisions and all(len(d) == 4 for d in decisions)
+    assert any(d[2].startswith("rules/placement.rules:") for d in decisions)
     assert all(n["status"] in ("quantized", "float", "ignored", "agnostic") and n["reason"] for n in doc["nodes"])
     assert doc["summary"]["fakequantize"] == len(doc["fakequantize"])
 

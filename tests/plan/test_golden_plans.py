@@ -1,4 +1,5 @@
-"""Golden plans: every builder model on every target, rendered as text with trails.
+"""Golden plans: every builder model on every target, rendered as text with trails; a few also as the
+audit's JSON (schema rewriter.plan/2, decisions by id), which must expand back to the plan/1 form.
 
 Regenerate after an intended change with `REWRITER_REGEN_GOLDEN=1 python -m pytest tests/plan`
 and review the diff: it shows exactly which placements moved and why.
@@ -11,7 +12,9 @@ import pytest
 
 import models
 from plan_helpers import GOLDEN, plan_model
-from rewriter.report.plan_report import plan_text
+import json
+
+from rewriter.report.plan_report import plan_dict, plan_json, plan_text
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
           "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
@@ -28,3 +31,43 @@ def test_golden_plan(builder: str, target: str) -> None:
         golden.write_text(text)
     assert golden.exists(), f"no golden file {golden.name}; run with REWRITER_REGEN_GOLDEN=1"
     assert text == golden.read_text(), f"plan for {builder} on {target} changed; see the diff above"
+
+
+JSON_MODELS = ["tiny_cnn", "attention_block", "concat_two_branches"]
+
+
+@pytest.mark.parametrize("builder", JSON_MODELS)
+def test_golden_plan_json(builder: str) -> None:
+    plan = plan_model(getattr(models, builder)(), "CPU", name=builder)
+    text = plan_json(plan)
+    golden = GOLDEN / f"{builder}.CPU.json"
+    if os.environ.get("REWRITER_REGEN_GOLDEN"):
+        golden.write_text(text)
+    assert golden.exists(), f"no golden file {golden.name}; run with REWRITER_REGEN_GOLDEN=1"
+    assert text == golden.read_text(), f"JSON plan for {builder} changed; see the diff above"
+
+
+def _expand(doc: dict) -> dict:
+    """plan/2 -> plan/1 by following the ids: the independent reading of the compact form."""
+    def trail(ids: list[int]) -> list[dict]:
+        return [dict(zip(("action", "source", "loc", "detail"), doc["decisions"][i])) for i in ids]
+
+    out = {k: doc[k] for k in ("model", "target", "spec", "preset", "rules", "summary")}
+    out["schema"] = "rewriter.plan/1"
+    out["fakequantize"] = [{**p, "config": doc["configs"][p["config"]], "trail": trail(p["trail"]),
+                            "consumers": [{"node": n, "port": port} for n, port in p["consumers"]]}
+                           for p in doc["fakequantize"]]
+    for key in ("requantized", "int32_biases", "nodes"):
+        out[key] = [{**r, "trail": trail(r["trail"])} for r in doc[key]]
+    out["activation_storage"] = {**doc["activation_storage"], "trail": trail(doc["activation_storage"]["trail"])}
+    return out
+
+
+@pytest.mark.parametrize("target", ["CPU", "GPU", "ORT"])
+@pytest.mark.parametrize("builder", MODELS)
+def test_compact_json_carries_every_decision(builder: str, target: str) -> None:
+    plan = plan_model(getattr(models, builder)(), target, name=builder)
+    doc = json.loads(plan_json(plan))
+    assert doc["schema"] == "rewriter.plan/2"
+    assert len(doc["decisions"]) == len({tuple(d) for d in doc["decisions"]}), "a decision listed twice"
+    assert _expand(doc) == plan_dict(plan)
