@@ -14,7 +14,8 @@ from plan_helpers import GOLDEN, plan_model
 from rewriter.report.plan_report import plan_text
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
-          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
+          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn",
+          "depthwise_after_conv"]
 TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
 
 
