@@ -92,7 +92,8 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
         model: path to an .onnx file, or an onnx.ModelProto (not modified).
         data: a folder of .npy/.npz/images, a loader "module:function", or any
             iterable of input dicts; default: the config file's engine.data_source.
-        target: CPU, GPU, VPU, GNA, ANY, ORT or a spec file path (default CPU).
+        target: CPU, GPU, VPU, GNA, ANY, ORT or a spec file path (default: the config file's target_device,
+            else ORT for QDQ output and ANY for output_format="fakequantize").
         config: the original tool's configuration file; keyword options override it.
         **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
             output_format, rules, ignore_scope, ignore_ops, model_type,

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="CPU", help="CPU, GPU, VPU, GNA, ANY or a spec .yaml path")
+    parser.add_argument("--target", default="CPU", help="CPU, GPU, VPU, GNA, ANY, ORT or a spec .yaml path")
     parser.add_argument("--rules", action="append", default=[], metavar="FILE", help="extra rule file (repeatable)")
     parser.add_argument("--ignore-scope", action="append", default=[], metavar="NAME", help="keep this node float")
     parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE",

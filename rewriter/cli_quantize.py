@@ -26,6 +26,9 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     # Options a config file can set default to None, so that only explicit values override the file;
     # merge_cli fills the real defaults afterwards.
     q.set_defaults(target=None)
+    target = next(a for a in q._actions if a.dest == "target")
+    target.help = ("CPU, GPU, VPU, GNA, ANY, ORT or a spec .yaml path (default: the config file's target_device, "
+                   "else ORT for QDQ output, ANY for --format fakequantize)")
     q.add_argument("--subset-size", type=int, default=None, help="calibration samples to use (default 300)")
     q.add_argument("--seed", type=int, default=None, help="seed for the subset choice (default 0)")
     q.add_argument("--format", choices=OUTPUT_FORMATS, default="qdq",

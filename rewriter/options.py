@@ -17,8 +17,14 @@ from rewriter.choices import (BIAS_CORRECTIONS, MODEL_TYPES, OUTPUT_FORMATS, PRE
 from rewriter.errors import UserError
 from rewriter.match.planner import IgnoredOperation
 
-__all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS", "OutputFormat",
-           "PRESETS", "Preset", "QuantizeOptions"]
+__all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "DEFAULT_TARGETS", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS",
+           "OutputFormat", "PRESETS", "Preset", "QuantizeOptions"]
+
+
+# The target when none is given (no --target, no target_device in a configuration file): QDQ output runs in
+# onnxruntime, so it gets onnxruntime's placement; FakeQuantize output runs in OpenVINO, so it gets the original
+# tool's default device.
+DEFAULT_TARGETS = {"qdq": "ORT", "fakequantize": "ANY"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,7 @@ class QuantizeOptions:
     ``bias_correction`` None means "not given", which runs none, as "none" does.
     """
 
-    target: str = "CPU"
+    target: str = ""  # "" (not given): the default for the output format, DEFAULT_TARGETS
     preset: Preset = "performance"
     subset_size: int | None = 300
     seed: int = 0
@@ -51,6 +57,8 @@ class QuantizeOptions:
     saturation_fix: SaturationFix | None = None  # first_layer | all | no: layers with 7-bit weights; None: the target's
 
     def __post_init__(self) -> None:
+        if not self.target and self.output_format in DEFAULT_TARGETS:
+            object.__setattr__(self, "target", DEFAULT_TARGETS[self.output_format])
         if self.bias_correction not in (None, *BIAS_CORRECTIONS):
             raise UserError(f"unknown bias correction {self.bias_correction!r}; choose fast, full or none")
         if self.output_format not in OUTPUT_FORMATS:

@@ -20,8 +20,8 @@ NodeStatus = Literal["quantized", "float", "ignored", "agnostic"]
 class Decision:
     """One step of a trail: what happened, by which rule or spec entry, declared where."""
 
-    # insert | ignore | remove | propagate | unify | symmetric | asymmetric | requantize | int32_bias | storage
-    # | spec | config | float | agnostic
+    # insert | ignore | remove | propagate | unify | symmetric | asymmetric | per_tensor | requantize
+    # | int32_bias | storage | spec | config | float | agnostic
     action: str
     source: str  # rule name, "spec:<op>", "cli", ...
     loc: SourceLoc = field(default=SourceLoc("<builtin>"))

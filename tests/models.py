@@ -178,6 +178,25 @@ def depthwise_conv(seed: int = 0) -> onnx.ModelProto:
     return b.model([_f32("input", [1, 8, 16, 16])], [_f32("output", [1, 16, 16, 16])], "depthwise_conv")
 
 
+def depthwise_after_conv(seed: int = 0) -> onnx.ModelProto:
+    """A text recognizer's block as paddle2onnx exports it (opset 12): a depthwise Conv reading a Conv directly.
+
+    input [1, 3, 16, 16] -> conv1 (3->8, 3x3) -> bn1 -> dw_conv (group 8, 3x3, no bias)
+    -> pw_conv (8->8, 1x1) -> pw_relu -> pool (AveragePool 2x2) -> output (Conv 8->4, 1x1) [1, 4, 8, 8]
+
+    Targets that quantize a depthwise Conv's input per channel put that quantizer on conv1's output, and
+    the bias-less dw_conv runs as an integer kernel; the AveragePool's input is per channel on VPU.
+    """
+    b = GraphBuilder(seed)
+    x = b.bn(b.conv("input", "conv1", 3, 8), "bn1", 8)
+    x = b.conv(x, "dw_conv", 8, 8, group=8, bias=False)
+    x = b.node("Relu", [b.conv(x, "pw_conv", 8, 8, k=1)], "pw_relu")
+    x = b.node("AveragePool", [x], "pool", kernel_shape=[2, 2], strides=[2, 2])
+    b.conv(x, "output", 8, 4, k=1)
+    return b.model([_f32("input", [1, 3, 16, 16])], [_f32("output", [1, 4, 8, 8])], "depthwise_after_conv",
+                   opset=12)
+
+
 def conv_sliced_bias(seed: int = 0) -> onnx.ModelProto:
     """A 1-D convolution as JAX/TF exports it: Unsqueeze to 2-D, Conv without bias, Squeeze, then Add(bias).
 

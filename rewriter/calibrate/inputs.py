@@ -75,7 +75,8 @@ def model_inputs(model: onnx.ModelProto) -> list[InputSpec]:
 
 
 def _dim(d: onnx.TensorShapeProto.Dimension) -> Dim:
-    if d.HasField("dim_value"):
+    # A negative dim_value (paddle2onnx writes -1 for the batch) is dynamic, as onnxruntime reads it.
+    if d.HasField("dim_value") and d.dim_value >= 0:
         return int(d.dim_value)
     if d.HasField("dim_param") and d.dim_param:
         return d.dim_param

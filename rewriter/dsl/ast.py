@@ -249,6 +249,15 @@ class Asymmetric:
 
 
 @dataclass(frozen=True)
+class PerTensor:
+    """``per_tensor a.outputs``: the activation FakeQuantizes there take a per-tensor config (one scale and zero
+    point), as a runtime's integer kernel requires; weights keep theirs (integer kernels take per-channel ones)."""
+
+    targets: tuple[PortRef, ...]
+    loc: SourceLoc = field(default=_NOLOC, compare=False)
+
+
+@dataclass(frozen=True)
 class Requantize:
     """``requantize a.outputs from a.inputs[0]``: where the named inputs of a (a data-movement op) all read
     values on one quantization grid, the named outputs are quantized again with that grid's parameters
@@ -268,7 +277,7 @@ class Int32Bias:
     loc: SourceLoc = field(default=_NOLOC, compare=False)
 
 
-Action = Ignore | Insert | Remove | Propagate | Unify | Symmetric | Asymmetric | Requantize | Int32Bias
+Action = Ignore | Insert | Remove | Propagate | Unify | Symmetric | Asymmetric | PerTensor | Requantize | Int32Bias
 
 
 @dataclass(frozen=True)

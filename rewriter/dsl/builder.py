@@ -193,6 +193,9 @@ class AstBuilder(Transformer):
     def asymmetric(self, meta, refs) -> ast.Asymmetric:
         return ast.Asymmetric(tuple(refs), loc=self._loc(meta))
 
+    def per_tensor(self, meta, refs) -> ast.PerTensor:
+        return ast.PerTensor(tuple(refs), loc=self._loc(meta))
+
     def requantize(self, meta, refs) -> ast.Requantize:
         outputs, inputs = refs
         return ast.Requantize(outputs, inputs, loc=self._loc(meta))

@@ -231,8 +231,8 @@ def _rule_problems(ruleset: ast.RuleSet) -> Iterator[_Problem]:
         else:
             first[rule.name] = rule
         if not rule.actions:
-            yield (f"rule '{rule.name}' has no actions; add one of "
-                   "ignore, insert, remove, propagate, unify, symmetric, asymmetric, requantize, int32_bias"), rule.loc
+            yield (f"rule '{rule.name}' has no actions; add one of ignore, insert, remove, propagate, unify, "
+                   "symmetric, asymmetric, per_tensor, requantize, int32_bias"), rule.loc
         pattern = ruleset.pattern(rule.pattern)
         if pattern is None:
             yield (f"rule '{rule.name}' matches '{rule.pattern}', which is not a pattern"

@@ -36,7 +36,7 @@ _VALUE_TERMS = frozenset({
     "_GRAPH_INPUT", "_ZERO", "_PRESENT", "_STATIC", "_TRUE", "_FALSE", "_NONE", "NUMBER", "STRING", "LSQB",
 })
 _ACTIONS = frozenset({"_IGNORE", "_INSERT", "_REMOVE", "_PROPAGATE", "_UNIFY", "_SYMMETRIC", "_ASYMMETRIC",
-                      "_REQUANTIZE", "_INT32_BIAS"})
+                      "_PER_TENSOR", "_REQUANTIZE", "_INT32_BIAS"})
 _TOP_LEVEL = frozenset({"_INCLUDE", "_PATTERN", "_RULE"})
 
 
@@ -64,8 +64,8 @@ def _expected_words(expected: Collection[str] | None, end: str = "the end of the
         words.append("a value (const(i), attr.NAME, shape(i)[d], a number, a string, true, [...], ...)")
     if _ACTIONS <= terms:
         terms -= _ACTIONS
-        words.append("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric, requantize, "
-                     "int32_bias)")
+        words.append("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric, per_tensor, "
+                     "requantize, int32_bias)")
     words.extend(sorted(end if t == "$END" else _describe(t) for t in terms))
     if len(words) == 1:
         return f"; expected {words[0]}"

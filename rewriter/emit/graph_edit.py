@@ -188,5 +188,7 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]
     for vi in (*g.input, *g.output, *g.value_info):
         tt = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and tt.HasField("shape"):
-            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+            # A negative dim_value is dynamic (paddle2onnx's -1 batch), like a dim_param.
+            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
+                                    for d in tt.shape.dim)
     return shapes

@@ -60,7 +60,8 @@ def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int
             continue
         tt = vi.type.tensor_type
         dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
-        dims = ([d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        # A negative dim_value is dynamic (paddle2onnx's -1 batch), like a dim_param.
+        dims = ([d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
                 if tt.HasField("shape") else None)
         out[vi.name] = (dtype, dims)
     return out

@@ -177,7 +177,8 @@ def _type_of(tp: onnx.TypeProto) -> tuple[str | None, tuple[int | str | None, ..
 def _dim(d: onnx.TensorShapeProto.Dimension) -> int | str | None:
     kind = d.WhichOneof("value")
     if kind == "dim_value":
-        return d.dim_value
+        # A negative size (paddle2onnx writes -1 for the batch) is dynamic, as onnxruntime reads it.
+        return d.dim_value if d.dim_value >= 0 else None
     if kind == "dim_param" and d.dim_param:
         return d.dim_param
     return None

@@ -31,6 +31,19 @@ def relax_configs(lists: list[tuple[QuantizerConfig, ...]]) -> tuple[QuantizerCo
     return intersect_configs(symmetric) or symmetric[0][:1]
 
 
+def per_tensor_configs(candidates: tuple[QuantizerConfig, ...]) -> tuple[QuantizerConfig, ...]:
+    """The per-tensor candidates, in order; when there are none, every candidate made per-tensor."""
+    kept = tuple(c for c in candidates if c.granularity == "pertensor")
+    if kept:
+        return kept
+    relaxed: list[QuantizerConfig] = []
+    for c in candidates:
+        one = replace(c, granularity="pertensor")
+        if one.key not in {r.key for r in relaxed}:
+            relaxed.append(one)
+    return tuple(relaxed)
+
+
 def choose_config(candidates: tuple[QuantizerConfig, ...], role: str, preset: str, force_symmetric: bool,
             prefer_asymmetric: bool = False) -> QuantizerConfig:
     """Pick by position, as the original tool did: the spec lists configs fastest

@@ -12,6 +12,7 @@ The rules are applied in fixed phases, whatever their order in the files:
                 quantized;
 5. symmetric  - forces symmetric mode on the named FakeQuantizes;
    asymmetric - prefers asymmetric mode there where the spec allows it;
+   per_tensor - one scale and zero point there (a runtime kernel's requirement);
 6. unify      - groups of FakeQuantizes share one scale;
 7. requantize, int32_bias - how the QDQ output keeps integer kernels fed
                 (rewriter.match.integer_chain), decided from the frozen FakeQuantizes.
@@ -32,8 +33,8 @@ from rewriter.errors import SourceLoc, UserError
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.ir.ops import closest_op_type, known_op_types
 from rewriter.match.axes import activation_channel_axis, weight_channel_axis
-from rewriter.match.config_choice import (choose_config, intersect_configs, override_config, relax_configs,
-                                          share_group_configs)
+from rewriter.match.config_choice import (choose_config, intersect_configs, override_config, per_tensor_configs,
+                                          relax_configs, share_group_configs)
 from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_integer_chain
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
 from rewriter.match.node_records import NodeQuantizers, node_record
@@ -82,6 +83,7 @@ class _Point:
     trail: list[Decision] = field(default_factory=list)
     symmetric: bool = False
     asymmetric: bool = False
+    per_tensor: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,14 @@ class _Planner:
                 for point in self._points_at(match, target):
                     point.asymmetric = True
                     point.trail.append(self._decision("asymmetric", rule, match))
+        for rule, per_tensor, match in self._rule_matches(ast.PerTensor):
+            for target in per_tensor.targets:
+                for point in self._points_at(match, target):
+                    # Activations only: integer kernels take per-channel weights. And only where the spec's
+                    # configs allow a per-channel choice, so the rule is in the trail where it changed something.
+                    if point.role == "activation" and _allows_per_channel(point):
+                        point.per_tensor = True
+                        point.trail.append(self._decision("per_tensor", rule, match))
         for rule, unify, match in self._rule_matches(ast.Unify):
             for group in unify.groups:
                 self._unify(rule, match, group)
@@ -504,6 +514,8 @@ class _Planner:
             candidates = relax_configs(lists)
             trail.append(Decision("config", "planner", detail="consumers allow no common config; relaxed "
                                   "to per-tensor/symmetric"))
+        if point.per_tensor:
+            candidates = per_tensor_configs(candidates)
         config = choose_config(candidates, point.role, self.options.preset, point.symmetric, point.asymmetric)
         if point.asymmetric and config.mode != "asymmetric":
             why = "a symmetric rule wins" if point.symmetric else "the spec allows no asymmetric config here"
@@ -544,6 +556,12 @@ class _Planner:
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
     lists = [point.consumers[k] for k in sorted(point.consumers)]
     return intersect_configs(lists) or relax_configs(lists)
+
+
+def _allows_per_channel(point: _Point) -> bool:
+    """Does any config its consumers or its producer's output entry allow quantize per channel?"""
+    lists = [*point.consumers.values(), point.output_configs]
+    return any(c.granularity == "perchannel" for configs in lists for c in configs)
 
 
 __all__ = ["build_plan", "PlanOptions", "IgnoredOperation", "PRESETS", "edge_holds"]

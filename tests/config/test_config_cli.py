@@ -22,8 +22,9 @@ def test_seed_config_runs_and_warns_about_what_is_not_run(capsys, tmp_path: Path
     code, report, err = quantize(capsys, tmp_path, "--config", str(SEED), "--data", str(CALIB))
     assert code == 0, err
     options = report["options"]
+    # The file names no target_device: QDQ output gets the onnxruntime target (docs/config.md).
     assert (options["target"], options["preset"], options["subset_size"], options["estimator_preset"]) == \
-        ("CPU", "mixed", 300, "quantile")
+        ("ORT", "mixed", 300, "quantile")
     assert report["preset"] == "mixed" and report["calibration"]["samples"] == 32
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert warnings[:2] == [

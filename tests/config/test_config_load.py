@@ -262,13 +262,24 @@ def test_merge_cli_command_line_beats_file_beats_defaults() -> None:
     opts = merge_cli(cfg, {"target": None, "preset": None, "subset_size": 16, "estimator_preset": None,
                            "ignore_scope": ("stem_conv",), "output_format": "fakequantize"})
     assert isinstance(opts, QuantizeOptions)
-    assert (opts.target, opts.preset, opts.subset_size, opts.seed) == ("CPU", "mixed", 16, 0)
+    # No target_device and no --target: FakeQuantize output gets the original tool's default device.
+    assert (opts.target, opts.preset, opts.subset_size, opts.seed) == ("ANY", "mixed", 16, 0)
     assert opts.ranges == cfg.ranges and opts.output_format == "fakequantize"
     assert opts.ignore_scope == ("stem_conv",)
     assert merge_cli(cfg, {"preset": "accuracy"}).preset == "accuracy"  # the command line is not renamed
     quantile_off = merge_cli(cfg, {"estimator_preset": "default"}).ranges
     assert quantile_off.estimator_preset == "default" and quantile_off.activations == cfg.ranges.activations
     assert merge_cli(None, {}) == QuantizeOptions()
+
+
+def test_the_default_target_is_the_one_for_the_output_format(write_config) -> None:
+    """No --target and no target_device: QDQ output runs in onnxruntime (ORT), FakeQuantize in OpenVINO (ANY)."""
+    assert QuantizeOptions().target == "ORT" and merge_cli(None, {"target": None}).target == "ORT"
+    assert QuantizeOptions(output_format="fakequantize").target == "ANY"
+    assert QuantizeOptions(target="CPU").target == "CPU"
+    named = load_config(write_config(minimal('{"preset": "performance"}', '"target_device": "GPU",')))
+    assert merge_cli(named, {"target": None}).target == "GPU"
+    assert merge_cli(named, {"target": "CPU"}).target == "CPU"
 
 
 def test_merge_cli_renames_the_file_preset_for_a_command_line_target(write_config) -> None:

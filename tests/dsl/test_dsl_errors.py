@@ -119,8 +119,8 @@ def test_a_rule_has_one_match():
     err = the_error("pattern p { a : Conv }\nrule r {\n  match p\n  ignore\n  match p\n}\n")
     assert err.loc == SourceLoc("t.rules", 5, 3)
     assert err.message.endswith("(a rule has exactly one 'match', before its actions)")
-    assert ("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric, requantize, int32_bias)"
-            in err.message)
+    assert ("an action (ignore, insert, remove, propagate, unify, symmetric, asymmetric, per_tensor, requantize, "
+            "int32_bias)" in err.message)
 
 
 def test_an_unquoted_include():
@@ -324,7 +324,7 @@ def test_a_rule_without_actions():
     err = the_error("pattern p { a : Conv }\nrule r {\n  match p\n}\n")
     assert err.loc == SourceLoc("t.rules", 2, 6)
     assert err.message == ("rule 'r' has no actions; add one of ignore, insert, remove, propagate, unify, symmetric, "
-                           "asymmetric, requantize, int32_bias")
+                           "asymmetric, per_tensor, requantize, int32_bias")
 
 
 def test_the_checks_report_every_problem_in_source_order():

@@ -17,7 +17,8 @@ import json
 from rewriter.report.plan_report import plan_dict, plan_json, plan_text
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
-          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
+          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn",
+          "depthwise_after_conv"]
 TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
 
 

@@ -175,3 +175,18 @@ def test_each_match_is_reported_once_per_embedding() -> None:
     convs = graph.by_op["Conv"]
     assert [m.node("c") for m in matches] == sorted(convs)
     assert matcher.find(graph) == matches
+
+
+def test_per_tensor_narrows_an_activation_to_one_scale_and_names_the_rule() -> None:
+    """The depthwise Conv's per-channel input sits on conv1's output; per_tensor there keeps weights per channel."""
+    model = models.depthwise_after_conv()
+    before = {p.tensor: p for p in plan_with_rules(model, INSERT_ALL).points}
+    assert before["bn1"].config.granularity == "perchannel" and before["bn1"].channel_axis == 1
+    plan = plan_with_rules(model, INSERT_ALL + "rule one_scale { match { c : Conv }; per_tensor c.outputs }\n")
+    points = {p.tensor: p for p in plan.points}
+    assert points["bn1"].config.granularity == "pertensor" and points["bn1"].channel_axis is None
+    assert [(d.action, d.source) for d in points["bn1"].trail if d.action == "per_tensor"] == [
+        ("per_tensor", "one_scale")]
+    assert points["dw_conv.weight"].config.granularity == "perchannel"
+    # Where the spec allows only per-tensor configs the rule changes nothing and is not in the trail.
+    assert not any(d.action == "per_tensor" for d in points["dw_conv"].trail)

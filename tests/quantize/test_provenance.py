@@ -8,10 +8,13 @@ the plan's trails. Every node record of the plan has a trail.
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 import models
@@ -21,7 +24,8 @@ from rewriter.ir.normalize import normalize
 from rewriter.sources import SOURCE_KEY
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
-          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn"]
+          "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn",
+          "depthwise_after_conv"]
 TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
 SOURCE = re.compile(r"^\w+ by \S+ @ \S+:\d+:\d+$")
 
@@ -34,11 +38,17 @@ def calibration(model: onnx.ModelProto, n: int = 4) -> list[dict[str, np.ndarray
     return [{vi.name: rng.standard_normal(shape(vi)).astype(np.float32) for vi in inputs} for _ in range(n)]
 
 
+@cache
+def quantized(builder: str, target: str) -> tuple[onnx.ModelProto, Any]:
+    """The builder's model and its QDQ output on ``target`` (shared by the tests below)."""
+    model = getattr(models, builder)()
+    return model, rewriter.quantize(model, target=target, data=calibration(model))
+
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("builder", MODELS)
 def test_every_emitted_qdq_node_is_planned_and_names_its_rule(builder: str, target: str) -> None:
-    model = getattr(models, builder)()
-    result = rewriter.quantize(model, target=target, data=calibration(model))
+    model, result = quantized(builder, target)
     plan, out = result.plan, result.model
     qdq = [n for n in out.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     counts = (sum(n.op_type == "QuantizeLinear" for n in qdq), sum(n.op_type == "DequantizeLinear" for n in qdq))
@@ -49,6 +59,22 @@ def test_every_emitted_qdq_node_is_planned_and_names_its_rule(builder: str, targ
         assert len(sources) == 1 and SOURCE.match(sources[0]), (node.name, sources)
     assert provenance_problems(normalize(model).model, plan, out) == []
     assert all(n.trail for n in plan.nodes), [n.node for n in plan.nodes if not n.trail]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("builder", MODELS)
+def test_every_target_output_loads_and_runs_in_onnxruntime(builder: str, target: str) -> None:
+    """With its integer kernels fused (onnxruntime's default optimizations), close to the float model."""
+    model, result = quantized(builder, target)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    feeds = calibration(model, 1)[0]
+    quantized_out = ort.InferenceSession(result.model.SerializeToString(), options,
+                                         providers=["CPUExecutionProvider"]).run(None, feeds)
+    float_out = ort.InferenceSession(model.SerializeToString(), options,
+                                     providers=["CPUExecutionProvider"]).run(None, feeds)
+    for q, f in zip(quantized_out, float_out):
+        assert q.shape == f.shape and np.all(np.isfinite(q))
 
 
 def test_the_check_finds_a_node_the_plan_does_not_declare() -> None:

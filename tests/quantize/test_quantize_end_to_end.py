@@ -208,3 +208,29 @@ def test_full_bias_correction_through_the_api() -> None:
     result = quantize(str(EXAMPLE), str(CALIB), QuantizeOptions(bias_correction="full", subset_size=16))
     assert result.report["passes"]["bias_correction"]["method"] == "BiasCorrection"
     assert result.report["passes"]["bias_correction"]["samples"] == 3   # max(int(0.2 * 16), 1)
+
+
+def test_a_negative_declared_dim_is_dynamic_end_to_end() -> None:
+    """paddle2onnx declares a dynamic batch (and image size) as dim_value -1; onnxruntime reads it as dynamic.
+
+    (dim_value 0 is not dynamic for onnxruntime: it refuses any other size there, so it stays a fixed size.)
+    """
+    from onnx import TensorProto, helper
+
+    b = models.GraphBuilder(0)
+    x = b.node("Relu", [b.conv("x", "conv1", 3, 8)], "relu1")
+    x = b.node("Flatten", [b.node("GlobalAveragePool", [x], "gap")], "flat", axis=1)
+    b.node("Gemm", [x, b.weight("fc.weight", (4, 8))], "output", transB=1)
+    graph = helper.make_graph(b.nodes, "classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                       [-1, 3, -1, -1])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [-1, 4])], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.standard_normal((1, 3, 48, 192)).astype(np.float32)} for _ in range(3)]
+    for target in ("ORT", "CPU"):
+        result = quantize(model, samples, QuantizeOptions(target=target))
+        for feeds in (samples[0], {"x": rng.standard_normal((2, 3, 16, 24)).astype(np.float32)}):
+            quant_out, float_out = _run(result.model, feeds)[0], _run(model, feeds)[0]
+            assert quant_out.shape == float_out.shape == (feeds["x"].shape[0], 4)
+            assert np.allclose(quant_out, float_out, atol=0.1 * np.abs(float_out).max() + 1e-3)
