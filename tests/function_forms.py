@@ -8,15 +8,17 @@ float on every target (the function's input is pre's output, its output feeds po
 The forms, by exporter:
   normalization: PyTorch's LayerNorm before opset 17 (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt,
     Div, Mul, Add); paddle2onnx's (the same chain with its constants in Constant nodes); the
-    LayerNormalization op (opset 17); jax2tf/flax (ReduceSum and a multiply by 1/N for each mean,
-    E[x^2] - E[x]^2 clamped by Max at 0, Sqrt and Reciprocal for rsqrt, times gamma, then (x - mean)
-    times that); TF-Keras (the batch-normalization identity y = x * inv + (beta - mean * inv), with
-    a squared difference and rsqrt as Pow(-0.5)); RMSNorm (Pow, ReduceMean, Add, Sqrt, Reciprocal,
-    Mul, Mul).
+    LayerNormalization op (opset 17); jax2tf/flax as in magika's model (ReduceSum and a multiply by
+    1/N for each mean, E[x^2] - E[x]^2 clamped by Max at 0, each broadcast back by Reshape and Expand,
+    Sqrt and Reciprocal for rsqrt, times gamma, then (x - mean) times that); TF-Keras (the
+    batch-normalization identity y = x * inv + (beta - mean * inv), with a squared difference and
+    rsqrt as Pow(-0.5)); RMSNorm (Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul, Mul) and the
+    RMSNormalization op (opset 23).
   GELU: the erf form (Div, Erf, Add, Mul, Mul), the tanh form as PyTorch writes it (Pow 3) and as
     jax writes it (x * x * x, the half applied before the multiply by x), the Gelu op (opset 20,
     exact and tanh), and x * sigmoid(1.702 x).
-  softmax: the Softmax op, and written out (ReduceMax, Sub, Exp, ReduceSum, Div).
+  softmax: the Softmax op, written out (ReduceMax, Sub, Exp, ReduceSum, Div), and as jax2tf writes
+    it (the max clamped by Max, both statistics broadcast back by Reshape and Expand).
 
 A written-out form names as ``reference`` the op form that computes the same function from the
 same weights (same seed, same draws), so tests can hold the two against each other.
@@ -111,21 +113,34 @@ def layer_norm_op() -> onnx.ModelProto:
     return _wrap("layer_norm_op", body, opset=17)
 
 
+def _broadcast_back(b: GraphBuilder, stat: str, name: str) -> str:
+    """jax2tf's broadcast of a per-row statistic back to the row: Reshape, then Expand (magika's export)."""
+    shape = b.const(f"{name}.shape", np.array([1, SHAPE[1], 1], np.int64))
+    full = b.const(f"{name}.full", np.array(SHAPE, np.int64))
+    return b.node("Expand", [b.node("Reshape", [stat, shape], f"{name}_reshape"), full], f"{name}_broadcast")
+
+
 def layer_norm_jax2tf() -> onnx.ModelProto:
-    """flax.linen.LayerNorm through jax2tf and tf2onnx (mean = sum * 1/N; var = max(E[x^2] - E[x]^2, 0))."""
+    """flax.linen.LayerNorm through jax2tf and tf2onnx, as in magika's model.
+
+    mean = sum * 1/N; var = max(E[x^2] - E[x]^2, 0); both broadcast back with Reshape and Expand;
+    rsqrt as Sqrt and Reciprocal, times gamma; (x - mean) times that, plus beta.
+    """
     def body(b: GraphBuilder, x: str) -> str:
         axes = b.const("ln.axes", np.array([-1], np.int64))
         inv_n = _scalar(b, "ln.inv_n", 1.0 / HIDDEN)
-        mean = b.node("Mul", [b.node("ReduceSum", [x, axes], "ln_sum", keepdims=1), inv_n], "ln_mean")
+        mean = b.node("Mul", [b.node("ReduceSum", [x, axes], "ln_sum", keepdims=0), inv_n], "ln_mean")
         sq = b.node("Mul", [x, x], "ln_square")
-        mean2 = b.node("Mul", [b.node("ReduceSum", [sq, axes], "ln_sum_sq", keepdims=1), inv_n], "ln_mean_sq")
+        mean2 = b.node("Mul", [b.node("ReduceSum", [sq, axes], "ln_sum_sq", keepdims=0), inv_n], "ln_mean_sq")
         mean_sq = b.node("Mul", [mean, mean], "ln_square_mean")
-        var = b.node("Max", [b.node("Sub", [mean2, mean_sq], "ln_sub_var"), _scalar(b, "ln.zero", 0.0)], "ln_maximum")
-        eps = b.node("Add", [var, _scalar(b, "ln.eps", 1e-5)], "ln_add_eps")
+        var = b.node("Max", [_scalar(b, "ln.zero", 0.0), b.node("Sub", [mean2, mean_sq], "ln_sub_var")],
+                     "ln_maximum")
+        eps = b.node("Add", [_broadcast_back(b, var, "ln_var"), _scalar(b, "ln.eps", 1e-5)], "ln_add_eps")
         rsqrt = b.node("Reciprocal", [b.node("Sqrt", [eps], "ln_sqrt")], "ln_rsqrt")
         gamma, beta = _gamma_beta(b)
         scale = b.node("Mul", [rsqrt, gamma], "ln_mul_gamma")
-        y = b.node("Mul", [b.node("Sub", [x, mean], "ln_sub"), scale], "ln_mul")
+        centred = b.node("Sub", [x, _broadcast_back(b, mean, "ln_mean")], "ln_sub")
+        y = b.node("Mul", [centred, scale], "ln_mul")
         return b.node("Add", [y, beta], "ln_out")
     return _wrap("layer_norm_jax2tf", body)
 
@@ -224,7 +239,7 @@ def softmax_op() -> onnx.ModelProto:
 
 
 def softmax_decomposed() -> onnx.ModelProto:
-    """exp(x - max(x)) / sum(exp(x - max(x))) written out, as tf2onnx and hand-written exports do."""
+    """exp(x - max(x)) / sum(exp(x - max(x))) written out, as hand-written exports do."""
     def body(b: GraphBuilder, x: str) -> str:
         axes = b.const("softmax.axes", np.array([-1], np.int64))
         m = b.node("ReduceMax", [x], "softmax_max", axes=[-1], keepdims=1)
@@ -232,6 +247,18 @@ def softmax_decomposed() -> onnx.ModelProto:
         s = b.node("ReduceSum", [e, axes], "softmax_sum", keepdims=1)
         return b.node("Div", [e, s], "softmax_div")
     return _wrap("softmax_decomposed", body)
+
+
+def softmax_jax2tf() -> onnx.ModelProto:
+    """jax.nn.softmax through jax2tf (magika's output): the max clamped, each statistic broadcast back."""
+    def body(b: GraphBuilder, x: str) -> str:
+        axes = b.const("softmax.axes", np.array([-1], np.int64))
+        m = b.node("ReduceMax", [x], "softmax_max", axes=[-1], keepdims=0)
+        m = b.node("Max", [_scalar(b, "softmax.lowest", float(np.finfo(np.float32).min)), m], "softmax_maximum")
+        e = b.node("Exp", [b.node("Sub", [x, _broadcast_back(b, m, "softmax_max")], "softmax_sub")], "softmax_exp")
+        s = b.node("ReduceSum", [e, axes], "softmax_sum", keepdims=0)
+        return b.node("Div", [e, _broadcast_back(b, s, "softmax_sum")], "softmax_div")
+    return _wrap("softmax_jax2tf", body)
 
 
 FORMS: dict[str, Form] = {
@@ -244,7 +271,8 @@ FORMS: dict[str, Form] = {
     "layer_norm_op": Form("normalization", layer_norm_op, ("ln",)),
     "layer_norm_jax2tf": Form("normalization", layer_norm_jax2tf,
                               ("ln_sum", "ln_mean", "ln_square", "ln_sum_sq", "ln_mean_sq", "ln_square_mean",
-                               "ln_sub_var", "ln_maximum", "ln_add_eps", "ln_sqrt", "ln_rsqrt", "ln_mul_gamma",
+                               "ln_sub_var", "ln_maximum", "ln_var_reshape", "ln_var_broadcast", "ln_add_eps",
+                               "ln_sqrt", "ln_rsqrt", "ln_mul_gamma", "ln_mean_reshape", "ln_mean_broadcast",
                                "ln_sub", "ln_mul", "ln_out"), "layer_norm_op"),
     "layer_norm_keras": Form("normalization", layer_norm_keras,
                              ("ln_mean", "ln_sub", "ln_squared_difference", "ln_var", "ln_add_eps", "ln_rsqrt",
@@ -267,4 +295,8 @@ FORMS: dict[str, Form] = {
     "softmax_decomposed": Form("softmax", softmax_decomposed,
                                ("softmax_max", "softmax_sub", "softmax_exp", "softmax_sum", "softmax_div"),
                                "softmax_op"),
+    "softmax_jax2tf": Form("softmax", softmax_jax2tf,
+                           ("softmax_max", "softmax_maximum", "softmax_max_reshape", "softmax_max_broadcast",
+                            "softmax_sub", "softmax_exp", "softmax_sum", "softmax_sum_reshape",
+                            "softmax_sum_broadcast", "softmax_div"), "softmax_op"),
 }
