@@ -95,12 +95,23 @@ class PatternMatcher:
         self.variants = compile_variants(pattern)
         self._op_sets: dict[str, frozenset[str] | None] = {}
         self._orders: dict[tuple[int, str], tuple[list, dict[str, ast.PatternNode]]] = {}
+        self._pnode_maps: dict[int, dict[str, ast.PatternNode]] = {}
+        # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
+        # being searched: the variants grown from one anchor ask the same questions; each is answered once.
+        self._fitting: dict[tuple, list[int]] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
+        self._fitting = {}  # valid for this graph only
         for index in self._candidates(graph, anchor):
+            # Variants share most of their edges: whether an edge at the anchor can hold is asked once per
+            # anchor node, and a variant with one that cannot is skipped before it is grown (a pattern with
+            # eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour).
+            possible: dict[tuple, bool] = {}
             for variant in self.variants:
+                if not self._anchor_edges_possible(graph, variant, anchor, index, possible):
+                    continue
                 hits = list(self._embed(graph, variant, anchor, index))
                 if hits:
                     for captures in hits:
@@ -109,6 +120,25 @@ class PatternMatcher:
                             self.pattern.name, MappingProxyType(captures)))
                     break
         return [found[k] for k in sorted(found)]
+
+    def _anchor_edges_possible(self, graph: GraphView, variant: Variant, anchor: ast.PatternNode, index: int,
+                               memo: dict[tuple, bool]) -> bool:
+        """False when some edge of ``variant`` at the anchor has no graph node its other end accepts."""
+        pnodes = self._pnode_maps.get(id(variant))
+        if pnodes is None:
+            pnodes = self._pnode_maps[id(variant)] = {n.name: n for n in variant.nodes}
+        bound = {anchor.name: index}
+        for edge in variant.edges:
+            if anchor.name not in (edge.src, edge.dst):
+                continue
+            other = edge.dst if edge.src == anchor.name else edge.src
+            key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
+            if key not in memo:
+                memo[key] = any(c != index and self._accepts(graph, pnodes[other], graph.nodes[c])
+                                for c in neighbours(graph, edge, bound, other))
+            if not memo[key]:
+                return False
+        return True
 
     # -- anchoring --------------------------------------------------------
 
@@ -182,8 +212,14 @@ class PatternMatcher:
             return
         name, via = order[step]
         used = set(bound.values())
-        for cand in neighbours(graph, via, bound, name):
-            if cand in used or not self._accepts(graph, pnodes[name], graph.nodes[cand]):
+        known = bound[via.src if via.dst == name else via.dst]
+        key = (via.src, via.dst, via.src_port, via.dst_port, via.moves, name, known)
+        fitting = self._fitting.get(key)
+        if fitting is None:
+            fitting = self._fitting[key] = [c for c in neighbours(graph, via, bound, name)
+                                            if self._accepts(graph, pnodes[name], graph.nodes[c])]
+        for cand in fitting:
+            if cand in used:
                 continue
             bound[name] = cand
             if _edges_hold(graph, variant, bound, name):
@@ -247,8 +283,8 @@ def neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], n
     """Graph nodes that can stand for ``name`` given the bound end of ``edge``."""
     if edge.dst == name:  # bound producer -> candidate consumer
         src = graph.nodes[bound[edge.src]]
-        outs = src.outputs if edge.src_port is None else src.outputs[edge.src_port:edge.src_port + 1]
-        outs = [t for t in outs if t]
+        ports = src.outputs if edge.src_port is None else src.outputs[edge.src_port:edge.src_port + 1]
+        outs = [t for t in ports if t]
         if edge.moves:
             outs = moved_forward(graph, outs)
         hits = {i for t in outs for i, port in graph.consumers.get(t, ())
