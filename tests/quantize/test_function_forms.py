@@ -2,7 +2,8 @@
 
 The forms are built in tests/function_forms.py. For each form and target the plan must put no
 FakeQuantize on any input of a node inside the function (8-bit or narrower: GNA's 32-bit
-activation grid in front of a Sigmoid is its spec's choice and loses nothing measurable). After
+activation grid in front of a Sigmoid is its spec's choice, as the original tool's GNA config
+quantized its activation functions). After
 quantization, onnxruntime runs the form and its op form (the same function, the same weights):
 the written-out form must keep the op form's output SQNR against float.
 """
