@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from rewriter.algorithms.minmax import activation_ranges, activation_reducers, weight_ranges
+from rewriter.algorithms.minmax import activation_ranges, activation_reducers, population_ranges, weight_ranges
 from rewriter.algorithms.types import TensorRange
 from rewriter.targets import load_plan_inputs
 from rewriter.calibrate.collect import collect_statistics
@@ -110,8 +110,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     weight_names = [p.tensor for p in plan.points if p.role == "weight"]
     weights = initializer_arrays(context.model, weight_names)
+    # Model inputs and tensors with few values per sample: their range covers the calibration population.
+    population = population_ranges(plan, collected.sample_shapes(),
+                                   {spec.name for spec in model_inputs(context.model)}, options.ranges)
     ranges = {**weight_ranges(plan, {n: weights[n] for n in weight_names}, options.ranges),
-              **activation_ranges(plan, collected.stats, options.ranges)}
+              **activation_ranges(plan, collected.stats, options.ranges, population)}
     lap("ranges")
 
     # The float reference of the quantized passes: the model as the statistics pass measured it.
@@ -139,7 +142,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     errors = quantization_errors(plan, context.ranges, weights, collected.stats)
     lap("errors")
     report = quantize_report(plan, context.ranges, emitted, errors, timings, collected.num_samples, options,
-                             reports)
+                             reports, population)
     return QuantizeResult(emitted.model, plan, context.ranges, report, tuple(inserted))
 
 

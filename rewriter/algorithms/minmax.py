@@ -7,6 +7,9 @@ Three steps, each a pure function of the plan and plain arrays:
 2. ``weight_ranges``: ranges of constant tensors, straight from the weights;
 3. ``activation_ranges``: aggregate the per-sample statistics and turn them
    into ranges (symmetric or asymmetric, with the zero-point alignment).
+   ``population_ranges`` names the tensors whose range covers the whole
+   calibration population instead (model inputs, tensors with few values per
+   sample; ``rewriter.calibrate.aggregators.population_reason``).
 
 A unified group (Concat inputs, LSTM gates) pools its statistics before the
 range is computed, so every member gets the identical range and float zero
@@ -15,14 +18,15 @@ finished ranges, which can move zero off the grid of an asymmetric range.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
 from rewriter.algorithms.fq_math import asymmetric_range, level_bounds, symmetric_range
 from rewriter.algorithms.types import TensorRange
-from rewriter.calibrate.aggregators import RangeEstimator, StatSpec, aggregate, range_estimator_for
+from rewriter.calibrate.aggregators import (RangeEstimator, StatSpec, aggregate, population_reason,
+                                            range_estimator_for)
 from rewriter.calibrate.estimators import Side, get_estimator, weight_stat
 from rewriter.calibrate.reducers import Reducer
 from rewriter.errors import UserError
@@ -198,14 +202,80 @@ def weight_ranges(plan: QuantPlan, weights: Mapping[str, np.ndarray],
     return ranges
 
 
+def _user_aggregator(options: RangeOptions, side: Side) -> bool:
+    """Whether the configuration file chose this side's activation aggregator itself."""
+    return "aggregator" in ((options.activations or {}).get(side) or {})
+
+
+def population_ranges(plan: QuantPlan, sample_shapes: Mapping[str, tuple[int, ...]],
+                      model_inputs: Collection[str], options: RangeOptions = RangeOptions()) -> dict[str, str]:
+    """Activation tensors whose range covers the calibration population, each with the reason.
+
+    The rest aggregate per-sample statistics as the preset says. A tensor is listed when it is a
+    model input or its statistic reduces fewer than ``FEW_VALUES_PER_SAMPLE`` values per sample
+    (``sample_shapes``: one sample's shape without its batch axis), and the preset would average
+    samples on some side that the configuration file did not set itself.
+
+    >>> from rewriter.plan import Consumer, FakeQuantizePoint
+    >>> from rewriter.spec.model import QuantizerConfig
+    >>> q8 = QuantizerConfig("q8_a", 8, "symmetric", "pertensor")
+    >>> prob = FakeQuantizePoint("prob", "activation", q8, (q8,), (Consumer("mean", 0),))
+    >>> plan = QuantPlan("m", "CPU", "cpu.yaml", "performance", (), (prob,), ())
+    >>> population_ranges(plan, {"prob": (1,)}, ())["prob"][:36]
+    'population range: 1 value per sample'
+    """
+    found = {}
+    for point in plan.points:
+        if point.role == "weight" or point.tensor in found:
+            continue
+        estimator = estimator_for(point, options)
+        sides: tuple[tuple[Side, StatSpec | None], ...] = (("min", estimator.min), ("max", estimator.max))
+        averaged = [side for side, spec in sides
+                    if spec is not None and spec.aggregator != side and not _user_aggregator(options, side)]
+        if not averaged:
+            continue
+        reason = population_reason(_values_per_sample(point, sample_shapes.get(point.tensor)),
+                                   point.tensor in model_inputs)
+        if reason is not None:
+            found[point.tensor] = reason
+    return found
+
+
+def _values_per_sample(point: FakeQuantizePoint, shape: tuple[int, ...] | None) -> int | None:
+    """Values one statistic of ``point`` reduces per sample: all of a sample's, or one channel's."""
+    if shape is None:
+        return None
+    count = int(np.prod(shape))
+    axis = point.channel_axis  # an axis of the batched tensor: axis - 1 of one sample's shape
+    if point.config.granularity == "perchannel" and axis is not None and 0 < axis <= len(shape):
+        count //= max(1, shape[axis - 1])
+    return count
+
+
+def _population_estimator(estimator: RangeEstimator, options: RangeOptions) -> RangeEstimator:
+    """The estimator with each side the user did not set aggregated by its own extreme (min of minima, ...)."""
+    low = estimator.min
+    if low is not None and not _user_aggregator(options, "min"):
+        low = replace(low, aggregator="min")
+    high = estimator.max if _user_aggregator(options, "max") else replace(estimator.max, aggregator="max")
+    return RangeEstimator(low, high)
+
+
 def activation_ranges(plan: QuantPlan, stats: Mapping[str, Mapping[str, np.ndarray]],
-                      options: RangeOptions = RangeOptions()) -> dict[str, TensorRange]:
-    """Aggregate per-sample statistics into ranges; unified groups share theirs."""
+                      options: RangeOptions = RangeOptions(),
+                      population: Collection[str] = ()) -> dict[str, TensorRange]:
+    """Aggregate per-sample statistics into ranges; unified groups share theirs.
+
+    Tensors in ``population`` (``population_ranges``) take the smallest per-sample minimum and the
+    largest per-sample maximum wherever the preset would average them.
+    """
     aggregated: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
     for point in plan.points:
         if point.role == "weight":
             continue
         estimator = estimator_for(point, options)
+        if point.tensor in population:
+            estimator = _population_estimator(estimator, options)
         lo = None if estimator.min is None else _aggregate(point, stats, "min", estimator.min)
         hi = _aggregate(point, stats, "max", estimator.max)
         aggregated[point.tensor] = (lo, hi)
@@ -276,5 +346,5 @@ def sqnr_db(signal: np.ndarray, quantized: np.ndarray) -> float:
 
 
 __all__ = ["RangeOptions", "StatReducer", "SampleReducer", "SAMPLE_REDUCER", "activation_reducers",
-           "weight_ranges", "activation_ranges", "sqnr_db", "estimator_for"]
+           "weight_ranges", "activation_ranges", "population_ranges", "sqnr_db", "estimator_for"]
 _ = Sequence

@@ -22,6 +22,11 @@ hl_estimator        Hodges-Lehmann: median over pairs i < j of (x_i + x_j) / 2
 (the original tool's defaults) as data; ``range_estimator_for`` looks one up and applies user
 overrides.
 
+``population_reason`` says when a range must cover the whole calibration
+population instead (the per-sample extremes aggregated by ``min``/``max``):
+a model input, or a tensor with fewer than ``FEW_VALUES_PER_SAMPLE`` values
+per sample.
+
 Example:
     >>> import numpy as np
     >>> per_sample = np.array([[1.0, 10.0], [2.0, 20.0], [9.0, 30.0]])   # N=3 samples, C=2
@@ -42,12 +47,14 @@ from rewriter.levels import normalize_role
 __all__ = [
     "AGGREGATORS",
     "DEFAULT_RANGE_ESTIMATORS",
+    "FEW_VALUES_PER_SAMPLE",
     "NO_OUTLIERS_ALPHA",
     "RangeEstimator",
     "StatSpec",
     "aggregate",
     "get_aggregator",
     "hl_estimator",
+    "population_reason",
     "range_estimator_for",
 ]
 
@@ -252,6 +259,46 @@ def aggregate(name: str, per_sample: np.ndarray) -> np.ndarray:
     2.0
     """
     return get_aggregator(name)(per_sample)
+
+
+# --------------------------------------------------------------------------------------
+# When the range covers the whole population
+
+#: Below this many values per sample (per channel, for a per-channel statistic) a range covers the
+#: calibration population: the largest (smallest) per-sample statistic, not their mean.
+#: Why 100: the largest of K independent draws sits, on average, at the K/(K+1) quantile of their
+#: distribution, so a mean of per-sample maxima over K values clips about 1/(K+1) of the values:
+#: half of them for one value per sample (a per-frame probability), 6 % for 16, under 1 % from 100
+#: on. The mean aggregator is meant to drop the rare sample with an outlying peak among the
+#: thousands of values of an image activation, where it clips well under 0.1 %; below 100 values
+#: per sample it clips the data itself.
+FEW_VALUES_PER_SAMPLE = 100
+
+
+def population_reason(values_per_sample: int | None, model_input: bool,
+                      threshold: int = FEW_VALUES_PER_SAMPLE) -> str | None:
+    """Why a tensor's range must cover its calibration population, or None when the preset's aggregation holds.
+
+    Args:
+        values_per_sample: values one statistic reduces per sample (per channel for a per-channel one);
+            None when unknown.
+        model_input: the tensor is a model input: raw data (audio, sensor readings) whose scale differs
+            from sample to sample, so that a mean of per-sample extremes clips every loud sample.
+        threshold: ``FEW_VALUES_PER_SAMPLE`` unless a caller knows better.
+
+    >>> population_reason(1, False)
+    'population range: 1 value per sample (fewer than 100): a mean of per-sample extremes clips about 1/2 of the values'
+    >>> population_reason(4096, False) is None
+    True
+    """
+    if model_input:
+        return ("population range: a model input, raw data whose range differs from sample to sample; a mean "
+                "of per-sample extremes clips the loudest samples")
+    if values_per_sample is not None and values_per_sample < threshold:
+        values = "value" if values_per_sample == 1 else "values"
+        return (f"population range: {values_per_sample} {values} per sample (fewer than {threshold}): a mean of "
+                f"per-sample extremes clips about 1/{values_per_sample + 1} of the values")
+    return None
 
 
 # --------------------------------------------------------------------------------------

@@ -54,6 +54,14 @@ class CollectedStats:
     outputs: list[dict[str, np.ndarray]] | None = field(default=None)
     reduced_in_graph: tuple[str, ...] = ()
 
+    def sample_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each observed tensor's shape for one example, without the batch axis (whole for a tensor without one).
+
+        What a per-sample statistic reduces: its size is the number of values per sample.
+        """
+        return {name: tuple(shape[1:]) if self.batch_axis.get(name) == 0 else tuple(shape)
+                for name, shape in self.observed_shapes.items()}
+
 
 class Collector:
     """Applies the reducers to each run's tensors (or in-graph extrema) and keeps only their results."""

@@ -150,13 +150,18 @@ class PatternNode:
 
 @dataclass(frozen=True)
 class PatternEdge:
-    """``src.out[i] -> dst.in[j]``: an output of src feeds an input of dst (None = any port)."""
+    """``src.out[i] -> dst.in[j]``: an output of src feeds an input of dst (None = any port).
+
+    ``moves`` (written ``~>``): the output may also reach the input through a chain of data-movement
+    nodes (``rewriter.match.matcher.MOVEMENT_OPS``), which the edge steps over without capturing them.
+    """
 
     src: str
     dst: str
     src_port: int | None = None
     dst_port: int | None = None
     loc: SourceLoc = field(default=_NOLOC, compare=False)
+    moves: bool = False
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,16 @@ class AstBuilder(Transformer):
             return _Endpoint(str(name), None, None, loc, loc)
         return _Endpoint(str(name), port[0], port[1], loc, port[2])
 
-    def chain(self, meta, eps: list[_Endpoint]) -> list[ast.PatternEdge]:
+    def arrow(self, meta, children) -> bool:
+        return False
+
+    def moves(self, meta, children) -> bool:
+        return True
+
+    def chain(self, meta, children: list) -> list[ast.PatternEdge]:
+        # endpoint, link, endpoint, link, ...: a link is True for '~>' (through data movement), False for '->'
+        eps: list[_Endpoint] = children[::2]
+        links: list[bool] = children[1::2]
         first, last = eps[0], eps[-1]
         if first.direction == "in":
             self._error(
@@ -144,8 +153,9 @@ class AstBuilder(Transformer):
                 src_port=left.index if left.direction == "out" else None,
                 dst_port=right.index if right.direction == "in" else None,
                 loc=left.loc,
+                moves=moves,
             )
-            for left, right in zip(eps, eps[1:])
+            for left, right, moves in zip(eps, eps[1:], links)
         ]
 
     def _error(self, message: str, loc: SourceLoc) -> None:

@@ -26,7 +26,7 @@ class _Continuations:
     """Postlexer: a newline ends a statement unless the statement cannot end there.
 
     Newlines inside (...) or [...] and after a token that needs a right-hand
-    side (``,`` ``|`` ``->`` ``where`` ``and`` ``or`` ``not`` a comparison) are
+    side (``,`` ``|`` ``->`` ``~>`` ``where`` ``and`` ``or`` ``not`` a comparison) are
     dropped, so a long predicate or action list may continue on the next line.
     """
 
@@ -34,7 +34,7 @@ class _Continuations:
     # newlines must always be lexed so that this filter gets to see them.
     always_accept = ("_NL",)
 
-    _CONTINUE_AFTER = frozenset({"COMMA", "VBAR", "_ARROW", "_WHERE", "_AND", "_OR", "_NOT", "CMP", "IN"})
+    _CONTINUE_AFTER = frozenset({"COMMA", "VBAR", "_ARROW", "_MOVES", "_WHERE", "_AND", "_OR", "_NOT", "CMP", "IN"})
     _OPEN = frozenset({"LPAR", "LSQB"})
     _CLOSE = frozenset({"RPAR", "RSQB"})
 

@@ -339,7 +339,7 @@ class _Growth:
             if name not in (edge.src, edge.dst) or edge.src not in self.bound or edge.dst not in self.bound:
                 continue
             src, dst = self.graph.nodes[self.bound[edge.src]], self.graph.nodes[self.bound[edge.dst]]
-            if not edge_holds(self.graph, src, dst, edge.src_port, edge.dst_port):
+            if not edge_holds(self.graph, src, dst, edge.src_port, edge.dst_port, moves=edge.moves):
                 return (f"{self.graph.nodes[self.bound[name]].name}: edge {edge_text(edge)} does not hold "
                         f"({src.name}{_out(edge.src_port)} does not feed {dst.name}{_in(edge.dst_port)})")
         return None
@@ -367,10 +367,10 @@ class _Growth:
 
 
 def edge_text(edge: ast.PatternEdge) -> str:
-    """A pattern edge in rule-file syntax: ``a.out[0] -> b.in[1]``."""
+    """A pattern edge in rule-file syntax: ``a.out[0] -> b.in[1]`` (``~>`` through data movement)."""
     src = edge.src if edge.src_port is None else f"{edge.src}.out[{edge.src_port}]"
     dst = edge.dst if edge.dst_port is None else f"{edge.dst}.in[{edge.dst_port}]"
-    return f"{src} -> {dst}"
+    return f"{src} {'~>' if edge.moves else '->'} {dst}"
 
 
 def _out(port: int | None) -> str:

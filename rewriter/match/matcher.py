@@ -32,6 +32,12 @@ from rewriter.spec.model import HardwareSpec
 
 SPEC_CLASSES = ("@quantizable", "@agnostic", "@unified")
 
+#: What a ``~>`` edge steps over: ops that only move or broadcast the values of their input 0
+#: (exporters put them between the steps of one computation: jax2tf's Reshape and Expand that
+#: broadcast a per-row mean back to the row). The edge follows at most ``MOVEMENT_DEPTH`` of them.
+MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Expand", "Squeeze", "Unsqueeze", "Flatten", "Transpose"})
+MOVEMENT_DEPTH = 4
+
 
 @dataclass(frozen=True)
 class Match:
@@ -80,7 +86,7 @@ def _drop(pattern: ast.Pattern, dropped: set[str]) -> Variant:
         # An optional node has one edge in and one out (checked by the DSL),
         # so bypassing it is a single joined edge.
         for a, b in product(incoming, outgoing):
-            rest.append(ast.PatternEdge(a.src, b.dst, a.src_port, b.dst_port, b.loc))
+            rest.append(ast.PatternEdge(a.src, b.dst, a.src_port, b.dst_port, b.loc, moves=a.moves or b.moves))
         edges = rest
     return Variant(tuple(n for n in pattern.nodes if n.name not in dropped), tuple(edges))
 
@@ -94,12 +100,23 @@ class PatternMatcher:
         self.variants = compile_variants(pattern)
         self._op_sets: dict[str, frozenset[str] | None] = {}
         self._orders: dict[tuple[int, str], tuple[list, dict[str, ast.PatternNode]]] = {}
+        self._pnode_maps: dict[int, dict[str, ast.PatternNode]] = {}
+        # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
+        # being searched: the variants grown from one anchor ask the same questions; each is answered once.
+        self._fitting: dict[tuple, list[int]] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
+        self._fitting = {}  # valid for this graph only
         for index in self._candidates(graph, anchor):
+            # Variants share most of their edges: whether an edge at the anchor can hold is asked once per
+            # anchor node, and a variant with one that cannot is skipped before it is grown (a pattern with
+            # eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour).
+            possible: dict[tuple, bool] = {}
             for variant in self.variants:
+                if not self._anchor_edges_possible(graph, variant, anchor, index, possible):
+                    continue
                 hits = list(self._embed(graph, variant, anchor, index))
                 if hits:
                     for captures in hits:
@@ -108,6 +125,25 @@ class PatternMatcher:
                             self.pattern.name, MappingProxyType(captures)))
                     break
         return [found[k] for k in sorted(found)]
+
+    def _anchor_edges_possible(self, graph: GraphView, variant: Variant, anchor: ast.PatternNode, index: int,
+                               memo: dict[tuple, bool]) -> bool:
+        """False when some edge of ``variant`` at the anchor has no graph node its other end accepts."""
+        pnodes = self._pnode_maps.get(id(variant))
+        if pnodes is None:
+            pnodes = self._pnode_maps[id(variant)] = {n.name: n for n in variant.nodes}
+        bound = {anchor.name: index}
+        for edge in variant.edges:
+            if anchor.name not in (edge.src, edge.dst):
+                continue
+            other = edge.dst if edge.src == anchor.name else edge.src
+            key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
+            if key not in memo:
+                memo[key] = any(c != index and self._accepts(graph, pnodes[other], graph.nodes[c])
+                                for c in neighbours(graph, edge, bound, other))
+            if not memo[key]:
+                return False
+        return True
 
     # -- anchoring --------------------------------------------------------
 
@@ -181,8 +217,14 @@ class PatternMatcher:
             return
         name, via = order[step]
         used = set(bound.values())
-        for cand in neighbours(graph, via, bound, name):
-            if cand in used or not self._accepts(graph, pnodes[name], graph.nodes[cand]):
+        known = bound[via.src if via.dst == name else via.dst]
+        key = (via.src, via.dst, via.src_port, via.dst_port, via.moves, name, known)
+        fitting = self._fitting.get(key)
+        if fitting is None:
+            fitting = self._fitting[key] = [c for c in neighbours(graph, via, bound, name)
+                                            if self._accepts(graph, pnodes[name], graph.nodes[c])]
+        for cand in fitting:
+            if cand in used:
                 continue
             bound[name] = cand
             if _edges_hold(graph, variant, bound, name):
@@ -210,21 +252,57 @@ def grow_order(variant: Variant, anchor: str) -> list[tuple[str, ast.PatternEdge
     return order
 
 
+def moved_forward(graph: GraphView, tensors: list[str]) -> list[str]:
+    """``tensors`` and what data-movement nodes make of them, up to ``MOVEMENT_DEPTH`` nodes on."""
+    found, frontier = list(tensors), list(tensors)
+    for _ in range(MOVEMENT_DEPTH):
+        step = []
+        for t in frontier:
+            for i, port in graph.consumers.get(t, ()):
+                node = graph.nodes[i]
+                if port == 0 and node.op_type in MOVEMENT_OPS and node.outputs and node.outputs[0]:
+                    step.append(node.outputs[0])
+        step = [t for t in dict.fromkeys(step) if t not in found]
+        if not step:
+            break
+        found.extend(step)
+        frontier = step
+    return found
+
+
+def moved_from(graph: GraphView, tensor: str) -> list[str]:
+    """``tensor`` and the tensors data-movement nodes made it from, up to ``MOVEMENT_DEPTH`` nodes back."""
+    found = [tensor]
+    for _ in range(MOVEMENT_DEPTH):
+        prod = graph.producer.get(found[-1])
+        if prod is None or prod[1] != 0:
+            break
+        node = graph.nodes[prod[0]]
+        if node.op_type not in MOVEMENT_OPS or not node.inputs or not node.inputs[0]:
+            break
+        found.append(node.inputs[0])
+    return found
+
+
 def neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], name: str) -> list[int]:
     """Graph nodes that can stand for ``name`` given the bound end of ``edge``."""
     if edge.dst == name:  # bound producer -> candidate consumer
         src = graph.nodes[bound[edge.src]]
-        outs = src.outputs if edge.src_port is None else src.outputs[edge.src_port:edge.src_port + 1]
-        hits = {i for t in outs if t for i, port in graph.consumers.get(t, ())
+        ports = src.outputs if edge.src_port is None else src.outputs[edge.src_port:edge.src_port + 1]
+        outs = [t for t in ports if t]
+        if edge.moves:
+            outs = moved_forward(graph, outs)
+        hits = {i for t in outs for i, port in graph.consumers.get(t, ())
                 if edge.dst_port is None or port == edge.dst_port}
         return sorted(hits)
     dst = graph.nodes[bound[edge.dst]]  # bound consumer -> candidate producer
     ins = dst.inputs if edge.dst_port is None else dst.inputs[edge.dst_port:edge.dst_port + 1]
     hits = set()
     for t in ins:
-        prod = graph.producer.get(t) if t else None
-        if prod and (edge.src_port is None or prod[1] == edge.src_port):
-            hits.add(prod[0])
+        for origin in (moved_from(graph, t) if edge.moves and t else [t]):
+            prod = graph.producer.get(origin) if origin else None
+            if prod and (edge.src_port is None or prod[1] == edge.src_port):
+                hits.add(prod[0])
     return sorted(hits)
 
 
@@ -233,14 +311,20 @@ def _edges_hold(graph: GraphView, variant: Variant, bound: dict[str, int], name:
         if name not in (edge.src, edge.dst) or edge.src not in bound or edge.dst not in bound:
             continue
         if not edge_holds(graph, graph.nodes[bound[edge.src]], graph.nodes[bound[edge.dst]],
-                          edge.src_port, edge.dst_port):
+                          edge.src_port, edge.dst_port, moves=edge.moves):
             return False
     return True
 
 
 def edge_holds(graph: GraphView, src: NodeInfo, dst: NodeInfo, src_port: int | None,
-               dst_port: int | None) -> bool:
-    """Does an output of ``src`` (port src_port, or any) feed ``dst`` (at dst_port, or any)?"""
+               dst_port: int | None, moves: bool = False) -> bool:
+    """Does an output of ``src`` (port src_port, or any) feed ``dst`` (at dst_port, or any)?
+
+    With ``moves``, also through a chain of data-movement nodes (a ``~>`` edge).
+    """
     outs = src.outputs if src_port is None else src.outputs[src_port:src_port + 1]
     ins = dst.inputs if dst_port is None else dst.inputs[dst_port:dst_port + 1]
+    if moves:
+        reached = set(moved_forward(graph, [t for t in outs if t]))
+        return any(t and t in reached for t in ins)
     return any(t and t in outs for t in ins)

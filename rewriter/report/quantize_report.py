@@ -2,7 +2,9 @@
 
 Schema ``rewriter.pipeline/1``: ``plan_dict`` (``rewriter.plan/1``) with, per
 FakeQuantize, its ``range``, the emitted ``scale``/``zero_point``/
-``storage_dtype`` and its ``sqnr_db``; plus ``options``, ``calibration``,
+``storage_dtype``, its ``sqnr_db`` and, for an activation whose range covers
+the whole calibration population instead of the preset's mean of per-sample
+extremes, ``aggregation`` (the reason); plus ``options``, ``calibration``,
 ``timings_s``, ``emitted_extra`` (biases and other tensors the emitter stored)
 and ``passes`` (each enabled pass's report, by pass name).
 """
@@ -85,8 +87,13 @@ def weight_sample(values: np.ndarray, channel_axis: int | None, limit: int = ERR
 
 def quantize_report(plan: QuantPlan, ranges: Mapping[str, TensorRange], emitted: EmitResult,
                     errors: Mapping[str, float], timings: Mapping[str, float], samples: int,
-                    options: ReportOptions, passes: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """The report of one quantize run (module docstring)."""
+                    options: ReportOptions, passes: Mapping[str, dict[str, Any]],
+                    population: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The report of one quantize run (module docstring).
+
+    ``population``: tensor -> why its range covers the calibration population
+    (``rewriter.algorithms.minmax.population_ranges``).
+    """
     report = plan_dict(plan)
     report["schema"] = REPORT_SCHEMA
     report["options"] = {"target": options.target, "preset": options.preset, "subset_size": options.subset_size,
@@ -105,6 +112,8 @@ def quantize_report(plan: QuantPlan, ranges: Mapping[str, TensorRange], emitted:
             entry["zero_point"] = list(done.zero_point)
             entry["storage_dtype"] = done.storage_dtype
         entry["sqnr_db"] = errors.get(entry["tensor"])
+        if entry["tensor"] in (population or {}):
+            entry["aggregation"] = (population or {})[entry["tensor"]]
     report["emitted_extra"] = [{"tensor": t.tensor, "role": t.role, "storage_dtype": t.storage_dtype}
                                for t in emitted.tensors if t.role not in ("activation", "weight")]
     report["passes"] = dict(passes)

@@ -135,7 +135,8 @@ def patterns(draw, name):
         for i, c in enumerate(captures)
     )
     edges = tuple(
-        PatternEdge(a, b, draw(st.none() | ports), draw(st.none() | ports)) for a, b in zip(captures, captures[1:])
+        PatternEdge(a, b, draw(st.none() | ports), draw(st.none() | ports), moves=draw(st.booleans()))
+        for a, b in zip(captures, captures[1:])
     )
     return Pattern(name, nodes, edges)
 
@@ -193,7 +194,7 @@ def show_file(pats, rules) -> str:
         for e in p.edges:
             src = e.src if e.src_port is None else f"{e.src}.out[{e.src_port}]"
             dst = e.dst if e.dst_port is None else f"{e.dst}.in[{e.dst_port}]"
-            out.append(f"  {src} -> {dst}   # a comment")
+            out.append(f"  {src} {'~>' if e.moves else '->'} {dst}   # a comment")
         out.append("}")
     for r in rules:
         out += [f"rule {r.name} {{", f"  match {r.pattern}"] + [f"  {show_action(a)}" for a in r.actions] + ["}"]
@@ -212,7 +213,7 @@ def test_printed_rule_files_parse_back(generated):
 # ---------------------------------------------------------------- robustness
 
 TOKENS = ["pattern", "rule", "include", "match", "where", "optional", "ignore", "insert", "remove", "a", "b",
-          "Conv", "@quantizable", "*", "{", "}", "(", ")", "[", "]", ":", ";", ",", "|", "->", ".", "in", "out",
+          "Conv", "@quantizable", "*", "{", "}", "(", ")", "[", "]", ":", ";", ",", "|", "->", "~>", ".", "in", "out",
           "inputs", "const", "attr", "not", "and", "==", "1", "-1", '"s"', "\n", " ", "#c\n", "x.in[0]"]
 
 

@@ -138,6 +138,10 @@ def test_node_declarations(decl, node):
         ("a -> b.in[1] -> c", [PatternEdge("a", "b", None, 1), PatternEdge("b", "c")]),
         ("a -> b.out[1] -> c.in[0]", [PatternEdge("a", "b"), PatternEdge("b", "c", 1, 0)]),
         ("a.out[0]->b.in[0]->c", [PatternEdge("a", "b", 0, 0), PatternEdge("b", "c")]),
+        # '~>' may step over data movement; each arrow says so for its own edge
+        ("a ~> b -> c", [PatternEdge("a", "b", moves=True), PatternEdge("b", "c")]),
+        ("a -> b.in[1] ~> c.in[0]", [PatternEdge("a", "b", None, 1), PatternEdge("b", "c", None, 0, moves=True)]),
+        ("a~>\n    b", [PatternEdge("a", "b", moves=True)]),
     ],
 )
 def test_edge_chains(chain, edges):

@@ -38,8 +38,8 @@ def test_attention_block_keeps_normalization_gelu_and_softmax_inputs_float() -> 
     assert st["scale"] == "ignored"  # the 1/sqrt(d) Div in front of Softmax
     assert st["scores"] == "quantized" and st["context"] == "quantized"
     reasons = {n.node: n.reason for n in plan.nodes}
-    assert "layer_norm_float" in reasons["ln1_pow"]
-    assert "gelu_erf_float" in reasons["gelu_erf"]
+    assert "normalization_float" in reasons["ln1_pow"]
+    assert "gelu_float" in reasons["gelu_erf"]
 
 
 def test_fake_quantize_moves_above_reshape_and_transpose() -> None:

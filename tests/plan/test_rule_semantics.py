@@ -1,7 +1,10 @@
 """The documented semantics of rules (docs/rules.md, "Semantics"), one behaviour per test."""
 from __future__ import annotations
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 import models
 from plan_helpers import plan_model, plan_with_rules, quantized_inputs, status
@@ -67,6 +70,38 @@ rule keep_conv { match conv_act; ignore conv }
 """
     plan = plan_with_rules(models.conv_bn_relu_chain(), text)
     assert all(n.status == "ignored" for n in plan.nodes if n.op_type == "Conv")
+
+
+def _stat_broadcast_back(moves: int) -> onnx.ModelProto:
+    """x -> ReduceMean -> ``moves`` x (Reshape, Expand) -> Sub(x, .) -> Relu: a mean broadcast back to its rows."""
+    b = models.GraphBuilder(0)
+    stat = b.node("ReduceMean", ["x"], "mean", axes=[-1], keepdims=0 if moves else 1)
+    for k in range(moves):
+        shape = [1, 4, 1] if k == 0 else [1, 4, 8]
+        stat = b.node("Reshape", [stat, b.const(f"shape{k}", np.array(shape, np.int64))], f"reshape{k}")
+        stat = b.node("Expand", [stat, b.const(f"full{k}", np.array([1, 4, 8], np.int64))], f"expand{k}")
+    b.node("Relu", [b.node("Sub", ["x", stat], "sub")], "y")
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8]) for n in ("x", "y")]
+    return b.model(vi[:1], vi[1:], "stat_broadcast_back")
+
+
+@pytest.mark.parametrize("arrow", ["->", "~>"])
+def test_a_moves_edge_steps_over_data_movement_and_a_plain_edge_does_not(arrow: str) -> None:
+    text = f"""
+pattern centre {{
+    stat : ReduceMean
+    sub  : Sub
+    stat {arrow} sub.in[1]
+}}
+rule keep_centre {{ match centre; ignore }}
+"""
+    direct = plan_with_rules(_stat_broadcast_back(0), text)
+    assert status(direct)["sub"] == "ignored"                  # no movement: both arrows hold
+    moved = plan_with_rules(_stat_broadcast_back(1), text)     # Reshape, Expand in between
+    assert status(moved)["sub"] == ("ignored" if arrow == "~>" else "float")
+    assert status(moved)["reshape0"] != "ignored"              # stepped over, not captured
+    far = plan_with_rules(_stat_broadcast_back(3), text)       # six movement nodes: beyond MOVEMENT_DEPTH
+    assert status(far)["sub"] == "float"
 
 
 def test_propagation_needs_every_consumer_quantized() -> None:
