@@ -4,7 +4,7 @@ JSON schema "rewriter.plan/1" (documented in docs/plan-schema.md):
 {schema, model, target, spec, preset, rules[], summary{...},
  fakequantize[{tensor, role, config{...}, candidates[], consumers[{node, port}],
                at_output, channel_axis, unify_group, trail[{action, source, loc, detail}]}],
- nodes[{node, op_type, status, reason, trail[...]}]}
+ nodes[{node, op_type, status, reason, trail[...], body_nodes (only when it holds If/Loop/Scan bodies)}]}
 Locations are shown relative to the project root when they lie inside it, so
 the same plan renders the same on every machine.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, NodeDecision, QuantPlan, Requantization
 from rewriter.sources import display_loc, display_path
 from rewriter.spec.model import QuantizerConfig
 
@@ -58,7 +58,22 @@ def summary(plan: QuantPlan) -> dict:
                                           ("quantized", "float", "ignored", "agnostic")},
             "fakequantize": len(plan.points), "fakequantize_activations": roles.get("activation", 0),
             "fakequantize_weights": roles.get("weight", 0), "requantized": len(plan.requantized),
-            "int32_biases": len(plan.int32_biases)}
+            "int32_biases": len(plan.int32_biases), "nodes_in_bodies": sum(n.body_nodes for n in plan.nodes)}
+
+
+def control_flow_warning(plan: QuantPlan) -> str | None:
+    """One line for a plan whose model holds If/Loop/Scan bodies (their nodes stay float), else None."""
+    holders = [n for n in plan.nodes if n.body_nodes]
+    if not holders:
+        return None
+    inside = sum(n.body_nodes for n in holders)
+    shown = ", ".join(f"{n.op_type} {n.node} ({n.body_nodes})" for n in holders[:3])
+    shown += f", and {len(holders) - 3} more" if len(holders) > 3 else ""
+    why = "the planner places quantizers in the main graph only"
+    if not plan.points:
+        return (f"nothing was quantized: {inside} of the model's {inside + len(plan.nodes)} nodes are inside "
+                f"control-flow bodies ({shown}), which stay float ({why}); the output is the float model")
+    return f"{inside} node(s) inside control-flow bodies ({shown}) stay float: {why}"
 
 
 def plan_dict(plan: QuantPlan) -> dict:
@@ -71,9 +86,16 @@ def plan_dict(plan: QuantPlan) -> dict:
         "int32_biases": [int32_bias_dict(b) for b in plan.int32_biases],
         "activation_storage": {"value": plan.activation_storage,
                                "trail": [decision_dict(d) for d in plan.storage_trail]},
-        "nodes": [{"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
-                   "trail": [decision_dict(d) for d in n.trail]} for n in plan.nodes],
+        "nodes": [_node_dict(n) for n in plan.nodes],
     }
+
+
+def _node_dict(n: NodeDecision) -> dict:
+    entry: dict[str, object] = {"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
+                                "trail": [decision_dict(d) for d in n.trail]}
+    if n.body_nodes:
+        entry["body_nodes"] = n.body_nodes
+    return entry
 
 
 def plan_json(plan: QuantPlan) -> str:
@@ -90,6 +112,9 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
                  f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
                  f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float; "
                  f"{s['requantized']} requantized outputs, {s['int32_biases']} int32 biases")
+    note = control_flow_warning(plan)
+    if note:
+        lines.append(f"warning: {note}")
     lines.append("")
     lines.append("FakeQuantize")
     for p in plan.points:
