@@ -23,6 +23,7 @@ from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.emit.fakequantize import emit_fakequantize
 from rewriter.emit.provenance import provenance_problems
 from rewriter.emit.qdq import emit_qdq
+from rewriter.emit.qdq_params import check_qdq_float_types
 from rewriter.io_utils import check_outputs
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
@@ -81,6 +82,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         return fix_saturation(planned, graph, inputs.spec, options.saturation_fix)
 
     plan = make_plan(normalized)
+    if options.output_format == "qdq":  # before calibration: a model no QDQ pair fits costs no data pass
+        check_qdq_float_types(normalized, [p.tensor for p in plan.points])
     lap("plan")
 
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
