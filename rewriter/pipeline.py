@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from rewriter.algorithms.minmax import activation_ranges, activation_reducers, weight_ranges
 from rewriter.algorithms.types import TensorRange
 from rewriter.targets import load_plan_inputs
+from rewriter.calibrate.branches import inline_taken_branches
 from rewriter.calibrate.collect import collect_statistics
 from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.emit.fakequantize import emit_fakequantize
@@ -67,6 +68,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     source = load_model(model) if isinstance(model, (str, Path)) else model
     normalized = normalize(source).model
+    calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
+    ids = calibration.select(options.subset_size, options.seed)
+    # A top-level If that every sample sends one way is quantized inside that branch; restored at the end.
+    branches = inline_taken_branches(normalized, lambda: calibration.iter_samples(ids))
+    working = branches.model
     lap("load_normalize")
     inputs = load_plan_inputs(options.target, options.rules, options.model_type)
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
@@ -81,17 +87,15 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         # range the fix narrows.
         return fix_saturation(planned, graph, inputs.spec, options.saturation_fix)
 
-    plan = make_plan(normalized)
+    plan = make_plan(working)
     if options.output_format == "qdq":  # before calibration: a model no QDQ pair fits costs no data pass
-        check_qdq_float_types(normalized, [p.tensor for p in plan.points])
+        check_qdq_float_types(working, [p.tensor for p in plan.points])
     lap("plan")
 
-    calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
-    ids = calibration.select(options.subset_size, options.seed)
     passes = enabled_passes(options)
     reports: dict[str, dict] = {}
     inserted: list[InsertedNode] = []
-    context = PassContext(normalized, graph_view(normalized), plan, calibration, tuple(ids), options)
+    context = PassContext(working, graph_view(working), plan, calibration, tuple(ids), options)
 
     for step in (p for p in passes if p.phase == "float"):
         result = step(context)
@@ -141,9 +145,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     errors = quantization_errors(plan, context.ranges, weights, collected.stats)
     lap("errors")
+    output = branches.restore(emitted.model) if branches.rounds else emitted.model
     report = quantize_report(plan, context.ranges, emitted, errors, timings, collected.num_samples, options,
                              reports)
-    return QuantizeResult(emitted.model, plan, context.ranges, report, tuple(inserted))
+    report["control_flow"] = branches.entries()
+    return QuantizeResult(output, plan, context.ranges, report, tuple(inserted))
 
 
 def quantize_file(model: str | Path, output: str | Path, data: Any,

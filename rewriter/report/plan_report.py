@@ -90,6 +90,25 @@ def plan_dict(plan: QuantPlan) -> dict:
     }
 
 
+def branch_warning(entries: list[dict]) -> str | None:
+    """One line on the top-level Ifs of a quantize run (the report's ``control_flow``), else None."""
+    parts = []
+    for e in entries:
+        total = e["then_samples"] + e["else_samples"]
+        if e["quantized"]:
+            other = "else_branch" if e["quantized"] == "then_branch" else "then_branch"
+            parts.append(f"If {e['node']}: all {total} calibration samples take {e['quantized']}, which is "
+                         f"quantized; {other} ({e['float_nodes']} node(s)) stays float")
+        elif e.get("problem"):
+            parts.append(f"If {e['node']}: {e['problem']}, so neither branch is quantized")
+        else:
+            parts.append(f"If {e['node']}: calibration samples take both branches ({e['then_samples']} "
+                         f"then_branch, {e['else_samples']} else_branch), so neither is quantized")
+    if len(parts) > 3:
+        parts = parts[:3] + [f"and {len(parts) - 3} more If(s) (the report's control_flow lists them)"]
+    return "; ".join(parts) or None
+
+
 def _node_dict(n: NodeDecision) -> dict:
     entry: dict[str, object] = {"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
                                 "trail": [decision_dict(d) for d in n.trail]}
