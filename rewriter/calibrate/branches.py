@@ -7,7 +7,7 @@ split, or whose condition cannot be computed alone, stays float.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,11 +154,18 @@ def inline_taken_branches(model: onnx.ModelProto,
     rounds: list[tuple[InlinedBranch, ...]] = []
     before: list[onnx.ModelProto] = []
     counts: dict[str, BranchCount] = {}
+    kept: list[Mapping[str, np.ndarray]] | None = None
     for _ in range(MAX_ROUNDS):
         conditions = {name: c for name, c in if_conditions(model).items() if name not in counts}
         if not conditions:
             break
-        found = count_branches(model, conditions, samples())
+        if kept is None:
+            # The first round reads the data; later rounds (nested Ifs) reuse it when it is small.
+            first = _Remembered(samples())
+            found = count_branches(model, conditions, first)
+            kept = first.kept
+        else:
+            found = count_branches(model, conditions, kept)
         counts.update(found)
         taken = {name: c.taken for name, c in found.items() if c.taken is not None}
         if not taken:
@@ -167,3 +174,26 @@ def inline_taken_branches(model: onnx.ModelProto,
         model, items = specialize(model, taken)
         rounds.append(items)
     return InlinedIfs(model, tuple(rounds), counts, tuple(before))
+
+
+#: Samples up to this many bytes are kept in memory between rounds instead of read again.
+KEEP_BYTES = 64 * 2**20
+
+
+class _Remembered:
+    """Iterates ``samples`` once, keeping them while they fit in ``KEEP_BYTES`` (``kept`` is None after)."""
+
+    def __init__(self, samples: Iterable[Mapping[str, np.ndarray]]) -> None:
+        self.samples = samples
+        self.kept: list[Mapping[str, np.ndarray]] | None = []
+
+    def __iter__(self) -> Iterator[Mapping[str, np.ndarray]]:
+        size = 0
+        for sample in self.samples:
+            if self.kept is not None:
+                size += sum(np.asarray(v).nbytes for v in sample.values())
+                if size <= KEEP_BYTES:
+                    self.kept.append(sample)
+                else:
+                    self.kept = None
+            yield sample
