@@ -284,3 +284,25 @@ def test_branches_that_reuse_names_stay_valid() -> None:
 def _run_model(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.ndarray:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, feed)[0]
+
+
+def test_an_if_on_a_static_shape_is_quantized_in_the_branch_the_shape_picks() -> None:
+    """TF cond and torch.jit write shape tests: after constant folding the condition is a constant."""
+    model = if_on_sample_rate()
+    graph = model.graph
+    del graph.node[0]  # the Equal on the sample rate
+    graph.node.insert(0, onnx.helper.make_node("Shape", ["x"], ["x_shape"], name="x_shape"))
+    graph.node.insert(1, onnx.helper.make_node("Gather", ["x_shape", "time_axis"], ["length"], name="length",
+                                               axis=0))
+    graph.node.insert(2, onnx.helper.make_node("Greater", ["length", "short"], ["is_high"], name="is_long"))
+    graph.initializer.extend([onnx.numpy_helper.from_array(np.array(2, np.int64), "time_axis"),
+                              onnx.numpy_helper.from_array(np.array(32, np.int64), "short")])
+    del graph.input[1]  # no sample-rate input any more
+    onnx.checker.check_model(model, full_check=True)
+    samples = [{"x": s["x"]} for s in rate_samples(3)]
+    result = quantize(model, samples, QuantizeOptions(target="ORT", progress=False))
+    assert result.report["control_flow"] == [{"node": "rate_switch", "then_samples": 3, "else_samples": 0,
+                                              "quantized": "then_branch", "float_nodes": 6}]
+    onnx.checker.check_model(result.model, full_check=True)
+    feed = {"x": rate_samples(1, seed=11)[0]["x"]}
+    assert _sqnr_db(_run_model(model, feed), _run_model(result.model, feed)) > 20
