@@ -8,13 +8,15 @@ split, or whose condition cannot be computed alone, stays float.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
+from onnx import helper, numpy_helper, version_converter
 
+from rewriter.calibrate.in_graph import default_opset
+from rewriter.errors import UserError
 from rewriter.ir.control_flow import InlinedBranch, if_conditions, restore, specialize
 from rewriter.ir.protos import node_reads
 
@@ -126,7 +128,14 @@ class InlinedIfs:
     def restore(self, emitted: onnx.ModelProto) -> onnx.ModelProto:
         """``emitted`` (the working model quantized) with each branch back in its If, last round first."""
         model = emitted
+        target = default_opset(emitted)
         for items, before in zip(reversed(self.rounds), reversed(self.before)):
+            if default_opset(before) < target:
+                # Emission raised the opset (per-channel scales, float16, 4-bit): the branch kept float must
+                # be written for the new opset too, or it no longer loads (Squeeze's axes became an input).
+                before = _converted(before, target)
+                converted = {n.name: n for n in before.graph.node}
+                items = tuple(replace(item, if_node=converted[item.if_node.name]) for item in items)
             model = restore(model, items, before)
         return model
 
@@ -197,3 +206,13 @@ class _Remembered:
                 else:
                     self.kept = None
             yield sample
+
+
+def _converted(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """``model`` at default-domain ``opset`` (onnx's version converter also converts If branches)."""
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as e:  # the converter raises bare RuntimeErrors from C++
+        raise UserError(f"the quantized model needs opset {opset}, but onnx's version converter cannot convert "
+                        f"the If branch kept float ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                        f"re-export the model at opset {opset} or newer") from None

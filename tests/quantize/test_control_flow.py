@@ -306,3 +306,28 @@ def test_an_if_on_a_static_shape_is_quantized_in_the_branch_the_shape_picks() ->
     onnx.checker.check_model(result.model, full_check=True)
     feed = {"x": rate_samples(1, seed=11)[0]["x"]}
     assert _sqnr_db(_run_model(model, feed), _run_model(result.model, feed)) > 20
+
+
+def test_the_float_branch_follows_the_opset_emission_needs() -> None:
+    """An opset-11 model gets opset 13 for per-channel scales: its float branch is converted too (Squeeze's
+    axes become an input), or the output would not load."""
+    model = if_on_sample_rate()
+    low = next(a.g for a in model.graph.node[1].attribute if a.name == "else_branch")
+    result_name = low.output[0].name
+    low.node.extend([onnx.helper.make_node("Unsqueeze", [result_name], ["low_u"], name="low_unsqueeze", axes=[0]),
+                     onnx.helper.make_node("Squeeze", ["low_u"], ["low_s"], name="low_squeeze", axes=[0])])
+    low.output[0].name = "low_s"
+    del model.opset_import[:]
+    model.opset_import.append(onnx.helper.make_opsetid("", 11))
+    model.ir_version = 6
+    onnx.checker.check_model(model, full_check=True)
+    result = quantize(model, rate_samples(4), QuantizeOptions(progress=False))
+    assert max(o.version for o in result.model.opset_import if o.domain in ("", "ai.onnx")) == 13
+    onnx.checker.check_model(result.model, full_check=True)
+    for rate in (16000, 8000):
+        feed = rate_samples(1, rate, seed=7)[0]
+        expected, got = _run_model(model, feed), _run_model(result.model, feed)
+        if rate == 8000:
+            np.testing.assert_array_equal(got, expected)
+        else:
+            assert _sqnr_db(expected, got) > 20
