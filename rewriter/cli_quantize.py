@@ -101,8 +101,8 @@ def run_quantize(args: argparse.Namespace) -> int:
     result = quantize_file(args.model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
-    notes = [n for n in (control_flow_warning(result.plan), branch_warning(result.report.get("control_flow", [])))
-             if n]
+    notes = [n for n in (control_flow_warning(result.plan, data_hint=False),
+                         branch_warning(result.report.get("control_flow", []))) if n]
     if notes:  # one line: what stays float inside control flow, and why
         print("warning: " + "; ".join(notes), file=sys.stderr)
     summary = result.report["summary"]

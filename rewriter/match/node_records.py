@@ -39,8 +39,10 @@ def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decisio
         return record
     # The matcher walks the main graph only, so nothing inside a body is ever quantized: say so where the
     # node is listed, instead of the spec's silence about the If/Loop/Scan op itself.
+    hint = ("; rewriter quantize inlines a top-level If whose calibration samples all take one branch, and "
+            "quantizes that branch" if node.op_type == "If" else "")
     kept = Decision("float", "control-flow", detail=f"{node.body_nodes} node(s) inside its {node.op_type} "
-                    "bodies stay float: the planner places quantizers in the main graph only")
+                    f"bodies stay float: the planner places quantizers in the main graph only{hint}")
     reason = record.reason if record.status != "float" else (
         f"holds {node.body_nodes} node(s) in its {node.op_type} bodies, which stay float (not planned)")
     return replace(record, reason=reason, trail=(*record.trail, kept), body_nodes=node.body_nodes)

@@ -61,8 +61,12 @@ def summary(plan: QuantPlan) -> dict:
             "int32_biases": len(plan.int32_biases), "nodes_in_bodies": sum(n.body_nodes for n in plan.nodes)}
 
 
-def control_flow_warning(plan: QuantPlan) -> str | None:
-    """One line for a plan whose model holds If/Loop/Scan bodies (their nodes stay float), else None."""
+def control_flow_warning(plan: QuantPlan, data_hint: bool = True) -> str | None:
+    """One line for a plan whose model holds If/Loop/Scan bodies (their nodes stay float), else None.
+
+    ``data_hint``: say that calibration data can get a top-level If's branch quantized (a plan made without
+    data, as ``audit`` makes it); a quantize run says instead what its data did.
+    """
     holders = [n for n in plan.nodes if n.body_nodes]
     if not holders:
         return None
@@ -70,6 +74,9 @@ def control_flow_warning(plan: QuantPlan) -> str | None:
     shown = ", ".join(f"{n.op_type} {n.node} ({n.body_nodes})" for n in holders[:3])
     shown += f", and {len(holders) - 3} more" if len(holders) > 3 else ""
     why = "the planner places quantizers in the main graph only"
+    if data_hint and any(n.op_type == "If" for n in holders):
+        why += ("; rewriter quantize quantizes inside a top-level If's branch when every calibration sample "
+                "takes it")
     if not plan.points:
         return (f"nothing was quantized: {inside} of the model's {inside + len(plan.nodes)} nodes are inside "
                 f"control-flow bodies ({shown}), which stay float ({why}); the output is the float model")

@@ -63,6 +63,7 @@ def test_plan_counts_the_nodes_inside_bodies_and_says_why() -> None:
     assert all("body_nodes" not in n for n in doc["nodes"] if n["node"] != "rate_switch")
     text = plan_text(plan)
     assert "warning: nothing was quantized: 12 of the model's 14 nodes are inside control-flow bodies" in text
+    assert "rewriter quantize quantizes inside a top-level If's branch when every calibration sample" in text
 
 
 def test_nested_bodies_are_counted_at_every_depth() -> None:
@@ -109,6 +110,7 @@ def test_cli_warns_once_and_the_output_runs_like_the_float_model(tmp_path, capsy
                                   "control-flow bodies (If rate_switch (12))")
     assert warnings[0].endswith("; If rate_switch: calibration samples take both branches (2 then_branch, "
                                 "2 else_branch), so neither is quantized")
+    assert "rewriter quantize quantizes" not in warnings[0]  # the run says what its data did instead
     assert json.loads(report.read_text())["summary"]["nodes_in_bodies"] == 12
     for rate in (16000, 8000):
         feed = rate_samples(1, rate, seed=5)[0]
