@@ -125,3 +125,32 @@ def test_types_no_qdq_pair_carries_are_refused_before_calibration(tmp_path, caps
     assert re.search(f"tensor '[xw]' is {name}: QuantizeLinear/DequantizeLinear take float32 or float16", err), err
     assert "convert the model to float32" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_a_float16_region_inside_a_float32_model_gets_pairs_of_each_type() -> None:
+    """Exports that run part of the network in float16 (Cast in, Cast out): each pair carries its tensor's type."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float16), "half.weight"),
+             numpy_helper.from_array((rng.standard_normal((4, 4)) * 0.5).astype(np.float32), "full.weight")]
+    nodes = [helper.make_node("Cast", ["x"], ["x16"], name="to_half", to=TensorProto.FLOAT16),
+             helper.make_node("Conv", ["x16", "half.weight"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["conv"], ["pool"], name="pool"),
+             helper.make_node("Flatten", ["pool"], ["flat"], name="flat"),
+             helper.make_node("Cast", ["flat"], ["flat32"], name="to_full", to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["flat32", "full.weight"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "mixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    # One sample, measured on itself: its ranges are its own extremes, so the error is rounding alone (the
+    # pooled vector has 4 values per sample, which the default statistics clip on unseen samples).
+    sample = _samples(1, seed=4)[0]
+    quantized = quantize(model, [sample], QuantizeOptions(target="ORT", progress=False)).model
+    onnx.checker.check_model(quantized, full_check=True)
+    dq = {n.input[0]: n.input[1] for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
+    types = float_types(quantized, dq.values())
+    assert types[dq["half.weight_quantized"]] == TensorProto.FLOAT16
+    assert types[dq["full.weight_quantized"]] == TensorProto.FLOAT
+    expected, got = _run(model, sample["x"]), _run(quantized, sample["x"])
+    error = float(np.sum((got - expected) ** 2))
+    assert 10 * np.log10(float(np.sum(expected ** 2)) / max(error, 1e-12)) > 20
