@@ -111,7 +111,9 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     for step in quantized_passes:
         for tensor, extra in step.reducers(context).items():
             reducers.setdefault(tensor, []).extend(extra)
-    collected = collect_statistics(context.model, sorted(reducers), reducers, calibration.iter_samples(ids),
+    # The samples the branch count kept in memory, else read again.
+    samples = branches.samples if branches.samples is not None else calibration.iter_samples(ids)
+    collected = collect_statistics(context.model, sorted(reducers), reducers, samples,
                                    batch_size=options.batch_size, progress=options.progress, total=len(ids))
     lap("statistics")
 

@@ -124,6 +124,7 @@ class InlinedIfs:
     rounds: tuple[tuple[InlinedBranch, ...], ...]
     counts: dict[str, BranchCount]
     before: tuple[onnx.ModelProto, ...] = ()  # the model each round started from
+    samples: tuple[Mapping[str, np.ndarray], ...] | None = None  # the samples read, when small enough to keep
 
     def restore(self, emitted: onnx.ModelProto) -> onnx.ModelProto:
         """``emitted`` (the working model quantized) with each branch back in its If, last round first."""
@@ -182,7 +183,7 @@ def inline_taken_branches(model: onnx.ModelProto,
         before.append(model)
         model, items = specialize(model, taken)
         rounds.append(items)
-    return InlinedIfs(model, tuple(rounds), counts, tuple(before))
+    return InlinedIfs(model, tuple(rounds), counts, tuple(before), tuple(kept) if kept is not None else None)
 
 
 #: Samples up to this many bytes are kept in memory between rounds instead of read again.
