@@ -67,6 +67,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     from rewriter.config import load_config, merge_cli
     from rewriter.match.planner import IgnoredOperation
     from rewriter.pipeline import quantize_file
+    from rewriter.report.plan_report import branch_warning, control_flow_warning
 
     image_options = ImageOptions(
         size=tuple(args.image_size) if args.image_size else None, shorter_side=args.shorter_side,
@@ -103,6 +104,10 @@ def run_quantize(args: argparse.Namespace) -> int:
     result = quantize_file(args.model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
+    notes = [n for n in (control_flow_warning(result.plan, data_hint=False),
+                         branch_warning(result.report.get("control_flow", []))) if n]
+    if notes:  # one line: what stays float inside control flow, and why
+        print("warning: " + "; ".join(notes), file=sys.stderr)
     summary = result.report["summary"]
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "

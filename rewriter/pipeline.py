@@ -18,11 +18,13 @@ from typing import Any, Mapping
 from rewriter.algorithms.minmax import activation_ranges, activation_reducers, population_ranges, weight_ranges
 from rewriter.algorithms.types import TensorRange
 from rewriter.targets import load_plan_inputs
+from rewriter.calibrate.branches import inline_taken_branches
 from rewriter.calibrate.collect import collect_statistics
 from rewriter.calibrate.data import model_inputs, open_data
 from rewriter.emit.fakequantize import emit_fakequantize
 from rewriter.emit.provenance import provenance_problems
 from rewriter.emit.qdq import emit_qdq
+from rewriter.emit.qdq_params import check_qdq_float_types
 from rewriter.io_utils import check_outputs
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
@@ -66,6 +68,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     # The loaded model is not kept past normalizing: over 2 GB, a second copy of the weights counts.
     normalized = normalize(load_model(model) if isinstance(model, (str, Path)) else model).model
+    calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
+    ids = calibration.select(options.subset_size, options.seed)
+    # A top-level If that every sample sends one way is quantized inside that branch; restored at the end.
+    branches = inline_taken_branches(normalized, lambda: calibration.iter_samples(ids))
+    working = branches.model
     lap("load_normalize")
     inputs = load_plan_inputs(options.target, options.rules, options.model_type)
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
@@ -80,15 +87,15 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         # range the fix narrows.
         return fix_saturation(planned, graph, inputs.spec, options.saturation_fix)
 
-    plan = make_plan(normalized)
+    plan = make_plan(working)
+    if options.output_format == "qdq":  # before calibration: a model no QDQ pair fits costs no data pass
+        check_qdq_float_types(working, [p.tensor for p in plan.points])
     lap("plan")
 
-    calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
-    ids = calibration.select(options.subset_size, options.seed)
     passes = enabled_passes(options)
     reports: dict[str, dict] = {}
     inserted: list[InsertedNode] = []
-    context = PassContext(normalized, graph_view(normalized), plan, calibration, tuple(ids), options)
+    context = PassContext(working, graph_view(working), plan, calibration, tuple(ids), options)
 
     for step in (p for p in passes if p.phase == "float"):
         result = step(context)
@@ -104,7 +111,9 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     for step in quantized_passes:
         for tensor, extra in step.reducers(context).items():
             reducers.setdefault(tensor, []).extend(extra)
-    collected = collect_statistics(context.model, sorted(reducers), reducers, calibration.iter_samples(ids),
+    # The samples the branch count kept in memory, else read again.
+    samples = branches.samples if branches.samples is not None else calibration.iter_samples(ids)
+    collected = collect_statistics(context.model, sorted(reducers), reducers, samples,
                                    batch_size=options.batch_size, progress=options.progress, total=len(ids))
     lap("statistics")
 
@@ -141,9 +150,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     errors = quantization_errors(plan, context.ranges, weights, collected.stats)
     lap("errors")
+    output = branches.restore(emitted.model) if branches.rounds else emitted.model
     report = quantize_report(plan, context.ranges, emitted, errors, timings, collected.num_samples, options,
                              reports, population)
-    return QuantizeResult(emitted.model, plan, context.ranges, report, tuple(inserted))
+    report["control_flow"] = branches.entries()
+    return QuantizeResult(output, plan, context.ranges, report, tuple(inserted))
 
 
 def quantize_file(model: str | Path, output: str | Path, data: Any,

@@ -95,13 +95,18 @@ class IntegerBias:
 
 @dataclass(frozen=True)
 class NodeDecision:
-    """Why a node is (or is not) quantized."""
+    """Why a node is (or is not) quantized.
+
+    ``body_nodes``: the nodes inside its If/Loop/Scan bodies (at any depth); the plan places nothing there,
+    so they all stay float.
+    """
 
     node: str
     op_type: str
     status: NodeStatus
     reason: str
     trail: tuple[Decision, ...] = ()
+    body_nodes: int = 0
 
 
 @dataclass(frozen=True)

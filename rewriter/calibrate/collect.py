@@ -22,6 +22,7 @@ import onnx
 
 from rewriter.calibrate.batching import BATCH_MEMORY_BYTES, DEFAULT_BATCH_SIZE, BatchingLoop
 from rewriter.calibrate.collector import CollectedStats, Collector
+from rewriter.calibrate.inputs import SampleChecker, model_inputs
 from rewriter.calibrate.messages import did_you_mean
 from rewriter.calibrate.progress import Progress
 from rewriter.calibrate.reducers import RAW, ExtremaReducer, Reducer, SubsampleReducer
@@ -85,6 +86,8 @@ def collect_statistics(
     fetch = list(dict.fromkeys([*tensors, *reducers]))
     _check_reducers(reducers)
     kinds = _locate(model, fetch)
+    if not fetch and not keep_outputs:
+        return _check_only(model, samples)
     outputs = [o.name for o in model.graph.output] if keep_outputs else []
     collector = Collector(fetch, reducers, outputs if keep_outputs else None)
     sessions = Sessions(model, kinds, fetch, outputs, intra_op_threads)
@@ -103,6 +106,20 @@ def collect_statistics(
     if collector.num_samples == 0:
         raise UserError("the calibration data has no samples")
     return collector.result(seconds, loop.batch_size_used, sessions.reduced_in_graph)
+
+
+def _check_only(model: onnx.ModelProto, samples: Iterable[Mapping[str, np.ndarray]]) -> CollectedStats:
+    """Nothing to observe (say, every compute node sits in an If body): check and count the samples, but
+    running the model would only cost a float pass over the subset and measure nothing."""
+    start = time.perf_counter()
+    checker = SampleChecker(model_inputs(model))
+    count = 0
+    for i, sample in enumerate(samples):
+        checker.check(sample, getattr(sample, "source", "") or f"sample {i}")
+        count += 1
+    if count == 0:
+        raise UserError("the calibration data has no samples")
+    return CollectedStats({}, count, time.perf_counter() - start, {}, {}, 1)
 
 
 def _check_reducers(reducers: Mapping[str, Sequence[Reducer]]) -> None:

@@ -48,7 +48,8 @@ from onnx import helper, numpy_helper
 
 from rewriter.algorithms.types import TensorRange
 from rewriter.emit.graph_edit import GraphEdit, stamp
-from rewriter.emit.qdq_params import (_QParams, _bias_scale, _float_clip_bounds,
+from rewriter.emit.qdq_params import (_QParams, _bias_scale, _float_clip_bounds, _in_float_type, check_qdq_float_types,
+                                      float_types,
                                       _int_tensor, _params_for, _quantize_constant, _required_opset, _stored_bytes,
                                       _with_opset, default_opset)
 from rewriter.ir.layers import DEFAULT_DOMAINS
@@ -147,13 +148,18 @@ def emit_qdq(model: onnx.ModelProto, plan: QuantPlan, ranges: Mapping[str, Tenso
     Raises:
         ValueError: the plan and the model or the ranges disagree (a tensor,
             consumer or range is missing, a range is not representable).
-        UserError: the model's opset cannot be converted to the one needed.
+        UserError: the model's opset cannot be converted to the one needed, or a planned tensor is of a
+            float type no QDQ pair carries (bfloat16, double). A float16 tensor's pair carries float16
+            scales (opset 19).
     """
     constants = {t.name for t in model.graph.initializer}
     wide = [p for p in plan.points if _range_for(p, ranges).levels > _MAX_QDQ_LEVELS]
     signed = plan.activation_storage == "signed"
-    resolved = [(p, _params_for(p, _range_for(p, ranges), p.tensor in constants, signed)) for p in plan.points
-                if p not in wide]
+    kept = [p for p in plan.points if p not in wide]
+    check_qdq_float_types(model, [p.tensor for p in kept])
+    types = float_types(model, [p.tensor for p in kept])
+    resolved = [(p, _in_float_type(_params_for(p, _range_for(p, ranges), p.tensor in constants, signed),
+                                   types[p.tensor])) for p in kept]
     target = _required_opset((q, p.tensor in constants) for p, q in resolved)
     edit = GraphEdit(_with_opset(model, target), original=model)
     emitter = _QdqEmitter(edit, plan)
@@ -323,7 +329,8 @@ class _QdqEmitter:
 
     def _params_initializers(self, tensor: str, params: _QParams) -> tuple[str, str]:
         e = self.edit
-        scale = e.add_initializer(numpy_helper.from_array(params.scale, e.unique(f"{tensor}_scale")))
+        scale = e.add_initializer(numpy_helper.from_array(params.scale.astype(params.float_numpy),
+                                                          e.unique(f"{tensor}_scale")))
         zero_point = e.add_initializer(_int_tensor(params.zero_point, params.dtype, e.unique(f"{tensor}_zero_point")))
         return scale, zero_point
 
@@ -397,6 +404,11 @@ class _QdqEmitter:
         bias = node.input[port]
         b = numpy_helper.to_array(e.inits[bias])
         scale = _bias_scale(op, b, x.params, w.params)
+        if scale is not None and b.dtype == np.float16:
+            # DequantizeLinear gives its scale's type: a float16 bias needs a float16 scale, with the
+            # integers computed from that very scale.
+            scale = scale.astype(np.float16)
+            scale = scale if np.all(scale > 0) else None
         if scale is None:
             self._float_bias(node, port, f"its shape {b.shape} or type {b.dtype} does not follow the weight's "
                                          f"scales of {w.tensor}")

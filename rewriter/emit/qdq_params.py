@@ -8,7 +8,7 @@ form of constants: quantized weights, int32 bias scales, Clip bounds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -41,6 +41,14 @@ _OPSET_FOR_DTYPE = {"int4": 21, "uint4": 21, "int16": 21, "uint16": 21}
 # The "axis" attribute (per-channel scales) and Clip on integers (opset 12) both need opset 13.
 _OPSET_PER_CHANNEL = 13
 _OPSET_QDQ = 10
+# QuantizeLinear/DequantizeLinear read and write float16 only from opset 19 on (float32 before): a float16
+# tensor's pair carries a float16 scale, so DequantizeLinear gives back the type its readers expect.
+_OPSET_FLOAT16 = 19
+#: Float element types a QDQ pair can carry (numpy type of its scale). No QuantizeLinear takes double; opset 19
+#: lets it take bfloat16, but onnxruntime's CPU provider has no bfloat16 QuantizeLinear, convolution or matrix
+#: product, so such a model is refused instead of written broken.
+QDQ_FLOAT_TYPES: dict[int, type[np.floating]] = {onnx.TensorProto.FLOAT: np.float32,
+                                                 onnx.TensorProto.FLOAT16: np.float16}
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +64,12 @@ class _QParams:
     levels: int
     input_low: np.ndarray
     input_high: np.ndarray
+    float_type: int = onnx.TensorProto.FLOAT  # the quantized tensor's element type: its scale's and DQ output's
+
+    @property
+    def float_numpy(self) -> type:
+        """The numpy type the scale is stored in (the tensor's own float type)."""
+        return QDQ_FLOAT_TYPES[self.float_type]
 
     @property
     def clip_needed(self) -> bool:
@@ -96,6 +110,40 @@ def _params_for(point: FakeQuantizePoint, rng: TensorRange, constant: bool, sign
                     axis, rng.levels, np.asarray(rng.input_low, np.float32), np.asarray(rng.input_high, np.float32))
 
 
+def float_types(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, int]:
+    """The ONNX element type of each of ``tensors`` the main graph records (float32 assumed for the rest)."""
+    g = model.graph
+    known = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.value_info, *g.output, *g.input)
+             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type}
+    known.update({t.name: t.data_type for t in g.initializer})
+    return {name: known.get(name, onnx.TensorProto.FLOAT) for name in tensors}
+
+
+def check_qdq_float_types(model: onnx.ModelProto, tensors: Iterable[str]) -> None:
+    """Refuse a plan that would put a QDQ pair on a tensor no QDQ pair can carry (bfloat16, double).
+
+    Raises:
+        UserError: naming the first such tensor, its type and what to do.
+    """
+    for name, elem in float_types(model, tensors).items():
+        if elem not in QDQ_FLOAT_TYPES:
+            kind = onnx.TensorProto.DataType.Name(elem).lower()
+            raise UserError(
+                f"tensor {name!r} is {kind}: QuantizeLinear/DequantizeLinear take float32 or float16 tensors "
+                f"only, so no quantized form of it would load; convert the model to float32 (or float16) first, "
+                f"or keep the nodes reading it float with --ignore-scope")
+
+
+def _in_float_type(params: _QParams, float_type: int) -> _QParams:
+    """``params`` for a tensor of ``float_type``: a float16 tensor's scale rounded to float16 (never to zero),
+    so the stored integers are computed with the very scale DequantizeLinear multiplies by."""
+    if float_type == onnx.TensorProto.FLOAT:
+        return params
+    tiny = np.float16(np.finfo(np.float16).smallest_subnormal)
+    scale = np.maximum(params.scale.astype(np.float16), tiny).astype(np.float32)
+    return replace(params, scale=scale, float_type=float_type)
+
+
 def _required_opset(params: Iterable[tuple[_QParams, bool]]) -> int:
     """The default-domain opset the emitted nodes need, from (parameters, is a stored constant) pairs."""
     needed = _OPSET_QDQ
@@ -104,6 +152,8 @@ def _required_opset(params: Iterable[tuple[_QParams, bool]]) -> int:
         if q.axis is not None or (q.clip_needed and not constant):
             needed = max(needed, _OPSET_PER_CHANNEL)
         needed = max(needed, _OPSET_FOR_DTYPE.get(q.dtype, _OPSET_QDQ))
+        if q.float_type != onnx.TensorProto.FLOAT:
+            needed = max(needed, _OPSET_FLOAT16)
     return needed
 
 
@@ -124,7 +174,7 @@ def _with_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     except Exception as e:  # the converter raises bare RuntimeErrors from C++
         raise UserError(
             f"the model is at opset {current} and its quantized form needs opset {target} "
-            f"(per-channel scales need 13, 4/16-bit storage needs 21), but onnx's version converter "
+            f"(per-channel scales need 13, float16 tensors 19, 4/16-bit storage 21), but onnx's version converter "
             f"failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
             f"re-export the model at opset {target} or newer") from None
     # The converter leaves the IR version alone; an old IR with a new opset is refused by runtimes.
@@ -176,12 +226,12 @@ def _broadcast(values: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
 
 def _float_clip_bounds(params: _QParams) -> tuple[np.ndarray, np.ndarray]:
     """The float values of levels qmin and qmax: QuantizeLinear rounds them back exactly."""
-    low = ((params.qmin - params.zero_point) * params.scale.astype(np.float64)).astype(np.float32)
-    high = ((params.qmax - params.zero_point) * params.scale.astype(np.float64)).astype(np.float32)
+    low: np.ndarray = ((params.qmin - params.zero_point) * params.scale.astype(np.float64)).astype(params.float_numpy)
+    high: np.ndarray = ((params.qmax - params.zero_point) * params.scale.astype(np.float64)).astype(params.float_numpy)
     if params.axis is not None:
         # Clip takes one bound for all channels; no target asks for per-channel 16-bit activations.
         raise ValueError("per-channel activations with fewer levels than their 16-bit storage are not supported")
-    return np.asarray(low, np.float32), np.asarray(high, np.float32)
+    return np.asarray(low), np.asarray(high)
 
 
 def _bias_scale(node: onnx.NodeProto, bias: np.ndarray, x: _QParams, w: _QParams) -> np.ndarray | None:

@@ -33,7 +33,10 @@ ZERO_CHECK_VALUES = 16
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """A node. ``inputs`` may hold "" for an omitted optional input."""
+    """A node. ``inputs`` may hold "" for an omitted optional input.
+
+    ``body_nodes``: how many nodes its If/Loop/Scan bodies hold, at any depth; they are not in the view.
+    """
 
     name: str
     op_type: str
@@ -42,6 +45,7 @@ class NodeInfo:
     attrs: Mapping[str, Any] = field(default_factory=dict)
     domain: str = ""
     index: int = 0
+    body_nodes: int = 0
 
 
 class GraphView:

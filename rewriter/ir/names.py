@@ -34,6 +34,11 @@ def subgraphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
     return [sub for node in graph.node for sub in node_subgraphs(node)]
 
 
+def body_node_count(node: onnx.NodeProto) -> int:
+    """How many nodes the node's subgraphs (If branches, Loop and Scan bodies) hold, at any depth."""
+    return sum(len(sub.node) + sum(body_node_count(inner) for inner in sub.node) for sub in node_subgraphs(node))
+
+
 def subgraph_reads(graph: onnx.GraphProto) -> set[str]:
     """Every name a node inside a subgraph (If/Loop/Scan bodies) reads, at any depth."""
     found: set[str] = set()

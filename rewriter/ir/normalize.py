@@ -48,7 +48,7 @@ from rewriter.ir.order import name_nodes, sort_graph
 from rewriter.ir.protos import DEFAULT_DOMAINS, delete_entries, node_reads, replace_entries, replace_nodes
 from rewriter.ir.shape_inference import infer_shapes_in_place
 
-__all__ = ["NormalizeResult", "normalize"]
+__all__ = ["NormalizeResult", "constant_value", "normalize"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def _constants_to_initializers(g: onnx.GraphProto, log: list[str]) -> None:
     outputs = {o.name for o in g.output}
     keep, converted = [], 0
     for node in g.node:
-        tensor = _constant_value(node) if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS else None
+        tensor = constant_value(node) if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS else None
         # A graph output must stay a node output: runtimes differ on initializers as outputs.
         if tensor is None or node.output[0] in outputs:
             keep.append(node)
@@ -130,7 +130,8 @@ def _constants_to_initializers(g: onnx.GraphProto, log: list[str]) -> None:
         log.append(f"turned {converted} Constant node(s) into initializers")
 
 
-def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor a Constant node holds (dense forms only; a sparse_value stays a node), else None."""
     if len(node.attribute) != 1:
         return None
     a = node.attribute[0]

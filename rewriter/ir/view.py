@@ -2,7 +2,8 @@
 
 Only the main graph is viewed: the bodies of If/Loop/Scan nodes are not
 expanded (their graph attributes are left out of ``NodeInfo.attrs``), so a
-node inside a loop body is never matched or quantized.
+node inside a loop body is never matched or quantized; ``NodeInfo.body_nodes``
+counts them, so the plan can say how many stay float.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
+from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
 
 _A = onnx.AttributeProto
@@ -85,6 +87,7 @@ def _node_info(node: onnx.NodeProto, index: int) -> NodeInfo:
         attrs=_attrs(node) if len(node.attribute) else {},
         domain=node.domain,
         index=index,
+        body_nodes=body_node_count(node) if len(node.attribute) else 0,
     )
 
 

@@ -2,7 +2,7 @@
 trail of decisions behind it, so a reviewer reading one node sees why without reading the FakeQuantizes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from rewriter.ir.graph import NodeInfo
@@ -30,7 +30,27 @@ class NodeQuantizers:
 
 def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], noted: Sequence[Decision],
                 quantizers: NodeQuantizers, by_tensor: Mapping[str, FakeQuantizePoint]) -> NodeDecision:
-    """The plan's record of ``node``.
+    """The plan's record of ``node``; a node holding If/Loop/Scan bodies says how many nodes stay float there.
+
+    Args: as ``_record``.
+    """
+    record = _record(node, spec, ignored_by, noted, quantizers, by_tensor)
+    if not node.body_nodes:
+        return record
+    # The matcher walks the main graph only, so nothing inside a body is ever quantized: say so where the
+    # node is listed, instead of the spec's silence about the If/Loop/Scan op itself.
+    hint = ("; rewriter quantize inlines a top-level If whose calibration samples all take one branch, and "
+            "quantizes that branch" if node.op_type == "If" else "")
+    kept = Decision("float", "control-flow", detail=f"{node.body_nodes} node(s) inside its {node.op_type} "
+                    f"bodies stay float: the planner places quantizers in the main graph only{hint}")
+    reason = record.reason if record.status != "float" else (
+        f"holds {node.body_nodes} node(s) in its {node.op_type} bodies, which stay float (not planned)")
+    return replace(record, reason=reason, trail=(*record.trail, kept), body_nodes=node.body_nodes)
+
+
+def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], noted: Sequence[Decision],
+            quantizers: NodeQuantizers, by_tensor: Mapping[str, FakeQuantizePoint]) -> NodeDecision:
+    """The plan's record of ``node``, its bodies aside.
 
     Args:
         node: the node.

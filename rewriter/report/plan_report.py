@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Callable, Iterable, Iterator, TextIO
 
 from rewriter.errors import SourceLoc
-from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, NodeDecision, QuantPlan, Requantization
 from rewriter.sources import display_loc, display_path
 from rewriter.spec.model import QuantizerConfig
 
@@ -81,7 +81,29 @@ def summary(plan: QuantPlan) -> dict:
                                           ("quantized", "float", "ignored", "agnostic")},
             "fakequantize": len(plan.points), "fakequantize_activations": roles.get("activation", 0),
             "fakequantize_weights": roles.get("weight", 0), "requantized": len(plan.requantized),
-            "int32_biases": len(plan.int32_biases)}
+            "int32_biases": len(plan.int32_biases), "nodes_in_bodies": sum(n.body_nodes for n in plan.nodes)}
+
+
+def control_flow_warning(plan: QuantPlan, data_hint: bool = True) -> str | None:
+    """One line for a plan whose model holds If/Loop/Scan bodies (their nodes stay float), else None.
+
+    ``data_hint``: say that calibration data can get a top-level If's branch quantized (a plan made without
+    data, as ``audit`` makes it); a quantize run says instead what its data did.
+    """
+    holders = [n for n in plan.nodes if n.body_nodes]
+    if not holders:
+        return None
+    inside = sum(n.body_nodes for n in holders)
+    shown = ", ".join(f"{n.op_type} {n.node} ({n.body_nodes})" for n in holders[:3])
+    shown += f", and {len(holders) - 3} more" if len(holders) > 3 else ""
+    why = "the planner places quantizers in the main graph only"
+    if data_hint and any(n.op_type == "If" for n in holders):
+        why += ("; rewriter quantize quantizes inside a top-level If's branch when every calibration sample "
+                "takes it")
+    if not plan.points:
+        return (f"nothing was quantized: {inside} of the model's {inside + len(plan.nodes)} nodes are inside "
+                f"control-flow bodies ({shown}), which stay float ({why}); the output is the float model")
+    return f"{inside} node(s) inside control-flow bodies ({shown}) stay float: {why}"
 
 
 def _header(plan: QuantPlan, schema: str) -> dict:
@@ -100,8 +122,7 @@ def plan_dict(plan: QuantPlan) -> dict:
         "int32_biases": [int32_bias_dict(b, loc_text) for b in plan.int32_biases],
         "activation_storage": {"value": plan.activation_storage,
                                "trail": [decision_dict(d, loc_text) for d in plan.storage_trail]},
-        "nodes": [{"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
-                   "trail": [decision_dict(d, loc_text) for d in n.trail]} for n in plan.nodes],
+        "nodes": [_node_dict(n, loc_text) for n in plan.nodes],
     }
 
 
@@ -144,8 +165,8 @@ def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list]:
                         for r in plan.requantized],
         "int32_biases": [{"node": b.node, "bias": b.bias or None, "activation": b.activation,
                           "weight": b.weight, "trail": tables.trail(b.trail)} for b in plan.int32_biases],
-        "nodes": [{"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
-                   "trail": tables.trail(n.trail)} for n in plan.nodes],
+        "nodes": [_with_bodies({"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
+                                "trail": tables.trail(n.trail)}, n) for n in plan.nodes],
     }
 
 
@@ -216,6 +237,37 @@ def write_plan_json(plan: QuantPlan, stream: TextIO) -> None:
     stream.write("".join(batch))
 
 
+def branch_warning(entries: list[dict]) -> str | None:
+    """One line on the top-level Ifs of a quantize run (the report's ``control_flow``), else None."""
+    parts = []
+    for e in entries:
+        total = e["then_samples"] + e["else_samples"]
+        if e["quantized"]:
+            other = "else_branch" if e["quantized"] == "then_branch" else "then_branch"
+            parts.append(f"If {e['node']}: all {total} calibration samples take {e['quantized']}, which is "
+                         f"quantized; {other} ({e['float_nodes']} node(s)) stays float")
+        elif e.get("problem"):
+            parts.append(f"If {e['node']}: {e['problem']}, so neither branch is quantized")
+        else:
+            parts.append(f"If {e['node']}: calibration samples take both branches ({e['then_samples']} "
+                         f"then_branch, {e['else_samples']} else_branch), so neither is quantized")
+    if len(parts) > 3:
+        parts = parts[:3] + [f"and {len(parts) - 3} more If(s) (the report's control_flow lists them)"]
+    return "; ".join(parts) or None
+
+
+def _node_dict(n: NodeDecision, loc_text: _LocTexts) -> dict:
+    return _with_bodies({"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
+                         "trail": [decision_dict(d, loc_text) for d in n.trail]}, n)
+
+
+def _with_bodies(entry: dict, n: NodeDecision) -> dict:
+    """A node record gains ``body_nodes`` only when it holds If/Loop/Scan bodies."""
+    if n.body_nodes:
+        entry["body_nodes"] = n.body_nodes
+    return entry
+
+
 def plan_json(plan: QuantPlan) -> str:
     """The "rewriter.plan/2" document as one string."""
     out = io.StringIO()
@@ -238,6 +290,9 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
                  f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
                  f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float; "
                  f"{s['requantized']} requantized outputs, {s['int32_biases']} int32 biases")
+    note = control_flow_warning(plan)
+    if note:
+        lines.append(f"warning: {note}")
     lines.append("")
     lines.append("FakeQuantize")
     for p in plan.points:
