@@ -15,7 +15,7 @@ from typing import Sequence
 
 from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, run_quantize
-from rewriter.errors import UserError
+from rewriter.errors import RuntimeRefused, UserError
 from rewriter.io_utils import atomic_write_text, check_outputs
 
 # Each subcommand imports what it runs inside its handler, so that `rewriter --help` and the light
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--why", action="append", default=[], metavar="NODE",
                        help="explain this node instead of printing the plan: rules tried on it and why each "
                             "matched or not, its spec entry, its trail (repeatable)")
+    audit.add_argument("--report", metavar="FILE",
+                       help="a quantize report (--report of `rewriter quantize`) of this model: the plan shows the "
+                            "fidelity guard's reverts, each with its measured reason")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
     add_follow_symlinks(audit)
 
@@ -86,7 +89,7 @@ def _write(text: str, output: Path | None) -> None:
 
 def _audit(args: argparse.Namespace) -> int:
     # Lazy for start-up time (see the top of the module).
-    from rewriter.api import audit, why
+    from rewriter.api import audit, reverts_in_report, why
     from rewriter.report.plan_report import plan_json, plan_text
     from rewriter.report.why_report import why_json, why_text
 
@@ -99,9 +102,10 @@ def _audit(args: argparse.Namespace) -> int:
                               preset=args.preset or "performance", model_type=args.model_type)
         _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), output)
         return EXIT_OK
+    reverted = reverts_in_report(args.report) if args.report else ()
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                  ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
-                 saturation_fix=args.saturation_fix)
+                 saturation_fix=args.saturation_fix, reverted=reverted)
     _write(plan_json(plan) if args.format == "json" else plan_text(plan, trails=not args.no_trails), output)
     return EXIT_OK
 
@@ -162,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error.render()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuntimeRefused as refused:
+        # The output would not run where it is meant to: nothing is written (exit 1, not a usage error).
+        print(f"error: {refused.render()}; the model was not written", file=sys.stderr)
+        return EXIT_INTERNAL
     except BrokenPipeError:
         # `rewriter audit ... | head` closed the pipe: not an error of ours.
         sys.stderr.close()

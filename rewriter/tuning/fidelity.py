@@ -1,0 +1,124 @@
+"""How close a quantized model's outputs are to the float model's, on the same samples.
+
+Per output tensor, over all compared samples together:
+
+- ``sqnr_db``: 10 log10(sum f^2 / sum (f - q)^2), f the float values, q the quantized ones
+  (inf when they are equal, -inf when the float output is all zeros and the quantized one is not);
+- ``top1_agreement``: for rank-2 outputs whose last axis has more than one value (a batch of class
+  scores, logits or probabilities), the share of rows whose arg-max is the same in both;
+- ``cosine``: for outputs whose last axis has more than one value (embeddings, sequences of scores), the
+  mean over rows of the last axis of the cosine similarity between float and quantized rows (a row that is
+  all zeros in both counts as 1, in one only as 0).
+
+The score the fidelity guard keeps above its threshold is the worst output's SQNR (``worst_sqnr_db``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Fidelity", "OutputFidelity", "compare_outputs"]
+
+
+@dataclass(frozen=True)
+class OutputFidelity:
+    """The figures of one output tensor (None where the measure does not apply to its shape)."""
+
+    name: str
+    shape: tuple[int, ...]
+    sqnr_db: float
+    top1_agreement: float | None = None
+    cosine: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"output": self.name, "shape": list(self.shape), "sqnr_db": _round(self.sqnr_db),
+                "top1_agreement": None if self.top1_agreement is None else round(self.top1_agreement, 6),
+                "cosine": None if self.cosine is None else round(self.cosine, 6)}
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Every output's figures, in the model's output order."""
+
+    outputs: tuple[OutputFidelity, ...]
+    samples: int
+
+    @property
+    def worst_sqnr_db(self) -> float:
+        """The lowest output SQNR (inf for a model without outputs, which cannot happen in ONNX)."""
+        return min((o.sqnr_db for o in self.outputs), default=math.inf)
+
+    def worst_output(self) -> OutputFidelity | None:
+        return min(self.outputs, key=lambda o: o.sqnr_db, default=None)
+
+    def summary(self, held_out: bool = True) -> str:
+        """One phrase for the summary line: the worst output's SQNR and, where measured, its agreement."""
+        worst = self.worst_output()
+        if worst is None:
+            return "no outputs compared"
+        parts = [f"output SQNR {_text(worst.sqnr_db)} dB"]
+        if len(self.outputs) > 1:
+            parts[0] += f" (worst of {len(self.outputs)}, {worst.name})"
+        agreements = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None]
+        if agreements:
+            parts.append(f"top-1 agreement {min(agreements):.3f}")
+        cosines = [o.cosine for o in self.outputs if o.cosine is not None and o.top1_agreement is None]
+        if cosines:
+            parts.append(f"cosine {min(cosines):.4f}")
+        kind = "held-out" if held_out else "calibration"
+        return ", ".join(parts) + f" on {self.samples} {kind} samples"
+
+
+def compare_outputs(names: Sequence[str], float_runs: Sequence[Mapping[str, np.ndarray]],
+                    quantized_runs: Sequence[Mapping[str, np.ndarray]]) -> Fidelity:
+    """The fidelity of ``quantized_runs`` against ``float_runs`` (one mapping per sample, same order).
+
+    Samples are concatenated along their first axis per output, so shapes may differ between samples
+    only in that axis (a dynamic batch); outputs of other dynamic shapes are flattened per sample.
+    """
+    if len(float_runs) != len(quantized_runs):
+        raise ValueError(f"{len(float_runs)} float runs against {len(quantized_runs)} quantized runs")
+    outputs = []
+    for name in names:
+        f = [np.asarray(run[name], dtype=np.float64) for run in float_runs]
+        q = [np.asarray(run[name], dtype=np.float64) for run in quantized_runs]
+        for a, b in zip(f, q):
+            if a.shape != b.shape:
+                raise ValueError(f"output {name}: float shape {a.shape} against quantized {b.shape}")
+        shape = f[0].shape if f else ()
+        same_tail = all(a.shape[1:] == shape[1:] for a in f)
+        if len(shape) >= 1 and same_tail:
+            fv, qv = np.concatenate([a.reshape((-1, *shape[1:])) for a in f]), \
+                np.concatenate([b.reshape((-1, *shape[1:])) for b in q])
+        else:
+            fv, qv = np.concatenate([a.reshape(-1) for a in f]), np.concatenate([b.reshape(-1) for b in q])
+        outputs.append(_output_fidelity(name, tuple(shape), fv, qv))
+    return Fidelity(tuple(outputs), len(float_runs))
+
+
+def _output_fidelity(name: str, shape: tuple[int, ...], f: np.ndarray, q: np.ndarray) -> OutputFidelity:
+    noise = float(np.sum((f - q) ** 2))
+    power = float(np.sum(f ** 2))
+    sqnr = math.inf if noise == 0.0 else (-math.inf if power == 0.0 else 10.0 * math.log10(power / noise))
+    top1 = cosine = None
+    if f.ndim >= 2 and f.shape[-1] > 1:
+        if f.ndim == 2:
+            top1 = float(np.mean(np.argmax(f, axis=-1) == np.argmax(q, axis=-1)))
+        rows_f, rows_q = f.reshape(-1, f.shape[-1]), q.reshape(-1, f.shape[-1])
+        norms = np.linalg.norm(rows_f, axis=1) * np.linalg.norm(rows_q, axis=1)
+        dots = np.sum(rows_f * rows_q, axis=1)
+        both_zero = (np.linalg.norm(rows_f, axis=1) == 0) & (np.linalg.norm(rows_q, axis=1) == 0)
+        per_row = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0))
+        cosine = float(np.mean(per_row))
+    return OutputFidelity(name, shape, sqnr, top1, cosine)
+
+
+def _round(value: float) -> float:
+    return value if math.isinf(value) else round(value, 3)
+
+
+def _text(value: float) -> str:
+    return "inf" if value == math.inf else ("-inf" if value == -math.inf else f"{value:.1f}")
