@@ -55,7 +55,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                        help="keep every planned quantizer even when the output falls below the threshold")
     check.add_argument("--guard-threshold", type=float, default=None, metavar="DB",
                        help="worst output SQNR (dB) below which the guard reverts quantized nodes to float "
-                            "(default 15)")
+                            "(default 12)")
     check.add_argument("--guard-budget", type=int, default=None, metavar="N",
                        help="re-measurements the guard may spend (default 12)")
     images = q.add_argument_group("image folders")

@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_GUARD_BUDGET", "DEFAULT_GUARD_BATCH", "DEFAULT_GUARD_THRESHO
 #: The fidelity guard acts when the worst output SQNR (dB, on the self-check's held-out samples) is below
 #: this. Chosen by measurement (docs/fidelity.md): every healthy test and benchmark model stays above it
 #: with room, a quantized LayerNorm falls far below it.
-DEFAULT_GUARD_THRESHOLD_DB = 15.0
+DEFAULT_GUARD_THRESHOLD_DB = 12.0
 #: Re-measurements the guard may spend, and candidates it reverts per growing step (rewriter.tuning.revert_search).
 DEFAULT_GUARD_BUDGET = 12
 DEFAULT_GUARD_BATCH = 8

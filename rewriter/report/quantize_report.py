@@ -4,7 +4,8 @@ Schema ``rewriter.pipeline/1``: ``plan_dict`` (``rewriter.plan/1``) with, per
 FakeQuantize, its ``range``, the emitted ``scale``/``zero_point``/
 ``storage_dtype`` and its ``sqnr_db``; plus ``options``, ``calibration``,
 ``timings_s``, ``emitted_extra`` (biases and other tensors the emitter stored)
-and ``passes`` (each enabled pass's report, by pass name).
+and ``passes`` (each enabled pass's report, by pass name). The pipeline adds ``fidelity``, the self-check
+and the fidelity guard (``rewriter.tuning.check_run``, documented in docs/fidelity.md).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import pytest
 
 import models
 from rewriter.cli import main
+from rewriter.options import DEFAULT_GUARD_THRESHOLD_DB
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
@@ -81,7 +82,8 @@ def test_the_guard_reverts_a_quantized_layernorm_through_the_plan_and_audit_show
     assert code == 0
     fidelity = report["fidelity"]
     guard = fidelity["guard"]
-    assert guard["met"] and fidelity["worst_sqnr_db"] >= 15.0 > guard["initial_worst_sqnr_db"]
+    threshold = DEFAULT_GUARD_THRESHOLD_DB
+    assert guard["met"] and fidelity["worst_sqnr_db"] >= threshold > guard["initial_worst_sqnr_db"]
     assert not fidelity["warning"]
     reverted = {r["node"] for r in guard["reverts"]}
     assert reverted and all(n.startswith("ln_") for n in reverted)  # only LayerNorm nodes went back to float
@@ -90,7 +92,7 @@ def test_the_guard_reverts_a_quantized_layernorm_through_the_plan_and_audit_show
     ids = fidelity["sample_ids"]
     assert _output_sqnr(damaged["model"], out, damaged["data"], ids) == pytest.approx(fidelity["worst_sqnr_db"],
                                                                                       abs=0.01)
-    assert _output_sqnr(damaged["model"], off, damaged["data"], ids) < 15.0
+    assert _output_sqnr(damaged["model"], off, damaged["data"], ids) < threshold
     # Every revert is a plan decision: the report's plan says so, with the measured reason.
     nodes = {n["node"]: n for n in report["nodes"]}
     for name in reverted:
@@ -152,3 +154,41 @@ def test_a_model_the_runtime_refuses_is_not_written(tmp_path, capsys, monkeypatc
     first_conv = next(n.name for n in onnx.load(str(EXAMPLE)).graph.node if n.op_type == "Conv")
     assert "onnxruntime cannot load the quantized model" in err and f"(node {first_conv})" in err
     assert "not written" in err
+
+
+def test_the_threshold_comes_from_the_command_line_and_the_guard_can_be_switched_off(damaged, tmp_path) -> None:
+    code, report = _quantize(damaged, tmp_path / "a.onnx", "--guard-threshold", "-50")
+    assert code == 0 and report["fidelity"]["guard"] is None and report["fidelity"]["threshold_db"] == -50
+    code, report = _quantize(damaged, tmp_path / "b.onnx", "--no-self-check")
+    assert code == 0 and "fidelity" not in report and report["summary"]["nodes_reverted"] == 0
+    code, report = _quantize(damaged, tmp_path / "c.onnx", "--guard-budget", "1")
+    guard = report["fidelity"]["guard"]
+    assert len(guard["measurements"]) == 1 and all(r["contribution_db"] is None for r in guard["reverts"])
+
+
+def test_audit_refuses_a_file_that_is_not_a_quantize_report(damaged, tmp_path, capsys) -> None:
+    bad = tmp_path / "r.json"
+    bad.write_text('{"schema": "rewriter.plan/1"}')
+    assert main(["audit", str(damaged["model"]), "--report", str(bad)]) == 2
+    assert "not a quantize report" in capsys.readouterr().err
+    bad.write_text("{oops")
+    assert main(["audit", str(damaged["model"]), "--report", str(bad)]) == 2
+    assert f"{bad}:1:2: not JSON" in capsys.readouterr().err
+
+
+def test_the_config_file_sets_the_guard_and_a_misspelt_key_is_located(tmp_path) -> None:
+    from rewriter.config import load_config, merge_cli
+    from rewriter.errors import UserError
+
+    config = tmp_path / "pot.json"
+    config.write_text('{"compression": {"algorithms": [{"name": "DefaultQuantization", "params": {\n'
+                      '  "fidelity_guard_threshold": 25.5, "fidelity_guard": false, "self_check_samples": 3,\n'
+                      '  "fidelity_guard_budget": 5}}]}}\n')
+    options = merge_cli(load_config(config), {})
+    assert (options.guard, options.guard_threshold, options.check_samples, options.guard_budget) == (False, 25.5, 3, 5)
+    assert merge_cli(load_config(config), {"guard_threshold": 3.0}).guard_threshold == 3.0  # the CLI wins
+    config.write_text('{"compression": {"algorithms": [{"name": "DefaultQuantization", "params": {\n'
+                      '  "fidelity_gard": false}}]}}\n')
+    with pytest.raises(UserError) as error:
+        load_config(config)
+    assert ":2:3" in error.value.render() and "fidelity_guard" in error.value.render()
