@@ -15,7 +15,7 @@ The score the fidelity guard keeps above its threshold is the worst output's SQN
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -32,11 +32,14 @@ class OutputFidelity:
     sqnr_db: float
     top1_agreement: float | None = None
     cosine: float | None = None
+    mismatched: int = 0  # samples left out: the two models gave this output different shapes
 
     def as_dict(self) -> dict:
-        return {"output": self.name, "shape": list(self.shape), "sqnr_db": _round(self.sqnr_db),
+        return {"output": self.name, "shape": list(self.shape),
+                "sqnr_db": None if math.isnan(self.sqnr_db) else _round(self.sqnr_db),
                 "top1_agreement": None if self.top1_agreement is None else round(self.top1_agreement, 6),
-                "cosine": None if self.cosine is None else round(self.cosine, 6)}
+                "cosine": None if self.cosine is None else round(self.cosine, 6),
+                "samples_with_other_shapes": self.mismatched}
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,11 @@ class Fidelity:
 
     @property
     def worst_sqnr_db(self) -> float:
-        """The lowest output SQNR (inf for a model without outputs, which cannot happen in ONNX)."""
-        return min((o.sqnr_db for o in self.outputs), default=math.inf)
+        """The lowest output SQNR; outputs with no comparable sample do not count (inf when none is left)."""
+        return min((o.sqnr_db for o in self.outputs if not math.isnan(o.sqnr_db)), default=math.inf)
 
     def worst_output(self) -> OutputFidelity | None:
-        return min(self.outputs, key=lambda o: o.sqnr_db, default=None)
+        return min((o for o in self.outputs if not math.isnan(o.sqnr_db)), key=lambda o: o.sqnr_db, default=None)
 
     def summary(self, held_out: bool = True) -> str:
         """One phrase for the summary line: the worst output's SQNR and, where measured, its agreement."""
@@ -78,24 +81,34 @@ def compare_outputs(names: Sequence[str], float_runs: Sequence[Mapping[str, np.n
 
     Samples are concatenated along their first axis per output, so shapes may differ between samples
     only in that axis (a dynamic batch); outputs of other dynamic shapes are flattened per sample.
+    Samples on which an output's float and quantized shapes differ (a detector's count of boxes after
+    non-maximum suppression) are left out of that output's figures, and ``mismatched`` counts them; an
+    output that is not a numeric tensor (a sequence, a map) is not compared.
     """
     if len(float_runs) != len(quantized_runs):
         raise ValueError(f"{len(float_runs)} float runs against {len(quantized_runs)} quantized runs")
     outputs = []
     for name in names:
-        f = [np.asarray(run[name], dtype=np.float64) for run in float_runs]
-        q = [np.asarray(run[name], dtype=np.float64) for run in quantized_runs]
-        for a, b in zip(f, q):
-            if a.shape != b.shape:
-                raise ValueError(f"output {name}: float shape {a.shape} against quantized {b.shape}")
-        shape = f[0].shape if f else ()
+        try:
+            pairs = [(np.asarray(a[name], dtype=np.float64), np.asarray(b[name], dtype=np.float64))
+                     for a, b in zip(float_runs, quantized_runs)]
+        except (TypeError, ValueError):
+            continue
+        matched = [(a, b) for a, b in pairs if a.shape == b.shape]
+        if not matched:
+            outputs.append(OutputFidelity(name, pairs[0][0].shape if pairs else (), math.nan,
+                                          mismatched=len(pairs)))
+            continue
+        f, q = [a for a, _ in matched], [b for _, b in matched]
+        shape = f[0].shape
         same_tail = all(a.shape[1:] == shape[1:] for a in f)
         if len(shape) >= 1 and same_tail:
             fv, qv = np.concatenate([a.reshape((-1, *shape[1:])) for a in f]), \
                 np.concatenate([b.reshape((-1, *shape[1:])) for b in q])
         else:
             fv, qv = np.concatenate([a.reshape(-1) for a in f]), np.concatenate([b.reshape(-1) for b in q])
-        outputs.append(_output_fidelity(name, tuple(shape), fv, qv))
+        result = _output_fidelity(name, tuple(shape), fv, qv)
+        outputs.append(replace(result, mismatched=len(pairs) - len(matched)))
     return Fidelity(tuple(outputs), len(float_runs))
 
 

@@ -77,3 +77,15 @@ def test_revert_search_respects_its_budget_and_reports_untried_reverts() -> None
     assert len(calls) == 3 and not result.met and result.stopped == "budget spent"
     assert [r.unit for r in result.reverted] == ["n0", "n1", "n2", "n3", "n4", "n5"]
     assert all(r.contribution is None for r in result.reverted)
+
+
+def test_samples_whose_shapes_differ_are_left_out_and_counted() -> None:
+    f = [{"boxes": np.ones((3, 4)), "score": np.array([[1.0, 2.0]])}, {"boxes": np.ones((2, 4)),
+                                                                     "score": np.array([[2.0, 1.0]])}]
+    q = [{"boxes": np.ones((3, 4)) * 1.1, "score": np.array([[1.0, 2.0]])}, {"boxes": np.ones((5, 4)),
+                                                                           "score": np.array([[1.0, 3.0]])}]
+    boxes, score = compare_outputs(["boxes", "score"], f, q).outputs
+    assert boxes.mismatched == 1 and boxes.sqnr_db == pytest.approx(10 * math.log10(1 / 0.01))
+    assert score.mismatched == 0 and score.top1_agreement == 0.5
+    none = compare_outputs(["boxes"], f[1:], q[1:])
+    assert math.isnan(none.outputs[0].sqnr_db) and none.worst_sqnr_db == math.inf
