@@ -59,11 +59,12 @@ def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = 
     return _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix, reverted)[2]
 
 
-def reverts_in_report(path: str | Path) -> tuple[RevertRequest, ...]:
+def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[RevertRequest, ...]:
     """The fidelity guard's reverts recorded in a quantize report (``--report``), with their measured reasons.
 
     Raises:
-        UserError: the file is not JSON, or not a quantize report.
+        UserError: the file is not JSON, or not a quantize report, or (``target`` given) it was made for
+            another target: the reverts belong to that target's plan.
     """
     text = read_utf8(path)
     try:
@@ -73,11 +74,22 @@ def reverts_in_report(path: str | Path) -> tuple[RevertRequest, ...]:
     if not isinstance(report, dict) or report.get("schema") != "rewriter.pipeline/1":
         raise UserError(f"{path}: not a quantize report (schema rewriter.pipeline/1); write one with "
                         "`rewriter quantize ... --report FILE`")
+    made_for = str((report.get("options") or {}).get("target", ""))
+    if target is not None and made_for and not _same_target(made_for, target):
+        raise UserError(f"{path}: the report was made for target {made_for}, not {target}; audit with "
+                        f"--target {made_for} (and the quantize run's --rules) to see its plan")
     guard = (report.get("fidelity") or {}).get("guard") or {}
     reverts = guard.get("reverts") or []
     if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
         raise UserError(f"{path}: fidelity.guard.reverts must be a list of objects with a node name")
     return tuple(RevertRequest(r["node"], GUARD_SOURCE, str(r.get("reason", ""))) for r in reverts)
+
+
+def _same_target(a: str, b: str) -> bool:
+    """Two ways of naming one target: the same built-in name (any case) or the same spec file."""
+    if Path(a).is_file() and Path(b).is_file():
+        return Path(a).resolve() == Path(b).resolve()
+    return a.upper() == b.upper()
 
 
 def why(model: str | Path, nodes: Sequence[str], target: str = "CPU", rules: Sequence[str | Path] = (),

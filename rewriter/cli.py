@@ -102,7 +102,7 @@ def _audit(args: argparse.Namespace) -> int:
                               preset=args.preset or "performance", model_type=args.model_type)
         _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), output)
         return EXIT_OK
-    reverted = reverts_in_report(args.report) if args.report else ()
+    reverted = reverts_in_report(args.report, args.target) if args.report else ()
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                  ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
                  saturation_fix=args.saturation_fix, reverted=reverted)

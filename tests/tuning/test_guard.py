@@ -130,6 +130,9 @@ def test_a_healthy_model_is_checked_and_left_alone(tmp_path, capsys) -> None:
     fidelity = json.loads(report.read_text())["fidelity"]
     assert fidelity["guard"] is None and not fidelity["below_threshold"]
     assert fidelity["held_out"] and len(fidelity["sample_ids"]) == 8  # 32 samples, 16 for the ranges
+    from rewriter.calibrate.data import model_inputs, open_data
+    subset = open_data(str(CALIB), model_inputs(onnx.load(str(EXAMPLE)))).select(16, 0)
+    assert not set(subset) & set(fidelity["sample_ids"])  # none of them was used for the ranges
     assert "output SQNR" in line and "top-1 agreement" in line
     assert fidelity["outputs"][0]["top1_agreement"] is not None  # [1, 10] class scores
 
@@ -171,6 +174,11 @@ def test_audit_refuses_a_file_that_is_not_a_quantize_report(damaged, tmp_path, c
     bad.write_text('{"schema": "rewriter.plan/1"}')
     assert main(["audit", str(damaged["model"]), "--report", str(bad)]) == 2
     assert "not a quantize report" in capsys.readouterr().err
+    made_for_damaged = tmp_path / "made.json"
+    made_for_damaged.write_text(json.dumps({"schema": "rewriter.pipeline/1",
+                                            "options": {"target": str(damaged["target"])}}))
+    assert main(["audit", str(damaged["model"]), "--target", "CPU", "--report", str(made_for_damaged)]) == 2
+    assert f"made for target {damaged['target']}, not CPU" in capsys.readouterr().err
     bad.write_text("{oops")
     assert main(["audit", str(damaged["model"]), "--report", str(bad)]) == 2
     assert f"{bad}:1:2: not JSON" in capsys.readouterr().err
@@ -192,3 +200,23 @@ def test_the_config_file_sets_the_guard_and_a_misspelt_key_is_located(tmp_path) 
     with pytest.raises(UserError) as error:
         load_config(config)
     assert ":2:3" in error.value.render() and "fidelity_guard" in error.value.render()
+
+
+def test_a_revert_after_bias_correction_keeps_the_bias_the_pass_added_to_the_other_layer() -> None:
+    from rewriter.pipeline import QuantizeOptions, quantize
+
+    b = models.GraphBuilder(3)
+    h = b.node("Relu", [b.node("MatMul", ["x", b.weight("w", (16, 16))], "mm")], "r")
+    b.node("MatMul", [h, b.weight("w2", (16, 8))], "y")
+    model = b.model([models._f32("x", (4, 16))], [models._f32("y", (4, 8))], "two_matmuls")
+    # A threshold no output reaches forces the guard to act; one measurement reverts the most suspect layer.
+    options = QuantizeOptions(target="ORT", bias_correction="fast", subset_size=16, guard_threshold=200,
+                              guard_budget=1, guard_batch=1)
+    result = quantize(model, models.random_inputs(model, 24, seed=1), options)
+    assert result.report["passes"]["bias_correction"]["created"] == ["mm", "y"]
+    (reverted,) = [r["node"] for r in result.report["fidelity"]["guard"]["reverts"]]
+    kept = ({"mm", "y"} - {reverted}).pop()
+    # The re-made plan names the bias the pass added to the layer still quantized (the emitter's provenance
+    # check, which runs on every attempt, would have stopped the run otherwise).
+    assert [(e.node, e.bias) for e in result.plan.int32_biases] == [(kept, f"{kept}.bias")]
+    assert result.plan.node(reverted).status == "reverted"
