@@ -142,8 +142,14 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
             output_format, rules, ignore_scope, ignore_ops, model_type,
             channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
             layerwise_samples, smoothing, batch_size,
-            progress, image_options, ranges), plus estimator_preset
+            progress, image_options, ranges, self_check, check_samples, guard,
+            guard_threshold, guard_budget, guard_batch), plus estimator_preset
             ("default" or "quantile").
+
+    Raises:
+        UserError: bad input.
+        RuntimeRefused: onnxruntime (or OpenVINO) cannot load or run the quantized model (the self-check,
+            docs/fidelity.md); its message names the node.
     """
     # Imported here so that audit and why, which never calibrate, do not pay for loading onnxruntime
     # and the numeric passes.

@@ -50,7 +50,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     check.add_argument("--no-self-check", action="store_true", default=None,
                        help="do not run the output against the float model (also turns the guard off)")
     check.add_argument("--check-samples", type=int, default=None, metavar="N",
-                       help="held-out samples the self-check runs (default 8)")
+                       help="held-out samples the self-check runs (default 32)")
     check.add_argument("--no-guard", action="store_true", default=None,
                        help="keep every planned quantizer even when the output falls below the threshold")
     check.add_argument("--guard-threshold", type=float, default=None, metavar="DB",

@@ -15,11 +15,7 @@ import numpy as np
 from rewriter.emit.runtime_check import ModelRunner
 from rewriter.tuning.fidelity import Fidelity, compare_outputs
 
-__all__ = ["DEFAULT_CHECK_SAMPLES", "HeldOut", "SelfCheck", "held_out_ids"]
-
-#: Samples the self-check runs through both models: few, since the check must cost little beside the
-#: calibration pass (each is one float and one quantized inference per measurement).
-DEFAULT_CHECK_SAMPLES = 8
+__all__ = ["HeldOut", "SelfCheck", "held_out_ids"]
 
 
 @dataclass(frozen=True)
