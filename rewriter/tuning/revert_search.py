@@ -15,7 +15,9 @@ Reverting units one at a time and measuring each alone misses damage that severa
    was not reached, does not fall); otherwise it stays reverted.
 
 The reverts that remain are ranked by contribution. ``budget`` bounds the ``score`` calls; when it runs out
-while pruning, the units not yet tried stay reverted (the safe side).
+while pruning, the units not yet tried stay reverted (the safe side). ``max_units`` bounds how many units
+may be reverted at once: a search that would have to return most of a model to float is told so
+("revert limit") instead.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ class SearchResult:
     target: float
     reverted: tuple[Revert, ...]  # largest measured contribution first; untried ones last
     measurements: tuple[Measurement, ...]
-    stopped: str  # "target met" | "budget spent" | "no candidate left"
+    stopped: str  # "target met" | "budget spent" | "no candidate left" | "revert limit"
 
     @property
     def met(self) -> bool:
@@ -63,7 +65,7 @@ class SearchResult:
 
 
 def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], float | None], initial: float,
-                  target: float, budget: int, batch: int) -> SearchResult:
+                  target: float, budget: int, batch: int, max_units: int | None = None) -> SearchResult:
     """Revert units of ``candidates`` until ``score`` reaches ``target`` (module docstring).
 
     Args:
@@ -73,6 +75,7 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         target: the score to reach.
         budget: the most ``score`` calls.
         batch: candidates reverted per growing step (at least 1).
+        max_units: the most units reverted at any time (None: no limit).
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
@@ -90,8 +93,10 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
     def keep_last() -> None:
         log[-1] = Measurement(log[-1].action, log[-1].units, log[-1].score, True)
 
-    while current < target and pool and len(log) < budget:
-        added, pool = pool[:batch], pool[batch:]
+    limit = len(pool) if max_units is None else max_units
+    while current < target and pool and len(log) < budget and len(reverted) < limit:
+        room = min(batch, limit - len(reverted))
+        added, pool = pool[:room], pool[room:]
         value = measure("revert", tuple(added), reverted + added)
         if value is not None and value > current:
             keep_last()
@@ -110,7 +115,12 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         else:
             measured_at[unit] = (current, value if value is not None else float("-inf"))
 
-    stopped = "target met" if current >= target else ("no candidate left" if not pool else "budget spent")
+    if current >= target:
+        stopped = "target met"
+    elif not pool:
+        stopped = "no candidate left"
+    else:
+        stopped = "budget spent" if len(log) >= budget or len(reverted) < limit else "revert limit"
     kept = [Revert(u, *measured_at[u]) if u in measured_at else Revert(u, current, None) for u in reverted]
     kept.sort(key=lambda r: (r.contribution is None, -(r.contribution or 0.0), order[r.unit]))
     return SearchResult(initial, current, target, tuple(kept), tuple(log), stopped)

@@ -89,3 +89,15 @@ def test_samples_whose_shapes_differ_are_left_out_and_counted() -> None:
     assert score.mismatched == 0 and score.top1_agreement == 0.5
     none = compare_outputs(["boxes"], f[1:], q[1:])
     assert math.isnan(none.outputs[0].sqnr_db) and none.worst_sqnr_db == math.inf
+
+
+def test_revert_search_stops_at_its_revert_limit_and_prunes_what_did_not_help() -> None:
+    # Every unit adds the same small error: no few of them explain the damage.
+    def score(reverted: tuple[str, ...]) -> float:
+        return float(len(reverted))
+
+    units = [f"n{i}" for i in range(20)]
+    result = revert_search(units, score, initial=0.0, target=15.0, budget=20, batch=4, max_units=5)
+    assert result.stopped == "revert limit" and not result.met
+    assert len(result.reverted) == 5 and result.final == 5.0
+    assert [m.units for m in result.measurements[:2]] == [("n0", "n1", "n2", "n3"), ("n4",)]
