@@ -5,7 +5,8 @@ Per output tensor, over all compared samples together:
 - ``sqnr_db``: 10 log10(sum f^2 / sum (f - q)^2), f the float values, q the quantized ones
   (inf when they are equal, -inf when the float output is all zeros and the quantized one is not);
 - ``top1_agreement``: for rank-2 outputs whose last axis has more than one value (a batch of class
-  scores, logits or probabilities), the share of rows whose arg-max is the same in both;
+  scores, logits or probabilities), the share of rows whose arg-max is the same in both; not for rows
+  the float model gives unit L2 norm (a normalized embedding, whose arg-max means nothing);
 - ``cosine``: for outputs whose last axis has more than one value (embeddings, sequences of scores), the
   mean over rows of the last axis of the cosine similarity between float and quantized rows (a row that is
   all zeros in both counts as 1, in one only as 0).
@@ -118,7 +119,7 @@ def _output_fidelity(name: str, shape: tuple[int, ...], f: np.ndarray, q: np.nda
     sqnr = math.inf if noise == 0.0 else (-math.inf if power == 0.0 else 10.0 * math.log10(power / noise))
     top1 = cosine = None
     if f.ndim >= 2 and f.shape[-1] > 1:
-        if f.ndim == 2:
+        if f.ndim == 2 and not np.allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-3):
             top1 = float(np.mean(np.argmax(f, axis=-1) == np.argmax(q, axis=-1)))
         rows_f, rows_q = f.reshape(-1, f.shape[-1]), q.reshape(-1, f.shape[-1])
         norms = np.linalg.norm(rows_f, axis=1) * np.linalg.norm(rows_q, axis=1)

@@ -39,6 +39,10 @@ def test_which_measures_apply_by_shape() -> None:
     assert seq.top1_agreement is None and seq.cosine is not None  # rank 3: rows of the last axis, no top-1
     scalar = compare_outputs(["y"], *_runs(rng, (1, 1), 3, 0.1)).outputs[0]
     assert scalar.top1_agreement is None and scalar.cosine is None  # one value per row
+    unit = rng.standard_normal((1, 8))
+    unit /= np.linalg.norm(unit)
+    embedding = compare_outputs(["y"], [{"y": unit}], [{"y": unit * 1.01}]).outputs[0]
+    assert embedding.top1_agreement is None and embedding.cosine == pytest.approx(1.0)  # normalized rows
     exact = compare_outputs(["y"], [{"y": np.ones((1, 3))}], [{"y": np.ones((1, 3))}]).outputs[0]
     assert exact.sqnr_db == math.inf and exact.top1_agreement == 1.0 and exact.cosine == pytest.approx(1.0)
 

@@ -220,3 +220,18 @@ def test_a_revert_after_bias_correction_keeps_the_bias_the_pass_added_to_the_oth
     # check, which runs on every attempt, would have stopped the run otherwise).
     assert [(e.node, e.bias) for e in result.plan.int32_biases] == [(kept, f"{kept}.bias")]
     assert result.plan.node(reverted).status == "reverted"
+
+
+def test_fakequantize_output_is_checked_in_openvino_or_the_check_says_why_not() -> None:
+    import importlib.util
+
+    from rewriter.pipeline import QuantizeOptions, quantize
+
+    model = models.tiny_cnn()
+    result = quantize(model, models.random_inputs(model, 12, seed=2),
+                      QuantizeOptions(output_format="fakequantize", subset_size=8))
+    fidelity = result.report["fidelity"]
+    if importlib.util.find_spec("openvino") is None:
+        assert "install OpenVINO" in fidelity["skipped"] and fidelity["guard"] is None
+    else:  # pragma: no cover - where OpenVINO is installed
+        assert fidelity["runtime"] == "openvino" and fidelity["outputs"]
