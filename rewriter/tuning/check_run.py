@@ -21,7 +21,7 @@ from rewriter.plan import FakeQuantizePoint, QuantPlan
 from rewriter.tuning.guard import Attempt, GuardSettings, guard_candidates, run_guard, worst_tensors
 from rewriter.tuning.self_check import HeldOut, SelfCheck
 
-__all__ = ["CheckedOutput", "Emitter", "check_and_guard"]
+__all__ = ["CheckedOutput", "Emitter", "Reverted", "check_and_guard", "revert_through_plan"]
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,14 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
     if fidelity.worst_sqnr_db < threshold and options.guard:
         settings = GuardSettings(threshold, options.guard_budget, options.guard_batch)
 
+        reverter = revert_through_plan(emitter, plan, ranges, options)
+
         def attempt(reverts: tuple[RevertRequest, ...]) -> Attempt | None:
-            new_plan = emitter.replan(reverts)
-            new_ranges = _ranges_for(new_plan, plan, ranges, emitter, options)
-            if new_ranges is None:
+            made = reverter(reverts)
+            if made is None:
                 return None
-            made = emitter.emit(new_plan, new_ranges)
             try:
-                return Attempt(new_plan, new_ranges, made, check.measure(made.model))
+                return Attempt(made.plan, made.ranges, made.emitted, check.measure(made.emitted.model))
             except RuntimeRefused:
                 return None
 
@@ -102,6 +102,33 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
                    f"{worst or 'none measured'}")
     section["warning"] = warning
     return CheckedOutput(plan, ranges, emitted, errors, section, warning)
+
+
+@dataclass(frozen=True)
+class Reverted:
+    """A plan re-made with reverts, its ranges and the model emitted from them."""
+
+    plan: QuantPlan
+    ranges: Mapping[str, Any]
+    emitted: Any  # EmitResult
+
+
+def revert_through_plan(emitter: Emitter, plan: QuantPlan, ranges: Mapping[str, Any],
+                        options: QuantizeOptions) -> Callable[[tuple[RevertRequest, ...]], Reverted | None]:
+    """How a measured search carries out reverts: re-plan with them, take the ranges ``plan`` had where a
+    quantizer is unchanged (fresh from the collected statistics where it changed), re-emit.
+
+    The returned function gives None when a changed quantizer needs a statistic the calibration pass did
+    not collect. The fidelity guard measures the result with the self-check; an accuracy-driven search
+    would run its metric on ``Reverted.emitted.model`` instead.
+    """
+    def carry_out(reverts: tuple[RevertRequest, ...]) -> Reverted | None:
+        new_plan = emitter.replan(reverts)
+        new_ranges = _ranges_for(new_plan, plan, ranges, emitter, options)
+        if new_ranges is None:
+            return None
+        return Reverted(new_plan, new_ranges, emitter.emit(new_plan, new_ranges))
+    return carry_out
 
 
 def _ranges_for(new_plan: QuantPlan, plan: QuantPlan, ranges: Mapping[str, Any], emitter: Emitter,
