@@ -123,7 +123,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         checked = f"; {fidelity['skipped']}" if "skipped" in fidelity else f"; {fidelity['summary']}"
         reverts = (fidelity.get("guard") or {}).get("reverts") or ()
         if reverts:
-            names = ", ".join(r["node"] for r in reverts)
+            names = ", ".join(r["node"] for r in reverts[:3]) + (", ..." if len(reverts) > 3 else "")
             checked += f"; fidelity guard reverted {len(reverts)} node(s) to float ({names})"
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
