@@ -94,15 +94,15 @@ def _same_target(a: str, b: str) -> bool:
 
 def why(model: str | Path, nodes: Sequence[str], target: str = "CPU", rules: Sequence[str | Path] = (),
         ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
-        preset: str = "performance", model_type: str | None = None, saturation_fix: str | None = None
-        ) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:
+        preset: str = "performance", model_type: str | None = None, saturation_fix: str | None = None,
+        reverted: Sequence[RevertRequest] = ()) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:
     """Plan as ``audit`` does, and explain the named nodes: rules tried, how far each got, spec entry.
 
     Raises:
         UserError: a node name the (normalized) model does not have, with the closest names.
     """
     graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix,
-                                 ())
+                                 reverted)
     return plan, explain_nodes(graph, inputs.spec, inputs.rules, plan, nodes)
 
 

@@ -96,13 +96,13 @@ def _audit(args: argparse.Namespace) -> int:
     # Before any work: a refused -o costs nothing.
     output = check_outputs({"-o": args.output}, {"the input model": args.model},
                            args.follow_symlinks).get("-o")
+    reverted = reverts_in_report(args.report, args.target) if args.report else ()
     if args.why:
         plan, explained = why(args.model, args.why, target=args.target, rules=args.rules,
                               ignore_scope=args.ignore_scope, ignore_ops=args.ignore_op,
-                              preset=args.preset or "performance", model_type=args.model_type)
+                              preset=args.preset or "performance", model_type=args.model_type, reverted=reverted)
         _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), output)
         return EXIT_OK
-    reverted = reverts_in_report(args.report, args.target) if args.report else ()
     plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                  ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
                  saturation_fix=args.saturation_fix, reverted=reverted)

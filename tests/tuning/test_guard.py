@@ -113,6 +113,11 @@ def test_the_guard_reverts_a_quantized_layernorm_through_the_plan_and_audit_show
         assert "reverted" in line and "fidelity-guard" in line
     assert text.count("revert by fidelity-guard") == len(reverted)
     assert "contribution" in text
+    name = sorted(reverted)[0]
+    assert main(["audit", str(damaged["model"]), "--target", str(damaged["target"]), "--report",
+                 str(out.with_suffix(".json")), "--why", name]) == 0
+    explained = capsys.readouterr().out
+    assert f"node {name}" in explained and "reverted to float by fidelity-guard" in explained
 
 
 def test_same_inputs_and_seed_give_the_same_bytes_with_the_guard_acting(damaged, tmp_path) -> None:
