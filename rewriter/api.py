@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +21,15 @@ from rewriter.ir.load import load_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
 from rewriter.match.explain import NodeExplanation, explain_nodes
-from rewriter.match.planner import IgnoredOperation, PlanOptions, build_plan
+from rewriter.io_utils import read_utf8
+from rewriter.match.planner import IgnoredOperation, PlanOptions, RevertRequest, build_plan
 from rewriter.options import QuantizeOptions
 from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
 from rewriter.targets import PlanInputs, load_plan_inputs
+from rewriter.tuning.guard import GUARD_SOURCE
 
-__all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "why"]
+__all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "reverts_in_report", "why"]
 
 
 def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model_name: str = "",
@@ -39,7 +42,7 @@ def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model
 def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = (),
           ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
           preset: str = "performance", model_type: str | None = None,
-          saturation_fix: str | None = None) -> QuantPlan:
+          saturation_fix: str | None = None, reverted: Sequence[RevertRequest] = ()) -> QuantPlan:
     """Plan where FakeQuantize goes in ``model`` for ``target``, without touching any data.
 
     Args:
@@ -51,32 +54,73 @@ def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = 
         preset: performance, mixed or accuracy.
         model_type: "transformer" adds the transformer rule set.
         saturation_fix: first_layer, all or no: which layers get 7-bit weights (default: the target's).
+        reverted: nodes a measured search returned to float, with their reasons (``reverts_in_report``).
     """
-    return _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix)[2]
+    return _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix, reverted)[2]
+
+
+def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[RevertRequest, ...]:
+    """The fidelity guard's reverts recorded in a quantize report (``--report``), with their measured reasons.
+
+    Raises:
+        UserError: the file is not JSON, or not a quantize report, or (``target`` given) it was made for
+            another target: the reverts belong to that target's plan.
+    """
+    text = read_utf8(path)
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}:{error.lineno}:{error.colno}: not JSON: {error.msg}") from None
+    if not isinstance(report, dict) or report.get("schema") != "rewriter.pipeline/1":
+        raise UserError(f"{path}: not a quantize report (schema rewriter.pipeline/1); write one with "
+                        "`rewriter quantize ... --report FILE`")
+    made_for = str((report.get("options") or {}).get("target", ""))
+    if target is not None and made_for and not _same_target(made_for, target):
+        raise UserError(f"{path}: the report was made for target {made_for}, not {target}; audit with "
+                        f"--target {made_for} (and the quantize run's --rules) to see its plan")
+    guard = (report.get("fidelity") or {}).get("guard") or {}
+    reverts = guard.get("reverts") or []
+    if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
+        raise UserError(f"{path}: fidelity.guard.reverts must be a list of objects with a node name")
+    return tuple(RevertRequest(r["node"], GUARD_SOURCE, str(r.get("reason", ""))) for r in reverts)
+
+
+def _same_target(a: str, b: str) -> bool:
+    """Two ways of naming one target: the same built-in name (any case) or the same spec file."""
+    if Path(a).is_file() and Path(b).is_file():
+        return Path(a).resolve() == Path(b).resolve()
+    return a.upper() == b.upper()
 
 
 def why(model: str | Path, nodes: Sequence[str], target: str = "CPU", rules: Sequence[str | Path] = (),
         ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
-        preset: str = "performance", model_type: str | None = None, saturation_fix: str | None = None
-        ) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:
+        preset: str = "performance", model_type: str | None = None, saturation_fix: str | None = None,
+        reverted: Sequence[RevertRequest] = ()) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:
     """Plan as ``audit`` does, and explain the named nodes: rules tried, how far each got, spec entry.
 
     Raises:
         UserError: a node name the (normalized) model does not have, with the closest names.
     """
-    graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix)
+    graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix,
+                                 reverted)
     return plan, explain_nodes(graph, inputs.spec, inputs.rules, plan, nodes)
 
 
 def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_scope: Sequence[str],
            ignore_ops: Sequence[str | IgnoredOperation], preset: str,
-           model_type: str | None, saturation_fix: str | None) -> tuple[GraphView, PlanInputs, QuantPlan]:
+           model_type: str | None, saturation_fix: str | None,
+           reverted: Sequence[RevertRequest]) -> tuple[GraphView, PlanInputs, QuantPlan]:
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize(load_model(model))
     graph = graph_view(normalized.model)
     options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),
                           ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
-                                           for o in ignore_ops))
+                                           for o in ignore_ops), reverted=tuple(reverted))
+    known = {n.name for n in graph.nodes}
+    missing = [r.node for r in reverted if r.node not in known]
+    if missing:
+        raise UserError(f"the report's reverts name node(s) {', '.join(missing)}, which {model} does not have: "
+                        "audit the float model the report was made from")
     return graph, inputs, plan_graph(graph, inputs, options, Path(model).name, saturation_fix)
 
 
@@ -99,8 +143,14 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
             output_format, rules, ignore_scope, ignore_ops, model_type,
             channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
             layerwise_samples, smoothing, batch_size,
-            progress, image_options, ranges), plus estimator_preset
+            progress, image_options, ranges, self_check, check_samples, guard,
+            guard_threshold, guard_budget, guard_batch), plus estimator_preset
             ("default" or "quantile").
+
+    Raises:
+        UserError: bad input.
+        RuntimeRefused: onnxruntime (or OpenVINO) cannot load or run the quantized model (the self-check,
+            docs/fidelity.md); its message names the node.
     """
     # Imported here so that audit and why, which never calibrate, do not pay for loading onnxruntime
     # and the numeric passes.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, run_quantize
-from rewriter.errors import UserError
+from rewriter.errors import RuntimeRefused, UserError
 from rewriter.io_utils import atomic_write, atomic_write_text, check_outputs
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--why", action="append", default=[], metavar="NODE",
                        help="explain this node instead of printing the plan: rules tried on it and why each "
                             "matched or not, its spec entry, its trail (repeatable)")
+    audit.add_argument("--report", metavar="FILE",
+                       help="a quantize report (--report of `rewriter quantize`) of this model: the plan shows the "
+                            "fidelity guard's reverts, each with its measured reason")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
     add_follow_symlinks(audit)
 
@@ -92,17 +95,18 @@ def _write(text: str, output: Path | None) -> None:
 
 def _audit(args: argparse.Namespace) -> int:
     # Lazy for start-up time (see the top of the module).
-    from rewriter.api import audit, why
+    from rewriter.api import audit, reverts_in_report, why
     from rewriter.report.plan_report import plan_text
     from rewriter.report.why_report import why_json, why_text
 
     # Before any work: a refused -o costs nothing.
     output = check_outputs({"-o": args.output}, {"the input model": args.model},
                            args.follow_symlinks).get("-o")
+    reverted = reverts_in_report(args.report, args.target) if args.report else ()
     if args.why:
         plan, explained = why(args.model, args.why, target=args.target, rules=args.rules,
                               ignore_scope=args.ignore_scope, ignore_ops=args.ignore_op,
-                              preset=args.preset or "performance", model_type=args.model_type)
+                              preset=args.preset or "performance", model_type=args.model_type, reverted=reverted)
         _write(why_json(plan, explained) if args.format == "json" else why_text(plan, explained), output)
         return EXIT_OK
     # An audit builds millions of small objects that all live until it ends (graph view, matches,
@@ -114,7 +118,7 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         plan = audit(args.model, target=args.target, rules=args.rules, ignore_scope=args.ignore_scope,
                      ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
-                     saturation_fix=args.saturation_fix)
+                     saturation_fix=args.saturation_fix, reverted=reverted)
         if args.format == "json":
             _write_plan_json(plan, output)
         else:
@@ -210,6 +214,10 @@ def _run(args: argparse.Namespace) -> int:
     except UserError as error:
         print(f"error: {error.render()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuntimeRefused as refused:
+        # The output would not run where it is meant to: nothing is written (exit 1, not a usage error).
+        print(f"error: {refused.render()}; the model was not written", file=sys.stderr)
+        return EXIT_INTERNAL
     except BrokenPipeError:
         # `rewriter audit ... | head` closed the pipe: not an error of ours.
         sys.stderr.close()

@@ -49,6 +49,18 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                         "per layer, the output MSE against the float model is minimised")
     q.add_argument("--batch-size", type=int, default=None, help="samples per inference during calibration")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    check = q.add_argument_group("self-check and fidelity guard (docs/fidelity.md)")
+    check.add_argument("--no-self-check", action="store_true", default=None,
+                       help="do not run the output against the float model (also turns the guard off)")
+    check.add_argument("--check-samples", type=int, default=None, metavar="N",
+                       help="held-out samples the self-check runs (default 32)")
+    check.add_argument("--no-guard", action="store_true", default=None,
+                       help="keep every planned quantizer even when the output falls below the threshold")
+    check.add_argument("--guard-threshold", type=float, default=None, metavar="DB",
+                       help="worst output SQNR (dB) below which the guard reverts quantized nodes to float "
+                            "(default 12)")
+    check.add_argument("--guard-budget", type=int, default=None, metavar="N",
+                       help="re-measurements the guard may spend (default 12)")
     images = q.add_argument_group("image folders")
     images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
     images.add_argument("--shorter-side", type=int)
@@ -75,7 +87,8 @@ def run_quantize(args: argparse.Namespace) -> int:
         mean=tuple(args.mean), std=tuple(args.std), channel_order=args.channel_order, layout=args.layout)
     # Named by their options here; QuantizeOptions checks the same for the API, in its own words.
     for option, value, minimum in (("--subset-size", args.subset_size, 1), ("--batch-size", args.batch_size, 1),
-                                   ("--seed", args.seed, 0)):
+                                   ("--seed", args.seed, 0), ("--check-samples", args.check_samples, 1),
+                                   ("--guard-budget", args.guard_budget, 1)):
         if value is not None and value < minimum:
             raise UserError(f"{option} must be at least {minimum}, got {value}")
     # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
@@ -97,6 +110,9 @@ def run_quantize(args: argparse.Namespace) -> int:
         "channel_alignment": args.channel_alignment, "layerwise_tuning": args.layerwise_tuning,
         "smoothing": args.smoothing, "saturation_fix": args.saturation_fix,
         "bias_correction": args.bias_correction,
+        "self_check": False if args.no_self_check else None, "check_samples": args.check_samples,
+        "guard": False if args.no_guard else None, "guard_threshold": args.guard_threshold,
+        "guard_budget": args.guard_budget,
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:
@@ -109,7 +125,17 @@ def run_quantize(args: argparse.Namespace) -> int:
     if notes:  # one line: what stays float inside control flow, and why
         print("warning: " + "; ".join(notes), file=sys.stderr)
     summary = result.report["summary"]
+    fidelity = result.report.get("fidelity")
+    checked = ""
+    if fidelity is not None:
+        checked = f"; {fidelity['skipped']}" if "skipped" in fidelity else f"; {fidelity['summary']}"
+        reverts = (fidelity.get("guard") or {}).get("reverts") or ()
+        if reverts:
+            names = ", ".join(r["node"] for r in reverts[:3]) + (", ..." if len(reverts) > 3 else "")
+            checked += f"; fidelity guard reverted {len(reverts)} node(s) to float ({names})"
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
-          f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples")
+          f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")
+    if fidelity is not None and fidelity.get("warning"):
+        print(f"warning: {fidelity['warning']}", file=sys.stderr)
     return 0

@@ -76,3 +76,19 @@ def source_excerpt(text: str, line: int, column: int) -> str:
         tail = "..." if start + _EXCERPT_WIDTH < len(src) else ""
         src, offset = head + src[start:start + _EXCERPT_WIDTH] + tail, offset - start + len(head)
     return f"    {src}\n    {' ' * offset}^"
+
+
+class RuntimeRefused(Exception):
+    """The runtime an output is for refused to load or run it: the model is not written (exit 1).
+
+    ``node`` is the node the runtime's message names, when it names one.
+    """
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+    def render(self) -> str:
+        where = f" (node {self.node})" if self.node else ""
+        return f"{self.message}{where}"

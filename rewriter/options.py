@@ -17,7 +17,8 @@ from rewriter.choices import (BIAS_CORRECTIONS, MODEL_TYPES, OUTPUT_FORMATS, PRE
 from rewriter.errors import UserError
 from rewriter.match.planner import IgnoredOperation
 
-__all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "DEFAULT_TARGETS", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS",
+__all__ = ["DEFAULT_CHECK_SAMPLES", "DEFAULT_GUARD_BUDGET", "DEFAULT_GUARD_BATCH", "DEFAULT_GUARD_THRESHOLD_DB",
+           "BIAS_CORRECTIONS", "BiasCorrection", "DEFAULT_TARGETS", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS",
            "OutputFormat", "PRESETS", "Preset", "QuantizeOptions"]
 
 
@@ -25,6 +26,18 @@ __all__ = ["BIAS_CORRECTIONS", "BiasCorrection", "DEFAULT_TARGETS", "MODEL_TYPES
 # onnxruntime, so it gets onnxruntime's placement; FakeQuantize output runs in OpenVINO, so it gets the original
 # tool's default device.
 DEFAULT_TARGETS = {"qdq": "ORT", "fakequantize": "ANY"}
+
+#: The fidelity guard acts when the worst output SQNR (dB, on the self-check's held-out samples) is below
+#: this. Chosen by measurement (docs/fidelity.md): every healthy test and benchmark model stays above it
+#: with room, a quantized LayerNorm falls far below it.
+DEFAULT_GUARD_THRESHOLD_DB = 12.0
+#: Samples the self-check runs through both models. Each costs one float and one quantized inference (per
+#: guard measurement), so few; but the output SQNR of 8 samples swung by 13 dB against 440 on magika, whose
+#: per-sample errors are heavy-tailed, and 32 came within 2.5 dB (docs/fidelity.md).
+DEFAULT_CHECK_SAMPLES = 32
+#: Re-measurements the guard may spend, and candidates it reverts per growing step (rewriter.tuning.revert_search).
+DEFAULT_GUARD_BUDGET = 12
+DEFAULT_GUARD_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,14 @@ class QuantizeOptions:
     layerwise_samples: int | None = None  # tuning samples (num_samples_for_tuning); None: 16
     smoothing: float | None = None  # activation smoothing (SmoothQuant) strength alpha; None: off
     saturation_fix: SaturationFix | None = None  # first_layer | all | no: layers with 7-bit weights; None: the target's
+    # The self-check (the output run in its runtime against the float model on held-out samples) and the
+    # fidelity guard (reverts to float while the worst output SQNR is below the threshold): docs/fidelity.md.
+    self_check: bool = True
+    check_samples: int = DEFAULT_CHECK_SAMPLES
+    guard: bool = True
+    guard_threshold: float = DEFAULT_GUARD_THRESHOLD_DB
+    guard_budget: int = DEFAULT_GUARD_BUDGET
+    guard_batch: int = DEFAULT_GUARD_BATCH
 
     def __post_init__(self) -> None:
         if not self.target and self.output_format in DEFAULT_TARGETS:
@@ -75,6 +96,12 @@ class QuantizeOptions:
         if self.saturation_fix is not None and self.saturation_fix not in SATURATION_FIX_MODES:
             raise UserError(f"unknown saturation fix {self.saturation_fix!r}; choose one of "
                             f"{', '.join(SATURATION_FIX_MODES)}")
+        for name, value in (("self-check samples", self.check_samples), ("guard budget", self.guard_budget),
+                            ("guard batch", self.guard_batch)):
+            if value < 1:
+                raise UserError(f"{name} must be at least 1, got {value}")
+        if not -1000.0 < self.guard_threshold < 1000.0:  # also refuses NaN
+            raise UserError(f"the guard threshold is an output SQNR in dB, got {self.guard_threshold}")
         if self.layerwise_samples is not None and self.layerwise_samples < 1:
             raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 

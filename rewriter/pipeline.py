@@ -1,7 +1,8 @@
 """The main job: float model + calibration data -> quantized model + report.
 
     load -> normalize -> plan -> [float passes: activation smoothing (plan again), channel alignment]
-         -> statistics -> MinMax ranges -> [quantized passes: bias correction, layer-wise tuning] -> emit -> report
+         -> statistics -> MinMax ranges -> [quantized passes: bias correction, layer-wise tuning] -> emit
+         -> self-check [-> fidelity guard: re-plan with reverts, re-emit, re-measure] -> report
 
 Each stage is called once, in that order; this module only passes values
 from one to the next and times them. The numeric passes keep one contract
@@ -30,12 +31,14 @@ from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays
 from rewriter.ir.view import graph_view
-from rewriter.match.planner import PlanOptions, build_plan
+from rewriter.match.planner import PlanOptions, RevertRequest, build_plan
 from rewriter.match.saturation import fix_saturation
 from rewriter.options import QuantizeOptions
 from rewriter.passes import InsertedNode, PassContext, enabled_passes
 from rewriter.plan import QuantPlan
 from rewriter.report.quantize_report import quantization_errors, quantize_report
+from rewriter.tuning.check_run import Emitter, check_and_guard
+from rewriter.tuning.self_check import held_out_ids
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,12 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     inputs = load_plan_inputs(options.target, options.rules, options.model_type)
     model_name = Path(model).name if isinstance(model, (str, Path)) else (normalized.graph.name or "model")
 
-    def make_plan(float_model: Any, pass_nodes: tuple[tuple[str, str], ...] = ()) -> QuantPlan:
+    def make_plan(float_model: Any, pass_nodes: tuple[tuple[str, str], ...] = (),
+                  reverted: tuple[RevertRequest, ...] = ()) -> QuantPlan:
         graph = graph_view(float_model)
         planned = build_plan(graph, inputs.spec, inputs.rules,
                              PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
-                                         options.quantizer_overrides),
+                                         options.quantizer_overrides, reverted),
                              model_name)
         # After the config file's quantizer overrides (applied by the planner): they may set the full 8-bit
         # range the fix narrows.
@@ -106,6 +110,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
             context = replace(context, plan=make_plan(context.model, tuple((n.node, n.made_by) for n in inserted)))
         lap(step.name)
 
+    float_pass_nodes = tuple((n.node, n.made_by) for n in inserted)  # what the plan was made with
     plan, quantized_passes = context.plan, [p for p in passes if p.phase == "quantized" and p.applies(context)]
     reducers = activation_reducers(plan, options.ranges)
     for step in quantized_passes:
@@ -140,21 +145,55 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     # Emission sees only the plan and ranges made above: a ValueError from it is a bug, so it reaches the
     # CLI's internal-error path (exit 1) instead of posing as bad input.
     plan = context.plan  # the biases the quantized passes added are named in its int32-bias entries
-    emitted = emit(context.model, plan, context.ranges)
-    if options.output_format == "qdq":
-        # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
-        problems = provenance_problems(context.model, plan, emitted.model)
-        if problems:
-            raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
+    final_model = context.model
+
+    def emit_checked(emit_plan: QuantPlan, emit_ranges: Mapping[str, TensorRange]) -> Any:
+        emitted = emit(final_model, emit_plan, emit_ranges)
+        if options.output_format == "qdq":
+            # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
+            problems = provenance_problems(final_model, emit_plan, emitted.model)
+            if problems:
+                raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
+        return emitted
+
+    emitted = emit_checked(plan, context.ranges)
     lap("emit")
 
     errors = quantization_errors(plan, context.ranges, weights, collected.stats)
     lap("errors")
-    output = branches.restore(emitted.model) if branches.rounds else emitted.model
-    report = quantize_report(plan, context.ranges, emitted, errors, timings, collected.num_samples, options,
+    final_ranges: Mapping[str, TensorRange] = context.ranges
+    errors_out: Mapping[str, float] = errors
+    fidelity = None
+    if options.self_check:
+        held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
+        # The model the plan was made on (before the quantized passes), and that plan.
+        planned_on, base_plan = context.float_model, plan
+        emitter = Emitter(
+            replan=lambda reverts: _carry_added_biases(make_plan(planned_on, float_pass_nodes, reverts), base_plan),
+            emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),
+            stats=collected.stats, weights=weights)
+        checked = check_and_guard(working, list(calibration.iter_samples(held_out.ids)), held_out, plan,
+                                  final_ranges, emitted, errors, options, emitter)
+        plan, final_ranges, emitted = checked.plan, checked.ranges, checked.emitted
+        errors_out, fidelity = checked.errors, checked.fidelity
+        lap("self_check")
+    report = quantize_report(plan, final_ranges, emitted, errors_out, timings, collected.num_samples, options,
                              reports, population)
     report["control_flow"] = branches.entries()
-    return QuantizeResult(output, plan, context.ranges, report, tuple(inserted))
+    if fidelity is not None:
+        report["fidelity"] = fidelity
+    # The check compared the model with a taken If branch inlined against the float model inlined the same
+    # way; the branch goes back into its If only now.
+    output = branches.restore(emitted.model) if branches.rounds else emitted.model
+    return QuantizeResult(output, plan, final_ranges, report, tuple(inserted))
+
+
+def _carry_added_biases(plan: QuantPlan, before: QuantPlan) -> QuantPlan:
+    """``plan`` re-made from the float-phase model, with the biases the quantized passes added named in its
+    int32-bias entries as they were in ``before`` (the plan the passes updated)."""
+    added = {b.node: b for b in before.int32_biases if b.bias}
+    entries = tuple(added[b.node] if not b.bias and b.node in added else b for b in plan.int32_biases)
+    return replace(plan, int32_biases=entries)
 
 
 def quantize_file(model: str | Path, output: str | Path, data: Any,

@@ -13,7 +13,8 @@ from rewriter.errors import SourceLoc
 from rewriter.spec.model import QuantizerConfig
 
 Role = Literal["activation", "weight"]
-NodeStatus = Literal["quantized", "float", "ignored", "agnostic"]
+# "reverted": a measured search (the fidelity guard) returned the node to float; its trail says why.
+NodeStatus = Literal["quantized", "float", "ignored", "agnostic", "reverted"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class Decision:
     """One step of a trail: what happened, by which rule or spec entry, declared where."""
 
     # insert | ignore | remove | propagate | unify | symmetric | asymmetric | per_tensor | requantize
-    # | int32_bias | storage | spec | config | float | agnostic
+    # | int32_bias | storage | spec | config | float | agnostic | revert (a measured search returned the node
+    # to float)
     action: str
     source: str  # rule name, "spec:<op>", "cli", ...
     loc: SourceLoc = field(default=SourceLoc("<builtin>"))

@@ -307,6 +307,11 @@ class _Loader(SchemaChecker):
                                                "grid search (no optimizer, loss or iterations to set)"))
         if p.get("saturation_fix") is not None:
             out["saturation_fix"] = p["saturation_fix"]
+        for key, field_name in (("self_check", "self_check"), ("self_check_samples", "check_samples"),
+                                ("fidelity_guard", "guard"), ("fidelity_guard_threshold", "guard_threshold"),
+                                ("fidelity_guard_budget", "guard_budget")):
+            if p.get(key) is not None:
+                out[field_name] = p[key]
         if p.get("shuffle_data") is False:
             self.unsupported.append(Notice(self.loc(f"{where}.params.shuffle_data", key=True),
                                            "shuffle_data: false is not honoured: the calibration subset is always "

@@ -58,7 +58,10 @@ _MINMAX = dict(_DATA, preset=enum(*PRESETS, aliases=PRESET_ALIASES), range_estim
                weights=section(**_QUANT, range_estimator=_RANGE_W),
                activations=section(**_QUANT, range_estimator=_RANGE_A),
                inplace_statistics=BOOL, saturation_fix=enum("first_layer", "all", "no"),
-               smoothing_alpha=number(0, 1, high_open=True))
+               smoothing_alpha=number(0, 1, high_open=True),
+               # This tool's self-check and fidelity guard (docs/fidelity.md).
+               self_check=BOOL, self_check_samples=integer(1), fidelity_guard=BOOL,
+               fidelity_guard_threshold=number(-999, 999), fidelity_guard_budget=integer(1))
 _BIAS = dict(_DATA, apply_for_all_nodes=BOOL, threshold=number(0, low_open=True))
 LAYERWISE = dict(num_samples_for_tuning=integer(1), batch_size=integer(1), optimizer=STR, loss=STR,
                   tuning_iterations=integer(1), random_seed=integer(0), use_ranking_subset=BOOL,

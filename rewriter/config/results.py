@@ -154,6 +154,12 @@ class PipelineSettings:
     layerwise_tuning: bool = False
     saturation_fix: str | None = None
     smoothing: float | None = None  # activation smoothing alpha (``smoothing_alpha``, this tool's extension)
+    # The self-check and the fidelity guard (this tool's extension; None: not set by the file).
+    self_check: bool | None = None
+    check_samples: int | None = None
+    guard: bool | None = None
+    guard_threshold: float | None = None
+    guard_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,9 @@ class LoadedConfig:
             out["smoothing"] = self.pipeline.smoothing
         if self.pipeline.saturation_fix is not None:
             out["saturation_fix"] = self.pipeline.saturation_fix
+        for key in ("self_check", "check_samples", "guard", "guard_threshold", "guard_budget"):
+            if getattr(self.pipeline, key) is not None:
+                out[key] = getattr(self.pipeline, key)
         if self.pipeline.layerwise_tuning:
             out["layerwise_tuning"] = True
             samples = self._layerwise_samples()

@@ -71,6 +71,10 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
             if d.action in PLACING and d not in trail:
                 trail.append(d)
     entry = spec.op(node.op_type)
+    reverts = [d for d in ignored_by if d.action == "revert"]
+    if reverts:
+        return NodeDecision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
+                            tuple(reverts) + tuple(d for d in ignored_by if d.action != "revert") + tuple(trail))
     if ignored_by:
         return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
                             tuple(ignored_by) + tuple(trail))

@@ -57,6 +57,19 @@ class IgnoredOperation:
 
 
 @dataclass(frozen=True)
+class RevertRequest:
+    """A node a measured search returned to float (the fidelity guard, an accuracy-driven search).
+
+    ``by`` names the search (the decision's source); ``detail`` says what was measured. The node is kept
+    float like an ignored one, and its record says "reverted" with this decision in its trail.
+    """
+
+    node: str
+    by: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class PlanOptions:
     preset: str = "performance"
     ignore_scope: tuple[str, ...] = ()
@@ -66,6 +79,7 @@ class PlanOptions:
     # A configuration file's weights/activations sections: an object with .apply(config, role) -> config
     # and .is_empty(), applied to every FakeQuantize before the integer-chain phase reads the configs.
     quantizer_overrides: object = None
+    reverted: tuple[RevertRequest, ...] = ()
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -211,6 +225,11 @@ class _Planner:
         for name, made_by in self.options.pass_nodes:
             self.ignored.setdefault(known[name], []).append(
                 Decision("ignore", made_by, SourceLoc("<pass>"), f"node {name} inserted by {made_by}"))
+        for revert in self.options.reverted:
+            if revert.node not in known:
+                raise ValueError(f"a revert names node {revert.node!r}, which the graph does not have")
+            self.ignored.setdefault(known[revert.node], []).append(
+                Decision("revert", revert.by, SourceLoc(f"<{revert.by}>"), revert.detail))
         for ignored in self.options.ignore_ops:
             if ignored.op_type not in self.graph.by_op and ignored.op_type not in known_op_types():
                 # A misspelt type would keep nothing float, silently; a custom op the model has is fine.

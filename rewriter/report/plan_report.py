@@ -78,7 +78,7 @@ def summary(plan: QuantPlan) -> dict:
     statuses = Counter(n.status for n in plan.nodes)
     roles = Counter(p.role for p in plan.points)
     return {"nodes": len(plan.nodes), **{f"nodes_{k}": statuses.get(k, 0) for k in
-                                          ("quantized", "float", "ignored", "agnostic")},
+                                          ("quantized", "float", "ignored", "agnostic", "reverted")},
             "fakequantize": len(plan.points), "fakequantize_activations": roles.get("activation", 0),
             "fakequantize_weights": roles.get("weight", 0), "requantized": len(plan.requantized),
             "int32_biases": len(plan.int32_biases), "nodes_in_bodies": sum(n.body_nodes for n in plan.nodes)}
@@ -288,7 +288,8 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
     s = summary(plan)
     lines.append(f"{s['fakequantize']} FakeQuantize ({s['fakequantize_activations']} activations, "
                  f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
-                 f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float; "
+                 f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float"
+                 f"{', ' + str(s['nodes_reverted']) + ' reverted' if s['nodes_reverted'] else ''}; "
                  f"{s['requantized']} requantized outputs, {s['int32_biases']} int32 biases")
     note = control_flow_warning(plan)
     if note:
@@ -323,7 +324,7 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
     op_width = max((len(n.op_type) for n in plan.nodes), default=4)
     for n in plan.nodes:
         lines.append(f"  {n.node:<{width}}  {n.op_type:<{op_width}}  {n.status:<9}  {n.reason}")
-        if trails and n.status == "ignored":
+        if trails and n.status in ("ignored", "reverted"):
             lines.extend(trail_lines(n.trail))
     return "\n".join(lines) + "\n"
 

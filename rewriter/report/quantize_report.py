@@ -6,7 +6,8 @@ FakeQuantize, its ``range``, the emitted ``scale``/``zero_point``/
 the whole calibration population instead of the preset's mean of per-sample
 extremes, ``aggregation`` (the reason); plus ``options``, ``calibration``,
 ``timings_s``, ``emitted_extra`` (biases and other tensors the emitter stored)
-and ``passes`` (each enabled pass's report, by pass name).
+and ``passes`` (each enabled pass's report, by pass name). The pipeline adds ``fidelity``, the self-check
+and the fidelity guard (``rewriter.tuning.check_run``, documented in docs/fidelity.md).
 """
 from __future__ import annotations
 

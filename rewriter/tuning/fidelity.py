@@ -1,0 +1,138 @@
+"""How close a quantized model's outputs are to the float model's, on the same samples.
+
+Per output tensor, over all compared samples together:
+
+- ``sqnr_db``: 10 log10(sum f^2 / sum (f - q)^2), f the float values, q the quantized ones
+  (inf when they are equal, -inf when the float output is all zeros and the quantized one is not);
+- ``top1_agreement``: for rank-2 outputs whose last axis has more than one value (a batch of class
+  scores, logits or probabilities), the share of rows whose arg-max is the same in both; not for rows
+  the float model gives unit L2 norm (a normalized embedding, whose arg-max means nothing);
+- ``cosine``: for outputs whose last axis has more than one value (embeddings, sequences of scores), the
+  mean over rows of the last axis of the cosine similarity between float and quantized rows (a row that is
+  all zeros in both counts as 1, in one only as 0).
+
+The score the fidelity guard keeps above its threshold is the worst output's SQNR (``worst_sqnr_db``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Fidelity", "OutputFidelity", "compare_outputs"]
+
+
+@dataclass(frozen=True)
+class OutputFidelity:
+    """The figures of one output tensor (None where the measure does not apply to its shape)."""
+
+    name: str
+    shape: tuple[int, ...]
+    sqnr_db: float
+    top1_agreement: float | None = None
+    cosine: float | None = None
+    mismatched: int = 0  # samples left out: the two models gave this output different shapes
+
+    def as_dict(self) -> dict:
+        return {"output": self.name, "shape": list(self.shape),
+                "sqnr_db": None if math.isnan(self.sqnr_db) else _round(self.sqnr_db),
+                "top1_agreement": None if self.top1_agreement is None else round(self.top1_agreement, 6),
+                "cosine": None if self.cosine is None else round(self.cosine, 6),
+                "samples_with_other_shapes": self.mismatched}
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Every output's figures, in the model's output order."""
+
+    outputs: tuple[OutputFidelity, ...]
+    samples: int
+
+    @property
+    def worst_sqnr_db(self) -> float:
+        """The lowest output SQNR; outputs with no comparable sample do not count (inf when none is left)."""
+        return min((o.sqnr_db for o in self.outputs if not math.isnan(o.sqnr_db)), default=math.inf)
+
+    def worst_output(self) -> OutputFidelity | None:
+        return min((o for o in self.outputs if not math.isnan(o.sqnr_db)), key=lambda o: o.sqnr_db, default=None)
+
+    def summary(self, held_out: bool = True) -> str:
+        """One phrase for the summary line: the worst output's SQNR and, where measured, its agreement."""
+        worst = self.worst_output()
+        if worst is None:
+            return "no outputs compared"
+        parts = [f"output SQNR {_text(worst.sqnr_db)} dB"]
+        if len(self.outputs) > 1:
+            parts[0] += f" (worst of {len(self.outputs)}, {worst.name})"
+        agreements = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None]
+        if agreements:
+            parts.append(f"top-1 agreement {min(agreements):.3f}")
+        cosines = [o.cosine for o in self.outputs if o.cosine is not None and o.top1_agreement is None]
+        if cosines:
+            parts.append(f"cosine {min(cosines):.4f}")
+        kind = "held-out" if held_out else "calibration"
+        return ", ".join(parts) + f" on {self.samples} {kind} samples"
+
+
+def compare_outputs(names: Sequence[str], float_runs: Sequence[Mapping[str, np.ndarray]],
+                    quantized_runs: Sequence[Mapping[str, np.ndarray]]) -> Fidelity:
+    """The fidelity of ``quantized_runs`` against ``float_runs`` (one mapping per sample, same order).
+
+    Samples are concatenated along their first axis per output, so shapes may differ between samples
+    only in that axis (a dynamic batch); outputs of other dynamic shapes are flattened per sample.
+    Samples on which an output's float and quantized shapes differ (a detector's count of boxes after
+    non-maximum suppression) are left out of that output's figures, and ``mismatched`` counts them; an
+    output that is not a numeric tensor (a sequence, a map) is not compared.
+    """
+    if len(float_runs) != len(quantized_runs):
+        raise ValueError(f"{len(float_runs)} float runs against {len(quantized_runs)} quantized runs")
+    outputs = []
+    for name in names:
+        try:
+            pairs = [(np.asarray(a[name], dtype=np.float64), np.asarray(b[name], dtype=np.float64))
+                     for a, b in zip(float_runs, quantized_runs)]
+        except (TypeError, ValueError):
+            continue
+        matched = [(a, b) for a, b in pairs if a.shape == b.shape]
+        if not matched:
+            outputs.append(OutputFidelity(name, pairs[0][0].shape if pairs else (), math.nan,
+                                          mismatched=len(pairs)))
+            continue
+        f, q = [a for a, _ in matched], [b for _, b in matched]
+        shape = f[0].shape
+        same_tail = all(a.shape[1:] == shape[1:] for a in f)
+        if len(shape) >= 1 and same_tail:
+            fv, qv = np.concatenate([a.reshape((-1, *shape[1:])) for a in f]), \
+                np.concatenate([b.reshape((-1, *shape[1:])) for b in q])
+        else:
+            fv, qv = np.concatenate([a.reshape(-1) for a in f]), np.concatenate([b.reshape(-1) for b in q])
+        result = _output_fidelity(name, tuple(shape), fv, qv)
+        outputs.append(replace(result, mismatched=len(pairs) - len(matched)))
+    return Fidelity(tuple(outputs), len(float_runs))
+
+
+def _output_fidelity(name: str, shape: tuple[int, ...], f: np.ndarray, q: np.ndarray) -> OutputFidelity:
+    noise = float(np.sum((f - q) ** 2))
+    power = float(np.sum(f ** 2))
+    sqnr = math.inf if noise == 0.0 else (-math.inf if power == 0.0 else 10.0 * math.log10(power / noise))
+    top1 = cosine = None
+    if f.ndim >= 2 and f.shape[-1] > 1:
+        if f.ndim == 2 and not np.allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-3):
+            top1 = float(np.mean(np.argmax(f, axis=-1) == np.argmax(q, axis=-1)))
+        rows_f, rows_q = f.reshape(-1, f.shape[-1]), q.reshape(-1, f.shape[-1])
+        norms = np.linalg.norm(rows_f, axis=1) * np.linalg.norm(rows_q, axis=1)
+        dots = np.sum(rows_f * rows_q, axis=1)
+        both_zero = (np.linalg.norm(rows_f, axis=1) == 0) & (np.linalg.norm(rows_q, axis=1) == 0)
+        per_row = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0))
+        cosine = float(np.mean(per_row))
+    return OutputFidelity(name, shape, sqnr, top1, cosine)
+
+
+def _round(value: float) -> float:
+    return value if math.isinf(value) else round(value, 3)
+
+
+def _text(value: float) -> str:
+    return "inf" if value == math.inf else ("-inf" if value == -math.inf else f"{value:.1f}")

@@ -1,0 +1,126 @@
+"""Which quantized units to return to float: revert the most suspect, then measure what each one is worth.
+
+The loop knows nothing of models: a unit is a name (the fidelity guard's units are nodes), and
+``score(units)`` measures the output with those units reverted (higher is better; None when that revert
+cannot be carried out). The fidelity guard scores the worst output SQNR; an accuracy-driven search scores
+a user's metric with the same loop.
+
+Reverting units one at a time and measuring each alone misses damage that several quantizers do together
+(a LayerNorm quantized at five nodes: returning any one of them to float changes nothing, measured). So:
+
+1. grow: revert the next ``batch`` candidates (the caller's order: most suspect first) on top of those
+   kept, measure, keep the batch if the score rose; repeat until the score reaches ``target``;
+2. prune: for each kept unit, least suspect first, quantize it again alone and measure; its measured
+   contribution is the score lost. It stays quantized if the score stays at ``target`` (or, if the target
+   was not reached, does not fall); otherwise it stays reverted.
+
+The reverts that remain are ranked by contribution. ``budget`` bounds the ``score`` calls; when it runs out
+while pruning, the units not yet tried stay reverted (the safe side). ``max_units`` bounds how many units
+may be reverted at once: a search that would have to return most of a model to float is told so
+("revert limit") instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+__all__ = ["Measurement", "Revert", "SearchResult", "revert_search"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One ``score`` call: what changed and the score measured."""
+
+    action: str  # "revert" (a batch reverted) | "requantize" (one unit quantized again)
+    units: tuple[str, ...]
+    score: float | None  # None: could not be carried out
+    kept: bool  # the change was kept
+
+
+@dataclass(frozen=True)
+class Revert:
+    """A unit left reverted, and what quantizing it again alone cost (measured, or None if not tried)."""
+
+    unit: str
+    score_reverted: float  # the score with it reverted, when it was measured
+    score_quantized: float | None  # the score with it alone quantized again
+
+    @property
+    def contribution(self) -> float | None:
+        return None if self.score_quantized is None else self.score_reverted - self.score_quantized
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    initial: float
+    final: float
+    target: float
+    reverted: tuple[Revert, ...]  # largest measured contribution first; untried ones last
+    measurements: tuple[Measurement, ...]
+    stopped: str  # "target met" | "budget spent" | "no candidate left" | "revert limit"
+
+    @property
+    def met(self) -> bool:
+        return self.final >= self.target
+
+
+def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], float | None], initial: float,
+                  target: float, budget: int, batch: int, max_units: int | None = None) -> SearchResult:
+    """Revert units of ``candidates`` until ``score`` reaches ``target`` (module docstring).
+
+    Args:
+        candidates: the revertible units, most suspect first.
+        score: the measurement with the given units reverted (in candidate order); None if impossible.
+        initial: the score with nothing reverted.
+        target: the score to reach.
+        budget: the most ``score`` calls.
+        batch: candidates reverted per growing step (at least 1).
+        max_units: the most units reverted at any time (None: no limit).
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    order = {u: i for i, u in enumerate(dict.fromkeys(candidates))}
+    pool = list(order)
+    current = initial
+    reverted: list[str] = []
+    log: list[Measurement] = []
+
+    def measure(action: str, units: tuple[str, ...], trial: list[str]) -> float | None:
+        value = score(tuple(sorted(trial, key=order.__getitem__)))
+        log.append(Measurement(action, units, value, False))
+        return value
+
+    def keep_last() -> None:
+        log[-1] = Measurement(log[-1].action, log[-1].units, log[-1].score, True)
+
+    limit = len(pool) if max_units is None else max_units
+    while current < target and pool and len(log) < budget and len(reverted) < limit:
+        room = min(batch, limit - len(reverted))
+        added, pool = pool[:room], pool[room:]
+        value = measure("revert", tuple(added), reverted + added)
+        if value is not None and value > current:
+            keep_last()
+            reverted, current = reverted + added, value
+
+    measured_at: dict[str, tuple[float, float]] = {}
+    met = current >= target
+    for unit in sorted(reverted, key=order.__getitem__, reverse=True):
+        if len(log) >= budget:
+            break
+        rest = [u for u in reverted if u != unit]
+        value = measure("requantize", (unit,), rest)
+        if value is not None and (value >= target if met else value >= current):
+            keep_last()
+            reverted, current = rest, value
+        else:
+            measured_at[unit] = (current, value if value is not None else float("-inf"))
+
+    if current >= target:
+        stopped = "target met"
+    elif not pool:
+        stopped = "no candidate left"
+    else:
+        stopped = "budget spent" if len(log) >= budget or len(reverted) < limit else "revert limit"
+    kept = [Revert(u, *measured_at[u]) if u in measured_at else Revert(u, current, None) for u in reverted]
+    kept.sort(key=lambda r: (r.contribution is None, -(r.contribution or 0.0), order[r.unit]))
+    return SearchResult(initial, current, target, tuple(kept), tuple(log), stopped)

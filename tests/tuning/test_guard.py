@@ -1,0 +1,242 @@
+"""The self-check and the fidelity guard end to end: a damaged plan is repaired through the plan, a model
+the runtime refuses is never written, and the output stays byte-identical run to run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import models
+from rewriter.cli import main
+from rewriter.options import DEFAULT_GUARD_THRESHOLD_DB
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
+CALIB = ROOT / "examples" / "calib"
+
+
+def _layer_norm_block() -> onnx.ModelProto:
+    """LayerNorm written out in elementary ops on the input, then Linear -> Relu -> Linear."""
+    b = models.GraphBuilder(0)
+    x = models._layer_norm(b, "input", "ln", 16)
+    x = b.node("Relu", [b.linear(x, "proj", 16, 16)], "act")
+    b.linear(x, "head", 16, 10)
+    b.nodes[-1].output[0] = "output"
+    return b.model([models._f32("input", [1, 8, 16])], [models._f32("output", [1, 8, 10])], "ln_block")
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory) -> dict[str, Path]:
+    """A LayerNorm block, data whose tokens differ in scale by 1000x, and a target whose only rule quantizes
+    every input the CPU spec allows: the LayerNorm decomposition gets quantized (keep_float.rules is not
+    included), and its variance, quantized on one linear grid, loses the small tokens."""
+    tmp = tmp_path_factory.mktemp("damaged")
+    model = tmp / "ln.onnx"
+    onnx.save(_layer_norm_block(), model)
+    data = tmp / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        scale = 10.0 ** rng.uniform(-2, 1, (1, 8, 1))
+        np.save(data / f"s{i:02d}.npy", (rng.standard_normal((1, 8, 16)) * scale).astype(np.float32))
+    (tmp / "all.rules").write_text("rule quantize_everything {\n    match { op : @quantizable }\n"
+                                   "    insert op.inputs\n}\n")
+    (tmp / "damaged.yaml").write_text("name: DAMAGED\nextends: cpu\nrules: [all.rules]\n")
+    return {"model": model, "data": data, "target": tmp / "damaged.yaml", "dir": tmp}
+
+
+def _quantize(paths: dict[str, Path], out: Path, *extra: str) -> tuple[int, dict]:
+    report = out.with_suffix(".json")
+    code = main(["quantize", str(paths["model"]), "-o", str(out), "--data", str(paths["data"]), "--target",
+                 str(paths["target"]), "--subset-size", "16", "--report", str(report), "--quiet", *extra])
+    return code, json.loads(report.read_text()) if report.exists() else {}
+
+
+def _output_sqnr(float_model: Path, quantized: Path, data: Path, ids: list[int]) -> float:
+    """Independent of the tool's own figures: both models in onnxruntime, SQNR by hand."""
+    files = sorted(data.glob("*.npy"))
+    runs = []
+    for path in (float_model, quantized):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        runs.append(np.concatenate([session.run(None, {"input": np.load(files[i])})[0] for i in ids]))
+    f, q = (r.astype(np.float64) for r in runs)
+    return float(10 * np.log10(np.sum(f ** 2) / np.sum((f - q) ** 2)))
+
+
+def test_the_guard_reverts_a_quantized_layernorm_through_the_plan_and_audit_shows_why(damaged, tmp_path,
+                                                                                      capsys) -> None:
+    off = tmp_path / "off.onnx"
+    code, report_off = _quantize(damaged, off, "--no-guard")
+    err = capsys.readouterr().err
+    fidelity_off = report_off["fidelity"]
+    assert code == 0 and fidelity_off["below_threshold"] and fidelity_off["guard"]["off"] == "--no-guard"
+    assert "warning: output fidelity" in err and "ln_" in err.split("worst quantized tensors:")[1]
+
+    out = tmp_path / "on.onnx"
+    code, report = _quantize(damaged, out)
+    summary_line = capsys.readouterr().out
+    assert code == 0
+    fidelity = report["fidelity"]
+    guard = fidelity["guard"]
+    threshold = DEFAULT_GUARD_THRESHOLD_DB
+    assert guard["met"] and fidelity["worst_sqnr_db"] >= threshold > guard["initial_worst_sqnr_db"]
+    assert not fidelity["warning"]
+    reverted = {r["node"] for r in guard["reverts"]}
+    assert reverted and all(n.startswith("ln_") for n in reverted)  # only LayerNorm nodes went back to float
+    assert "fidelity guard reverted" in summary_line and "output SQNR" in summary_line
+    # The figures the report gives are the model written: measured again here, independently.
+    ids = fidelity["sample_ids"]
+    assert _output_sqnr(damaged["model"], out, damaged["data"], ids) == pytest.approx(fidelity["worst_sqnr_db"],
+                                                                                      abs=0.01)
+    assert _output_sqnr(damaged["model"], off, damaged["data"], ids) < threshold
+    # Every revert is a plan decision: the report's plan says so, with the measured reason.
+    nodes = {n["node"]: n for n in report["nodes"]}
+    for name in reverted:
+        assert nodes[name]["status"] == "reverted"
+        assert nodes[name]["trail"][0]["action"] == "revert"
+        assert "quantized again alone" in nodes[name]["trail"][0]["detail"] or "budget" in \
+            nodes[name]["trail"][0]["detail"]
+    consumers = {c["node"] for p in report["fakequantize"] for c in p["consumers"]}
+    assert not reverted & consumers  # no quantizer is left on a reverted node's inputs
+
+    code = main(["audit", str(damaged["model"]), "--target", str(damaged["target"]), "--report",
+                 str(out.with_suffix(".json"))])
+    text = capsys.readouterr().out
+    assert code == 0
+    node_lines = text.split("\nNodes\n", 1)[1].splitlines()
+    for name in reverted:
+        line = next(line for line in node_lines if line.strip().startswith(name + " "))
+        assert "reverted" in line and "fidelity-guard" in line
+    assert text.count("revert by fidelity-guard") == len(reverted)
+    assert "contribution" in text
+    name = sorted(reverted)[0]
+    assert main(["audit", str(damaged["model"]), "--target", str(damaged["target"]), "--report",
+                 str(out.with_suffix(".json")), "--why", name]) == 0
+    explained = capsys.readouterr().out
+    assert f"node {name}" in explained and "reverted to float by fidelity-guard" in explained
+
+
+def test_same_inputs_and_seed_give_the_same_bytes_with_the_guard_acting(damaged, tmp_path) -> None:
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    assert _quantize(damaged, a)[0] == 0 and _quantize(damaged, b)[0] == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert json.loads(a.with_suffix(".json").read_text())["fidelity"]["guard"]["reverts"]
+
+
+def test_a_healthy_model_is_checked_and_left_alone(tmp_path, capsys) -> None:
+    out, report = tmp_path / "q.onnx", tmp_path / "r.json"
+    assert main(["quantize", str(EXAMPLE), "-o", str(out), "--data", str(CALIB), "--subset-size", "16",
+                 "--report", str(report)]) == 0
+    line = capsys.readouterr().out
+    fidelity = json.loads(report.read_text())["fidelity"]
+    assert fidelity["guard"] is None and not fidelity["below_threshold"]
+    assert fidelity["held_out"] and len(fidelity["sample_ids"]) == 16  # 32 samples, 16 for the ranges: the rest
+    from rewriter.calibrate.data import model_inputs, open_data
+    subset = open_data(str(CALIB), model_inputs(onnx.load(str(EXAMPLE)))).select(16, 0)
+    assert not set(subset) & set(fidelity["sample_ids"])  # none of them was used for the ranges
+    assert "output SQNR" in line and "top-1 agreement" in line
+    assert fidelity["outputs"][0]["top1_agreement"] is not None  # [1, 10] class scores
+
+
+def test_a_model_the_runtime_refuses_is_not_written(tmp_path, capsys, monkeypatch) -> None:
+    import rewriter.pipeline as pipeline
+
+    real = pipeline.emit_qdq
+
+    def broken(model, plan, ranges):  # a kernel attribute onnxruntime rejects, on the first Conv
+        result = real(model, plan, ranges)
+        conv = next(n for n in result.model.graph.node if n.op_type == "Conv")
+        conv.attribute.append(onnx.helper.make_attribute("group", 7))
+        return result
+
+    monkeypatch.setattr(pipeline, "emit_qdq", broken)
+    out = tmp_path / "q.onnx"
+    code = main(["quantize", str(EXAMPLE), "-o", str(out), "--data", str(CALIB), "--subset-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+    first_conv = next(n.name for n in onnx.load(str(EXAMPLE)).graph.node if n.op_type == "Conv")
+    assert "onnxruntime cannot load the quantized model" in err and f"(node {first_conv})" in err
+    assert "not written" in err
+
+
+def test_the_threshold_comes_from_the_command_line_and_the_guard_can_be_switched_off(damaged, tmp_path) -> None:
+    code, report = _quantize(damaged, tmp_path / "a.onnx", "--guard-threshold", "-50")
+    assert code == 0 and report["fidelity"]["guard"] is None and report["fidelity"]["threshold_db"] == -50
+    code, report = _quantize(damaged, tmp_path / "b.onnx", "--no-self-check")
+    assert code == 0 and "fidelity" not in report and report["summary"]["nodes_reverted"] == 0
+    code, report = _quantize(damaged, tmp_path / "c.onnx", "--guard-budget", "1")
+    guard = report["fidelity"]["guard"]
+    assert len(guard["measurements"]) == 1 and all(r["contribution_db"] is None for r in guard["reverts"])
+
+
+def test_audit_refuses_a_file_that_is_not_a_quantize_report(damaged, tmp_path, capsys) -> None:
+    bad = tmp_path / "r.json"
+    bad.write_text('{"schema": "rewriter.plan/1"}')
+    assert main(["audit", str(damaged["model"]), "--report", str(bad)]) == 2
+    assert "not a quantize report" in capsys.readouterr().err
+    made_for_damaged = tmp_path / "made.json"
+    made_for_damaged.write_text(json.dumps({"schema": "rewriter.pipeline/1",
+                                            "options": {"target": str(damaged["target"])}}))
+    assert main(["audit", str(damaged["model"]), "--target", "CPU", "--report", str(made_for_damaged)]) == 2
+    assert f"made for target {damaged['target']}, not CPU" in capsys.readouterr().err
+    bad.write_text("{oops")
+    assert main(["audit", str(damaged["model"]), "--report", str(bad)]) == 2
+    assert f"{bad}:1:2: not JSON" in capsys.readouterr().err
+
+
+def test_the_config_file_sets_the_guard_and_a_misspelt_key_is_located(tmp_path) -> None:
+    from rewriter.config import load_config, merge_cli
+    from rewriter.errors import UserError
+
+    config = tmp_path / "pot.json"
+    config.write_text('{"compression": {"algorithms": [{"name": "DefaultQuantization", "params": {\n'
+                      '  "fidelity_guard_threshold": 25.5, "fidelity_guard": false, "self_check_samples": 3,\n'
+                      '  "fidelity_guard_budget": 5}}]}}\n')
+    options = merge_cli(load_config(config), {})
+    assert (options.guard, options.guard_threshold, options.check_samples, options.guard_budget) == (False, 25.5, 3, 5)
+    assert merge_cli(load_config(config), {"guard_threshold": 3.0}).guard_threshold == 3.0  # the CLI wins
+    config.write_text('{"compression": {"algorithms": [{"name": "DefaultQuantization", "params": {\n'
+                      '  "fidelity_gard": false}}]}}\n')
+    with pytest.raises(UserError) as error:
+        load_config(config)
+    assert ":2:3" in error.value.render() and "fidelity_guard" in error.value.render()
+
+
+def test_a_revert_after_bias_correction_keeps_the_bias_the_pass_added_to_the_other_layer() -> None:
+    from rewriter.pipeline import QuantizeOptions, quantize
+
+    b = models.GraphBuilder(3)
+    h = b.node("Relu", [b.node("MatMul", ["x", b.weight("w", (16, 16))], "mm")], "r")
+    b.node("MatMul", [h, b.weight("w2", (16, 8))], "y")
+    model = b.model([models._f32("x", (4, 16))], [models._f32("y", (4, 8))], "two_matmuls")
+    # A threshold no output reaches forces the guard to act; one measurement reverts the most suspect layer.
+    options = QuantizeOptions(target="ORT", bias_correction="fast", subset_size=16, guard_threshold=200,
+                              guard_budget=1, guard_batch=1)
+    result = quantize(model, models.random_inputs(model, 24, seed=1), options)
+    assert result.report["passes"]["bias_correction"]["created"] == ["mm", "y"]
+    (reverted,) = [r["node"] for r in result.report["fidelity"]["guard"]["reverts"]]
+    kept = ({"mm", "y"} - {reverted}).pop()
+    # The re-made plan names the bias the pass added to the layer still quantized (the emitter's provenance
+    # check, which runs on every attempt, would have stopped the run otherwise).
+    assert [(e.node, e.bias) for e in result.plan.int32_biases] == [(kept, f"{kept}.bias")]
+    assert result.plan.node(reverted).status == "reverted"
+
+
+def test_fakequantize_output_is_checked_in_openvino_or_the_check_says_why_not() -> None:
+    import importlib.util
+
+    from rewriter.pipeline import QuantizeOptions, quantize
+
+    model = models.tiny_cnn()
+    result = quantize(model, models.random_inputs(model, 12, seed=2),
+                      QuantizeOptions(output_format="fakequantize", subset_size=8))
+    fidelity = result.report["fidelity"]
+    if importlib.util.find_spec("openvino") is None:
+        assert "install OpenVINO" in fidelity["skipped"] and fidelity["guard"] is None
+    else:  # pragma: no cover - where OpenVINO is installed
+        assert fidelity["runtime"] == "openvino" and fidelity["outputs"]
