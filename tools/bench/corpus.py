@@ -609,6 +609,32 @@ def build_captcha_det(d: Path) -> dict:
     return _real_entry(d, captcha.build_det(d, SEED + 140, 48, 80), "ddddocr", ("scikit-learn",))
 
 
+def build_silero_vad(d: Path) -> dict:
+    from models import vad
+
+    return _real_entry(d, vad.build(d, "silero_vad_16k_op15.onnx", SEED + 150, 16, 24), "silero-vad",
+                       ("scipy",))
+
+
+def build_silero_vad_if(d: Path) -> dict:
+    from models import vad
+
+    return _real_entry(d, vad.build(d, "silero_vad.onnx", SEED + 150, 16, 24, control_flow=True), "silero-vad",
+                       ("scipy",))
+
+
+def build_magika_real(d: Path) -> dict:
+    import magika as magika_pkg
+
+    from models import realfiles
+
+    mdir = Path(magika_pkg.__file__).parent / "models"
+    default = getattr(getattr(magika_pkg, "Magika", None), "_get_default_model_name", None)
+    src = mdir / (default() if default else sorted(p.name for p in mdir.iterdir())[-1])
+    cfg = json.loads((src / "config.min.json").read_text())
+    return _real_entry(d, realfiles.build(d, SEED + 160, src, cfg), "magika")
+
+
 # ----------------------------------------------------------------------------- driver
 
 # name -> (builder, entry version: bump it when the entry's content changes)
@@ -623,6 +649,9 @@ ENTRIES: dict[str, tuple] = {
     "ocr_det": (build_ocr_det, 1),
     "captcha_ocr": (build_captcha_ocr, 2),
     "captcha_det": (build_captcha_det, 1),
+    "silero_vad": (build_silero_vad, 1),
+    "silero_vad_if": (build_silero_vad_if, 1),
+    "magika_real": (build_magika_real, 1),
 }
 
 
