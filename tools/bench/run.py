@@ -64,8 +64,7 @@ VARIANTS = {"ours": ("ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ours
             "nncf": ("nncf_default",)}
 CORPUS_ORDER = ("cnn_digits", "magika", "minilm", "mobilenetv2", "resnet50")
 # Real pretrained models shipped inside PyPI wheels (tools/bench/models/), scored on realistic offline data.
-REAL_MODELS = ("ocr_cls", "ocr_rec", "ocr_det", "captcha_ocr", "captcha_det", "silero_vad", "silero_vad_if",
-               "magika_real")
+REAL_MODELS = report.REAL_MODELS
 REAL_TOOLS = ("ours_default", "ours_ort", "ort", "nncf")
 
 
@@ -180,7 +179,8 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
     n = min(s.samples, len(calib))
     data = subset_dir(name, calib, n, s)
     metric = meta["metric"]["name"]
-    out: dict = {"name": name, "kind": kind, "metric": metric, "metric_kind": meta["metric"]["kind"],
+    out: dict = {"name": name, "real": bool(meta.get("real")), "kind": kind, "metric": metric,
+                 "metric_kind": meta["metric"]["kind"],
                  "description": meta.get("description", ""), "samples": n, "data": str(data),
                  "model": str(model), "settings": s.as_dict(), "tools": {}, "date": _now()}
     out["load_average"] = {"start": _load()}
@@ -389,7 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_info["total_s"] = round(time.perf_counter() - started, 1)
     (s.results / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
     md, png = report.write(s.results, s.docs)
-    print(report.summary_text(report.load(s.results)))
+    data = report.load(s.results)
+    print(report.summary_text(data))
+    if any(report.is_real(m) for m in data["models"]):
+        print(report.real_summary_text(data))
     _log(f"wrote {md} and {png or '(no chart)'} in {run_info['total_s']:.0f} s")
     return 0
 
