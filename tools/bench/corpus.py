@@ -649,8 +649,8 @@ ENTRIES: dict[str, tuple] = {
     "ocr_det": (build_ocr_det, 1),
     "captcha_ocr": (build_captcha_ocr, 2),
     "captcha_det": (build_captcha_det, 1),
-    "silero_vad": (build_silero_vad, 1),
-    "silero_vad_if": (build_silero_vad_if, 1),
+    "silero_vad": (build_silero_vad, 2),
+    "silero_vad_if": (build_silero_vad_if, 2),
     "magika_real": (build_magika_real, 1),
 }
 

@@ -427,7 +427,10 @@ def write_npz(path: os.PathLike, arrays: dict[str, np.ndarray]) -> None:
             info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             with zf.open(info, "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+                # Not np.ascontiguousarray: it turns a 0-d array (a scalar input such as a sample rate) into (1,).
+                array = np.asarray(arrays[key])
+                np.lib.format.write_array(fh, array if array.flags.c_contiguous else array.copy(order="C"),
+                                          allow_pickle=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -260,10 +260,10 @@ PRELOAD = {
 }
 
 
-def _rss_mb() -> float | None:
+def _rss_mb(key: str = "VmRSS") -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
@@ -301,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
         result["traceback"] = traceback.format_exc()[-4000:]
     result["rss_end_mb"] = _rss_mb()
+    # This process's own high-water mark: the parent's ru_maxrss of a child starts from the parent's own peak
+    # (Linux keeps it across fork and exec), so a parent grown large while scoring would hide the tool's.
+    result["vm_hwm_mb"] = _rss_mb("VmHWM")
     Path(a.result).write_text(json.dumps(result, indent=2, default=str))
     return 0 if result["ok"] else 1
 

@@ -658,7 +658,16 @@ def real_figures(model: dict, tool: str) -> dict:
     change = out.get("change_pct")
     out["metric_ok"] = None if change is None else change >= -REAL_MAX_CHANGE_PCT
     out["bar_ok"] = bool(out["runs_in_ort"] and out["metric_ok"] and out["time_ok"])
+    out["qdq"] = (r.get("quantize_linear"), r.get("dequantize_linear"))
+    # A model left float passes the bar trivially; the table says so rather than hide it.
+    out["nothing_quantized"] = r.get("quantize_linear") == 0 and r.get("dequantize_linear") == 0
     return out
+
+
+def _bar_cell(f: dict) -> str:
+    if not f.get("bar_ok"):
+        return "**fail**"
+    return "pass (nothing quantized)" if f.get("nothing_quantized") else "pass"
 
 
 def _yes_no(flag: bool | None) -> str:
@@ -683,10 +692,11 @@ def real_section(models: list[dict]) -> list[str]:
                      + (" (with local changes)" if info.get("local_changes") else "")
                      + (f" ({info['error']})" if info.get("error") else ""))
     lines += ["", "| model | metric | tool | runs in ORT | float → int8 | change % | bar | time s | floor s | "
-              "× floor | SQNR dB |", "| --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+              "× floor | SQNR dB | Q/DQ |",
+              "| --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for model in real:
         if "error" in model:
-            lines.append(f"| {model['name']} | | (harness) | **ERROR**: {model['error'][:160]} | | | | | | | |")
+            lines.append(f"| {model['name']} | | (harness) | **ERROR**: {model['error'][:160]} | | | | | | | | |")
             continue
         for tool in tools_in(model):
             f = real_figures(model, tool)
@@ -696,14 +706,15 @@ def real_section(models: list[dict]) -> list[str]:
             if f.get("failure") == "quantization failed" or f["status"] in ("skipped", "not run"):
                 lines.append(f"| {name} | {metric} | {LABELS[tool]} | – | **{f['status'].upper()}**: "
                              f"{_md_cell(f.get('error'))} | | **no** | {_f(f.get('quantize_s'))} | "
-                             f"{_f(f.get('floor_s'))} | | |")
+                             f"{_f(f.get('floor_s'))} | | | |")
                 continue
             ran = "yes" if f["runs_in_ort"] else f"**no**: {_md_cell(f.get('error'))}"
             lines.append(
                 f"| {name} | {metric} | {LABELS[tool]} | {ran} | {_metric(f.get('float_metric'))} → "
                 f"{_metric(f.get('metric'))} | {_f(f.get('change_pct'), '{:+.2f}')} | "
-                f"{'pass' if f['bar_ok'] else '**fail**'} | {_f(f.get('quantize_s'))} | {_f(f.get('floor_s'))} | "
-                f"{_f(f.get('x_floor'), '{:.1f}')} | {_f(f.get('sqnr_db'), '{:.1f}')} |")
+                f"{_bar_cell(f)} | {_f(f.get('quantize_s'))} | {_f(f.get('floor_s'))} | "
+                f"{_f(f.get('x_floor'), '{:.1f}')} | {_f(f.get('sqnr_db'), '{:.1f}')} | "
+                f"{_f(f['qdq'][0], '{}')}/{_f(f['qdq'][1], '{}')} |")
     lines.append("")
     return lines
 
@@ -753,7 +764,8 @@ def real_summary_text(data: dict) -> str:
             ort_cell = {True: "yes", False: "NO", None: "-"}[f["runs_in_ort"]]
             line = (f"{model['name']:14s} {LABELS[tool]:29s} {ort_cell:5s} {_f(f.get('float_metric'), '{:.4f}'):7s} "
                     f"{_f(f.get('metric'), '{:.4f}'):7s} {_f(f.get('change_pct'), '{:+.2f}'):>7s}  "
-                    f"{'pass' if f.get('bar_ok') else 'FAIL':5s} {_f(f.get('quantize_s')):>6s} "
+                    f"{('no-op' if f.get('nothing_quantized') else 'pass') if f.get('bar_ok') else 'FAIL':5s} "
+                    f"{_f(f.get('quantize_s')):>6s} "
                     f"{_f(f.get('floor_s')):>7s} {_f(f.get('x_floor'), '{:.1f}'):>6s} "
                     f"{_f(f.get('sqnr_db'), '{:.1f}'):>7s}")
             if f.get("error"):

@@ -144,8 +144,11 @@ def run_tool(name: str, tool: str, model: Path, data: Path, n: int, config: dict
     # The tool's working folder is its output folder, so scratch files stay out of the work tree.
     child = measure.run_child(cmd, s.timeout, env=env, cwd=work, log_path=log_path)
     result = json.loads(res_path.read_text()) if res_path.is_file() else {"ok": False}
+    # The child's own VmHWM when it reported one (see peers.main); the parent's view otherwise.
+    peak = result.get("vm_hwm_mb") or child["peak_rss_mb"]
     result.update({"config": config, "samples": n, "process_wall_s": child["wall_s"],
-                   "peak_rss_mb": child["peak_rss_mb"], "returncode": child["returncode"],
+                   "peak_rss_mb": peak, "peak_rss_mb_rusage": child["peak_rss_mb"],
+                   "returncode": child["returncode"],
                    "command": " ".join(shlex.quote(c) for c in cmd), "log": str(log_path),
                    "output": str(out)})
     if child["timed_out"]:
