@@ -646,7 +646,7 @@ ENTRIES: dict[str, tuple] = {
     "mobilenetv2": (build_mobilenetv2, 2),
     "ocr_cls": (build_ocr_cls, 1),
     "ocr_rec": (build_ocr_rec, 1),
-    "ocr_det": (build_ocr_det, 1),
+    "ocr_det": (build_ocr_det, 2),
     "captcha_ocr": (build_captcha_ocr, 2),
     "captcha_det": (build_captcha_det, 1),
     "silero_vad": (build_silero_vad, 2),

@@ -202,7 +202,7 @@ def build_det(d: Path, seed: int, n_calib: int, n_eval: int, size: int = 320) ->
         for _ in range(int(rng.integers(2, 6))):
             for _attempt in range(20):
                 font = ImageFont.truetype(str(font_list[int(rng.integers(len(font_list)))]),
-                                          int(rng.integers(16, 34)))
+                                          int(rng.integers(9, 26)))
                 text = text_line(rng, vocab, 22)
                 x0, y0, x1, y1 = font.getbbox(text)
                 w, h = x1 - x0, y1 - y0
@@ -212,19 +212,23 @@ def build_det(d: Path, seed: int, n_calib: int, n_eval: int, size: int = 320) ->
                 box = [float(px), float(py), float(px + w), float(py + h)]
                 if all(box[2] + 6 < b[0] or b[2] + 6 < box[0] or box[3] + 6 < b[1] or b[3] + 6 < box[1]
                        for b in boxes):
-                    draw.text((px - x0, py - y0), text, font=font, fill=tuple(int(v) for v in rng.integers(0, 80, 3)))
+                    # Low contrast for some lines: ink from dark to mid grey on the light background.
+                    ink = tuple(int(v) for v in rng.integers(0, 150, 3))
+                    draw.text((px - x0, py - y0), text, font=font, fill=ink)
                     boxes.append(box)
                     break
-        if rng.random() < 0.3:
-            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 0.8))))
-        samples.append({"x": normalize_bgr(np.asarray(img))[None]})
+        if rng.random() < 0.5:
+            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
+        noisy = np.asarray(img, np.float32) + rng.normal(0, rng.uniform(2, 12), (size, size, 1))
+        samples.append({"x": normalize_bgr(np.clip(noisy, 0, 255).astype(np.uint8))[None]})
         all_boxes.append(boxes)
     return {"_model": src, "_calib": samples[:n_calib], "_eval": samples[n_calib:],
             "_boxes_json": all_boxes[n_calib:],
             "description": "PP-OCRv4 text detector (DB: MobileNetV3-style backbone, FPN, ConvTranspose head, "
                            "sigmoid probability map), paddle2onnx export shipped in rapidocr-onnxruntime (opset 12)",
             "preprocessing": f"{size}x{size} light backgrounds with a colour ramp and noise, 2-5 rendered text "
-                             "lines that do not overlap; BGR, (x/255-0.5)/0.5",
+                             "lines that do not overlap, 9-25 px fonts, ink from dark to mid grey, half blurred, "
+                             "pixel noise; BGR, (x/255-0.5)/0.5",
             "metric": {"name": "text_region_f1", "kind": "text_region_f1", "output_index": 0,
                        "map_shape": [size, size], "threshold": 0.3,
                        "description": "F1 of box recall (a drawn line is found when half of its inner part is "
