@@ -70,7 +70,10 @@ def test_every_tool_has_a_result_or_a_reason(smoke):
     tools = smoke["data"]["tools"]
     assert set(tools) == {"ours", "ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ours_nosat",
                           "ours_ort_nosat", "ort", "nncf", "nncf_default"}
-    assert tools["ours_default"] == {"same_as": "ours", "config": tools["ours"]["config"]}
+    assert tools["ours_default"]["config"] == {"cli_options": []}
+    if tools["ours_default"].get("ok"):
+        assert tools["ours_default"]["facts"]["argv"][:2] == ["rewriter", "quantize"]
+        assert Path(tools["ours_default"]["rewriter"]["path"], "rewriter").is_dir()
     assert tools["ours_nosat"]["config"] == {**tools["ours"]["config"], "saturation_fix": "no"}
     assert tools["ours_ort_nosat"]["config"] == {**tools["ours_ort"]["config"], "saturation_fix": "no"}
     assert tools["ours_dq"]["config"]["bias_correction"] == "fast" and tools["ours_dq"]["config"]["channel_alignment"]

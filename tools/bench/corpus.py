@@ -44,6 +44,7 @@ if str(HERE) not in sys.path:
 
 from metrics import (  # noqa: E402  (re-exported for the benchmark runner)
     DEFAULT_CACHE,
+    batch_first,
     evaluate,
     evaluate_all,
     list_entries,
@@ -51,6 +52,7 @@ from metrics import (  # noqa: E402  (re-exported for the benchmark runner)
     load_sample,
     sample_paths,
     scores_from_outputs,
+    stream_outputs,
     write_npz,
 )
 
@@ -140,13 +142,17 @@ def _float_reference(d: Path, meta: dict) -> dict[str, float]:
     and return every metric of the float model."""
     sess = _ort_session(d / "model.onnx")
     idx = meta["metric"]["output_index"]
+    stream = meta["metric"].get("stream")
     outs = []
     for p in sorted((d / "eval").glob("*.npz")):
-        o = sess.run(None, load_sample(p))[idx]
+        if stream:
+            outs.append(stream_outputs(load_sample(p), lambda feeds: sess.run(None, feeds), stream, idx))
+            continue
+        o = batch_first(sess.run(None, load_sample(p))[idx], meta["metric"])
         outs.append(o.reshape(o.shape[0], -1))
     ref = np.concatenate(outs, axis=0).astype(np.float32)
     np.save(d / "eval_reference.npy", ref)
-    return scores_from_outputs(meta, ref.astype(np.float64), d)
+    return scores_from_outputs(meta, ref if meta["metric"].get("float32_outputs") else ref.astype(np.float64), d)
 
 
 def _torch_setup(threads: int = 2):
@@ -533,6 +539,102 @@ def build_magika(d: Path) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- real models from wheels
+
+def _real_entry(d: Path, info: dict, package: str, extra_versions: tuple[str, ...] = ()) -> dict:
+    """Write what a tools/bench/models builder returned: the shipped model copied unchanged (or the
+    builder's own file), the splits, and labels, boxes or texts; returns the entry's meta fields."""
+    src = Path(info.pop("_model"))
+    if info.pop("_model_written", False):
+        source = {"kind": "derived here from a model shipped in a PyPI package", **info.pop("_source", {})}
+    else:
+        shutil.copyfile(src, d / "model.onnx")
+        source = {"kind": "pretrained ONNX model, from a PyPI package", "file": str(src.name),
+                  "sha256": _sha256(src)}
+    source.update({"package": package, "package_version": md.version(package)})
+    calib, evals = info.pop("_calib"), info.pop("_eval")
+    _write_samples(d / "calib", calib)
+    _write_samples(d / "eval", evals)
+    if "_labels" in info:
+        np.save(d / "eval_labels.npy", info.pop("_labels"))
+    if "_labels_json" in info:
+        (d / "eval_labels.json").write_text(json.dumps(info.pop("_labels_json")) + "\n")
+    if "_boxes_json" in info:
+        (d / "eval_boxes.json").write_text(json.dumps(info.pop("_boxes_json")) + "\n")
+    if "texts" in info:
+        (d / "texts.json").write_text(json.dumps(info.pop("texts"), indent=1, ensure_ascii=False) + "\n")
+    extra = {k: info.pop(k) for k in list(info) if k.startswith("_")}
+    if extra:
+        raise RuntimeError(f"builder returned unknown fields {sorted(extra)}")
+    info.setdefault("calib", {"count": len(calib)})
+    info.setdefault("eval", {"count": len(evals)})
+    return {"real": True, "source": source, **info,
+            "environment": _versions(package, "onnx", "onnxruntime", "numpy", "pillow", *extra_versions)}
+
+
+def _write_samples(folder: Path, samples: list[dict[str, np.ndarray]]) -> None:
+    """Like _write_split, for models whose inputs are not all batch-first (a state, a scalar rate)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(samples):
+        write_npz(folder / f"{i:06d}.npz", s)
+
+
+def build_ocr_cls(d: Path) -> dict:
+    from models import ocr
+
+    return _real_entry(d, ocr.build_cls(d, SEED + 100, 100, 200), "rapidocr-onnxruntime")
+
+
+def build_ocr_rec(d: Path) -> dict:
+    from models import ocr
+
+    return _real_entry(d, ocr.build_rec(d, SEED + 110, 100, 150), "rapidocr-onnxruntime")
+
+
+def build_ocr_det(d: Path) -> dict:
+    from models import ocr
+
+    return _real_entry(d, ocr.build_det(d, SEED + 120, 64, 100), "rapidocr-onnxruntime")
+
+
+def build_captcha_ocr(d: Path) -> dict:
+    from models import captcha
+
+    return _real_entry(d, captcha.build_ocr(d, SEED + 130, 100, 200), "ddddocr")
+
+
+def build_captcha_det(d: Path) -> dict:
+    from models import captcha
+
+    return _real_entry(d, captcha.build_det(d, SEED + 140, 48, 80), "ddddocr", ("scikit-learn",))
+
+
+def build_silero_vad(d: Path) -> dict:
+    from models import vad
+
+    return _real_entry(d, vad.build(d, "silero_vad_16k_op15.onnx", SEED + 150, 16, 24), "silero-vad",
+                       ("scipy",))
+
+
+def build_silero_vad_if(d: Path) -> dict:
+    from models import vad
+
+    return _real_entry(d, vad.build(d, "silero_vad.onnx", SEED + 150, 16, 24, control_flow=True), "silero-vad",
+                       ("scipy",))
+
+
+def build_magika_real(d: Path) -> dict:
+    import magika as magika_pkg
+
+    from models import realfiles
+
+    mdir = Path(magika_pkg.__file__).parent / "models"
+    default = getattr(getattr(magika_pkg, "Magika", None), "_get_default_model_name", None)
+    src = mdir / (default() if default else sorted(p.name for p in mdir.iterdir())[-1])
+    cfg = json.loads((src / "config.min.json").read_text())
+    return _real_entry(d, realfiles.build(d, SEED + 160, src, cfg), "magika")
+
+
 # ----------------------------------------------------------------------------- driver
 
 # name -> (builder, entry version: bump it when the entry's content changes)
@@ -542,6 +644,14 @@ ENTRIES: dict[str, tuple] = {
     "magika": (build_magika, 1),
     "resnet50": (build_resnet50, 2),
     "mobilenetv2": (build_mobilenetv2, 2),
+    "ocr_cls": (build_ocr_cls, 1),
+    "ocr_rec": (build_ocr_rec, 1),
+    "ocr_det": (build_ocr_det, 2),
+    "captcha_ocr": (build_captcha_ocr, 2),
+    "captcha_det": (build_captcha_det, 1),
+    "silero_vad": (build_silero_vad, 2),
+    "silero_vad_if": (build_silero_vad_if, 2),
+    "magika_real": (build_magika_real, 1),
 }
 
 

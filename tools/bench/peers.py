@@ -14,8 +14,10 @@ imports excluded), the import time, the RSS after imports, and tool facts
 Configurations (``config_for``):
 
 - ``ours``: rewriter, CPU target, preset performance; mixed for transformers.
-- ``ours_default``: rewriter with default settings everywhere (CPU, performance):
-  the bar of issue 3.
+- ``ours_default``: the plain command line ``rewriter quantize MODEL -o OUT
+  --data DIR`` (run in-process through ``rewriter.cli.main``, plus ``--report``
+  and ``--quiet``, which change nothing in the model), so it follows whatever
+  the tool's defaults are in the checkout measured.
 - ``ours_ort``: rewriter with ``--target ORT`` (the README's pick for
   onnxruntime), other settings default.
 - ``ours_dq``: rewriter's DefaultQuantization (ActivationChannelAlignment,
@@ -63,7 +65,7 @@ class Tool:
 
 TOOLS: dict[str, Tool] = {
     "ours": Tool("ours", "rewriter (ours)", ("rewriter",)),
-    "ours_default": Tool("ours_default", "rewriter, default settings", ("rewriter",), alias_of="ours"),
+    "ours_default": Tool("ours_default", "rewriter, default settings", ("rewriter",)),
     "ours_ort": Tool("ours_ort", "rewriter, target ORT", ("rewriter",)),
     "ours_dq": Tool("ours_dq", "rewriter, DefaultQuantization", ("rewriter",)),
     "ours_ort_dq": Tool("ours_ort_dq", "rewriter, ORT + DefaultQuantization", ("rewriter",)),
@@ -92,7 +94,7 @@ def config_for(tool: str, kind: str) -> dict:
     if tool == "ours":
         return {"target": "CPU", "preset": "mixed" if transformer else "performance", "seed": 0}
     if tool == "ours_default":
-        return {"target": "CPU", "preset": "performance", "seed": 0}
+        return {"cli_options": []}
     if tool == "ours_ort":
         return {"target": "ORT", "preset": "performance", "seed": 0}
     if tool == "ours_dq":
@@ -101,7 +103,7 @@ def config_for(tool: str, kind: str) -> dict:
         return {**config_for("ours_ort", kind), "channel_alignment": True, "bias_correction": "fast",
                 "smoothing": 0.8}
     if tool == "ours_nosat":
-        return {**config_for("ours_default", kind), "saturation_fix": "no"}
+        return {"target": "CPU", "preset": "performance", "seed": 0, "saturation_fix": "no"}
     if tool == "ours_ort_nosat":
         return {**config_for("ours_ort", kind), "saturation_fix": "no"}
     if tool == "ort":
@@ -132,6 +134,58 @@ def run_ours(model: str, out: str, data_dir: str, samples: int, config: dict) ->
     report = result.report
     return {"timings_s": report.get("timings_s"), "calibration": report.get("calibration"),
             "planned_fakequantize": len(report.get("fakequantize", []))}
+
+
+def run_ours_cli(model: str, out: str, data_dir: str, samples: int, config: dict) -> dict:
+    """The command line a user types, with the checkout's defaults; exit status other than 0 is a failure."""
+    import contextlib
+    import io
+
+    from rewriter.cli import main as rewriter_main
+
+    report_path = Path(out).with_suffix(".report.json")
+    argv = ["quantize", model, "-o", out, "--data", data_dir, "--report", str(report_path), "--quiet",
+            *config.get("cli_options", [])]
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):
+        code = rewriter_main(argv)
+    sys.stderr.write(captured.getvalue())
+    if code != 0:
+        Path(out).unlink(missing_ok=True)
+        raise RuntimeError(f"rewriter exited {code}: {captured.getvalue().strip()[-400:]}")
+    facts: dict = {"argv": ["rewriter", *argv], "samples_in_folder": len(sample_files(data_dir))}
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        facts.update({"timings_s": report.get("timings_s"), "calibration": report.get("calibration"),
+                      "planned_fakequantize": len(report.get("fakequantize", [])),
+                      "fidelity": report.get("fidelity")})
+    return facts
+
+
+def rewriter_checkout() -> dict:
+    """Which rewriter this process imports: its folder and, in a git checkout, the commit (and local edits)."""
+    import subprocess
+
+    try:
+        import rewriter
+    except ImportError as error:
+        return {"error": f"rewriter cannot be imported: {error}"}
+    package = Path(rewriter.__file__).resolve().parent
+    info: dict = {"path": str(package.parent), "version": getattr(rewriter, "__version__", None)}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(package.parent), *args], capture_output=True, text=True,
+                                  timeout=20, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    info["commit"] = git("rev-parse", "HEAD")
+    info["branch"] = git("rev-parse", "--abbrev-ref", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "rewriter", "rules", "hw_specs")
+    info["local_changes"] = None if status is None else bool(status)
+    return info
 
 
 def run_ort(model: str, out: str, data_dir: str, samples: int, config: dict) -> dict:
@@ -194,22 +248,22 @@ def run_nncf(model: str, out: str, data_dir: str, samples: int, config: dict) ->
 
 
 RUNNERS: dict[str, Callable[[str, str, str, int, dict], dict]] = {
-    "ours": run_ours, "ours_default": run_ours, "ours_ort": run_ours, "ours_dq": run_ours, "ours_ort_dq": run_ours,
+    "ours": run_ours, "ours_default": run_ours_cli, "ours_ort": run_ours, "ours_dq": run_ours, "ours_ort_dq": run_ours,
     "ours_nosat": run_ours, "ours_ort_nosat": run_ours,
     "ort": run_ort, "nncf": run_nncf, "nncf_default": run_nncf,
 }
 
 # What each tool imports before its clock starts (so that import time is not quantization time).
 PRELOAD = {
-    **{tool: ("rewriter.pipeline",) for tool in TOOLS if tool.startswith("ours")},
+    **{tool: ("rewriter.pipeline", "rewriter.cli") for tool in TOOLS if tool.startswith("ours")},
     "ort": ("onnxruntime.quantization",), "nncf": ("nncf", "onnx"), "nncf_default": ("nncf", "onnx"),
 }
 
 
-def _rss_mb() -> float | None:
+def _rss_mb(key: str = "VmRSS") -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
@@ -233,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             __import__(mod)
         result["import_s"] = round(time.perf_counter() - t0, 3)
         result["rss_after_import_mb"] = _rss_mb()
+        if a.tool.startswith("ours"):
+            result["rewriter"] = rewriter_checkout()
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).unlink(missing_ok=True)
         t1 = time.perf_counter()
@@ -245,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
         result["traceback"] = traceback.format_exc()[-4000:]
     result["rss_end_mb"] = _rss_mb()
+    # This process's own high-water mark: the parent's ru_maxrss of a child starts from the parent's own peak
+    # (Linux keeps it across fork and exec), so a parent grown large while scoring would hide the tool's.
+    result["vm_hwm_mb"] = _rss_mb("VmHWM")
     Path(a.result).write_text(json.dumps(result, indent=2, default=str))
     return 0 if result["ok"] else 1
 

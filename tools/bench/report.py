@@ -35,6 +35,13 @@ LABELS = {
 }
 PEERS = ("ort", "nncf", "nncf_default")
 CORPUS_ORDER = ("cnn_digits", "magika", "minilm", "mobilenetv2", "resnet50")
+# Real pretrained models shipped inside PyPI wheels (tools/bench/models/), scored on realistic offline data.
+REAL_MODELS = ("ocr_cls", "ocr_rec", "ocr_det", "captcha_ocr", "captcha_det", "silero_vad", "silero_vad_if",
+               "magika_real")
+# Random-weight models: only output fidelity against float means something, not a task metric.
+RANDOM_WEIGHT_MODELS = ("resnet50", "mobilenetv2")
+# Issue 10's bar on every real model, default settings: within this relative change of float.
+REAL_MAX_CHANGE_PCT = 1.0
 # Issue 3's bars for our tool with default settings.
 MAX_DROP_PCT = 1.0
 SPEEDUP_BAR = {"resnet50": 2.0}
@@ -53,7 +60,7 @@ def load(results: Path) -> dict:
             models.append(json.loads(p.read_text()))
         except json.JSONDecodeError:
             continue
-    order = {n: i for i, n in enumerate(CORPUS_ORDER)}
+    order = {n: i for i, n in enumerate(CORPUS_ORDER + REAL_MODELS)}
     models.sort(key=lambda m: (order.get(m.get("name"), 99), m.get("name", "")))
     return {"run": run, "models": models}
 
@@ -249,6 +256,8 @@ def markdown(data: dict) -> str:
                 f"{_f(f.get('peak_rss_mb'), '{:.0f}')} | {_f(f.get('size_mb'))} | {_f(f.get('int_total'), '{}')} | "
                 f"{_f(f.get('q'), '{}')}/{_f(f.get('dq'), '{}')} |")
     lines += ["", "![accuracy drop vs speed-up per tool](benchmarks.png)", ""]
+    lines += real_section(models)
+    lines += _fidelity_section(models)
     lines += _issue3_section(models)
     lines += _peer_section(models)
     lines += _default_quantization_section(models)
@@ -286,7 +295,8 @@ def _issue3_section(models: list[dict]) -> list[str]:
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for model in models:
         tools = model.get("tools", {})
-        if "error" in model or not ({"ours", "ours_default"} & set(tools)):
+        # Real models have their own bar (the Real models table), which needs no latency run.
+        if "error" in model or is_real(model) or not ({"ours", "ours_default"} & set(tools)):
             continue
         lines.append(_issue3_row(model, "ours_default", "default (CPU)"))
         if "ours_ort" in tools:
@@ -612,6 +622,157 @@ def chart(data: dict, path: Path) -> str | None:
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
     return None
+
+
+# ----------------------------------------------------------------------------- real models (issue 10)
+
+def is_real(model: dict) -> bool:
+    return bool(model.get("real")) or model.get("name") in REAL_MODELS
+
+
+def real_figures(model: dict, tool: str) -> dict:
+    """One real model x tool: metric, signed relative change, whether the output ran in onnxruntime, time
+    against the float pass, output SQNR, and whether issue 10's bar holds."""
+    r, status = resolve(model, tool)
+    f = figures(model, tool)
+    out: dict = {"status": status, "float_metric": f.get("float_metric"), "metric": f.get("metric"),
+                 "quantize_s": f.get("quantize_s"), "x_floor": f.get("x_floor"),
+                 "floor_s": _num(model.get("floor", {}).get("floor_s")), "sqnr_db": None, "runs_in_ort": None,
+                 "error": f.get("error")}
+    if r is None or status in ("not run", "skipped"):
+        return out
+    if not r.get("ok"):
+        out["runs_in_ort"] = None
+        out["failure"] = "quantization failed"
+        return out
+    out["runs_in_ort"] = not r.get("eval_error")
+    if r.get("eval_error"):
+        out["failure"] = "onnxruntime refused the output"
+    scores = r.get("scores") or {}
+    out["sqnr_db"] = _num(scores.get("sqnr_db"))
+    fl, q = out["float_metric"], out["metric"]
+    if fl is not None and q is not None and fl != 0:
+        out["change_pct"] = (q - fl) / abs(fl) * 100.0
+    bar_s = 2 * out["floor_s"] + 2.0 if out["floor_s"] is not None else None
+    out["time_bar_s"] = bar_s
+    out["time_ok"] = None if bar_s is None or out["quantize_s"] is None else out["quantize_s"] <= bar_s
+    change = out.get("change_pct")
+    out["metric_ok"] = None if change is None else change >= -REAL_MAX_CHANGE_PCT
+    out["bar_ok"] = bool(out["runs_in_ort"] and out["metric_ok"] and out["time_ok"])
+    out["qdq"] = (r.get("quantize_linear"), r.get("dequantize_linear"))
+    # A model left float passes the bar trivially; the table says so rather than hide it.
+    out["nothing_quantized"] = r.get("quantize_linear") == 0 and r.get("dequantize_linear") == 0
+    return out
+
+
+def _bar_cell(f: dict) -> str:
+    if not f.get("bar_ok"):
+        return "**fail**"
+    return "pass (nothing quantized)" if f.get("nothing_quantized") else "pass"
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "–" if flag is None else ("yes" if flag else "**no**")
+
+
+def real_section(models: list[dict]) -> list[str]:
+    real = [m for m in models if is_real(m)]
+    if not real:
+        return []
+    lines = ["## Real models", "",
+             "Pretrained models shipped inside PyPI wheels, scored on data made offline (tools/bench/README.md). "
+             f"Issue 10's bar, for `rewriter quantize MODEL -o OUT --data DIR` (default settings): the output "
+             f"loads and runs in onnxruntime, the task metric changes by no more than -{REAL_MAX_CHANGE_PCT:g} % "
+             "(relative) against float, and quantization time <= 2 × floor + 2 s (floor: one float onnxruntime "
+             "pass over the calibration subset). **change** is (int8 - float) / float in % (negative: a loss); "
+             "**SQNR** is the scored output's against the float model's on the eval set.", ""]
+    checkouts = {json.dumps(m.get("rewriter"), sort_keys=True) for m in real if m.get("rewriter")}
+    for c in sorted(checkouts):
+        info = json.loads(c)
+        lines.append(f"- rewriter measured: `{info.get('path', '?')}` at commit `{(info.get('commit') or '?')[:12]}`"
+                     + (" (with local changes)" if info.get("local_changes") else "")
+                     + (f" ({info['error']})" if info.get("error") else ""))
+    lines += ["", "| model | metric | tool | runs in ORT | float → int8 | change % | bar | time s | floor s | "
+              "× floor | SQNR dB | Q/DQ |",
+              "| --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for model in real:
+        if "error" in model:
+            lines.append(f"| {model['name']} | | (harness) | **ERROR**: {model['error'][:160]} | | | | | | | | |")
+            continue
+        for tool in tools_in(model):
+            f = real_figures(model, tool)
+            if f["status"].startswith("same as"):
+                continue
+            name, metric = model["name"], model.get("metric", "?")
+            if f.get("failure") == "quantization failed" or f["status"] in ("skipped", "not run"):
+                lines.append(f"| {name} | {metric} | {LABELS[tool]} | – | **{f['status'].upper()}**: "
+                             f"{_md_cell(f.get('error'))} | | **no** | {_f(f.get('quantize_s'))} | "
+                             f"{_f(f.get('floor_s'))} | | | |")
+                continue
+            ran = "yes" if f["runs_in_ort"] else f"**no**: {_md_cell(f.get('error'))}"
+            lines.append(
+                f"| {name} | {metric} | {LABELS[tool]} | {ran} | {_metric(f.get('float_metric'))} → "
+                f"{_metric(f.get('metric'))} | {_f(f.get('change_pct'), '{:+.2f}')} | "
+                f"{_bar_cell(f)} | {_f(f.get('quantize_s'))} | {_f(f.get('floor_s'))} | "
+                f"{_f(f.get('x_floor'), '{:.1f}')} | {_f(f.get('sqnr_db'), '{:.1f}')} | "
+                f"{_f(f['qdq'][0], '{}')}/{_f(f['qdq'][1], '{}')} |")
+    lines.append("")
+    return lines
+
+
+def _md_cell(text: str | None, limit: int = 220) -> str:
+    """An error message fit for one table cell: one line, no pipes, cut at ``limit`` characters."""
+    flat = " ".join((text or "").split()).replace("|", "/")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _fidelity_section(models: list[dict]) -> list[str]:
+    """Random-weight models: only agreement and SQNR with the float model mean something."""
+    chosen = [m for m in models if m.get("name") in RANDOM_WEIGHT_MODELS and "error" not in m]
+    if not chosen:
+        return []
+    lines = ["## Random-weight models: output fidelity", "",
+             "These models have random weights, so a task metric means nothing; they are compared by the "
+             "fidelity of their output to the float model's: top-1 agreement and SQNR of the logits.", "",
+             "| model | tool | top-1 agreement | SQNR dB |", "| --- | --- | ---: | ---: |"]
+    for model in chosen:
+        for tool in tools_in(model):
+            r, status = resolve(model, tool)
+            if status.startswith("same as") or r is None:
+                continue
+            scores = r.get("scores") or {}
+            cell = (f"{_metric(_num(scores.get('top1_agreement')))} | {_f(_num(scores.get('sqnr_db')), '{:.1f}')}"
+                    if scores else f"**{status}** | ")
+            lines.append(f"| {model['name']} | {LABELS[tool]} | {cell} |")
+    lines.append("")
+    return lines
+
+
+def real_summary_text(data: dict) -> str:
+    """The real-model table as plain text (printed at the end of a run)."""
+    rows = ["model          tool                          ORT   float   int8    change%  bar   time_s floor_s "
+            "xfloor sqnr_dB"]
+    for model in data["models"]:
+        if not is_real(model):
+            continue
+        if "error" in model:
+            rows.append(f"{model.get('name', '?'):14s} harness error: {model['error']}")
+            continue
+        for tool in tools_in(model):
+            f = real_figures(model, tool)
+            if f["status"].startswith("same as"):
+                continue
+            ort_cell = {True: "yes", False: "NO", None: "-"}[f["runs_in_ort"]]
+            line = (f"{model['name']:14s} {LABELS[tool]:29s} {ort_cell:5s} {_f(f.get('float_metric'), '{:.4f}'):7s} "
+                    f"{_f(f.get('metric'), '{:.4f}'):7s} {_f(f.get('change_pct'), '{:+.2f}'):>7s}  "
+                    f"{('no-op' if f.get('nothing_quantized') else 'pass') if f.get('bar_ok') else 'FAIL':5s} "
+                    f"{_f(f.get('quantize_s')):>6s} "
+                    f"{_f(f.get('floor_s')):>7s} {_f(f.get('x_floor'), '{:.1f}'):>6s} "
+                    f"{_f(f.get('sqnr_db'), '{:.1f}'):>7s}")
+            if f.get("error"):
+                line += f"  ({_md_cell(f['error'], 140)})"
+            rows.append(line)
+    return "\n".join(rows)
 
 
 # ----------------------------------------------------------------------------- text summary

