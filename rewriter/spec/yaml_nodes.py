@@ -168,7 +168,12 @@ class YamlFile:
         if tag.endswith(":bool"):
             return node.value.lower() == "true"
         if tag.endswith(":int") or tag.endswith(":float"):
-            number = self._yaml.constructor.construct_object(node, deep=True)
+            try:
+                number = self._yaml.constructor.construct_object(node, deep=True)
+            except (ValueError, OverflowError):  # e.g. an integer longer than Python converts (4300 digits)
+                self.error(node, f"the number {node.value[:24]}... ({len(node.value)} characters) is not one "
+                                 "this file can hold; write a plain integer or decimal")
+                return str(node.value)
             return int(number) if tag.endswith(":int") else float(number)
         return str(node.value)
 

@@ -282,3 +282,13 @@ def test_message_renders_file_line_column(write_spec) -> None:
         load_spec(path)
     assert str(info.value) == (f"{path.resolve()}:3:3: unknown op type 'Cnv' in ops: ONNX defines no such "
                                "operator; did you mean 'Conv'?")
+
+
+def test_an_integer_too_long_for_python_is_a_located_error(tmp_path) -> None:
+    # Found by the loader fuzzer: the YAML library's int() refuses more than 4300 digits with a ValueError.
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: HUGE\nextends: cpu\nsaturation_fix: " + "9" * 5000 + "\n")
+    with pytest.raises(UserErrors) as info:
+        load_spec(path)
+    first = info.value.errors[0]
+    assert (first.loc.line, first.loc.column) == (3, 17) and "5000 characters" in first.message
