@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rewriter.choices import DEFAULT_TARGETS
 from rewriter.config import load_config, merge_cli
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
@@ -39,7 +40,7 @@ def plan_graph(graph: GraphView, inputs: PlanInputs, options: PlanOptions, model
                           saturation_fix)
 
 
-def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = (),
+def audit(model: str | Path, target: str = DEFAULT_TARGETS["qdq"], rules: Sequence[str | Path] = (),
           ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
           preset: str = "performance", model_type: str | None = None,
           saturation_fix: str | None = None, reverted: Sequence[RevertRequest] = ()) -> QuantPlan:
@@ -47,7 +48,8 @@ def audit(model: str | Path, target: str = "CPU", rules: Sequence[str | Path] = 
 
     Args:
         model: path to an .onnx file.
-        target: a built-in target name (CPU, GPU, VPU, GNA, ANY) or a spec file path.
+        target: a built-in target name (CPU, GPU, VPU, GNA, ANY, ORT) or a spec file path; default ORT, the
+            placement of quantize's default QDQ output.
         rules: extra rule files, applied after the target's own.
         ignore_scope: node names to keep in float.
         ignore_ops: op types (or IgnoredOperation with attribute filters) to keep in float.
@@ -92,7 +94,7 @@ def _same_target(a: str, b: str) -> bool:
     return a.upper() == b.upper()
 
 
-def why(model: str | Path, nodes: Sequence[str], target: str = "CPU", rules: Sequence[str | Path] = (),
+def why(model: str | Path, nodes: Sequence[str], target: str = DEFAULT_TARGETS["qdq"], rules: Sequence[str | Path] = (),
         ignore_scope: Sequence[str] = (), ignore_ops: Sequence[str | IgnoredOperation] = (),
         preset: str = "performance", model_type: str | None = None, saturation_fix: str | None = None,
         reverted: Sequence[RevertRequest] = ()) -> tuple[QuantPlan, tuple[NodeExplanation, ...]]:

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Sequence
 
-from rewriter.choices import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
+from rewriter.choices import DEFAULT_TARGETS, MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, run_quantize
 from rewriter.errors import RuntimeRefused, UserError
 from rewriter.io_utils import atomic_write, atomic_write_text, check_outputs
@@ -66,8 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plan_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default="CPU", help="CPU, GPU, VPU, GNA, ANY, ORT or a spec .yaml path")
+def _plan_arguments(parser: argparse.ArgumentParser, target_default: str | None = DEFAULT_TARGETS["qdq"],
+                    target_help: str = "(default: ORT, the placement of quantize's default QDQ output)") -> None:
+    parser.add_argument("--target", default=target_default,
+                        help=f"CPU, GPU, VPU, GNA, ANY, ORT or a spec .yaml path {target_help}")
     parser.add_argument("--rules", action="append", default=[], metavar="FILE", help="extra rule file (repeatable)")
     parser.add_argument("--ignore-scope", action="append", default=[], metavar="NAME", help="keep this node float")
     parser.add_argument("--ignore-op", action="append", default=[], metavar="TYPE",

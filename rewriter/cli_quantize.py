@@ -22,13 +22,11 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--config", metavar="FILE", default=None,
                    help="the original tool's configuration file (JSON with comments, or YAML); "
                         "command-line options override it (docs/config.md)")
-    plan_arguments(q)
     # Options a config file can set default to None, so that only explicit values override the file;
     # merge_cli fills the real defaults afterwards.
-    q.set_defaults(target=None)
-    target = next(a for a in q._actions if a.dest == "target")
-    target.help = ("CPU, GPU, VPU, GNA, ANY, ORT or a spec .yaml path (default: the config file's target_device, "
-                   "else ORT for QDQ output, ANY for --format fakequantize)")
+    plan_arguments(q, target_default=None,
+                   target_help="(default: the config file's target_device, else ORT for QDQ output, ANY for "
+                               "--format fakequantize)")
     q.add_argument("--subset-size", type=int, default=None, help="calibration samples to use (default 300)")
     q.add_argument("--seed", type=int, default=None, help="seed for the subset choice (default 0)")
     q.add_argument("--format", choices=OUTPUT_FORMATS, default="qdq",

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.data import ImageOptions
-from rewriter.choices import (BIAS_CORRECTIONS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS, SATURATION_FIX_MODES,
-                              BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix)
+from rewriter.choices import (BIAS_CORRECTIONS, DEFAULT_TARGETS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS,
+                              SATURATION_FIX_MODES, BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix)
 from rewriter.errors import UserError
 from rewriter.match.planner import IgnoredOperation
 
@@ -22,10 +22,6 @@ __all__ = ["DEFAULT_CHECK_SAMPLES", "DEFAULT_GUARD_BUDGET", "DEFAULT_GUARD_BATCH
            "OutputFormat", "PRESETS", "Preset", "QuantizeOptions"]
 
 
-# The target when none is given (no --target, no target_device in a configuration file): QDQ output runs in
-# onnxruntime, so it gets onnxruntime's placement; FakeQuantize output runs in OpenVINO, so it gets the original
-# tool's default device.
-DEFAULT_TARGETS = {"qdq": "ORT", "fakequantize": "ANY"}
 
 #: The fidelity guard acts when the worst output SQNR (dB, on the self-check's held-out samples) is below
 #: this. Chosen by measurement (docs/fidelity.md): every healthy test and benchmark model stays above it

@@ -28,8 +28,14 @@ def test_audit_table_lists_every_node(capsys) -> None:
     assert "stem_conv" in out and out.count("\n  ") >= len(graph.node) - 2
 
 
-def test_audit_json_schema(capsys) -> None:
+def test_audit_without_a_target_shows_quantizes_default_placement(capsys) -> None:
+    # quantize writes QDQ for onnxruntime by default, so audit with no --target plans for ORT too.
     code, out, _ = run(capsys, "audit", str(EXAMPLE), "--format", "json")
+    assert code == 0 and json.loads(out)["target"] == "ORT"
+
+
+def test_audit_json_schema(capsys) -> None:
+    code, out, _ = run(capsys, "audit", str(EXAMPLE), "--format", "json", "--target", "CPU")
     assert code == 0
     doc = json.loads(out)
     assert doc["schema"] == "rewriter.plan/2" and doc["target"] == "CPU"
