@@ -14,7 +14,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -695,29 +695,38 @@ def real_section(models: list[dict]) -> list[str]:
     lines += ["", "| model | metric | tool | runs in ORT | float → int8 | change % | bar | time s | floor s | "
               "× floor | SQNR dB | Q/DQ |",
               "| --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for model in real:
-        if "error" in model:
+    for model, tool, f in _real_rows(real):
+        if f is None:
             lines.append(f"| {model['name']} | | (harness) | **ERROR**: {model['error'][:160]} | | | | | | | | |")
             continue
-        for tool in tools_in(model):
-            f = real_figures(model, tool)
-            if f["status"].startswith("same as"):
-                continue
-            name, metric = model["name"], model.get("metric", "?")
-            if f.get("failure") == "quantization failed" or f["status"] in ("skipped", "not run"):
-                lines.append(f"| {name} | {metric} | {LABELS[tool]} | – | **{f['status'].upper()}**: "
-                             f"{_md_cell(f.get('error'))} | | **no** | {_f(f.get('quantize_s'))} | "
-                             f"{_f(f.get('floor_s'))} | | | |")
-                continue
-            ran = "yes" if f["runs_in_ort"] else f"**no**: {_md_cell(f.get('error'))}"
-            lines.append(
-                f"| {name} | {metric} | {LABELS[tool]} | {ran} | {_metric(f.get('float_metric'))} → "
-                f"{_metric(f.get('metric'))} | {_f(f.get('change_pct'), '{:+.2f}')} | "
-                f"{_bar_cell(f)} | {_f(f.get('quantize_s'))} | {_f(f.get('floor_s'))} | "
-                f"{_f(f.get('x_floor'), '{:.1f}')} | {_f(f.get('sqnr_db'), '{:.1f}')} | "
-                f"{_f(f['qdq'][0], '{}')}/{_f(f['qdq'][1], '{}')} |")
+        name, metric = model["name"], model.get("metric", "?")
+        if f.get("failure") == "quantization failed" or f["status"] in ("skipped", "not run"):
+            lines.append(f"| {name} | {metric} | {LABELS[tool]} | – | **{f['status'].upper()}**: "
+                         f"{_md_cell(f.get('error'))} | | **no** | {_f(f.get('quantize_s'))} | "
+                         f"{_f(f.get('floor_s'))} | | | |")
+            continue
+        ran = "yes" if f["runs_in_ort"] else f"**no**: {_md_cell(f.get('error'))}"
+        lines.append(
+            f"| {name} | {metric} | {LABELS[tool]} | {ran} | {_metric(f.get('float_metric'))} → "
+            f"{_metric(f.get('metric'))} | {_f(f.get('change_pct'), '{:+.2f}')} | "
+            f"{_bar_cell(f)} | {_f(f.get('quantize_s'))} | {_f(f.get('floor_s'))} | "
+            f"{_f(f.get('x_floor'), '{:.1f}')} | {_f(f.get('sqnr_db'), '{:.1f}')} | "
+            f"{_f(f['qdq'][0], '{}')}/{_f(f['qdq'][1], '{}')} |")
     lines.append("")
     return lines
+
+
+def _real_rows(models: list[dict]) -> Iterator[tuple[dict, str | None, dict | None]]:
+    """(model, tool, figures) for each row of the real-model tables; (model, None, None) for a model whose
+    harness failed. Tools whose figures are the same as another tool's are left out."""
+    for model in models:
+        if "error" in model:
+            yield model, None, None
+            continue
+        for tool in tools_in(model):
+            figures = real_figures(model, tool)
+            if not figures["status"].startswith("same as"):
+                yield model, tool, figures
 
 
 def _md_cell(text: str | None, limit: int = 220) -> str:
@@ -752,26 +761,20 @@ def real_summary_text(data: dict) -> str:
     """The real-model table as plain text (printed at the end of a run)."""
     rows = ["model          tool                          ORT   float   int8    change%  bar   time_s floor_s "
             "xfloor sqnr_dB"]
-    for model in data["models"]:
-        if not is_real(model):
-            continue
-        if "error" in model:
+    for model, tool, f in _real_rows([m for m in data["models"] if is_real(m)]):
+        if f is None:
             rows.append(f"{model.get('name', '?'):14s} harness error: {model['error']}")
             continue
-        for tool in tools_in(model):
-            f = real_figures(model, tool)
-            if f["status"].startswith("same as"):
-                continue
-            ort_cell = {True: "yes", False: "NO", None: "-"}[f["runs_in_ort"]]
-            line = (f"{model['name']:14s} {LABELS[tool]:29s} {ort_cell:5s} {_f(f.get('float_metric'), '{:.4f}'):7s} "
-                    f"{_f(f.get('metric'), '{:.4f}'):7s} {_f(f.get('change_pct'), '{:+.2f}'):>7s}  "
-                    f"{('no-op' if f.get('nothing_quantized') else 'pass') if f.get('bar_ok') else 'FAIL':5s} "
-                    f"{_f(f.get('quantize_s')):>6s} "
-                    f"{_f(f.get('floor_s')):>7s} {_f(f.get('x_floor'), '{:.1f}'):>6s} "
-                    f"{_f(f.get('sqnr_db'), '{:.1f}'):>7s}")
-            if f.get("error"):
-                line += f"  ({_md_cell(f['error'], 140)})"
-            rows.append(line)
+        ort_cell = {True: "yes", False: "NO", None: "-"}[f["runs_in_ort"]]
+        line = (f"{model['name']:14s} {LABELS[tool]:29s} {ort_cell:5s} {_f(f.get('float_metric'), '{:.4f}'):7s} "
+                f"{_f(f.get('metric'), '{:.4f}'):7s} {_f(f.get('change_pct'), '{:+.2f}'):>7s}  "
+                f"{('no-op' if f.get('nothing_quantized') else 'pass') if f.get('bar_ok') else 'FAIL':5s} "
+                f"{_f(f.get('quantize_s')):>6s} "
+                f"{_f(f.get('floor_s')):>7s} {_f(f.get('x_floor'), '{:.1f}'):>6s} "
+                f"{_f(f.get('sqnr_db'), '{:.1f}'):>7s}")
+        if f.get("error"):
+            line += f"  ({_md_cell(f['error'], 140)})"
+        rows.append(line)
     return "\n".join(rows)
 
 
