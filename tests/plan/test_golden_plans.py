@@ -6,13 +6,14 @@ and review the diff: it shows exactly which placements moved and why.
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
 import models
 from plan_helpers import GOLDEN, plan_model
-import json
 
 from rewriter.report.plan_report import plan_dict, plan_json, plan_text
 
@@ -26,12 +27,14 @@ TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
 @pytest.mark.parametrize("builder", MODELS)
 def test_golden_plan(builder: str, target: str) -> None:
     plan = plan_model(getattr(models, builder)(), target, name=builder)
-    text = plan_text(plan)
-    golden = GOLDEN / f"{builder}.{target}.txt"
+    _check_golden(plan_text(plan), GOLDEN / f"{builder}.{target}.txt", f"plan for {builder} on {target}")
+
+
+def _check_golden(text: str, golden: Path, what: str) -> None:
     if os.environ.get("REWRITER_REGEN_GOLDEN"):
         golden.write_text(text)
     assert golden.exists(), f"no golden file {golden.name}; run with REWRITER_REGEN_GOLDEN=1"
-    assert text == golden.read_text(), f"plan for {builder} on {target} changed; see the diff above"
+    assert text == golden.read_text(), f"{what} changed; see the diff above"
 
 
 JSON_MODELS = ["tiny_cnn", "attention_block", "concat_two_branches"]
@@ -40,12 +43,7 @@ JSON_MODELS = ["tiny_cnn", "attention_block", "concat_two_branches"]
 @pytest.mark.parametrize("builder", JSON_MODELS)
 def test_golden_plan_json(builder: str) -> None:
     plan = plan_model(getattr(models, builder)(), "CPU", name=builder)
-    text = plan_json(plan)
-    golden = GOLDEN / f"{builder}.CPU.json"
-    if os.environ.get("REWRITER_REGEN_GOLDEN"):
-        golden.write_text(text)
-    assert golden.exists(), f"no golden file {golden.name}; run with REWRITER_REGEN_GOLDEN=1"
-    assert text == golden.read_text(), f"JSON plan for {builder} changed; see the diff above"
+    _check_golden(plan_json(plan), GOLDEN / f"{builder}.CPU.json", f"JSON plan for {builder}")
 
 
 def _expand(doc: dict) -> dict:
