@@ -16,6 +16,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper, version_converter
 
 from rewriter.calibrate.in_graph import default_opset
+from rewriter.calibrate.session import session_options
 from rewriter.errors import UserError
 from rewriter.ir.control_flow import InlinedBranch, if_conditions, restore, specialize
 from rewriter.ir.protos import node_reads
@@ -103,10 +104,9 @@ def _condition_session(model: onnx.ModelProto, tensors: list[str]) -> tuple[ort.
     outputs = [helper.make_tensor_value_info(t, onnx.TensorProto.BOOL, None) for t in tensors]
     small = helper.make_model(helper.make_graph(order, "conditions", inputs, outputs, inits),
                               opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(small.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(small.SerializeToString(), session_options(),
+                                       providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - no session: the Ifs stay float
         return None, []
     return session, [vi.name for vi in inputs]

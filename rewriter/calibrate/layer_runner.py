@@ -38,6 +38,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from rewriter.calibrate.session import session_options
 from rewriter.errors import UserError
 from rewriter.ir.names import node_outer_reads
 
@@ -156,15 +157,9 @@ class LayerRunner:
         sub = helper.make_model(graph, opset_imports=list(self._model.opset_import))
         sub.ir_version = self._model.ir_version
         sub.functions.extend(self._model.functions)
-        options = ort.SessionOptions()
-        options.log_severity_level = 4  # fatal only: a failure comes back as an exception, reported once
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if self._threads is not None:
-            options.intra_op_num_threads = self._threads
         try:
-            session = ort.InferenceSession(sub.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(sub.SerializeToString(), session_options(self._threads),
+                                           providers=["CPUExecutionProvider"])
         except Exception as e:  # see run()
             raise UserError(f"onnxruntime cannot load nodes {_shown(names)} alone: {_message(e)}") from None
         self.sessions_built += 1

@@ -184,18 +184,24 @@ def _outputs(model: onnx.ModelProto) -> set[str]:
     return {o.name for o in model.graph.output}
 
 
-def _create(payload: bytes | str, intra_op_threads: int | None) -> ort.InferenceSession:
+def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
+    """The options of every onnxruntime session the tool makes: full graph optimization (what a user's
+    session runs), one op at a time, and ``intra_op_threads`` per op (None: onnxruntime's default)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Fatal only: a failed load or run comes back as an exception and is reported once, as a UserError;
+    # Fatal only: a failed load or run comes back as an exception and is reported once, by us;
     # onnxruntime would also print it to stderr at error level first.
     options.log_severity_level = 4
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
     if intra_op_threads is not None:
         options.intra_op_num_threads = intra_op_threads
+    return options
+
+
+def _create(payload: bytes | str, intra_op_threads: int | None) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(payload, session_options(intra_op_threads), providers=["CPUExecutionProvider"])
     except Exception as e:  # see Session.run
         raise UserError(f"onnxruntime cannot load the model for calibration: {_ort_message(e)}") from None
 

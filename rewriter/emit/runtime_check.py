@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from rewriter.calibrate.session import session_options
 from rewriter.errors import RuntimeRefused
 
 __all__ = ["ModelRunner", "runtime_for"]
@@ -73,10 +74,7 @@ class ModelRunner:
 
 
 def _onnxruntime(model: onnx.ModelProto) -> Callable[[dict[str, np.ndarray]], list[Any]]:
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # a failing run's error is ours to report (RuntimeRefused), not the log's
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
+    options = session_options()
     if model.ByteSize() < int(1.8 * 1024**3):
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     else:  # protobuf cannot serialize 2 GiB: through a file with its tensors beside it
