@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 from rewriter.choices import DEFAULT_TARGETS, MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
-from rewriter.cli_quantize import add_quantize_parser, run_quantize
+from rewriter.cli_quantize import add_quantize_parser, print_warning, run_quantize
 from rewriter.errors import RuntimeRefused, UserError
 from rewriter.io_utils import atomic_write, atomic_write_text, check_outputs
 
@@ -197,7 +197,7 @@ def _rules(args: argparse.Namespace) -> int:
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: object = None, line: str | None = None) -> None:
     """``warning: MESSAGE`` on one line: where in rewriter's source it was raised is no news to the user."""
-    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+    print_warning(str(message))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

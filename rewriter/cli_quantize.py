@@ -11,6 +11,11 @@ from rewriter.errors import UserError
 from rewriter.io_utils import atomic_write_text, check_outputs
 
 
+def print_warning(message: str) -> None:
+    """``warning: MESSAGE`` on stderr, always one line (the CLI's promise for every warning)."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
+
+
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable,
                         follow_symlinks: Callable) -> None:
     q = sub.add_parser("quantize", help="quantize a model with calibration data")
@@ -98,7 +103,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     loaded = load_config(args.config) if args.config else None
     if loaded is not None:
         for notice in (*loaded.warnings, *loaded.unsupported):
-            print(f"warning: {notice.render()}", file=sys.stderr)
+            print_warning(notice.render())
     options = merge_cli(loaded, {
         "target": args.target, "preset": args.preset, "subset_size": args.subset_size, "seed": args.seed,
         "model_type": args.model_type, "estimator_preset": args.range_estimator, "batch_size": args.batch_size,
@@ -121,7 +126,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     notes = [n for n in (control_flow_warning(result.plan, data_hint=False),
                          branch_warning(result.report.get("control_flow", []))) if n]
     if notes:  # one line: what stays float inside control flow, and why
-        print("warning: " + "; ".join(notes), file=sys.stderr)
+        print_warning("; ".join(notes))
     summary = result.report["summary"]
     fidelity = result.report.get("fidelity")
     checked = ""
@@ -135,5 +140,5 @@ def run_quantize(args: argparse.Namespace) -> int:
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")
     if fidelity is not None and fidelity.get("warning"):
-        print(f"warning: {fidelity['warning']}", file=sys.stderr)
+        print_warning(fidelity["warning"])
     return 0
