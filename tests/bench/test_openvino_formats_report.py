@@ -39,6 +39,7 @@ def test_the_section_names_the_baseline_and_compares_sizes() -> None:
     assert "| fakequantize | 25.8 | 0.78 | default → f32 | 53/54 | 40.0 (1.0-2.0) | 2.50× | 3.0 | 3.00× |" in text
     assert "FakeQuantize file / QDQ file: 0.992×" in text
     assert "load average 3.0 before and 4.0 after" in text
+    assert "Both settings resolved to f32" in text  # this machine has no bf16: one baseline, said so
 
 
 def test_the_report_takes_the_results_file_when_there_is_one(tmp_path: Path) -> None:

@@ -306,6 +306,9 @@ def openvino_section(r: dict) -> list[str]:
                      f"{base['median_ms'] / t['median_ms']:.2f}× | {t['cpu_ms_per_run']:.1f} | "
                      f"{base['cpu_ms_per_run'] / t['cpu_ms_per_run']:.2f}× |")
     qdq, fq = files["qdq"]["bytes"], files["fakequantize"]["bytes"]
+    if len(set(r["precision"].values())) == 1:
+        lines += ["", f"Both settings resolved to {next(iter(r['precision'].values()))} on this CPU (no bf16 "
+                  "arithmetic), so they are one baseline measured twice: the spread between them is the noise."]
     lines += ["", f"FakeQuantize file / QDQ file: {fq / qdq:.3f}×. Quantization (wall, self-check included): QDQ "
               f"{files['qdq']['quantize_s']:.0f} s (onnxruntime self-check: {files['qdq']['self_check']}), "
               f"FakeQuantize {files['fakequantize']['quantize_s']:.0f} s (OpenVINO self-check: "
