@@ -266,12 +266,11 @@ def test_openvino_runs_the_emitted_model(tmp_path, per_channel_activation: bool)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
     # OpenVINO took the compressed weights for quantized ones: conv1 (and conv2 when its input is per tensor,
     # the only activation form its integer convolution takes) runs on uint8 x int8, the int8 constant as is.
-    layers = {op.get_friendly_name(): op.get_rt_info()["runtimePrecision"].astype(str)
-              for op in compiled.get_runtime_model().get_ordered_ops()}
-    assert layers["conv1.weight_quantized"] == "i8"
-    integer = {name for name, precision in layers.items() if name.startswith("conv") and precision == "u8"}
-    assert integer == ({"conv1/WithoutBiases"} if per_channel_activation else {"conv1/WithoutBiases",
-                                                                               "conv2/WithoutBiases"})
+    layers = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+              for op in compiled.get_runtime_model().get_ordered_ops()]
+    convolutions = [precision for kind, precision in layers if kind == "Convolution"]
+    assert sorted(convolutions) == (["f32", "f32", "u8"] if per_channel_activation else ["f32", "u8", "u8"])
+    assert sum(kind == "Const" and precision == "i8" for kind, precision in layers) == 3 - convolutions.count("f32")
 
 
 def test_range_with_zero_off_the_grid_is_still_emitted() -> None:
