@@ -22,7 +22,8 @@ def _results() -> dict:
         "openvino": "2026.4.1", "cpu_count": 2, "loadavg_before": [3.0, 3.0, 3.0], "loadavg_after": [4.0, 3.5, 3.0],
         "files": {"float": {"bytes": 102_500_000},
                   "qdq": {"bytes": 26_000_000, "quantize_s": 85.0, "self_check": "output SQNR 14.1 dB"},
-                  "fakequantize": {"bytes": 25_800_000, "quantize_s": 120.0, "self_check": "output SQNR 14.2 dB"}},
+                  "fakequantize": {"bytes": 25_800_000, "quantize_s": 120.0, "quantize_cpu_s": 40.0,
+                                   "self_check_s": 20.0, "self_check": "output SQNR 14.2 dB"}},
         "precision": {label: "f32" for label in labels},
         "integer_layers": {label: "0/54" if label.startswith("float") else "53/54" for label in labels},
         "latency": {label: {"median_ms": median[label.split()[0]], "p10_ms": 1.0, "p90_ms": 2.0,
@@ -38,6 +39,8 @@ def test_the_section_names_the_baseline_and_compares_sizes() -> None:
     assert "| qdq | 26.0 | 0.75 | f32 hint → f32 | 53/54 | 50.0 (1.0-2.0) | 2.00× | 3.0 | 3.00× |" in text
     assert "| fakequantize | 25.8 | 0.78 | default → f32 | 53/54 | 40.0 (1.0-2.0) | 2.50× | 3.0 | 3.00× |" in text
     assert "FakeQuantize file / QDQ file: 0.992×" in text
+    assert "QDQ 85 s wall (onnxruntime self-check" in text  # a run that recorded no CPU time
+    assert "FakeQuantize 120 s wall, 40 s CPU, self-check 20 s wall (OpenVINO self-check" in text
     assert "load average 3.0 before and 4.0 after" in text
     assert "Both settings resolved to f32" in text  # this machine has no bf16: one baseline, said so
 

@@ -44,11 +44,13 @@ def quantize(model: Path, calib: Path, out: Path, target: str, output_format: st
     from rewriter.options import QuantizeOptions
     from rewriter.pipeline import quantize_file
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = quantize_file(model, out, str(calib), QuantizeOptions(target=target, output_format=output_format,
                                                                     subset_size=subset))
     fidelity = result.report.get("fidelity", {})
     return {"path": str(out), "bytes": out.stat().st_size, "quantize_s": round(time.perf_counter() - start, 1),
+            "quantize_cpu_s": round(time.process_time() - cpu, 1),
+            "self_check_s": round(result.report["timings_s"].get("self_check", 0.0), 1),
             "self_check": fidelity.get("summary") or fidelity.get("skipped")}
 
 
