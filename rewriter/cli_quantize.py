@@ -19,7 +19,8 @@ def print_warning(message: str) -> None:
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable,
                         follow_symlinks: Callable) -> None:
     q = sub.add_parser("quantize", help="quantize a model with calibration data")
-    q.add_argument("model", help="the float .onnx model")
+    q.add_argument("model", nargs="?", default=None,
+                   help="the float .onnx model (default: the config file's model.model, when it names an .onnx)")
     q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
     q.add_argument("--data", default=None,
                    help="calibration data: a folder of .npy/.npz/images, or a loader module:function "
@@ -79,7 +80,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     # Lazy for start-up time: the pipeline loads onnx, onnxruntime and the numeric passes, which the
     # other subcommands (and --help) must not pay for; this module is imported by every `rewriter` run.
     from rewriter.calibrate.data import ImageOptions
-    from rewriter.config import load_config, merge_cli
+    from rewriter.config import load_config, merge_cli, preset_notice
     from rewriter.match.planner import IgnoredOperation
     from rewriter.pipeline import quantize_file
     from rewriter.report.plan_report import branch_warning, control_flow_warning
@@ -94,17 +95,20 @@ def run_quantize(args: argparse.Namespace) -> int:
                                    ("--guard-budget", args.guard_budget, 1)):
         if value is not None and value < minimum:
             raise UserError(f"{option} must be at least {minimum}, got {value}")
+    loaded = load_config(args.config) if args.config else None
+    model = args.model or (loaded.onnx_model() if loaded else None)
+    if model is None:
+        raise UserError("no model to quantize: give MODEL, or model.model (an .onnx path) in the --config file")
     # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
     # model written without its report.
     outputs = check_outputs({"-o": args.output, "--report": args.report},
-                            {"the input model": args.model, "the --config file": args.config,
+                            {"the input model": model, "the --config file": args.config,
                              **{f"the --rules file {path}": path for path in args.rules}},
                             args.follow_symlinks)
-    loaded = load_config(args.config) if args.config else None
     if loaded is not None:
         for notice in (*loaded.warnings, *loaded.unsupported):
             print_warning(notice.render())
-    options = merge_cli(loaded, {
+    overrides = {
         "target": args.target, "preset": args.preset, "subset_size": args.subset_size, "seed": args.seed,
         "model_type": args.model_type, "estimator_preset": args.range_estimator, "batch_size": args.batch_size,
         "ignore_scope": tuple(args.ignore_scope) or None,
@@ -116,11 +120,15 @@ def run_quantize(args: argparse.Namespace) -> int:
         "self_check": False if args.no_self_check else None, "check_samples": args.check_samples,
         "guard": False if args.no_guard else None, "guard_threshold": args.guard_threshold,
         "guard_budget": args.guard_budget,
-        "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
+        "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options}
+    options = merge_cli(loaded, overrides)
+    renamed = preset_notice(loaded, overrides, options)
+    if renamed is not None:
+        print_warning(renamed.render())
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
-    result = quantize_file(args.model, outputs["-o"], data, options)
+    result = quantize_file(model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
     notes = [n for n in (control_flow_warning(result.plan, data_hint=False),

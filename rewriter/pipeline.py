@@ -85,7 +85,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         graph = graph_view(float_model)
         planned = build_plan(graph, inputs.spec, inputs.rules,
                              PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
-                                         options.quantizer_overrides, reverted),
+                                         options.quantizer_overrides, reverted, options.ignore_scope_sources),
                              model_name)
         # After the config file's quantizer overrides (applied by the planner): they may set the full 8-bit
         # range the fix narrows.

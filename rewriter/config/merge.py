@@ -10,11 +10,12 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from rewriter.algorithms.minmax import RangeOptions
-from rewriter.config.pot import preset_for_target
-from rewriter.config.results import LoadedConfig
+from rewriter.config.pot import POT_DEFAULT_TARGET, preset_for_target
+from rewriter.config.results import LoadedConfig, Notice
+from rewriter.errors import SourceLoc
 from rewriter.options import QuantizeOptions
 
-__all__ = ["merge_cli"]
+__all__ = ["merge_cli", "preset_notice"]
 
 
 def merge_cli(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None = None) -> QuantizeOptions:
@@ -48,3 +49,26 @@ def merge_cli(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None =
     if estimator_preset is not None:
         values["ranges"] = replace(values.get("ranges") or RangeOptions(), estimator_preset=estimator_preset)
     return QuantizeOptions(**values)
+
+
+def preset_notice(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None,
+                  options: QuantizeOptions) -> Notice | None:
+    """The warning that the file's preset runs renamed, naming the target it was renamed for.
+
+    ``overrides`` and ``options`` are ``merge_cli``'s arguments and result. None when the preset runs as
+    written, or when the command line gave one (never renamed).
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if loaded is None or loaded.preset_written is None or "preset" in given:
+        return None
+    written, runs = loaded.preset_written, options.preset
+    if runs == written:
+        return None
+    loc = loaded.preset_loc or SourceLoc(loaded.path)
+    if "target" in given:
+        return Notice(loc, f"preset '{written}' runs as '{runs}' on {given['target']}, as in the original tool")
+    if loaded.device:
+        return Notice(loc, f"preset '{written}' runs as '{runs}' on {loaded.device}, as in the original tool")
+    return Notice(loc, f"preset '{written}' runs as '{runs}' for target {options.target}: the original tool "
+                       f"renamed it so for a file without target_device (its default device {POT_DEFAULT_TARGET}); "
+                       "set target_device, or --preset, to choose")

@@ -8,10 +8,11 @@ should read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Mapping, get_args
 
 from rewriter.algorithms.minmax import RangeOptions
-from rewriter.errors import SourceLoc
+from rewriter.errors import SourceLoc, UserError
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
 
@@ -175,10 +176,13 @@ class LoadedConfig:
     target: str | None = None
     preset: str | None = None
     preset_written: str | None = None
+    preset_loc: SourceLoc | None = None  # where the file's preset is written
+    device: str | None = None  # target_device as the original tool named it (CPU_SPR), for preset renames
     subset_size: int | None = None
     seed: int | None = None
     batch_size: int | None = None
     ignore_scope: tuple[str, ...] = ()
+    ignore_scope_sources: tuple[tuple[str, SourceLoc], ...] = ()  # where each ignore_scope name is written
     ignore_ops: tuple[IgnoredOperation, ...] = ()
     model_type: str | None = None
     ranges: RangeOptions | None = None
@@ -186,6 +190,8 @@ class LoadedConfig:
     algorithms: tuple[AlgorithmConfig, ...] = ()
     pipeline: PipelineSettings = PipelineSettings()
     data_source: str | None = None
+    model: str | None = None  # model.model, resolved like data_source
+    model_loc: SourceLoc | None = None
     unsupported: tuple[Notice, ...] = ()
     warnings: tuple[Notice, ...] = ()
 
@@ -196,6 +202,7 @@ class LoadedConfig:
                                if getattr(self, k) is not None}
         if self.ignore_scope:
             out["ignore_scope"] = self.ignore_scope
+            out["ignore_scope_sources"] = self.ignore_scope_sources
         if self.ignore_ops:
             out["ignore_ops"] = self.ignore_ops
         if self.pipeline.channel_alignment:
@@ -219,6 +226,22 @@ class LoadedConfig:
         if not self.quantizers.is_empty():
             out["quantizer_overrides"] = self.quantizers
         return out
+
+    def onnx_model(self) -> str | None:
+        """``model.model`` when it names an .onnx file (the model when the command line gives none).
+
+        Raises:
+            UserError: it names another kind of file (the original tool's OpenVINO IR .xml) or none at all.
+        """
+        if self.model is None:
+            return None
+        if Path(self.model).suffix.lower() != ".onnx":
+            raise UserError(f"model.model names '{self.model}', not an .onnx file: rewriter quantizes ONNX models; "
+                            "give the .onnx model on the command line (MODEL)", self.model_loc)
+        if not Path(self.model).is_file():
+            raise UserError(f"model.model names '{self.model}', which does not exist (a relative path is tried "
+                            "from the working directory, then from the config file's folder)", self.model_loc)
+        return self.model
 
     def _layerwise_samples(self) -> int | None:
         """num_samples_for_tuning of the entry that turns layer-wise tuning on (kept in its params)."""
