@@ -183,7 +183,7 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     renamed = preset_notice(loaded, overrides, merged)
     if renamed is not None:
         warnings.warn(renamed.render(), stacklevel=2)
-    data = data if data is not None else (loaded.data_source if loaded else None)
+    data = data if data is not None else (loaded.checked_data_source() if loaded else None)
     if data is None:
         raise UserError("rewriter.quantize: no calibration data; pass data=..., or engine.data_source in the config")
     return run_pipeline(model, data, merged)

@@ -125,7 +125,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     renamed = preset_notice(loaded, overrides, options)
     if renamed is not None:
         print_warning(renamed.render())
-    data = args.data or (loaded.data_source if loaded else None)
+    data = args.data or (loaded.checked_data_source() if loaded else None)
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
     result = quantize_file(model, outputs["-o"], data, options)

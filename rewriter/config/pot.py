@@ -105,7 +105,8 @@ class _Loader(SchemaChecker):
         settings: dict[str, Any] = {}
         if "compression" in top:
             settings = self._compression(top["compression"])
-        return LoadedConfig(path=str(self.f.path), data_source=data_source, model=model,
+        return LoadedConfig(path=str(self.f.path), data_source=data_source,
+                            data_source_loc=self.loc("engine.data_source") if data_source else None, model=model,
                             model_loc=self.loc("model.model") if model else None, warnings=tuple(self.warnings),
                             unsupported=tuple(self.unsupported), **settings)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, get_args
 
 from rewriter.algorithms.minmax import RangeOptions
+from rewriter.calibrate.loaders import LOADER_PATTERN
 from rewriter.errors import SourceLoc, UserError
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
@@ -190,6 +191,7 @@ class LoadedConfig:
     algorithms: tuple[AlgorithmConfig, ...] = ()
     pipeline: PipelineSettings = PipelineSettings()
     data_source: str | None = None
+    data_source_loc: SourceLoc | None = None
     model: str | None = None  # model.model, resolved like data_source
     model_loc: SourceLoc | None = None
     unsupported: tuple[Notice, ...] = ()
@@ -226,6 +228,19 @@ class LoadedConfig:
         if not self.quantizers.is_empty():
             out["quantizer_overrides"] = self.quantizers
         return out
+
+    def checked_data_source(self) -> str | None:
+        """``engine.data_source`` (the calibration data when the command line gives none).
+
+        Raises:
+            UserError: at its position, when it names neither an existing path nor a loader.
+        """
+        source = self.data_source
+        if source is None or Path(source).exists() or LOADER_PATTERN.match(source):
+            return source
+        raise UserError(f"engine.data_source names '{source}', which does not exist (a relative path is tried from "
+                        "the working directory, then from the config file's folder); give --data, or fix the path",
+                        self.data_source_loc)
 
     def onnx_model(self) -> str | None:
         """``model.model`` when it names an .onnx file (the model when the command line gives none).

@@ -182,3 +182,14 @@ def test_model_model_that_is_not_onnx_or_missing_is_exit_2(capsys, tmp_path: Pat
     code, err = _run(capsys, "quantize", "-o", str(tmp_path / "q.onnx"), "--data", str(CALIB))
     assert code == 2
     assert "error: no model to quantize: give MODEL, or model.model (an .onnx path) in the --config file" in err
+
+
+def test_a_missing_data_source_points_at_the_file(capsys, tmp_path: Path) -> None:
+    config = _config(tmp_path, {}, engine={"data_source": "no_such_calibration_folder"})
+    code, err = _run(capsys, "quantize", str(MODEL), "--config", str(config), "-o", str(tmp_path / "q.onnx"))
+    assert code == 2
+    assert f"error: {_line_col(config, quoted('no_such_calibration_folder'))}: engine.data_source names " \
+           "'no_such_calibration_folder', which does not exist" in err
+    code, err = _run(capsys, "quantize", str(MODEL), "--config", str(config), "-o", str(tmp_path / "q.onnx"),
+                     "--data", str(CALIB), *QUICK)
+    assert code == 0, err  # --data replaces it
