@@ -23,8 +23,9 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                    help="the float .onnx model (default: the config file's model.model, when it names an .onnx)")
     q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
     q.add_argument("--data", default=None,
-                   help="calibration data: a folder of .npy/.npz/images, or a loader module:function "
-                        "(default: the config file's engine.data_source)")
+                   help="calibration data: a folder of .npy/.npz/images or of one <input>.npy per input, a .npy/.npz "
+                        "file (a stack's rows are samples), or a loader module:function (default: the config "
+                        "file's engine.data_source); docs/calibration-data.md")
     q.add_argument("--config", metavar="FILE", default=None,
                    help="the original tool's configuration file (JSON with comments, or YAML); "
                         "command-line options override it (docs/config.md)")
