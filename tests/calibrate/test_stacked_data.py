@@ -201,3 +201,17 @@ def test_the_api_takes_a_generator_and_a_bare_array() -> None:
     feeds = ({"input": stack[i:i + 1]} for i in range(40))
     _, report = rewriter.quantize(model, data=feeds, subset_size=9, self_check=False)
     assert report["calibration"]["samples"] == 9
+
+
+@pytest.mark.parametrize("content", [b"\x93NUMPY", b"\x93NUMPY\x01\x00\xff", b"PK\x03\x04 not numpy", b""])
+def test_a_broken_npy_header_names_the_file(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "bad.npy").write_bytes(content)
+    with pytest.raises(UserError, match=r"bad\.npy: cannot read the \.npy file"):
+        open_data(tmp_path, [IMAGE])
+
+
+def test_headers_of_both_npy_format_versions_give_the_shape(tmp_path: Path) -> None:
+    for version in ((1, 0), (2, 0)):
+        with open(tmp_path / "x.npy", "wb") as f:
+            np.lib.format.write_array(f, _rows(3), version=version)
+        assert len(open_data(tmp_path, [IMAGE])) == 3
