@@ -12,8 +12,9 @@ from typing import Any, Mapping
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.config.pot import POT_DEFAULT_TARGET, preset_for_target
 from rewriter.config.results import LoadedConfig, Notice
-from rewriter.errors import SourceLoc
+from rewriter.errors import SourceLoc, UserError
 from rewriter.options import QuantizeOptions
+from rewriter.spec.loader import list_targets, load_spec, resolve_target
 
 __all__ = ["merge_cli", "preset_notice"]
 
@@ -27,6 +28,9 @@ def merge_cli(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None =
     lists; ``estimator_preset`` (the --range-estimator flag) replaces the
     file's preset and keeps its min/max overrides. When the command line
     changes the target, the file's preset is renamed for that target.
+
+    Raises:
+        UserError: the file's model_type has no rules on the target that runs (at the file's position).
 
     >>> merge_cli(None, {"target": None, "subset_size": 8}).subset_size
     8
@@ -48,7 +52,21 @@ def merge_cli(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None =
     values.update(given)
     if estimator_preset is not None:
         values["ranges"] = replace(values.get("ranges") or RangeOptions(), estimator_preset=estimator_preset)
-    return QuantizeOptions(**values)
+    options = QuantizeOptions(**values)
+    if loaded and loaded.model_type and "model_type" not in given:
+        _check_model_type(loaded, options.target)
+    return options
+
+
+def _check_model_type(loaded: LoadedConfig, target: str) -> None:
+    """The file's model_type against the target that runs (which the command line may have changed), so that
+    a target without rules for it is reported at the file's position."""
+    spec = load_spec(resolve_target(target))
+    if loaded.model_type not in spec.model_types:
+        givers = ", ".join(name for name, path, _ in list_targets() if loaded.model_type in load_spec(path).model_types)
+        raise UserError(f"compression.model_type '{loaded.model_type}': target {spec.name} gives no rules for it "
+                        f"(targets that do: {givers or 'none'}); set target_device or --target to one of them, "
+                        "or remove model_type", loaded.model_type_loc or SourceLoc(loaded.path))
 
 
 def preset_notice(loaded: LoadedConfig | None, overrides: Mapping[str, Any] | None,

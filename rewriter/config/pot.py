@@ -183,7 +183,9 @@ class _Loader(SchemaChecker):
                 if algo is not None:
                     algorithms.append(algo)
         settings = self._settings(algorithms, device)
-        return dict(target=target, device=device, model_type=model_type, algorithms=tuple(algorithms), **settings)
+        model_type_loc = self.loc("compression.model_type") if model_type else None
+        return dict(target=target, device=device, model_type=model_type, model_type_loc=model_type_loc,
+                    algorithms=tuple(algorithms), **settings)
 
     def _target(self, node: Node | None) -> tuple[str | None, str | None]:
         """(target for QuantizeOptions, the original tool's device name for preset renames)."""

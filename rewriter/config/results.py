@@ -186,6 +186,7 @@ class LoadedConfig:
     ignore_scope_sources: tuple[tuple[str, SourceLoc], ...] = ()  # where each ignore_scope name is written
     ignore_ops: tuple[IgnoredOperation, ...] = ()
     model_type: str | None = None
+    model_type_loc: SourceLoc | None = None
     ranges: RangeOptions | None = None
     quantizers: QuantizerOverrides = QuantizerOverrides()
     algorithms: tuple[AlgorithmConfig, ...] = ()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rewriter.cli import main
-from rewriter.config import load_config
-from rewriter.errors import UserErrors
+from rewriter.config import load_config, merge_cli
+from rewriter.errors import UserError, UserErrors
 from rewriter.ir.load import load_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
@@ -193,3 +193,16 @@ def test_a_missing_data_source_points_at_the_file(capsys, tmp_path: Path) -> Non
     code, err = _run(capsys, "quantize", str(MODEL), "--config", str(config), "-o", str(tmp_path / "q.onnx"),
                      "--data", str(CALIB), *QUICK)
     assert code == 0, err  # --data replaces it
+
+
+def test_a_model_type_the_target_has_no_rules_for_points_at_the_file(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: BARE\n")
+    config = _config(tmp_path, {}, {"model_type": "transformer"})
+    loaded = load_config(config)
+    with pytest.raises(UserError) as caught:  # the old merge passed it on, and the plan said so without a position
+        merge_cli(loaded, {"target": str(bare)})
+    assert str(caught.value.loc) == _line_col(config, quoted("transformer"))
+    assert caught.value.message.startswith("compression.model_type 'transformer': target BARE gives no rules for it "
+                                           "(targets that do: ")
+    assert merge_cli(loaded, {"target": "CPU"}).model_type == "transformer"
