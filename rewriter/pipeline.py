@@ -57,8 +57,9 @@ class QuantizeResult:
 def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
     """Quantize ``model`` (a path or an onnx.ModelProto) with calibration ``data``.
 
-    ``data`` is a folder (.npy, .npz, images), a loader "module:function", or
-    any iterable of input dicts.
+    ``data`` is any source ``rewriter.calibrate.data.open_data`` takes: a folder (.npy, .npz, images, one
+    ``<input>.npy`` per input), a .npy/.npz file, a loader "module:function", a stacked array or dict of
+    them, a list or any iterable of samples (docs/calibration-data.md).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
