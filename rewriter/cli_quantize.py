@@ -97,7 +97,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         if value is not None and value < minimum:
             raise UserError(f"{option} must be at least {minimum}, got {value}")
     loaded = load_config(args.config) if args.config else None
-    model = args.model or (loaded.onnx_model() if loaded else None)
+    model, data = loaded.model_and_data(args.model, args.data) if loaded else (args.model, args.data)
     if model is None:
         raise UserError("no model to quantize: give MODEL, or model.model (an .onnx path) in the --config file")
     # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
@@ -126,7 +126,6 @@ def run_quantize(args: argparse.Namespace) -> int:
     renamed = preset_notice(loaded, overrides, options)
     if renamed is not None:
         print_warning(renamed.render())
-    data = args.data or (loaded.checked_data_source() if loaded else None)
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
     result = quantize_file(model, outputs["-o"], data, options)

@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping, get_args
 
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.loaders import LOADER_PATTERN
-from rewriter.errors import SourceLoc, UserError
+from rewriter.errors import SourceLoc, UserError, UserErrors
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
 
@@ -229,6 +229,27 @@ class LoadedConfig:
         if not self.quantizers.is_empty():
             out["quantizer_overrides"] = self.quantizers
         return out
+
+    def model_and_data(self, model: str | None, data: object) -> tuple[str | None, object]:
+        """The model and the calibration data to use: those given (not None), else the file's.
+
+        Raises:
+            UserErrors: every problem with the file's ``model.model`` and ``engine.data_source`` that is used.
+        """
+        problems: list[UserError] = []
+        if model is None:
+            try:
+                model = self.onnx_model()
+            except UserError as error:
+                problems.append(error)
+        if data is None:
+            try:
+                data = self.checked_data_source()
+            except UserError as error:
+                problems.append(error)
+        if problems:
+            raise problems[0] if len(problems) == 1 else UserErrors(problems)
+        return model, data
 
     def checked_data_source(self) -> str | None:
         """``engine.data_source`` (the calibration data when the command line gives none).

@@ -206,3 +206,11 @@ def test_a_model_type_the_target_has_no_rules_for_points_at_the_file(tmp_path: P
     assert caught.value.message.startswith("compression.model_type 'transformer': target BARE gives no rules for it "
                                            "(targets that do: ")
     assert merge_cli(loaded, {"target": "CPU"}).model_type == "transformer"
+
+
+def test_a_bad_model_model_and_data_source_are_reported_together(capsys, tmp_path: Path) -> None:
+    config = _config(tmp_path, {}, model={"model": "tiny.xml"}, engine={"data_source": "no_such_folder"})
+    code, err = _run(capsys, "quantize", "--config", str(config), "-o", str(tmp_path / "q.onnx"))
+    assert code == 2
+    assert f"{_line_col(config, quoted('tiny.xml'))}: model.model names 'tiny.xml'" in err
+    assert f"{_line_col(config, quoted('no_such_folder'))}: engine.data_source names 'no_such_folder'" in err
