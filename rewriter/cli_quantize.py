@@ -37,7 +37,9 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--subset-size", type=int, default=None, help="calibration samples to use (default 300)")
     q.add_argument("--seed", type=int, default=None, help="seed for the subset choice (default 0)")
     q.add_argument("--format", choices=OUTPUT_FORMATS, default="qdq",
-                   help="QuantizeLinear/DequantizeLinear (default) or OpenVINO FakeQuantize")
+                   help="qdq (default): QuantizeLinear/DequantizeLinear, for onnxruntime (OpenVINO reads it too); "
+                        "fakequantize: OpenVINO FakeQuantize with int8 weights, for OpenVINO only (onnxruntime "
+                        "cannot load it; the self-check needs pip install 'rewriter[openvino]')")
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")

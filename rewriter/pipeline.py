@@ -156,11 +156,10 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     def emit_checked(emit_plan: QuantPlan, emit_ranges: Mapping[str, TensorRange]) -> Any:
         emitted = emit(final_model, emit_plan, emit_ranges)
-        if options.output_format == "qdq":
-            # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
-            problems = provenance_problems(final_model, emit_plan, emitted.model)
-            if problems:
-                raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
+        # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
+        problems = provenance_problems(final_model, emit_plan, emitted.model, options.output_format)
+        if problems:
+            raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
         return emitted
 
     emitted = emit_checked(plan, context.ranges)
