@@ -1,0 +1,120 @@
+"""The HTML report in a real browser (headless Chromium through selenium): every node is drawn, clicking a
+node shows its trail, the SQNR chart leads to the graph, a large model is shown in pages.
+
+Skipped, with the reason, only when no browser can run here; .ci/run installs Debian's chromium and
+chromium-driver, so CI runs these, and under CI (the CI variable set) a missing browser fails them instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from browser import browser_problem, start_browser
+from rewriter.pipeline import QuantizeOptions, quantize
+from rewriter.report.html_report import PAGE_NODES, write_html
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
+CALIB = ROOT / "examples" / "calib"
+
+PROBLEM = browser_problem()
+pytestmark = pytest.mark.skipif(PROBLEM is not None and not os.environ.get("CI"),
+                                reason=f"no headless browser: {PROBLEM}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if PROBLEM is not None:
+        pytest.fail(f"CI is set but no headless browser can run: {PROBLEM}")
+    driver = start_browser()
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(path.as_uri())
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+
+
+def click(driver, css: str) -> None:
+    # A synthetic click: the element may lie outside the scrolled graph view, where selenium's own click
+    # would refuse it.
+    driver.execute_script("document.querySelector(arguments[0]).dispatchEvent(new MouseEvent('click', "
+                          "{bubbles: true}))", css)
+
+
+def panel(driver) -> str:
+    return driver.find_element("id", "panel").text
+
+
+def test_every_node_is_drawn_and_clicking_one_shows_its_trail(browser, tmp_path) -> None:
+    report = quantize(str(EXAMPLE), str(CALIB), QuantizeOptions(target="CPU", ignore_scope=("res_conv2",))).report
+    page = tmp_path / "report.html"
+    write_html(report, page)
+    open_page(browser, page)
+    drawn = browser.execute_script("return [...document.querySelectorAll('[data-node]')].map(e => e.dataset.node)")
+    assert sorted(drawn) == sorted(n["node"] for n in report["nodes"])
+    statuses = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('[data-node]')].map(e => "
+        "[e.dataset.node, getComputedStyle(e.querySelector('rect')).fill]))")
+    # Coloured by status: a quantized, a float-by-spec and a float-by-rule node each have their own fill.
+    assert len({statuses["stem_conv"], statuses["stem_relu"], statuses["res_conv2"]}) == 3
+
+    click(browser, '[data-node="stem_conv"]')
+    text = panel(browser)
+    assert text.startswith("stem_conv\nConv quantized")
+    assert "insert by quantize_inputs @ rules/placement.rules:7:6" in text
+    assert "spec by CPU:Conv @ hw_specs/cpu.yaml:" in text
+    click(browser, '[data-node="res_conv2"]')
+    assert "ignore by cli @ --ignore-scope" in panel(browser)
+    assert browser.find_elements("css selector", '.node.selected[data-node="res_conv2"]')
+
+    # The worst SQNR comes first and leads to the node that reads that quantizer.
+    rows = browser.execute_script("return [...document.querySelectorAll('.sqnr-row')].map(r => r.dataset.tensor)")
+    measured = sorted((p["sqnr_db"], p["tensor"]) for p in report["fakequantize"] if p["sqnr_db"] is not None)
+    assert rows[0] == measured[0][1]
+    click(browser, ".sqnr-row")
+    worst = next(p for p in report["fakequantize"] if p["tensor"] == rows[0])
+    assert panel(browser).startswith(worst["consumers"][0]["node"] + "\n")
+
+    assert "output SQNR" in browser.find_element("id", "fidelity").text
+    browser.save_screenshot(str(tmp_path / "report.png"))
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def chain_report(count: int) -> dict:
+    """A plan document of ``count`` nodes: a chain with a skip connection every fourth node."""
+    nodes, edges = [], []
+    for i in range(count):
+        nodes.append({"node": f"n{i}", "op_type": "Add" if i % 4 == 3 else "Relu", "status": "float",
+                      "reason": f"reason {i}", "trail": [{"action": "float", "source": "spec:CPU",
+                                                          "loc": "hw_specs/cpu.yaml:4:1",
+                                                          "detail": "no entry for Relu"}]})
+        edges.append([i - 1, i, f"t{i - 1}"] if i else [None, 0, "x"])
+        if i % 4 == 3:
+            edges.append([i - 3, i, f"t{i - 3}"])
+    edges.append([count - 1, None, f"t{count - 1}"])
+    return {"schema": "rewriter.plan/1", "model": "chain.onnx", "target": "CPU", "nodes": nodes,
+            "fakequantize": [], "graph": {"edges": edges}}
+
+
+def test_a_large_model_is_shown_in_pages(browser, tmp_path) -> None:
+    count = PAGE_NODES * 2 + 17
+    page = tmp_path / "chain.html"
+    write_html(chain_report(count), page)
+    open_page(browser, page)
+    assert len(browser.find_elements("css selector", "[data-node]")) == PAGE_NODES
+    # The first page's last node feeds the second page's first: drawn as a link to it.
+    assert browser.find_elements("css selector", f'.ghost[data-goto="{PAGE_NODES}"]')
+    find = browser.find_element("id", "find")
+    find.send_keys(f"n{count - 1}")
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", find)
+    drawn = browser.execute_script("return [...document.querySelectorAll('[data-node]')].map(e => e.dataset.node)")
+    assert drawn == [f"n{i}" for i in range(2 * PAGE_NODES, count)]
+    assert panel(browser).startswith(f"n{count - 1}\n")
+    assert json.loads(browser.execute_script("return JSON.stringify(document.getElementById('page').value)")) == "2"
