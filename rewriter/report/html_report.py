@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 from importlib import resources
 from typing import Any, Mapping
@@ -63,7 +64,7 @@ def page_data(report: Mapping[str, Any], diff: Mapping[str, Any] | None = None) 
     for p in report.get("fakequantize") or ():
         readers = [position[c["node"]] for c in p.get("consumers") or () if c.get("node") in position]
         config = p.get("config") or {}
-        points.append([p["tensor"], p.get("role", ""), p.get("sqnr_db"), readers,
+        points.append([p["tensor"], p.get("role", ""), _finite_or_text(p.get("sqnr_db")), readers,
                        f"{config.get('bits')}b {config.get('mode')} {config.get('granularity')}",
                        decision_ids(p.get("trail") or [])])
     return {
@@ -94,7 +95,7 @@ def render_html(report: Mapping[str, Any], diff: Mapping[str, Any] | None = None
     library = "\n".join(line for line in library.splitlines()
                         if not line.startswith(("//# sourceMappingURL", "/*! For license information")))
     licence = _asset(LAYOUT_LICENCE).replace("*/", "* /")
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = json.dumps(_json_safe(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     # Inside <script>, "</" would end the element: every "<" goes as its JSON escape.
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return _TEMPLATE.format(
@@ -128,6 +129,21 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserError(f"{path}: not a quantize report (no nodes list); write one with "
                         "`rewriter quantize ... --report FILE`")
     return report
+
+
+def _finite_or_text(value: Any) -> Any:
+    """A number JSON can hold, or its text: an exactly representable weight has an infinite SQNR, which
+    Python writes as ``Infinity``, a word no JSON parser of a browser accepts."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as its text (the report's passes and fidelity may hold some)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return _finite_or_text(value)
 
 
 def _asset(name: str) -> str:

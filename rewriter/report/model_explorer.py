@@ -8,6 +8,7 @@ and each quantized node's worst input SQNR in dB (the lowest over the FakeQuanti
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from rewriter.report.node_status import display_status
@@ -32,7 +33,8 @@ def status_node_data(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sqnr_node_data(report: Mapping[str, Any]) -> dict[str, Any]:
-    """Per node, the lowest SQNR (dB) of the FakeQuantizes it reads; nodes reading none are left out."""
+    """Per node, the lowest SQNR (dB) of the FakeQuantizes it reads; nodes reading none are left out, and so
+    are nodes whose every quantizer is exact (an infinite SQNR, which JSON cannot hold)."""
     worst: dict[str, float] = {}
     for point in report.get("fakequantize") or ():
         value = point.get("sqnr_db")
@@ -41,5 +43,5 @@ def sqnr_node_data(report: Mapping[str, Any]) -> dict[str, Any]:
         for consumer in point.get("consumers") or ():
             name = consumer["node"]
             worst[name] = min(worst.get(name, value), value)
-    order = [n["node"] for n in report.get("nodes") or () if n["node"] in worst]
+    order = [n["node"] for n in report.get("nodes") or () if n["node"] in worst and math.isfinite(worst[n["node"]])]
     return {"results": {name: {"value": worst[name]} for name in order}, "thresholds": SQNR_THRESHOLDS}

@@ -38,7 +38,10 @@ def open_page(driver, path: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(path.as_uri())
-    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.ready") == "1")
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+        "return document.body.dataset.ready || document.body.dataset.error"))
+    assert driver.execute_script("return document.body.dataset.error") is None, \
+        driver.execute_script("return document.body.dataset.error")
 
 
 def click(driver, css: str) -> None:
@@ -118,3 +121,19 @@ def test_a_large_model_is_shown_in_pages(browser, tmp_path) -> None:
     assert drawn == [f"n{i}" for i in range(2 * PAGE_NODES, count)]
     assert panel(browser).startswith(f"n{count - 1}\n")
     assert json.loads(browser.execute_script("return JSON.stringify(document.getElementById('page').value)")) == "2"
+
+
+def test_an_exact_quantizer_shows_as_exact_not_as_a_broken_page(browser, tmp_path) -> None:
+    # An exactly representable weight has an infinite SQNR, which the report's JSON writes as Infinity: the
+    # page's JSON must stay parseable (it was not, and the page stayed blank).
+    report = chain_report(3)
+    report["fakequantize"] = [
+        {"tensor": "w", "role": "weight", "sqnr_db": float("inf"), "consumers": [{"node": "n1", "port": 1}],
+         "config": {"bits": 8, "mode": "symmetric", "granularity": "perchannel"}, "trail": []},
+        {"tensor": "t0", "role": "activation", "sqnr_db": 21.5, "consumers": [{"node": "n1", "port": 0}],
+         "config": {"bits": 8, "mode": "asymmetric", "granularity": "pertensor"}, "trail": []}]
+    page = tmp_path / "exact.html"
+    write_html(report, page)
+    open_page(browser, page)
+    rows = browser.execute_script("return [...document.querySelectorAll('.sqnr-row')].map(r => r.innerText)")
+    assert [r.split("\n")[-1].split("\t")[-1].strip() for r in rows] == ["21.5 dB", "exact"]

@@ -156,3 +156,14 @@ def test_model_explorer_node_data(report, tmp_path, capsys) -> None:
     assert main(["report", str(path), "--model-explorer", str(tmp_path / "me.json")]) == 0
     assert json.loads((tmp_path / "me.json").read_text()) == status
     assert json.loads((tmp_path / "me.sqnr.json").read_text()) == json.loads(json.dumps(sqnr))
+
+
+def test_model_explorer_data_stays_json_when_a_quantizer_is_exact() -> None:
+    report = {"nodes": [{"node": "a", "status": "quantized", "trail": []}, {"node": "b", "status": "quantized",
+                                                                             "trail": []}],
+              "fakequantize": [{"tensor": "w", "sqnr_db": float("inf"), "consumers": [{"node": "a", "port": 1}]},
+                               {"tensor": "x", "sqnr_db": 30.0, "consumers": [{"node": "b", "port": 0}]},
+                               {"tensor": "v", "sqnr_db": float("inf"), "consumers": [{"node": "b", "port": 1}]}]}
+    data = sqnr_node_data(report)
+    assert data["results"] == {"b": {"value": 30.0}}
+    json.dumps(data, allow_nan=False)

@@ -2,6 +2,12 @@
 // lays out one page of the graph at a time with dagre and draws it as SVG; every text from the report is
 // set with textContent, never parsed as HTML.
 "use strict";
+// A failure shows on the page (and tells a waiting test why the page never became ready).
+window.addEventListener("error", (ev) => {
+  document.body.dataset.error = String(ev.message);
+  document.body.prepend(Object.assign(document.createElement("p"), {className: "warning",
+                                                                     textContent: "page error: " + ev.message}));
+});
 (function () {
   const started = performance.now();
   const data = JSON.parse(document.getElementById("report-data").textContent);
@@ -214,7 +220,8 @@
       for (const k of pointsOf[i]) {
         const p = data.points[k];
         table.append(h("tr", {}, h("td", {}, p[0]), h("td", {}, p[1]), h("td", {}, p[4]),
-                       h("td", {class: "value"}, p[2] === null ? "-" : p[2].toFixed(1))));
+                       h("td", {class: "value"}, p[2] === null ? "-" : typeof p[2] === "string" ? "exact"
+                         : p[2].toFixed(1))));
       }
       parts.push(table);
     }
@@ -274,20 +281,27 @@
 
   // ---- SQNR, worst first; the unmeasured last
   const sqnr = document.getElementById("sqnr");
+  // An exactly representable tensor's SQNR is infinite, written as the text "inf".
+  const dB = (v) => {
+    const n = v === null ? NaN : typeof v === "string" ? Number(v.replace("inf", "Infinity")) : v;
+    return Number.isNaN(n) ? null : n;
+  };
   const order = data.points.map((p, k) => k).sort((a, b) => {
-    const x = data.points[a][2], y = data.points[b][2];
+    const x = dB(data.points[a][2]), y = dB(data.points[b][2]);
     if (x === null || y === null) return (x === null) - (y === null) || a - b;
-    return x - y || a - b;
+    return x === y ? a - b : x < y ? -1 : 1;
   });
-  const best = Math.max(1, ...data.points.map((p) => p[2] || 0));
+  const best = Math.max(1, ...data.points.map((p) => dB(p[2])).filter((v) => Number.isFinite(v)));
   for (const k of order) {
-    const [tensor, role, value, readers] = data.points[k];
+    const [tensor, role, raw, readers] = data.points[k];
+    const value = dB(raw);
     const grade = value === null ? "none" : value < 10 ? "bad" : value < 20 ? "fair" : "good";
     const width = value === null ? 0 : Math.max(1, Math.min(100, 100 * value / best));
+    const shown = value === null ? "not measured" : Number.isFinite(value) ? value.toFixed(1) + " dB" : "exact";
     const row = h("div", {class: "sqnr-row", "data-tensor": tensor, title: `${tensor} (${role})`},
                   h("span", {class: "name"}, `${tensor} (${role})`),
                   h("div", {class: "bar " + grade, style: `width:${width.toFixed(1)}%`}),
-                  h("span", {class: "value"}, value === null ? "not measured" : value.toFixed(1) + " dB"));
+                  h("span", {class: "value"}, shown));
     if (readers.length) row.setAttribute("data-goto", String(readers[0]));
     sqnr.append(row);
   }
