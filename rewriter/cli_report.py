@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,17 +68,43 @@ def report_diff(report: dict[str, Any], model: str, target: str) -> dict[str, An
     return plan_diff(report, plan_dict(other))
 
 
-def run_audit_diff(args: argparse.Namespace) -> str:
-    """The text of `rewriter audit MODEL --target A --diff-target B`."""
-    from rewriter.api import audit
+def run_audit_extras(args: argparse.Namespace, html: Path | None) -> str | None:
+    """`rewriter audit --diff-target` and/or `--html`: the text to print (the diff), or None.
+
+    One model load: both targets are planned on the same graph view, which also gives the page its edges.
+    """
+    from rewriter.api import plan_graph, reverts_in_report
+    from rewriter.ir.load import load_model
+    from rewriter.ir.normalize import normalize
+    from rewriter.ir.view import graph_view
+    from rewriter.match.planner import IgnoredOperation, PlanOptions
+    from rewriter.report.html_report import write_html
     from rewriter.report.plan_diff import diff_text, plan_diff
     from rewriter.report.plan_report import plan_dict
+    from rewriter.report.quantize_report import graph_section
+    from rewriter.targets import load_plan_inputs
 
-    plans = [plan_dict(audit(args.model, target=target, rules=args.rules, ignore_scope=args.ignore_scope,
-                             ignore_ops=args.ignore_op, preset=args.preset or "performance",
-                             model_type=args.model_type, saturation_fix=args.saturation_fix))
-             for target in (args.target, args.diff_target)]
-    diff = plan_diff(*plans)
+    graph = graph_view(normalize(load_model(args.model)).model)
+    reverted = reverts_in_report(args.report, args.target) if args.report else ()
+    missing = [r.node for r in reverted if r.node not in graph.by_name]
+    if missing:
+        raise UserError(f"the report's reverts name node(s) {', '.join(missing)}, which {args.model} does not "
+                        "have: audit the float model the report was made from")
+    options = PlanOptions(preset=args.preset or "performance", ignore_scope=tuple(args.ignore_scope),
+                          ignore_ops=tuple(IgnoredOperation(o) for o in args.ignore_op), reverted=reverted)
+
+    def plan_for(target: str, plan_options: PlanOptions) -> dict[str, Any]:
+        inputs = load_plan_inputs(target, args.rules, args.model_type)
+        return plan_dict(plan_graph(graph, inputs, plan_options, Path(args.model).name, args.saturation_fix))
+
+    plan = plan_for(args.target, options)
+    # The reverts belong to the report's target, not to the other one.
+    diff = plan_diff(plan, plan_for(args.diff_target, replace(options, reverted=()))) if args.diff_target else None
+    if html is not None:
+        plan["graph"] = graph_section(graph, [n["node"] for n in plan["nodes"]])
+        write_html(plan, html, diff)
+    if diff is None:
+        return None
     return json.dumps(diff, indent=2) + "\n" if args.format == "json" else diff_text(diff)
 
 

@@ -167,3 +167,15 @@ def test_model_explorer_data_stays_json_when_a_quantizer_is_exact() -> None:
     data = sqnr_node_data(report)
     assert data["results"] == {"b": {"value": 30.0}}
     json.dumps(data, allow_nan=False)
+
+
+def test_audit_html_writes_the_plan_as_a_page_and_still_prints_the_plan(tmp_path, capsys) -> None:
+    page = tmp_path / "plan.html"
+    assert main(["audit", str(EXAMPLE), "--target", "CPU", "--html", str(page)]) == 0
+    assert "FakeQuantize" in capsys.readouterr().out
+    data = json.loads(page.read_text().split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert data["diff"] is None and data["points"] and all(p[2] is None for p in data["points"])  # no SQNR
+    assert {n[0] for n in data["nodes"]} >= {"stem_conv", "res_add"} and data["edges"]
+    assert main(["audit", str(EXAMPLE), "--target", "CPU", "--diff-target", "GNA", "--html", str(page)]) == 0
+    assert capsys.readouterr().out.startswith("plan diff: CPU -> GNA")
+    assert '"b":"GNA"' in page.read_text()

@@ -370,7 +370,10 @@ window.addEventListener("error", (ev) => {
                      h("td", {}, h("span", {class: "chip st-" + a.status}, a.status), " ", a.reason),
                      h("td", {}, h("span", {class: "chip st-" + b.status}, b.status), " ", b.reason)));
     }
-    box.append(table, h("h3", {}, "FakeQuantize"), render(d.fakequantize));
+    const fq = d.fakequantize;
+    box.append(table, h("h3", {}, "FakeQuantize"), render({
+      [`only on ${d.a}`]: fq.only_a, [`only on ${d.b}`]: fq.only_b,
+      "with another quantizer": fq.changed.map((c) => ({tensor: c.tensor, [d.a]: c.a, [d.b]: c.b}))}));
   }
 
   drawPage(0);
