@@ -137,3 +137,22 @@ def test_an_exact_quantizer_shows_as_exact_not_as_a_broken_page(browser, tmp_pat
     open_page(browser, page)
     rows = browser.execute_script("return [...document.querySelectorAll('.sqnr-row')].map(r => r.innerText)")
     assert [r.split("\n")[-1].split("\t")[-1].strip() for r in rows] == ["21.5 dB", "exact"]
+
+
+def test_a_reverted_node_is_red_and_the_guard_section_leads_to_it(browser, tmp_path) -> None:
+    report = chain_report(4)
+    report["nodes"][2].update(status="reverted", reason="reverted to float by fidelity-guard", trail=[
+        {"action": "revert", "source": "fidelity-guard", "loc": "<fidelity-guard>",
+         "detail": "output SQNR 9.1 dB -> 14.2 dB when quantized again alone"}])
+    report["fidelity"] = {"summary": "output SQNR 14.2 dB", "warning": None, "note": None,
+                          "outputs": [{"output": "y", "sqnr_db": 14.2}],
+                          "guard": {"met": True, "reverts": [{"node": "n2", "reason": "output SQNR +5.1 dB"}]}}
+    page = tmp_path / "guard.html"
+    write_html(report, page)
+    open_page(browser, page)
+    fills = browser.execute_script("return [...document.querySelectorAll('[data-node] rect')].map(r => "
+                                   "getComputedStyle(r).fill)")
+    assert fills[2] != fills[1] and fills[0] == fills[1] == fills[3]
+    click(browser, '#fidelity a.goto[data-goto="2"]')
+    text = panel(browser)
+    assert text.startswith("n2\n") and "revert by fidelity-guard" in text and "9.1 dB -> 14.2 dB" in text
