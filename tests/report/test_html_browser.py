@@ -76,6 +76,14 @@ def test_every_node_is_drawn_and_clicking_one_shows_its_trail(browser, tmp_path)
     click(browser, '[data-node="res_conv2"]')
     assert "ignore by cli @ --ignore-scope" in panel(browser)
     assert browser.find_elements("css selector", '.node.selected[data-node="res_conv2"]')
+    # Pointing at another node shows it; leaving it goes back to the clicked one.
+    browser.execute_script("document.querySelector('[data-node=\"stem_relu\"] rect').dispatchEvent("
+                           "new MouseEvent('mouseover', {bubbles: true}))")
+    assert panel(browser).startswith("stem_relu\nRelu float by spec")
+    assert "float by spec:CPU @ hw_specs/cpu.yaml:" in panel(browser)
+    browser.execute_script("document.querySelector('[data-node=\"stem_relu\"] rect').dispatchEvent("
+                           "new MouseEvent('mouseout', {bubbles: true, relatedTarget: document.body}))")
+    assert panel(browser).startswith("res_conv2\n")
 
     # The worst SQNR comes first and leads to the node that reads that quantizer.
     rows = browser.execute_script("return [...document.querySelectorAll('.sqnr-row')].map(r => r.dataset.tensor)")
