@@ -57,8 +57,9 @@ class QuantizeResult:
 def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
     """Quantize ``model`` (a path or an onnx.ModelProto) with calibration ``data``.
 
-    ``data`` is a folder (.npy, .npz, images), a loader "module:function", or
-    any iterable of input dicts.
+    ``data`` is any source ``rewriter.calibrate.data.open_data`` takes: a folder (.npy, .npz, images, one
+    ``<input>.npy`` per input), a .npy/.npz file, a loader "module:function", a stacked array or dict of
+    them, a list or any iterable of samples (docs/calibration-data.md).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -85,7 +86,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         graph = graph_view(float_model)
         planned = build_plan(graph, inputs.spec, inputs.rules,
                              PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
-                                         options.quantizer_overrides, reverted),
+                                         options.quantizer_overrides, reverted, options.ignore_scope_sources),
                              model_name)
         # After the config file's quantizer overrides (applied by the planner): they may set the full 8-bit
         # range the fix narrows.
@@ -155,11 +156,10 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     def emit_checked(emit_plan: QuantPlan, emit_ranges: Mapping[str, TensorRange]) -> Any:
         emitted = emit(final_model, emit_plan, emit_ranges)
-        if options.output_format == "qdq":
-            # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
-            problems = provenance_problems(final_model, emit_plan, emitted.model)
-            if problems:
-                raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
+        # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
+        problems = provenance_problems(final_model, emit_plan, emitted.model, options.output_format)
+        if problems:
+            raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
         return emitted
 
     emitted = emit_checked(plan, context.ranges)
