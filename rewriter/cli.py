@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 from rewriter.choices import DEFAULT_TARGETS, MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, print_warning, run_quantize
+from rewriter.cli_report import add_report_parser, run_audit_extras, run_report
 from rewriter.errors import RuntimeRefused, UserError
 from rewriter.io_utils import atomic_write, atomic_write_text, check_outputs
 
@@ -47,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="a quantize report (--report of `rewriter quantize`) of this model: the plan shows the "
                             "fidelity guard's reverts, each with its measured reason")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
+    audit.add_argument("--diff-target", metavar="TARGET",
+                       help="print what changes from --target to this target instead of the plan, node by node")
+    audit.add_argument("--html", metavar="FILE",
+                       help="also write the plan as a self-contained HTML page (with --diff-target: the diff too)")
     add_follow_symlinks(audit)
 
     specs = sub.add_parser("specs", help="list, show or validate hardware spec files")
@@ -63,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="+")
 
     add_quantize_parser(sub, _plan_arguments, add_follow_symlinks)
+    add_report_parser(sub, add_follow_symlinks)
     return parser
 
 
@@ -102,8 +108,14 @@ def _audit(args: argparse.Namespace) -> int:
     from rewriter.report.why_report import why_json, why_text
 
     # Before any work: a refused -o costs nothing.
-    output = check_outputs({"-o": args.output}, {"the input model": args.model},
-                           args.follow_symlinks).get("-o")
+    outputs = check_outputs({"-o": args.output, "--html": args.html}, {"the input model": args.model},
+                            args.follow_symlinks)
+    output = outputs.get("-o")
+    if args.diff_target or args.html:
+        text = run_audit_extras(args, outputs.get("--html"))
+        if text is not None:
+            _write(text, output)
+            return EXIT_OK
     reverted = reverts_in_report(args.report, args.target) if args.report else ()
     if args.why:
         plan, explained = why(args.model, args.why, target=args.target, rules=args.rules,
@@ -208,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    handlers = {"audit": _audit, "specs": _specs, "rules": _rules}
+    handlers = {"audit": _audit, "specs": _specs, "rules": _rules, "report": run_report}
     try:
         if args.command == "quantize":
             return run_quantize(args)

@@ -43,6 +43,8 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    q.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page here "
+                                                  "(graph, reasons and trails, SQNR, fidelity; `rewriter report`)")
     follow_symlinks(q)
     q.add_argument("--channel-alignment", action="store_true", default=None,
                    help="ActivationChannelAlignment before the ranges (a second statistics pass)")
@@ -104,7 +106,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         raise UserError("no model to quantize: give MODEL, or model.model (an .onnx path) in the --config file")
     # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
     # model written without its report.
-    outputs = check_outputs({"-o": args.output, "--report": args.report},
+    outputs = check_outputs({"-o": args.output, "--report": args.report, "--html": args.html},
                             {"the input model": model, "the --config file": args.config,
                              **{f"the --rules file {path}": path for path in args.rules}},
                             args.follow_symlinks)
@@ -133,6 +135,9 @@ def run_quantize(args: argparse.Namespace) -> int:
     result = quantize_file(model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
+    if "--html" in outputs:
+        from rewriter.report.html_report import write_html
+        write_html(result.report, outputs["--html"])
     notes = [n for n in (control_flow_warning(result.plan, data_hint=False),
                          branch_warning(result.report.get("control_flow", []))) if n]
     if notes:  # one line: what stays float inside control flow, and why

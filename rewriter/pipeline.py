@@ -184,7 +184,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         errors_out, fidelity = checked.errors, checked.fidelity
         lap("self_check")
     report = quantize_report(plan, final_ranges, emitted, errors_out, timings, collected.num_samples, options,
-                             reports, population)
+                             reports, population, context.graph)
     report["control_flow"] = branches.entries()
     if fidelity is not None:
         report["fidelity"] = fidelity

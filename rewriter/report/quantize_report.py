@@ -5,8 +5,9 @@ FakeQuantize, its ``range``, the emitted ``scale``/``zero_point``/
 ``storage_dtype``, its ``sqnr_db`` and, for an activation whose range covers
 the whole calibration population instead of the preset's mean of per-sample
 extremes, ``aggregation`` (the reason); plus ``options``, ``calibration``,
-``timings_s``, ``emitted_extra`` (biases and other tensors the emitter stored)
-and ``passes`` (each enabled pass's report, by pass name). The pipeline adds ``fidelity``, the self-check
+``timings_s``, ``emitted_extra`` (biases and other tensors the emitter stored),
+``passes`` (each enabled pass's report, by pass name) and ``graph`` (the data edges between the
+report's nodes, which ``rewriter report`` draws: ``graph_section``). The pipeline adds ``fidelity``, the self-check
 and the fidelity guard (``rewriter.tuning.check_run``, documented in docs/fidelity.md).
 """
 from __future__ import annotations
@@ -19,12 +20,13 @@ from rewriter.algorithms.fq_math import fake_quantize
 from rewriter.algorithms.minmax import SAMPLE_REDUCER, RangeOptions, sqnr_db
 from rewriter.algorithms.types import TensorRange
 from rewriter.emit.qdq import EmitResult
+from rewriter.ir.graph import GraphView
 from rewriter.ir.tensors import slicing_axis
 from rewriter.plan import QuantPlan
 from rewriter.report.plan_report import plan_dict
 
-__all__ = ["ERROR_SAMPLE_VALUES", "REPORT_SCHEMA", "ReportOptions", "quantization_errors", "quantize_report",
-           "weight_sample"]
+__all__ = ["ERROR_SAMPLE_VALUES", "REPORT_SCHEMA", "ReportOptions", "graph_section", "quantization_errors",
+           "quantize_report", "weight_sample"]
 
 REPORT_SCHEMA = "rewriter.pipeline/1"
 #: Weights larger than this have their SQNR measured on evenly spaced slices.
@@ -89,11 +91,12 @@ def weight_sample(values: np.ndarray, channel_axis: int | None, limit: int = ERR
 def quantize_report(plan: QuantPlan, ranges: Mapping[str, TensorRange], emitted: EmitResult,
                     errors: Mapping[str, float], timings: Mapping[str, float], samples: int,
                     options: ReportOptions, passes: Mapping[str, dict[str, Any]],
-                    population: Mapping[str, str] | None = None) -> dict[str, Any]:
+                    population: Mapping[str, str] | None = None, graph: GraphView | None = None) -> dict[str, Any]:
     """The report of one quantize run (module docstring).
 
     ``population``: tensor -> why its range covers the calibration population
-    (``rewriter.algorithms.minmax.population_ranges``).
+    (``rewriter.algorithms.minmax.population_ranges``). ``graph``: the model the plan's nodes are in, for
+    the ``graph`` section (left out without it).
     """
     report = plan_dict(plan)
     report["schema"] = REPORT_SCHEMA
@@ -118,7 +121,37 @@ def quantize_report(plan: QuantPlan, ranges: Mapping[str, TensorRange], emitted:
     report["emitted_extra"] = [{"tensor": t.tensor, "role": t.role, "storage_dtype": t.storage_dtype}
                                for t in emitted.tensors if t.role not in ("activation", "weight")]
     report["passes"] = dict(passes)
+    if graph is not None:
+        report["graph"] = graph_section(graph, [n.node for n in plan.nodes])
     return report
+
+
+def graph_section(graph: GraphView, node_names: list[str]) -> dict[str, Any]:
+    """The data edges between the named nodes, so that a reader of the report can draw the graph.
+
+    ``edges``: ``[from, to, tensor]`` with ``from``/``to`` positions in ``node_names`` (the report's
+    ``nodes``), ``from`` null for a graph input and ``to`` null for a graph output; constants (weights)
+    are left out, since their quantizers are listed under ``fakequantize`` with their consumers. In graph
+    order, each node's inputs by port, then the graph outputs.
+    """
+    position = {name: i for i, name in enumerate(node_names)}
+    edges: list[list[Any]] = []
+    for node in graph.nodes:
+        to = position.get(node.name)
+        if to is None:
+            continue
+        for tensor in dict.fromkeys(t for t in node.inputs if t and not graph.is_constant(t)):
+            producer = graph.producer_of(tensor)
+            if producer is None:
+                if graph.tensor(tensor).is_graph_input:
+                    edges.append([None, to, tensor])
+            elif producer.name in position:
+                edges.append([position[producer.name], to, tensor])
+    for tensor, info in graph.tensors.items():
+        producer = graph.producer_of(tensor) if info.is_graph_output else None
+        if producer is not None and producer.name in position:
+            edges.append([position[producer.name], None, tensor])
+    return {"edges": edges}
 
 
 def _list(array: np.ndarray) -> list[float] | float:

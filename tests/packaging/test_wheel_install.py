@@ -133,6 +133,7 @@ def test_the_wheel_carries_every_module_spec_and_rule_file(installed: Installed)
     expected = {p.relative_to(REPO).as_posix() for p in (REPO / "rewriter").rglob("*")
                 if p.is_file() and p.suffix in (".py", ".lark")}
     expected = {path.removeprefix("rewriter/") for path in expected}
+    expected |= {f"report/assets/{p.name}" for p in (REPO / "rewriter" / "report" / "assets").iterdir()}
     expected |= {f"_targets/hw_specs/{p.name}" for p in (REPO / "hw_specs").glob("*.yaml")}
     expected |= {f"_targets/rules/{p.name}" for p in (REPO / "rules").glob("*.rules")}
     assert shipped == expected
@@ -141,9 +142,11 @@ def test_the_wheel_carries_every_module_spec_and_rule_file(installed: Installed)
 def test_readme_quantize_runs_outside_the_checkout(installed: Installed) -> None:
     out = installed.workdir / "out" / "tiny_cnn.int8.onnx"
     report = installed.workdir / "out" / "report.json"
+    page = installed.workdir / "out" / "report.html"
     done = installed.rewriter("quantize", EXAMPLES / "tiny_cnn.onnx", "-o", out, "--data", EXAMPLES / "calib",
-                              "--target", "CPU", "--report", report)
+                              "--target", "CPU", "--report", report, "--html", page)
     assert done.returncode == 0, done.stderr
+    assert "dagre" in page.read_text()   # the page's assets are in the wheel
     onnx.checker.check_model(onnx.load(str(out)))
     doc = json.loads(report.read_text())
     # Locations are relative to the installed targets folder: the same text as in the checkout.
