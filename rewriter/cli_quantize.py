@@ -7,6 +7,7 @@ import sys
 from typing import Callable
 
 from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
+from rewriter.cli_search import add_search_arguments, run_search, search_settings
 from rewriter.errors import UserError
 from rewriter.io_utils import atomic_write_text, check_outputs
 
@@ -64,6 +65,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                             "(default 12)")
     check.add_argument("--guard-budget", type=int, default=None, metavar="N",
                        help="re-measurements the guard may spend (default 12)")
+    add_search_arguments(q)
     images = q.add_argument_group("image folders")
     images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
     images.add_argument("--shorter-side", type=int)
@@ -101,6 +103,7 @@ def run_quantize(args: argparse.Namespace) -> int:
                              **{f"the --rules file {path}": path for path in args.rules}},
                             args.follow_symlinks)
     loaded = load_config(args.config) if args.config else None
+    search = search_settings(args, loaded, print_warning)
     if loaded is not None:
         for notice in (*loaded.warnings, *loaded.unsupported):
             print_warning(notice.render())
@@ -120,7 +123,11 @@ def run_quantize(args: argparse.Namespace) -> int:
     data = args.data or (loaded.data_source if loaded else None)
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
-    result = quantize_file(args.model, outputs["-o"], data, options)
+    if search is not None:
+        from rewriter.ir.load import save_model
+        result = run_search(args, search, args.model, outputs["-o"], data, options, save_model)
+    else:
+        result = quantize_file(args.model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
     notes = [n for n in (control_flow_warning(result.plan, data_hint=False),
@@ -141,4 +148,8 @@ def run_quantize(args: argparse.Namespace) -> int:
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")
     if fidelity is not None and fidelity.get("warning"):
         print_warning(fidelity["warning"])
+    if "search" in result.report:
+        print(f"  {result.report['search']['summary']}")
+        if result.report["search"].get("message"):
+            print_warning(result.report["search"]["message"])
     return 0

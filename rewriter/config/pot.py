@@ -21,7 +21,8 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from rewriter.algorithms.smoothing import DEFAULT_ALPHA as DEFAULT_SMOOTHING
 from rewriter.config.jsonc import ConfigFile
 from rewriter.config.params import read_ignored, read_quantizer_overrides, read_ranges
-from rewriter.config.pot_keys import (AAQ_PARAMS, ALGORITHMS, COMPRESSION_KEYS, LAYERWISE, LAYERWISE_HONOURED,
+from rewriter.config.pot_keys import (AAQ_NOT_RUN, AAQ_PARAMS, ALGORITHMS, COMPRESSION_KEYS, LAYERWISE,
+                                      LAYERWISE_HONOURED,
                                       NOT_IMPLEMENTED, NOT_RUN_YET, OTHER_POT_ALGORITHMS, PARAMS, PRESET_ALIASES,
                                       QUANTIZING, TOP_KEYS, TPE_PARAMS, UNKNOWN_KEY_HINTS)
 from rewriter.config.results import AlgorithmConfig, LoadedConfig, Notice, PipelineSettings
@@ -31,6 +32,7 @@ from rewriter.io_utils import read_utf8
 from rewriter.spec.loader import list_targets, looks_like_path, pot_devices
 from rewriter.spec.model import MODEL_TYPES
 from rewriter.spec.yaml_nodes import Problems, suggest
+from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
 
 __all__ = ["load_config", "preset_for_target"]
 
@@ -263,6 +265,9 @@ class _Loader(SchemaChecker):
             self._pipeline(algo, where, pipeline)
             if algo is (quantizing[0] if quantizing else None):
                 out.update(self._quantization(algo.params, f"{where}.params", device))
+        accuracy_aware = pipeline.pop("accuracy_aware", None)
+        if accuracy_aware is not None:
+            out["accuracy_aware"] = accuracy_aware
         out["pipeline"] = PipelineSettings(**pipeline)
         return out
 
@@ -274,7 +279,17 @@ class _Loader(SchemaChecker):
         p, name, loc = algo.params, algo.name, algo.loc
         if name == "AccuracyAwareQuantization":
             base = p.get("base_algorithm", "DefaultQuantization")
-            self.unsupported.append(Notice(loc, NOT_IMPLEMENTED[name].format(base=base)))
+            out["accuracy_aware"] = AccuracyAwareSettings(
+                maximal_drop=p.get("maximal_drop", 0.01), drop_type=p.get("drop_type", "absolute"), base_algorithm=base,
+                ranking_subset_size=p.get("ranking_subset_size"), max_iter_num=p.get("max_iter_num"),
+                metric_subset_ratio=p.get("metric_subset_ratio", 0.5),
+                convert_to_mixed_preset=p.get("convert_to_mixed_preset", False),
+                use_prev_if_drop_increase=p.get("use_prev_if_drop_increase", True),
+                tune_hyperparams=p.get("tune_hyperparams", False))
+            for key, why in AAQ_NOT_RUN.items():
+                if p.get(key):
+                    self.unsupported.append(Notice(self.loc(f"{where}.params.{key}", key=True),
+                                                   NOT_IMPLEMENTED["aaq_param"].format(key=key, why=why)))
             name = base
         elif name == "TPE":
             self.unsupported.append(Notice(loc, NOT_IMPLEMENTED["TPE"]))

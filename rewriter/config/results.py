@@ -14,6 +14,7 @@ from rewriter.algorithms.minmax import RangeOptions
 from rewriter.errors import SourceLoc
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
+from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
 
 __all__ = ["AlgorithmConfig", "LoadedConfig", "Notice", "PipelineSettings", "QuantizerOverride",
            "QuantizerOverrides"]
@@ -185,6 +186,8 @@ class LoadedConfig:
     quantizers: QuantizerOverrides = QuantizerOverrides()
     algorithms: tuple[AlgorithmConfig, ...] = ()
     pipeline: PipelineSettings = PipelineSettings()
+    # AccuracyAwareQuantization's parameters when the file names it (it runs when a metric is given).
+    accuracy_aware: AccuracyAwareSettings | None = None
     data_source: str | None = None
     unsupported: tuple[Notice, ...] = ()
     warnings: tuple[Notice, ...] = ()
