@@ -31,9 +31,10 @@ from rewriter.targets import PlanInputs, load_plan_inputs
 from rewriter.config.pot_keys import NOT_IMPLEMENTED
 from rewriter.tuning.accuracy_aware import ACCURACY_AWARE_SOURCE, AccuracyAwareSettings
 from rewriter.tuning.guard import GUARD_SOURCE
+from rewriter.tuning.tpe_settings import TPE_SOURCE
 
 #: The decision source of each measured search's reverts, by the algorithm a report names.
-SEARCH_SOURCES = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE}
+SEARCH_SOURCES = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE, "TPE": TPE_SOURCE}
 
 __all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "reverts_in_report", "why"]
 

@@ -28,6 +28,18 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-iter", type=int, default=None, metavar="N",
                        help="metric evaluations the search may spend (the config's max_iter_num; default no "
                             "bound)")
+    group.add_argument("--tpe", action="store_true",
+                       help="TPE (needs optuna: pip install 'rewriter[tpe]'): search presets, range estimators "
+                            "and which nodes stay float for the fastest model within --max-drop (needs --metric)")
+    group.add_argument("--tpe-trials", type=int, default=None, metavar="N", help="TPE trials (default 20)")
+    group.add_argument("--tpe-minutes", type=float, default=None, metavar="M",
+                       help="TPE time limit in minutes (default none)")
+    group.add_argument("--tpe-groups", type=int, default=None, metavar="N",
+                       help="the most suspect quantized nodes whose float/quantized choice TPE searches (default 8)")
+    group.add_argument("--tpe-study", metavar="FILE", default=None,
+                       help="optuna study file (SQLite): finished trials are kept there and a rerun resumes")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="TPE: evaluate trials in N local processes (default 1; the same search for any N)")
 
 
 def search_settings(args: argparse.Namespace, loaded: Any, warn: Callable[[str], None]) -> Any:
@@ -38,12 +50,20 @@ def search_settings(args: argparse.Namespace, loaded: Any, warn: Callable[[str],
     """
     from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
 
+    if args.tpe:
+        return _tpe_settings(args, loaded)
+    tpe_flags = [flag for flag in ("--tpe-trials", "--tpe-minutes", "--tpe-groups", "--tpe-study", "--workers")
+                 if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if tpe_flags:
+        raise UserError(f"{', '.join(tpe_flags)} set(s) the TPE search: add --tpe (and --metric)")
+    if loaded is not None and loaded.tpe is not None and args.metric is not None and not args.accuracy_aware:
+        return _tpe_settings(args, loaded)
     from_file = loaded.accuracy_aware if loaded is not None else None
     given = {key: value for key, value in (("maximal_drop", args.max_drop), ("drop_type", args.drop_type),
                                            ("max_iter_num", args.max_iter)) if value is not None}
     if not args.accuracy_aware and from_file is None:
         if args.metric is not None:
-            raise UserError("--metric is for a measured search: add --accuracy-aware")
+            raise UserError("--metric is for a measured search: add --accuracy-aware or --tpe")
         if given:
             flags = ", ".join(f"--{k}" for k in ("max-drop", "drop-type", "max-iter")
                               if getattr(args, k.replace("-", "_")) is not None)
@@ -62,13 +82,34 @@ def search_settings(args: argparse.Namespace, loaded: Any, warn: Callable[[str],
     return replace(from_file or AccuracyAwareSettings(), **given)
 
 
+def _tpe_settings(args: argparse.Namespace, loaded: Any) -> Any:
+    from rewriter.tuning.tpe_settings import TpeSettings
+
+    if args.metric is None:
+        raise UserError("--tpe needs --metric FILE.py:FUNCTION (FUNCTION(model_path) returning the model's "
+                        "accuracy on your annotated data)")
+    if args.accuracy_aware:
+        raise UserError("choose one search: --accuracy-aware or --tpe")
+    base = (loaded.tpe if loaded is not None else None) or TpeSettings()
+    given = {key: value for key, value in (("max_trials", args.tpe_trials), ("max_minutes", args.tpe_minutes),
+                                           ("groups", args.tpe_groups), ("storage", args.tpe_study),
+                                           ("workers", args.workers), ("maximal_drop", args.max_drop),
+                                           ("drop_type", args.drop_type)) if value is not None}
+    return replace(base, **given)
+
+
 def run_search(args: argparse.Namespace, settings: Any, model: str, output: Any, data: Any, options: Any,
                write_model: Callable[[Any, Any], None]) -> Any:
     """Run the accuracy-aware search and write its model; the result (its report has a ``search`` section)."""
     from rewriter.search.accuracy_aware import quantize_accuracy_aware
     from rewriter.search.metric import Metric, load_metric
+    from rewriter.search.tpe import quantize_tpe
+    from rewriter.tuning.tpe_settings import TpeSettings
 
     metric = Metric(load_metric(args.metric), args.metric, args.metric_lower_is_better)
-    result = quantize_accuracy_aware(model, data, options, settings, metric)
+    if isinstance(settings, TpeSettings):
+        result = quantize_tpe(model, data, options, settings, metric)
+    else:
+        result = quantize_accuracy_aware(model, data, options, settings, metric)
     write_model(result.model, output)
     return result

@@ -33,6 +33,7 @@ from rewriter.spec.loader import list_targets, looks_like_path, pot_devices
 from rewriter.spec.model import MODEL_TYPES
 from rewriter.spec.yaml_nodes import Problems, suggest
 from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
+from rewriter.tuning.tpe_settings import TpeSettings
 
 __all__ = ["load_config", "preset_for_target"]
 
@@ -265,9 +266,9 @@ class _Loader(SchemaChecker):
             self._pipeline(algo, where, pipeline)
             if algo is (quantizing[0] if quantizing else None):
                 out.update(self._quantization(algo.params, f"{where}.params", device))
-        accuracy_aware = pipeline.pop("accuracy_aware", None)
-        if accuracy_aware is not None:
-            out["accuracy_aware"] = accuracy_aware
+        for search in ("accuracy_aware", "tpe"):
+            if search in pipeline:
+                out[search] = pipeline.pop(search)
         out["pipeline"] = PipelineSettings(**pipeline)
         return out
 
@@ -292,7 +293,10 @@ class _Loader(SchemaChecker):
                                                    NOT_IMPLEMENTED["aaq_param"].format(key=key, why=why)))
             name = base
         elif name == "TPE":
-            self.unsupported.append(Notice(loc, NOT_IMPLEMENTED["TPE"]))
+            out["tpe"] = TpeSettings(max_trials=p.get("max_trials", 20), max_minutes=p.get("max_minutes"))
+            for key in sorted(set(p) - {"max_trials", "max_minutes"}):
+                self.unsupported.append(Notice(self.loc(f"{where}.params.{key}", key=True),
+                                               f"TPE's {key} is accepted but not run"))
             return
         elif name in OTHER_POT_ALGORITHMS:
             self.unsupported.append(Notice(loc, NOT_IMPLEMENTED["other"].format(name=name)))

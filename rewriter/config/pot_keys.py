@@ -33,7 +33,6 @@ NOT_IMPLEMENTED = {
     "AccuracyAwareQuantization": "AccuracyAwareQuantization needs an accuracy metric: give --metric FILE.py:FUNCTION "
                                  "(or metric= in the API); without one only its base algorithm ({base}) runs",
     "aaq_param": "{key} is accepted but not run: {why}",
-    "TPE": "TPE is not implemented; the entry is ignored",
     "optimizer": "the 'optimizer' section (TPE) is not implemented; it is ignored",
     "other": "{name} is not implemented; the entry is ignored (its params are not checked)",
 }

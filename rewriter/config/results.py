@@ -15,6 +15,7 @@ from rewriter.errors import SourceLoc
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
 from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
+from rewriter.tuning.tpe_settings import TpeSettings
 
 __all__ = ["AlgorithmConfig", "LoadedConfig", "Notice", "PipelineSettings", "QuantizerOverride",
            "QuantizerOverrides"]
@@ -188,6 +189,7 @@ class LoadedConfig:
     pipeline: PipelineSettings = PipelineSettings()
     # AccuracyAwareQuantization's parameters when the file names it (it runs when a metric is given).
     accuracy_aware: AccuracyAwareSettings | None = None
+    tpe: TpeSettings | None = None  # the TPE entry's settings (it runs when a metric is given)
     data_source: str | None = None
     unsupported: tuple[Notice, ...] = ()
     warnings: tuple[Notice, ...] = ()

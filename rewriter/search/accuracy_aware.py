@@ -27,7 +27,7 @@ from rewriter.tuning.check_run import revert_through_plan
 from rewriter.tuning.guard import GUARD_SOURCE, guard_candidates
 from rewriter.tuning.revert_search import Revert
 
-__all__ = ["SEARCH_SCHEMA", "TrialLog", "quantize_accuracy_aware"]
+__all__ = ["SEARCH_SCHEMA", "TrialLog", "quantize_accuracy_aware", "remeasured_fidelity"]
 
 SEARCH_SCHEMA = "rewriter.search/1"
 
@@ -153,7 +153,7 @@ def quantize_accuracy_aware(model: str | Path | Any, data: Any, options: Quantiz
     made = carry_out(final_units, details)
     if made is None:
         raise RuntimeError("the accuracy-aware search's final plan could not be made again")
-    fidelity = _remeasured(hooks, made.emitted.model)
+    fidelity = remeasured_fidelity(hooks, made.emitted.model, "the accuracy-aware search")
     final = hooks.finish(made.plan, made.ranges, made.emitted, hooks.emitter.errors(made.plan, made.ranges),
                          fidelity, None)
     return _finish(final, hooks, section, log, chosen, started)
@@ -236,8 +236,8 @@ def _nodes(reverts: tuple[RevertRequest, ...]) -> list[str]:
     return [r.node for r in reverts]
 
 
-def _remeasured(hooks: SearchHooks, model: Any) -> dict | None:
-    """The fidelity section with the final model's figures (the guard's record kept as it was)."""
+def remeasured_fidelity(hooks: SearchHooks, model: Any, search: str) -> dict | None:
+    """The fidelity section with the figures of ``model``, the one ``search`` chose (the guard's record kept)."""
     if hooks.fidelity is None or hooks.check is None or "outputs" not in hooks.fidelity:
         return hooks.fidelity
     measured = hooks.check.measure(model)
@@ -245,11 +245,11 @@ def _remeasured(hooks: SearchHooks, model: Any) -> dict | None:
     held_out = bool(section.get("held_out", True))
     below = measured.worst_sqnr_db < section["threshold_db"]
     section.update(outputs=[o.as_dict() for o in measured.outputs], worst_sqnr_db=_round(measured.worst_sqnr_db),
-                   below_threshold=below, summary=measured.summary(held_out), after="the accuracy-aware search")
+                   below_threshold=below, summary=measured.summary(held_out), after=search)
     # The metric decided what stays quantized; the output SQNR is reported, not a second limit.
     section["warning"] = (f"output fidelity ({section['summary']}) is below the threshold of "
-                          f"{section['threshold_db']:g} dB after the accuracy-aware search, which kept the metric "
-                          "as reported in its summary") if below else None
+                          f"{section['threshold_db']:g} dB after {search}, which kept the metric as reported in its "
+                          "summary") if below else None
     return section
 
 

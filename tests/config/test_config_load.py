@@ -201,12 +201,14 @@ def test_accuracy_aware_takes_its_base_algorithm_params(write_config) -> None:
     assert cfg.pipeline == PipelineSettings()  # MinMax as base: no alignment, no bias correction
 
 
-def test_tpe_and_the_original_tools_other_algorithms_are_listed_not_run(write_config) -> None:
+def test_tpe_settings_are_read_and_the_original_tools_other_algorithms_listed_not_run(write_config) -> None:
     cfg = load_config(write_config("""
         {"compression": {"algorithms": [
             {"name": "TunableQuantization", "params": {"outlier_prob_choices": [1e-3, 1e-4], "anything": 1}},
             {"name": "TPE", "params": {"max_trials": 200, "max_minutes": 10, "eval_subset_size": 2000}}]}}"""))
-    assert [n.message.split(" is ")[0] for n in cfg.unsupported] == ["TunableQuantization", "TPE"]
+    assert (cfg.tpe.max_trials, cfg.tpe.max_minutes) == (200, 10)
+    assert [n.message.split(" is ")[0] for n in cfg.unsupported] == ["TunableQuantization",
+                                                                     "TPE's eval_subset_size"]
     assert cfg.algorithms[0].params["outlier_prob_choices"] == (1e-3, 1e-4)
 
 

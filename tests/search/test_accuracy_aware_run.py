@@ -144,3 +144,18 @@ def test_the_api_takes_any_callable(searched, damaged_block) -> None:
         return [(r["node"], r["contribution"]) for r in report["search"]["reverts"]]
 
     assert measured(result.report) == measured(searched["report"])
+
+
+def test_convert_to_mixed_preset_measures_the_mixed_preset_first(damaged_block, tmp_path: Path) -> None:
+    config = tmp_path / "aaq.json"
+    config.write_text('{"compression": {"algorithms": [{"name": "AccuracyAwareQuantization", "params": '
+                      '{"maximal_drop": 0.3, "convert_to_mixed_preset": true}}]}}')
+    code, report = _run(damaged_block, tmp_path / "q.onnx", "--config", str(config))
+    assert code == 0
+    trials = report["search"]["trials"]
+    assert [t["kind"] for t in trials[:3]] == ["float", "base", "mixed preset"]
+    assert [t["configuration"]["preset"] for t in trials[1:3]] == ["performance", "mixed"]
+    # The search goes on from the better of the two.
+    better = "mixed" if trials[2]["metric"] > trials[1]["metric"] else "performance"
+    assert report["search"]["preset"] == better
+    assert all(t["configuration"]["preset"] == better for t in trials[3:])
