@@ -39,7 +39,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tpe-study", metavar="FILE", default=None,
                        help="optuna study file (SQLite): finished trials are kept there and a rerun resumes")
     group.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="TPE: evaluate trials in N local processes (default 1; the same search for any N)")
+                       help="TPE: evaluate trials in N local processes (default 1; the same search for any N), "
+                            "or in N Ray actors with --ray")
+    group.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="TPE: evaluate trials as Ray tasks on the cluster at ADDRESS (without one, a new "
+                            "local Ray instance); needs pip install 'rewriter[distributed]'")
 
 
 def search_settings(args: argparse.Namespace, loaded: Any, warn: Callable[[str], None]) -> Any:
@@ -52,7 +56,8 @@ def search_settings(args: argparse.Namespace, loaded: Any, warn: Callable[[str],
 
     if args.tpe:
         return _tpe_settings(args, loaded)
-    tpe_flags = [flag for flag in ("--tpe-trials", "--tpe-minutes", "--tpe-groups", "--tpe-study", "--workers")
+    tpe_flags = [flag for flag in ("--tpe-trials", "--tpe-minutes", "--tpe-groups", "--tpe-study", "--workers",
+                                   "--ray")
                  if getattr(args, flag[2:].replace("-", "_")) is not None]
     if tpe_flags:
         raise UserError(f"{', '.join(tpe_flags)} set(s) the TPE search: add --tpe (and --metric)")
@@ -95,6 +100,8 @@ def _tpe_settings(args: argparse.Namespace, loaded: Any) -> Any:
                                            ("groups", args.tpe_groups), ("storage", args.tpe_study),
                                            ("workers", args.workers), ("maximal_drop", args.max_drop),
                                            ("drop_type", args.drop_type)) if value is not None}
+    if args.ray is not None:
+        given.update(ray=True, ray_address=args.ray or None)
     return replace(base, **given)
 
 

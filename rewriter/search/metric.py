@@ -63,6 +63,9 @@ class Metric:
         self.name = name or getattr(function, "__qualname__", None) or repr(function)
         self.lower_is_better = lower_is_better
         self.calls = 0
+        # The "FILE.py:FUNCTION" text when the function was loaded from it: how another process loads it.
+        self.spec: str | None = name if name is not None and LOADER_PATTERN.match(name) and \
+            getattr(function, "__name__", None) == name.rsplit(":", 1)[-1] else None
 
     def oriented(self, value: float) -> float:
         """``value`` with higher always better (the searches maximise this)."""

@@ -136,6 +136,58 @@ def _evaluate_in_worker(number: int, params: dict[str, Any]) -> dict[str, Any]:
     return _WORKER.evaluate(number, params)
 
 
+class _RayTrials:
+    """Trials as Ray tasks: ``workers`` actors, each with its own evaluator made from the same recipe (the
+    base run made again there), given the batch's trials in turn; results come back in trial order."""
+
+    def __init__(self, address: str | None, workers: int, evaluator: TrialEvaluator) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--ray needs ray: pip install 'rewriter[distributed]'") from None
+        self.ray = ray
+        try:
+            ray.init(address=address or None, ignore_reinit_error=True, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        except Exception as error:  # noqa: BLE001 - ray's connection errors have no common public base
+            raise UserError(f"cannot reach the Ray cluster {address or '(a new local one)'}: {error}") from None
+        metric = evaluator.metric
+        # A metric loaded from a file is loaded again in each worker by its name; a callable goes as it is.
+        recipe = (evaluator.model, evaluator.data, evaluator.options, metric.spec or metric.function, metric.name,
+                  metric.lower_is_better, evaluator.baseline, evaluator.limit, evaluator.candidates,
+                  evaluator.total_weights)
+        actor = ray.remote(_RayTrialActor)
+        self.actors = [actor.remote(recipe) for _ in range(workers)]
+
+    def evaluate(self, asked: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        calls = [self.actors[i % len(self.actors)].evaluate.remote(number, params)
+                 for i, (number, params) in enumerate(asked)]
+        try:
+            return list(self.ray.get(calls))
+        except self.ray.exceptions.RayTaskError as error:
+            cause = error.cause if isinstance(getattr(error, "cause", None), UserError) else None
+            if cause is not None:
+                raise UserError(cause.message) from None
+            raise
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+
+class _RayTrialActor:
+    def __init__(self, recipe: tuple) -> None:
+        from rewriter.search.metric import load_metric
+
+        model, data, options, function, name, lower, baseline, limit, candidates, total_weights = recipe
+        metric = Metric(load_metric(function) if isinstance(function, str) else function, name, lower)
+        self.evaluator = TrialEvaluator(model, data, options, metric, baseline, limit)
+        self.evaluator.candidates, self.evaluator.total_weights = candidates, total_weights
+
+    def evaluate(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        return self.evaluator.evaluate(number, params)
+
+
 def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, settings: TpeSettings,
                  metric: Metric) -> QuantizeResult:
     """The fastest configuration within the drop limit, by TPE (module docstring).
@@ -181,10 +233,12 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     deadline = None if settings.max_minutes is None else started + 60.0 * settings.max_minutes
     pool = None
-    if settings.workers > 1:
+    remote = _RayTrials(settings.ray_address, settings.workers, evaluator) if settings.ray else None
+    if settings.workers > 1 and remote is None:
         _WORKER = evaluator  # inherited by the forked workers, with the base run already made
         pool = ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("fork"))
     stopped = "max_trials"
+    evaluated = 0  # metric evaluations of this run's trials, wherever they ran
     try:
         while len(finished) < settings.max_trials:
             if deadline is not None and time.perf_counter() > deadline:
@@ -192,10 +246,13 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
                 break
             count = min(settings.batch, settings.max_trials - len(finished))
             asked = [study.ask(distributions) for _ in range(count)]
-            if pool is None:
+            if remote is not None:
+                results = remote.evaluate([(t.number, t.params) for t in asked])
+            elif pool is None:
                 results = [evaluator.evaluate(t.number, t.params) for t in asked]
             else:
                 results = list(pool.map(_evaluate_in_worker, [t.number for t in asked], [t.params for t in asked]))
+            evaluated += sum(result["metric"] is not None for result in results)
             for trial, result in zip(asked, results):
                 excess = math.inf if result["drop"] is None else result["drop"] - limit.maximal_drop
                 for key in ("float_nodes", "metric", "drop", "feasible", "seconds", "proxy"):
@@ -208,6 +265,8 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
     finally:
         if pool is not None:
             pool.shutdown()
+        if remote is not None:
+            remote.close()
         _WORKER = None
 
     # Latency: serially, now that no trial runs; once per distinct configuration that met the limit.
@@ -274,11 +333,11 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
         "maximal_drop": limit.maximal_drop, "drop_type": limit.drop_type,
         "allowed_drop": allowed, "max_trials": settings.max_trials,
         "max_minutes": settings.max_minutes, "seed": options.seed, "batch": settings.batch,
-        "workers": settings.workers, "storage": settings.storage, "groups": evaluator.candidates,
+        "workers": settings.workers, "ray": settings.ray, "storage": settings.storage, "groups": evaluator.candidates,
         "stopped": stopped, "baseline": float_value.value, "final": best["metric"], "final_drop": best["drop"],
         "met": bool(feasible), "speed_proxy": best["speed_proxy"], "float_latency_ms":
             None if float_latency is None else round(float_latency, 4),
-        "latency_ms": best["latency_ms"], "metric_evaluations": metric.calls,
+        "latency_ms": best["latency_ms"], "metric_evaluations": 1 + evaluated,
         "reverts": [{"node": n, "op_type": ops.get(n), "reason": reason} for n in floats],
         "chosen_trial": best["trial"], "trials": log.trials, "seconds": round(time.perf_counter() - started, 3)}
     speed = ("" if best["latency_ms"] is None or not float_latency
@@ -287,7 +346,7 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
                           f"{best['drop']:.4g} {'within' if feasible else 'NOT within'} the limit "
                           f"{section['allowed_drop']:.4g}), preset {best_trial.params['preset']}, "
                           f"{len(floats)} node(s) float{speed}, trial {best['trial']} of {len(log.trials)} chosen, "
-                          f"{metric.calls} metric evaluations")
+                          f"{1 + evaluated} metric evaluations")
     if not feasible:
         section["message"] = (f"no TPE trial met the accuracy limit in {len(entries)} trial(s); the one of smallest "
                               "drop is written. Raise max_trials (--tpe-trials), allow a larger drop, or search "

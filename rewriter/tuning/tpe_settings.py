@@ -27,6 +27,8 @@ class TpeSettings:
     storage: str | None = None
     batch: int = 4
     workers: int = 1
+    ray: bool = False  # evaluate trials as Ray tasks (on ``ray_address``, or a new local Ray instance)
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for name, value in (("max_trials", self.max_trials), ("batch", self.batch), ("workers", self.workers)):

@@ -95,3 +95,18 @@ def test_bad_use_is_refused(damaged_block, tmp_path: Path, capsys) -> None:
     assert "choose one search" in capsys.readouterr().err
     assert main([*base, "--tpe", "--metric", f"{METRICS}:agreement", "--workers", "0"]) == 2
     assert "workers must be at least 1" in capsys.readouterr().err
+
+
+def test_ray_trials_give_the_same_choice(searched, damaged_block, tmp_path: Path, monkeypatch) -> None:
+    """One test on a local Ray instance (started by the run, stopped after): the same search as --workers 1."""
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throw-away local instance
+    try:
+        code, report = _run(damaged_block, tmp_path / "ray.onnx", "--tpe-trials", "12", "--ray", "--workers", "2")
+    finally:
+        ray.shutdown()
+    assert code == 0 and report["search"]["ray"] is True
+    assert [t["configuration"] for t in report["search"]["trials"]] == \
+        [t["configuration"] for t in searched["report"]["search"]["trials"]]
+    assert report["search"]["metric_evaluations"] == searched["report"]["search"]["metric_evaluations"]
+    assert (tmp_path / "ray.onnx").read_bytes() == searched["out"].read_bytes()
