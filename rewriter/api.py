@@ -31,7 +31,7 @@ from rewriter.targets import PlanInputs, load_plan_inputs
 from rewriter.config.pot_keys import NOT_IMPLEMENTED
 from rewriter.tuning.accuracy_aware import ACCURACY_AWARE_SOURCE, AccuracyAwareSettings
 from rewriter.tuning.guard import GUARD_SOURCE
-from rewriter.tuning.tpe_settings import TPE_SOURCE
+from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
 
 #: The decision source of each measured search's reverts, by the algorithm a report names.
 SEARCH_SOURCES = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE, "TPE": TPE_SOURCE}
@@ -140,7 +140,7 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
 
 def quantize(model: Any, data: Any = None, target: str | None = None, config: str | Path | None = None,
              metric: Any = None, metric_lower_is_better: bool = False, accuracy_aware: Any = None,
-             **options: Any) -> Any:
+             tpe: Any = None, **options: Any) -> Any:
     """Quantize ``model`` (a path or an onnx.ModelProto) for ``target`` with calibration ``data``.
 
     Returns a ``QuantizeResult``: ``.model`` (the quantized onnx.ModelProto),
@@ -160,6 +160,8 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
         accuracy_aware: its settings: an ``AccuracyAwareSettings``, or a dict of its fields (maximal_drop,
             drop_type, max_iter_num, ...); default the config file's AccuracyAwareQuantization entry, else
             the original tool's defaults (maximal_drop 0.01, absolute).
+        tpe: run the TPE search instead (needs optuna): a ``TpeSettings``, a dict of its fields
+            (max_trials, max_minutes, maximal_drop, drop_type, groups, storage, workers, ray, ...) or True.
         **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
             output_format, rules, ignore_scope, ignore_ops, model_type,
             channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
@@ -199,8 +201,8 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     if data is None:
         raise UserError("rewriter.quantize: no calibration data; pass data=..., or engine.data_source in the config")
     if metric is None:
-        if accuracy_aware is not None:
-            raise UserError("rewriter.quantize: accuracy_aware needs metric=, a function of a model path")
+        if accuracy_aware is not None or tpe is not None:
+            raise UserError("rewriter.quantize: accuracy_aware and tpe need metric=, a function of a model path")
         if loaded is not None and loaded.accuracy_aware is not None:
             warnings.warn(NOT_IMPLEMENTED["AccuracyAwareQuantization"].format(
                 base=loaded.accuracy_aware.base_algorithm), stacklevel=2)
@@ -208,8 +210,14 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     from rewriter.search.accuracy_aware import quantize_accuracy_aware
     from rewriter.search.metric import Metric, load_metric
 
-    settings = accuracy_aware if isinstance(accuracy_aware, AccuracyAwareSettings) else dataclasses.replace(
-        (loaded.accuracy_aware if loaded else None) or AccuracyAwareSettings(), **(accuracy_aware or {}))
     function = load_metric(metric) if isinstance(metric, str) else metric
     named = Metric(function, metric if isinstance(metric, str) else None, metric_lower_is_better)
+    if tpe is not None and tpe is not False:
+        from rewriter.search.tpe import quantize_tpe
+
+        chosen = tpe if isinstance(tpe, TpeSettings) else dataclasses.replace(
+            (loaded.tpe if loaded else None) or TpeSettings(), **(tpe if isinstance(tpe, dict) else {}))
+        return quantize_tpe(model, data, merged, chosen, named)
+    settings = accuracy_aware if isinstance(accuracy_aware, AccuracyAwareSettings) else dataclasses.replace(
+        (loaded.accuracy_aware if loaded else None) or AccuracyAwareSettings(), **(accuracy_aware or {}))
     return quantize_accuracy_aware(model, data, merged, settings, named)

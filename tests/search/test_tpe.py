@@ -110,3 +110,16 @@ def test_ray_trials_give_the_same_choice(searched, damaged_block, tmp_path: Path
         [t["configuration"] for t in searched["report"]["search"]["trials"]]
     assert report["search"]["metric_evaluations"] == searched["report"]["search"]["metric_evaluations"]
     assert (tmp_path / "ray.onnx").read_bytes() == searched["out"].read_bytes()
+
+
+def test_the_api_runs_it_with_a_callable(searched, damaged_block) -> None:
+    import rewriter
+    from metric_functions import agreement
+
+    result = rewriter.quantize(str(damaged_block["model"]), str(damaged_block["data"]),
+                               target=str(damaged_block["target"]), subset_size=16, guard=False, metric=agreement,
+                               tpe={"max_trials": 4, "maximal_drop": 0.3})
+    trials = [t for t in result.report["search"]["trials"] if t["kind"] == "tpe"]
+    # The same seed: the first four trials of the CLI's search.
+    assert [t["configuration"] for t in trials] == \
+        [t["configuration"] for t in searched["report"]["search"]["trials"] if t["kind"] == "tpe"][:4]
