@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rewriter.choices import DEFAULT_TARGETS
-from rewriter.config import load_config, merge_cli
+from rewriter.config import load_config, merge_cli, preset_notice
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model
@@ -149,8 +149,11 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
 
     Args:
         model: path to an .onnx file, or an onnx.ModelProto (not modified).
-        data: a folder of .npy/.npz/images, a loader "module:function", or any
-            iterable of input dicts; default: the config file's engine.data_source.
+        data: a folder of .npy/.npz/images (or one ``<input>.npy`` per input), a .npy/.npz file, a loader
+            "module:function", a bare array (single-input models) or a dict of input name -> array whose
+            rows are the samples, a list of sample dicts (a seeded subset), or any other iterable,
+            generator or iterator of them (its first ``subset_size`` samples); docs/calibration-data.md.
+            Default: the config file's engine.data_source.
         target: CPU, GPU, VPU, GNA, ANY, ORT or a spec file path (default: the config file's target_device,
             else ORT for QDQ output and ANY for output_format="fakequantize").
         config: the original tool's configuration file; keyword options override it.
@@ -196,8 +199,12 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     loaded = load_config(config) if config is not None else None
     for notice in (*loaded.warnings, *loaded.unsupported) if loaded else ():
         warnings.warn(notice.render(), stacklevel=2)
-    merged = merge_cli(loaded, {**options, "target": target})
-    data = data if data is not None else (loaded.data_source if loaded else None)
+    overrides = {**options, "target": target}
+    merged = merge_cli(loaded, overrides)
+    renamed = preset_notice(loaded, overrides, merged)
+    if renamed is not None:
+        warnings.warn(renamed.render(), stacklevel=2)
+    data = data if data is not None else (loaded.checked_data_source() if loaded else None)
     if data is None:
         raise UserError("rewriter.quantize: no calibration data; pass data=..., or engine.data_source in the config")
     if metric is None:

@@ -20,11 +20,13 @@ def print_warning(message: str) -> None:
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable,
                         follow_symlinks: Callable) -> None:
     q = sub.add_parser("quantize", help="quantize a model with calibration data")
-    q.add_argument("model", help="the float .onnx model")
+    q.add_argument("model", nargs="?", default=None,
+                   help="the float .onnx model (default: the config file's model.model, when it names an .onnx)")
     q.add_argument("-o", "--output", required=True, help="where to write the quantized model")
     q.add_argument("--data", default=None,
-                   help="calibration data: a folder of .npy/.npz/images, or a loader module:function "
-                        "(default: the config file's engine.data_source)")
+                   help="calibration data: a folder of .npy/.npz/images or of one <input>.npy per input, a .npy/.npz "
+                        "file (a stack's rows are samples), or a loader module:function (default: the config "
+                        "file's engine.data_source); docs/calibration-data.md")
     q.add_argument("--config", metavar="FILE", default=None,
                    help="the original tool's configuration file (JSON with comments, or YAML); "
                         "command-line options override it (docs/config.md)")
@@ -36,7 +38,9 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     q.add_argument("--subset-size", type=int, default=None, help="calibration samples to use (default 300)")
     q.add_argument("--seed", type=int, default=None, help="seed for the subset choice (default 0)")
     q.add_argument("--format", choices=OUTPUT_FORMATS, default="qdq",
-                   help="QuantizeLinear/DequantizeLinear (default) or OpenVINO FakeQuantize")
+                   help="qdq (default): QuantizeLinear/DequantizeLinear, for onnxruntime (OpenVINO reads it too); "
+                        "fakequantize: OpenVINO FakeQuantize with int8 weights, for OpenVINO only (onnxruntime "
+                        "cannot load it; the self-check needs pip install 'rewriter[openvino]')")
     q.add_argument("--range-estimator", choices=("default", "quantile"), default=None,
                    help="range estimator preset of the original tool (default: default)")
     q.add_argument("--report", metavar="FILE", help="write the JSON report here")
@@ -81,7 +85,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     # Lazy for start-up time: the pipeline loads onnx, onnxruntime and the numeric passes, which the
     # other subcommands (and --help) must not pay for; this module is imported by every `rewriter` run.
     from rewriter.calibrate.data import ImageOptions
-    from rewriter.config import load_config, merge_cli
+    from rewriter.config import load_config, merge_cli, preset_notice
     from rewriter.match.planner import IgnoredOperation
     from rewriter.pipeline import quantize_file
     from rewriter.report.plan_report import branch_warning, control_flow_warning
@@ -96,18 +100,21 @@ def run_quantize(args: argparse.Namespace) -> int:
                                    ("--guard-budget", args.guard_budget, 1)):
         if value is not None and value < minimum:
             raise UserError(f"{option} must be at least {minimum}, got {value}")
+    loaded = load_config(args.config) if args.config else None
+    search = search_settings(args, loaded, print_warning)
+    model, data = loaded.model_and_data(args.model, args.data) if loaded else (args.model, args.data)
+    if model is None:
+        raise UserError("no model to quantize: give MODEL, or model.model (an .onnx path) in the --config file")
     # Before any work: an output that cannot be written must not cost a calibration run, nor leave a
     # model written without its report.
     outputs = check_outputs({"-o": args.output, "--report": args.report},
-                            {"the input model": args.model, "the --config file": args.config,
+                            {"the input model": model, "the --config file": args.config,
                              **{f"the --rules file {path}": path for path in args.rules}},
                             args.follow_symlinks)
-    loaded = load_config(args.config) if args.config else None
-    search = search_settings(args, loaded, print_warning)
     if loaded is not None:
         for notice in (*loaded.warnings, *loaded.unsupported):
             print_warning(notice.render())
-    options = merge_cli(loaded, {
+    overrides = {
         "target": args.target, "preset": args.preset, "subset_size": args.subset_size, "seed": args.seed,
         "model_type": args.model_type, "estimator_preset": args.range_estimator, "batch_size": args.batch_size,
         "ignore_scope": tuple(args.ignore_scope) or None,
@@ -119,15 +126,18 @@ def run_quantize(args: argparse.Namespace) -> int:
         "self_check": False if args.no_self_check else None, "check_samples": args.check_samples,
         "guard": False if args.no_guard else None, "guard_threshold": args.guard_threshold,
         "guard_budget": args.guard_budget,
-        "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options})
-    data = args.data or (loaded.data_source if loaded else None)
+        "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options}
+    options = merge_cli(loaded, overrides)
+    renamed = preset_notice(loaded, overrides, options)
+    if renamed is not None:
+        print_warning(renamed.render())
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
     if search is not None:
         from rewriter.ir.load import save_model
-        result = run_search(args, search, args.model, outputs["-o"], data, options, save_model)
+        result = run_search(args, search, model, outputs["-o"], data, options, save_model)
     else:
-        result = quantize_file(args.model, outputs["-o"], data, options)
+        result = quantize_file(model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
     notes = [n for n in (control_flow_warning(result.plan, data_hint=False),

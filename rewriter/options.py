@@ -14,7 +14,7 @@ from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.data import ImageOptions
 from rewriter.choices import (BIAS_CORRECTIONS, DEFAULT_TARGETS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS,
                               SATURATION_FIX_MODES, BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix)
-from rewriter.errors import UserError
+from rewriter.errors import SourceLoc, UserError
 from rewriter.match.planner import IgnoredOperation
 
 __all__ = ["DEFAULT_CHECK_SAMPLES", "DEFAULT_GUARD_BUDGET", "DEFAULT_GUARD_BATCH", "DEFAULT_GUARD_THRESHOLD_DB",
@@ -51,6 +51,8 @@ class QuantizeOptions:
     rules: tuple[str, ...] = ()
     ignore_scope: tuple[str, ...] = ()
     ignore_ops: tuple[IgnoredOperation, ...] = ()
+    # Where a config file's ignored.scope wrote each of its names, for messages and trails.
+    ignore_scope_sources: tuple[tuple[str, SourceLoc], ...] = ()
     model_type: ModelType | None = None
     ranges: RangeOptions = field(default_factory=RangeOptions)
     batch_size: int | None = None

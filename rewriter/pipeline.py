@@ -59,10 +59,11 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
              search_hooks: bool = False) -> QuantizeResult:
     """Quantize ``model`` (a path or an onnx.ModelProto) with calibration ``data``.
 
-    ``data`` is a folder (.npy, .npz, images), a loader "module:function", or
-    any iterable of input dicts. ``search_hooks``: keep in the result what a
-    measured search needs to revert nodes afterwards (``SearchHooks``; it holds
-    the float model and the statistics, so only when asked).
+    ``data`` is any source ``rewriter.calibrate.data.open_data`` takes: a folder (.npy, .npz, images, one
+    ``<input>.npy`` per input), a .npy/.npz file, a loader "module:function", a stacked array or dict of
+    them, a list or any iterable of samples (docs/calibration-data.md). ``search_hooks``: keep in the result
+    what a measured search needs to revert nodes afterwards (``SearchHooks``; it holds the float model and
+    the statistics, so only when asked).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -89,7 +90,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         graph = graph_view(float_model)
         planned = build_plan(graph, inputs.spec, inputs.rules,
                              PlanOptions(options.preset, options.ignore_scope, options.ignore_ops, pass_nodes,
-                                         options.quantizer_overrides, reverted),
+                                         options.quantizer_overrides, reverted, options.ignore_scope_sources),
                              model_name)
         # After the config file's quantizer overrides (applied by the planner): they may set the full 8-bit
         # range the fix narrows.
@@ -159,11 +160,10 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
 
     def emit_checked(emit_plan: QuantPlan, emit_ranges: Mapping[str, TensorRange]) -> Any:
         emitted = emit(final_model, emit_plan, emit_ranges)
-        if options.output_format == "qdq":
-            # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
-            problems = provenance_problems(final_model, emit_plan, emitted.model)
-            if problems:
-                raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
+        # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
+        problems = provenance_problems(final_model, emit_plan, emitted.model, options.output_format)
+        if problems:
+            raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
         return emitted
 
     emitted = emit_checked(plan, context.ranges)

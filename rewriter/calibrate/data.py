@@ -2,8 +2,10 @@
 
 Where the code lives: ``inputs`` (model input signatures and the checks a
 sample must pass), ``images`` (image files to tensors), ``loaders``
-(``"module:function"`` loaders), ``sources`` (``open_data`` and the kinds of
-``CalibrationData``: folders, loaders, sequences, iterables; seeded subsets).
+(``"module:function"`` loaders), ``stacks`` (how many samples an array holds),
+``sources`` (``open_data`` and the kinds of ``CalibrationData``: folders,
+files, stacks, loaders, sequences, iterables; seeded subsets or an iterable's
+first samples). docs/calibration-data.md describes them for users.
 
 Example:
     >>> data = open_data("calib/", model_inputs(model))          # doctest: +SKIP

@@ -20,7 +20,7 @@ import onnx
 from rewriter.calibrate.messages import did_you_mean, quoted_names, short_message
 from rewriter.errors import SourceLoc, UserError
 
-__all__ = ["Dim", "InputSpec", "Sample", "SampleChecker", "model_inputs"]
+__all__ = ["Dim", "InputSpec", "Sample", "SampleChecker", "data_error", "is_array_like", "model_inputs"]
 
 Dim = int | str | None
 
@@ -110,31 +110,48 @@ class SampleChecker:
     def check(self, raw: object, where: str, loc: SourceLoc | None = None) -> Sample:
         """The sample as a ``Sample`` of arrays matching the inputs (batch axis added, casts done).
 
+        A bare array (not a dict) is the sample of a single-input model.
+
         Raises:
             UserError: naming ``loc`` (a file) or ``where`` and the input at fault.
         """
+        if not isinstance(raw, Mapping) and len(self.inputs) == 1 and is_array_like(raw):
+            raw = {self.inputs[0].name: raw}
         if not isinstance(raw, Mapping):
-            raise _error(f"a sample must be a dict of input name -> array, got {type(raw).__name__}", where, loc)
-        missing = [spec.name for spec in self.inputs if spec.name not in raw]
-        if missing:
-            have = ", ".join(map(repr, sorted(map(str, raw)))) or "nothing"
-            extra = [str(k) for k in raw if k not in self.names]
-            close = difflib.get_close_matches(missing[0], extra, n=1)
-            hint = f"; is {close[0]!r} meant to be {missing[0]!r}?" if close else ""
-            raise _error(f"missing model input {quoted_names(missing)} (the sample has {have}){hint}", where, loc)
-        extra = sorted(str(k) for k in raw if k not in self.names)
-        if extra:
-            raise _error(f"{quoted_names(extra)} is not a model input (the model takes "
-                         f"{quoted_names([s.name for s in self.inputs])}){did_you_mean(extra, self.names)}", where, loc)
+            raise data_error(f"a sample must be a dict of input name -> array{self._bare_hint()}, got "
+                             f"{type(raw).__name__}", where, loc)
+        self.check_names(raw, where, loc)
         sample = Sample((spec.name, self._array(raw[spec.name], spec, where, loc)) for spec in self.inputs)
         sample.source = where
         return sample
+
+    def check_names(self, names: Mapping[str, object], where: str, loc: SourceLoc | None) -> None:
+        """Every model input given and nothing else.
+
+        Raises:
+            UserError: a missing input (with the closest given name) or a name that is not an input.
+        """
+        missing = [spec.name for spec in self.inputs if spec.name not in names]
+        if missing:
+            have = ", ".join(map(repr, sorted(map(str, names)))) or "nothing"
+            extra = [str(k) for k in names if k not in self.names]
+            close = difflib.get_close_matches(missing[0], extra, n=1)
+            hint = f"; is {close[0]!r} meant to be {missing[0]!r}?" if close else ""
+            raise data_error(f"missing model input {quoted_names(missing)} (the sample has {have}){hint}", where, loc)
+        extra = sorted(str(k) for k in names if k not in self.names)
+        if extra:
+            raise data_error(f"{quoted_names(extra)} is not a model input (the model takes "
+                             f"{quoted_names([s.name for s in self.inputs])}){did_you_mean(extra, self.names)}",
+                             where, loc)
+
+    def _bare_hint(self) -> str:
+        return " (or a bare array, for a single-input model)" if len(self.inputs) == 1 else ""
 
     def _array(self, value: object, spec: InputSpec, where: str, loc: SourceLoc | None) -> np.ndarray:
         try:
             arr = np.asarray(value)
         except (ValueError, TypeError) as e:
-            raise _error(f"input {spec.name!r}: not an array ({short_message(e)})", where, loc) from None
+            raise data_error(f"input {spec.name!r}: not an array ({short_message(e)})", where, loc) from None
         arr = self._shape(arr, spec, where, loc)
         _check_finite(arr, spec, where, loc, "")
         cast = self._dtype(arr, spec, where, loc)
@@ -147,11 +164,11 @@ class SampleChecker:
         if arr.ndim == spec.rank - 1:
             arr = arr[None]  # saved without the batch axis
         if arr.ndim != spec.rank:
-            raise _error(f"input {spec.name!r} expects rank {spec.rank} {spec.shape_text()} (or rank "
+            raise data_error(f"input {spec.name!r} expects rank {spec.rank} {spec.shape_text()} (or rank "
                          f"{spec.rank - 1} without the batch axis), got shape {tuple(arr.shape)}", where, loc)
         for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
             if isinstance(want, int) and want != got:
-                raise _error(f"input {spec.name!r} expects shape {spec.shape_text()}, got {tuple(arr.shape)} "
+                raise data_error(f"input {spec.name!r} expects shape {spec.shape_text()}, got {tuple(arr.shape)} "
                              f"(axis {axis} must be {want})", where, loc)
         return arr
 
@@ -164,7 +181,7 @@ class SampleChecker:
             self._warn_cast(arr.dtype, want, spec, where)
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as inf just after
                 return arr.astype(want)
-        raise _error(f"input {spec.name!r} has dtype {want.name} in the model, the sample has "
+        raise data_error(f"input {spec.name!r} has dtype {want.name} in the model, the sample has "
                      f"{arr.dtype.name}; convert the data (only float<->float and lossless int<->int "
                      "casts are done automatically)", where, loc)
 
@@ -180,8 +197,13 @@ class SampleChecker:
 def _check_finite(arr: np.ndarray, spec: InputSpec, where: str, loc: SourceLoc | None, when: str) -> None:
     if (_is_float(arr.dtype) or arr.dtype.kind == "c") and not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise _error(f"input {spec.name!r} has {bad} NaN or inf value(s){when}; the quantizer cannot "
+        raise data_error(f"input {spec.name!r} has {bad} NaN or inf value(s){when}; the quantizer cannot "
                      "calibrate on them: fix the sample or leave it out.", where, loc)
+
+
+def is_array_like(value: object) -> bool:
+    """An array of any library that numpy can take (numpy, torch on the CPU, ...), not a plain list."""
+    return isinstance(value, np.ndarray) or hasattr(value, "__array__")
 
 
 def _is_float(dtype: np.dtype) -> bool:
@@ -196,5 +218,6 @@ def _fits(arr: np.ndarray, want: np.dtype) -> bool:
     return bool(arr.min() >= info.min and arr.max() <= info.max)
 
 
-def _error(message: str, where: str, loc: SourceLoc | None) -> UserError:
+def data_error(message: str, where: str, loc: SourceLoc | None) -> UserError:
+    """A sample's error, located at its file (``loc``) or else prefixed by where it came from."""
     return UserError(message, loc) if loc is not None else UserError(f"{where}: {message}")

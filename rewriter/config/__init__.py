@@ -40,7 +40,7 @@ The format and what differs from the original tool: docs/config.md.
 """
 from __future__ import annotations
 
-from rewriter.config.merge import merge_cli
+from rewriter.config.merge import merge_cli, preset_notice
 from rewriter.config.pot import load_config, preset_for_target
 from rewriter.config.pot_keys import ALGORITHMS, NOT_RUN_YET
 from rewriter.config.results import (AlgorithmConfig, LoadedConfig, Notice, PipelineSettings, QuantizerOverride,
@@ -48,5 +48,5 @@ from rewriter.config.results import (AlgorithmConfig, LoadedConfig, Notice, Pipe
 
 __all__ = [
     "AlgorithmConfig", "LoadedConfig", "Notice", "PipelineSettings", "QuantizerOverride", "QuantizerOverrides",
-    "ALGORITHMS", "NOT_RUN_YET", "load_config", "merge_cli", "preset_for_target",
+    "ALGORITHMS", "NOT_RUN_YET", "load_config", "merge_cli", "preset_for_target", "preset_notice",
 ]

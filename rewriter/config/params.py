@@ -14,6 +14,7 @@ from rewriter.algorithms.minmax import RangeOptions
 from rewriter.config.pot_keys import PLACEHOLDER
 from rewriter.config.results import Notice, QuantizerOverride, QuantizerOverrides
 from rewriter.config.schema import SchemaChecker
+from rewriter.errors import SourceLoc
 from rewriter.ir.ops import attribute_kinds, known_op_types
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.reader import OPENVINO_OP_NAMES
@@ -33,15 +34,17 @@ def read_quantizer_overrides(checker: SchemaChecker, params: Mapping[str, Any], 
 
 
 def read_ignored(checker: SchemaChecker, ignored: Mapping[str, Any],
-                 where: str) -> tuple[tuple[str, ...], tuple[IgnoredOperation, ...]]:
-    """``ignored``: its node names and operations, the documentation's placeholders skipped with a warning."""
+                 where: str) -> tuple[tuple[tuple[str, SourceLoc], ...], tuple[IgnoredOperation, ...]]:
+    """``ignored``: its node names (each with where it is written) and operations, the documentation's
+    placeholders skipped with a warning."""
     scope = []
     for i, name in enumerate(ignored.get("scope", ())):
+        loc = checker.loc(f"{where}.scope[{i}]")
         if PLACEHOLDER.match(name):
-            checker.warnings.append(Notice(checker.loc(f"{where}.scope[{i}]"), f"'{name}' is the documentation's "
-                                        "placeholder, not a node name; ignored"))
+            checker.warnings.append(Notice(loc, f"'{name}' is the documentation's placeholder, not a node name; "
+                                                "ignored"))
         else:
-            scope.append(name)
+            scope.append((name, loc))
     ops = []
     for i, entry in enumerate(ignored.get("operations", ())):
         op = _ignored_op(checker, entry, f"{where}.operations[{i}]")
@@ -73,7 +76,7 @@ def _ignored_op(checker: SchemaChecker, entry: Mapping[str, Any], where: str) ->
         checked = _attribute(checker, op_type, written, name, value, f"{where}.attributes.{name}")
         if checked is not None:
             attributes.append((name, checked))
-    return IgnoredOperation(op_type, tuple(attributes))
+    return IgnoredOperation(op_type, tuple(attributes), checker.loc(f"{where}.type"))
 
 
 def _attribute(checker: SchemaChecker, op_type: str, written: str, name: str, value: Any, where: str) -> Any:

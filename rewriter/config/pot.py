@@ -13,6 +13,7 @@ sections (``rewriter.spec.loader.pot_devices``).
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,7 +36,7 @@ from rewriter.spec.yaml_nodes import Problems, suggest
 from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
 from rewriter.tuning.tpe_settings import TpeSettings
 
-__all__ = ["load_config", "preset_for_target"]
+__all__ = ["POT_DEFAULT_TARGET", "load_config", "preset_for_target"]
 
 #: The device the original tool assumed when a file names none.
 POT_DEFAULT_TARGET = "ANY"
@@ -100,16 +101,29 @@ class _Loader(SchemaChecker):
         if isinstance(root, MappingNode) and "compression" not in top:
             self.f.error(root, "the config file has no 'compression' section; it needs at least "
                                "\"compression\": {\"algorithms\": [{\"name\": \"DefaultQuantization\"}]}")
-        if "model" in top:
-            self.plain(top["model"], "model")  # the original tool's model paths: the CLI names the model
+        model = self._model(top["model"]) if "model" in top else None
         data_source = self._engine(top["engine"]) if "engine" in top else None
         if "optimizer" in top:
             self._optimizer(top["optimizer"])
         settings: dict[str, Any] = {}
         if "compression" in top:
             settings = self._compression(top["compression"])
-        return LoadedConfig(path=str(self.f.path), data_source=data_source, warnings=tuple(self.warnings),
+        return LoadedConfig(path=str(self.f.path), data_source=data_source,
+                            data_source_loc=self.loc("engine.data_source") if data_source else None, model=model,
+                            model_loc=self.loc("model.model") if model else None, warnings=tuple(self.warnings),
                             unsupported=tuple(self.unsupported), **settings)
+
+    def _model(self, node: Node) -> str | None:
+        """``model.model``, the model when the command line names none (the rest of ``model`` is not read)."""
+        section = self.plain(node, "model")
+        if not isinstance(section, dict):
+            self.f.error(node, f"model must be a mapping, got {self.f.kind(node)}")
+            return None
+        path = section.get("model")
+        if path is not None and not isinstance(path, str):
+            self.error("model.model", f"model.model must be a string (a model path), got {path!r}")
+            return None
+        return None if path is None else self._path(path)
 
     def _engine(self, node: Node) -> str | None:
         """Only ``data_source`` is read (the calibration folder when --data is not given)."""
@@ -172,7 +186,9 @@ class _Loader(SchemaChecker):
                 if algo is not None:
                     algorithms.append(algo)
         settings = self._settings(algorithms, device)
-        return dict(target=target, model_type=model_type, algorithms=tuple(algorithms), **settings)
+        model_type_loc = self.loc("compression.model_type") if model_type else None
+        return dict(target=target, device=device, model_type=model_type, model_type_loc=model_type_loc,
+                    algorithms=tuple(algorithms), **settings)
 
     def _target(self, node: Node | None) -> tuple[str | None, str | None]:
         """(target for QuantizeOptions, the original tool's device name for preset renames)."""
@@ -225,12 +241,21 @@ class _Loader(SchemaChecker):
         name = self.f.get_str(entries["name"], f"{where}.name")
         if name is None:
             return None
-        if name not in ALGORITHMS + OTHER_POT_ALGORITHMS:
-            hint = suggest(name, ALGORITHMS + OTHER_POT_ALGORITHMS) or f"; known: {', '.join(ALGORITHMS)}"
-            self.f.error(entries["name"], f"unknown algorithm '{name}' in {where}.name{hint}")
-            return None
+        known = ALGORITHMS + OTHER_POT_ALGORITHMS
+        name = next((k for k in known if k.casefold() == name.casefold()), name)
         params_node = entries.get("params")
         where_params = f"{where}.params"
+        if name not in known:
+            close = difflib.get_close_matches(name.casefold(), [k.casefold() for k in ALGORITHMS], n=1, cutoff=0.6)
+            meant = next((k for k in ALGORITHMS if close and k.casefold() == close[0]), None)
+            hint = f"; did you mean '{meant}'?" if meant else f"; known: {', '.join(ALGORITHMS)}"
+            self.f.error(entries["name"], f"unknown algorithm '{name}' in {where}.name{hint}")
+            if meant is not None and params_node is not None:
+                # Checked as the algorithm it is closest to, so that one typo does not hide its params' errors.
+                params = self.walk(params_node, section(**self._schema(meant, params_node)), where_params)
+                if meant in QUANTIZING and isinstance(params, dict):
+                    self._quantization(params, where_params, None)  # ignored operations, quantizers, ranges
+            return None
         if params_node is None:
             params = {}
         elif name in OTHER_POT_ALGORITHMS:
@@ -342,18 +367,16 @@ class _Loader(SchemaChecker):
     def _quantization(self, params: Mapping[str, Any], where: str, device: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if "preset" in params:
+            # A rename is reported once the target is known (merge.preset_notice): the command line may change it.
             out["preset_written"] = params["preset"]
             out["preset"] = preset_for_target(params["preset"], device)
-            if out["preset"] != params["preset"]:
-                self.warnings.append(Notice(self.loc(f"{where}.preset"), f"preset '{params['preset']}' runs as "
-                                            f"'{out['preset']}' on {device or POT_DEFAULT_TARGET}, as in the "
-                                            "original tool"))
+            out["preset_loc"] = self.loc(f"{where}.preset")
         for key, field_name in (("stat_subset_size", "subset_size"), ("seed", "seed"),
                                 ("stat_batch_size", "batch_size")):
             if key in params:
                 out[field_name] = params[key]
         scope, ops = read_ignored(self, params.get("ignored", {}), f"{where}.ignored")
-        out.update(ignore_scope=scope, ignore_ops=ops)
+        out.update(ignore_scope=tuple(name for name, _ in scope), ignore_scope_sources=scope, ignore_ops=ops)
         overrides = read_quantizer_overrides(self, params, where)
         if not overrides.is_empty():
             out["quantizers"] = overrides

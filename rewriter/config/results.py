@@ -8,10 +8,12 @@ should read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Mapping, get_args
 
 from rewriter.algorithms.minmax import RangeOptions
-from rewriter.errors import SourceLoc
+from rewriter.calibrate.loaders import LOADER_PATTERN
+from rewriter.errors import SourceLoc, UserError, UserErrors
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
 from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
@@ -177,12 +179,16 @@ class LoadedConfig:
     target: str | None = None
     preset: str | None = None
     preset_written: str | None = None
+    preset_loc: SourceLoc | None = None  # where the file's preset is written
+    device: str | None = None  # target_device as the original tool named it (CPU_SPR), for preset renames
     subset_size: int | None = None
     seed: int | None = None
     batch_size: int | None = None
     ignore_scope: tuple[str, ...] = ()
+    ignore_scope_sources: tuple[tuple[str, SourceLoc], ...] = ()  # where each ignore_scope name is written
     ignore_ops: tuple[IgnoredOperation, ...] = ()
     model_type: str | None = None
+    model_type_loc: SourceLoc | None = None
     ranges: RangeOptions | None = None
     quantizers: QuantizerOverrides = QuantizerOverrides()
     algorithms: tuple[AlgorithmConfig, ...] = ()
@@ -191,6 +197,9 @@ class LoadedConfig:
     accuracy_aware: AccuracyAwareSettings | None = None
     tpe: TpeSettings | None = None  # the TPE entry's settings (it runs when a metric is given)
     data_source: str | None = None
+    data_source_loc: SourceLoc | None = None
+    model: str | None = None  # model.model, resolved like data_source
+    model_loc: SourceLoc | None = None
     unsupported: tuple[Notice, ...] = ()
     warnings: tuple[Notice, ...] = ()
 
@@ -201,6 +210,7 @@ class LoadedConfig:
                                if getattr(self, k) is not None}
         if self.ignore_scope:
             out["ignore_scope"] = self.ignore_scope
+            out["ignore_scope_sources"] = self.ignore_scope_sources
         if self.ignore_ops:
             out["ignore_ops"] = self.ignore_ops
         if self.pipeline.channel_alignment:
@@ -224,6 +234,56 @@ class LoadedConfig:
         if not self.quantizers.is_empty():
             out["quantizer_overrides"] = self.quantizers
         return out
+
+    def model_and_data(self, model: str | None, data: object) -> tuple[str | None, object]:
+        """The model and the calibration data to use: those given (not None), else the file's.
+
+        Raises:
+            UserErrors: every problem with the file's ``model.model`` and ``engine.data_source`` that is used.
+        """
+        problems: list[UserError] = []
+        if model is None:
+            try:
+                model = self.onnx_model()
+            except UserError as error:
+                problems.append(error)
+        if data is None:
+            try:
+                data = self.checked_data_source()
+            except UserError as error:
+                problems.append(error)
+        if problems:
+            raise problems[0] if len(problems) == 1 else UserErrors(problems)
+        return model, data
+
+    def checked_data_source(self) -> str | None:
+        """``engine.data_source`` (the calibration data when the command line gives none).
+
+        Raises:
+            UserError: at its position, when it names neither an existing path nor a loader.
+        """
+        source = self.data_source
+        if source is None or Path(source).exists() or LOADER_PATTERN.match(source):
+            return source
+        raise UserError(f"engine.data_source names '{source}', which does not exist (a relative path is tried from "
+                        "the working directory, then from the config file's folder); give --data, or fix the path",
+                        self.data_source_loc)
+
+    def onnx_model(self) -> str | None:
+        """``model.model`` when it names an .onnx file (the model when the command line gives none).
+
+        Raises:
+            UserError: it names another kind of file (the original tool's OpenVINO IR .xml) or none at all.
+        """
+        if self.model is None:
+            return None
+        if Path(self.model).suffix.lower() != ".onnx":
+            raise UserError(f"model.model names '{self.model}', not an .onnx file: rewriter quantizes ONNX models; "
+                            "give the .onnx model on the command line (MODEL)", self.model_loc)
+        if not Path(self.model).is_file():
+            raise UserError(f"model.model names '{self.model}', which does not exist (a relative path is tried "
+                            "from the working directory, then from the config file's folder)", self.model_loc)
+        return self.model
 
     def _layerwise_samples(self) -> int | None:
         """num_samples_for_tuning of the entry that turns layer-wise tuning on (kept in its params)."""

@@ -140,16 +140,27 @@ class SchemaChecker:
         if spec.kind == "free":
             return self.plain(node, where)
         if spec.kind == "enum":
-            value = f.value(node)
-            if isinstance(value, str) and value in spec.aliases:
-                return spec.aliases[value]
-            return f.get_enum(node, where, spec.choices + tuple(spec.aliases))
+            return self._enum(node, spec, where)
         if spec.kind == "int":
             value = f.get_int(node, where, None if spec.low is None else int(spec.low))
             return value
         if spec.kind == "number":
             return self._number(node, spec, where)
         return f.get_bool(node, where) if spec.kind == "bool" else f.get_str(node, where)
+
+    def _enum(self, node: Node, spec: Field, where: str) -> str | None:
+        """One of the choices (or an alias's meaning), in any case: ``Performance`` is ``performance``, as
+        ``target_device`` and ``model_type`` take any case too."""
+        value = self.f.value(node)
+        if isinstance(value, str):
+            folded = value.casefold()
+            for alias, meaning in spec.aliases.items():
+                if alias.casefold() == folded:
+                    return meaning
+            for choice in spec.choices:
+                if choice.casefold() == folded:
+                    return choice
+        return self.f.get_enum(node, where, spec.choices + tuple(spec.aliases))
 
     def _number(self, node: Node, spec: Field, where: str) -> float | None:
         value = self.f.value(node)

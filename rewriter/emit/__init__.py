@@ -2,7 +2,8 @@
 
 ``emit_qdq`` writes standard QuantizeLinear/DequantizeLinear (the default, for
 onnxruntime); ``emit_fakequantize`` writes FakeQuantize nodes of the
-org.openvinotoolkit domain (for OpenVINO). Both return an ``EmitResult``: the
+org.openvinotoolkit domain on activations and compressed integer weights (for
+OpenVINO only: onnxruntime cannot load them). Both return an ``EmitResult``: the
 model and what was emitted per tensor. ``rewriter.emit.ort_check`` shows what
 onnxruntime fuses.
 """

@@ -1,9 +1,11 @@
-"""Check an emitted QDQ model against its plan: the plan is the whole truth about what the output holds.
+"""Check an emitted model against its plan: the plan is the whole truth about what the output holds.
 
-Every QuantizeLinear/DequantizeLinear in the output must be one the plan declares (a FakeQuantize, a
+QDQ output: every QuantizeLinear/DequantizeLinear must be one the plan declares (a FakeQuantize, a
 requantized output, an int32 bias) and carry in ``rewriter.source`` a decision of the plan's trails, and
-their counts must equal what the plan calls for. The pipeline runs this after emission: a mismatch is a bug
-in the planner or the emitter, never the user's input.
+their counts must equal what the plan calls for. FakeQuantize output: every node the emitter added (a
+FakeQuantize, or a compressed weight's Cast, Sub and Mul) must carry such a decision, and there must be one
+FakeQuantize or compressed weight per planned point that has a reader. The pipeline runs this after
+emission: a mismatch is a bug in the planner or the emitter, never the user's input.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import onnx
 from rewriter.plan import QuantPlan
 from rewriter.sources import SOURCE_KEY, source_text
 
-__all__ = ["expected_qdq_counts", "provenance_problems"]
+__all__ = ["expected_qdq_counts", "expected_quantizers", "provenance_problems"]
 
 #: Grids wider than this many bits have no ONNX integer type; such FakeQuantizes stay float.
 _MAX_STORED_BITS = 16
@@ -48,19 +50,46 @@ def _gathered_table(readers: list[tuple[onnx.NodeProto, int]], rank: int, channe
     return channel_axis % rank == rank - 1 and all(a != rank - 1 for a in axes)
 
 
-def provenance_problems(float_model: onnx.ModelProto, plan: QuantPlan, quantized: onnx.ModelProto) -> list[str]:
-    """What in ``quantized`` the plan does not declare; empty when the output is exactly the plan."""
+def expected_quantizers(float_model: onnx.ModelProto, plan: QuantPlan) -> int:
+    """The FakeQuantizes and compressed weights that ``plan`` calls for in FakeQuantize output: one per point
+    something reads (a point only a graph output reads is left float)."""
+    read = {name for node in float_model.graph.node for name in node.input}
+    return sum(1 for p in plan.points if p.consumers or (p.at_output and p.tensor in read))
+
+
+#: What the FakeQuantize emitter adds: FakeQuantize on activations, Cast -> (Sub) -> Mul for a compressed weight.
+_FAKEQUANTIZE_FORM = ("FakeQuantize", "Cast", "Sub", "Mul")
+
+
+def provenance_problems(float_model: onnx.ModelProto, plan: QuantPlan, quantized: onnx.ModelProto,
+                        output_format: str = "qdq") -> list[str]:
+    """What in ``quantized`` (of ``output_format``, "qdq" or "fakequantize") the plan does not declare; empty
+    when the output is exactly the plan."""
     problems = []
-    qdq = [n for n in quantized.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    counts = (sum(n.op_type == "QuantizeLinear" for n in qdq), sum(n.op_type == "DequantizeLinear" for n in qdq))
-    expected = expected_qdq_counts(float_model, plan)
-    if counts != expected:
-        problems.append(f"the output holds {counts[0]} QuantizeLinear and {counts[1]} DequantizeLinear; "
-                        f"the plan declares {expected[0]} and {expected[1]}")
+    if output_format == "fakequantize":
+        before = {n.name for n in float_model.graph.node}
+        added = [n for n in quantized.graph.node if n.name not in before]
+        problems += [f"{n.op_type} {n.name} is not part of a FakeQuantize or a compressed weight"
+                     for n in added if n.op_type not in _FAKEQUANTIZE_FORM]
+        quantizers = sum(n.op_type in ("FakeQuantize", "Mul") for n in added)
+        casts = sum(n.op_type == "Cast" for n in added)
+        expected = expected_quantizers(float_model, plan)
+        if quantizers != expected or casts != quantizers - sum(n.op_type == "FakeQuantize" for n in added):
+            problems.append(f"the output holds {quantizers} FakeQuantize or compressed weights ({casts} Cast); "
+                            f"the plan declares {expected}")
+        checked = added
+    else:
+        checked = [n for n in quantized.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        counts = (sum(n.op_type == "QuantizeLinear" for n in checked),
+                  sum(n.op_type == "DequantizeLinear" for n in checked))
+        qdq_expected = expected_qdq_counts(float_model, plan)
+        if counts != qdq_expected:
+            problems.append(f"the output holds {counts[0]} QuantizeLinear and {counts[1]} DequantizeLinear; "
+                            f"the plan declares {qdq_expected[0]} and {qdq_expected[1]}")
     trails = [p.trail for p in plan.points] + [r.trail for r in plan.requantized] + [
         b.trail for b in plan.int32_biases]
     known = {source_text(d) for trail in trails for d in trail}
-    for node in qdq:
+    for node in checked:
         sources = [p.value for p in node.metadata_props if p.key == SOURCE_KEY]
         if len(sources) != 1 or sources[0] not in known:
             problems.append(f"{node.op_type} {node.name} names no decision of the plan ({sources or 'no source'})")

@@ -68,8 +68,9 @@ class EmittedTensor:
         role: "activation", "weight", "bias" (int32 bias added for fusion) or
             "requantized" (the output of a grid-preserving op, re-quantized
             with its input's parameters).
-        storage_dtype: the integer type ("int8", "uint4", ...); "float32" for
-            FakeQuantize output, where nothing is stored as integers.
+        storage_dtype: the integer type ("int8", "uint4", ...); "float32" where
+            nothing is stored as integers (FakeQuantize output's activations, a
+            tensor left float).
         scale, zero_point: one value per tensor, or one per channel along ``axis``.
         axis: the channel axis, None per tensor.
         levels: number of grid levels (0 for an int32 bias, which has no level grid).

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, TypeVar
 
 from rewriter.dsl import ast
-from rewriter.errors import SourceLoc, UserError
+from rewriter.errors import SourceLoc, UserError, UserErrors
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.ir.ops import closest_op_type, known_op_types
 from rewriter.match.axes import activation_channel_axis, weight_channel_axis
@@ -54,6 +54,8 @@ class IgnoredOperation:
 
     op_type: str
     attributes: tuple[tuple[str, object], ...] = ()
+    # Where a config file's ignored.operations wrote it (None: the command line or the API); names the trail.
+    loc: SourceLoc | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class PlanOptions:
     # and .is_empty(), applied to every FakeQuantize before the integer-chain phase reads the configs.
     quantizer_overrides: object = None
     reverted: tuple[RevertRequest, ...] = ()
+    # Where a config file's ignored.scope wrote a name of ignore_scope (the others came from the command line).
+    ignore_scope_sources: tuple[tuple[str, SourceLoc], ...] = ()
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -215,13 +219,20 @@ class _Planner:
 
     def _ignore_cli(self) -> None:
         known = self.graph.by_name
+        written = dict(self.options.ignore_scope_sources)
+        unknown = []
         for name in self.options.ignore_scope:
+            loc = written.get(name)
             if name not in known:
                 near = difflib.get_close_matches(name, list(known), n=3)
                 hint = f"; did you mean {', '.join(near)}?" if near else ""
-                raise UserError(f"--ignore-scope names node {name!r}, which the model does not have{hint}")
+                what = "ignored.scope" if loc else "--ignore-scope"
+                unknown.append(UserError(f"{what} names node {name!r}, which the model does not have{hint}", loc))
+                continue
             self.ignored.setdefault(known[name], []).append(
-                Decision("ignore", "cli", SourceLoc("--ignore-scope"), f"node {name}"))
+                Decision("ignore", "config" if loc else "cli", loc or SourceLoc("--ignore-scope"), f"node {name}"))
+        if unknown:  # every unknown name at once, each where it was written
+            raise unknown[0] if len(unknown) == 1 else UserErrors(unknown)
         for name, made_by in self.options.pass_nodes:
             self.ignored.setdefault(known[name], []).append(
                 Decision("ignore", made_by, SourceLoc("<pass>"), f"node {name} inserted by {made_by}"))
@@ -241,7 +252,8 @@ class _Planner:
                 attrs = self.graph.nodes[i].attrs
                 if all(attrs.get(k) == v for k, v in ignored.attributes):
                     self.ignored.setdefault(i, []).append(
-                        Decision("ignore", "cli", SourceLoc("--ignore-op"), f"op type {ignored.op_type}"))
+                        Decision("ignore", "config" if ignored.loc else "cli", ignored.loc or SourceLoc("--ignore-op"),
+                                 f"op type {ignored.op_type}"))
 
     def _ignore(self, rule: ast.Rule, action: ast.Ignore, match: Match) -> None:
         names = action.captures or tuple(match.captures)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rewriter.algorithms.minmax import activation_ranges, weight_ranges
 from rewriter.errors import RuntimeRefused
-from rewriter.emit.runtime_check import runtime_for
+from rewriter.emit.runtime_check import OPENVINO_PRECISION, runtime_for
 from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.plan import FakeQuantizePoint, QuantPlan
@@ -61,14 +61,18 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
     runtime = runtime_for(options.output_format)
     if runtime is None:
         return CheckedOutput(plan, ranges, emitted, errors, {
-            **base, "skipped": f"no runtime for the {options.output_format} format here: install OpenVINO "
-                               "(pip install openvino) to check FakeQuantize output", "guard": None}, None)
+            **base, "skipped": "self-check skipped: FakeQuantize output runs in OpenVINO, which is not installed "
+                               "(onnxruntime cannot load it); install OpenVINO (pip install 'rewriter[openvino]') "
+                               "to check it and run the fidelity guard", "guard": None}, None)
     if not samples:
-        return CheckedOutput(plan, ranges, emitted, errors, {**base, "skipped": "no samples", "guard": None}, None)
+        return CheckedOutput(plan, ranges, emitted, errors, {**base, "skipped": "self-check skipped: no samples",
+                                                             "guard": None}, None)
     check = SelfCheck(float_model, samples, runtime, float_runs)
     fidelity = check.measure(emitted.model)
     section: dict[str, Any] = {**base, "runtime": runtime, "samples": len(samples), "held_out": held_out.held_out,
                                "sample_ids": list(held_out.ids), "note": held_out.describe()}
+    if runtime == "openvino":
+        section["inference_precision"] = OPENVINO_PRECISION
     guard_section: dict[str, Any] | None = None
     if fidelity.worst_sqnr_db < threshold and options.guard:
         settings = GuardSettings(threshold, options.guard_budget, options.guard_batch)

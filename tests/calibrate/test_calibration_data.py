@@ -216,7 +216,8 @@ def test_loader_errors_name_the_loader(tmp_path: Path) -> None:
     raised = r"bad_loader\.py:broken raised RuntimeError at .*bad_loader\.py:4: disk on fire"
     with pytest.raises(UserError, match=raised):
         open_data(f"{loader}:broken", [IMAGE])
-    with pytest.raises(UserError, match="single dict"):
+    # A dict is a stack of samples now; {'image': 1} has rank 0 for a rank-4 input.
+    with pytest.raises(UserError, match=r"loader .*:single: input 'image' expects rank 4"):
         open_data(f"{loader}:single", [IMAGE])
     with pytest.raises(UserError, match="ZeroDivisionError"):
         list(open_data(f"{loader}:lazy", [IMAGE]).iter_samples())
@@ -237,8 +238,8 @@ def test_plain_list_callable_and_one_shot_iterator() -> None:
     assert len(list(one_shot.iter_samples())) == 5
     with pytest.raises(UserError, match="one-shot iterator and was already read"):
         list(one_shot.iter_samples())
-    with pytest.raises(UserError, match="one-shot iterator"):
-        open_data(iter(items), [IMAGE]).select(2, seed=0)
+    with pytest.raises(UserError, match="one-shot iterator: it is read once .* needs a subset size"):
+        open_data(iter(items), [IMAGE]).select(None, seed=0)
 
 
 def test_files_are_read_lazily_one_at_a_time(tmp_path: Path) -> None:
@@ -293,9 +294,9 @@ def test_same_folder_gives_same_subset(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- validation errors
 
 
-def _one_npz(tmp_path: Path, **arrays: np.ndarray) -> CalibrationData:
+def _one_npz(tmp_path: Path, **arrays: np.ndarray) -> Path:
     _save_npz(tmp_path, "sample.npz", **arrays)
-    return open_data(tmp_path, TOKENS)
+    return tmp_path
 
 
 IDS, MASK = np.zeros((1, 4), np.int64), np.ones((1, 4), np.float32)
@@ -305,15 +306,15 @@ IDS, MASK = np.zeros((1, 4), np.int64), np.ones((1, 4), np.float32)
     ({"ids": IDS}, r"sample\.npz: missing model input 'mask'"),
     ({"ids": IDS, "mask": MASK, "tokens": IDS}, r"sample\.npz: 'tokens' is not a model input"),
     ({"ids": IDS, "msk": MASK}, r"missing model input 'mask'.*is 'msk' meant to be 'mask'"),
-    ({"ids": IDS[None], "mask": MASK}, r"sample\.npz: input 'ids' expects rank 2"),
+    ({"ids": IDS[None, None], "mask": MASK}, r"sample\.npz: input 'ids' expects rank 2"),
     ({"ids": MASK, "mask": MASK}, r"sample\.npz: input 'ids' has dtype int64 in the model, the sample has float32"),
     ({"ids": IDS, "mask": np.array([[1, np.nan, 1, 1]], np.float32)}, r"sample\.npz: input 'mask' has 1 NaN or inf"),
     ({"ids": IDS, "mask": np.array([[1, np.inf, -np.inf, 1]], np.float32)}, r"input 'mask' has 2 NaN or inf"),
 ])
 def test_sample_errors_name_file_and_input(tmp_path: Path, arrays: dict[str, np.ndarray], pattern: str) -> None:
-    data = _one_npz(tmp_path, **arrays)
-    with pytest.raises(UserError, match=pattern):
-        _read_all(data)
+    folder = _one_npz(tmp_path, **arrays)
+    with pytest.raises(UserError, match=pattern):  # names and ranks when the folder is opened, values when read
+        _read_all(open_data(folder, TOKENS))
 
 
 def test_static_dim_mismatch_names_file_input_and_axis(tmp_path: Path) -> None:
@@ -347,8 +348,11 @@ def test_float_casts_warn_once_and_int_casts_are_lossless(tmp_path: Path) -> Non
 
 
 def test_non_dict_sample_is_an_error() -> None:
-    with pytest.raises(UserError, match="calibration data, sample 1: a sample must be a dict"):
-        _read_all(open_data([{"image": np.zeros((1, 3, 4, 6), np.float32)}, np.zeros(3)], [IMAGE]))
+    bare = r"calibration data, sample 1: a sample must be a dict .* \(or a bare array, for a single-input model\)"
+    with pytest.raises(UserError, match=bare):
+        _read_all(open_data([{"image": np.zeros((1, 3, 4, 6), np.float32)}, "x"], [IMAGE]))
+    with pytest.raises(UserError, match=r"sample 0: a sample must be a dict of input name -> array, got ndarray"):
+        _read_all(open_data([np.zeros((1, 4))], TOKENS))
 
 
 def test_folder_errors(tmp_path: Path) -> None:
@@ -363,9 +367,11 @@ def test_folder_errors(tmp_path: Path) -> None:
         open_data(mixed, [IMAGE])
     with pytest.raises(UserError, match="no such calibration data folder"):
         open_data(tmp_path / "nope", [IMAGE])
-    with pytest.raises(UserError, match="not a single file"):
-        open_data(mixed / "a.npy", [IMAGE])
-    with pytest.raises(UserError, match="feeds single-input models"):
+    (mixed / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=r"must be a folder \(of \.npy, \.npz or image files\), a \.npy or \.npz file"):
+        open_data(mixed / "notes.txt", [IMAGE])
+    with pytest.raises(UserError, match=r"a folder of \.npy files feeds a multi-input model when it holds one "
+                                        r"<input>\.npy per input \(ids\.npy, mask\.npy\); it has a\.npy"):
         open_data(_only_npy(tmp_path), TOKENS)
 
 

@@ -1,7 +1,6 @@
 """graph_view: plain-Python nodes and tensors, producer/consumer indexes, speed."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import onnx
@@ -127,10 +126,10 @@ def _chain(n_blocks: int) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def test_speed() -> None:
-    m = _chain(5000)  # 20,000 nodes; 100,000 take about 1.7 s on the reference machine
-    start = time.perf_counter()
+def test_a_20000_node_graph_is_viewed_whole() -> None:
+    # Its speed is measured by tools/bench_match.py (CPU time and growth up to 1M nodes), not here: a
+    # wall-clock bound fails whenever the machine is loaded.
+    m = _chain(5000)
     view = graph_view(m)
-    elapsed = time.perf_counter() - start
     assert len(view) == 20_000
-    assert elapsed < 4.0, f"graph_view took {elapsed:.2f} s for 20,000 nodes"
+    assert [n.name for n in view.nodes][-1] == m.graph.node[-1].name

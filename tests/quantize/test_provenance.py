@@ -1,9 +1,10 @@
-"""The plan is the whole truth: every Q/DQ node in an output is one the plan declares, and names its rule.
+"""The plan is the whole truth: every node added to an output is one the plan declares, and names its rule.
 
 For every builder model on every target: the QuantizeLinear and DequantizeLinear nodes of the quantized
 model are exactly as many as the plan's FakeQuantizes, requantized outputs and int32 biases call for, each
 carries ``rewriter.source`` with the rule or spec entry and its file:line:column, and that decision is in
-the plan's trails. Every node record of the plan has a trail.
+the plan's trails. The same for the FakeQuantize output: one FakeQuantize or compressed weight (Cast, Sub,
+Mul) per planned point, every added node naming its decision. Every node record of the plan has a trail.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 
 import models
 import rewriter
-from rewriter.emit.provenance import expected_qdq_counts, provenance_problems
+from rewriter.emit.provenance import expected_qdq_counts, expected_quantizers, provenance_problems
 from rewriter.ir.normalize import normalize
 from rewriter.sources import SOURCE_KEY
 
@@ -75,6 +76,48 @@ def test_every_target_output_loads_and_runs_in_onnxruntime(builder: str, target:
                                      providers=["CPUExecutionProvider"]).run(None, feeds)
     for q, f in zip(quantized_out, float_out):
         assert q.shape == f.shape and np.all(np.isfinite(q))
+
+
+@cache
+def fakequantized(builder: str, target: str) -> tuple[onnx.ModelProto, Any]:
+    """The builder's model and its FakeQuantize output on ``target`` (no self-check: tests/quantize/test_openvino.py
+    runs these outputs)."""
+    model = getattr(models, builder)()
+    return model, rewriter.quantize(model, target=target, data=calibration(model), output_format="fakequantize",
+                                    self_check=False)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("builder", MODELS)
+def test_every_node_of_the_fakequantize_output_is_planned_and_names_its_rule(builder: str, target: str) -> None:
+    model, result = fakequantized(builder, target)
+    plan, out, float_model = result.plan, result.model, normalize(model).model
+    added = [n for n in out.graph.node if n.name not in {m.name for m in float_model.graph.node}]
+    assert {n.op_type for n in added} <= {"FakeQuantize", "Cast", "Sub", "Mul"}
+    assert sum(n.op_type in ("FakeQuantize", "Mul") for n in added) == expected_quantizers(float_model, plan)
+    for node in added:
+        sources = [p.value for p in node.metadata_props if p.key == SOURCE_KEY]
+        assert len(sources) == 1 and SOURCE.match(sources[0]), (node.name, sources)
+    assert provenance_problems(float_model, plan, out, "fakequantize") == []
+    # Every weight the plan quantizes (and some layer reads through it) is stored as integers.
+    weights = [p.tensor for p in plan.points if p.role == "weight" and p.consumers]
+    stored = {t.name: t.data_type for t in out.graph.initializer}
+    assert all(stored.get(f"{w}_quantized") in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16)
+               for w in weights), weights
+    assert weights or target == "GNA" or not any(p.role == "weight" for p in plan.points)
+
+
+def test_the_check_finds_a_fakequantize_the_plan_does_not_declare() -> None:
+    model, result = fakequantized("conv_bn_relu_chain", "CPU")
+    out = onnx.ModelProto()
+    out.CopyFrom(result.model)
+    planned = next(n for n in out.graph.node if n.op_type == "FakeQuantize")
+    stray = out.graph.node.add()
+    stray.CopyFrom(planned)
+    stray.name, stray.output[0] = "stray", "stray_out"
+    del stray.metadata_props[:]
+    problems = provenance_problems(normalize(model).model, result.plan, out, "fakequantize")
+    assert any("the plan declares" in p for p in problems) and any("stray" in p for p in problems)
 
 
 def test_the_check_finds_a_node_the_plan_does_not_declare() -> None:

@@ -45,11 +45,16 @@ REAL_MAX_CHANGE_PCT = 1.0
 # Issue 3's bars for our tool with default settings.
 MAX_DROP_PCT = 1.0
 SPEEDUP_BAR = {"resnet50": 2.0}
+# Where tools/bench/openvino_formats.py writes its results: committed beside the report, since the main
+# benchmark's results folder is not.
+OPENVINO_RESULTS = REPO_ROOT / "docs" / "benchmarks_openvino.json"
 
 
 # ----------------------------------------------------------------------------- loading and figures
 
-def load(results: Path) -> dict:
+def load(results: Path, openvino: Path = OPENVINO_RESULTS) -> dict:
+    """Every model's JSON in ``results`` (and its ``run.json``), and tools/bench/openvino_formats.py's results
+    from ``openvino`` when that file exists."""
     results = Path(results)
     run = json.loads((results / "run.json").read_text()) if (results / "run.json").is_file() else {}
     models = []
@@ -62,7 +67,9 @@ def load(results: Path) -> dict:
             continue
     order = {n: i for i, n in enumerate(CORPUS_ORDER + REAL_MODELS)}
     models.sort(key=lambda m: (order.get(m.get("name"), 99), m.get("name", "")))
-    return {"run": run, "models": models}
+    openvino = Path(openvino)
+    return {"run": run, "models": models,
+            "openvino": json.loads(openvino.read_text()) if openvino.is_file() else None}
 
 
 def _num(x) -> float | None:
@@ -263,9 +270,50 @@ def markdown(data: dict) -> str:
     lines += _default_quantization_section(models)
     lines += _saturation_section(models, run.get("machine", {}))
     lines += _memory_section(models)
+    if data.get("openvino"):
+        lines += openvino_section(data["openvino"])
     for model in models:
         lines += _model_section(model)
     return "\n".join(lines) + "\n"
+
+
+def openvino_section(r: dict) -> list[str]:
+    """tools/bench/openvino_formats.py's results: the two output formats in OpenVINO, baselines named."""
+    files, timings = r["files"], r["latency"]
+    load = f"load average {r['loadavg_before'][0]:.1f} before and {r['loadavg_after'][0]:.1f} after the timing"
+    lines = ["## OpenVINO: the QDQ and the FakeQuantize output", "",
+             f"`{r['command']}` ({r['date']}): {r['entry']} quantized for target {r['target']} in both formats (one "
+             f"plan, {r['subset_size']} calibration samples), run in OpenVINO {r['openvino']}'s CPU plugin at batch 1, "
+             f"{r['threads']} inference thread(s), latency hint, on a {r['cpu_count']}-core machine shared with other "
+             f"work ({load}). Each model is compiled twice: with the f32 inference precision hint and with "
+             "OpenVINO's default precision (bf16 on CPUs that have it; the precision it resolved to is shown). "
+             f"All {len(timings)} compiled models were timed in {r['rounds']} interleaved rounds, {r['runs']} runs "
+             f"each after {r['warmup']} warm-up runs: median wall time (p10-p90), and the process CPU time per run. "
+             "**speed-up** divides the float model's figure by the model's, at the same precision setting: wall "
+             "medians, and CPU time per run (on a loaded machine the process waits for a core, which the wall "
+             "time counts and the CPU time does not). "
+             "**u8/i8 layers**: convolutions and matrix products the plugin runs on integers (its runtime model). "
+             "**top-1**: agreement with the float model on the eval split, in OpenVINO at f32.", "",
+             "| model | file MB | top-1 | precision asked → resolved | u8/i8 layers | median ms (p10-p90) | "
+             "speed-up (wall) | CPU ms per run | speed-up (CPU) |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, t in timings.items():
+        name, setting = label.split(" ", 1)
+        base = timings[f"float {setting}"]
+        lines.append(f"| {name} | {files[name]['bytes'] / 1e6:.1f} | {r['top1_agreement_openvino_f32'][name]:.2f} | "
+                     f"{setting} → {r['precision'][label]} | {r['integer_layers'][label]} | "
+                     f"{t['median_ms']:.1f} ({t['p10_ms']:.1f}-{t['p90_ms']:.1f}) | "
+                     f"{base['median_ms'] / t['median_ms']:.2f}× | {t['cpu_ms_per_run']:.1f} | "
+                     f"{base['cpu_ms_per_run'] / t['cpu_ms_per_run']:.2f}× |")
+    qdq, fq = files["qdq"]["bytes"], files["fakequantize"]["bytes"]
+    if len(set(r["precision"].values())) == 1:
+        lines += ["", f"Both settings resolved to {next(iter(r['precision'].values()))} on this CPU (no bf16 "
+                  "arithmetic), so they are one baseline measured twice: the spread between them is the noise."]
+    lines += ["", f"FakeQuantize file / QDQ file: {fq / qdq:.3f}×. Quantization (wall, self-check included): QDQ "
+              f"{files['qdq']['quantize_s']:.0f} s (onnxruntime self-check: {files['qdq']['self_check']}), "
+              f"FakeQuantize {files['fakequantize']['quantize_s']:.0f} s (OpenVINO self-check: "
+              f"{files['fakequantize']['self_check']}).", ""]
+    return lines
 
 
 def issue3_checks(model: dict, tool: str = "ours_default") -> dict:
