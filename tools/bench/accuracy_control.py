@@ -121,7 +121,8 @@ def main() -> int:
     parser.add_argument("--target", default="ORT")
     parser.add_argument("--tools", nargs="+", default=["ours", "nncf"])
     parser.add_argument("--python", default="/work/venv/bin/python", help="the project's python, for ours")
-    parser.add_argument("--ours-extra", nargs="*", default=[], help="more `rewriter quantize` arguments")
+    parser.add_argument("--ours-extra", action="append", default=[], metavar="ARG",
+                        help="one more `rewriter quantize` argument (repeatable: --ours-extra=--config --ours-extra=F)")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/accuracy_control"))
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
