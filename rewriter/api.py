@@ -28,7 +28,13 @@ from rewriter.options import QuantizeOptions
 from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
 from rewriter.targets import PlanInputs, load_plan_inputs
+from rewriter.config.pot_keys import NOT_IMPLEMENTED
+from rewriter.tuning.accuracy_aware import ACCURACY_AWARE_SOURCE, AccuracyAwareSettings
 from rewriter.tuning.guard import GUARD_SOURCE
+from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
+
+#: The decision source of each measured search's reverts, by the algorithm a report names.
+SEARCH_SOURCES = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE, "TPE": TPE_SOURCE}
 
 __all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "reverts_in_report", "why"]
 
@@ -62,7 +68,8 @@ def audit(model: str | Path, target: str = DEFAULT_TARGETS["qdq"], rules: Sequen
 
 
 def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[RevertRequest, ...]:
-    """The fidelity guard's reverts recorded in a quantize report (``--report``), with their measured reasons.
+    """The reverts recorded in a quantize report (``--report``): the fidelity guard's and the accuracy-aware
+    search's, with their measured reasons.
 
     Raises:
         UserError: the file is not JSON, or not a quantize report, or (``target`` given) it was made for
@@ -81,10 +88,15 @@ def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[Reve
         raise UserError(f"{path}: the report was made for target {made_for}, not {target}; audit with "
                         f"--target {made_for} (and the quantize run's --rules) to see its plan")
     guard = (report.get("fidelity") or {}).get("guard") or {}
-    reverts = guard.get("reverts") or []
-    if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
-        raise UserError(f"{path}: fidelity.guard.reverts must be a list of objects with a node name")
-    return tuple(RevertRequest(r["node"], GUARD_SOURCE, str(r.get("reason", ""))) for r in reverts)
+    search = report.get("search") or {}
+    out: list[RevertRequest] = []
+    for where, section, source in (("fidelity.guard", guard, GUARD_SOURCE), ("search", search, SEARCH_SOURCES)):
+        reverts = section.get("reverts") or []
+        if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
+            raise UserError(f"{path}: {where}.reverts must be a list of objects with a node name")
+        by = source if isinstance(source, str) else source.get(str(section.get("algorithm")), "search")
+        out.extend(RevertRequest(r["node"], by, str(r.get("reason", ""))) for r in reverts)
+    return tuple(out)
 
 
 def _same_target(a: str, b: str) -> bool:
@@ -127,7 +139,8 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
 
 
 def quantize(model: Any, data: Any = None, target: str | None = None, config: str | Path | None = None,
-             **options: Any) -> Any:
+             metric: Any = None, metric_lower_is_better: bool = False, accuracy_aware: Any = None,
+             tpe: Any = None, **options: Any) -> Any:
     """Quantize ``model`` (a path or an onnx.ModelProto) for ``target`` with calibration ``data``.
 
     Returns a ``QuantizeResult``: ``.model`` (the quantized onnx.ModelProto),
@@ -144,6 +157,14 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
         target: CPU, GPU, VPU, GNA, ANY, ORT or a spec file path (default: the config file's target_device,
             else ORT for QDQ output and ANY for output_format="fakequantize").
         config: the original tool's configuration file; keyword options override it.
+        metric: your accuracy metric, ``metric(model_path) -> float`` (or ``(float, per-sample floats)``),
+            or its name "FILE.py:FUNCTION" / "module:function"; higher is better unless
+            ``metric_lower_is_better``. With it, AccuracyAwareQuantization runs (docs/accuracy-aware.md).
+        accuracy_aware: its settings: an ``AccuracyAwareSettings``, or a dict of its fields (maximal_drop,
+            drop_type, max_iter_num, ...); default the config file's AccuracyAwareQuantization entry, else
+            the original tool's defaults (maximal_drop 0.01, absolute).
+        tpe: run the TPE search instead (needs optuna): a ``TpeSettings``, a dict of its fields
+            (max_trials, max_minutes, maximal_drop, drop_type, groups, storage, workers, ray, ...) or True.
         **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
             output_format, rules, ignore_scope, ignore_ops, model_type,
             channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
@@ -186,4 +207,24 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     data = data if data is not None else (loaded.checked_data_source() if loaded else None)
     if data is None:
         raise UserError("rewriter.quantize: no calibration data; pass data=..., or engine.data_source in the config")
-    return run_pipeline(model, data, merged)
+    if metric is None:
+        if accuracy_aware is not None or tpe is not None:
+            raise UserError("rewriter.quantize: accuracy_aware and tpe need metric=, a function of a model path")
+        if loaded is not None and loaded.accuracy_aware is not None:
+            warnings.warn(NOT_IMPLEMENTED["AccuracyAwareQuantization"].format(
+                base=loaded.accuracy_aware.base_algorithm), stacklevel=2)
+        return run_pipeline(model, data, merged)
+    from rewriter.search.accuracy_aware import quantize_accuracy_aware
+    from rewriter.search.metric import Metric, load_metric
+
+    function = load_metric(metric) if isinstance(metric, str) else metric
+    named = Metric(function, metric if isinstance(metric, str) else None, metric_lower_is_better)
+    if tpe is not None and tpe is not False:
+        from rewriter.search.tpe import quantize_tpe
+
+        chosen = tpe if isinstance(tpe, TpeSettings) else dataclasses.replace(
+            (loaded.tpe if loaded else None) or TpeSettings(), **(tpe if isinstance(tpe, dict) else {}))
+        return quantize_tpe(model, data, merged, chosen, named)
+    settings = accuracy_aware if isinstance(accuracy_aware, AccuracyAwareSettings) else dataclasses.replace(
+        (loaded.accuracy_aware if loaded else None) or AccuracyAwareSettings(), **(accuracy_aware or {}))
+    return quantize_accuracy_aware(model, data, merged, settings, named)

@@ -7,6 +7,7 @@ import sys
 from typing import Callable
 
 from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
+from rewriter.cli_search import add_search_arguments, run_search, search_settings
 from rewriter.errors import UserError
 from rewriter.io_utils import atomic_write_text, check_outputs
 
@@ -70,6 +71,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                             "(default 12)")
     check.add_argument("--guard-budget", type=int, default=None, metavar="N",
                        help="re-measurements the guard may spend (default 12)")
+    add_search_arguments(q)
     images = q.add_argument_group("image folders")
     images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
     images.add_argument("--shorter-side", type=int)
@@ -101,6 +103,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         if value is not None and value < minimum:
             raise UserError(f"{option} must be at least {minimum}, got {value}")
     loaded = load_config(args.config) if args.config else None
+    search = search_settings(args, loaded, print_warning)
     model, data = loaded.model_and_data(args.model, args.data) if loaded else (args.model, args.data)
     if model is None:
         raise UserError("no model to quantize: give MODEL, or model.model (an .onnx path) in the --config file")
@@ -132,7 +135,11 @@ def run_quantize(args: argparse.Namespace) -> int:
         print_warning(renamed.render())
     if data is None:
         raise UserError("no calibration data: give --data, or engine.data_source in the config file")
-    result = quantize_file(model, outputs["-o"], data, options)
+    if search is not None:
+        from rewriter.ir.load import save_model
+        result = run_search(args, search, model, outputs["-o"], data, options, save_model)
+    else:
+        result = quantize_file(model, outputs["-o"], data, options)
     if "--report" in outputs:
         atomic_write_text(outputs["--report"], json.dumps(result.report, indent=2) + "\n", "the report")
     if "--html" in outputs:
@@ -156,4 +163,8 @@ def run_quantize(args: argparse.Namespace) -> int:
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")
     if fidelity is not None and fidelity.get("warning"):
         print_warning(fidelity["warning"])
+    if "search" in result.report:
+        print(f"  {result.report['search']['summary']}")
+        if result.report["search"].get("message"):
+            print_warning(result.report["search"]["message"])
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rewriter.algorithms.minmax import activation_ranges, activation_reducers, population_ranges, weight_ranges
 from rewriter.algorithms.types import TensorRange
@@ -38,7 +38,7 @@ from rewriter.passes import InsertedNode, PassContext, enabled_passes
 from rewriter.plan import QuantPlan
 from rewriter.report.quantize_report import quantization_errors, quantize_report
 from rewriter.tuning.check_run import Emitter, check_and_guard
-from rewriter.tuning.self_check import held_out_ids
+from rewriter.tuning.self_check import SelfCheck, held_out_ids
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,22 @@ class QuantizeResult:
     ranges: Mapping[str, TensorRange]
     report: dict
     inserted: tuple[InsertedNode, ...] = ()  # nodes the passes added, and which pass made each
+    search: SearchHooks | None = None  # for the accuracy-driven searches (rewriter.search)
 
     def __iter__(self):
         """``model, report = rewriter.quantize(...)``."""
         return iter((self.model, self.report))
 
 
-def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = QuantizeOptions()) -> QuantizeResult:
+def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = QuantizeOptions(),
+             search_hooks: bool = False) -> QuantizeResult:
     """Quantize ``model`` (a path or an onnx.ModelProto) with calibration ``data``.
 
     ``data`` is any source ``rewriter.calibrate.data.open_data`` takes: a folder (.npy, .npz, images, one
     ``<input>.npy`` per input), a .npy/.npz file, a loader "module:function", a stacked array or dict of
-    them, a list or any iterable of samples (docs/calibration-data.md).
+    them, a list or any iterable of samples (docs/calibration-data.md). ``search_hooks``: keep in the result
+    what a measured search needs to revert nodes afterwards (``SearchHooks``; it holds the float model and
+    the statistics, so only when asked).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -170,28 +174,57 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     final_ranges: Mapping[str, TensorRange] = context.ranges
     errors_out: Mapping[str, float] = errors
     fidelity = None
+    # The model the plan was made on (before the quantized passes), and that plan: reverts re-plan from them.
+    planned_on, base_plan = context.float_model, plan
+    emitter = Emitter(
+        replan=lambda reverts: _carry_added_biases(make_plan(planned_on, float_pass_nodes, reverts), base_plan),
+        emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),
+        stats=collected.stats, weights=weights)
+    check: SelfCheck | None = None
     if options.self_check:
-        # The model the plan was made on (before the quantized passes), and that plan.
-        planned_on, base_plan = context.float_model, plan
-        emitter = Emitter(
-            replan=lambda reverts: _carry_added_biases(make_plan(planned_on, float_pass_nodes, reverts), base_plan),
-            emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),
-            stats=collected.stats, weights=weights)
-        checked = check_and_guard(working, list(calibration.iter_samples(held_out.ids)), held_out, plan,
-                                  final_ranges, emitted, errors, options, emitter,
-                                  collected.outputs if reuse else None)
+        check_samples: list[Mapping[str, Any]] = list(calibration.iter_samples(held_out.ids))
+        checked = check_and_guard(working, check_samples, held_out, plan, final_ranges, emitted, errors, options,
+                                  emitter, collected.outputs if reuse else None)
         plan, final_ranges, emitted = checked.plan, checked.ranges, checked.emitted
         errors_out, fidelity = checked.errors, checked.fidelity
+        check = checked.check
         lap("self_check")
-    report = quantize_report(plan, final_ranges, emitted, errors_out, timings, collected.num_samples, options,
-                             reports, population, context.graph)
-    report["control_flow"] = branches.entries()
-    if fidelity is not None:
-        report["fidelity"] = fidelity
-    # The check compared the model with a taken If branch inlined against the float model inlined the same
-    # way; the branch goes back into its If only now.
-    output = branches.restore(emitted.model) if branches.rounds else emitted.model
-    return QuantizeResult(output, plan, final_ranges, report, tuple(inserted))
+
+    def finish(out_plan: QuantPlan, out_ranges: Mapping[str, TensorRange], out_emitted: Any,
+               out_errors: Mapping[str, float], out_fidelity: dict | None, hooks: SearchHooks | None) -> QuantizeResult:
+        report = quantize_report(out_plan, out_ranges, out_emitted, out_errors, timings, collected.num_samples,
+                                 options, reports, population, context.graph)
+        report["control_flow"] = branches.entries()
+        if out_fidelity is not None:
+            report["fidelity"] = out_fidelity
+        # The check compared the model with a taken If branch inlined against the float model inlined the
+        # same way; the branch goes back into its If only now.
+        return QuantizeResult(restore(out_emitted.model), out_plan, out_ranges, report, tuple(inserted), hooks)
+
+    def restore(out_model: Any) -> Any:
+        return branches.restore(out_model) if branches.rounds else out_model
+
+    hooks = SearchHooks(plan, final_ranges, emitted, errors_out, fidelity, emitter, check, finish, restore) \
+        if search_hooks else None
+    return finish(plan, final_ranges, emitted, errors_out, fidelity, hooks)
+
+
+@dataclass(frozen=True)
+class SearchHooks:
+    """What a measured search above the pipeline (``rewriter.search``) needs to revert nodes of a finished
+    run through its plan and to make the run's result again: the final plan, ranges, emitted model, errors
+    and fidelity section; the emitter the guard used; the self-check (None when off); and ``finish``, which
+    makes the result (report, output model) of a plan the search chose."""
+
+    plan: QuantPlan
+    ranges: Mapping[str, TensorRange]
+    emitted: Any  # EmitResult
+    errors: Mapping[str, float]
+    fidelity: dict | None
+    emitter: Emitter
+    check: SelfCheck | None
+    finish: Callable[..., QuantizeResult]
+    restore: Callable[[Any], Any]  # an emitted model -> the output model (taken If branches back in place)
 
 
 def _carry_added_biases(plan: QuantPlan, before: QuantPlan) -> QuantPlan:

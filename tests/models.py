@@ -10,6 +10,7 @@ Use ``random_inputs(model, n, seed)`` to get feeds for onnxruntime.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -318,6 +319,36 @@ def attention_block(seed: int = 0, dynamic: bool = False, hidden: int = 16, head
     x = b.node("Add", [f, x], "residual2")
     _layer_norm(b, x, "ln2", hidden, out="output")
     return b.model([_f32("input", shape)], [_f32("output", shape)], "attention_block")
+
+
+def layer_norm_block() -> onnx.ModelProto:
+    """LayerNorm written out in elementary ops on the input, then Linear -> Relu -> Linear: quantized on one
+    linear grid, its variance loses tokens of small scale (the fidelity guard's and the searches' test)."""
+    b = GraphBuilder(0)
+    x = _layer_norm(b, "input", "ln", 16)
+    x = b.node("Relu", [b.linear(x, "proj", 16, 16)], "act")
+    b.linear(x, "head", 16, 10)
+    b.nodes[-1].output[0] = "output"
+    return b.model([_f32("input", [1, 8, 16])], [_f32("output", [1, 8, 10])], "ln_block")
+
+
+def write_damaged_layer_norm(folder: Path) -> dict[str, Path]:
+    """``layer_norm_block`` in ``folder`` with 40 samples whose tokens differ in scale by 1000x, and a target
+    whose only rule quantizes every input the CPU spec allows: the LayerNorm decomposition gets quantized
+    (keep_float.rules is not included), and its variance, quantized on one linear grid, loses the small
+    tokens. Returns the paths: model, data, target, dir."""
+    model = folder / "ln.onnx"
+    onnx.save(layer_norm_block(), model)
+    data = folder / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        scale = 10.0 ** rng.uniform(-2, 1, (1, 8, 1))
+        np.save(data / f"s{i:02d}.npy", (rng.standard_normal((1, 8, 16)) * scale).astype(np.float32))
+    (folder / "all.rules").write_text("rule quantize_everything {\n    match { op : @quantizable }\n"
+                                      "    insert op.inputs\n}\n")
+    (folder / "damaged.yaml").write_text("name: DAMAGED\nextends: cpu\nrules: [all.rules]\n")
+    return {"model": model, "data": data, "target": folder / "damaged.yaml", "dir": folder}
 
 
 def _split_heads_shape(b: GraphBuilder, x: str, heads: int, d: int) -> str:

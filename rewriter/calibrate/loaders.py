@@ -25,22 +25,23 @@ __all__ = ["LOADER_PATTERN", "import_loader"]
 LOADER_PATTERN = re.compile(r"^(?P<module>.+):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
-def import_loader(module: str, function: str) -> Callable[[], object]:
-    """The function ``function`` of ``module`` (a module name or a .py path).
+def import_loader(module: str, function: str, what: str = "calibration loader") -> Callable[..., object]:
+    """The function ``function`` of ``module`` (a module name or a .py path); ``what`` names it in messages
+    (a calibration loader, a metric).
 
     Raises:
         UserError: the module cannot be imported (or raised while importing),
             has no such name, or the name is not callable.
     """
-    label = f"{module}:{function}"
+    label = f"{what} {module}:{function}"
     loaded = _import_loader_module(module, label)
     if not hasattr(loaded, function):
         public = [n for n in dir(loaded) if not n.startswith("_")]
-        raise UserError(f"calibration loader {label}: the module has no {function!r}"
+        raise UserError(f"{label}: the module has no {function!r}"
                         f"{did_you_mean([function], public)}")
     func = getattr(loaded, function)
     if not callable(func):
-        raise UserError(f"calibration loader {label}: {function!r} is not a function")
+        raise UserError(f"{label}: {function!r} is not a function")
     return func
 
 
@@ -58,17 +59,17 @@ def _import_loader_module(module: str, label: str) -> Any:
     except UserError:
         raise
     except Exception as e:  # the user's module failed while importing: report it as theirs
-        raise UserError(f"calibration loader {label}: cannot import {module!r} "
+        raise UserError(f"{label}: cannot import {module!r} "
                         f"({type(e).__name__}: {short_message(e)})") from e
 
 
 def _import_file(path: Path, label: str) -> Any:
     if not path.is_file():
-        raise UserError(f"calibration loader {label}: no such file {path}")
+        raise UserError(f"{label}: no such file {path}")
     name = f"_rewriter_loader_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise UserError(f"calibration loader {label}: {path} is not a Python file")
+        raise UserError(f"{label}: {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -22,7 +22,8 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from rewriter.algorithms.smoothing import DEFAULT_ALPHA as DEFAULT_SMOOTHING
 from rewriter.config.jsonc import ConfigFile
 from rewriter.config.params import read_ignored, read_quantizer_overrides, read_ranges
-from rewriter.config.pot_keys import (AAQ_PARAMS, ALGORITHMS, COMPRESSION_KEYS, LAYERWISE, LAYERWISE_HONOURED,
+from rewriter.config.pot_keys import (AAQ_NOT_RUN, AAQ_PARAMS, ALGORITHMS, COMPRESSION_KEYS, LAYERWISE,
+                                      LAYERWISE_HONOURED,
                                       NOT_IMPLEMENTED, NOT_RUN_YET, OTHER_POT_ALGORITHMS, PARAMS, PRESET_ALIASES,
                                       QUANTIZING, TOP_KEYS, TPE_PARAMS, UNKNOWN_KEY_HINTS)
 from rewriter.config.results import AlgorithmConfig, LoadedConfig, Notice, PipelineSettings
@@ -32,6 +33,8 @@ from rewriter.io_utils import read_utf8
 from rewriter.spec.loader import list_targets, looks_like_path, pot_devices
 from rewriter.spec.model import MODEL_TYPES
 from rewriter.spec.yaml_nodes import Problems, suggest
+from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
+from rewriter.tuning.tpe_settings import TpeSettings
 
 __all__ = ["POT_DEFAULT_TARGET", "load_config", "preset_for_target"]
 
@@ -288,6 +291,9 @@ class _Loader(SchemaChecker):
             self._pipeline(algo, where, pipeline)
             if algo is (quantizing[0] if quantizing else None):
                 out.update(self._quantization(algo.params, f"{where}.params", device))
+        for search in ("accuracy_aware", "tpe"):
+            if search in pipeline:
+                out[search] = pipeline.pop(search)
         out["pipeline"] = PipelineSettings(**pipeline)
         return out
 
@@ -299,10 +305,23 @@ class _Loader(SchemaChecker):
         p, name, loc = algo.params, algo.name, algo.loc
         if name == "AccuracyAwareQuantization":
             base = p.get("base_algorithm", "DefaultQuantization")
-            self.unsupported.append(Notice(loc, NOT_IMPLEMENTED[name].format(base=base)))
+            out["accuracy_aware"] = AccuracyAwareSettings(
+                maximal_drop=p.get("maximal_drop", 0.01), drop_type=p.get("drop_type", "absolute"), base_algorithm=base,
+                ranking_subset_size=p.get("ranking_subset_size"), max_iter_num=p.get("max_iter_num"),
+                metric_subset_ratio=p.get("metric_subset_ratio", 0.5),
+                convert_to_mixed_preset=p.get("convert_to_mixed_preset", False),
+                use_prev_if_drop_increase=p.get("use_prev_if_drop_increase", True),
+                tune_hyperparams=p.get("tune_hyperparams", False))
+            for key, why in AAQ_NOT_RUN.items():
+                if p.get(key):
+                    self.unsupported.append(Notice(self.loc(f"{where}.params.{key}", key=True),
+                                                   NOT_IMPLEMENTED["aaq_param"].format(key=key, why=why)))
             name = base
         elif name == "TPE":
-            self.unsupported.append(Notice(loc, NOT_IMPLEMENTED["TPE"]))
+            out["tpe"] = TpeSettings(max_trials=p.get("max_trials", 20), max_minutes=p.get("max_minutes"))
+            for key in sorted(set(p) - {"max_trials", "max_minutes"}):
+                self.unsupported.append(Notice(self.loc(f"{where}.params.{key}", key=True),
+                                               f"TPE's {key} is accepted but not run"))
             return
         elif name in OTHER_POT_ALGORITHMS:
             self.unsupported.append(Notice(loc, NOT_IMPLEMENTED["other"].format(name=name)))

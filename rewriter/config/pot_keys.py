@@ -30,13 +30,23 @@ NOT_RUN_YET: dict[str, str] = {}
 
 #: What this tool does not implement at all.
 NOT_IMPLEMENTED = {
-    "AccuracyAwareQuantization": "AccuracyAwareQuantization is not implemented (it needs an accuracy metric); "
-                                 "only its base algorithm's quantization ({base}) runs",
-    "TPE": "TPE is not implemented; the entry is ignored",
+    "AccuracyAwareQuantization": "AccuracyAwareQuantization needs an accuracy metric: give --metric FILE.py:FUNCTION "
+                                 "(or metric= in the API); without one only its base algorithm ({base}) runs",
+    "aaq_param": "{key} is accepted but not run: {why}",
     "optimizer": "the 'optimizer' section (TPE) is not implemented; it is ignored",
     "other": "{name} is not implemented; the entry is ignored (its params are not checked)",
 }
 
+
+#: AccuracyAwareQuantization parameters this tool accepts but does not run, and why.
+AAQ_NOT_RUN = {
+    "tune_hyperparams": "the range-estimator grid search is TPE's job here (--tpe)",
+    "metric_subset_ratio": "it applies to the metrics' baseline_value, which are not used (the float model is "
+                           "measured with --metric)",
+    "annotation_free": "the search needs the --metric function's annotated data",
+    "annotation_conf_threshold": "it belongs to annotation_free, which is not run",
+    "metrics": "the metric is the --metric function; the float model is measured, not given",
+}
 
 #: The preset names that tool also accepted.
 PRESET_ALIASES = {"symmetric": "performance", "asymmetric": "accuracy"}

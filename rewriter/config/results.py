@@ -16,6 +16,8 @@ from rewriter.calibrate.loaders import LOADER_PATTERN
 from rewriter.errors import SourceLoc, UserError, UserErrors
 from rewriter.match.planner import IgnoredOperation
 from rewriter.spec.model import Granularity, Mode, QuantizerConfig
+from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
+from rewriter.tuning.tpe_settings import TpeSettings
 
 __all__ = ["AlgorithmConfig", "LoadedConfig", "Notice", "PipelineSettings", "QuantizerOverride",
            "QuantizerOverrides"]
@@ -191,6 +193,9 @@ class LoadedConfig:
     quantizers: QuantizerOverrides = QuantizerOverrides()
     algorithms: tuple[AlgorithmConfig, ...] = ()
     pipeline: PipelineSettings = PipelineSettings()
+    # AccuracyAwareQuantization's parameters when the file names it (it runs when a metric is given).
+    accuracy_aware: AccuracyAwareSettings | None = None
+    tpe: TpeSettings | None = None  # the TPE entry's settings (it runs when a metric is given)
     data_source: str | None = None
     data_source_loc: SourceLoc | None = None
     model: str | None = None  # model.model, resolved like data_source

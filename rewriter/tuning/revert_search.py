@@ -65,7 +65,8 @@ class SearchResult:
 
 
 def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], float | None], initial: float,
-                  target: float, budget: int, batch: int, max_units: int | None = None) -> SearchResult:
+                  target: float, budget: int, batch: int, max_units: int | None = None, keep: str = "better",
+                  rerank: Callable[[tuple[str, ...], list[str]], list[str]] | None = None) -> SearchResult:
     """Revert units of ``candidates`` until ``score`` reaches ``target`` (module docstring).
 
     Args:
@@ -76,9 +77,15 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         budget: the most ``score`` calls.
         batch: candidates reverted per growing step (at least 1).
         max_units: the most units reverted at any time (None: no limit).
+        keep: which reverted batches stay: "better" (the score rose), "not worse" (it did not fall) or
+            "always"; the others are undone.
+        rerank: after each kept batch, the remaining candidates in a new order (given those reverted and
+            the remaining ones, most suspect first); None keeps the caller's order.
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if keep not in ("better", "not worse", "always"):
+        raise ValueError(f"keep must be better, not worse or always, got {keep!r}")
     order = {u: i for i, u in enumerate(dict.fromkeys(candidates))}
     pool = list(order)
     current = initial
@@ -98,9 +105,11 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         room = min(batch, limit - len(reverted))
         added, pool = pool[:room], pool[room:]
         value = measure("revert", tuple(added), reverted + added)
-        if value is not None and value > current:
+        if value is not None and (value > current or keep == "always" or (keep == "not worse" and value >= current)):
             keep_last()
             reverted, current = reverted + added, value
+            if rerank is not None and pool:
+                pool = rerank(tuple(sorted(reverted, key=order.__getitem__)), pool)
 
     measured_at: dict[str, tuple[float, float]] = {}
     met = current >= target

@@ -82,3 +82,12 @@ class SelfCheck:
         self.measurements += 1
         runs = ModelRunner(quantized_model, self.runtime, "the quantized model").run(self.samples)
         return compare_outputs(self.output_names, self.float_runs, runs)
+
+    def first(self, count: int) -> SelfCheck:
+        """The same check on its first ``count`` samples (the float runs are reused, not run again)."""
+        if count >= len(self.samples):
+            return self
+        subset = object.__new__(SelfCheck)
+        subset.samples, subset.runtime, subset.output_names = self.samples[:count], self.runtime, self.output_names
+        subset.float_runs, subset.measurements = self.float_runs[:count], 0
+        return subset

@@ -18,6 +18,7 @@ from rewriter.errors import UserErrors
 from rewriter.match.planner import IgnoredOperation
 from rewriter.pipeline import QuantizeOptions
 from rewriter.spec.model import QuantizerConfig
+from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,17 +197,21 @@ def test_accuracy_aware_takes_its_base_algorithm_params(write_config) -> None:
         ' "drop_type": "relative", "max_iter_num": 5, "tune_hyperparams": true, "metrics": '
         '[{"name": "accuracy", "baseline_value": 0.7}], "stat_subset_size": 30}', name="AccuracyAwareQuantization")))
     assert (cfg.preset, cfg.subset_size) == ("performance", 30)
-    assert cfg.unsupported[0].message.startswith("AccuracyAwareQuantization is not implemented")
-    assert "MinMaxQuantization" in cfg.unsupported[0].message
+    assert cfg.accuracy_aware == AccuracyAwareSettings(maximal_drop=0.01, drop_type="relative", max_iter_num=5,
+                                                       base_algorithm="MinMaxQuantization", tune_hyperparams=True)
+    # What it accepts but does not run is said, each at its key.
+    assert [n.message.split(" is ")[0] for n in cfg.unsupported] == ["tune_hyperparams", "metrics"]
     assert cfg.pipeline == PipelineSettings()  # MinMax as base: no alignment, no bias correction
 
 
-def test_tpe_and_the_original_tools_other_algorithms_are_listed_not_run(write_config) -> None:
+def test_tpe_settings_are_read_and_the_original_tools_other_algorithms_listed_not_run(write_config) -> None:
     cfg = load_config(write_config("""
         {"compression": {"algorithms": [
             {"name": "TunableQuantization", "params": {"outlier_prob_choices": [1e-3, 1e-4], "anything": 1}},
             {"name": "TPE", "params": {"max_trials": 200, "max_minutes": 10, "eval_subset_size": 2000}}]}}"""))
-    assert [n.message.split(" is ")[0] for n in cfg.unsupported] == ["TunableQuantization", "TPE"]
+    assert (cfg.tpe.max_trials, cfg.tpe.max_minutes) == (200, 10)
+    assert [n.message.split(" is ")[0] for n in cfg.unsupported] == ["TunableQuantization",
+                                                                     "TPE's eval_subset_size"]
     assert cfg.algorithms[0].params["outlier_prob_choices"] == (1e-3, 1e-4)
 
 

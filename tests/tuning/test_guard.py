@@ -19,34 +19,12 @@ EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
 CALIB = ROOT / "examples" / "calib"
 
 
-def _layer_norm_block() -> onnx.ModelProto:
-    """LayerNorm written out in elementary ops on the input, then Linear -> Relu -> Linear."""
-    b = models.GraphBuilder(0)
-    x = models._layer_norm(b, "input", "ln", 16)
-    x = b.node("Relu", [b.linear(x, "proj", 16, 16)], "act")
-    b.linear(x, "head", 16, 10)
-    b.nodes[-1].output[0] = "output"
-    return b.model([models._f32("input", [1, 8, 16])], [models._f32("output", [1, 8, 10])], "ln_block")
-
-
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory) -> dict[str, Path]:
     """A LayerNorm block, data whose tokens differ in scale by 1000x, and a target whose only rule quantizes
     every input the CPU spec allows: the LayerNorm decomposition gets quantized (keep_float.rules is not
     included), and its variance, quantized on one linear grid, loses the small tokens."""
-    tmp = tmp_path_factory.mktemp("damaged")
-    model = tmp / "ln.onnx"
-    onnx.save(_layer_norm_block(), model)
-    data = tmp / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        scale = 10.0 ** rng.uniform(-2, 1, (1, 8, 1))
-        np.save(data / f"s{i:02d}.npy", (rng.standard_normal((1, 8, 16)) * scale).astype(np.float32))
-    (tmp / "all.rules").write_text("rule quantize_everything {\n    match { op : @quantizable }\n"
-                                   "    insert op.inputs\n}\n")
-    (tmp / "damaged.yaml").write_text("name: DAMAGED\nextends: cpu\nrules: [all.rules]\n")
-    return {"model": model, "data": data, "target": tmp / "damaged.yaml", "dir": tmp}
+    return models.write_damaged_layer_norm(tmp_path_factory.mktemp("damaged"))
 
 
 def _quantize(paths: dict[str, Path], out: Path, *extra: str) -> tuple[int, dict]:
