@@ -110,6 +110,10 @@ class PatternMatcher:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
         self._fitting, self._accepted = {}, {}  # valid for this graph only
+        if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
+            # One node, nothing to grow: every candidate is a match, already in graph order.
+            return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
+                    for index in self._candidates(graph, anchor)]
         checks, variant_checks = self._anchor_checks(anchor)
         # Which variants can start at an anchor node depends only on which of the few distinct anchor
         # edges can hold there: the ordered list of live variants is computed once per such outcome.
