@@ -20,7 +20,8 @@ from collections import Counter
 from typing import Callable, Iterable, Iterator, TextIO
 
 from rewriter.errors import SourceLoc
-from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, NodeDecision, QuantPlan, Requantization
+from rewriter.plan import (Decision, FakeQuantizePoint, IntegerBias, NodeDecision, QuantPlan, Requantization,
+                           decision_key)
 from rewriter.sources import display_loc, display_path
 from rewriter.spec.model import QuantizerConfig
 
@@ -146,8 +147,7 @@ class _Tables:
         for decision in trail:
             known = by_identity.get(id(decision))
             if known is None:
-                loc = decision.loc
-                key = (decision.action, decision.source, decision.detail, loc.file, loc.line, loc.column)
+                key = decision_key(decision)
                 known = self._ids.get(key)
                 if known is None:
                     known = self._ids[key] = len(self.decisions)
