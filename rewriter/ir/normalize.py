@@ -45,7 +45,8 @@ from rewriter.ir.fold_batchnorm import fold_batchnorms
 from rewriter.ir.fold_constants import fold_constants
 from rewriter.ir.names import node_outer_reads
 from rewriter.ir.order import name_nodes, sort_graph
-from rewriter.ir.protos import DEFAULT_DOMAINS, delete_entries, node_reads, replace_entries, replace_nodes
+from rewriter.ir.protos import (DEFAULT_DOMAINS, NodeRow, delete_entries, node_rows, replace_entries,
+                                replace_nodes)
 from rewriter.ir.shape_inference import infer_shapes_in_place
 
 __all__ = ["NormalizeResult", "constant_value", "normalize"]
@@ -71,27 +72,38 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     log: list[str] = []
-    sort_graph(m.graph, log)
+    # Each node's fields read once and shared by the steps below (protobuf field access dominates a
+    # 100k-node graph); read again after a step that edited the nodes.
+    rows = node_rows(m.graph.node)
+    if sort_graph(m.graph, log, rows):
+        rows = node_rows(m.graph.node)
     name_nodes(m.graph, log)
     _drop_initializer_inputs(m, log)
     infer_shapes_in_place(m, log)
     inferred_at = len(log)
-    _constants_to_initializers(m.graph, log)
-    _bypass_constant_identities(m.graph, log)
+    _constants_to_initializers(m.graph, log, rows)
+    _bypass_constant_identities(m.graph, log, rows)
     fold_constants(m, log)
     fold_batchnorms(m, log)
-    _remove_dead_nodes(m.graph, log)
-    _remove_unused(m.graph, log)
     # Every step that edits the graph says so in the log (constant folding also lists the nodes it
     # kept: not an edit). With no edit since the first inference the graph is as sorted, named and
     # inferred as this tail would leave it, and the tail costs seconds on a large graph.
-    edited = any(not line.startswith("kept ") for line in log[inferred_at:])
+    if _edited(log, inferred_at):
+        rows = node_rows(m.graph.node)
+    rows = _remove_dead_nodes(m.graph, log, rows)
+    _remove_unused(m.graph, log, rows)
+    edited = _edited(log, inferred_at)
     if edited:
-        sort_graph(m.graph, log)
+        if sort_graph(m.graph, log):
+            rows = node_rows(m.graph.node)
         name_nodes(m.graph, log)
-    if _prune_value_info(m.graph) or edited:
+    if _prune_value_info(m.graph, rows) or edited:
         infer_shapes_in_place(m, log)
     return NormalizeResult(m, tuple(log))
+
+
+def _edited(log: list[str], since: int) -> bool:
+    return any(not line.startswith("kept ") for line in log[since:])
 
 
 # --- inputs and constants -------------------------------------------------------------------
@@ -113,7 +125,9 @@ def _drop_initializer_inputs(m: onnx.ModelProto, log: list[str]) -> None:
         log.append(f"removed {len(dropped)} initializer(s) from the graph inputs (they are weights)")
 
 
-def _constants_to_initializers(g: onnx.GraphProto, log: list[str]) -> None:
+def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
+    if not any(r.op_type == "Constant" for r in rows):
+        return
     outputs = {o.name for o in g.output}
     keep, converted = [], 0
     for node in g.node:
@@ -152,9 +166,11 @@ def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
     return numpy_helper.from_array(dense()) if dense else None
 
 
-def _bypass_constant_identities(g: onnx.GraphProto, log: list[str]) -> None:
+def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
     """Let readers of ``Identity(initializer)`` read the initializer (PyTorch does this for tied weights)."""
     inits = {t.name for t in g.initializer}
+    if not any(r.op_type == "Identity" and len(r.inputs) == 1 and r.inputs[0] in inits for r in rows):
+        return  # the common case, answered without reading every node's subgraphs
     pinned = {o.name for o in g.output} | _subgraph_reads(g)
     alias: dict[str, str] = {}
     keep = []
@@ -178,23 +194,26 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str]) -> None:
 # --- cleanup ---------------------------------------------------------------------------------
 
 
-def _remove_dead_nodes(g: onnx.GraphProto, log: list[str]) -> None:
-    """Drop nodes none of whose outputs is read (ONNX ops have no side effects)."""
+def _remove_dead_nodes(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
+    """Drop nodes none of whose outputs is read (ONNX ops have no side effects); the rows of those kept."""
     needed = {o.name for o in g.output}
     dead: list[int] = []
-    for i in range(len(g.node) - 1, -1, -1):
-        node = g.node[i]
-        if any(o in needed for o in node.output if o):
-            needed.update(node_reads(node))
+    for i in range(len(rows) - 1, -1, -1):
+        row = rows[i]
+        if any(o in needed for o in row.outputs if o):
+            needed.update(row.reads)
         else:
             dead.append(i)
-    if dead:
-        delete_entries(g.node, dead)
-        log.append(f"removed {len(dead)} node(s) whose outputs nobody reads")
+    if not dead:
+        return rows
+    delete_entries(g.node, dead)
+    log.append(f"removed {len(dead)} node(s) whose outputs nobody reads")
+    gone = set(dead)
+    return [r for i, r in enumerate(rows) if i not in gone]
 
 
-def _remove_unused(g: onnx.GraphProto, log: list[str]) -> None:
-    used = {t for n in g.node for t in node_reads(n)} | {o.name for o in g.output}
+def _remove_unused(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
+    used = {t for r in rows for t in r.reads} | {o.name for o in g.output}
     unused = [i for i, t in enumerate(g.initializer) if t.name not in used]
     if not unused:
         return
@@ -205,10 +224,10 @@ def _remove_unused(g: onnx.GraphProto, log: list[str]) -> None:
     log.append(f"removed {len(unused)} unused initializer(s)")
 
 
-def _prune_value_info(g: onnx.GraphProto) -> bool:
+def _prune_value_info(g: onnx.GraphProto, rows: list[NodeRow]) -> bool:
     """Drop value_info entries of names no node produces; say whether there were any."""
     # Folded and renamed tensors leave stale entries that could contradict re-inference.
-    live = {o for n in g.node for o in n.output} - {t.name for t in g.initializer}
+    live = {o for r in rows for o in r.outputs} - {t.name for t in g.initializer}
     kept = [vi for vi in g.value_info if vi.name in live]
     if len(kept) == len(g.value_info):
         return False

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import onnx
 
-from rewriter.ir.protos import node_reads, replace_nodes
+from rewriter.ir.protos import NodeRow, node_rows, replace_nodes
 
 __all__ = ["name_nodes", "sort_graph", "sort_nodes", "topological_order"]
 
@@ -20,19 +20,23 @@ def sort_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def topological_order(nodes: Sequence[onnx.NodeProto]) -> list[int]:
+def topological_order(nodes: Sequence[onnx.NodeProto], rows: Sequence[NodeRow] | None = None) -> list[int]:
     """Indices of ``nodes`` in a topological order, as close to the given order as possible.
 
     Names read inside subgraphs count as inputs of the node holding the subgraph.
     Inputs nobody produces (graph inputs, initializers) impose no order; nodes
     on a cycle keep their relative order at the end rather than raising.
+    ``rows``: the nodes' ``node_rows``, when the caller has them already.
     """
-    reads = [node_reads(n) for n in nodes]
-    if _already_sorted(nodes, reads):
+    if rows is None:
+        rows = node_rows(nodes)
+    reads = [r.reads for r in rows]
+    outputs = [r.outputs for r in rows]
+    if _already_sorted(outputs, reads):
         # The common case (exporters write topological order): one pass instead of a heap walk, with the
         # same answer, since the heap always takes the lowest-indexed ready node.
         return list(range(len(nodes)))
-    producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    producer = {out: i for i, outs in enumerate(outputs) for out in outs if out}
     users: list[list[int]] = [[] for _ in nodes]
     pending = [0] * len(nodes)
     for i, names in enumerate(reads):
@@ -56,19 +60,19 @@ def topological_order(nodes: Sequence[onnx.NodeProto]) -> list[int]:
     return order
 
 
-def _already_sorted(nodes: Sequence[onnx.NodeProto], reads: list[list[str]]) -> bool:
+def _already_sorted(outputs: list[tuple[str, ...]], reads: list[list[str]]) -> bool:
     """Every name a node reads that some node produces is produced by an earlier node (or itself)."""
     produced: set[str] = set()
     count = 0
-    for n in nodes:
-        outs = [o for o in n.output if o]
+    for outs in outputs:
         produced.update(outs)
         count += len(outs)
+    produced.discard("")
+    count -= sum(outs.count("") for outs in outputs)
     if count != len(produced):
         return False  # a name produced twice: leave it to the full sort, which takes the last producer
     seen: set[str] = set()
-    for n, names in zip(nodes, reads):
-        own = n.output
+    for own, names in zip(outputs, reads):
         for t in names:
             if t in produced and t not in seen and t not in own:
                 return False
@@ -76,14 +80,18 @@ def _already_sorted(nodes: Sequence[onnx.NodeProto], reads: list[list[str]]) -> 
     return True
 
 
-def sort_graph(g: onnx.GraphProto, log: list[str]) -> None:
-    """Put the graph's nodes in ``topological_order`` in place; say so in ``log`` if they moved."""
-    order = topological_order(g.node)
+def sort_graph(g: onnx.GraphProto, log: list[str], rows: Sequence[NodeRow] | None = None) -> bool:
+    """Put the graph's nodes in ``topological_order`` in place; say so in ``log`` if they moved (and return True).
+
+    ``rows``: the nodes' ``node_rows``, when the caller has them already.
+    """
+    order = topological_order(g.node, rows)
     if order == list(range(len(order))):
-        return
+        return False
     nodes = [g.node[i] for i in order]
     replace_nodes(g, nodes)
     log.append("reordered nodes into topological order")
+    return True
 
 
 

@@ -1,14 +1,38 @@
 """Small shared pieces of graph rewriting: what a node reads, and in-place edits of repeated proto fields."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import onnx
 
 from rewriter.ir.layers import DEFAULT_DOMAINS
 from rewriter.ir.names import node_outer_reads
 
-__all__ = ["DEFAULT_DOMAINS", "delete_entries", "node_reads", "replace_entries", "replace_nodes"]
+__all__ = ["DEFAULT_DOMAINS", "NodeRow", "delete_entries", "node_reads", "node_rows", "replace_entries",
+           "replace_nodes"]
+
+
+class NodeRow(NamedTuple):
+    """A node's fields as plain Python: reading a protobuf field costs far more than reading a tuple, and a
+    stage that walks the graph several times reads each node once."""
+
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    reads: list[str]  # as node_reads
+
+
+def node_rows(nodes: Iterable[onnx.NodeProto]) -> list[NodeRow]:
+    """One ``NodeRow`` per node, in order."""
+    rows = []
+    for node in nodes:
+        inputs = tuple(node.input)
+        reads = [t for t in inputs if t]
+        if len(node.attribute):
+            reads += node_outer_reads(node)
+        rows.append(NodeRow(node.op_type, node.domain, inputs, tuple(node.output), reads))
+    return rows
 
 
 def node_reads(node: onnx.NodeProto) -> list[str]:

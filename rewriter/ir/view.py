@@ -61,34 +61,28 @@ def graph_view(model: onnx.ModelProto) -> GraphView:
         The view, with producer/consumer indexes built.
     """
     g = model.graph
-    order = _node_order(g)
-    nodes = [_node_info(g.node[i], k) for k, i in enumerate(order)]
-    return GraphView(nodes, _tensor_infos(g), name=g.name)
+    # Each node's fields are read from the proto once (field access is the cost on a large graph).
+    protos = list(g.node)
+    fields = [(n.name, n.op_type, tuple(n.input), tuple(n.output), n.domain, len(n.attribute)) for n in protos]
+    order = _node_order(protos, fields)
+    nodes = []
+    for k, i in enumerate(order):
+        name, op_type, inputs, outputs, domain, attributes = fields[i]
+        nodes.append(NodeInfo(name, op_type, inputs, outputs, _attrs(protos[i]) if attributes else {}, domain, k,
+                              body_node_count(protos[i]) if attributes else 0))
+    return GraphView(nodes, _tensor_infos(g, [f[3] for f in fields]), name=g.name)
 
 
-def _node_order(g: onnx.GraphProto) -> range | list[int]:
-    produced = {t for n in g.node for t in n.output}
+def _node_order(protos: list[onnx.NodeProto], fields: list[tuple]) -> range | list[int]:
+    produced = {t for f in fields for t in f[3]}
     seen: set[str] = set()
-    for node in g.node:
-        for t in node.input:
+    for f in fields:
+        for t in f[2]:
             # Only a name produced by a later node breaks the order; others are inputs or constants.
             if t in produced and t not in seen:
-                return topological_order(g.node)
-        seen.update(node.output)
-    return range(len(g.node))
-
-
-def _node_info(node: onnx.NodeProto, index: int) -> NodeInfo:
-    return NodeInfo(
-        name=node.name,
-        op_type=node.op_type,
-        inputs=tuple(node.input),
-        outputs=tuple(node.output),
-        attrs=_attrs(node) if len(node.attribute) else {},
-        domain=node.domain,
-        index=index,
-        body_nodes=body_node_count(node) if len(node.attribute) else 0,
-    )
+                return topological_order(protos)
+        seen.update(f[3])
+    return range(len(fields))
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -121,7 +115,7 @@ def _f32(v: float) -> float:
     return float(str(np.float32(v)))
 
 
-def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
+def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> dict[str, TensorInfo]:
     inits = {t.name: t for t in g.initializer}
     sparse = {t.values.name: t for t in g.sparse_initializer}
     outputs = {vi.name for vi in g.output}
@@ -131,10 +125,17 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
     for vi in (*g.value_info, *g.output, *g.input):
         typed[vi.name] = vi
     infos: dict[str, TensorInfo] = {}
+    # Most values share one of a few types: each distinct type is decoded once (a TypeProto's bytes are
+    # far cheaper to read than its dims one by one).
+    decoded: dict[bytes, tuple[str | None, tuple[int | str | None, ...] | None]] = {}
     for name, vi in typed.items():
         if name in inits or name in sparse:
             continue
-        dtype, shape = _type_of(vi.type)
+        key = vi.type.SerializeToString()
+        known = decoded.get(key)
+        if known is None:
+            known = decoded[key] = _type_of(vi.type)
+        dtype, shape = known
         infos[name] = TensorInfo(name, dtype, shape, is_graph_input=name in inputs,
                                  is_graph_output=name in outputs)
     for name, t in inits.items():
@@ -145,8 +146,8 @@ def _tensor_infos(g: onnx.GraphProto) -> dict[str, TensorInfo]:
                                  is_graph_output=name in outputs)
     # Untyped node outputs; a read of a name nobody defines is a checker error, and GraphView.tensor()
     # answers it anyway.
-    for node in g.node:
-        for name in node.output:
+    for names in node_outputs:
+        for name in names:
             if name and name not in infos:
                 infos[name] = TensorInfo(name, is_graph_output=name in outputs)
     return infos

@@ -82,6 +82,8 @@ def share_group_configs(points: list[FakeQuantizePoint]) -> list[FakeQuantizePoi
         if p.unify_group is None:
             out.append(p)
             continue
-        leader = leaders.setdefault(p.unify_group, replace(p.config, granularity="pertensor"))
+        leader = leaders.get(p.unify_group)
+        if leader is None:
+            leader = leaders[p.unify_group] = replace(p.config, granularity="pertensor")
         out.append(replace(p, config=leader, channel_axis=None))
     return out

@@ -27,7 +27,7 @@ from rewriter.dsl import ast
 from rewriter.dsl.check import MAX_OPTIONAL_NODES
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView, NodeInfo
-from rewriter.match.predicates import compile_predicate
+from rewriter.match.predicates import Evaluator, compile_predicate
 from rewriter.spec.model import HardwareSpec
 
 SPEC_CLASSES = ("@quantizable", "@agnostic", "@unified")
@@ -100,23 +100,35 @@ class PatternMatcher:
         self.variants = compile_variants(pattern)
         self._op_sets: dict[str, frozenset[str] | None] = {}
         self._orders: dict[tuple[int, str], tuple[list, dict[str, ast.PatternNode]]] = {}
-        self._pnode_maps: dict[int, dict[str, ast.PatternNode]] = {}
         # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
         # being searched: the variants grown from one anchor ask the same questions; each is answered once.
         self._fitting: dict[tuple, list[int]] = {}
+        self._accepted: dict[tuple[str, int], bool] = {}
+        self._wheres: dict[str, Evaluator | None] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
-        self._fitting = {}  # valid for this graph only
+        self._fitting, self._accepted = {}, {}  # valid for this graph only
+        if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
+            # One node, nothing to grow: every candidate is a match, already in graph order.
+            return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
+                    for index in self._candidates(graph, anchor)]
+        checks, variant_checks = self._anchor_checks(anchor)
+        # Which variants can start at an anchor node depends only on which of the few distinct anchor
+        # edges can hold there: the ordered list of live variants is computed once per such outcome.
+        live_by_outcome: dict[tuple[bool, ...], list[Variant]] = {}
         for index in self._candidates(graph, anchor):
-            # Variants share most of their edges: whether an edge at the anchor can hold is asked once per
-            # anchor node, and a variant with one that cannot is skipped before it is grown (a pattern with
-            # eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour).
-            possible: dict[tuple, bool] = {}
-            for variant in self.variants:
-                if not self._anchor_edges_possible(graph, variant, anchor, index, possible):
-                    continue
+            bound = {anchor.name: index}
+            outcome = tuple(any(c != index and self._accepts(graph, other, graph.nodes[c])
+                                for c in neighbours(graph, edge, bound, other.name))
+                            for edge, other in checks)
+            live = live_by_outcome.get(outcome)
+            if live is None:
+                live = live_by_outcome[outcome] = [
+                    variant for variant, needed in zip(self.variants, variant_checks)
+                    if all(outcome[k] for k in needed)]
+            for variant in live:
                 hits = list(self._embed(graph, variant, anchor, index))
                 if hits:
                     for captures in hits:
@@ -126,24 +138,32 @@ class PatternMatcher:
                     break
         return [found[k] for k in sorted(found)]
 
-    def _anchor_edges_possible(self, graph: GraphView, variant: Variant, anchor: ast.PatternNode, index: int,
-                               memo: dict[tuple, bool]) -> bool:
-        """False when some edge of ``variant`` at the anchor has no graph node its other end accepts."""
-        pnodes = self._pnode_maps.get(id(variant))
-        if pnodes is None:
-            pnodes = self._pnode_maps[id(variant)] = {n.name: n for n in variant.nodes}
-        bound = {anchor.name: index}
-        for edge in variant.edges:
-            if anchor.name not in (edge.src, edge.dst):
-                continue
-            other = edge.dst if edge.src == anchor.name else edge.src
-            key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
-            if key not in memo:
-                memo[key] = any(c != index and self._accepts(graph, pnodes[other], graph.nodes[c])
-                                for c in neighbours(graph, edge, bound, other))
-            if not memo[key]:
-                return False
-        return True
+    def _anchor_checks(self, anchor: ast.PatternNode) -> tuple[list[tuple[ast.PatternEdge, ast.PatternNode]],
+                                                               list[tuple[int, ...]]]:
+        """The distinct edges at the anchor over all variants (with the node at their other end), and per
+        variant the positions of its own among them.
+
+        Variants share most of their edges: whether an edge at the anchor can hold is asked once per
+        anchor node, and a variant with one that cannot is skipped before it is grown (a pattern with
+        eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour).
+        """
+        checks: list[tuple[ast.PatternEdge, ast.PatternNode]] = []
+        positions: dict[tuple, int] = {}
+        variant_checks: list[tuple[int, ...]] = []
+        for variant in self.variants:
+            pnodes = {n.name: n for n in variant.nodes}
+            needed = []
+            for edge in variant.edges:
+                if anchor.name not in (edge.src, edge.dst):
+                    continue
+                other = edge.dst if edge.src == anchor.name else edge.src
+                key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
+                if key not in positions:
+                    positions[key] = len(checks)
+                    checks.append((edge, pnodes[other]))
+                needed.append(positions[key])
+            variant_checks.append(tuple(needed))
+        return checks, variant_checks
 
     # -- anchoring --------------------------------------------------------
 
@@ -176,16 +196,30 @@ class PatternMatcher:
             indexes: list[int] | range = range(len(graph.nodes))
         else:
             indexes = sorted(i for op in allowed for i in graph.by_op.get(op, ()))
-        where = compile_predicate(pnode.where) if pnode.where is not None else None
+        where = self._where(pnode)
         for i in indexes:
             if where is None or where(graph, graph.nodes[i]):
                 yield i
 
+    def _where(self, pnode: ast.PatternNode) -> Evaluator | None:
+        # Looked up by name: compile_predicate's own cache hashes the whole expression tree on every call.
+        if pnode.name not in self._wheres:
+            self._wheres[pnode.name] = compile_predicate(pnode.where) if pnode.where is not None else None
+        return self._wheres[pnode.name]
+
     def _accepts(self, graph: GraphView, pnode: ast.PatternNode, node: NodeInfo) -> bool:
-        allowed = self.allowed_ops(pnode)
-        if allowed is not None and node.op_type not in allowed:
-            return False
-        return pnode.where is None or bool(compile_predicate(pnode.where)(graph, node))
+        # Variants grown from neighbouring anchors ask about the same (pattern node, graph node) pairs.
+        key = (pnode.name, node.index)
+        verdict = self._accepted.get(key)
+        if verdict is None:
+            allowed = self.allowed_ops(pnode)
+            if allowed is not None and node.op_type not in allowed:
+                verdict = False
+            else:
+                where = self._where(pnode)
+                verdict = where is None or bool(where(graph, node))
+            self._accepted[key] = verdict
+        return verdict
 
     def _in_class(self, cls: str, op_type: str) -> bool:
         entry = self.spec.op(op_type)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from rewriter.ir.graph import NodeInfo
-from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus
+from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key
 from rewriter.spec.model import HardwareSpec
 
 # Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
@@ -65,11 +65,17 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
     # A quantized node's record names the rules that placed its quantizers, also those moved up to a
     # producer or placed on its outputs.
     serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
+    present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
     for tensor in [*serving, *outputs]:
         point = by_tensor.get(tensor)
         for d in point.trail if point is not None else ():
-            if d.action in PLACING and d not in trail:
-                trail.append(d)
+            if d.action in PLACING:
+                if present is None:
+                    present = {decision_key(x) for x in trail}
+                key = decision_key(d)
+                if key not in present:
+                    present.add(key)
+                    trail.append(d)
     entry = spec.op(node.op_type)
     reverts = [d for d in ignored_by if d.action == "revert"]
     if reverts:

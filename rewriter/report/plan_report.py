@@ -20,7 +20,8 @@ from collections import Counter
 from typing import Callable, Iterable, Iterator, TextIO
 
 from rewriter.errors import SourceLoc
-from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, NodeDecision, QuantPlan, Requantization
+from rewriter.plan import (Decision, FakeQuantizePoint, IntegerBias, NodeDecision, QuantPlan, Requantization,
+                           decision_key)
 from rewriter.sources import display_loc, display_path
 from rewriter.spec.model import QuantizerConfig
 
@@ -130,20 +131,28 @@ class _Tables:
     """Ids for distinct decisions and configs, in the order first met."""
 
     def __init__(self) -> None:
-        self.decisions: dict[Decision, int] = {}
+        self.decisions: list[Decision] = []
+        # Equal decisions share an id. They are keyed by their fields as one flat tuple: hashing the
+        # dataclasses (a Decision holds a SourceLoc) costs several times more, once per trail entry.
+        self._ids: dict[tuple[str, str, str, str, int, int], int] = {}
         # Trails share Decision objects (a node's trail holds its points' decisions): look up by identity
-        # first, which is cheaper than hashing the four fields again.
+        # first, which is cheaper still.
         self._by_identity: dict[int, int] = {}
         self._keep_alive: list[Decision] = []
         self.configs: dict[QuantizerConfig, int] = {}
 
     def trail(self, trail: Iterable[Decision]) -> list[int]:
         ids = []
+        by_identity = self._by_identity
         for decision in trail:
-            known = self._by_identity.get(id(decision))
+            known = by_identity.get(id(decision))
             if known is None:
-                known = self.decisions.setdefault(decision, len(self.decisions))
-                self._by_identity[id(decision)] = known
+                key = decision_key(decision)
+                known = self._ids.get(key)
+                if known is None:
+                    known = self._ids[key] = len(self.decisions)
+                    self.decisions.append(decision)
+                by_identity[id(decision)] = known
                 self._keep_alive.append(decision)
             ids.append(known)
         return ids

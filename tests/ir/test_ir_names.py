@@ -5,6 +5,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from rewriter.ir.names import FreshNames, graph_names, node_outer_reads, outer_reads, subgraph_reads
+from rewriter.ir.order import topological_order
+from rewriter.ir.protos import node_rows
 
 
 def _f32(name: str) -> onnx.ValueInfoProto:
@@ -37,3 +39,20 @@ def test_outer_reads_include_a_branch_output_named_outside() -> None:
 def test_fresh_names_skip_taken_and_given_ones() -> None:
     fresh = FreshNames({"a", "a_1"})
     assert [fresh("a"), fresh("a"), fresh("b"), fresh("b")] == ["a_2", "a_3", "b", "b_1"]
+
+
+def test_node_rows_hold_inputs_outputs_and_subgraph_reads() -> None:
+    rows = node_rows(_if_model().graph.node)
+    assert [r.op_type for r in rows] == ["Relu", "Abs", "If"]
+    assert rows[0].inputs == ("x",) and rows[0].outputs == ("t",) and rows[0].reads == ["x"]
+    assert rows[2].reads[0] == "cond" and sorted(rows[2].reads[1:]) == ["t", "u"]
+
+
+def test_topological_order_from_rows_matches_reading_the_protos() -> None:
+    # An omitted optional output ("") on two nodes is not a name produced twice: the order stays as given.
+    nodes = [helper.make_node("Dropout", ["x"], ["a", ""], name="d1"),
+             helper.make_node("Dropout", ["a"], ["b", ""], name="d2"),
+             helper.make_node("Relu", ["b"], ["c"], name="r")]
+    assert topological_order(nodes, node_rows(nodes)) == topological_order(nodes) == [0, 1, 2]
+    shuffled = [nodes[2], nodes[0], nodes[1]]
+    assert topological_order(shuffled, node_rows(shuffled)) == topological_order(shuffled) == [1, 2, 0]

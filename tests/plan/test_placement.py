@@ -156,3 +156,17 @@ def test_ort_target_leaves_ops_without_integer_kernels_float() -> None:
 def test_add_feeding_a_layer_norm_stays_float_on_cpu() -> None:
     plan = plan_model(models.attention_block())
     assert plan.node("residual1").reason == "kept float by normalization_input_float"
+
+
+def test_decision_key_is_equal_exactly_when_the_decisions_are() -> None:
+    from rewriter.errors import SourceLoc
+    from rewriter.plan import Decision, decision_key
+
+    base = Decision("insert", "rule_a", SourceLoc("rules/x.rules", 3, 5), "conv input 0")
+    same = Decision("insert", "rule_a", SourceLoc("rules/x.rules", 3, 5), "conv input 0")
+    assert base is not same and decision_key(base) == decision_key(same)
+    others = [Decision("ignore", "rule_a", base.loc, base.detail), Decision("insert", "rule_b", base.loc, base.detail),
+              Decision("insert", "rule_a", SourceLoc("rules/x.rules", 3, 6), base.detail),
+              Decision("insert", "rule_a", SourceLoc("rules/y.rules", 3, 5), base.detail),
+              Decision("insert", "rule_a", base.loc, "conv input 1")]
+    assert all(decision_key(o) != decision_key(base) and o != base for o in others)
