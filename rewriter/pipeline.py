@@ -11,6 +11,7 @@ from one to the next and times them. The numeric passes keep one contract
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +41,8 @@ from rewriter.report.quantize_report import quantization_errors, quantize_report
 from rewriter.tuning.check_run import Emitter, check_and_guard
 from rewriter.tuning.self_check import held_out_ids
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class QuantizeResult:
@@ -67,12 +70,15 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(now - clock, 4)
+        _log.info("%s: %.2f s", stage, now - clock)
         clock = now
 
     # The loaded model is not kept past normalizing: over 2 GB, a second copy of the weights counts.
     normalized = normalize(load_model(model) if isinstance(model, (str, Path)) else model).model
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
     ids = calibration.select(options.subset_size, options.seed)
+    _log.info("calibration: %d sample(s) of %s, seed %d", len(ids),
+              calibration.size if calibration.size is not None else "an unsized source", options.seed)
     # A top-level If that every sample sends one way is quantized inside that branch; restored at the end.
     branches = inline_taken_branches(normalized, lambda: calibration.iter_samples(ids))
     working = branches.model
@@ -113,13 +119,18 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     float_pass_nodes = tuple((n.node, n.made_by) for n in inserted)  # what the plan was made with
     plan, quantized_passes = context.plan, [p for p in passes if p.phase == "quantized" and p.applies(context)]
     reducers = activation_reducers(plan, options.ranges)
+    served = ["ranges"]  # named on the progress line
     for step in quantized_passes:
-        for tensor, extra in step.reducers(context).items():
+        extras = step.reducers(context)
+        for tensor, extra in extras.items():
             reducers.setdefault(tensor, []).extend(extra)
+        if extras:
+            served.append(step.name.replace("_", " "))
     # The samples the branch count kept in memory, else read again.
     samples = branches.samples if branches.samples is not None else calibration.iter_samples(ids)
     collected = collect_statistics(context.model, sorted(reducers), reducers, samples,
-                                   batch_size=options.batch_size, progress=options.progress, total=len(ids))
+                                   batch_size=options.batch_size, progress=options.progress, total=len(ids),
+                                   label="statistics: " + ", ".join(served))
     lap("statistics")
 
     weight_names = [p.tensor for p in plan.points if p.role == "weight"]

@@ -118,11 +118,12 @@ class PassContext:
     ranges: Mapping[str, TensorRange] | None = None
     float_model: Any = None
 
-    def collect(self, reducers: Mapping[str, Sequence[Reducer]]) -> CollectedStats:
-        """A statistics pass of the pass's own over the subset, on ``model``."""
+    def collect(self, reducers: Mapping[str, Sequence[Reducer]], label: str) -> CollectedStats:
+        """A statistics pass of the pass's own over the subset, on ``model``; ``label`` names it on the
+        progress line."""
         return collect_statistics(self.model, sorted(reducers), reducers, self.calibration.iter_samples(self.subset),
                                   batch_size=self.options.batch_size, progress=self.options.progress,
-                                  total=len(self.subset))
+                                  total=len(self.subset), label=label)
 
     def initializers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         """The named initializers of ``model`` as arrays."""
