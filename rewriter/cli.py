@@ -99,18 +99,10 @@ class _ShowVersion(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        print(f"{parser.prog} {_installed_version()}")
+        import rewriter  # the package itself: its __version__ reads the installed metadata
+
+        print(f"{parser.prog} {rewriter.__version__}")
         parser.exit()
-
-
-def _installed_version() -> str:
-    """The version of the installed distribution: pyproject.toml is its one source."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rewriter")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "(not installed: no package metadata)"
 
 
 def _plan_arguments(parser: argparse.ArgumentParser, target_default: str | None = DEFAULT_TARGETS["qdq"],

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from rewriter.algorithms.minmax import activation_ranges, activation_reducers, population_ranges, weight_ranges
 from rewriter.algorithms.types import TensorRange
@@ -46,13 +46,28 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    model: Any  # onnx.ModelProto
+    """What ``rewriter.quantize`` returns; it unpacks as ``model, report = rewriter.quantize(...)``.
+
+    Attributes:
+        model: the quantized onnx.ModelProto (``onnx.save`` it, or ``rewriter.ir.load.save_model`` for
+            the command line's atomic, byte-identical write).
+        plan: the ``QuantPlan`` the model was emitted from: every FakeQuantize, requantized output and
+            int32 bias, and every node's status and reason with the trail (file:line:column) that decided
+            it; after the fidelity guard's reverts, if any.
+        ranges: tensor name -> its FakeQuantize range (``input_low``/``input_high``, levels, axis).
+        report: the report the command line's ``--report`` writes (schema ``rewriter.pipeline/1``,
+            docs/report-schema.md): the plan as JSON plus ranges, scales, per-tensor SQNR, timings, each
+            pass's results and the self-check's figures.
+        inserted: nodes the numeric passes added to the graph, each with the pass that made it.
+    """
+
+    model: Any  # onnx.ModelProto; typed Any because this layer does not import onnx
     plan: QuantPlan
     ranges: Mapping[str, TensorRange]
-    report: dict
-    inserted: tuple[InsertedNode, ...] = ()  # nodes the passes added, and which pass made each
+    report: dict[str, Any]
+    inserted: tuple[InsertedNode, ...] = ()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         """``model, report = rewriter.quantize(...)``."""
         return iter((self.model, self.report))
 

@@ -8,6 +8,8 @@ extremes, ``aggregation`` (the reason); plus ``options``, ``calibration``,
 ``timings_s``, ``emitted_extra`` (biases and other tensors the emitter stored)
 and ``passes`` (each enabled pass's report, by pass name). The pipeline adds ``fidelity``, the self-check
 and the fidelity guard (``rewriter.tuning.check_run``, documented in docs/fidelity.md).
+Every field is listed in docs/report-schema.md (a test checks the list against real reports); a new
+field is added there, and a renamed or removed one makes ``rewriter.pipeline/2``.
 """
 from __future__ import annotations
 
