@@ -28,7 +28,8 @@ def test_shipped_specs(path: Path) -> None:
 
 @pytest.mark.parametrize("text", [
     "name: A\ndescription: one\n",
-    "ops:\n  Conv: {activations: [q8]}\n  Add:\n    - x\n    - {y: [1, 2]}\nname: B\nextends: cpu\ndescription: 'late'\n",
+    "ops:\n  Conv: {activations: [q8]}\n  Add:\n    - x\n    - {y: [1, 2]}\n"
+    "name: B\nextends: cpu\ndescription: 'late'\n",
     "description: \"quoted: yes\"\nconfigs: {q8: {bits: 8}}\nname: C\n",
     "{name: D, ops: {Conv: null}, description: flow}\n",
     "name: 123\ndescription: null\n",          # not strings: left out
