@@ -109,7 +109,8 @@ class _FakeTTY(io.StringIO):
         return True
 
 
-def test_progress_line_names_the_pass_it_counts_for(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bias_correction", ["fast", "full"])
+def test_progress_line_names_the_pass_it_counts_for(monkeypatch: pytest.MonkeyPatch, bias_correction: str) -> None:
     from rewriter.options import QuantizeOptions
     from rewriter.pipeline import quantize
 
@@ -117,9 +118,14 @@ def test_progress_line_names_the_pass_it_counts_for(monkeypatch: pytest.MonkeyPa
     screen = _FakeTTY()
     monkeypatch.setattr(sys, "stderr", screen)
     quantize(model, models.random_inputs(model, 4), QuantizeOptions(
-        subset_size=4, channel_alignment=True, bias_correction="fast", progress=True, self_check=False))
-    drawn = {line.rsplit("\r", 1)[-1].split("  ")[0] for line in screen.getvalue().split("\n") if line}
-    assert drawn == {"statistics: channel alignment", "statistics: ranges, bias correction"}, drawn
+        subset_size=4, channel_alignment=True, bias_correction=bias_correction, layerwise_tuning=True,
+        progress=True, self_check=False))
+    lines = [line.rsplit("\r", 1)[-1] for line in screen.getvalue().split("\n") if line]
+    drawn = [line.split("  ")[0] for line in lines]
+    assert drawn == ["statistics: channel alignment", "statistics: ranges, bias correction",
+                     f"bias correction ({bias_correction})",
+                     "layer-wise tuning"], lines
+    assert all(" samples  " in line for line in lines[:2]) and all(" layer runs  " in line for line in lines[2:])
 
 
 def test_specs_show_table_names_each_config_once_and_every_op_type(capsys: pytest.CaptureFixture[str]) -> None:
