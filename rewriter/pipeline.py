@@ -143,8 +143,14 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
             served.append(step.name.replace("_", " "))
     # The samples the branch count kept in memory, else read again.
     samples = branches.samples if branches.samples is not None else calibration.iter_samples(ids)
+    held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
+    # Check samples that are calibration samples: the statistics pass gives the float outputs the self-check
+    # compares with, unless a float pass changed the model it runs.
+    reuse = options.self_check and not held_out.held_out and context.model is working
+    positions = {sample_id: i for i, sample_id in enumerate(sorted(set(ids)))}
     collected = collect_statistics(context.model, sorted(reducers), reducers, samples,
                                    batch_size=options.batch_size, progress=options.progress, total=len(ids),
+                                   keep_outputs=[positions[i] for i in held_out.ids] if reuse else False,
                                    label="statistics: " + ", ".join(served))
     lap("statistics")
 
@@ -191,7 +197,6 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     errors_out: Mapping[str, float] = errors
     fidelity = None
     if options.self_check:
-        held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
         # The model the plan was made on (before the quantized passes), and that plan.
         planned_on, base_plan = context.float_model, plan
         emitter = Emitter(
@@ -199,7 +204,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
             emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),
             stats=collected.stats, weights=weights)
         checked = check_and_guard(working, list(calibration.iter_samples(held_out.ids)), held_out, plan,
-                                  final_ranges, emitted, errors, options, emitter)
+                                  final_ranges, emitted, errors, options, emitter,
+                                  collected.outputs if reuse else None)
         plan, final_ranges, emitted = checked.plan, checked.ranges, checked.emitted
         errors_out, fidelity = checked.errors, checked.fidelity
         lap("self_check")
