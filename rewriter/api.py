@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +34,8 @@ from rewriter.tuning.guard import GUARD_SOURCE
 
 if TYPE_CHECKING:  # imported when quantize runs (see there)
     from rewriter.pipeline import QuantizeResult
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "reverts_in_report", "why"]
 
@@ -115,9 +119,12 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
            ignore_ops: Sequence[str | IgnoredOperation], preset: str,
            model_type: str | None, saturation_fix: str | None,
            reverted: Sequence[RevertRequest]) -> tuple[GraphView, PlanInputs, QuantPlan]:
+    start = time.perf_counter()
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize(load_model(model))
     graph = graph_view(normalized.model)
+    _log.info("target %s and %s (%d nodes) loaded: %.2f s", inputs.spec.name, model, len(graph.nodes),
+              time.perf_counter() - start)
     options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),
                           ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                            for o in ignore_ops), reverted=tuple(reverted))
@@ -126,7 +133,11 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
     if missing:
         raise UserError(f"the report's reverts name node(s) {', '.join(missing)}, which {model} does not have: "
                         "audit the float model the report was made from")
-    return graph, inputs, plan_graph(graph, inputs, options, Path(model).name, saturation_fix)
+    start = time.perf_counter()
+    plan = plan_graph(graph, inputs, options, Path(model).name, saturation_fix)
+    _log.info("plan: %d FakeQuantize, %d node(s) quantized: %.2f s", len(plan.points),
+              sum(1 for n in plan.nodes if n.status == "quantized"), time.perf_counter() - start)
+    return graph, inputs, plan
 
 
 def quantize(model: str | Path | Any, data: Any = None, target: str | None = None,

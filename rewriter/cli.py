@@ -38,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
     so that ``rewriter --debug audit M`` and ``rewriter audit M --debug`` mean the same.
 
     Their defaults are suppressed: a subcommand that was not given one does not overwrite the value the
-    top-level parser read (``_diagnostics`` fills the defaults in).
+    top-level parser read; an option given nowhere is absent from the namespace, and the readers
+    (``_log_level``, ``_run``) fall back to its default.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -256,7 +257,7 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def log_level(args: argparse.Namespace) -> int:
+def _log_level(args: argparse.Namespace) -> int:
     """The level the command logs at: ``--log-level``, else WARNING lowered one step per ``-v``."""
     if getattr(args, "log_level", None):
         return int(getattr(logging, args.log_level))
@@ -283,7 +284,7 @@ def _logging_to_stderr(level: int) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with warnings.catch_warnings(), _logging_to_stderr(log_level(args)):
+    with warnings.catch_warnings(), _logging_to_stderr(_log_level(args)):
         # catch_warnings restores the caller's handler (main is also called in-process).
         warnings.showwarning = _one_line_warning
         return _run(args)

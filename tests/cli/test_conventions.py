@@ -88,6 +88,13 @@ def test_verbose_logs_stage_timings_on_stderr_and_nothing_without_it(tmp_path: P
     assert any(line.startswith("debug: target ORT: spec ") for line in capsys.readouterr().err.splitlines())
 
 
+def test_verbose_audit_logs_loading_and_planning(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", str(EXAMPLE), "--target", "CPU", "-v", "--format", "json"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["info", "info"], lines
+    assert lines[0].startswith(f"info: target CPU and {EXAMPLE} (") and lines[1].startswith("info: plan: ")
+
+
 def test_log_level_error_silences_warnings_which_stay_one_line_by_default(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     calib = tmp_path / "calib"
