@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from rewriter.choices import DEFAULT_TARGETS
+from rewriter.algorithms.minmax import RangeOptions
+from rewriter.calibrate.data import ImageOptions
+from rewriter.choices import DEFAULT_TARGETS, BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix
 from rewriter.config import load_config, merge_cli, preset_notice
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
@@ -24,7 +28,6 @@ from rewriter.ir.view import graph_view
 from rewriter.match.explain import NodeExplanation, explain_nodes
 from rewriter.io_utils import read_utf8
 from rewriter.match.planner import IgnoredOperation, PlanOptions, RevertRequest, build_plan
-from rewriter.options import QuantizeOptions
 from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
 from rewriter.targets import PlanInputs, load_plan_inputs
@@ -35,6 +38,11 @@ from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
 
 #: The decision source of each measured search's reverts, by the algorithm a report names.
 SEARCH_SOURCES = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE, "TPE": TPE_SOURCE}
+
+if TYPE_CHECKING:  # imported when quantize runs (see there)
+    from rewriter.pipeline import QuantizeResult
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "reverts_in_report", "why"]
 
@@ -124,9 +132,12 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
            ignore_ops: Sequence[str | IgnoredOperation], preset: str,
            model_type: str | None, saturation_fix: str | None,
            reverted: Sequence[RevertRequest]) -> tuple[GraphView, PlanInputs, QuantPlan]:
+    start = time.perf_counter()
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize(load_model(model))
     graph = graph_view(normalized.model)
+    _log.info("target %s and %s (%d nodes) loaded: %.2f s", inputs.spec.name, model, len(graph.nodes),
+              time.perf_counter() - start)
     options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),
                           ignore_ops=tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                            for o in ignore_ops), reverted=tuple(reverted))
@@ -135,20 +146,38 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
     if missing:
         raise UserError(f"the report's reverts name node(s) {', '.join(missing)}, which {model} does not have: "
                         "audit the float model the report was made from")
-    return graph, inputs, plan_graph(graph, inputs, options, Path(model).name, saturation_fix)
+    start = time.perf_counter()
+    plan = plan_graph(graph, inputs, options, Path(model).name, saturation_fix)
+    _log.info("plan: %d FakeQuantize, %d node(s) quantized: %.2f s", len(plan.points),
+              sum(1 for n in plan.nodes if n.status == "quantized"), time.perf_counter() - start)
+    return graph, inputs, plan
 
 
-def quantize(model: Any, data: Any = None, target: str | None = None, config: str | Path | None = None,
-             metric: Any = None, metric_lower_is_better: bool = False, accuracy_aware: Any = None,
-             tpe: Any = None, **options: Any) -> Any:
-    """Quantize ``model`` (a path or an onnx.ModelProto) for ``target`` with calibration ``data``.
+def quantize(model: str | Path | Any, data: Any = None, target: str | None = None,
+             config: str | Path | None = None, *,
+             preset: Preset | None = None, subset_size: int | None = None, seed: int | None = None,
+             output_format: OutputFormat | None = None, rules: str | Path | Sequence[str | Path] | None = None,
+             ignore_scope: str | Sequence[str] | None = None,
+             ignore_ops: Sequence[str | IgnoredOperation] | None = None, model_type: ModelType | None = None,
+             saturation_fix: SaturationFix | None = None,
+             estimator_preset: Literal["default", "quantile"] | None = None, ranges: RangeOptions | None = None,
+             smoothing: float | None = None, channel_alignment: bool | None = None,
+             bias_correction: BiasCorrection | bool | None = None, bias_threshold: float | None = None,
+             layerwise_tuning: bool | None = None, layerwise_samples: int | None = None,
+             batch_size: int | None = None, image_options: ImageOptions | None = None, progress: bool | None = None,
+             self_check: bool | None = None, check_samples: int | None = None, guard: bool | None = None,
+             guard_threshold: float | None = None, guard_budget: int | None = None,
+             guard_batch: int | None = None, metric: Any = None,
+             metric_lower_is_better: bool = False,
+             accuracy_aware: AccuracyAwareSettings | dict[str, Any] | None = None,
+             tpe: TpeSettings | dict[str, Any] | bool | None = None) -> QuantizeResult:
+    """Quantize ``model`` for ``target`` with calibration ``data``; the model given is not modified.
 
-    Returns a ``QuantizeResult``: ``.model`` (the quantized onnx.ModelProto),
-    ``.report`` (the report dict the CLI writes), ``.plan`` and ``.ranges``;
-    it unpacks as ``model, report = quantize(...)``.
+    Every keyword left at None takes the config file's value when ``config`` sets it, else the default
+    shown in brackets (the command line's default too; docs/api.md).
 
     Args:
-        model: path to an .onnx file, or an onnx.ModelProto (not modified).
+        model: path to an .onnx file, or an onnx.ModelProto.
         data: a folder of .npy/.npz/images (or one ``<input>.npy`` per input), a .npy/.npz file, a loader
             "module:function", a bare array (single-input models) or a dict of input name -> array whose
             rows are the samples, a list of sample dicts (a seeded subset), or any other iterable,
@@ -156,25 +185,52 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
             Default: the config file's engine.data_source.
         target: CPU, GPU, VPU, GNA, ANY, ORT or a spec file path (default: the config file's target_device,
             else ORT for QDQ output and ANY for output_format="fakequantize").
-        config: the original tool's configuration file; keyword options override it.
+        config: the original tool's configuration file (JSON or YAML, docs/config.md).
+        preset: performance (symmetric activations), mixed or accuracy [performance].
+        subset_size: calibration samples taken, a seeded choice [300].
+        seed: the seed of that choice and of the held-out check samples [0].
+        output_format: "qdq" (QuantizeLinear/DequantizeLinear) or "fakequantize" (OpenVINO) [qdq].
+        rules: extra rule files (rules/*.rules syntax), applied after the target's own.
+        ignore_scope: node names kept in float.
+        ignore_ops: op types, or IgnoredOperation with attribute filters, kept in float.
+        model_type: "transformer" adds the target's transformer rule set.
+        saturation_fix: first_layer, all or no: which layers get 7-bit weights [the target's].
+        estimator_preset: range estimators: "default" (min/max) or "quantile" [default].
+        ranges: range estimation with per-role overrides (RangeOptions); estimator_preset replaces its preset.
+        smoothing: activation smoothing (SmoothQuant) strength alpha in (0, 1) [off].
+        channel_alignment: ActivationChannelAlignment before the ranges [False].
+        bias_correction: "fast", "full" or "none" (False means "none") [none].
+        bias_threshold: a layer's corrected bias is kept when its largest relative change is below this
+            [2.0 for fast, 1000 for full, the original tool's defaults].
+        layerwise_tuning: tune weight ranges and biases layer by layer after the ranges [False].
+        layerwise_samples: samples the layer-wise tuning uses [16].
+        batch_size: samples per inference while calibrating [up to 8, fewer when one run's tensors would
+            pass 256 MiB; 1 when the model cannot take a batch].
+        image_options: how image files become input tensors (rewriter.calibrate.images.ImageOptions).
+        progress: draw a progress line on stderr when it is a terminal [False].
+        self_check: run the output against the float model on held-out samples [True].
+        check_samples: held-out samples of the self-check [32].
+        guard: revert quantized nodes to float while the worst output SQNR is below the threshold [True].
+        guard_threshold: that threshold, in dB [12].
+        guard_budget: re-measurements the guard may spend [12].
+        guard_batch: candidates the guard reverts per growing step [8].
         metric: your accuracy metric, ``metric(model_path) -> float`` (or ``(float, per-sample floats)``),
-            or its name "FILE.py:FUNCTION" / "module:function"; higher is better unless
-            ``metric_lower_is_better``. With it, AccuracyAwareQuantization runs (docs/accuracy-aware.md).
+            or its name "FILE.py:FUNCTION" / "module:function"; with it, AccuracyAwareQuantization runs
+            (docs/accuracy-aware.md).
+        metric_lower_is_better: the metric is an error, not an accuracy [False].
         accuracy_aware: its settings: an ``AccuracyAwareSettings``, or a dict of its fields (maximal_drop,
-            drop_type, max_iter_num, ...); default the config file's AccuracyAwareQuantization entry, else
-            the original tool's defaults (maximal_drop 0.01, absolute).
+            drop_type, max_iter_num, ...) [the config file's AccuracyAwareQuantization entry, else the
+            original tool's defaults: maximal_drop 0.01, absolute].
         tpe: run the TPE search instead (needs optuna): a ``TpeSettings``, a dict of its fields
             (max_trials, max_minutes, maximal_drop, drop_type, groups, storage, workers, ray, ...) or True.
-        **options: any ``QuantizeOptions`` field (preset, subset_size, seed,
-            output_format, rules, ignore_scope, ignore_ops, model_type,
-            channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
-            layerwise_samples, smoothing, batch_size,
-            progress, image_options, ranges, self_check, check_samples, guard,
-            guard_threshold, guard_budget, guard_batch), plus estimator_preset
-            ("default" or "quantile").
+
+    Returns:
+        The ``QuantizeResult``: ``.model`` (the quantized onnx.ModelProto), ``.report`` (the report the
+        command line's ``--report`` writes, schema ``rewriter.pipeline/1``, docs/report-schema.md),
+        ``.plan`` and ``.ranges``; it unpacks as ``model, report = quantize(...)``.
 
     Raises:
-        UserError: bad input.
+        UserError: bad input (the message names the file, line:column or node).
         RuntimeRefused: onnxruntime (or OpenVINO) cannot load or run the quantized model (the self-check,
             docs/fidelity.md); its message names the node.
     """
@@ -182,19 +238,25 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
     # and the numeric passes.
     from rewriter.pipeline import quantize as run_pipeline
 
-    known = {f.name for f in dataclasses.fields(QuantizeOptions)} | {"estimator_preset"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise UserError(f"rewriter.quantize: unknown option(s) {', '.join(unknown)}; "
-                        f"valid: {', '.join(sorted(known))}")
+    options: dict[str, Any] = {
+        "preset": preset, "subset_size": subset_size, "seed": seed, "output_format": output_format,
+        "rules": rules, "ignore_scope": ignore_scope, "ignore_ops": ignore_ops, "model_type": model_type,
+        "saturation_fix": saturation_fix, "estimator_preset": estimator_preset, "ranges": ranges,
+        "smoothing": smoothing, "channel_alignment": channel_alignment, "bias_correction": bias_correction,
+        "bias_threshold": bias_threshold, "layerwise_tuning": layerwise_tuning,
+        "layerwise_samples": layerwise_samples, "batch_size": batch_size, "image_options": image_options,
+        "progress": progress, "self_check": self_check, "check_samples": check_samples, "guard": guard,
+        "guard_threshold": guard_threshold, "guard_budget": guard_budget, "guard_batch": guard_batch}
     for key in ("rules", "ignore_scope"):
-        if isinstance(options.get(key), (list, str)):
-            value = options[key]
-            options[key] = (value,) if isinstance(value, str) else tuple(value)
-    if options.get("ignore_ops") is not None:
+        value = options[key]
+        if isinstance(value, (str, Path)):
+            options[key] = (str(value),)
+        elif value is not None:
+            options[key] = tuple(str(v) for v in value)
+    if options["ignore_ops"] is not None:
         options["ignore_ops"] = tuple(o if isinstance(o, IgnoredOperation) else IgnoredOperation(o)
                                       for o in options["ignore_ops"])
-    if options.get("bias_correction") is False:  # the API's spelling of "none" before BiasCorrection had one
+    if options["bias_correction"] is False:  # the API's spelling of "none" before BiasCorrection had one
         options["bias_correction"] = "none"
     loaded = load_config(config) if config is not None else None
     for notice in (*loaded.warnings, *loaded.unsupported) if loaded else ():

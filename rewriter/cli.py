@@ -6,15 +6,17 @@ Exit codes: 0 success, 2 bad input (one clear message, no traceback),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
+import logging
 import os
 import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
 
 from rewriter.choices import DEFAULT_TARGETS, MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, print_warning, run_quantize
@@ -29,11 +31,32 @@ if TYPE_CHECKING:
 # subcommands start without loading onnx, onnxruntime, lark or the numeric passes.
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the command line, the top one and each subcommand's, takes the diagnostic options,
+    so that ``rewriter --debug audit M`` and ``rewriter audit M --debug`` mean the same.
+
+    Their defaults are suppressed: a subcommand that was not given one does not overwrite the value the
+    top-level parser read; an option given nowhere is absent from the namespace, and the readers
+    (``_log_level``, ``_run``) fall back to its default.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        group = self.add_argument_group("diagnostics (accepted before or after the subcommand)")
+        group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="show tracebacks of internal errors")
+        group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="log what each stage does on stderr: -v info (stage timings), -vv debug")
+        group.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                           help="the least severe messages logged on stderr (default WARNING; overrides -v)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewriter", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser = _Parser(prog="rewriter", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_ShowVersion)
     sub = parser.add_subparsers(dest="command", required=True)
 
     audit = sub.add_parser("audit", help="print where FakeQuantize goes and why")
@@ -57,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     specs = sub.add_parser("specs", help="list, show or validate hardware spec files")
     specs_sub = specs.add_subparsers(dest="specs_command", required=True)
     specs_sub.add_parser("list", help="the built-in targets")
-    show = specs_sub.add_parser("show", help="a target's resolved spec as JSON")
+    show = specs_sub.add_parser("show", help="a target's resolved spec, as JSON or as a table")
     show.add_argument("name", help="target name or spec file")
+    show.add_argument("--format", choices=("json", "table"), default="json",
+                      help="json (default): every field; table: one line per op type and its configs")
     validate = specs_sub.add_parser("validate", help="check a spec file; every error with file:line:column")
     validate.add_argument("file", nargs="+")
 
@@ -70,6 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     add_quantize_parser(sub, _plan_arguments, add_follow_symlinks)
     add_report_parser(sub, add_follow_symlinks)
     return parser
+
+
+class _ShowVersion(argparse.Action):
+    """``--version``: print ``rewriter X.Y.Z`` on stdout and exit; the metadata is read only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0,
+                         help="print the installed version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import rewriter  # the package itself: its __version__ reads the installed metadata
+
+        print(f"{parser.prog} {rewriter.__version__}")
+        parser.exit()
 
 
 def _plan_arguments(parser: argparse.ArgumentParser, target_default: str | None = DEFAULT_TARGETS["qdq"],
@@ -175,7 +215,13 @@ def _specs(args: argparse.Namespace) -> int:
         for name, path, description in targets:
             print(f"{name:<6} {path.name:<10} {description}")
     elif args.specs_command == "show":
-        print(json.dumps(spec_to_dict(load_spec(resolve_target(args.name))), indent=2))
+        spec = load_spec(resolve_target(args.name))
+        if args.format == "table":
+            from rewriter.spec.table import spec_table
+
+            sys.stdout.write(spec_table(spec))
+        else:
+            print(json.dumps(spec_to_dict(spec), indent=2))
     else:
         failures = []
         for file in args.file:
@@ -212,9 +258,46 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     print_warning(str(message))
 
 
+class _StderrHandler(logging.Handler):
+    """``level: MESSAGE`` on one line of the current ``sys.stderr`` (looked up per record, so that a caller
+    that swaps stderr, as the tests do, gets the lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"{record.levelname.lower()}: {' '.join(self.format(record).split())}\n")
+        except Exception:  # noqa: BLE001 - logging's own rule: a broken handler must not break the run
+            self.handleError(record)
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    """The level the command logs at: ``--log-level``, else WARNING lowered one step per ``-v``."""
+    if getattr(args, "log_level", None):
+        return int(getattr(logging, args.log_level))
+    return {0: logging.WARNING, 1: logging.INFO}.get(getattr(args, "verbose", 0), logging.DEBUG)
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(level: int) -> Iterator[None]:
+    """The ``rewriter`` loggers write to stderr at ``level`` while the command runs; the logger's own
+    settings are put back afterwards (main is also called in-process)."""
+    logger = logging.getLogger("rewriter")
+    handler = _StderrHandler()
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # an embedding program's root handlers would print every line twice
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with warnings.catch_warnings():  # restores the caller's handler (main is also called in-process)
+    with warnings.catch_warnings(), _logging_to_stderr(_log_level(args)):
+        # catch_warnings restores the caller's handler (main is also called in-process).
         warnings.showwarning = _one_line_warning
         return _run(args)
 
@@ -240,7 +323,7 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - the one place that turns bugs into exit code 1
-        if args.debug or os.environ.get("REWRITER_DEBUG"):
+        if getattr(args, "debug", False) or os.environ.get("REWRITER_DEBUG"):
             traceback.print_exc()
         print(f"internal error: {type(error).__name__}: {error}\n"
               "This is a bug in rewriter; rerun with --debug for the traceback and report it.", file=sys.stderr)

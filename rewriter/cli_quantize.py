@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Callable
 
@@ -13,8 +14,12 @@ from rewriter.io_utils import atomic_write_text, check_outputs
 
 
 def print_warning(message: str) -> None:
-    """``warning: MESSAGE`` on stderr, always one line (the CLI's promise for every warning)."""
-    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
+    """``warning: MESSAGE`` on stderr, always one line (the CLI's promise for every warning).
+
+    Logged at WARNING on the ``rewriter`` logger, which the CLI sends to stderr in that form
+    (``--log-level ERROR`` silences it).
+    """
+    logging.getLogger("rewriter").warning(" ".join(message.split()))
 
 
 def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callable,

@@ -11,10 +11,11 @@ from one to the next and times them. The numeric passes keep one contract
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from rewriter.algorithms.minmax import activation_ranges, activation_reducers, population_ranges, weight_ranges
 from rewriter.algorithms.types import TensorRange
@@ -40,17 +41,34 @@ from rewriter.report.quantize_report import quantization_errors, quantize_report
 from rewriter.tuning.check_run import Emitter, check_and_guard
 from rewriter.tuning.self_check import SelfCheck, held_out_ids
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    model: Any  # onnx.ModelProto
+    """What ``rewriter.quantize`` returns; it unpacks as ``model, report = rewriter.quantize(...)``.
+
+    Attributes:
+        model: the quantized onnx.ModelProto (``onnx.save`` it, or ``rewriter.ir.load.save_model`` for
+            the command line's atomic, byte-identical write).
+        plan: the ``QuantPlan`` the model was emitted from: every FakeQuantize, requantized output and
+            int32 bias, and every node's status and reason with the trail (file:line:column) that decided
+            it; after the fidelity guard's reverts, if any.
+        ranges: tensor name -> its FakeQuantize range (``input_low``/``input_high``, levels, axis).
+        report: the report the command line's ``--report`` writes (schema ``rewriter.pipeline/1``,
+            docs/report-schema.md): the plan as JSON plus ranges, scales, per-tensor SQNR, timings, each
+            pass's results and the self-check's figures.
+        inserted: nodes the numeric passes added to the graph, each with the pass that made it.
+    """
+
+    model: Any  # onnx.ModelProto; typed Any because this layer does not import onnx
     plan: QuantPlan
     ranges: Mapping[str, TensorRange]
-    report: dict
-    inserted: tuple[InsertedNode, ...] = ()  # nodes the passes added, and which pass made each
+    report: dict[str, Any]
+    inserted: tuple[InsertedNode, ...] = ()
     search: SearchHooks | None = None  # for the accuracy-driven searches (rewriter.search)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         """``model, report = rewriter.quantize(...)``."""
         return iter((self.model, self.report))
 
@@ -72,12 +90,15 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(now - clock, 4)
+        _log.info("%s: %.2f s", stage, now - clock)
         clock = now
 
     # The loaded model is not kept past normalizing: over 2 GB, a second copy of the weights counts.
     normalized = normalize(load_model(model) if isinstance(model, (str, Path)) else model).model
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
     ids = calibration.select(options.subset_size, options.seed)
+    _log.info("calibration: %d sample(s) of %s, seed %d", len(ids),
+              calibration.size if calibration.size is not None else "an unsized source", options.seed)
     # A top-level If that every sample sends one way is quantized inside that branch; restored at the end.
     branches = inline_taken_branches(normalized, lambda: calibration.iter_samples(ids))
     working = branches.model
@@ -118,9 +139,13 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     float_pass_nodes = tuple((n.node, n.made_by) for n in inserted)  # what the plan was made with
     plan, quantized_passes = context.plan, [p for p in passes if p.phase == "quantized" and p.applies(context)]
     reducers = activation_reducers(plan, options.ranges)
+    served = ["ranges"]  # named on the progress line
     for step in quantized_passes:
-        for tensor, extra in step.reducers(context).items():
+        extras = step.reducers(context)
+        for tensor, extra in extras.items():
             reducers.setdefault(tensor, []).extend(extra)
+        if extras:
+            served.append(step.name.replace("_", " "))
     # The samples the branch count kept in memory, else read again.
     samples = branches.samples if branches.samples is not None else calibration.iter_samples(ids)
     held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
@@ -130,7 +155,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     positions = {sample_id: i for i, sample_id in enumerate(sorted(set(ids)))}
     collected = collect_statistics(context.model, sorted(reducers), reducers, samples,
                                    batch_size=options.batch_size, progress=options.progress, total=len(ids),
-                                   keep_outputs=[positions[i] for i in held_out.ids] if reuse else False)
+                                   keep_outputs=[positions[i] for i in held_out.ids] if reuse else False,
+                                   label="statistics: " + ", ".join(served))
     lap("statistics")
 
     weight_names = [p.tensor for p in plan.points if p.role == "weight"]

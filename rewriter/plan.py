@@ -120,6 +120,15 @@ class NodeDecision:
 
 @dataclass(frozen=True)
 class QuantPlan:
+    """Everything the output model will hold, each item with the trail of decisions that put it there.
+
+    ``rewriter.audit`` returns it; ``rewriter.quantize`` emits exactly it (``QuantizeResult.plan``).
+    ``points``: one FakeQuantize per quantized tensor; ``requantized``: outputs quantized again with
+    their input's grid; ``int32_biases``: layers whose bias is stored as int32; ``nodes``: every node
+    with its status (quantized, agnostic, float, ignored, reverted) and reason. JSON form:
+    docs/plan-schema.md.
+    """
+
     model: str
     target: str
     spec_path: str

@@ -5,6 +5,7 @@ sits below them and imports neither.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ class PlanInputs:
 
     spec: HardwareSpec
     rules: ast.RuleSet
+
+_log = logging.getLogger(__name__)
 
 
 def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
@@ -48,4 +51,5 @@ def load_plan_inputs(target: str = "CPU", rules: Sequence[str | Path] = (),
                             f"'model_types: {{{key}: [...]}}' to {spec.path}, or extend a built-in target")
         files.extend(spec.model_types[key])
     files.extend(rules)
+    _log.debug("target %s: spec %s, rule files %s", spec.name, spec.path, ", ".join(str(f) for f in files))
     return PlanInputs(spec, load_rule_files(files))

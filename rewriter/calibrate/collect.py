@@ -52,6 +52,7 @@ def collect_statistics(
     intra_op_threads: int | None = None,
     keep_outputs: bool | Collection[int] = False,
     total: int | None = None,
+    label: str = "statistics",
 ) -> CollectedStats:
     """Run ``model`` over ``samples`` and reduce the requested tensors as they come.
 
@@ -71,6 +72,8 @@ def collect_statistics(
             positions in ``samples`` (counted from 0), in order.
         total: the number of samples, for the progress ETA (taken from
             ``len(samples)`` when it has one).
+        label: what the progress line says this pass is for (the pipeline names the range statistics
+            and each numeric pass that runs a statistics pass of its own).
 
     Returns:
         The reduced statistics; see ``CollectedStats``.
@@ -98,7 +101,7 @@ def collect_statistics(
         total = len(samples)
     start = time.perf_counter()
     try:
-        with Progress(total, label="calibrating", enabled=progress) as bar:
+        with Progress(total, label=label, enabled=progress) as bar:
             loop = BatchingLoop(sessions, collector, batch_size, bar)
             for i, sample in enumerate(samples):
                 loop.feed(sample, i)

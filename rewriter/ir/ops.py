@@ -4,8 +4,6 @@ from __future__ import annotations
 import difflib
 from functools import lru_cache
 
-import onnx.defs
-
 from rewriter.ir.layers import DEFAULT_DOMAINS
 
 # Ops of other domains that exported models commonly carry and that targets may name.
@@ -18,6 +16,10 @@ _EXTRA_OP_TYPES = frozenset({
 @lru_cache(maxsize=1)
 def known_op_types() -> frozenset[str]:
     """Every op type of the default ONNX domain (all opsets), plus a few common contrib ops."""
+    # Imported here, not at the top: the spec loader imports this module, and `rewriter specs list` (which
+    # reads only names) must not pay for loading onnx (over a second).
+    import onnx.defs
+
     names = {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain in DEFAULT_DOMAINS}
     return frozenset(names) | _EXTRA_OP_TYPES
 
@@ -35,6 +37,8 @@ def closest_op_type(name: str) -> str | None:
 def attribute_kinds(op_type: str) -> dict[str, str] | None:
     """The attributes of ONNX op ``op_type`` (newest opset) and their kinds, by the schema's names
     ("INT", "FLOATS", "STRING", "TENSOR", ...); None when the default domain has no such op."""
+    import onnx.defs  # as in known_op_types
+
     try:
         schema = onnx.defs.get_schema(op_type)
     except onnx.defs.SchemaError:

@@ -30,10 +30,12 @@ from typing import Any, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from rewriter.algorithms.layer_runs import NodeRunner
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.algorithms.types import TensorRange
 from rewriter.calibrate.collect import CollectedStats, Reducer, collect_statistics
 from rewriter.calibrate.data import CalibrationData
+from rewriter.calibrate.progress import Progress
 from rewriter.ir.graph import GraphView
 from rewriter.ir.tensors import initializer_arrays
 from rewriter.ir.view import graph_view
@@ -118,11 +120,17 @@ class PassContext:
     ranges: Mapping[str, TensorRange] | None = None
     float_model: Any = None
 
-    def collect(self, reducers: Mapping[str, Sequence[Reducer]]) -> CollectedStats:
-        """A statistics pass of the pass's own over the subset, on ``model``."""
+    def collect(self, reducers: Mapping[str, Sequence[Reducer]], label: str) -> CollectedStats:
+        """A statistics pass of the pass's own over the subset, on ``model``; ``label`` names it on the
+        progress line."""
         return collect_statistics(self.model, sorted(reducers), reducers, self.calibration.iter_samples(self.subset),
                                   batch_size=self.options.batch_size, progress=self.options.progress,
-                                  total=len(self.subset))
+                                  total=len(self.subset), label=label)
+
+    def progress(self, label: str) -> Progress:
+        """A progress line for a pass that runs layers one by one (their number is not known ahead):
+        ``counted(runner.run, bar)`` counts each run. Drawn only as ``options.progress`` says."""
+        return Progress(None, label=label, unit="layer runs", enabled=self.options.progress)
 
     def initializers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         """The named initializers of ``model`` as arrays."""
@@ -238,3 +246,14 @@ class Pass(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.title}, {self.phase} phase)>"
+
+
+def counted(run: NodeRunner, bar: Progress) -> NodeRunner:
+    """``run``, counting each call on ``bar``."""
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+        result = run(*args, **kwargs)
+        bar.update()
+        return result
+
+    return counting

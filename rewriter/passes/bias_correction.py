@@ -10,7 +10,7 @@ from rewriter.calibrate.collect import Reducer
 from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.ir.edit import apply_weight_updates
 from rewriter.ir.layers import matmul_bias_names
-from rewriter.passes.base import AddedBias, InsertedNode, Pass, PassContext, PassResult
+from rewriter.passes.base import AddedBias, InsertedNode, Pass, PassContext, PassResult, counted
 from rewriter.sources import pass_source
 
 __all__ = ["BiasCorrectionPass", "bias_insertions"]
@@ -49,14 +49,16 @@ class BiasCorrectionPass(Pass):
                                        + bias_constants(targets))
         runner = LayerRunner(context.model)
         try:
-            if self.method == "fast":
-                result = fast_bias_correction(targets, stats.stats, context.ranges, weights, stats.observed_shapes,
-                                              runner.run, threshold=self.threshold)
-            else:
-                subset = context.subset[:bias_correction_subset(len(context.subset))]
-                result = bias_correction(context.graph, plan, targets, stats.stats, context.ranges, weights,
-                                         context.calibration.iter_samples(subset), runner.run,
-                                         threshold=self.threshold)
+            with context.progress(f"bias correction ({self.method})") as bar:
+                run = counted(runner.run, bar)
+                if self.method == "fast":
+                    result = fast_bias_correction(targets, stats.stats, context.ranges, weights,
+                                                  stats.observed_shapes, run, threshold=self.threshold)
+                else:
+                    subset = context.subset[:bias_correction_subset(len(context.subset))]
+                    result = bias_correction(context.graph, plan, targets, stats.stats, context.ranges, weights,
+                                             context.calibration.iter_samples(subset), run,
+                                             threshold=self.threshold)
         finally:
             runner.clear()
         model = apply_weight_updates(context.model, result.updates, result.new_biases, pass_source(self.title))

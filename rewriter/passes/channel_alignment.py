@@ -19,7 +19,7 @@ class ChannelAlignmentPass(Pass):
         pairs = alignment_pairs(context.graph, context.plan)
         if not pairs:
             return PassResult(context.model, {"aligned": [], "skipped": [], "note": "no Conv/MatMul pair qualifies"})
-        collected = context.collect(alignment_reducers(pairs))
+        collected = context.collect(alignment_reducers(pairs), "statistics: channel alignment")
         names = sorted({n for p in pairs for n in (p.w_in, p.b_in, p.w_out, p.b_out) if n})
         result = align_channels(pairs, collected.stats, context.initializers(names))
         return PassResult(apply_weight_updates(context.model, result.updates), result.report())

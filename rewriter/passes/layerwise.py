@@ -6,7 +6,7 @@ from rewriter.algorithms.layerwise import float_layer_values, layerwise_subset, 
 from rewriter.calibrate.layer_runner import LayerRunner
 from rewriter.ir.edit import apply_weight_updates
 from rewriter.ir.view import graph_view
-from rewriter.passes.base import Pass, PassContext, PassResult
+from rewriter.passes.base import Pass, PassContext, PassResult, counted
 from rewriter.passes.bias_correction import added_biases, bias_insertions
 from rewriter.sources import pass_source
 
@@ -31,10 +31,11 @@ class LayerwiseTuningPass(Pass):
         subset = context.subset[:layerwise_subset(len(context.subset), context.options.layerwise_samples)]
         float_runner, runner = LayerRunner(context.float_model), LayerRunner(context.model)
         try:
-            reference = float_layer_values(graph_view(context.float_model), targets,
-                                           context.calibration.iter_samples(subset), float_runner.run)
-            result = layerwise_tuning(context.graph, context.plan, targets, context.ranges, values, reference,
-                                      runner.run, context.options.ranges)
+            with context.progress("layer-wise tuning") as bar:
+                reference = float_layer_values(graph_view(context.float_model), targets,
+                                               context.calibration.iter_samples(subset), counted(float_runner.run, bar))
+                result = layerwise_tuning(context.graph, context.plan, targets, context.ranges, values, reference,
+                                          counted(runner.run, bar), context.options.ranges)
         finally:
             float_runner.clear()
             runner.clear()

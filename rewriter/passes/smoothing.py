@@ -24,7 +24,7 @@ class SmoothingPass(Pass):
         if not groups:
             return PassResult(context.model, {"alpha": self.alpha, "smoothed": [],
                                               "note": "no quantized MatMul/Gemm with a per-tensor activation input"})
-        collected = context.collect(smoothing_reducers(groups))
+        collected = context.collect(smoothing_reducers(groups), "statistics: smoothing")
         weights = context.initializers(sorted({r.weight for g in groups for r in g.readers}))
         result = smooth(groups, collected.stats, weights, self.alpha)
         model = insert_scales(apply_weight_updates(context.model, result.updates), result.insertions,

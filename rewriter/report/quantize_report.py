@@ -9,6 +9,8 @@ extremes, ``aggregation`` (the reason); plus ``options``, ``calibration``,
 ``passes`` (each enabled pass's report, by pass name) and ``graph`` (the data edges between the
 report's nodes, which ``rewriter report`` draws: ``graph_section``). The pipeline adds ``fidelity``, the self-check
 and the fidelity guard (``rewriter.tuning.check_run``, documented in docs/fidelity.md).
+Every field is listed in docs/report-schema.md (a test checks the list against real reports); a new
+field is added there, and a renamed or removed one makes ``rewriter.pipeline/2``.
 """
 from __future__ import annotations
 

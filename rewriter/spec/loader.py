@@ -384,12 +384,8 @@ def _named_spec(folder: Path, name: str, exclude: Path | None = None) -> Path | 
 
 def _peek(path: Path) -> tuple[str, str]:
     """(name, description) of a spec file, without validating it; the file stem if unreadable."""
-    f = YamlFile(path, Problems())
-    root = f.compose()
-    found = {key: f.value(value) for key, _, value in f.pairs(root, "the spec")} if root is not None else {}
-    name, desc = found.get("name"), found.get("description")
-    return (name if isinstance(name, str) and name else path.stem,
-            desc if isinstance(desc, str) else "")
+    found = YamlFile(path, Problems()).top_level_strings(("name", "description"))
+    return found.get("name") or path.stem, found.get("description", "")
 
 
 def _config_dict(config: QuantizerConfig) -> dict:

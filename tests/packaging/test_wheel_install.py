@@ -132,7 +132,7 @@ def test_the_wheel_carries_every_module_spec_and_rule_file(installed: Installed)
     shipped = {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file() and p.suffix != ".pyc"}
     expected = {p.relative_to(REPO).as_posix() for p in (REPO / "rewriter").rglob("*")
                 if p.is_file() and p.suffix in (".py", ".lark")}
-    expected = {path.removeprefix("rewriter/") for path in expected}
+    expected = {path.removeprefix("rewriter/") for path in expected} | {"py.typed"}  # typed package (PEP 561)
     expected |= {f"report/assets/{p.name}" for p in (REPO / "rewriter" / "report" / "assets").iterdir()}
     expected |= {f"_targets/hw_specs/{p.name}" for p in (REPO / "hw_specs").glob("*.yaml")}
     expected |= {f"_targets/rules/{p.name}" for p in (REPO / "rules").glob("*.rules")}
@@ -173,3 +173,14 @@ def test_installed_audit_prints_what_the_checkout_prints(installed: Installed, t
     assert main(["audit", model, "--target", target, "--model-type", "transformer"]) == 0
     assert done.stdout == capsys.readouterr().out
     assert f"rules {'rules/ort.rules' if target == 'ORT' else 'rules/gna.rules'}" in done.stdout
+
+
+def test_the_version_is_the_one_pyproject_gives(installed: Installed) -> None:
+    import re  # not tomllib: Python 3.10 is supported and has none
+
+    found = re.search(r'^version = "([^"]+)"$', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    assert found is not None
+    expected = found.group(1)
+    for done in (installed.rewriter("--version"), installed.run(installed.python, "-m", "rewriter", "--version"),
+                 installed.run(installed.python, "-c", "import rewriter; print('rewriter', rewriter.__version__)")):
+        assert (done.returncode, done.stdout) == (0, f"rewriter {expected}\n"), done.stderr
