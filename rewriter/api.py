@@ -29,6 +29,7 @@ from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
 from rewriter.targets import PlanInputs, load_plan_inputs
 from rewriter.tuning.guard import GUARD_SOURCE
+from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 
 __all__ = ["PlanInputs", "audit", "load_plan_inputs", "plan_graph", "quantize", "reverts_in_report", "why"]
 
@@ -62,7 +63,8 @@ def audit(model: str | Path, target: str = DEFAULT_TARGETS["qdq"], rules: Sequen
 
 
 def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[RevertRequest, ...]:
-    """The fidelity guard's reverts recorded in a quantize report (``--report``), with their measured reasons.
+    """The fidelity and speed guards' reverts recorded in a quantize report (``--report``), with their measured
+    reasons.
 
     Raises:
         UserError: the file is not JSON, or not a quantize report, or (``target`` given) it was made for
@@ -84,7 +86,16 @@ def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[Reve
     reverts = guard.get("reverts") or []
     if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
         raise UserError(f"{path}: fidelity.guard.reverts must be a list of objects with a node name")
-    return tuple(RevertRequest(r["node"], GUARD_SOURCE, str(r.get("reason", ""))) for r in reverts)
+    found = [RevertRequest(r["node"], GUARD_SOURCE, str(r.get("reason", ""))) for r in reverts]
+    speed = (report.get("speed") or {}).get("reverts") or []
+    if not all(isinstance(r, dict) and isinstance(r.get("node"), str) and isinstance(r.get("with", []), list)
+               for r in speed):
+        raise UserError(f"{path}: speed.reverts must be a list of objects with a node name and a 'with' list")
+    for r in speed:
+        found.append(RevertRequest(r["node"], SPEED_SOURCE, str(r.get("reason", ""))))
+        found.extend(RevertRequest(str(m), SPEED_SOURCE, speed_revert_companion(r["node"])) for m in r.get("with", []))
+    unique = {request.node: request for request in reversed(found)}  # a node's first decision wins
+    return tuple(unique[r.node] for r in dict.fromkeys(found) if unique[r.node] is r)
 
 
 def _same_target(a: str, b: str) -> bool:

@@ -2,7 +2,8 @@
 
     load -> normalize -> plan -> [float passes: activation smoothing (plan again), channel alignment]
          -> statistics -> MinMax ranges -> [quantized passes: bias correction, layer-wise tuning] -> emit
-         -> self-check [-> fidelity guard: re-plan with reverts, re-emit, re-measure] -> report
+         -> self-check [-> fidelity guard: re-plan with reverts, re-emit, re-measure]
+         [-> speed guard (QDQ for onnxruntime): profile, re-plan with reverts, re-emit, re-profile] -> report
 
 Each stage is called once, in that order; this module only passes values
 from one to the next and times them. The numeric passes keep one contract
@@ -39,6 +40,7 @@ from rewriter.plan import QuantPlan
 from rewriter.report.quantize_report import quantization_errors, quantize_report
 from rewriter.tuning.check_run import Emitter, check_and_guard
 from rewriter.tuning.self_check import held_out_ids
+from rewriter.tuning.speed_guard import guard_speed, speed_guard_applies
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     final_ranges: Mapping[str, TensorRange] = context.ranges
     errors_out: Mapping[str, float] = errors
     fidelity = None
+    speed: dict | None = None
     if options.self_check:
         held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
         # The model the plan was made on (before the quantized passes), and that plan.
@@ -172,16 +175,27 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
             replan=lambda reverts: _carry_added_biases(make_plan(planned_on, float_pass_nodes, reverts), base_plan),
             emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),
             stats=collected.stats, weights=weights)
-        checked = check_and_guard(working, list(calibration.iter_samples(held_out.ids)), held_out, plan,
-                                  final_ranges, emitted, errors, options, emitter)
+        check_samples: list[Mapping[str, Any]] = list(calibration.iter_samples(held_out.ids))
+        checked = check_and_guard(working, check_samples, held_out, plan, final_ranges, emitted, errors, options,
+                                  emitter)
         plan, final_ranges, emitted = checked.plan, checked.ranges, checked.emitted
         errors_out, fidelity = checked.errors, checked.fidelity
         lap("self_check")
+        if speed_guard_applies(options):
+            # Its time budget: the statistics pass, one float pass over the calibration subset.
+            sped = guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
+                               errors_out, options, emitter, fidelity, timings.get("statistics"))
+            plan, final_ranges, emitted, errors_out = sped.plan, sped.ranges, sped.emitted, sped.errors
+            fidelity = sped.fidelity or fidelity
+            speed = sped.section
+            lap("speed_guard")
     report = quantize_report(plan, final_ranges, emitted, errors_out, timings, collected.num_samples, options,
                              reports, population)
     report["control_flow"] = branches.entries()
     if fidelity is not None:
         report["fidelity"] = fidelity
+    if speed is not None:
+        report["speed"] = speed
     # The check compared the model with a taken If branch inlined against the float model inlined the same
     # way; the branch goes back into its If only now.
     output = branches.restore(emitted.model) if branches.rounds else emitted.model
