@@ -157,7 +157,7 @@ def quantize(model: Any, data: Any = None, target: str | None = None, config: st
             channel_alignment, bias_correction, bias_threshold, layerwise_tuning,
             layerwise_samples, smoothing, batch_size,
             progress, image_options, ranges, self_check, check_samples, guard,
-            guard_threshold, guard_budget, guard_batch), plus estimator_preset
+            guard_threshold, guard_budget, guard_batch, speed_guard, optimize_for), plus estimator_preset
             ("default" or "quantile").
 
     Raises:
