@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rewriter.emit.runtime_profile import RunProfile, measure_pair, profiled_node, qdq_readers
 from rewriter.ir.graph import GraphView
@@ -43,7 +43,7 @@ from rewriter.tuning.self_check import SelfCheck
 from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 
 __all__ = ["Measure", "SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "group_owners",
-           "guard_speed", "revert_closure", "speed_guard_applies"]
+           "guard_speed", "names_of", "revert_closure", "speed_guard_applies"]
 
 #: Float nodes onnxruntime fuses into the kernel of the node before them (Conv+Relu, MatMul+Add, ...).
 _FUSED_FOLLOWERS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "HardSwish", "Add",
@@ -65,8 +65,9 @@ class SpeedSettings:
     margin: float = 0.05  # a change of speed-up (in units of the float speed) that counts
     runs: int = 9  # timed runs per model and thread count in one measurement, at least
     seconds_per_model: float = 0.1  # ... and more for a fast model, up to this time per model and thread count
-    threads: tuple[int, ...] = (1, 0)  # intra-op threads; 0: onnxruntime's default
+    threads: tuple[int, ...] = (1,)  # intra-op threads; 0: onnxruntime's default (slow and noisy on a shared machine)
     seconds: float | None = None  # the time budget; None: none
+    min_attempts: int = 2  # re-plans and measurements made even past the time budget
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,22 @@ def revert_closure(graph: GraphView, units: set[str], start: str, hops: int = 4)
     return tuple(sorted(chosen, key=lambda n: order.get(n, 0)))
 
 
-def attribute(units: Sequence[str], owners: Mapping[str, str], float_nodes: set[str], quantized_nodes: set[str],
+def names_of(nodes: Iterable[tuple[str, Sequence[str]]]) -> dict[str, str]:
+    """Node name, and each tensor a node writes -> the node's name (the names onnxruntime's profile uses)."""
+    listed = list(nodes)
+    names = {tensor: name for name, outputs in reversed(listed) for tensor in outputs}
+    names.update({name: name for name, _ in listed})  # a node's own name wins over a tensor of that name
+    return names
+
+
+def attribute(units: Sequence[str], owners: Mapping[str, str], float_nodes: Mapping[str, str],
+              quantized_nodes: Mapping[str, str],
               readers: Mapping[str, tuple[str, ...]], float_profile: RunProfile,
               quantized_profile: RunProfile) -> tuple[dict[str, UnitTime], float, float]:
-    """Each unit's group time in both profiles, and the time given to no unit (float, quantized)."""
+    """Each unit's group time in both profiles, and the time given to no unit (float, quantized).
+
+    ``float_nodes`` and ``quantized_nodes`` map each model's node names and written tensors to node names
+    (``names_of``)."""
     float_us = dict.fromkeys(units, 0.0)
     quantized_us = dict.fromkeys(units, 0.0)
     loose = [0.0, 0.0]
@@ -226,8 +239,8 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     owners = group_owners(graph, set(units))
     readers = qdq_readers(emitted.model)
     times, loose_float, loose_quantized = attribute(
-        units, owners, {n.name for n in graph.nodes}, {n.name for n in emitted.model.graph.node}, readers,
-        first[0][0], first[0][1])
+        units, owners, names_of((n.name, n.outputs) for n in graph.nodes),
+        names_of((n.name, tuple(n.output)) for n in emitted.model.graph.node), readers, first[0][0], first[0][1])
     candidates = sorted((u for u in units if _costs_more(times[u], settings.margin)),
                         key=lambda u: (-times[u].excess_us, units.index(u)))
     closures = {u: revert_closure(graph, set(units), u) for u in candidates}
@@ -251,8 +264,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     def score(reverted: tuple[str, ...]) -> float | None:
         nonlocal out_of_time
         began = clock()
-        # Room for this measurement and the final re-plan and check, each about as long as the last one.
-        if settings.seconds is not None and began - start + 2 * last_cost[0] > settings.seconds:
+        # Room for this measurement and the final re-plan and check, each about as long as the last one;
+        # the first attempts are made whatever the budget (a re-plan alone may take longer than it).
+        if (settings.seconds is not None and len(log) >= settings.min_attempts
+                and began - start + 2 * last_cost[0] > settings.seconds):
             out_of_time = True
             return None
         made = reverter(requests(reverted, {}))

@@ -137,6 +137,14 @@ def test_revert_closure_takes_the_units_that_would_lose_their_integer_kernel() -
     assert "stem" not in revert_closure(tiny, tiny_units, "branch_a")
 
 
+def test_profiled_names_map_back_through_fusion_suffixes_and_written_tensors() -> None:
+    # onnxruntime's names for a QLinearConv made from conv0, and a Conv+Relu named after the Relu's output.
+    known = speed_guard.names_of([("conv0", ("conv0_out",)), ("relu0", ("relu_0.tmp_0",))])
+    assert profiled_node("conv0_token_2", known) == "conv0"
+    assert profiled_node("relu_0.tmp_0_nchwc", known) == "relu0"
+    assert profiled_node("ReorderInput_token_14", known) is None
+
+
 def test_revert_search_margin_ignores_gains_below_it() -> None:
     scores = {(): 1.0, ("a",): 1.02, ("b",): 1.2, ("a", "b"): 1.22}
     result = revert_search(["a", "b"], lambda units: scores[units], 1.0, float("inf"), 10, 1, margin=0.05)
@@ -169,7 +177,7 @@ def test_real_profiler_reports_every_quantized_group_and_its_own_cost() -> None:
     model = models.tiny_cnn()
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
     speed = result.report["speed"]
-    assert [t["threads"] for t in speed["initial"]["threads"]] == ["1 thread", "default threads"]
+    assert [t["threads"] for t in speed["initial"]["threads"]] == ["1 thread"]
     assert all(t["float_ms"] > 0 and t["quantized_ms"] > 0 for t in speed["initial"]["threads"])
     quantized = {n.node for n in result.plan.nodes if n.status == "quantized"}
     assert quantized <= {g["node"] for g in speed["groups"]}
@@ -187,6 +195,6 @@ def test_measure_pair_times_both_models_and_names_their_nodes() -> None:
     float_profile, same = measure_pair(model, model, feeds, runs=4)
     assert float_profile.runs == same.runs == 4
     assert float_profile.total_us > 0 and sum(float_profile.nodes.values()) <= float_profile.total_us
-    known = {n.name for n in normalize(model).model.graph.node} | {n.name for n in model.graph.node}
+    known = speed_guard.names_of((n.name, tuple(n.output)) for n in model.graph.node)
     named = [profiled_node(name, known) for name in float_profile.nodes]
     assert any(named), f"no profiled node maps back to the model: {sorted(float_profile.nodes)}"
