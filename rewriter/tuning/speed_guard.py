@@ -11,9 +11,10 @@ or Q/DQ work around it), int8 only adds time. The guard:
    quantized model the QuantizeLinear/DequantizeLinear nodes whose values it reads (shared ones split
    evenly between their readers);
 3. takes as candidates the units whose quantized group costs more than their float group (by more than
-   the margin), most costly first, and runs ``revert_search`` on them: the score is the model's speed-up
-   over float (float time / quantized time, the lowest over the thread counts), each measurement a
-   re-plan with the reverts (``RevertRequest``, decided by ``SPEED_SOURCE``), re-emit and profile.
+   the margin), most costly first, and runs ``revert_search`` on them, all in one batch: the score is the
+   model's speed-up over float (float time / quantized time, the lowest over the thread counts), each
+   measurement a re-plan with the reverts (``RevertRequest``, decided by ``SPEED_SOURCE``), re-emit and
+   profile; then each kept one is quantized again alone, least costly first, while the budget lasts.
 
 A revert only returns a node to float, so it never lowers fidelity; the self-check is run again on the
 final model and the report's ``fidelity`` section describes that model. ``optimize_for="size"`` accepts a
@@ -61,7 +62,10 @@ Measure = Callable[[Any], Sequence[tuple[RunProfile, RunProfile]]]
 class SpeedSettings:
     optimize_for: OptimizeFor = "latency"
     budget: int = 8  # measurements after the first (each one re-plan, re-emit and profile)
-    batch: int = 1  # candidates reverted per growing step: a batch that mixes a gain with a loss is lost whole
+    # Candidates reverted per growing step; None: all at once. One re-plan may take as long as the whole time
+    # budget (a MobileNetV3 of 20 losing groups), so the guard first tries the revert that gains most if the
+    # profile is right, then quantizes the groups again one at a time while the budget lasts.
+    batch: int | None = None
     margin: float = 0.05  # a change of speed-up (in units of the float speed) that counts
     runs: int = 9  # timed runs per model and thread count in one measurement, at least
     seconds_per_model: float = 0.1  # ... and more for a fast model, up to this time per model and thread count
@@ -278,8 +282,8 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         last_cost[0] = clock() - began
         return _speedup(pairs)
 
-    search = revert_search(candidates, score, initial, math.inf, settings.budget, settings.batch,
-                           margin=settings.margin)
+    search = revert_search(candidates, score, initial, math.inf, settings.budget,
+                           settings.batch or max(1, len(candidates)), margin=settings.margin)
     final: Reverted | None = None
     details: dict[str, str] = {}
     if search.reverted:
@@ -364,7 +368,8 @@ def _section(plan: QuantPlan, settings: SpeedSettings, runs: int, first: Sequenc
     return {
         "optimize_for": settings.optimize_for, "runs": runs,
         "threads": [_threads_text(t) for t in settings.threads], "margin": settings.margin,
-        "budget": settings.budget, "budget_s": None if settings.seconds is None else round(settings.seconds, 3),
+        "budget": settings.budget, "batch": settings.batch or len(candidates),
+        "budget_s": None if settings.seconds is None else round(settings.seconds, 3),
         "cost_s": cost,
         "initial": _pairs_dict(first, settings), "initial_speedup": round(search.initial, 3),
         "final_speedup": round(search.final, 3),
