@@ -120,8 +120,14 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
             reducers.setdefault(tensor, []).extend(extra)
     # The samples the branch count kept in memory, else read again.
     samples = branches.samples if branches.samples is not None else calibration.iter_samples(ids)
+    held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
+    # Check samples that are calibration samples: the statistics pass gives the float outputs the self-check
+    # compares with, unless a float pass changed the model it runs.
+    reuse = options.self_check and not held_out.held_out and context.model is working
+    positions = {sample_id: i for i, sample_id in enumerate(sorted(set(ids)))}
     collected = collect_statistics(context.model, sorted(reducers), reducers, samples,
-                                   batch_size=options.batch_size, progress=options.progress, total=len(ids))
+                                   batch_size=options.batch_size, progress=options.progress, total=len(ids),
+                                   keep_outputs=[positions[i] for i in held_out.ids] if reuse else False)
     lap("statistics")
 
     weight_names = [p.tensor for p in plan.points if p.role == "weight"]
@@ -168,7 +174,6 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     fidelity = None
     speed: dict | None = None
     if options.self_check:
-        held_out = held_out_ids(calibration.size or len(ids), ids, options.check_samples, options.seed)
         # The model the plan was made on (before the quantized passes), and that plan.
         planned_on, base_plan = context.float_model, plan
         emitter = Emitter(
@@ -177,7 +182,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
             stats=collected.stats, weights=weights)
         check_samples: list[Mapping[str, Any]] = list(calibration.iter_samples(held_out.ids))
         checked = check_and_guard(working, check_samples, held_out, plan, final_ranges, emitted, errors, options,
-                                  emitter)
+                                  emitter, collected.outputs if reuse else None)
         plan, final_ranges, emitted = checked.plan, checked.ranges, checked.emitted
         errors_out, fidelity = checked.errors, checked.fidelity
         lap("self_check")

@@ -29,7 +29,7 @@ from rewriter.calibrate.session import RunFailed, Session, Sessions
 from rewriter.errors import UserError
 from rewriter.ir.names import FreshNames, graph_names
 
-__all__ = ["BATCH_MEMORY_BYTES", "DEFAULT_BATCH_SIZE", "BatchingLoop"]
+__all__ = ["BATCH_MEMORY_BYTES", "DEFAULT_BATCH_SIZE", "BatchingLoop", "batch_key", "batch_rows_agree", "dynamic_batch"]
 
 #: Samples per run when batching (see the module docstring for the measurement).
 DEFAULT_BATCH_SIZE = 8
@@ -53,7 +53,7 @@ class BatchingLoop:
         self.checker = SampleChecker(sessions.inputs)
         self.requested = batch_size
         self.limit = 1
-        self.can_batch = batch_size != 1 and _dynamic_batch(sessions.inputs)
+        self.can_batch = batch_size != 1 and dynamic_batch(sessions.inputs)
         self.verified = False
         self.lean_layout: Layout | None = None
         self.batch_size_used = 1
@@ -74,7 +74,7 @@ class BatchingLoop:
                 self.limit = self._limit(self.collector.bytes_per_run)
             self._maybe_go_lean()
             return
-        key = _batch_key(sample) if self.can_batch and self.limit > 1 else None
+        key = batch_key(sample) if self.can_batch and self.limit > 1 else None
         if key is None or key != self.pending_key:
             self.flush()
         if key is None:
@@ -161,23 +161,25 @@ class BatchingLoop:
                 rows = (got[:1], got[-1:])
             else:
                 expected, rows = refs[0][name].shape, (got, got)
-            if got.shape != expected or not all(_close(r, ref[name]) for r, ref in zip(rows, refs)):
+            if got.shape != expected or not all(batch_rows_agree(r, ref[name]) for r, ref in zip(rows, refs)):
                 return False
         return True
 
 
-def _dynamic_batch(inputs: Sequence[InputSpec]) -> bool:
+def dynamic_batch(inputs: Sequence[InputSpec]) -> bool:
+    """Whether every model input has a first axis of no fixed size."""
     return all(spec.rank >= 1 and not isinstance(spec.shape[0], int) for spec in inputs)
 
 
-def _batch_key(sample: Sample) -> tuple[object, ...] | None:
+def batch_key(sample: Mapping[str, np.ndarray]) -> tuple[object, ...] | None:
     """Samples with equal keys can be concatenated; None: this one must run alone."""
     if any(arr.ndim == 0 or arr.shape[0] != 1 for arr in sample.values()):
         return None
     return tuple((name, arr.shape, arr.dtype.str) for name, arr in sample.items())
 
 
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
+def batch_rows_agree(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` (rows of a batched run) equals ``b`` (the same sample run alone) up to rounding."""
     if a.dtype.kind not in "fc":
         return bool(np.array_equal(a, b))
     # Batched kernels may block the sums differently: allow rounding, not other samples' data.

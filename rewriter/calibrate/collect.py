@@ -15,7 +15,7 @@ loop over samples). This module validates the request and runs the pass.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Collection, Iterable, Mapping, Sequence, Sized
 
 import numpy as np
 import onnx
@@ -50,7 +50,7 @@ def collect_statistics(
     batch_size: int | None = None,
     progress: bool = False,
     intra_op_threads: int | None = None,
-    keep_outputs: bool = False,
+    keep_outputs: bool | Collection[int] = False,
     total: int | None = None,
 ) -> CollectedStats:
     """Run ``model`` over ``samples`` and reduce the requested tensors as they come.
@@ -67,7 +67,8 @@ def collect_statistics(
             disables batching.
         progress: draw a progress line on stderr (only if it is a terminal).
         intra_op_threads: onnxruntime intra-op threads; None keeps its default.
-        keep_outputs: also return the model outputs of every sample.
+        keep_outputs: also return the model outputs of every sample (True), or of the samples at these
+            positions in ``samples`` (counted from 0), in order.
         total: the number of samples, for the progress ETA (taken from
             ``len(samples)`` when it has one).
 
@@ -86,10 +87,12 @@ def collect_statistics(
     fetch = list(dict.fromkeys([*tensors, *reducers]))
     _check_reducers(reducers)
     kinds = _locate(model, fetch)
-    if not fetch and not keep_outputs:
+    if not fetch and keep_outputs is False:
         return _check_only(model, samples)
-    outputs = [o.name for o in model.graph.output] if keep_outputs else []
-    collector = Collector(fetch, reducers, outputs if keep_outputs else None)
+    keeping = keep_outputs is True or (not isinstance(keep_outputs, bool) and len(keep_outputs) > 0)
+    outputs = [o.name for o in model.graph.output] if keeping else []
+    positions = None if isinstance(keep_outputs, bool) else frozenset(keep_outputs)
+    collector = Collector(fetch, reducers, outputs if keeping else None, positions)
     sessions = Sessions(model, kinds, fetch, outputs, intra_op_threads)
     if total is None and isinstance(samples, Sized):
         total = len(samples)

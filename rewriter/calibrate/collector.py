@@ -67,7 +67,7 @@ class Collector:
     """Applies the reducers to each run's tensors (or in-graph extrema) and keeps only their results."""
 
     def __init__(self, names: list[str], reducers: Mapping[str, Sequence[Reducer]],
-                 output_names: list[str] | None) -> None:
+                 output_names: list[str] | None, output_positions: frozenset[int] | None = None) -> None:
         self.names = names
         self.reducers = {name: tuple(reducers.get(name, ())) for name in names}
         self.parts: dict[str, dict[str, list[np.ndarray]]] = {
@@ -76,6 +76,7 @@ class Collector:
         self.rows = {key: 0 for key in self.limits}
         self.output_names = output_names
         self.outputs: list[dict[str, np.ndarray]] | None = [] if output_names is not None else None
+        self.output_positions = output_positions  # None: every sample's outputs
         self.batch_axis: dict[str, int | None] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, np.dtype] = {}
@@ -234,10 +235,12 @@ class Collector:
 
     def _keep_outputs(self, result: dict[str, np.ndarray], n: int) -> None:
         assert self.outputs is not None and self.output_names is not None
+        wanted = [i for i in range(n) if self.output_positions is None or self.num_samples + i in self.output_positions]
         if n == 1:
-            self.outputs.append({name: result[name] for name in self.output_names})
+            if wanted:
+                self.outputs.append({name: result[name] for name in self.output_names})
             return
-        for i in range(n):  # an output without batch axis was checked to be the same for every sample
+        for i in wanted:  # an output without batch axis was checked to be the same for every sample
             self.outputs.append({name: result[name][i:i + 1].copy() if self.batch_axis[name] == 0 else result[name]
                                  for name in self.output_names})
 

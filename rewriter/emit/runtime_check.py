@@ -5,6 +5,13 @@ is optional: without it such a model cannot be run here, and ``runtime_for`` say
 
 A model the runtime refuses, at load or at run, raises ``RuntimeRefused`` with the runtime's own message
 and the node it names (onnxruntime writes 'In Node, ("name", ...', "Node (name)" or "node. Name:'name'").
+
+Samples run batched where the model allows it, as in the statistics pass: every input's first axis is
+dynamic and consecutive samples have batch 1 and equal shapes. The first batched run is checked against
+its first and last samples run alone; a model whose outputs do not agree (one that mixes samples, or has
+an output without batch axis) runs one sample at a time. Quantized models gain most: onnxruntime's
+integer kernels were measured 1.5x to 3x faster per sample at batch 8 than at batch 1 on the benchmark's
+convolutional models, where the float ones gained little.
 """
 from __future__ import annotations
 
@@ -18,10 +25,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from rewriter.calibrate.batching import batch_key, batch_rows_agree, dynamic_batch
+from rewriter.calibrate.inputs import model_inputs
 from rewriter.calibrate.session import session_options
 from rewriter.errors import RuntimeRefused
 
-__all__ = ["ModelRunner", "runtime_for"]
+__all__ = ["CHECK_BATCH_SIZE", "ModelRunner", "runtime_for"]
+
+#: Samples per run when the model allows batching (see the module docstring).
+CHECK_BATCH_SIZE = 8
 
 _NODE_PATTERNS = (re.compile(r"In Node, \(\"([^\"]+)\""), re.compile(r"[Nn]ode \(([^)]+)\)"),
                   re.compile(r"node\. Name:\s*'([^']*)'"), re.compile(r"[Nn]ode name:?\s*'?([^'\s,]+)"))
@@ -46,10 +58,14 @@ class ModelRunner:
         RuntimeRefused: the runtime cannot load the model.
     """
 
-    def __init__(self, model: onnx.ModelProto, runtime: str, what: str) -> None:
+    def __init__(self, model: onnx.ModelProto, runtime: str, what: str,
+                 batch_size: int = CHECK_BATCH_SIZE) -> None:
         self.what = what
         self.runtime = runtime
         self.output_names = [o.name for o in model.graph.output]
+        self.batch_size = batch_size
+        self.can_batch = batch_size > 1 and dynamic_batch(model_inputs(model))
+        self.verified = False
         try:
             self._run = _onnxruntime(model) if runtime == "onnxruntime" else _openvino(model)
         except RuntimeRefused:
@@ -63,14 +79,53 @@ class ModelRunner:
         Raises:
             RuntimeRefused: the runtime fails on a sample.
         """
-        results = []
-        for sample in samples:
-            try:
-                values = self._run(dict(sample))
-            except Exception as e:  # see __init__
-                raise _refused(f"{self.runtime} cannot run {self.what}", e) from None
-            results.append(dict(zip(self.output_names, values)))
+        results: list[dict[str, np.ndarray]] = []
+        start = 0
+        while start < len(samples):
+            group = self._next_group(samples, start)
+            batched = self._run_batched(group) if len(group) > 1 else None
+            results.extend(batched if batched is not None else [self._run_one(s) for s in group])
+            start += len(group)
         return results
+
+    def _next_group(self, samples: Sequence[Mapping[str, np.ndarray]], start: int) -> list[Mapping[str, np.ndarray]]:
+        """The samples from ``start`` that can share one run (just the first when none can)."""
+        key = batch_key(samples[start]) if self.can_batch else None
+        end = start + 1
+        while key is not None and end < len(samples) and end - start < self.batch_size \
+                and batch_key(samples[end]) == key:
+            end += 1
+        return list(samples[start:end])
+
+    def _run_one(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self._run(dict(sample))
+        except Exception as e:  # see __init__
+            raise _refused(f"{self.runtime} cannot run {self.what}", e) from None
+        return dict(zip(self.output_names, values))
+
+    def _run_batched(self, group: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]] | None:
+        """The outputs of ``group`` from one concatenated run, split per sample; None when the model cannot
+        batch (it is then run one sample at a time from here on)."""
+        feeds = {name: np.concatenate([s[name] for s in group], axis=0) for name in group[0]}
+        try:
+            values = dict(zip(self.output_names, self._run(feeds)))
+        except Exception:  # a batch size written into the model: the single runs say whether it is refused
+            self.can_batch = False
+            return None
+        n = len(group)
+        if any(np.ndim(v) == 0 or np.shape(v)[0] != n for v in values.values()):
+            self.can_batch = False
+            return None
+        rows = [{name: v[i:i + 1] for name, v in values.items()} for i in range(n)]
+        if not self.verified:
+            alone = (self._run_one(group[0]), self._run_one(group[-1]))
+            if not all(batch_rows_agree(got[name], ref[name])
+                       for got, ref in ((rows[0], alone[0]), (rows[-1], alone[1])) for name in self.output_names):
+                self.can_batch = False
+                return None
+            self.verified = True
+        return rows
 
 
 def _onnxruntime(model: onnx.ModelProto) -> Callable[[dict[str, np.ndarray]], list[Any]]:

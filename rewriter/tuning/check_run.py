@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from rewriter.algorithms.minmax import activation_ranges, weight_ranges
 from rewriter.errors import RuntimeRefused
@@ -47,8 +47,10 @@ class Emitter:
 
 def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out: HeldOut, plan: QuantPlan,
                     ranges: Mapping[str, Any], emitted: Any, errors: Mapping[str, float], options: QuantizeOptions,
-                    emitter: Emitter) -> CheckedOutput:
+                    emitter: Emitter, float_runs: Sequence[Mapping[str, Any]] | None = None) -> CheckedOutput:
     """Check ``emitted`` in its runtime and, below the threshold, guard it (module docstring).
+
+    ``float_runs``: the float model's outputs on ``samples`` when the statistics pass kept them.
 
     Raises:
         RuntimeRefused: the runtime cannot load or run the emitted model.
@@ -62,7 +64,7 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
                                "(pip install openvino) to check FakeQuantize output", "guard": None}, None)
     if not samples:
         return CheckedOutput(plan, ranges, emitted, errors, {**base, "skipped": "no samples", "guard": None}, None)
-    check = SelfCheck(float_model, samples, runtime)
+    check = SelfCheck(float_model, samples, runtime, float_runs)
     fidelity = check.measure(emitted.model)
     section: dict[str, Any] = {**base, "runtime": runtime, "samples": len(samples), "held_out": held_out.held_out,
                                "sample_ids": list(held_out.ids), "note": held_out.describe()}

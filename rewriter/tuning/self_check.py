@@ -57,14 +57,20 @@ class SelfCheck:
         float_model: the float model (onnx.ModelProto), run in onnxruntime.
         samples: the check samples (input name -> array).
         runtime: the runtime of the quantized output ("onnxruntime" or "openvino").
+        float_runs: the float model's outputs on ``samples`` when already computed (one mapping per
+            sample, same order); else they are computed here.
     """
 
-    def __init__(self, float_model: Any, samples: Sequence[Mapping[str, np.ndarray]], runtime: str) -> None:
+    def __init__(self, float_model: Any, samples: Sequence[Mapping[str, np.ndarray]], runtime: str,
+                 float_runs: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
         self.samples = [dict(s) for s in samples]
         self.runtime = runtime
-        runner = ModelRunner(float_model, "onnxruntime", "the float model")
-        self.output_names = runner.output_names
-        self.float_runs = runner.run(self.samples)
+        self.output_names = [o.name for o in float_model.graph.output]
+        if float_runs is not None and len(float_runs) == len(self.samples):
+            # Calibration samples: the statistics pass ran the float model on them already.
+            self.float_runs = [dict(r) for r in float_runs]
+        else:
+            self.float_runs = ModelRunner(float_model, "onnxruntime", "the float model").run(self.samples)
         self.measurements = 0
 
     def measure(self, quantized_model: Any) -> Fidelity:
