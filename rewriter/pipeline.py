@@ -189,7 +189,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         if speed_guard_applies(options):
             # Its time budget: the statistics pass, one float pass over the calibration subset.
             sped = guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
-                               errors_out, options, emitter, fidelity, timings.get("statistics"))
+                               errors_out, options, emitter, fidelity, timings.get("statistics"), checked.check)
             plan, final_ranges, emitted, errors_out = sped.plan, sped.ranges, sped.emitted, sped.errors
             fidelity = sped.fidelity or fidelity
             speed = sped.section

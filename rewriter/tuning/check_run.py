@@ -32,6 +32,7 @@ class CheckedOutput:
     errors: Mapping[str, float]
     fidelity: dict  # the report's section
     warning: str | None  # one line when the output stays below the threshold
+    check: SelfCheck | None = None  # the check that measured it (its float runs serve a later re-check)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
                    f"{' after the fidelity guard' if options.guard else ''}; the worst quantized tensors: "
                    f"{worst or 'none measured'}")
     section["warning"] = warning
-    return CheckedOutput(plan, ranges, emitted, errors, section, warning)
+    return CheckedOutput(plan, ranges, emitted, errors, section, warning, check)
 
 
 @dataclass(frozen=True)

@@ -216,10 +216,11 @@ def attribute(units: Sequence[str], owners: Mapping[str, str], float_nodes: Mapp
 
 def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[str, Any]], plan: QuantPlan,
                 ranges: Mapping[str, Any], emitted: Any, errors: Mapping[str, float], options: QuantizeOptions,
-                emitter: Emitter, fidelity: dict | None, seconds: float | None, measure: Measure | None = None,
-                clock: Callable[[], float] | None = None) -> SpeedChecked:
+                emitter: Emitter, fidelity: dict | None, seconds: float | None, check: SelfCheck | None = None,
+                measure: Measure | None = None, clock: Callable[[], float] | None = None) -> SpeedChecked:
     """Profile, attribute, revert and re-measure (module docstring); ``graph`` is the model the plan was
-    made on, ``seconds`` the time budget, ``measure`` replaces onnxruntime's profiler (tests)."""
+    made on, ``seconds`` the time budget, ``check`` the self-check that measured ``emitted`` (its float runs
+    serve the final re-check), ``measure`` replaces onnxruntime's profiler (tests)."""
     clock = clock or time.perf_counter
     start = clock()
     settings = SpeedSettings(optimize_for=options.optimize_for, seconds=seconds)
@@ -233,10 +234,11 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
             return [measure_pair(float_model, model, feeds, runs[0], t) for t in settings.threads]
 
     first = measure(emitted.model)
-    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model.
+    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model,
+    # and measure the starting point again with as many runs as the attempts will have.
     float_s = max(f.total_us for f, _ in first) / 1e6
     runs[0] = max(settings.runs, min(_MAX_RUNS, int(settings.seconds_per_model / max(float_s, 1e-6))))
-    initial = _speedup(first)
+    initial = _speedup(first if runs[0] == settings.runs else measure(emitted.model))
     weighted = {c.node for p in plan.points if p.role == "weight" for c in p.consumers}
     units = [n.node for n in plan.nodes if n.status == "quantized"
              and (settings.optimize_for == "latency" or n.node not in weighted)]
@@ -294,7 +296,7 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
             raise RuntimeError("the speed guard's final plan could not be made again")
         plan, ranges, emitted = final.plan, final.ranges, final.emitted
         errors = emitter.errors(plan, ranges)
-        fidelity = _remeasure(fidelity, float_model, samples, emitted.model)
+        fidelity = _remeasure(fidelity, check, float_model, samples, emitted.model)
     section = _section(plan, settings, runs[0], first, search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
     return SpeedChecked(plan, ranges, emitted, errors, section, fidelity if final is not None else None)
@@ -341,12 +343,12 @@ def _pairs_dict(pairs: Sequence[tuple[RunProfile, RunProfile]], settings: SpeedS
             "speedup": round(_speedup(pairs), 3)}
 
 
-def _remeasure(fidelity: dict | None, float_model: Any, samples: Sequence[Mapping[str, Any]],
-               model: Any) -> dict | None:
+def _remeasure(fidelity: dict | None, check: SelfCheck | None, float_model: Any,
+               samples: Sequence[Mapping[str, Any]], model: Any) -> dict | None:
     """The fidelity section with the final model's output fidelity (a revert only raises it)."""
     if fidelity is None or "runtime" not in fidelity:
         return fidelity
-    measured = SelfCheck(float_model, samples, fidelity["runtime"]).measure(model)
+    measured = (check or SelfCheck(float_model, samples, fidelity["runtime"])).measure(model)
     held_out = bool(fidelity.get("held_out"))
     updated = {**fidelity, "outputs": [o.as_dict() for o in measured.outputs],
                "worst_sqnr_db": _round(measured.worst_sqnr_db),
