@@ -87,6 +87,27 @@ def test_a_group_slower_quantized_is_reverted_through_the_plan_with_its_measured
     assert plan.node("dw_conv").status == "reverted" and plan.node("pw_conv").status == "quantized"
 
 
+def test_all_losing_groups_go_in_one_step_then_each_is_tried_quantized_again_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"res_conv1": 300.0, "res_conv2": 250.0,
+                                                              "stem_conv": 50.0, "branch_a": 50.0,
+                                                              "branch_b": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.tiny_cnn()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    steps = [(m["action"], m["nodes"], m["kept"]) for m in speed["measurements"]]
+    # res_conv2 quantized again alone is slower: it stays reverted. res_conv1 quantized again alone changes
+    # nothing, because reverting res_conv2 reverts it too (nothing quantized would read its result).
+    assert steps == [("revert", ["res_conv1", "res_conv2"], True), ("requantize", ["res_conv2"], False),
+                     ("requantize", ["res_conv1"], True)]
+    assert [(r["node"], r["with"]) for r in speed["reverts"]] == [("res_conv2", ["res_conv1"])]
+    assert result.plan.node("res_conv1").status == "reverted"
+    assert "reverted with res_conv2" in next(d.detail for d in result.plan.node("res_conv1").trail
+                                             if d.action == "revert")
+    assert result.plan.node("stem_conv").status == "quantized", "another quantized node reads its result"
+
+
 def test_same_inputs_same_timings_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
