@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.data import ImageOptions
-from rewriter.choices import DEFAULT_TARGETS, BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix
+from rewriter.choices import (DEFAULT_TARGETS, BiasCorrection, ModelType, OptimizeFor, OutputFormat, Preset,
+                              SaturationFix)
 from rewriter.config import load_config, merge_cli, preset_notice
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
@@ -34,6 +35,7 @@ from rewriter.targets import PlanInputs, load_plan_inputs
 from rewriter.config.pot_keys import NOT_IMPLEMENTED
 from rewriter.tuning.accuracy_aware import ACCURACY_AWARE_SOURCE, AccuracyAwareSettings
 from rewriter.tuning.guard import GUARD_SOURCE
+from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
 
 #: The decision source of each measured search's reverts, by the algorithm a report names.
@@ -76,8 +78,8 @@ def audit(model: str | Path, target: str = DEFAULT_TARGETS["qdq"], rules: Sequen
 
 
 def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[RevertRequest, ...]:
-    """The reverts recorded in a quantize report (``--report``): the fidelity guard's and the accuracy-aware
-    search's, with their measured reasons.
+    """The reverts recorded in a quantize report (``--report``): the fidelity guard's, the speed guard's and
+    the accuracy-aware search's, with their measured reasons.
 
     Raises:
         UserError: the file is not JSON, or not a quantize report, or (``target`` given) it was made for
@@ -97,14 +99,22 @@ def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[Reve
                         f"--target {made_for} (and the quantize run's --rules) to see its plan")
     guard = (report.get("fidelity") or {}).get("guard") or {}
     search = report.get("search") or {}
-    out: list[RevertRequest] = []
+    found: list[RevertRequest] = []
     for where, section, source in (("fidelity.guard", guard, GUARD_SOURCE), ("search", search, SEARCH_SOURCES)):
         reverts = section.get("reverts") or []
         if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
             raise UserError(f"{path}: {where}.reverts must be a list of objects with a node name")
         by = source if isinstance(source, str) else source.get(str(section.get("algorithm")), "search")
-        out.extend(RevertRequest(r["node"], by, str(r.get("reason", ""))) for r in reverts)
-    return tuple(out)
+        found.extend(RevertRequest(r["node"], by, str(r.get("reason", ""))) for r in reverts)
+    speed = (report.get("speed") or {}).get("reverts") or []
+    if not all(isinstance(r, dict) and isinstance(r.get("node"), str) and isinstance(r.get("with", []), list)
+               for r in speed):
+        raise UserError(f"{path}: speed.reverts must be a list of objects with a node name and a 'with' list")
+    for r in speed:
+        found.append(RevertRequest(r["node"], SPEED_SOURCE, str(r.get("reason", ""))))
+        found.extend(RevertRequest(str(m), SPEED_SOURCE, speed_revert_companion(r["node"])) for m in r.get("with", []))
+    unique = {request.node: request for request in reversed(found)}  # a node's first decision wins
+    return tuple(unique[r.node] for r in dict.fromkeys(found) if unique[r.node] is r)
 
 
 def _same_target(a: str, b: str) -> bool:
@@ -167,7 +177,8 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
              batch_size: int | None = None, image_options: ImageOptions | None = None, progress: bool | None = None,
              self_check: bool | None = None, check_samples: int | None = None, guard: bool | None = None,
              guard_threshold: float | None = None, guard_budget: int | None = None,
-             guard_batch: int | None = None, metric: Any = None,
+             guard_batch: int | None = None, speed_guard: bool | None = None,
+             optimize_for: OptimizeFor | None = None, metric: Any = None,
              metric_lower_is_better: bool = False,
              accuracy_aware: AccuracyAwareSettings | dict[str, Any] | None = None,
              tpe: TpeSettings | dict[str, Any] | bool | None = None) -> QuantizeResult:
@@ -214,6 +225,9 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
         guard_threshold: that threshold, in dB [12].
         guard_budget: re-measurements the guard may spend [12].
         guard_batch: candidates the guard reverts per growing step [8].
+        speed_guard: revert quantized groups onnxruntime runs slower than float [True for QDQ output on ORT].
+        optimize_for: "latency" (any slower group reverts) or "size" (only groups without weights)
+            [latency].
         metric: your accuracy metric, ``metric(model_path) -> float`` (or ``(float, per-sample floats)``),
             or its name "FILE.py:FUNCTION" / "module:function"; with it, AccuracyAwareQuantization runs
             (docs/accuracy-aware.md).
@@ -246,7 +260,8 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
         "bias_threshold": bias_threshold, "layerwise_tuning": layerwise_tuning,
         "layerwise_samples": layerwise_samples, "batch_size": batch_size, "image_options": image_options,
         "progress": progress, "self_check": self_check, "check_samples": check_samples, "guard": guard,
-        "guard_threshold": guard_threshold, "guard_budget": guard_budget, "guard_batch": guard_batch}
+        "guard_threshold": guard_threshold, "guard_budget": guard_budget, "guard_batch": guard_batch,
+        "speed_guard": speed_guard, "optimize_for": optimize_for}
     for key in ("rules", "ignore_scope"):
         value = options[key]
         if isinstance(value, (str, Path)):

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Callable
 
-from rewriter.choices import BIAS_CORRECTIONS, OUTPUT_FORMATS
+from rewriter.choices import BIAS_CORRECTIONS, OPTIMIZE_FOR, OUTPUT_FORMATS
 from rewriter.cli_search import add_search_arguments, run_search, search_settings
 from rewriter.errors import UserError
 from rewriter.io_utils import atomic_write_text, check_outputs
@@ -76,6 +76,13 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
                             "(default 12)")
     check.add_argument("--guard-budget", type=int, default=None, metavar="N",
                        help="re-measurements the guard may spend (default 12)")
+    speed = q.add_argument_group("speed guard (docs/fidelity.md)")
+    speed.add_argument("--no-speed-guard", action="store_true", default=None,
+                       help="keep every planned quantizer even where onnxruntime runs it slower than float "
+                            "(the guard runs by default for QDQ output on the ORT target)")
+    speed.add_argument("--optimize-for", choices=OPTIMIZE_FOR, default=None,
+                       help="latency (default): the speed guard returns to float any group that makes the model "
+                            "slower; size: only groups without weights, so the file stays small")
     add_search_arguments(q)
     images = q.add_argument_group("image folders")
     images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
@@ -132,7 +139,8 @@ def run_quantize(args: argparse.Namespace) -> int:
         "bias_correction": args.bias_correction,
         "self_check": False if args.no_self_check else None, "check_samples": args.check_samples,
         "guard": False if args.no_guard else None, "guard_threshold": args.guard_threshold,
-        "guard_budget": args.guard_budget,
+        "guard_budget": args.guard_budget, "speed_guard": False if args.no_speed_guard else None,
+        "optimize_for": args.optimize_for,
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options}
     options = merge_cli(loaded, overrides)
     renamed = preset_notice(loaded, overrides, options)
@@ -163,6 +171,12 @@ def run_quantize(args: argparse.Namespace) -> int:
         if reverts:
             names = ", ".join(r["node"] for r in reverts[:3]) + (", ..." if len(reverts) > 3 else "")
             checked += f"; fidelity guard reverted {len(reverts)} node(s) to float ({names})"
+    speed = result.report.get("speed")
+    if speed is not None and "final_speedup" in speed:
+        checked += f"; {speed['final_speedup']:.2f}x float speed in onnxruntime"
+        if speed["reverts"]:
+            checked += (f" (speed guard reverted {len(speed['reverts'])} node(s), "
+                        f"{speed['initial_speedup']:.2f}x before)")
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")

@@ -12,14 +12,15 @@ from typing import Any, Literal
 
 from rewriter.algorithms.minmax import RangeOptions
 from rewriter.calibrate.data import ImageOptions
-from rewriter.choices import (BIAS_CORRECTIONS, DEFAULT_TARGETS, MODEL_TYPES, OUTPUT_FORMATS, PRESETS,
-                              SATURATION_FIX_MODES, BiasCorrection, ModelType, OutputFormat, Preset, SaturationFix)
+from rewriter.choices import (BIAS_CORRECTIONS, DEFAULT_TARGETS, MODEL_TYPES, OPTIMIZE_FOR, OUTPUT_FORMATS, PRESETS,
+                              SATURATION_FIX_MODES, BiasCorrection, ModelType, OptimizeFor, OutputFormat, Preset,
+                              SaturationFix)
 from rewriter.errors import SourceLoc, UserError
 from rewriter.match.planner import IgnoredOperation
 
 __all__ = ["DEFAULT_CHECK_SAMPLES", "DEFAULT_GUARD_BUDGET", "DEFAULT_GUARD_BATCH", "DEFAULT_GUARD_THRESHOLD_DB",
            "BIAS_CORRECTIONS", "BiasCorrection", "DEFAULT_TARGETS", "MODEL_TYPES", "ModelType", "OUTPUT_FORMATS",
-           "OutputFormat", "PRESETS", "Preset", "QuantizeOptions"]
+           "OPTIMIZE_FOR", "OptimizeFor", "OutputFormat", "PRESETS", "Preset", "QuantizeOptions"]
 
 
 
@@ -74,6 +75,10 @@ class QuantizeOptions:
     guard_threshold: float = DEFAULT_GUARD_THRESHOLD_DB
     guard_budget: int = DEFAULT_GUARD_BUDGET
     guard_batch: int = DEFAULT_GUARD_BATCH
+    # The speed guard (rewriter.tuning.speed_guard): None runs it for QDQ output on the ORT target. "size"
+    # keeps reverts to groups without weights: a slower model is accepted to keep the file small.
+    speed_guard: bool | None = None
+    optimize_for: OptimizeFor = "latency"
 
     def __post_init__(self) -> None:
         if not self.target and self.output_format in DEFAULT_TARGETS:
@@ -100,6 +105,8 @@ class QuantizeOptions:
                 raise UserError(f"{name} must be at least 1, got {value}")
         if not -1000.0 < self.guard_threshold < 1000.0:  # also refuses NaN
             raise UserError(f"the guard threshold is an output SQNR in dB, got {self.guard_threshold}")
+        if self.optimize_for not in OPTIMIZE_FOR:
+            raise UserError(f"unknown optimization goal {self.optimize_for!r}; choose latency or size")
         if self.layerwise_samples is not None and self.layerwise_samples < 1:
             raise UserError(f"layer-wise tuning samples must be at least 1, got {self.layerwise_samples}")
 

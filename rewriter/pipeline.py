@@ -2,7 +2,8 @@
 
     load -> normalize -> plan -> [float passes: activation smoothing (plan again), channel alignment]
          -> statistics -> MinMax ranges -> [quantized passes: bias correction, layer-wise tuning] -> emit
-         -> self-check [-> fidelity guard: re-plan with reverts, re-emit, re-measure] -> report
+         -> self-check [-> fidelity guard: re-plan with reverts, re-emit, re-measure]
+         [-> speed guard (QDQ for onnxruntime): profile, re-plan with reverts, re-emit, re-profile] -> report
 
 Each stage is called once, in that order; this module only passes values
 from one to the next and times them. The numeric passes keep one contract
@@ -40,6 +41,7 @@ from rewriter.plan import QuantPlan
 from rewriter.report.quantize_report import quantization_errors, quantize_report
 from rewriter.tuning.check_run import Emitter, check_and_guard
 from rewriter.tuning.self_check import SelfCheck, held_out_ids
+from rewriter.tuning.speed_guard import guard_speed, speed_guard_applies
 
 _log = logging.getLogger(__name__)
 
@@ -207,6 +209,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),
         stats=collected.stats, weights=weights)
     check: SelfCheck | None = None
+    speed: dict | None = None
     if options.self_check:
         check_samples: list[Mapping[str, Any]] = list(calibration.iter_samples(held_out.ids))
         checked = check_and_guard(working, check_samples, held_out, plan, final_ranges, emitted, errors, options,
@@ -215,6 +218,14 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         errors_out, fidelity = checked.errors, checked.fidelity
         check = checked.check
         lap("self_check")
+        if speed_guard_applies(options):
+            # Its time budget: the statistics pass, one float pass over the calibration subset.
+            sped = guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
+                               errors_out, options, emitter, fidelity, timings.get("statistics"), checked.check)
+            plan, final_ranges, emitted, errors_out = sped.plan, sped.ranges, sped.emitted, sped.errors
+            fidelity = sped.fidelity or fidelity
+            speed = sped.section
+            lap("speed_guard")
 
     def finish(out_plan: QuantPlan, out_ranges: Mapping[str, TensorRange], out_emitted: Any,
                out_errors: Mapping[str, float], out_fidelity: dict | None, hooks: SearchHooks | None) -> QuantizeResult:
@@ -223,6 +234,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         report["control_flow"] = branches.entries()
         if out_fidelity is not None:
             report["fidelity"] = out_fidelity
+        if speed is not None:
+            report["speed"] = speed
         # The check compared the model with a taken If branch inlined against the float model inlined the
         # same way; the branch goes back into its If only now.
         return QuantizeResult(restore(out_emitted.model), out_plan, out_ranges, report, tuple(inserted), hooks)

@@ -198,6 +198,20 @@ def depthwise_after_conv(seed: int = 0) -> onnx.ModelProto:
                    opset=12)
 
 
+def conv_silu_head(seed: int = 0) -> onnx.ModelProto:
+    """A detector's layers: a Conv into a SiLU (x * sigmoid(x)), a Conv into a Relu, and a head Conv into a Sigmoid.
+
+    input [1, 3, 16, 16] -> conv0 (3->8) -> sig0, silu0 = conv0 * sig0 -> conv1 (8->8) -> relu1
+    -> head (8->4, 1x1) -> output (Sigmoid) [1, 4, 16, 16]
+    """
+    b = GraphBuilder(seed)
+    x = b.conv("input", "conv0", 3, 8)
+    x = b.node("Mul", [x, b.node("Sigmoid", [x], "sig0")], "silu0")
+    x = b.node("Relu", [b.conv(x, "conv1", 8, 8)], "relu1")
+    b.node("Sigmoid", [b.conv(x, "head", 8, 4, k=1)], "output")
+    return b.model([_f32("input", [1, 3, 16, 16])], [_f32("output", [1, 4, 16, 16])], "conv_silu_head")
+
+
 def conv_sliced_bias(seed: int = 0) -> onnx.ModelProto:
     """A 1-D convolution as JAX/TF exports it: Unsqueeze to 2-D, Conv without bias, Squeeze, then Add(bias).
 

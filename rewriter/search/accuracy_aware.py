@@ -23,8 +23,8 @@ from rewriter.pipeline import QuantizeResult, SearchHooks, quantize
 from rewriter.search.metric import Metric, MetricValue
 from rewriter.tuning.accuracy_aware import (ACCURACY_AWARE_SOURCE, AccuracyAwareOutcome, AccuracyAwareSettings,
                                             accuracy_aware_search)
-from rewriter.tuning.check_run import revert_through_plan
-from rewriter.tuning.guard import GUARD_SOURCE, guard_candidates
+from rewriter.tuning.check_run import revert_through_plan, reverts_in_plan
+from rewriter.tuning.guard import guard_candidates
 from rewriter.tuning.revert_search import Revert
 
 __all__ = ["SEARCH_SCHEMA", "TrialLog", "quantize_accuracy_aware", "remeasured_fidelity"]
@@ -223,8 +223,8 @@ def _revert_entry(revert: Revert, reason: str, hooks: SearchHooks, metric: Metri
 
 
 def _guard_reverts(hooks: SearchHooks) -> tuple[RevertRequest, ...]:
-    guard = (hooks.fidelity or {}).get("guard") or {}
-    return tuple(RevertRequest(r["node"], GUARD_SOURCE, r["reason"]) for r in guard.get("reverts") or ())
+    """The base run's reverts (the fidelity guard's and the speed guard's): every trial keeps them."""
+    return tuple(reverts_in_plan(hooks.plan))
 
 
 def _guard_nodes(result: QuantizeResult) -> list[str]:

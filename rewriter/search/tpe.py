@@ -38,8 +38,8 @@ from rewriter.search.accuracy_aware import SEARCH_SCHEMA, TrialLog, remeasured_f
 from rewriter.search.metric import Metric
 from rewriter.tuning.accuracy_aware import AccuracyAwareSettings, rank_by_score
 from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
-from rewriter.tuning.check_run import revert_through_plan
-from rewriter.tuning.guard import GUARD_SOURCE, guard_candidates
+from rewriter.tuning.check_run import revert_through_plan, reverts_in_plan
+from rewriter.tuning.guard import guard_candidates
 
 __all__ = ["TPE_SOURCE", "TpeSettings", "quantize_tpe"]
 
@@ -102,8 +102,7 @@ class TrialEvaluator:
         assert hooks is not None
         quantized = {n.node for n in hooks.plan.nodes if n.status == "quantized"}
         floats = tuple(n for n in self.candidates if params.get(f"float:{n}") and n in quantized)
-        guard = tuple(RevertRequest(r["node"], GUARD_SOURCE, r["reason"])
-                      for r in ((hooks.fidelity or {}).get("guard") or {}).get("reverts") or ())
+        guard = tuple(reverts_in_plan(hooks.plan))  # the fidelity and speed guards' reverts stay
         reverts = guard + tuple(RevertRequest(n, TPE_SOURCE, (details or {}).get(n, "")) for n in floats)
         if not reverts:
             return (hooks.plan, hooks.ranges, hooks.emitted), floats

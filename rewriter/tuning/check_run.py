@@ -32,7 +32,7 @@ class CheckedOutput:
     errors: Mapping[str, float]
     fidelity: dict  # the report's section
     warning: str | None  # one line when the output stays below the threshold
-    check: SelfCheck | None = None  # the self-check that measured it (None: skipped)
+    check: SelfCheck | None = None  # the self-check that measured it (None: skipped); its float runs serve a re-check
 
 
 @dataclass(frozen=True)
@@ -171,3 +171,15 @@ def _group_members(plan: QuantPlan) -> dict[str, frozenset[str]]:
 
 def _round(value: float) -> float:
     return value if math.isinf(value) else round(value, 3)
+
+
+def reverts_in_plan(plan: QuantPlan) -> list[RevertRequest]:
+    """The reverts a plan already holds (the fidelity and speed guards'), each with its decision's source and
+    detail, so that a later re-plan keeps them."""
+    found = []
+    for node in plan.nodes:
+        if node.status == "reverted":
+            decision = next((d for d in node.trail if d.action == "revert"), None)
+            if decision is not None:
+                found.append(RevertRequest(node.node, decision.source, decision.detail))
+    return found

@@ -14,6 +14,10 @@ Reverting units one at a time and measuring each alone misses damage that severa
    contribution is the score lost. It stays quantized if the score stays at ``target`` (or, if the target
    was not reached, does not fall); otherwise it stays reverted.
 
+A ``margin`` makes both steps ask for more than noise: a batch is kept only when it raises the score by more
+than the margin, and a unit is quantized again when that lowers the score by no more than the margin (timings
+on a shared machine; a fidelity score is exact and takes none).
+
 The reverts that remain are ranked by contribution. ``budget`` bounds the ``score`` calls; when it runs out
 while pruning, the units not yet tried stay reverted (the safe side). ``max_units`` bounds how many units
 may be reverted at once: a search that would have to return most of a model to float is told so
@@ -66,7 +70,8 @@ class SearchResult:
 
 def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], float | None], initial: float,
                   target: float, budget: int, batch: int, max_units: int | None = None, keep: str = "better",
-                  rerank: Callable[[tuple[str, ...], list[str]], list[str]] | None = None) -> SearchResult:
+                  rerank: Callable[[tuple[str, ...], list[str]], list[str]] | None = None,
+                  margin: float = 0.0) -> SearchResult:
     """Revert units of ``candidates`` until ``score`` reaches ``target`` (module docstring).
 
     Args:
@@ -77,10 +82,11 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         budget: the most ``score`` calls.
         batch: candidates reverted per growing step (at least 1).
         max_units: the most units reverted at any time (None: no limit).
-        keep: which reverted batches stay: "better" (the score rose), "not worse" (it did not fall) or
-            "always"; the others are undone.
+        keep: which reverted batches stay: "better" (the score rose by more than ``margin``), "not worse"
+            (it did not fall) or "always"; the others are undone.
         rerank: after each kept batch, the remaining candidates in a new order (given those reverted and
             the remaining ones, most suspect first); None keeps the caller's order.
+        margin: the change of score that counts (module docstring); 0 for exact scores.
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
@@ -105,7 +111,8 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         room = min(batch, limit - len(reverted))
         added, pool = pool[:room], pool[room:]
         value = measure("revert", tuple(added), reverted + added)
-        if value is not None and (value > current or keep == "always" or (keep == "not worse" and value >= current)):
+        if value is not None and (value > current + margin or keep == "always"
+                                  or (keep == "not worse" and value >= current)):
             keep_last()
             reverted, current = reverted + added, value
             if rerank is not None and pool:
@@ -118,7 +125,7 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
             break
         rest = [u for u in reverted if u != unit]
         value = measure("requantize", (unit,), rest)
-        if value is not None and (value >= target if met else value >= current):
+        if value is not None and (value >= target if met else value >= current - margin):
             keep_last()
             reverted, current = rest, value
         else:

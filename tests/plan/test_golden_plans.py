@@ -19,7 +19,7 @@ from rewriter.report.plan_report import plan_dict, plan_json, plan_text
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
           "matmul_const_weights", "matmul_two_activations", "attention_block", "depthwise_conv", "tiny_cnn",
-          "depthwise_after_conv"]
+          "depthwise_after_conv", "conv_silu_head"]
 TARGETS = ["CPU", "GPU", "VPU", "GNA", "ANY", "ORT"]
 
 

@@ -153,6 +153,20 @@ def test_ort_target_leaves_ops_without_integer_kernels_float() -> None:
     assert quantized <= {"Conv", "ConvTranspose", "MatMul", "Gemm", "AveragePool", "GlobalAveragePool", "Add", "Mul"}
 
 
+def test_ort_target_keeps_float_the_convs_whose_result_only_float_ops_read() -> None:
+    # onnxruntime runs a Conv as QLinearConv only with a QuantizeLinear after it: a Conv into a SiLU or a
+    # Sigmoid would run as a float convolution behind Q/DQ work (rules/ort.rules).
+    plan = plan_model(models.conv_silu_head(), target="ORT")
+    st = status(plan)
+    assert st["conv0"] == "ignored" and "conv_into_swish_float" in plan.node("conv0").reason
+    assert st["head"] == "ignored" and "conv_into_float_function_float" in plan.node("head").reason
+    assert st["conv1"] == "quantized"
+    assert plan.point("input") is None, "nothing quantizes the input of a float conv0"
+    # The other targets' placement (the original tool's) is untouched.
+    cpu = status(plan_model(models.conv_silu_head(), target="CPU"))
+    assert cpu["conv0"] == "quantized" and cpu["head"] == "quantized"
+
+
 def test_add_feeding_a_layer_norm_stays_float_on_cpu() -> None:
     plan = plan_model(models.attention_block())
     assert plan.node("residual1").reason == "kept float by normalization_input_float"

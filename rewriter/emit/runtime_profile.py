@@ -1,0 +1,153 @@
+"""How long onnxruntime takes to run a model, and each of its nodes, measured beside the float model.
+
+The speed guard (``rewriter.tuning.speed_guard``) asks whether the quantized model is faster than the float
+one, and which quantized groups cost more than they save. Both answers come from onnxruntime's own per-node
+profiler (``SessionOptions.enable_profiling``) with the session options a user would take: the default
+graph optimizations, and a given intra-op thread count (0: onnxruntime's default).
+
+A shared machine is noisy, so the two models are run in turns (float, quantized, quantized, float, ...)
+after one warm-up run each; a node's time is its median over the runs, the whole run's the lower quartile.
+onnxruntime names the nodes it runs after its own fusions: a fused kernel keeps the name of one of the
+nodes it replaced with a suffix (``conv0_token_2`` for a QLinearConv, ``relu0_nchwc`` for a Conv+Relu in
+the blocked layout), and layout
+changes it adds have names of their own (``Transpose``, ``ReorderInput``); a Conv fused with what follows
+in the blocked layout takes the name of the tensor it writes (``relu_0.tmp_0_nchwc``). ``profiled_node``
+maps a profiled name back to a node of the model, when there is one.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+__all__ = ["RunProfile", "measure_pair", "profiled_node", "qdq_readers"]
+
+_SUFFIX = re.compile(r"(_token_\d+|_nchwc|_kernel_time)$")
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class RunProfile:
+    """One model's times over its profiled runs (microseconds): the whole run (lower quartile) and each profiled
+    node (median)."""
+
+    total_us: float
+    nodes: Mapping[str, float]  # onnxruntime's node name -> median time per run (0 in runs without it)
+    runs: int
+
+
+def measure_pair(float_model: onnx.ModelProto, quantized_model: onnx.ModelProto,
+                 feeds: Sequence[Mapping[str, np.ndarray]], runs: int,
+                 threads: int = 1) -> tuple[RunProfile, RunProfile]:
+    """Profile both models in turns, ``runs`` timed runs each after a warm-up; (float, quantized).
+
+    Args:
+        feeds: the inputs, taken in turn (the same one for both models in a round).
+        runs: timed runs per model (at least 1).
+        threads: onnxruntime's intra-op threads; 0 for its default (all cores).
+    """
+    if runs < 1 or not feeds:
+        raise ValueError("measure_pair needs at least one run and one feed")
+    with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
+        sessions = [_profiled_session(m, Path(tmp) / tag, threads)
+                    for m, tag in ((float_model, "float"), (quantized_model, "quantized"))]
+        for session in sessions:  # warm-up: first-run allocations are no part of the comparison
+            session.run(None, dict(feeds[0]))
+        for i in range(runs):
+            feed = dict(feeds[i % len(feeds)])
+            for session in (sessions if i % 2 == 0 else sessions[::-1]):
+                session.run(None, feed)
+        files = [s.end_profiling() for s in sessions]
+        float_profile, quantized_profile = (_read_profile(Path(f)) for f in files)
+    return float_profile, quantized_profile
+
+
+def _profiled_session(model: onnx.ModelProto, prefix: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(prefix)
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _read_profile(path: Path) -> RunProfile:
+    """Medians of the runs after the warm-up: the whole run, and each node (summed within a run)."""
+    events = json.loads(path.read_text())
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run")[1:]
+    per_run: list[dict[str, float]] = [{} for _ in runs]
+    starts = [start for start, _ in runs]
+    for event in events:
+        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+            continue
+        index = _run_of(starts, runs, event["ts"])
+        if index is not None:
+            name = event["name"][:-len("_kernel_time")]
+            per_run[index][name] = per_run[index].get(name, 0.0) + float(event["dur"])
+    names = sorted({n for run in per_run for n in run})
+    nodes = {n: statistics.median(run.get(n, 0.0) for run in per_run) for n in names}
+    # The whole run: the lower quartile, not the median. Another job taking the core slows some runs by
+    # several times on a shared machine; the quicker runs are the ones that measure the model.
+    totals = sorted(end - start for start, end in runs)
+    total = totals[(len(totals) - 1) // 4] if totals else 0.0
+    return RunProfile(float(total), nodes, len(runs))
+
+
+def _run_of(starts: list[float], runs: list[tuple[float, float]], ts: float) -> int | None:
+    """The index of the run whose time span holds ``ts`` (runs are sorted, never overlapping)."""
+    lo, hi = 0, len(starts)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if starts[mid] <= ts:
+            lo = mid + 1
+        else:
+            hi = mid
+    index = lo - 1
+    return index if index >= 0 and ts <= runs[index][1] else None
+
+
+def profiled_node(name: str, known: Mapping[str, str]) -> str | None:
+    """The model node a profiled name stands for, or None for a node onnxruntime added (a layout Transpose,
+    a reorder). ``known`` maps node names, and the names of the tensors they write, to node names:
+    onnxruntime names a fused node after one of the nodes it replaced or after the tensor it writes, with
+    suffixes of its own, which are stripped until a known name is left."""
+    while True:
+        if name in known:
+            return known[name]
+        stripped = _SUFFIX.sub("", name)
+        if stripped == name:
+            return None
+        name = stripped
+
+
+def qdq_readers(model: onnx.ModelProto) -> dict[str, tuple[str, ...]]:
+    """Each QuantizeLinear/DequantizeLinear node -> the other nodes that read the values it carries.
+
+    A DequantizeLinear's readers are its consumers; a QuantizeLinear's are the readers of the
+    DequantizeLinear nodes after it (or its consumers, when an integer op reads it directly).
+    """
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append(node)
+
+    def readers(node: onnx.NodeProto, depth: int = 0) -> list[str]:
+        found: list[str] = []
+        for out in node.output:
+            for reader in consumers.get(out, []):
+                if reader.op_type in _QDQ and depth < 2:
+                    found.extend(readers(reader, depth + 1))
+                elif reader.op_type not in _QDQ:
+                    found.append(reader.name)
+        return found
+
+    return {n.name: tuple(dict.fromkeys(readers(n))) for n in model.graph.node if n.op_type in _QDQ}

@@ -1,0 +1,393 @@
+"""The speed guard: return to float the quantized groups that make onnxruntime slower, measured, through the plan.
+
+A QDQ model is only worth having if onnxruntime runs it at least as fast as the float one. Where a quantized
+node does not fuse into a faster integer kernel (no kernel for it, a kernel slower than float for its shape,
+or Q/DQ work around it), int8 only adds time. The guard:
+
+1. profiles the float and the quantized model in turns with onnxruntime's per-node profiler
+   (``rewriter.emit.runtime_profile``), at each of the settings' thread counts;
+2. gives each quantized node (a *unit*, as for the fidelity guard) the time of its group in both models:
+   its own kernel and the float nodes onnxruntime fuses into it (an activation, a bias Add), and in the
+   quantized model the QuantizeLinear/DequantizeLinear nodes whose values it reads (shared ones split
+   evenly between their readers);
+3. takes as candidates the units whose quantized group costs more than their float group (by more than
+   the margin), most costly first, and runs ``revert_search`` on them, all in one batch: the score is the
+   model's speed-up over float (float time / quantized time, the lowest over the thread counts), each
+   measurement a re-plan with the reverts (``RevertRequest``, decided by ``SPEED_SOURCE``), re-emit and
+   profile; then each kept one is quantized again alone, least costly first, while the budget lasts.
+
+A revert only returns a node to float, so it never lowers fidelity; the self-check is run again on the
+final model and the report's ``fidelity`` section describes that model. ``optimize_for="size"`` accepts a
+slower model to keep it small: only units that hold no weights (whose revert keeps the file as small) are
+candidates. The guard stops at its measurement budget or its time budget (by default the time of the
+statistics pass, one float pass over the calibration subset); its cost is in the report.
+
+Timings are measurements, so on a real machine two runs may revert different nodes; the report and
+``audit --report`` show which, with the times measured. Tests give ``guard_speed`` a deterministic
+``measure`` instead of onnxruntime's profiler.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from rewriter.emit.runtime_profile import RunProfile, measure_pair, profiled_node, qdq_readers
+from rewriter.ir.graph import GraphView
+from rewriter.match.planner import RevertRequest
+from rewriter.options import OptimizeFor, QuantizeOptions
+from rewriter.plan import QuantPlan
+from rewriter.tuning.check_run import Emitter, Reverted, revert_through_plan, reverts_in_plan
+from rewriter.tuning.revert_search import SearchResult, revert_search
+from rewriter.tuning.self_check import SelfCheck
+from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
+
+__all__ = ["Measure", "SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "group_owners",
+           "guard_speed", "names_of", "revert_closure", "speed_guard_applies"]
+
+#: Float nodes onnxruntime fuses into the kernel of the node before them (Conv+Relu, MatMul+Add, ...).
+_FUSED_FOLLOWERS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "HardSwish", "Add",
+                              "Mul", "BatchNormalization"})
+#: A group whose quantized time exceeds its float time by less than this (microseconds) is noise.
+_MIN_EXCESS_US = 2.0
+#: The most timed runs per model in one measurement.
+_MAX_RUNS = 200
+
+#: quantized model -> (float, quantized) profiles, one pair per thread count of the settings.
+Measure = Callable[[Any], Sequence[tuple[RunProfile, RunProfile]]]
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    optimize_for: OptimizeFor = "latency"
+    budget: int = 8  # measurements after the first (each one re-plan, re-emit and profile)
+    # Candidates reverted per growing step; None: all at once. One re-plan may take as long as the whole time
+    # budget (a MobileNetV3 of 20 losing groups), so the guard first tries the revert that gains most if the
+    # profile is right, then quantizes the groups again one at a time while the budget lasts.
+    batch: int | None = None
+    margin: float = 0.05  # a change of speed-up (in units of the float speed) that counts
+    runs: int = 9  # timed runs per model and thread count in one measurement, at least
+    seconds_per_model: float = 0.1  # ... and more for a fast model, up to this time per model and thread count
+    threads: tuple[int, ...] = (1,)  # intra-op threads; 0: onnxruntime's default (slow and noisy on a shared machine)
+    seconds: float | None = None  # the time budget; None: none
+    min_attempts: int = 2  # re-plans and measurements made even past the time budget
+
+
+@dataclass(frozen=True)
+class UnitTime:
+    """A quantized node's group: its median time per run in the float and in the quantized model (µs)."""
+
+    unit: str
+    float_us: float
+    quantized_us: float
+
+    @property
+    def excess_us(self) -> float:
+        return self.quantized_us - self.float_us
+
+
+@dataclass(frozen=True)
+class SpeedChecked:
+    plan: QuantPlan
+    ranges: Mapping[str, Any]
+    emitted: Any  # EmitResult
+    errors: Mapping[str, float]
+    section: dict  # the report's ``speed`` section
+    fidelity: dict | None  # the fidelity section, re-measured on the final model (None: unchanged)
+
+
+def speed_guard_applies(options: QuantizeOptions) -> bool:
+    """On by default for QDQ output on the onnxruntime target; ``speed_guard`` True or False decides."""
+    if options.output_format != "qdq":
+        return False
+    if options.speed_guard is not None:
+        return options.speed_guard
+    return options.target.upper() == "ORT"
+
+
+def group_owners(graph: GraphView, units: set[str]) -> dict[str, str]:
+    """Node -> the unit whose group it is in: each unit itself, and the float nodes after it that read only
+    its result, alone, of the kinds onnxruntime fuses into the kernel before them (up to two in a chain)."""
+    owners = {u: u for u in units}
+    by_name = {n.name: n for n in graph.nodes}
+    for unit in units:
+        node = by_name.get(unit)
+        for _ in range(2):
+            if node is None or not node.outputs:
+                break
+            readers = graph.consumers_of(node.outputs[0])
+            if len(readers) != 1:
+                break
+            follower = readers[0][0]
+            variable = [t for t in follower.inputs if t and not graph.is_constant(t)]
+            if follower.op_type not in _FUSED_FOLLOWERS or follower.name in units or variable != [node.outputs[0]]:
+                break
+            owners.setdefault(follower.name, unit)
+            node = follower
+    return owners
+
+
+def revert_closure(graph: GraphView, units: set[str], start: str, hops: int = 4) -> tuple[str, ...]:
+    """``start`` and the units that would lose their integer kernel with it: reverting a unit takes away the
+    quantizers on its inputs, so a unit before it (through up to ``hops`` other nodes) whose result no other
+    quantized unit reads would have no QuantizeLinear after it, and would run a float kernel behind Q/DQ
+    work (onnxruntime fuses a Conv only with one). Those go too, and the same for theirs. In graph order."""
+    by_name = {n.name: n for n in graph.nodes}
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+
+    def upstream(tensor: str) -> str | None:
+        node = graph.producer_of(tensor)
+        for _ in range(hops):
+            if node is None or node.name in units:
+                break
+            variable = [t for t in node.inputs if t and not graph.is_constant(t)]
+            node = graph.producer_of(variable[0]) if len(variable) == 1 else None
+        return node.name if node is not None and node.name in units else None
+
+    def downstream(name: str) -> set[str]:
+        found: set[str] = set()
+        frontier, seen = [by_name[name]], {name}
+        for _ in range(hops + 1):
+            following = []
+            for node in frontier:
+                for tensor in node.outputs:
+                    for reader, _port in graph.consumers_of(tensor):
+                        if reader.name in seen:
+                            continue
+                        seen.add(reader.name)
+                        if reader.name in units:
+                            found.add(reader.name)
+                        else:
+                            following.append(reader)
+            frontier = following
+        return found
+
+    chosen, queue = {start}, [start]
+    while queue:
+        node = by_name.get(queue.pop())
+        for tensor in node.inputs if node is not None else ():
+            if not tensor or graph.is_constant(tensor):
+                continue
+            before = upstream(tensor)
+            if before is not None and before not in chosen and downstream(before) <= chosen:
+                chosen.add(before)
+                queue.append(before)
+    return tuple(sorted(chosen, key=lambda n: order.get(n, 0)))
+
+
+def names_of(nodes: Iterable[tuple[str, Sequence[str]]]) -> dict[str, str]:
+    """Node name, and each tensor a node writes -> the node's name (the names onnxruntime's profile uses)."""
+    listed = list(nodes)
+    names = {tensor: name for name, outputs in reversed(listed) for tensor in outputs}
+    names.update({name: name for name, _ in listed})  # a node's own name wins over a tensor of that name
+    return names
+
+
+def attribute(units: Sequence[str], owners: Mapping[str, str], float_nodes: Mapping[str, str],
+              quantized_nodes: Mapping[str, str],
+              readers: Mapping[str, tuple[str, ...]], float_profile: RunProfile,
+              quantized_profile: RunProfile) -> tuple[dict[str, UnitTime], float, float]:
+    """Each unit's group time in both profiles, and the time given to no unit (float, quantized).
+
+    ``float_nodes`` and ``quantized_nodes`` map each model's node names and written tensors to node names
+    (``names_of``)."""
+    float_us = dict.fromkeys(units, 0.0)
+    quantized_us = dict.fromkeys(units, 0.0)
+    loose = [0.0, 0.0]
+    for name, us in float_profile.nodes.items():
+        owner = owners.get(profiled_node(name, float_nodes) or "")
+        if owner in float_us:
+            float_us[owner] += us
+        else:
+            loose[0] += us
+    for name, us in quantized_profile.nodes.items():
+        node = profiled_node(name, quantized_nodes)
+        if node is not None and node in readers:  # a Q/DQ node: its readers' groups share it
+            shares = sorted({owners[r] for r in readers[node] if owners.get(r) in quantized_us})
+        else:
+            shares = [owners[node]] if node is not None and owners.get(node) in quantized_us else []
+        for owner in shares:
+            quantized_us[owner] += us / len(shares)
+        if not shares:
+            loose[1] += us
+    return ({u: UnitTime(u, float_us[u], quantized_us[u]) for u in units}, loose[0], loose[1])
+
+
+def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[str, Any]], plan: QuantPlan,
+                ranges: Mapping[str, Any], emitted: Any, errors: Mapping[str, float], options: QuantizeOptions,
+                emitter: Emitter, fidelity: dict | None, seconds: float | None, check: SelfCheck | None = None,
+                measure: Measure | None = None, clock: Callable[[], float] | None = None) -> SpeedChecked:
+    """Profile, attribute, revert and re-measure (module docstring); ``graph`` is the model the plan was
+    made on, ``seconds`` the time budget, ``check`` the self-check that measured ``emitted`` (its float runs
+    serve the final re-check), ``measure`` replaces onnxruntime's profiler (tests)."""
+    clock = clock or time.perf_counter
+    start = clock()
+    settings = SpeedSettings(optimize_for=options.optimize_for, seconds=seconds)
+    feeds = [dict(s) for s in samples[:settings.runs]]
+    runs = [settings.runs]
+    if measure is None:
+        if not feeds:
+            return SpeedChecked(plan, ranges, emitted, errors, {"skipped": "no samples to time"}, None)
+
+        def measure(model: Any) -> list[tuple[RunProfile, RunProfile]]:
+            return [measure_pair(float_model, model, feeds, runs[0], t) for t in settings.threads]
+
+    first = measure(emitted.model)
+    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model,
+    # and measure the starting point again with as many runs as the attempts will have.
+    float_s = max(f.total_us for f, _ in first) / 1e6
+    runs[0] = max(settings.runs, min(_MAX_RUNS, int(settings.seconds_per_model / max(float_s, 1e-6))))
+    initial = _speedup(first if runs[0] == settings.runs else measure(emitted.model))
+    weighted = {c.node for p in plan.points if p.role == "weight" for c in p.consumers}
+    units = [n.node for n in plan.nodes if n.status == "quantized"
+             and (settings.optimize_for == "latency" or n.node not in weighted)]
+    owners = group_owners(graph, set(units))
+    readers = qdq_readers(emitted.model)
+    times, loose_float, loose_quantized = attribute(
+        units, owners, names_of((n.name, n.outputs) for n in graph.nodes),
+        names_of((n.name, tuple(n.output)) for n in emitted.model.graph.node), readers, first[0][0], first[0][1])
+    candidates = sorted((u for u in units if _costs_more(times[u], settings.margin)),
+                        key=lambda u: (-times[u].excess_us, units.index(u)))
+    closures = {u: revert_closure(graph, set(units), u) for u in candidates}
+    prior = tuple(reverts_in_plan(plan))
+    reverter = revert_through_plan(emitter, plan, ranges, options)
+    log: list[dict] = []
+    out_of_time = False
+
+    def requests(reverted: Sequence[str], details: Mapping[str, str]) -> tuple[RevertRequest, ...]:
+        """Each reverted candidate and its closure, once, with the decision's detail."""
+        made: dict[str, RevertRequest] = {}
+        for unit in reverted:
+            for member in closures[unit]:
+                detail = details.get(unit, "") if member == unit else speed_revert_companion(unit)
+                if member not in made or member == unit:
+                    made[member] = RevertRequest(member, SPEED_SOURCE, detail)
+        return prior + tuple(made.values())
+
+    last_cost = [clock() - start]
+
+    def score(reverted: tuple[str, ...]) -> float | None:
+        nonlocal out_of_time
+        began = clock()
+        # Room for this measurement and the final re-plan and check, each about as long as the last one;
+        # the first attempts are made whatever the budget (a re-plan alone may take longer than it).
+        if (settings.seconds is not None and len(log) >= settings.min_attempts
+                and began - start + 2 * last_cost[0] > settings.seconds):
+            out_of_time = True
+            return None
+        made = reverter(requests(reverted, {}))
+        if made is None:
+            return None
+        pairs = measure(made.emitted.model)
+        log.append(_pairs_dict(pairs, settings))
+        last_cost[0] = clock() - began
+        return _speedup(pairs)
+
+    search = revert_search(candidates, score, initial, math.inf, settings.budget,
+                           settings.batch or max(1, len(candidates)), margin=settings.margin)
+    final: Reverted | None = None
+    details: dict[str, str] = {}
+    if search.reverted:
+        details = {r.unit: _reason(times[r.unit], r.score_quantized, search, settings) for r in search.reverted}
+        order = {u: i for i, u in enumerate(candidates)}
+        final = reverter(requests(sorted((r.unit for r in search.reverted), key=order.__getitem__), details))
+        if final is None:
+            raise RuntimeError("the speed guard's final plan could not be made again")
+        plan, ranges, emitted = final.plan, final.ranges, final.emitted
+        errors = emitter.errors(plan, ranges)
+        fidelity = _remeasure(fidelity, check, float_model, samples, emitted.model)
+    section = _section(plan, settings, runs[0], first, search, times, candidates, closures, details, log,
+                       loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
+    return SpeedChecked(plan, ranges, emitted, errors, section, fidelity if final is not None else None)
+
+
+def _costs_more(t: UnitTime, margin: float) -> bool:
+    return t.excess_us > max(_MIN_EXCESS_US, margin * t.float_us)
+
+
+def _speedup(pairs: Sequence[tuple[RunProfile, RunProfile]]) -> float:
+    """Float time over quantized time, the lowest over the thread counts (1.0: as fast as float)."""
+    return min(f.total_us / q.total_us if q.total_us > 0 else 0.0 for f, q in pairs)
+
+
+def _reason(t: UnitTime, quantized_again: float | None, search: SearchResult, settings: SpeedSettings) -> str:
+    """The measured reason a revert's decision carries."""
+    alone = ("not measured alone (budget spent)" if quantized_again is None or math.isinf(quantized_again)
+             else f"quantized again alone {quantized_again:.2f}x")
+    return (f"quantized group {t.quantized_us:.0f} us against {t.float_us:.0f} us float per run (1st profile, "
+            f"{_threads_text(settings.threads[0])}); model {search.initial:.2f}x -> {search.final:.2f}x the float "
+            f"speed; {alone}")
+
+
+def _threads_text(threads: int) -> str:
+    return "default threads" if threads == 0 else f"{threads} thread{'s' if threads > 1 else ''}"
+
+
+def _pairs_dict(pairs: Sequence[tuple[RunProfile, RunProfile]], settings: SpeedSettings) -> dict:
+    return {"threads": [{"threads": _threads_text(t), "float_ms": round(f.total_us / 1000, 3),
+                         "quantized_ms": round(q.total_us / 1000, 3),
+                         "speedup": round(f.total_us / q.total_us, 3) if q.total_us > 0 else None}
+                        for t, (f, q) in zip(settings.threads, pairs)],
+            "speedup": round(_speedup(pairs), 3)}
+
+
+def _remeasure(fidelity: dict | None, check: SelfCheck | None, float_model: Any,
+               samples: Sequence[Mapping[str, Any]], model: Any) -> dict | None:
+    """The fidelity section with the final model's output fidelity (a revert only raises it)."""
+    if fidelity is None or "runtime" not in fidelity:
+        return fidelity
+    measured = (check or SelfCheck(float_model, samples, fidelity["runtime"])).measure(model)
+    held_out = bool(fidelity.get("held_out"))
+    updated = {**fidelity, "outputs": [o.as_dict() for o in measured.outputs],
+               "worst_sqnr_db": _round(measured.worst_sqnr_db),
+               "below_threshold": measured.worst_sqnr_db < fidelity["threshold_db"],
+               "summary": measured.summary(held_out), "measured_after": "the speed guard's reverts"}
+    if not updated["below_threshold"]:
+        updated["warning"] = None
+    return updated
+
+
+def _section(plan: QuantPlan, settings: SpeedSettings, runs: int, first: Sequence[tuple[RunProfile, RunProfile]],
+             search: SearchResult, times: Mapping[str, UnitTime], candidates: list[str],
+             closures: Mapping[str, tuple[str, ...]], details: Mapping[str, str], log: list[dict], loose_float: float,
+             loose_quantized: float, out_of_time: bool, cost: float) -> dict:
+    ops = {n.node: n.op_type for n in plan.nodes}
+    stopped = "time budget spent" if out_of_time else search.stopped
+    if stopped == "no candidate left":
+        stopped = "no candidate left" if search.measurements else "no group costs more than it saves"
+    return {
+        "optimize_for": settings.optimize_for, "runs": runs,
+        "threads": [_threads_text(t) for t in settings.threads], "margin": settings.margin,
+        "budget": settings.budget, "batch": settings.batch or len(candidates),
+        "budget_s": None if settings.seconds is None else round(settings.seconds, 3),
+        "cost_s": cost,
+        "initial": _pairs_dict(first, settings), "initial_speedup": round(search.initial, 3),
+        "final_speedup": round(search.final, 3),
+        # Within the margin: two measurements of the float model itself differ by that much on a busy machine.
+        "as_fast_as_float": search.final >= 1.0 - settings.margin, "stopped": stopped,
+        "groups": [{"node": u, "op_type": ops.get(u), "float_us": round(times[u].float_us, 1),
+                    "quantized_us": round(times[u].quantized_us, 1), "candidate": u in candidates}
+                   for u in sorted(times, key=lambda u: -times[u].excess_us)],
+        "unattributed_us": {"float": round(loose_float, 1), "quantized": round(loose_quantized, 1)},
+        "measurements": [{"action": m.action, "nodes": list(m.units), "kept": m.kept,
+                          **(entry if m.score is not None else {"speedup": None})}
+                         for m, entry in zip(search.measurements, _aligned(search, log))],
+        "reverts": [{"node": r.unit, "op_type": ops.get(r.unit), "float_us": round(times[r.unit].float_us, 1),
+                     "quantized_us": round(times[r.unit].quantized_us, 1),
+                     "speedup_quantized_again": None if r.score_quantized is None or math.isinf(r.score_quantized)
+                     else round(r.score_quantized, 3), "reason": details[r.unit],
+                     "with": [m for m in closures[r.unit] if m != r.unit]}
+                    for r in search.reverted],
+    }
+
+
+def _aligned(search: SearchResult, log: list[dict]) -> list[dict]:
+    """The profile entries of the measurements that were made (a None score made none), in order."""
+    entries = iter(log)
+    return [next(entries) if m.score is not None else {} for m in search.measurements]
+
+
+def _round(value: float) -> float:
+    return value if math.isinf(value) else round(value, 3)
+

@@ -1,0 +1,221 @@
+"""The speed guard: reverts to float, through the plan, the quantized groups that make onnxruntime slower.
+
+Timings are made up here (a fake profiler prices each node of the model it is given), so every decision is
+deterministic; one test runs onnxruntime's real profiler and checks only the structure of what it reports.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import models
+import rewriter.tuning.speed_guard as speed_guard
+from rewriter.api import audit, reverts_in_report
+from rewriter.cli import main
+from rewriter.emit.runtime_profile import RunProfile, measure_pair, profiled_node, qdq_readers
+from rewriter.ir.normalize import normalize
+from rewriter.ir.view import graph_view
+from rewriter.options import QuantizeOptions
+from rewriter.pipeline import quantize
+from rewriter.tuning.revert_search import revert_search
+from rewriter.tuning.speed_decisions import SPEED_SOURCE
+from rewriter.tuning.speed_guard import revert_closure, speed_guard_applies
+
+
+def _priced(costs: dict[str, float]):
+    """A profiler: every node of a model costs 100 us (Q/DQ nodes 0), a node named in ``costs`` costs that
+    when it reads a DequantizeLinear (it runs quantized); float and quantized are profiled alike."""
+    def profile(model: onnx.ModelProto) -> RunProfile:
+        dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        nodes = {}
+        for node in model.graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                nodes[node.name] = 0.0
+            elif node.name in costs and any(i in dequantized for i in node.input):
+                nodes[node.name] = costs[node.name]
+            else:
+                nodes[node.name] = 100.0
+        return RunProfile(sum(nodes.values()), nodes, 9)
+
+    def measure_pair_fake(float_model, quantized_model, feeds, runs, threads=1):
+        return profile(float_model), profile(quantized_model)
+    return measure_pair_fake
+
+
+def _steady_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that never moves: the time budget never runs out, whatever the machine's load."""
+    class Frozen:
+        @staticmethod
+        def perf_counter() -> float:
+            return 0.0
+    monkeypatch.setattr(speed_guard, "time", Frozen)
+
+
+def _data(model: onnx.ModelProto, n: int = 12) -> list[dict[str, np.ndarray]]:
+    return models.random_inputs(model, n, seed=1)
+
+
+def test_a_group_slower_quantized_is_reverted_through_the_plan_with_its_measured_times(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # dw_conv runs 3x slower quantized, pw_conv 2x faster: only dw_conv goes back to float.
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    assert [r["node"] for r in speed["reverts"]] == ["dw_conv"]
+    assert speed["initial_speedup"] < 1.0 <= speed["final_speedup"]
+    node = result.plan.node("dw_conv")
+    assert node is not None and node.status == "reverted"
+    decision = next(d for d in node.trail if d.action == "revert")
+    # Its group is the Conv and the Relu fused into its kernel (100 us either way).
+    assert decision.source == SPEED_SOURCE and "400 us against 200 us" in decision.detail
+    assert result.plan.node("pw_conv").status == "quantized"
+    readers = {r for rs in qdq_readers(result.model).values() for r in rs}
+    assert "dw_conv" not in readers and "pw_conv" in readers, "the output is the re-made plan"
+    # A revert only raises fidelity; the report's fidelity is the final model's.
+    assert result.report["fidelity"]["measured_after"] == "the speed guard's reverts"
+    # audit --report re-makes the same plan from the report.
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(result.report))
+    onnx.save(model, tmp_path / "model.onnx")
+    plan = audit(tmp_path / "model.onnx", target="ORT", reverted=reverts_in_report(report, "ORT"))
+    assert plan.node("dw_conv").status == "reverted" and plan.node("pw_conv").status == "quantized"
+
+
+def test_all_losing_groups_go_in_one_step_then_each_is_tried_quantized_again_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"res_conv1": 300.0, "res_conv2": 250.0,
+                                                              "stem_conv": 50.0, "branch_a": 50.0,
+                                                              "branch_b": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.tiny_cnn()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    steps = [(m["action"], m["nodes"], m["kept"]) for m in speed["measurements"]]
+    # res_conv2 quantized again alone is slower: it stays reverted. res_conv1 quantized again alone changes
+    # nothing, because reverting res_conv2 reverts it too (nothing quantized would read its result).
+    assert steps == [("revert", ["res_conv1", "res_conv2"], True), ("requantize", ["res_conv2"], False),
+                     ("requantize", ["res_conv1"], True)]
+    assert [(r["node"], r["with"]) for r in speed["reverts"]] == [("res_conv2", ["res_conv1"])]
+    assert result.plan.node("res_conv1").status == "reverted"
+    assert "reverted with res_conv2" in next(d.detail for d in result.plan.node("res_conv1").trail
+                                             if d.action == "revert")
+    assert result.plan.node("stem_conv").status == "quantized", "another quantized node reads its result"
+
+
+def test_same_inputs_same_timings_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4)
+    first = quantize(model, _data(model), options).model.SerializeToString()
+    assert quantize(model, _data(model), options).model.SerializeToString() == first
+
+
+def test_size_mode_keeps_the_groups_that_hold_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                           optimize_for="size"))
+    assert result.report["speed"]["reverts"] == [] and result.plan.node("dw_conv").status == "quantized"
+    assert result.report["speed"]["stopped"] == "no group costs more than it saves"
+
+
+def test_a_revert_that_does_not_pay_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Attribution says pw_conv's group costs more (230 > 200 us), but reverting it takes dw_conv's integer
+    # kernel with it (nothing quantized would read dw_conv's result), which is fast: the model gets slower.
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 10.0, "pw_conv": 130.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    assert speed["reverts"] == []
+    assert [m["nodes"] for m in speed["measurements"]] == [["pw_conv"]] and not speed["measurements"][0]["kept"]
+
+
+def test_guard_is_on_for_qdq_on_the_ort_target_only() -> None:
+    assert speed_guard_applies(QuantizeOptions(target="ORT"))
+    assert not speed_guard_applies(QuantizeOptions(target="CPU"))
+    assert speed_guard_applies(QuantizeOptions(target="CPU", speed_guard=True))
+    assert not speed_guard_applies(QuantizeOptions(target="ORT", speed_guard=False))
+    assert not speed_guard_applies(QuantizeOptions(output_format="fakequantize", speed_guard=True))
+
+
+def test_revert_closure_takes_the_units_that_would_lose_their_integer_kernel() -> None:
+    graph = graph_view(normalize(models.depthwise_conv()).model)
+    units = {"dw_conv", "pw_conv"}
+    assert revert_closure(graph, units, "pw_conv") == ("dw_conv", "pw_conv")
+    assert revert_closure(graph, units, "dw_conv") == ("dw_conv",)
+    # A unit whose result another quantized unit still reads keeps its kernel.
+    tiny = graph_view(normalize(models.tiny_cnn()).model)
+    tiny_units = {n.name for n in tiny.nodes if n.op_type == "Conv"}
+    assert "stem" not in revert_closure(tiny, tiny_units, "branch_a")
+
+
+def test_profiled_names_map_back_through_fusion_suffixes_and_written_tensors() -> None:
+    # onnxruntime's names for a QLinearConv made from conv0, and a Conv+Relu named after the Relu's output.
+    known = speed_guard.names_of([("conv0", ("conv0_out",)), ("relu0", ("relu_0.tmp_0",))])
+    assert profiled_node("conv0_token_2", known) == "conv0"
+    assert profiled_node("relu_0.tmp_0_nchwc", known) == "relu0"
+    assert profiled_node("ReorderInput_token_14", known) is None
+
+
+def test_revert_search_margin_ignores_gains_below_it() -> None:
+    scores = {(): 1.0, ("a",): 1.02, ("b",): 1.2, ("a", "b"): 1.22}
+    result = revert_search(["a", "b"], lambda units: scores[units], 1.0, float("inf"), 10, 1, margin=0.05)
+    assert [r.unit for r in result.reverted] == ["b"]
+    exact = revert_search(["a", "b"], lambda units: scores[units], 1.0, float("inf"), 10, 1)
+    assert sorted(r.unit for r in exact.reverted) == ["a", "b"]
+
+
+def test_cli_flags(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    onnx.save(models.depthwise_conv(), model)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, sample in enumerate(_data(models.depthwise_conv(), 6)):
+        np.save(data / f"{i}.npy", sample["input"])
+    report = tmp_path / "r.json"
+    args = ["quantize", str(model), "-o", str(tmp_path / "q.onnx"), "--data", str(data), "--report", str(report),
+            "--quiet"]
+    assert main(args + ["--no-speed-guard"]) == 0
+    assert "speed" not in json.loads(report.read_text())
+    assert main(args + ["--optimize-for", "size"]) == 0
+    assert json.loads(report.read_text())["speed"]["optimize_for"] == "size"
+    with pytest.raises(SystemExit) as exit_info:
+        main(args + ["--optimize-for", "speed"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.real_profiler
+def test_real_profiler_reports_every_quantized_group_and_its_own_cost() -> None:
+    model = models.tiny_cnn()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    assert [t["threads"] for t in speed["initial"]["threads"]] == ["1 thread"]
+    assert all(t["float_ms"] > 0 and t["quantized_ms"] > 0 for t in speed["initial"]["threads"])
+    quantized = {n.node for n in result.plan.nodes if n.status == "quantized"}
+    assert quantized <= {g["node"] for g in speed["groups"]}
+    assert speed["cost_s"] >= 0
+    assert speed["budget_s"] == pytest.approx(result.report["timings_s"]["statistics"], abs=1e-3)
+    assert speed["stopped"] in ("target met", "budget spent", "no candidate left", "revert limit",
+                                "time budget spent", "no group costs more than it saves")
+    assert result.report["timings_s"]["speed_guard"] >= 0
+
+
+@pytest.mark.real_profiler
+def test_measure_pair_times_both_models_and_names_their_nodes() -> None:
+    model = models.conv_bn_relu_chain()
+    feeds = _data(model, 3)
+    float_profile, same = measure_pair(model, model, feeds, runs=4)
+    assert float_profile.runs == same.runs == 4
+    assert float_profile.total_us > 0 and sum(float_profile.nodes.values()) <= float_profile.total_us
+    known = speed_guard.names_of((n.name, tuple(n.output)) for n in model.graph.node)
+    named = [profiled_node(name, known) for name in float_profile.nodes]
+    assert any(named), f"no profiled node maps back to the model: {sorted(float_profile.nodes)}"
