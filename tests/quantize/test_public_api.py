@@ -57,8 +57,10 @@ def test_a_misspelt_option_is_refused_by_the_signature() -> None:
 def test_help_shows_real_signatures_and_docstrings() -> None:
     quantize = inspect.signature(rewriter.quantize)
     assert not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in quantize.parameters.values())
-    # Every option QuantizeOptions takes is a keyword of its own (quantizer_overrides comes from config files).
-    fields = {f.name for f in dataclasses.fields(QuantizeOptions)} - {"target", "quantizer_overrides"}
+    # Every option QuantizeOptions takes is a keyword of its own (quantizer_overrides and the ignored scope's
+    # file positions come from config files).
+    fields = {f.name for f in dataclasses.fields(QuantizeOptions)} - {"target", "quantizer_overrides",
+                                                                       "ignore_scope_sources"}
     assert fields <= set(quantize.parameters), fields - set(quantize.parameters)
     assert quantize.return_annotation in ("QuantizeResult", rewriter.QuantizeResult)
     audit = inspect.signature(rewriter.audit)
