@@ -155,8 +155,8 @@ class _RayTrials:
         recipe = (evaluator.model, evaluator.data, evaluator.options, metric.spec or metric.function, metric.name,
                   metric.lower_is_better, evaluator.baseline, evaluator.limit, evaluator.candidates,
                   evaluator.total_weights)
-        actor = ray.remote(_RayTrialActor)
-        self.actors = [actor.remote(recipe) for _ in range(workers)]
+        actor: Any = ray.remote(_RayTrialActor)
+        self.actors: list[Any] = [actor.remote(recipe) for _ in range(workers)]
 
     def evaluate(self, asked: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
         calls = [self.actors[i % len(self.actors)].evaluate.remote(number, params)
@@ -211,15 +211,15 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
     evaluator = TrialEvaluator(model, data, options, metric, float_value.value, limit)
     evaluator.prepare(settings.groups)
 
-    distributions = {"preset": optuna.distributions.CategoricalDistribution(list(settings.presets)),
-                     "range_estimator": optuna.distributions.CategoricalDistribution(list(settings.estimators)),
-                     "aggregator": optuna.distributions.CategoricalDistribution(list(settings.aggregators)),
-                     **{f"float:{n}": optuna.distributions.CategoricalDistribution([False, True])
-                        for n in evaluator.candidates}}
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {
+        "preset": optuna.distributions.CategoricalDistribution(list(settings.presets)),
+        "range_estimator": optuna.distributions.CategoricalDistribution(list(settings.estimators)),
+        "aggregator": optuna.distributions.CategoricalDistribution(list(settings.aggregators)),
+        **{f"float:{n}": optuna.distributions.CategoricalDistribution([False, True]) for n in evaluator.candidates}}
     # The accuracy limit as optuna's constraint (excess drop <= 0): set on each trial where optuna has
     # Trial.set_constraint (5.0 on), through constraints_func before.
     set_constraint = hasattr(optuna.trial.Trial, "set_constraint")
-    constraint = {} if set_constraint else {
+    constraint: dict[str, Any] = {} if set_constraint else {
         "constraints_func": lambda trial: (trial.user_attrs.get("excess", math.inf),)}
     sampler = optuna.samplers.TPESampler(seed=options.seed, n_startup_trials=min(8, settings.max_trials),
                                          **constraint)
@@ -282,27 +282,27 @@ def quantize_tpe(model: str | Path | Any, data: Any, options: QuantizeOptions, s
             from rewriter.ir.load import load_model
             float_model = load_model(model)
         float_latency = latency_ms(float_model, timing_samples)
-        for trial in finished:
-            if trial.user_attrs.get("feasible"):
-                timed = _key(trial.params, trial.user_attrs["float_nodes"])
+        for done in finished:
+            if done.user_attrs.get("feasible"):
+                timed = _key(done.params, done.user_attrs["float_nodes"])
                 if timed not in latencies:
-                    made, _ = evaluator.made(trial.params)
-                    run = evaluator.run(trial.params["preset"], trial.params["range_estimator"],
-                                        trial.params["aggregator"])
+                    made, _ = evaluator.made(done.params)
+                    run = evaluator.run(done.params["preset"], done.params["range_estimator"],
+                                        done.params["aggregator"])
                     assert made is not None and run.search is not None
                     latencies[timed] = latency_ms(run.search.restore(made[2].model), timing_samples)
 
     entries = []
-    for trial in finished:
-        attrs = trial.user_attrs
-        timed = _key(trial.params, attrs["float_nodes"])
-        configuration = {"preset": trial.params["preset"], "range_estimator": trial.params["range_estimator"],
-                         "aggregator": trial.params["aggregator"], "float_nodes": attrs["float_nodes"]}
+    for done in finished:
+        attrs = done.user_attrs
+        timed = _key(done.params, attrs["float_nodes"])
+        configuration = {"preset": done.params["preset"], "range_estimator": done.params["range_estimator"],
+                         "aggregator": done.params["aggregator"], "float_nodes": attrs["float_nodes"]}
         entry = log.add("tpe", configuration, None, attrs["seconds"],
                         None if timed not in latencies else round(latencies[timed], 4))
         entry.update(metric=attrs["metric"], drop=None if attrs["drop"] is None else round(attrs["drop"], 6),
-                     feasible=attrs["feasible"], speed_proxy=attrs["proxy"], study_trial=trial.number)
-        entries.append((trial, entry))
+                     feasible=attrs["feasible"], speed_proxy=attrs["proxy"], study_trial=done.number)
+        entries.append((done, entry))
     if not entries:
         raise UserError("the TPE search ran no trial: raise max_trials or max_minutes")
     feasible = [(t, e) for t, e in entries if e["feasible"]]
