@@ -178,7 +178,8 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
              self_check: bool | None = None, check_samples: int | None = None, guard: bool | None = None,
              guard_threshold: float | None = None, guard_budget: int | None = None,
              guard_batch: int | None = None, speed_guard: bool | None = None,
-             optimize_for: OptimizeFor | None = None, metric: Any = None,
+             optimize_for: OptimizeFor | None = None, speed_cache: bool | str | Path | None = None,
+             metric: Any = None,
              metric_lower_is_better: bool = False,
              accuracy_aware: AccuracyAwareSettings | dict[str, Any] | None = None,
              tpe: TpeSettings | dict[str, Any] | bool | None = None) -> QuantizeResult:
@@ -228,6 +229,9 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
         speed_guard: revert quantized groups onnxruntime runs slower than float [True for QDQ output on ORT].
         optimize_for: "latency" (any slower group reverts) or "size" (only groups without weights)
             [latency].
+        speed_cache: where the speed guard keeps its measured decisions, so that the same run on this
+            machine gives the same output again: True the user's cache folder, a folder, or False (measure
+            every time) [True].
         metric: your accuracy metric, ``metric(model_path) -> float`` (or ``(float, per-sample floats)``),
             or its name "FILE.py:FUNCTION" / "module:function"; with it, AccuracyAwareQuantization runs
             (docs/accuracy-aware.md).
@@ -261,7 +265,8 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
         "layerwise_samples": layerwise_samples, "batch_size": batch_size, "image_options": image_options,
         "progress": progress, "self_check": self_check, "check_samples": check_samples, "guard": guard,
         "guard_threshold": guard_threshold, "guard_budget": guard_budget, "guard_batch": guard_batch,
-        "speed_guard": speed_guard, "optimize_for": optimize_for}
+        "speed_guard": speed_guard, "optimize_for": optimize_for,
+        "speed_cache": str(speed_cache) if isinstance(speed_cache, Path) else speed_cache}
     for key in ("rules", "ignore_scope"):
         value = options[key]
         if isinstance(value, (str, Path)):

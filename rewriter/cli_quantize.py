@@ -83,6 +83,13 @@ def add_quantize_parser(sub: argparse._SubParsersAction, plan_arguments: Callabl
     speed.add_argument("--optimize-for", choices=OPTIMIZE_FOR, default=None,
                        help="latency (default): the speed guard returns to float any group that makes the model "
                             "slower; size: only groups without weights, so the file stays small")
+    cache = speed.add_mutually_exclusive_group()
+    cache.add_argument("--speed-cache", metavar="DIR", default=None,
+                       help="where the guard keeps its measured decisions, so that the same run on this machine "
+                            "gives the same output again (default: $REWRITER_CACHE_DIR/speed, else "
+                            "~/.cache/rewriter/speed)")
+    cache.add_argument("--no-speed-cache", action="store_true",
+                       help="measure every time, and keep nothing (the output may then differ run to run)")
     add_search_arguments(q)
     images = q.add_argument_group("image folders")
     images.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
@@ -140,6 +147,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         "self_check": False if args.no_self_check else None, "check_samples": args.check_samples,
         "guard": False if args.no_guard else None, "guard_threshold": args.guard_threshold,
         "guard_budget": args.guard_budget, "speed_guard": False if args.no_speed_guard else None,
+        "speed_cache": False if args.no_speed_cache else args.speed_cache,
         "optimize_for": args.optimize_for,
         "progress": not args.quiet and sys.stderr.isatty(), "image_options": image_options}
     options = merge_cli(loaded, overrides)

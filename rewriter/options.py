@@ -79,6 +79,9 @@ class QuantizeOptions:
     # keeps reverts to groups without weights: a slower model is accepted to keep the file small.
     speed_guard: bool | None = None
     optimize_for: OptimizeFor = "latency"
+    # Where the speed guard keeps its measured decisions, so that a run repeated on this machine gives the
+    # same output (rewriter.tuning.speed_cache): True the user's cache folder, a path another, False none.
+    speed_cache: bool | str = True
 
     def __post_init__(self) -> None:
         if not self.target and self.output_format in DEFAULT_TARGETS:
@@ -105,6 +108,8 @@ class QuantizeOptions:
                 raise UserError(f"{name} must be at least 1, got {value}")
         if not -1000.0 < self.guard_threshold < 1000.0:  # also refuses NaN
             raise UserError(f"the guard threshold is an output SQNR in dB, got {self.guard_threshold}")
+        if not isinstance(self.speed_cache, (bool, str)) or self.speed_cache == "":
+            raise UserError(f"speed_cache must be True, False or a folder, got {self.speed_cache!r}")
         if self.optimize_for not in OPTIMIZE_FOR:
             raise UserError(f"unknown optimization goal {self.optimize_for!r}; choose latency or size")
         if self.layerwise_samples is not None and self.layerwise_samples < 1:

@@ -18,11 +18,14 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _steady_speed_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def _steady_speed_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                        tmp_path_factory: pytest.TempPathFactory) -> None:
     """The speed guard (on by default for QDQ output on the ORT target) times the models in onnxruntime;
     real timings differ from run to run, and the outputs of the other tests must not. Here every model
     takes the same time, so the guard finds nothing to revert. Tests of the guard itself inject their own
-    timings, and a test marked ``real_profiler`` runs onnxruntime's profiler."""
+    timings, and a test marked ``real_profiler`` runs onnxruntime's profiler. The guard's decision cache
+    is a fresh folder per test (never the user's), inherited by the command-line runs a test starts."""
+    monkeypatch.setenv("REWRITER_CACHE_DIR", str(tmp_path_factory.mktemp("rewriter-cache")))
     if request.node.get_closest_marker("real_profiler"):
         return
     from rewriter.emit.runtime_profile import RunProfile

@@ -199,6 +199,17 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+def open_session(model: onnx.ModelProto, options: ort.SessionOptions) -> ort.InferenceSession:
+    """An onnxruntime CPU session over ``model`` with ``options``; a model too large for protobuf to serialize
+    goes through a temporary file with its tensors beside it (onnxruntime has read them when this returns)."""
+    if not is_large(model, LARGE_MODEL_BYTES):
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory(prefix="rewriter-session-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        save_model(model, path)
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
 def _create(payload: bytes | str, intra_op_threads: int | None) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(payload, session_options(intra_op_threads), providers=["CPUExecutionProvider"])

@@ -25,11 +25,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from rewriter.calibrate.batching import batch_key, batch_rows_agree, dynamic_batch
 from rewriter.calibrate.inputs import model_inputs
-from rewriter.calibrate.session import session_options
+from rewriter.calibrate.session import open_session, session_options
 from rewriter.errors import RuntimeRefused
 
 __all__ = ["CHECK_BATCH_SIZE", "OPENVINO_PRECISION", "ModelRunner", "runtime_for"]
@@ -133,15 +132,7 @@ class ModelRunner:
 
 
 def _onnxruntime(model: onnx.ModelProto) -> Callable[[dict[str, np.ndarray]], list[Any]]:
-    options = session_options()
-    if model.ByteSize() < int(1.8 * 1024**3):
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    else:  # protobuf cannot serialize 2 GiB: through a file with its tensors beside it
-        from rewriter.ir.load import save_model
-        with tempfile.TemporaryDirectory(prefix="rewriter-check-") as tmp:
-            path = os.path.join(tmp, "model.onnx")
-            save_model(model, path)
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = open_session(model, session_options())
     names = [o.name for o in model.graph.output]
     return lambda feeds: session.run(names, feeds)
 

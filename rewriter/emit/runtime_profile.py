@@ -17,6 +17,8 @@ maps a profiled name back to a node of the model, when there is one.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 import statistics
 import tempfile
@@ -28,10 +30,34 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-__all__ = ["RunProfile", "measure_pair", "profiled_node", "qdq_readers"]
+from rewriter.calibrate.session import open_session
+
+__all__ = ["RunProfile", "machine_fingerprint", "measure_pair", "profiled_node", "qdq_readers"]
 
 _SUFFIX = re.compile(r"(_token_\d+|_nchwc|_kernel_time)$")
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def machine_fingerprint() -> dict[str, str]:
+    """What makes timings on this machine comparable to another run's: the CPU (model and feature flags, as
+    Linux lists them in /proc/cpuinfo, else the platform's processor name), the cores the process may use,
+    and onnxruntime's version and build (its execution providers)."""
+    model, flags = platform.processor(), ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name":
+                    model = value.strip()
+                elif name.strip() in ("flags", "Features") and not flags:
+                    flags = " ".join(sorted(value.split()))
+                if line.strip() == "":  # the first processor's block is enough
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    return {"machine": platform.machine(), "cpu": model, "cpu_flags": flags, "cores": str(cores),
+            "onnxruntime": ort.__version__, "providers": ",".join(ort.get_available_providers())}
 
 
 @dataclass(frozen=True)
@@ -76,7 +102,7 @@ def _profiled_session(model: onnx.ModelProto, prefix: Path, threads: int) -> ort
     options.profile_file_prefix = str(prefix)
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return open_session(model, options)
 
 
 def _read_profile(path: Path) -> RunProfile:

@@ -177,6 +177,22 @@ def is_large(model: onnx.ModelProto, limit: int | None = None) -> bool:
         return True
 
 
+def model_digest(model: onnx.ModelProto) -> str:
+    """A sha256 of the model's content, also for a model too large to serialize in one piece.
+
+    A model protobuf can serialize is hashed as its bytes. A larger one is hashed as its structure without
+    the data of its big tensors, followed by each of those tensors serialized alone, in order: the same
+    model always gives the same digest, and any changed weight another one.
+    """
+    if not is_large(model):
+        return hashlib.sha256(model.SerializeToString()).hexdigest()
+    light, big = light_copy(model, 1024)
+    digest = hashlib.sha256(b"large:" + light.SerializeToString())
+    for original, _ in big:
+        digest.update(original.SerializeToString())
+    return digest.hexdigest()
+
+
 class _HashingWriter:
     """A file wrapper that hashes what goes through it and knows its position."""
 
@@ -341,4 +357,5 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
         yield from _all_tensors(sub)
 
 
-__all__ = ["LARGE_MODEL_BYTES", "TENSOR_DATA_FIELDS", "is_large", "light_copy", "load_model", "save_model"]
+__all__ = ["LARGE_MODEL_BYTES", "TENSOR_DATA_FIELDS", "is_large", "light_copy", "load_model",
+           "model_digest", "save_model"]

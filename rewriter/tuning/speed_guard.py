@@ -28,19 +28,23 @@ Timings are measurements, so on a real machine two runs may revert different nod
 """
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rewriter.emit.runtime_profile import RunProfile, measure_pair, profiled_node, qdq_readers
+from rewriter.emit.runtime_profile import RunProfile, machine_fingerprint, measure_pair, profiled_node, qdq_readers
 from rewriter.ir.graph import GraphView
+from rewriter.ir.load import model_digest
 from rewriter.match.planner import RevertRequest
 from rewriter.options import OptimizeFor, QuantizeOptions
 from rewriter.plan import QuantPlan
 from rewriter.tuning.check_run import Emitter, Reverted, revert_through_plan, reverts_in_plan
 from rewriter.tuning.revert_search import SearchResult, revert_search
 from rewriter.tuning.self_check import SelfCheck
+from rewriter.tuning.speed_cache import SpeedCache, StoredDecision, default_cache_dir
 from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 
 __all__ = ["Measure", "SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "group_owners",
@@ -233,6 +237,17 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         def measure(model: Any) -> list[tuple[RunProfile, RunProfile]]:
             return [measure_pair(float_model, model, feeds, runs[0], t) for t in settings.threads]
 
+    cache = _cache(options)
+    key = cache.key(_key_parts(settings, options), (model_digest(float_model), model_digest(emitted.model))) \
+        if cache else ""
+    stored = cache.load(key) if cache else None
+    prior = tuple(reverts_in_plan(plan))
+    reverter = revert_through_plan(emitter, plan, ranges, options)
+    if stored is not None and cache is not None:
+        replayed = _replay(stored, prior, reverter, emitter, fidelity, check, float_model, samples, plan, ranges,
+                           emitted, errors, str(cache.path(key)), round(clock() - start, 3))
+        if replayed is not None:
+            return replayed
     first = measure(emitted.model)
     # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model,
     # and measure the starting point again with as many runs as the attempts will have.
@@ -250,8 +265,6 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     candidates = sorted((u for u in units if _costs_more(times[u], settings.margin)),
                         key=lambda u: (-times[u].excess_us, units.index(u)))
     closures = {u: revert_closure(graph, set(units), u) for u in candidates}
-    prior = tuple(reverts_in_plan(plan))
-    reverter = revert_through_plan(emitter, plan, ranges, options)
     log: list[dict] = []
     out_of_time = False
 
@@ -288,10 +301,12 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
                            settings.batch or max(1, len(candidates)), margin=settings.margin)
     final: Reverted | None = None
     details: dict[str, str] = {}
+    chosen: tuple[RevertRequest, ...] = ()
     if search.reverted:
         details = {r.unit: _reason(times[r.unit], r.score_quantized, search, settings) for r in search.reverted}
         order = {u: i for i, u in enumerate(candidates)}
-        final = reverter(requests(sorted((r.unit for r in search.reverted), key=order.__getitem__), details))
+        chosen = requests(sorted((r.unit for r in search.reverted), key=order.__getitem__), details)
+        final = reverter(chosen)
         if final is None:
             raise RuntimeError("the speed guard's final plan could not be made again")
         plan, ranges, emitted = final.plan, final.ranges, final.emitted
@@ -299,7 +314,46 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         fidelity = _remeasure(fidelity, check, float_model, samples, emitted.model)
     section = _section(plan, settings, runs[0], first, search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
+    if cache is not None:
+        cache.store(key, StoredDecision(tuple((r.node, r.detail) for r in chosen[len(prior):]), section))
     return SpeedChecked(plan, ranges, emitted, errors, section, fidelity if final is not None else None)
+
+
+def _cache(options: QuantizeOptions) -> SpeedCache | None:
+    if options.speed_cache is False:
+        return None
+    return SpeedCache(default_cache_dir() if options.speed_cache is True else Path(options.speed_cache))
+
+
+def _key_parts(settings: SpeedSettings, options: QuantizeOptions) -> dict[str, Any]:
+    """Everything besides the two models that decides the guard's outcome (``rewriter.tuning.speed_cache``)."""
+    return {"settings": {"optimize_for": settings.optimize_for, "threads": list(settings.threads),
+                         "margin": settings.margin, "budget": settings.budget, "batch": settings.batch},
+            "machine": machine_fingerprint(), "rewriter": _rewriter_version()}
+
+
+def _rewriter_version() -> str:
+    try:
+        return importlib.metadata.version("rewriter")
+    except importlib.metadata.PackageNotFoundError:  # a checkout on PYTHONPATH
+        return "checkout"
+
+
+def _replay(stored: StoredDecision, prior: tuple[RevertRequest, ...], reverter: Callable[..., Reverted | None],
+            emitter: Emitter, fidelity: dict | None, check: SelfCheck | None, float_model: Any,
+            samples: Sequence[Mapping[str, Any]], plan: QuantPlan, ranges: Mapping[str, Any], emitted: Any,
+            errors: Mapping[str, float], entry: str, cost: float) -> SpeedChecked | None:
+    """The stored decision applied through the plan, untimed; None when its plan cannot be made (then the
+    guard measures again)."""
+    section = {**stored.section, "replayed_from": entry, "cost_s": cost}
+    if not stored.reverts:
+        return SpeedChecked(plan, ranges, emitted, errors, section, None)
+    final = reverter(prior + tuple(RevertRequest(node, SPEED_SOURCE, detail) for node, detail in stored.reverts))
+    if final is None:
+        return None
+    out_errors = emitter.errors(final.plan, final.ranges)
+    remeasured = _remeasure(fidelity, check, float_model, samples, final.emitted.model)
+    return SpeedChecked(final.plan, final.ranges, final.emitted, out_errors, section, remeasured)
 
 
 def _costs_more(t: UnitTime, margin: float) -> bool:

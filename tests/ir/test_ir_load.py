@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import rewriter.ir.load as load_mod
 from models import conv_bn_relu_chain, tiny_cnn
 from rewriter.errors import UserError
-from rewriter.ir.load import load_model, save_model
+from rewriter.ir.load import load_model, model_digest, save_model
 
 
 def _expect_user_error(path: Path, *fragments: str) -> UserError:
@@ -194,3 +194,29 @@ def test_saved_file_mode_follows_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "m.onnx").stat().st_mode & 0o777 == 0o644
+
+
+def _with_big_weight(scale: float = 1.0) -> onnx.ModelProto:
+    model = tiny_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.arange(2000, dtype=np.float32) * scale, "big"))
+    return model
+
+
+def test_model_digest_of_a_large_model_follows_its_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = model_digest(_with_big_weight())
+    assert plain == model_digest(_with_big_weight()) and plain != model_digest(tiny_cnn())
+    same, scaled, renamed = _with_big_weight(), _with_big_weight(scale=2.0), _with_big_weight()
+    renamed.graph.node[0].name = "renamed"
+    # Pretend 16 bytes is "large": the digest is then taken tensor by tensor, never of the whole message.
+    monkeypatch.setattr(load_mod, "LARGE_MODEL_BYTES", 16)
+    monkeypatch.setattr(onnx.ModelProto, "SerializeToString", _refuse_whole_model, raising=False)
+    large = model_digest(same)
+    assert large != plain and large == model_digest(same)
+    assert model_digest(scaled) != large  # a changed big weight
+    assert model_digest(renamed) != large  # a changed structure
+
+
+def _refuse_whole_model(self: onnx.ModelProto, **_: object) -> bytes:
+    if any(len(t.raw_data) > 1024 for t in self.graph.initializer):
+        raise ValueError("a model with its big weights was serialized whole")
+    return onnx.ModelProto.SerializePartialToString(self)

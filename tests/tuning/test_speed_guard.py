@@ -117,6 +117,84 @@ def test_same_inputs_same_timings_same_output(monkeypatch: pytest.MonkeyPatch) -
     assert quantize(model, _data(model), options).model.SerializeToString() == first
 
 
+def _no_timing(*args, **kwargs):
+    raise AssertionError("the guard timed a model although its decision was stored")
+
+
+def test_a_repeated_run_replays_the_stored_decision_untimed_and_writes_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Timings that change from call to call, as a loaded machine's do: the first run reverts dw_conv.
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=str(tmp_path / "c"))
+    first = quantize(model, _data(model), options)
+    assert [r["node"] for r in first.report["speed"]["reverts"]] == ["dw_conv"]
+    assert len(list((tmp_path / "c").glob("*.json"))) == 1
+    # The second run would now find dw_conv fast; it must not time anything and must decide the same.
+    monkeypatch.setattr(speed_guard, "measure_pair", _no_timing)
+    second = quantize(model, _data(model), options)
+    assert second.model.SerializeToString() == first.model.SerializeToString()
+    assert second.report["speed"]["replayed_from"].startswith(str(tmp_path / "c"))
+    assert second.report["speed"]["reverts"] == first.report["speed"]["reverts"]
+    assert second.plan.node("dw_conv").status == "reverted"
+    assert next(d.detail for d in second.plan.node("dw_conv").trail if d.action == "revert") == \
+        next(d.detail for d in first.plan.node("dw_conv").trail if d.action == "revert")
+    assert second.report["fidelity"]["measured_after"] == "the speed guard's reverts"
+
+
+def test_another_model_machine_or_option_is_measured_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = []
+    priced = _priced({"dw_conv": 300.0, "pw_conv": 50.0})
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return priced(*args, **kwargs)
+    monkeypatch.setattr(speed_guard, "measure_pair", counted)
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=str(tmp_path))
+    quantize(model, _data(model), options)
+    measured = len(calls)
+    quantize(model, _data(model), options)
+    assert len(calls) == measured, "same model, options and machine: replayed"
+    quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                   ignore_scope=("pw_conv",), speed_cache=str(tmp_path)))
+    assert len(calls) > measured, "another plan: measured"
+    measured = len(calls)
+    real = speed_guard.machine_fingerprint()
+    monkeypatch.setattr(speed_guard, "machine_fingerprint", lambda: {**real, "cpu": "another CPU"})
+    quantize(model, _data(model), options)
+    assert len(calls) > measured, "another machine: measured"
+    measured = len(calls)
+    quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=False))
+    quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=False))
+    assert len(calls) >= measured + 2 * 2, "no cache: every run measures"
+
+
+def test_an_unreadable_entry_is_measured_again_and_replaced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=str(tmp_path))
+    first = quantize(model, _data(model), options)
+    (entry,) = tmp_path.glob("*.json")
+    entry.write_text("{not json")
+    second = quantize(model, _data(model), options)
+    assert "replayed_from" not in second.report["speed"]
+    assert second.model.SerializeToString() == first.model.SerializeToString()
+    assert json.loads(entry.read_text())["schema"] == "rewriter.speed-cache/1"
+
+
+def test_the_default_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rewriter.tuning.speed_cache import default_cache_dir
+    monkeypatch.setenv("REWRITER_CACHE_DIR", str(tmp_path / "r"))
+    assert default_cache_dir() == tmp_path / "r" / "speed"
+    monkeypatch.delenv("REWRITER_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x" / "rewriter" / "speed"
+
+
 def test_size_mode_keeps_the_groups_that_hold_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
@@ -191,6 +269,16 @@ def test_cli_flags(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(args + ["--optimize-for", "speed"])
     assert exit_info.value.code == 2
+    cache = tmp_path / "cache"
+    assert main(args + ["--speed-cache", str(cache)]) == 0
+    assert len(list(cache.glob("*.json"))) == 1
+    assert main(args + ["--speed-cache", str(cache)]) == 0
+    assert json.loads(report.read_text())["speed"]["replayed_from"].startswith(str(cache))
+    assert main(args + ["--no-speed-cache"]) == 0
+    assert "replayed_from" not in json.loads(report.read_text())["speed"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args + ["--no-speed-cache", "--speed-cache", str(cache)])
+    assert exit_info.value.code == 2
 
 
 @pytest.mark.real_profiler
@@ -219,3 +307,20 @@ def test_measure_pair_times_both_models_and_names_their_nodes() -> None:
     known = speed_guard.names_of((n.name, tuple(n.output)) for n in model.graph.node)
     named = [profiled_node(name, known) for name in float_profile.nodes]
     assert any(named), f"no profiled node maps back to the model: {sorted(float_profile.nodes)}"
+
+
+@pytest.mark.real_profiler
+def test_a_model_too_large_to_serialize_is_profiled_from_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewriter.calibrate import session as calib_session
+
+    model = models.conv_bn_relu_chain()
+    feeds = _data(model, 2)
+    # Every model counts as large: the sessions must come from a saved file, never from the whole message.
+    monkeypatch.setattr(calib_session, "LARGE_MODEL_BYTES", 0)
+    sources: list[type] = []
+    real = calib_session.ort.InferenceSession
+    monkeypatch.setattr(calib_session.ort, "InferenceSession",
+                        lambda source, *args, **kw: sources.append(type(source)) or real(source, *args, **kw))
+    float_profile, quantized_profile = measure_pair(model, model, feeds, runs=2)
+    assert float_profile.runs == quantized_profile.runs == 2 and float_profile.total_us > 0
+    assert sources == [str, str], f"sessions built from {sources}, not from saved files"
