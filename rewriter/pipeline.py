@@ -219,9 +219,10 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         check = checked.check
         lap("self_check")
         if speed_guard_applies(options):
-            # Its time budget: the statistics pass, one float pass over the calibration subset.
+            # Its time budget: one plain float pass over the calibration subset, at most the statistics pass.
             sped = guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
-                               errors_out, options, emitter, fidelity, timings.get("statistics"), checked.check)
+                               errors_out, options, emitter, fidelity, timings.get("statistics"), checked.check,
+                               pass_samples=collected.num_samples)
             plan, final_ranges, emitted, errors_out = sped.plan, sped.ranges, sped.emitted, sped.errors
             fidelity = sped.fidelity or fidelity
             speed = sped.section

@@ -291,7 +291,11 @@ def test_real_profiler_reports_every_quantized_group_and_its_own_cost() -> None:
     quantized = {n.node for n in result.plan.nodes if n.status == "quantized"}
     assert quantized <= {g["node"] for g in speed["groups"]}
     assert speed["cost_s"] >= 0
-    assert speed["budget_s"] == pytest.approx(result.report["timings_s"]["statistics"], abs=1e-3)
+    # One plain float pass over the 8 calibration samples, estimated from the profile: never over the
+    # statistics pass, which runs the same model with its intermediate tensors exposed.
+    float_ms = speed["initial"]["threads"][0]["float_ms"]
+    assert speed["budget_s"] == pytest.approx(min(8 * float_ms / 1e3, result.report["timings_s"]["statistics"]),
+                                              abs=1.5e-3)
     assert speed["stopped"] in ("target met", "budget spent", "no candidate left", "revert limit",
                                 "time budget spent", "no group costs more than it saves")
     assert result.report["timings_s"]["speed_guard"] >= 0
@@ -324,3 +328,31 @@ def test_a_model_too_large_to_serialize_is_profiled_from_a_file(monkeypatch: pyt
     float_profile, quantized_profile = measure_pair(model, model, feeds, runs=2)
     assert float_profile.runs == quantized_profile.runs == 2 and float_profile.total_us > 0
     assert sources == [str, str], f"sessions built from {sources}, not from saved files"
+
+
+def test_the_time_budget_is_at_most_one_plain_float_pass_over_the_calibration_subset() -> None:
+    settings = speed_guard.SpeedSettings(seconds=10.0, threads=(1, 2))
+    first = [(RunProfile(20_000.0, {}, 9), RunProfile(30_000.0, {}, 9)),
+             (RunProfile(15_000.0, {}, 9), RunProfile(25_000.0, {}, 9))]
+    # The float model's fastest run (15 ms, at 2 threads) times 100 samples: 1.5 s, under the 10 s given.
+    assert speed_guard._float_pass_budget(settings, first, 100).seconds == pytest.approx(1.5)
+    # A statistics pass shorter than the estimate stays the budget; without a sample count nothing changes.
+    assert speed_guard._float_pass_budget(settings, first, 1000).seconds == 10.0
+    assert speed_guard._float_pass_budget(settings, first, None).seconds == 10.0
+    assert speed_guard._float_pass_budget(speed_guard.SpeedSettings(), first, 100).seconds is None
+
+
+def test_the_pipeline_gives_the_guard_the_float_pass_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    priced = _priced({"dw_conv": 300.0, "pw_conv": 50.0})
+    float_runs_us: list[float] = []
+
+    def measure_pair(float_model, quantized_model, feeds, runs, threads=1):
+        pair = priced(float_model, quantized_model, feeds, runs, threads)
+        float_runs_us.append(pair[0].total_us)
+        return pair
+    monkeypatch.setattr(speed_guard, "measure_pair", measure_pair)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    estimate = 8 * float_runs_us[0] / 1e6  # the first profile's float run, times the 8 calibration samples
+    assert result.report["speed"]["budget_s"] == pytest.approx(min(result.report["timings_s"]["statistics"],
+                                                                   estimate), abs=1e-3)

@@ -40,6 +40,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -141,6 +142,11 @@ def run_tool(name: str, tool: str, model: Path, data: Path, n: int, config: dict
     cmd = [s.python, str(HERE / "peers.py"), tool, "--model", str(model), "--out", str(out), "--data", str(data),
            "--samples", str(n), "--config", json.dumps(config, sort_keys=True), "--result", str(res_path)]
     env = s.tool_env()
+    # A fresh speed-guard decision cache per run: a decision stored by an earlier run (or by another variant
+    # with the same settings) would be replayed untimed, and the run would not show what the guard costs.
+    cache = work / f"{tool}{suffix}.rewriter-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env["REWRITER_CACHE_DIR"] = str(cache)
     # The tool's working folder is its output folder, so scratch files stay out of the work tree.
     child = measure.run_child(cmd, s.timeout, env=env, cwd=work, log_path=log_path)
     result = json.loads(res_path.read_text()) if res_path.is_file() else {"ok": False}
