@@ -182,9 +182,11 @@ def run_quantize(args: argparse.Namespace) -> int:
     speed = result.report.get("speed")
     if speed is not None and "final_speedup" in speed:
         checked += f"; {speed['final_speedup']:.2f}x float speed in onnxruntime"
-        if speed["reverts"]:
-            checked += (f" (speed guard reverted {len(speed['reverts'])} node(s), "
-                        f"{speed['initial_speedup']:.2f}x before)")
+        overhead = speed.get("no_integer_kernel") or ()
+        if speed["reverts"] or overhead:
+            checked += (f" (speed guard reverted {len(speed['reverts']) + len(overhead)} node(s), "
+                        f"{speed['initial_speedup']:.2f}x before"
+                        f"{'; no integer kernel was left, so the model is float' if overhead else ''})")
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")

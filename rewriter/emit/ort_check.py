@@ -22,7 +22,7 @@ from typing import Literal
 import onnx
 import onnxruntime as ort
 
-__all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "op_counts", "optimized_model"]
+__all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "integer_kernels", "op_counts", "optimized_model"]
 
 ModelSource = onnx.ModelProto | bytes | str | os.PathLike
 Level = Literal["basic", "extended", "all"]
@@ -83,6 +83,17 @@ def fused_counts(model: ModelSource, level: Level = "extended") -> Counter[str]:
     ``QuantizeLinear``/``DequantizeLinear`` for pairs that only add work.
     """
     return op_counts(optimized_model(model, level))
+
+
+def integer_kernels(model: onnx.ModelProto) -> int | None:
+    """How many integer kernels (``INTEGER_OPS``) onnxruntime runs for ``model``; None for a model too large
+    to hand to onnxruntime in memory (not looked at)."""
+    from rewriter.ir.load import is_large
+
+    if is_large(model):
+        return None
+    counts = fused_counts(model)
+    return sum(counts[op] for op in INTEGER_OPS)
 
 
 def _source(model: ModelSource) -> bytes | str:

@@ -19,9 +19,9 @@ from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.plan import FakeQuantizePoint, QuantPlan
 from rewriter.tuning.guard import Attempt, GuardSettings, guard_candidates, run_guard, worst_tensors
-from rewriter.tuning.self_check import HeldOut, SelfCheck
+from rewriter.tuning.self_check import CLEAR_MARGIN_DB, HeldOut, SelfCheck
 
-__all__ = ["CheckedOutput", "Emitter", "Reverted", "check_and_guard", "revert_through_plan"]
+__all__ = ["CheckedOutput", "Emitter", "Reverted", "check_and_guard", "revert_through_plan", "sample_fields"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,9 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
     if not samples:
         return CheckedOutput(plan, ranges, emitted, errors, {**base, "skipped": "self-check skipped: no samples",
                                                              "guard": None}, None)
-    check = SelfCheck(float_model, samples, runtime, float_runs)
-    fidelity = check.measure(emitted.model)
-    section: dict[str, Any] = {**base, "runtime": runtime, "samples": len(samples), "held_out": held_out.held_out,
-                               "sample_ids": list(held_out.ids), "note": held_out.describe()}
+    check = SelfCheck(float_model, samples, runtime, float_runs, held_out)
+    fidelity = check.measure(emitted.model, clear_above_db=threshold + CLEAR_MARGIN_DB)
+    section: dict[str, Any] = {**base, "runtime": runtime, **sample_fields(held_out, fidelity.samples)}
     if runtime == "openvino":
         section["inference_precision"] = OPENVINO_PRECISION
     guard_section: dict[str, Any] | None = None
@@ -109,6 +108,12 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
                    f"{worst or 'none measured'}")
     section["warning"] = warning
     return CheckedOutput(plan, ranges, emitted, errors, section, warning, check)
+
+
+def sample_fields(held_out: HeldOut, used: int) -> dict[str, Any]:
+    """The fidelity section's account of its samples: how many the figures come from, which, and what they are."""
+    return {"samples": used, "held_out": held_out.held_out, "sample_ids": list(held_out.ids[:used]),
+            "note": held_out.describe(used)}
 
 
 @dataclass(frozen=True)

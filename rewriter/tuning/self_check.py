@@ -7,6 +7,7 @@ the ranges were fitted to exactly those values.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 from rewriter.emit.runtime_check import ModelRunner
 from rewriter.tuning.fidelity import Fidelity, compare_outputs
 
-__all__ = ["HeldOut", "SelfCheck", "held_out_ids"]
+__all__ = ["CLEAR_MARGIN_DB", "EARLY_SAMPLES", "HeldOut", "SelfCheck", "held_out_ids"]
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,15 @@ class HeldOut:
     ids: tuple[int, ...]
     held_out: bool
 
-    def describe(self) -> str:
+    def describe(self, used: int | None = None) -> str:
+        """What the check's samples are; ``used``: how many of them the figures come from (default all)."""
+        count = len(self.ids) if used is None else used
+        early = "" if count >= len(self.ids) else (
+            f" (the first {count} of {len(self.ids)}: their worst output cleared the threshold by "
+            f"{CLEAR_MARGIN_DB:g} dB or more, so the rest were not run)")
         if self.held_out:
-            return f"{len(self.ids)} samples not used for the ranges"
-        return (f"{len(self.ids)} calibration samples: the subset took every sample of the source, so none "
+            return f"{count} samples not used for the ranges{early}"
+        return (f"{count} calibration samples{early}: the subset took every sample of the source, so none "
                 "was held out and the figures flatter the output")
 
 
@@ -50,44 +56,85 @@ def held_out_ids(total: int, used: Sequence[int], count: int, seed: int) -> Held
     return HeldOut(tuple(sorted(int(i) for i in chosen)), False)
 
 
+#: The check's first stage: this many samples, and the rest only when they do not clear the threshold.
+EARLY_SAMPLES = 8
+#: How far above the threshold the first stage's worst output SQNR must be to stop there (dB: 10x in power).
+CLEAR_MARGIN_DB = 10.0
+
+
 class SelfCheck:
-    """The float model's outputs on the check samples, computed once; ``measure`` compares a quantized model.
+    """The float model's outputs on the check samples, computed once each; ``measure`` compares a quantized
+    model.
 
     Args:
         float_model: the float model (onnx.ModelProto), run in onnxruntime.
         samples: the check samples (input name -> array).
         runtime: the runtime of the quantized output ("onnxruntime" or "openvino").
         float_runs: the float model's outputs on ``samples`` when already computed (one mapping per
-            sample, same order); else they are computed here.
+            sample, same order); else they are computed here, as far as a measurement needs them.
+        held_out: where ``samples`` come from, for the report (``HeldOut``), when known.
     """
 
     def __init__(self, float_model: Any, samples: Sequence[Mapping[str, np.ndarray]], runtime: str,
-                 float_runs: Sequence[Mapping[str, np.ndarray]] | None = None) -> None:
+                 float_runs: Sequence[Mapping[str, np.ndarray]] | None = None,
+                 held_out: HeldOut | None = None) -> None:
         self.samples = [dict(s) for s in samples]
+        self.held_out = held_out
         self.runtime = runtime
         self.output_names = [o.name for o in float_model.graph.output]
+        self._float_model: Any = float_model
+        self._float_runner: ModelRunner | None = None
+        self._float_runs: list[dict[str, np.ndarray]] = []
         if float_runs is not None and len(float_runs) == len(self.samples):
             # Calibration samples: the statistics pass ran the float model on them already.
-            self.float_runs = [dict(r) for r in float_runs]
-        else:
-            self.float_runs = ModelRunner(float_model, "onnxruntime", "the float model").run(self.samples)
+            self._float_runs = [dict(r) for r in float_runs]
         self.measurements = 0
 
-    def measure(self, quantized_model: Any) -> Fidelity:
+    def float_runs(self, count: int) -> list[dict[str, np.ndarray]]:
+        """The float model's outputs on the first ``count`` samples (run here the first time they are asked)."""
+        count = min(count, len(self.samples))
+        if len(self._float_runs) < count:
+            if self._float_runner is None:
+                self._float_runner = ModelRunner(self._float_model, "onnxruntime", "the float model")
+            self._float_runs.extend(self._float_runner.run(self.samples[len(self._float_runs):count]))
+        return self._float_runs[:count]
+
+    def measure(self, quantized_model: Any, clear_above_db: float | None = None) -> Fidelity:
         """Load and run ``quantized_model`` on the samples; its fidelity against the float runs.
+
+        With ``clear_above_db``, the first ``EARLY_SAMPLES`` samples run first, and when every output's SQNR
+        on them is at least that (and every top-1 agreement whole) the figures of those samples are the
+        result (``Fidelity.samples`` says how many): a model this far above the threshold needs no more
+        evidence, and the check costs a quarter. Otherwise all samples are compared.
 
         Raises:
             RuntimeRefused: the runtime cannot load or run it.
         """
         self.measurements += 1
-        runs = ModelRunner(quantized_model, self.runtime, "the quantized model").run(self.samples)
-        return compare_outputs(self.output_names, self.float_runs, runs)
+        runner = ModelRunner(quantized_model, self.runtime, "the quantized model")
+        if clear_above_db is not None and len(self.samples) > EARLY_SAMPLES:
+            early = runner.run(self.samples[:EARLY_SAMPLES])
+            fidelity = compare_outputs(self.output_names, self.float_runs(EARLY_SAMPLES), early)
+            if _clears(fidelity, clear_above_db):
+                return fidelity
+            runs = early + runner.run(self.samples[EARLY_SAMPLES:])
+        else:
+            runs = runner.run(self.samples)
+        return compare_outputs(self.output_names, self.float_runs(len(self.samples)), runs)
 
     def first(self, count: int) -> SelfCheck:
-        """The same check on its first ``count`` samples (the float runs are reused, not run again)."""
+        """The same check on its first ``count`` samples (float runs made so far are reused, not run again)."""
         if count >= len(self.samples):
             return self
         subset = object.__new__(SelfCheck)
         subset.samples, subset.runtime, subset.output_names = self.samples[:count], self.runtime, self.output_names
-        subset.float_runs, subset.measurements = self.float_runs[:count], 0
+        subset._float_model, subset._float_runner = self._float_model, self._float_runner
+        subset._float_runs, subset.measurements = self._float_runs[:count], 0
+        subset.held_out = None if self.held_out is None else HeldOut(self.held_out.ids[:count], self.held_out.held_out)
         return subset
+
+
+def _clears(fidelity: Fidelity, clear_above_db: float) -> bool:
+    compared = [o for o in fidelity.outputs if not math.isnan(o.sqnr_db)]
+    return bool(compared) and all(o.sqnr_db >= clear_above_db and o.top1_agreement in (None, 1.0)
+                                  for o in compared)

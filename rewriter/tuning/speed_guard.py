@@ -36,15 +36,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from rewriter.emit.ort_check import integer_kernels
 from rewriter.emit.runtime_profile import RunProfile, machine_fingerprint, measure_pair, profiled_node, qdq_readers
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import model_digest
 from rewriter.match.planner import RevertRequest
 from rewriter.options import OptimizeFor, QuantizeOptions
 from rewriter.plan import QuantPlan
-from rewriter.tuning.check_run import Emitter, Reverted, revert_through_plan, reverts_in_plan
+from rewriter.tuning.check_run import Emitter, Reverted, revert_through_plan, reverts_in_plan, sample_fields
 from rewriter.tuning.revert_search import SearchResult, revert_search
-from rewriter.tuning.self_check import SelfCheck
+from rewriter.tuning.self_check import CLEAR_MARGIN_DB, SelfCheck
 from rewriter.tuning.speed_cache import SpeedCache, StoredDecision, default_cache_dir
 from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 
@@ -76,7 +77,7 @@ class SpeedSettings:
     seconds_per_model: float = 0.1  # ... and more for a fast model, up to this time per model and thread count
     threads: tuple[int, ...] = (1,)  # intra-op threads; 0: onnxruntime's default (slow and noisy on a shared machine)
     seconds: float | None = None  # the time budget; None: none
-    min_attempts: int = 2  # re-plans and measurements made even past the time budget
+    min_attempts: int = 1  # re-plans and measurements made even past the time budget: the first, all losers at once
 
 
 @dataclass(frozen=True)
@@ -311,17 +312,47 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         details = {r.unit: _reason(times[r.unit], r.score_quantized, search, settings) for r in search.reverted}
         order = {u: i for i, u in enumerate(candidates)}
         chosen = requests(sorted((r.unit for r in search.reverted), key=order.__getitem__), details)
-        final = reverter(chosen)
-        if final is None:
-            raise RuntimeError("the speed guard's final plan could not be made again")
+        final = _final(reverter, chosen)
+    overhead_only = _without_integer_kernels(settings, final.plan if final else plan,
+                                             final.emitted.model if final else emitted.model)
+    if overhead_only:
+        # Every Q/DQ pair left is work onnxruntime does on top of the float kernels: none of them buys one.
+        chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, NO_INTEGER_KERNEL) for u in overhead_only)
+        details.update(dict.fromkeys(overhead_only, NO_INTEGER_KERNEL))
+        final = _final(reverter, chosen)
+    if final is not None:
         plan, ranges, emitted = final.plan, final.ranges, final.emitted
         errors = emitter.errors(plan, ranges)
         fidelity = _remeasure(fidelity, check, float_model, samples, emitted.model)
     section = _section(plan, settings, runs[0], first, search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
+    if overhead_only:
+        section["no_integer_kernel"] = list(overhead_only)
     if cache is not None:
         cache.store(key, StoredDecision(tuple((r.node, r.detail) for r in chosen[len(prior):]), section))
     return SpeedChecked(plan, ranges, emitted, errors, section, fidelity if final is not None else None)
+
+
+#: The reason of a group returned to float because the model would run no integer kernel at all.
+NO_INTEGER_KERNEL = ("onnxruntime runs no integer kernel in this model (after the measured reverts, if any): "
+                     "its QuantizeLinear/DequantizeLinear pairs only add work to the float kernels")
+
+
+def _final(reverter: Callable[[tuple[RevertRequest, ...]], Reverted | None],
+           chosen: tuple[RevertRequest, ...]) -> Reverted:
+    made = reverter(chosen)
+    if made is None:
+        raise RuntimeError("the speed guard's final plan could not be made again")
+    return made
+
+
+def _without_integer_kernels(settings: SpeedSettings, plan: QuantPlan, model: Any) -> tuple[str, ...]:
+    """The nodes still quantized when onnxruntime would run no integer kernel for ``model`` (latency only;
+    a model too large to look at, or one with an integer kernel, gives none)."""
+    quantized = tuple(n.node for n in plan.nodes if n.status == "quantized")
+    if settings.optimize_for != "latency" or not quantized:
+        return ()
+    return quantized if integer_kernels(model) == 0 else ()
 
 
 def _float_pass_budget(settings: SpeedSettings, first: Sequence[tuple[RunProfile, RunProfile]],
@@ -410,9 +441,11 @@ def _remeasure(fidelity: dict | None, check: SelfCheck | None, float_model: Any,
     """The fidelity section with the final model's output fidelity (a revert only raises it)."""
     if fidelity is None or "runtime" not in fidelity:
         return fidelity
-    measured = (check or SelfCheck(float_model, samples, fidelity["runtime"])).measure(model)
+    check = check or SelfCheck(float_model, samples, fidelity["runtime"])
+    measured = check.measure(model, clear_above_db=fidelity["threshold_db"] + CLEAR_MARGIN_DB)
     held_out = bool(fidelity.get("held_out"))
-    updated = {**fidelity, "outputs": [o.as_dict() for o in measured.outputs],
+    used = sample_fields(check.held_out, measured.samples) if check.held_out is not None else {}
+    updated = {**fidelity, **used, "outputs": [o.as_dict() for o in measured.outputs],
                "worst_sqnr_db": _round(measured.worst_sqnr_db),
                "below_threshold": measured.worst_sqnr_db < fidelity["threshold_db"],
                "summary": measured.summary(held_out), "measured_after": "the speed guard's reverts"}

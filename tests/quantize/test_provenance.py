@@ -43,7 +43,9 @@ def calibration(model: onnx.ModelProto, n: int = 4) -> list[dict[str, np.ndarray
 def quantized(builder: str, target: str) -> tuple[onnx.ModelProto, Any]:
     """The builder's model and its QDQ output on ``target`` (shared by the tests below)."""
     model = getattr(models, builder)()
-    return model, rewriter.quantize(model, target=target, data=calibration(model))
+    # Without the speed guard: its timings could return every group to float (no integer kernel left on
+    # this machine), and the checks below are about the placement the rules and specs make.
+    return model, rewriter.quantize(model, target=target, data=calibration(model), speed_guard=False)
 
 
 @pytest.mark.parametrize("target", TARGETS)

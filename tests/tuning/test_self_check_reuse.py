@@ -2,6 +2,7 @@
 running the float model again, and its figures are the same as when it runs the float model itself."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,8 @@ def test_held_out_samples_are_run_in_the_float_model(tmp_path, float_runners) ->
     data = _data(tmp_path, model, 20)
     result = quantize(model, str(data), QuantizeOptions(target="ORT", subset_size=8, check_samples=4, guard=False))
     assert result.report["fidelity"]["held_out"] is True
-    assert float_runners == ["the float model", "the quantized model"]
+    # The float model is loaded when the comparison first needs its outputs, after the quantized one.
+    assert sorted(float_runners) == ["the float model", "the quantized model"]
 
 
 def test_statistics_keep_the_outputs_of_the_samples_asked_for() -> None:
@@ -68,3 +70,49 @@ def test_statistics_keep_the_outputs_of_the_samples_asked_for() -> None:
     everything = collect_statistics(model, [], {}, samples, keep_outputs=True, batch_size=1)
     assert collected.outputs is not None and everything.outputs is not None and len(everything.outputs) == 6
     assert [o[name].tobytes() for o in collected.outputs] == [everything.outputs[i][name].tobytes() for i in (1, 4)]
+
+
+@pytest.fixture()
+def runs_per_model(monkeypatch) -> dict[str, int]:
+    """Samples each loaded model ran, by how the self-check names the model."""
+    counts: dict[str, int] = {}
+
+    class Counting(ModelRunner):
+        def run(self, samples):
+            counts[self.what] = counts.get(self.what, 0) + len(samples)
+            return super().run(samples)
+    monkeypatch.setattr(self_check, "ModelRunner", Counting)
+    return counts
+
+
+def test_a_model_far_above_the_threshold_is_checked_on_the_first_samples_only(runs_per_model) -> None:
+    model = models.tiny_cnn()
+    samples = models.random_inputs(model, n=20, seed=3)
+    check = self_check.SelfCheck(model, samples, "onnxruntime")
+    # The float model against itself: every output infinitely far above any threshold.
+    fidelity = check.measure(model, clear_above_db=40.0)
+    assert fidelity.samples == self_check.EARLY_SAMPLES == 8
+    assert runs_per_model == {"the quantized model": 8, "the float model": 8}
+    # Without the early stop, or above what the first samples show, all 20 are compared (the float model
+    # runs only on the 12 it has not run yet).
+    assert check.measure(model).samples == 20
+    assert runs_per_model == {"the quantized model": 28, "the float model": 20}
+
+
+def test_a_model_near_the_threshold_is_checked_on_every_sample(runs_per_model) -> None:
+    model = models.tiny_cnn()
+    samples = models.random_inputs(model, n=20, seed=3)
+    quantized = quantize(model, samples[:8], QuantizeOptions(target="ORT", guard=False, speed_guard=False,
+                                                              check_samples=4)).model
+    first = self_check.SelfCheck(model, samples, "onnxruntime").measure(quantized, clear_above_db=math.inf)
+    assert first.samples == 20 and runs_per_model["the quantized model"] == 4 + 20
+
+
+def test_the_report_says_how_many_samples_the_figures_come_from(tmp_path) -> None:
+    model = models.tiny_cnn()
+    data = _data(tmp_path, model, 40)
+    result = quantize(model, str(data), QuantizeOptions(target="ORT", subset_size=8, check_samples=32))
+    fidelity = result.report["fidelity"]
+    assert fidelity["worst_sqnr_db"] >= fidelity["threshold_db"] + self_check.CLEAR_MARGIN_DB
+    assert fidelity["samples"] == len(fidelity["sample_ids"]) == 8
+    assert "the first 8 of 32" in fidelity["note"] and "on 8 held-out samples" in fidelity["summary"]

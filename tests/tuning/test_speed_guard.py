@@ -62,6 +62,9 @@ def _data(model: onnx.ModelProto, n: int = 12) -> list[dict[str, np.ndarray]]:
 def test_a_group_slower_quantized_is_reverted_through_the_plan_with_its_measured_times(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # dw_conv runs 3x slower quantized, pw_conv 2x faster: only dw_conv goes back to float.
+    # pw_conv alone keeps an integer kernel here (the real onnxruntime would fuse it only with a
+    # QuantizeLinear after it, and would then have the guard return it to float too).
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
     monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
@@ -356,3 +359,31 @@ def test_the_pipeline_gives_the_guard_the_float_pass_budget(monkeypatch: pytest.
     estimate = 8 * float_runs_us[0] / 1e6  # the first profile's float run, times the 8 calibration samples
     assert result.report["speed"]["budget_s"] == pytest.approx(min(result.report["timings_s"]["statistics"],
                                                                    estimate), abs=1e-3)
+
+
+def test_a_model_left_with_no_integer_kernel_goes_back_to_float_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The profile finds nothing slower, but onnxruntime would fuse no Q/DQ pair into an integer kernel:
+    # every pair left is overhead, so every quantized node returns to float, each with that reason.
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({}))
+    looked_at: list[int] = []
+
+    def no_kernels(model: onnx.ModelProto) -> int:
+        looked_at.append(sum(n.op_type == "QuantizeLinear" for n in model.graph.node))
+        return 0
+    monkeypatch.setattr(speed_guard, "integer_kernels", no_kernels)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    assert looked_at and looked_at[0] > 0
+    assert not any(n.status == "quantized" for n in result.plan.nodes)
+    reverted = [n for n in result.plan.nodes if n.status == "reverted"]
+    assert reverted and all(any(speed_guard.NO_INTEGER_KERNEL in d.detail for d in n.trail) for n in reverted)
+    assert sorted(result.report["speed"]["no_integer_kernel"]) == sorted(n.node for n in reverted)
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in result.model.graph.node)
+
+
+def test_a_model_with_an_integer_kernel_keeps_its_quantized_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({}))
+    model = models.depthwise_conv()  # onnxruntime fuses its convolutions into QLinearConv
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    assert "no_integer_kernel" not in result.report["speed"]
+    assert any(n.status == "quantized" for n in result.plan.nodes)
