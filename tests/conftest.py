@@ -22,9 +22,10 @@ def _steady_speed_guard(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
                         tmp_path_factory: pytest.TempPathFactory) -> None:
     """The speed guard (on by default for QDQ output on the ORT target) times the models in onnxruntime;
     real timings differ from run to run, and the outputs of the other tests must not. Here every model
-    takes the same time, so the guard finds nothing to revert. Tests of the guard itself inject their own
-    timings, and a test marked ``real_profiler`` runs onnxruntime's profiler. The guard's decision cache
-    is a fresh folder per test (never the user's), inherited by the command-line runs a test starts."""
+    takes the same time and the integer kernels are not looked at, so the guard finds nothing to revert.
+    Tests of the guard itself inject their own timings, and a test marked ``real_profiler`` runs
+    onnxruntime's profiler. The guard's decision cache is a fresh folder per test (never the user's),
+    inherited by the command-line runs a test starts."""
     monkeypatch.setenv("REWRITER_CACHE_DIR", str(tmp_path_factory.mktemp("rewriter-cache")))
     if request.node.get_closest_marker("real_profiler"):
         return
@@ -35,3 +36,5 @@ def _steady_speed_guard(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
         return RunProfile(1000.0, {}, runs), RunProfile(1000.0, {}, runs)
 
     monkeypatch.setattr(speed_guard, "measure_pair", same_time)
+    # Nor does it look at onnxruntime's integer kernels (a model with none would go back to float whole).
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: None)

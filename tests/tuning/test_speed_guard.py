@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 import models
+import rewriter.emit.ort_check as ort_check
 import rewriter.tuning.speed_guard as speed_guard
 from rewriter.api import audit, reverts_in_report
 from rewriter.cli import main
@@ -383,7 +384,16 @@ def test_a_model_left_with_no_integer_kernel_goes_back_to_float_whole(monkeypatc
 
 def test_a_model_with_an_integer_kernel_keeps_its_quantized_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed_guard, "measure_pair", _priced({}))
+    monkeypatch.setattr(speed_guard, "integer_kernels", ort_check.integer_kernels)  # the real count
     model = models.depthwise_conv()  # onnxruntime fuses its convolutions into QLinearConv
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
     assert "no_integer_kernel" not in result.report["speed"]
     assert any(n.status == "quantized" for n in result.plan.nodes)
+
+
+def test_integer_kernels_counts_what_onnxruntime_fuses() -> None:
+    model = models.depthwise_conv()
+    assert ort_check.integer_kernels(model) == 0  # float
+    quantized = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                              speed_guard=False)).model
+    assert ort_check.integer_kernels(quantized) == ort_check.fused_counts(quantized)["QLinearConv"] > 0
