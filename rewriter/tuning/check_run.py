@@ -9,7 +9,7 @@ section.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from rewriter.algorithms.minmax import activation_ranges, weight_ranges
@@ -17,11 +17,12 @@ from rewriter.errors import RuntimeRefused
 from rewriter.emit.runtime_check import OPENVINO_PRECISION, runtime_for
 from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
-from rewriter.plan import FakeQuantizePoint, QuantPlan
+from rewriter.plan import FakeQuantizePoint, NodeDecision, QuantPlan
 from rewriter.tuning.guard import Attempt, GuardSettings, guard_candidates, run_guard, worst_tensors
 from rewriter.tuning.self_check import CLEAR_MARGIN_DB, HeldOut, SelfCheck
 
-__all__ = ["CheckedOutput", "Emitter", "Reverted", "check_and_guard", "revert_through_plan", "sample_fields"]
+__all__ = ["CheckedOutput", "Emitter", "Reverted", "check_and_guard", "revert_through_plan", "sample_fields",
+           "with_revert_details"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,22 @@ def reverts_in_plan(plan: QuantPlan) -> list[RevertRequest]:
             if decision is not None:
                 found.append(RevertRequest(node.node, decision.source, decision.detail))
     return found
+
+
+def with_revert_details(plan: QuantPlan, reverts: Sequence[RevertRequest]) -> QuantPlan:
+    """``plan`` with the detail of each revert decision taken from ``reverts`` (same node and source).
+
+    A search measures attempts made without reasons, and only knows a revert's reason (its measured times,
+    the outcome) when it ends; the reasons change nothing the planner or the emitter does, so the attempt
+    it ends on takes them here instead of being planned and emitted again. The result equals re-planning
+    with ``reverts``."""
+    wanted = {(r.node, r.by): r.detail for r in reverts}
+
+    def updated(node: NodeDecision) -> NodeDecision:
+        if node.status != "reverted":
+            return node
+        trail = tuple(replace(d, detail=wanted[(node.node, d.source)])
+                      if d.action == "revert" and (node.node, d.source) in wanted else d for d in node.trail)
+        return node if trail == node.trail else replace(node, trail=trail)
+
+    return replace(plan, nodes=tuple(updated(n) for n in plan.nodes))

@@ -43,7 +43,8 @@ from rewriter.ir.load import model_digest
 from rewriter.match.planner import RevertRequest
 from rewriter.options import OptimizeFor, QuantizeOptions
 from rewriter.plan import QuantPlan
-from rewriter.tuning.check_run import Emitter, Reverted, revert_through_plan, reverts_in_plan, sample_fields
+from rewriter.tuning.check_run import (Emitter, Reverted, revert_through_plan, reverts_in_plan, sample_fields,
+                                       with_revert_details)
 from rewriter.tuning.revert_search import SearchResult, revert_search
 from rewriter.tuning.self_check import CLEAR_MARGIN_DB, SelfCheck
 from rewriter.tuning.speed_cache import SpeedCache, StoredDecision, default_cache_dir
@@ -59,6 +60,8 @@ _FUSED_FOLLOWERS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmo
 _MIN_EXCESS_US = 2.0
 #: The most timed runs per model in one measurement.
 _MAX_RUNS = 200
+#: The largest model whose attempts are kept in memory for the final plan (bytes, serialized).
+_MAX_KEPT_MODEL_BYTES = 64 << 20
 
 #: quantized model -> (float, quantized) profiles, one pair per thread count of the settings.
 Measure = Callable[[Any], Sequence[tuple[RunProfile, RunProfile]]]
@@ -253,12 +256,18 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
                            emitted, errors, str(cache.path(key)), round(clock() - start, 3))
         if replayed is not None:
             return replayed
+    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model.
+    # The statistics pass gives a first guess of the float run time (an over-estimate: it also reduces the
+    # tensors it exposes); the first profile is taken again with more runs only when it shows the guess was
+    # far off, since every profile costs about as much as an attempt.
+    if seconds and pass_samples:
+        runs[0] = _runs_for(settings, seconds / pass_samples)
     first = measure(emitted.model)
-    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model,
-    # and measure the starting point again with as many runs as the attempts will have.
-    float_s = max(f.total_us for f, _ in first) / 1e6
-    runs[0] = max(settings.runs, min(_MAX_RUNS, int(settings.seconds_per_model / max(float_s, 1e-6))))
-    initial = _speedup(first if runs[0] == settings.runs else measure(emitted.model))
+    wanted = _runs_for(settings, max(f.total_us for f, _ in first) / 1e6)
+    if wanted > 2 * runs[0]:
+        runs[0] = wanted
+        first = measure(emitted.model)
+    initial = _speedup(first)
     settings = _float_pass_budget(settings, first, pass_samples)
     weighted = {c.node for p in plan.points if p.role == "weight" for c in p.consumers}
     units = [n.node for n in plan.nodes if n.status == "quantized"
@@ -285,6 +294,11 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         return prior + tuple(made.values())
 
     last_cost = [clock() - start]
+    # Each attempt's plan and model, by the units it reverted: the search ends on one of them, which then
+    # needs only its decisions' reasons, not another re-plan and emission. Kept for models small enough
+    # that a few copies cost little memory.
+    attempts: dict[tuple[str, ...], Reverted] = {}
+    keep_attempts = emitted.model.ByteSize() <= _MAX_KEPT_MODEL_BYTES
 
     def score(reverted: tuple[str, ...]) -> float | None:
         nonlocal out_of_time
@@ -298,6 +312,8 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         made = reverter(requests(reverted, {}))
         if made is None:
             return None
+        if keep_attempts:
+            attempts[reverted] = made
         pairs = measure(made.emitted.model)
         log.append(_pairs_dict(pairs, settings))
         last_cost[0] = clock() - began
@@ -311,8 +327,11 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     if search.reverted:
         details = {r.unit: _reason(times[r.unit], r.score_quantized, search, settings) for r in search.reverted}
         order = {u: i for i, u in enumerate(candidates)}
-        chosen = requests(sorted((r.unit for r in search.reverted), key=order.__getitem__), details)
-        final = _final(reverter, chosen)
+        units_reverted = tuple(sorted((r.unit for r in search.reverted), key=order.__getitem__))
+        chosen = requests(units_reverted, details)
+        measured = attempts.get(units_reverted)
+        final = (Reverted(with_revert_details(measured.plan, chosen), measured.ranges, measured.emitted)
+                 if measured is not None else _final(reverter, chosen))
     overhead_only = _without_integer_kernels(settings, final.plan if final else plan,
                                              final.emitted.model if final else emitted.model)
     if overhead_only:
@@ -404,6 +423,12 @@ def _replay(stored: StoredDecision, prior: tuple[RevertRequest, ...], reverter: 
     out_errors = emitter.errors(final.plan, final.ranges)
     remeasured = _remeasure(fidelity, check, float_model, samples, final.emitted.model)
     return SpeedChecked(final.plan, final.ranges, final.emitted, out_errors, section, remeasured)
+
+
+def _runs_for(settings: SpeedSettings, float_s: float) -> int:
+    """Timed runs per model for a float run of ``float_s`` seconds: at least the settings' runs, more for a fast
+    model up to the settings' time per model, at most ``_MAX_RUNS``."""
+    return max(settings.runs, min(_MAX_RUNS, int(settings.seconds_per_model / max(float_s, 1e-6))))
 
 
 def _costs_more(t: UnitTime, margin: float) -> bool:

@@ -22,6 +22,8 @@ from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
 from rewriter.options import QuantizeOptions
 from rewriter.pipeline import quantize
+from rewriter.match.planner import RevertRequest
+from rewriter.tuning.check_run import with_revert_details
 from rewriter.tuning.revert_search import revert_search
 from rewriter.tuning.speed_decisions import SPEED_SOURCE
 from rewriter.tuning.speed_guard import revert_closure, speed_guard_applies
@@ -110,6 +112,55 @@ def test_all_losing_groups_go_in_one_step_then_each_is_tried_quantized_again_alo
     assert "reverted with res_conv2" in next(d.detail for d in result.plan.node("res_conv1").trail
                                              if d.action == "revert")
     assert result.plan.node("stem_conv").status == "quantized", "another quantized node reads its result"
+
+
+def test_the_search_ends_on_a_measured_attempt_without_planning_it_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The search keeps the revert it measured; its final plan only gains the reasons, and must equal what a
+    # fresh re-plan with those reasons gives, with the very model that attempt emitted.
+    made: list[object] = []
+    real_reverter = speed_guard.revert_through_plan
+
+    def counting(*args, **kwargs):
+        carry_out = real_reverter(*args, **kwargs)
+
+        def counted(reverts):
+            result = carry_out(reverts)
+            made.append((reverts, result))
+            return result
+        return counted
+    monkeypatch.setattr(speed_guard, "revert_through_plan", counting)
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=False)
+    result = quantize(model, _data(model), options)
+    speed = result.report["speed"]
+    assert [r["node"] for r in speed["reverts"]] == ["dw_conv"]
+    assert len(made) == len(speed["measurements"]), "one re-plan per measurement, none for the final plan"
+    (_, attempt), = [(r, m) for r, m in made if [q.node for q in r] == ["dw_conv"]]
+    assert result.model.SerializeToString() == attempt.emitted.model.SerializeToString()
+    detail = next(d.detail for d in result.plan.node("dw_conv").trail if d.action == "revert")
+    assert "400 us against 200 us" in detail
+    # With no attempt kept (as for a large model), the final plan is made again: the same plan and bytes.
+    monkeypatch.setattr(speed_guard, "_MAX_KEPT_MODEL_BYTES", 0)
+    made.clear()
+    replanned = quantize(model, _data(model), options)
+    assert len(made) == len(speed["measurements"]) + 1
+    assert replanned.plan == result.plan
+    assert replanned.model.SerializeToString() == result.model.SerializeToString()
+
+
+def test_with_revert_details_equals_a_re_plan_with_those_details(tmp_path: Path) -> None:
+    path = tmp_path / "tiny_cnn.onnx"
+    onnx.save(models.tiny_cnn(), path)
+    plain = [RevertRequest("res_conv2", SPEED_SOURCE), RevertRequest("res_conv1", SPEED_SOURCE, "companion")]
+    detailed = [RevertRequest("res_conv2", SPEED_SOURCE, "measured 300 us"),
+                RevertRequest("res_conv1", SPEED_SOURCE, "reverted with res_conv2")]
+    updated = with_revert_details(audit(path, target="ORT", reverted=plain), detailed)
+    assert updated == audit(path, target="ORT", reverted=detailed)
+    assert updated != audit(path, target="ORT", reverted=plain), "the details are in the plan"
 
 
 def test_same_inputs_same_timings_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
