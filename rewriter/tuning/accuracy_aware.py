@@ -5,7 +5,9 @@ The search is the fidelity guard's (``revert_search``) with the user's metric as
 of reverted nodes one step (``batch`` nodes, 1 by default as in the original tool) at a time, most harmful
 first, undoing a step that made the drop larger (``use_prev_if_drop_increase``; a step that leaves it
 unchanged stays, since damage several nodes do together shows only once all are reverted), until the drop is within
-the limit; then quantize each reverted node again alone, so that what stays reverted is what the limit
+the limit; if every candidate was tried and the limit is still not met, revert the undone steps together
+once more (each looked harmful alone; together they may be all that separates the model from float); then
+quantize each reverted node again alone, so that what stays reverted is what the limit
 needs, each with its measured contribution.
 
 "Most harmful" is measured without the user's metric, which is the expensive part: a candidate's harm is
@@ -146,5 +148,6 @@ def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str
     # decimal (0.01 of 0.9) from failing on its binary rounding.
     target -= 1e-12 * max(1.0, abs(baseline))
     search = revert_search(order, metric, initial, target, budget, settings.batch,
-                           keep="not worse" if settings.use_prev_if_drop_increase else "always", rerank=rerank)
+                           keep="not worse" if settings.use_prev_if_drop_increase else "always", rerank=rerank,
+                           retry_undone=True)
     return AccuracyAwareOutcome(search, baseline, ranked)

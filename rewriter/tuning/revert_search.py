@@ -10,6 +10,9 @@ Reverting units one at a time and measuring each alone misses damage that severa
 
 1. grow: revert the next ``batch`` candidates (the caller's order: most suspect first) on top of those
    kept, measure, keep the batch if the score rose; repeat until the score reaches ``target``;
+   With ``retry_undone``, once every candidate was tried and the target is not met, the batches that were
+   undone are reverted together in one more measurement (a metric measured on few samples can fall by a
+   sample at each single step and still reach the target with all of them);
 2. prune: for each kept unit, least suspect first, quantize it again alone and measure; its measured
    contribution is the score lost. It stays quantized if the score stays at ``target`` (or, if the target
    was not reached, does not fall); otherwise it stays reverted.
@@ -71,7 +74,7 @@ class SearchResult:
 def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], float | None], initial: float,
                   target: float, budget: int, batch: int, max_units: int | None = None, keep: str = "better",
                   rerank: Callable[[tuple[str, ...], list[str]], list[str]] | None = None,
-                  margin: float = 0.0) -> SearchResult:
+                  margin: float = 0.0, retry_undone: bool = False) -> SearchResult:
     """Revert units of ``candidates`` until ``score`` reaches ``target`` (module docstring).
 
     Args:
@@ -87,6 +90,8 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         rerank: after each kept batch, the remaining candidates in a new order (given those reverted and
             the remaining ones, most suspect first); None keeps the caller's order.
         margin: the change of score that counts (module docstring); 0 for exact scores.
+        retry_undone: when every candidate was tried and the target is still not met, revert all the undone
+            batches together in one more measurement, kept if it raises the score.
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
@@ -107,6 +112,7 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
         log[-1] = Measurement(log[-1].action, log[-1].units, log[-1].score, True)
 
     limit = len(pool) if max_units is None else max_units
+    undone: list[str] = []
     while current < target and pool and len(log) < budget and len(reverted) < limit:
         room = min(batch, limit - len(reverted))
         added, pool = pool[:room], pool[room:]
@@ -117,6 +123,16 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
             reverted, current = reverted + added, value
             if rerank is not None and pool:
                 pool = rerank(tuple(sorted(reverted, key=order.__getitem__)), pool)
+        else:
+            undone += added
+    if retry_undone and current < target and not pool and undone and len(log) < budget \
+            and len(reverted) + len(undone) <= limit:
+        # Every step left undone looked harmful alone; together they may be what keeps the score down
+        # (with all of them reverted the model may be the float one).
+        value = measure("revert", tuple(undone), reverted + undone)
+        if value is not None and value > current + margin:
+            keep_last()
+            reverted, current = reverted + undone, value
 
     measured_at: dict[str, tuple[float, float]] = {}
     met = current >= target

@@ -83,6 +83,22 @@ def test_a_step_that_increases_the_drop_is_undone_unless_told_otherwise() -> Non
     assert both.measurements[0].kept is True
 
 
+def test_steps_undone_one_by_one_are_reverted_together_when_nothing_else_is_left() -> None:
+    # A metric on few samples: each node alone reverted loses a sample (its neighbours' ranges shift), all of
+    # them reverted together give the float model back. Every single step is undone; the search then tries
+    # the undone ones together once, which meets the limit, and pruning keeps only what the limit needs.
+    nodes = ["p", "q", "r", "s"]
+
+    def noisy(units: tuple[str, ...]) -> float:
+        return FLOAT if set(units) == set(nodes) else QUANTIZED - 0.01 * len(units)
+
+    search = accuracy_aware_search(nodes, noisy, FLOAT, QUANTIZED, AccuracyAwareSettings(maximal_drop=0.001)).search
+    assert [m.kept for m in search.measurements[:4]] == [False] * 4
+    assert search.measurements[4].units == tuple(nodes) and search.measurements[4].kept
+    assert (search.stopped, search.met) == ("target met", True)
+    assert {r.unit for r in search.reverted} == set(nodes)  # quantizing any one again loses the limit
+
+
 def test_bad_settings_are_refused() -> None:
     for bad in (dict(maximal_drop=-0.1), dict(maximal_drop=float("nan")), dict(drop_type="percent"),
                 dict(max_iter_num=0)):
