@@ -29,6 +29,7 @@ from rewriter.emit.provenance import provenance_problems
 from rewriter.emit.qdq import emit_qdq
 from rewriter.emit.qdq_params import check_qdq_float_types
 from rewriter.io_utils import check_outputs
+from rewriter.ir.edit import restore_initializers
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays
@@ -185,11 +186,17 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     # CLI's internal-error path (exit 1) instead of posing as bad input.
     plan = context.plan  # the biases the quantized passes added are named in its int32-bias entries
     final_model = context.model
+    # The model the plan was made on (before the quantized passes): reverts re-plan from it.
+    planned_on = context.float_model
 
     def emit_checked(emit_plan: QuantPlan, emit_ranges: Mapping[str, TensorRange]) -> Any:
-        emitted = emit(final_model, emit_plan, emit_ranges)
+        # A node a search returned to float computes what it did before the quantized passes made up for its
+        # quantization error (their bias shifts and tuned weights would now be an error of their own).
+        reverted = [n.node for n in emit_plan.nodes if n.status == "reverted"]
+        source = restore_initializers(final_model, planned_on, reverted) if reverted else final_model
+        emitted = emit(source, emit_plan, emit_ranges)
         # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
-        problems = provenance_problems(final_model, emit_plan, emitted.model, options.output_format)
+        problems = provenance_problems(source, emit_plan, emitted.model, options.output_format)
         if problems:
             raise RuntimeError("the quantized model does not match its plan: " + "; ".join(problems[:5]))
         return emitted
@@ -203,7 +210,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     errors_out: Mapping[str, float] = errors
     fidelity = None
     # The model the plan was made on (before the quantized passes), and that plan: reverts re-plan from them.
-    planned_on, base_plan = context.float_model, plan
+    base_plan = plan
     emitter = Emitter(
         replan=lambda reverts: _carry_added_biases(make_plan(planned_on, float_pass_nodes, reverts), base_plan),
         emit=emit_checked, errors=lambda p, r: quantization_errors(p, r, weights, collected.stats),

@@ -120,3 +120,60 @@ def insert_scales(model: onnx.ModelProto, insertions: Sequence[Any],
                                               name=item.node_name), metadata or {})
         graph.node.insert(min(positions[r] for r in item.readers), mul)
     return out
+
+
+def restore_initializers(model: onnx.ModelProto, reference: onnx.ModelProto,
+                         nodes: Sequence[str]) -> onnx.ModelProto:
+    """``model`` with the constants that ``nodes`` read as they are in ``reference``: a copy when any differs,
+    ``model`` itself when none does.
+
+    A node's constants are its initializer inputs and those of an Add that ``reference`` lacks, reading the
+    node's output (the bias Add a pass inserts after a MatMul). A constant ``reference`` lacks (a bias a pass
+    created) becomes zeros, which adds exactly nothing. A constant another node also reads is left alone:
+    restoring it would change that node too.
+
+    Why: the quantized-phase passes (bias correction, layer-wise tuning) change a layer's weights and bias to
+    make up for its quantization error; a layer a search later returns to float has no such error, so it must
+    compute exactly what it did before those passes.
+    """
+    chosen = set(nodes)
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    known_in_reference = {n.name for n in reference.graph.node}
+    owners: dict[str, str] = {}  # output tensor -> the chosen node that writes it
+    for node in graph.node:
+        if node.name in chosen:
+            owners.update(dict.fromkeys((o for o in node.output if o), node.name))
+    constants: dict[str, str] = {}  # constant -> the node (chosen, or its inserted Add) that reads it
+    for node in graph.node:
+        inserted_add = (node.op_type == "Add" and node.name not in known_in_reference
+                        and any(i in owners for i in node.input))
+        if node.name in chosen or inserted_add:
+            constants.update({i: node.name for i in node.input if i in inits})
+    readers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in constants:
+                readers.setdefault(name, set()).add(node.name)
+    reference_inits = {t.name: t for t in reference.graph.initializer if t.name in constants}
+    updates: dict[str, onnx.TensorProto] = {}
+    for name, reader in sorted(constants.items()):
+        if readers.get(name, set()) != {reader}:
+            continue
+        current = inits[name]
+        if name in reference_inits:
+            wanted = reference_inits[name]
+            if wanted.SerializeToString() != current.SerializeToString():
+                updates[name] = wanted
+        else:
+            values = numpy_helper.to_array(current)
+            if np.any(values):
+                updates[name] = numpy_helper.from_array(np.zeros_like(values), name)
+    if not updates:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for tensor in out.graph.initializer:
+        if tensor.name in updates:
+            tensor.CopyFrom(updates[tensor.name])
+    return out

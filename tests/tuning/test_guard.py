@@ -210,6 +210,12 @@ def test_a_revert_after_bias_correction_keeps_the_bias_the_pass_added_to_the_oth
     # check, which runs on every attempt, would have stopped the run otherwise).
     assert [(e.node, e.bias) for e in result.plan.int32_biases] == [(kept, f"{kept}.bias")]
     assert result.plan.node(reverted).status == "reverted"
+    # The reverted layer computes what it did before the pass: the bias made up for its quantization error,
+    # which it no longer has, so it adds nothing now; the layer still quantized keeps its correction.
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in result.model.graph.initializer}
+    assert not np.any(constants[f"{reverted}.bias"])
+    kept_bias = next(v for k, v in constants.items() if k.startswith(f"{kept}.bias"))
+    assert np.any(kept_bias)
 
 
 def test_fakequantize_output_is_checked_in_openvino_or_the_check_says_why_not() -> None:
