@@ -183,10 +183,12 @@ def run_quantize(args: argparse.Namespace) -> int:
     if speed is not None and "final_speedup" in speed:
         checked += f"; {speed['final_speedup']:.2f}x float speed in onnxruntime"
         overhead = speed.get("no_integer_kernel") or ()
-        if speed["reverts"] or overhead:
-            checked += (f" (speed guard reverted {len(speed['reverts']) + len(overhead)} node(s), "
-                        f"{speed['initial_speedup']:.2f}x before"
-                        f"{'; no integer kernel was left, so the model is float' if overhead else ''})")
+        slower = speed.get("still_slower") or ()
+        why_float = ("; no integer kernel was left, so the model is float" if overhead else
+                     "; it stayed slower than float, so the model is float" if slower else "")
+        if speed["reverts"] or overhead or slower:
+            checked += (f" (speed guard reverted {len(speed['reverts']) + len(overhead) + len(slower)} node(s), "
+                        f"{speed['initial_speedup']:.2f}x before{why_float})")
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")

@@ -334,10 +334,15 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
                  if measured is not None else _final(reverter, chosen))
     overhead_only = _without_integer_kernels(settings, final.plan if final else plan,
                                              final.emitted.model if final else emitted.model)
-    if overhead_only:
+    # Still measurably slower than float after the measured reverts (the groups' profiles did not explain
+    # the loss, or their reverts did not pay): the float model is the fastest model known, so it is the output.
+    still_slower = () if overhead_only else _still_slower(settings, search.final, final.plan if final else plan)
+    whole_float = overhead_only or still_slower
+    if whole_float:
         # Every Q/DQ pair left is work onnxruntime does on top of the float kernels: none of them buys one.
-        chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, NO_INTEGER_KERNEL) for u in overhead_only)
-        details.update(dict.fromkeys(overhead_only, NO_INTEGER_KERNEL))
+        reason = NO_INTEGER_KERNEL if overhead_only else _still_slower_reason(search.final)
+        chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, reason) for u in whole_float)
+        details.update(dict.fromkeys(whole_float, reason))
         final = _final(reverter, chosen)
     if final is not None:
         plan, ranges, emitted = final.plan, final.ranges, final.emitted
@@ -347,6 +352,11 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
     if overhead_only:
         section["no_integer_kernel"] = list(overhead_only)
+    if still_slower:
+        section["still_slower"] = list(still_slower)
+    if whole_float:
+        # No quantized node is left: the output runs the float model's kernels (not timed again).
+        section.update(final_speedup=1.0, as_fast_as_float=True, measured_final_speedup=round(search.final, 3))
     if cache is not None:
         cache.store(key, StoredDecision(tuple((r.node, r.detail) for r in chosen[len(prior):]), section))
     return SpeedChecked(plan, ranges, emitted, errors, section, fidelity if final is not None else None)
@@ -372,6 +382,18 @@ def _without_integer_kernels(settings: SpeedSettings, plan: QuantPlan, model: An
     if settings.optimize_for != "latency" or not quantized:
         return ()
     return quantized if integer_kernels(model) == 0 else ()
+
+
+def _still_slower(settings: SpeedSettings, speedup: float, plan: QuantPlan) -> tuple[str, ...]:
+    """The nodes still quantized when the model measured slower than float by more than the margin (latency)."""
+    if settings.optimize_for != "latency" or speedup >= 1.0 - settings.margin:
+        return ()
+    return tuple(n.node for n in plan.nodes if n.status == "quantized")
+
+
+def _still_slower_reason(speedup: float) -> str:
+    return (f"the model stayed at {speedup:.2f}x the float speed in onnxruntime after the measured reverts: "
+            "the float model is faster, so every quantized node returns to float")
 
 
 def _float_pass_budget(settings: SpeedSettings, first: Sequence[tuple[RunProfile, RunProfile]],

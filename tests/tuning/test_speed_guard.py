@@ -433,6 +433,39 @@ def test_a_model_left_with_no_integer_kernel_goes_back_to_float_whole(monkeypatc
     assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in result.model.graph.node)
 
 
+def test_a_model_still_slower_after_the_measured_reverts_goes_back_to_float_whole(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Every quantized run costs 50 % more than the float one, whatever is reverted, and no group's own
+    # profile explains it: the revert of the losing groups does not pay, and the model stays slower.
+    def slow_whenever_quantized(float_model, quantized_model, feeds, runs, threads=1):
+        quantized = any(n.op_type == "QuantizeLinear" for n in quantized_model.graph.node)
+        return (RunProfile(1000.0, {}, runs), RunProfile(1500.0 if quantized else 1000.0, {}, runs))
+    monkeypatch.setattr(speed_guard, "measure_pair", slow_whenever_quantized)
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    assert speed["measured_final_speedup"] == pytest.approx(1000 / 1500, abs=1e-3)
+    assert speed["final_speedup"] == 1.0 and speed["as_fast_as_float"]
+    reverted = [n for n in result.plan.nodes if n.status == "reverted"]
+    assert reverted and not any(n.status == "quantized" for n in result.plan.nodes)
+    assert sorted(speed["still_slower"]) == sorted(n.node for n in reverted)
+    assert all("0.67x the float speed" in next(d.detail for d in n.trail if d.action == "revert") for n in reverted)
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in result.model.graph.node)
+    # --optimize-for size keeps the smaller, slower model.
+    sized = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                          optimize_for="size"))
+    assert "still_slower" not in sized.report["speed"]
+    assert any(n.status == "quantized" for n in sized.plan.nodes)
+    # The summary line says the written model is float, and why.
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", np.stack([s["input"] for s in _data(model, 6)]))
+    assert main(["quantize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "q.onnx"), "--data",
+                 str(tmp_path / "x.npy"), "--no-speed-cache"]) == 0
+    assert "it stayed slower than float, so the model is float" in capsys.readouterr().out
+
+
 def test_a_model_with_an_integer_kernel_keeps_its_quantized_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed_guard, "measure_pair", _priced({}))
     monkeypatch.setattr(speed_guard, "integer_kernels", ort_check.integer_kernels)  # the real count
