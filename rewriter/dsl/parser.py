@@ -22,9 +22,11 @@ Example:
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from lark import Tree
 from lark.exceptions import UnexpectedEOF, UnexpectedInput
@@ -47,7 +49,32 @@ _MAX_SYNTAX_ERRORS = 20
 _TOP_LINE = re.compile(r"(include|pattern|rule)\b")
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a file is parsed.
+
+    Parsing allocates a few objects per source byte and keeps nearly all of them until the AST is
+    built. Every full collection walks every live object, and full collections keep being triggered
+    while the live set grows, so with the collector on, parse time grows faster than the file: a
+    1 MB file took twice as long as ten 100 kB files. The parser makes no reference cycles worth
+    collecting early, and whatever cycles it does leave are collected once it has been turned back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _parse_file(text: str, filename: str) -> tuple[list[Item], list[UserError], list[UserError]]:
+    """Parse one file: (items, syntax errors, other build errors)."""
+    with _collector_paused():
+        return _parse_file_unpaused(text, filename)
+
+
+def _parse_file_unpaused(text: str, filename: str) -> tuple[list[Item], list[UserError], list[UserError]]:
     """Parse one file: (items, syntax errors, other build errors).
 
     After a syntax error, parsing resumes at the next line that starts (in
