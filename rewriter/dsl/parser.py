@@ -34,6 +34,7 @@ from lark.exceptions import UnexpectedEOF, UnexpectedInput
 from rewriter.dsl import ast
 from rewriter.dsl.builder import AstBuilder, Include, Item
 from rewriter.dsl.check import predicate_errors, ruleset_errors
+from rewriter.dsl.fast_parser import parse_file_fast
 from rewriter.dsl.grammar import MAX_NESTING, Locator, excerpt_at, lark_parser, too_deep
 from rewriter.dsl.syntax_errors import syntax_error
 from rewriter.errors import SourceLoc, UserError, UserErrors, source_excerpt
@@ -68,14 +69,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_file(text: str, filename: str) -> tuple[list[Item], list[UserError], list[UserError]]:
-    """Parse one file: (items, syntax errors, other build errors)."""
-    with _collector_paused():
-        return _parse_file_unpaused(text, filename)
-
-
-def _parse_file_unpaused(text: str, filename: str) -> tuple[list[Item], list[UserError], list[UserError]]:
+def _parse_file(text: str, filename: str, fast: bool = True) -> tuple[list[Item], list[UserError], list[UserError]]:
     """Parse one file: (items, syntax errors, other build errors).
+
+    The hand-written parser (``rewriter.dsl.fast_parser``) reads a well-formed file; a file it is not
+    sure of, and every file when ``fast`` is False, is parsed with Lark, which reports syntax errors.
+    """
+    with _collector_paused():
+        if fast:
+            parsed = parse_file_fast(text, Locator(filename))
+            if parsed is not None:
+                items, errors = parsed
+                return items, [], errors
+        return _parse_with_lark(text, filename)
+
+
+def _parse_with_lark(text: str, filename: str) -> tuple[list[Item], list[UserError], list[UserError]]:
+    """Parse one file with Lark: (items, syntax errors, other build errors).
 
     After a syntax error, parsing resumes at the next line that starts (in
     column 1) with ``include``, ``pattern`` or ``rule``, so that one run reports
