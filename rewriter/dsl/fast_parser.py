@@ -51,8 +51,8 @@ _CONTINUE_AFTER = frozenset({"COMMA", "VBAR", "_ARROW", "_MOVES", "_WHERE", "_AN
 # lone '\r', anything outside ASCII) makes the match fail, and the parser give up.
 _TOKEN = re.compile(
     r"[ \t\f]*(?:#[^\n]*)?"  # no nested repetition: a long run of blanks must not make the regex backtrack
-    r"(?:(?P<NL>(?:\r?\n[\t ]*(?:#[^\n]*)?)+)"
-    r"|(?P<WORD>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:(?P<WORD>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<NL>(?:\r?\n[\t ]*(?:#[^\n]*)?)+)"
     r"|(?P<NUM>-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r'|(?P<STRING>"(?:[^"\\\n]|\\.)*")'
     r"|(?P<ARROW>->)|(?P<MOVES>~>)"
@@ -110,20 +110,22 @@ class _Scanner:
         self._load()
 
     def _load(self) -> None:
+        text = self.text
         while True:
-            match = _TOKEN.match(self.text, self.pos)
+            match = _TOKEN.match(text, self.pos)
             if match is None:
                 raise _GiveUp
             kind = match.lastgroup
             assert kind is not None  # every alternative is a named group
+            start, end = match.span(kind)  # the token ends the match
             if kind == "NL" and (self.depth or self.prev in _CONTINUE_AFTER):
-                self._count_lines(match.group(kind), match.start(kind))
-                self.pos = match.end()
+                self._count_lines(text[start:end], start)
+                self.pos = end
                 continue
             self.kind = kind
-            self.value = match.group(kind)
-            self.start = match.start(kind)
-            self.end = match.end()
+            self.value = text[start:end]
+            self.start = start
+            self.end = end
             return
 
     def _count_lines(self, newlines: str, start: int) -> None:
