@@ -8,18 +8,20 @@ character): what the fast parser takes from a broken file, Lark must take too, t
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewriter.dsl import parse_rules
+from rewriter.dsl import fast_parser, parse_rules
+from rewriter.dsl import parser as dsl_parser
 from rewriter.dsl.fast_parser import parse_file_fast
 from rewriter.dsl.grammar import MAX_NESTING, Locator
 from rewriter.errors import UserErrors
 
-from two_parsers import assert_parsers_agree
+from two_parsers import assert_parsers_agree, parse_file
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("REWRITER_FUZZ_EXAMPLES", "300"))
@@ -48,6 +50,45 @@ def test_the_benchmark_file_takes_the_fast_path_to_the_same_ast():
 @pytest.fixture(autouse=True)
 def _tools_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "tools"))
+
+
+def test_a_well_formed_file_never_reaches_lark(monkeypatch: pytest.MonkeyPatch):
+    import bench_rules
+
+    def no_lark(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Lark was asked to parse a well-formed file")
+
+    monkeypatch.setattr(dsl_parser, "_parse_with_lark", no_lark)
+    text, count = bench_rules.generated_rules(0.05)
+    text += (REPO / "rules" / "ort.rules").read_text(encoding="utf-8")
+    items, syntax_errors, build_errors = parse_file(text, "x.rules")  # not the conftest's check, which runs Lark
+    assert len(items) > 2 * count and not syntax_errors and not build_errors
+
+
+def test_parsing_work_grows_linearly_with_the_file(monkeypatch: pytest.MonkeyPatch):
+    # Counted, not timed (tools/bench_rules.py times it): the scanner runs its regex once per token and
+    # skipped newline, so a file ten times as long must take exactly ten times the regex runs. Its regexes
+    # have no nested repetition, so each run is linear in the token it reads.
+    import bench_rules
+
+    runs = 0
+    token_regex = fast_parser._TOKEN
+
+    class CountingRegex:
+        def match(self, text: str, pos: int) -> re.Match[str] | None:
+            nonlocal runs
+            runs += 1
+            return token_regex.match(text, pos)
+
+    monkeypatch.setattr(fast_parser, "_TOKEN", CountingRegex())
+    counts = []
+    for size in (0.01, 0.1):
+        text, _ = bench_rules.generated_rules(size)
+        runs = 0
+        assert parse_file_fast(text, Locator("g.rules")) is not None
+        counts.append((text.count("pattern"), runs))
+    (small_blocks, small_runs), (large_blocks, large_runs) = counts
+    assert large_runs - 1 == (small_runs - 1) * large_blocks // small_blocks  # the 1: the end of the file
 
 
 # ---------------------------------------------------------------- what the fast parser leaves to Lark
