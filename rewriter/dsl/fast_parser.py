@@ -6,8 +6,8 @@ straight into the AST, with the same locations, several times faster.
 
 It only handles text it is sure of. At the first thing it does not expect (any syntax error, a
 character outside ASCII other than in a string or a comment, an expression nested deeper than any
-real rule needs) it gives up and returns None, and the caller parses the file with Lark, which finds
-the errors and words them. So error messages stay Lark's, and a file this parser accepts is one Lark
+real rule needs) it gives up, saying which declarations it had read, and the caller has Lark parse the
+rest, which finds the errors and words them. So error messages stay Lark's, and a file this parser accepts is one Lark
 accepts too: tests/dsl/test_dsl_fast_parser.py compares the two parsers' ASTs, locations included.
 
 How Lark reads the grammar, and how this parser copies it:
@@ -26,6 +26,7 @@ How Lark reads the grammar, and how this parser copies it:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 from rewriter.dsl import ast
@@ -33,7 +34,7 @@ from rewriter.dsl.builder import Endpoint, Include, Item, chain_edges, number_va
 from rewriter.dsl.grammar import Locator, excerpt_at
 from rewriter.errors import SourceLoc, UserError
 
-__all__ = ["parse_file_fast"]
+__all__ = ["GaveUp", "parse_file_fast"]
 
 # Words that grammar.lark's NAME excludes: where a name is due, these make Lark fail.
 _RESERVED = frozenset({
@@ -96,7 +97,7 @@ class _Scanner:
     parser gives it.
     """
 
-    __slots__ = ("text", "pos", "line", "line_start", "depth", "prev", "kind", "value", "start", "end")
+    __slots__ = ("text", "pos", "line", "line_start", "depth", "prev", "kind", "value", "start", "end", "taken_end")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -107,6 +108,7 @@ class _Scanner:
         self.prev = ""  # the type of the last token taken
         self.kind = self.value = ""
         self.start = self.end = 0
+        self.taken_end = 0  # where the last token taken ends
         self._load()
 
     def _load(self) -> None:
@@ -145,7 +147,7 @@ class _Scanner:
         elif terminal == "RPAR" or terminal == "RSQB":
             self.depth = max(self.depth - 1, 0)
         self.prev = terminal
-        self.pos = self.end
+        self.pos = self.taken_end = self.end
         self._load()
 
     def take_opname(self) -> str:
@@ -163,12 +165,13 @@ class _Scanner:
 class _Parser:
     """Recursive descent over grammar.lark's rules, building what ``AstBuilder`` builds."""
 
-    def __init__(self, text: str, locator: Locator) -> None:
+    def __init__(self, text: str, locator: Locator, declarations: list[tuple[int, int]]) -> None:
         self._source = text
         self._locator = locator
         self._scan = _Scanner(text)
         self._nesting = 0
         self.errors: list[UserError] = []
+        self.declarations = declarations  # (start, end) offsets of the declarations read, filled as they are
 
     # -- tokens
 
@@ -228,6 +231,7 @@ class _Parser:
         self._separators()
         while scan.kind != "END":
             word = self._word()
+            start = scan.start
             if word == "include":
                 items.append(self._include())
             elif word == "pattern":
@@ -236,6 +240,7 @@ class _Parser:
                 items.extend(self._rule())
             else:
                 raise _GiveUp
+            self.declarations.append((start, scan.taken_end))
             if not self._separators() and scan.kind != "END":
                 raise _GiveUp  # two declarations on one line need a ';' between them
         return items
@@ -575,15 +580,27 @@ class _Parser:
         raise _GiveUp
 
 
-def parse_file_fast(text: str, locator: Locator) -> tuple[list[Item], list[UserError]] | None:
+@dataclass(frozen=True)
+class GaveUp:
+    """What the fast parser leaves to Lark: the declarations it had read whole before it gave up.
+
+    ``declarations`` holds their (start, end) offsets in the text, in order. They are well formed
+    (the parser only reads what Lark would read alike), so a syntax error Lark finds lies after them.
+    """
+
+    declarations: list[tuple[int, int]]
+
+
+def parse_file_fast(text: str, locator: Locator) -> tuple[list[Item], list[UserError]] | GaveUp:
     """The declarations of a rule file and the builder's errors, as Lark and AstBuilder would give them.
 
-    Returns None when the text is not one this parser is sure of (a syntax error among others): the
-    caller must then parse it with Lark.
+    Returns ``GaveUp`` when the text is not one this parser is sure of (a syntax error among others):
+    the caller must then parse it with Lark.
     """
+    declarations: list[tuple[int, int]] = []
     try:
-        parser = _Parser(text, locator)
+        parser = _Parser(text, locator, declarations)
         items = parser.file()
     except _GiveUp:
-        return None
+        return GaveUp(declarations)
     return items, parser.errors

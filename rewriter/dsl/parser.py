@@ -34,7 +34,7 @@ from lark.exceptions import UnexpectedEOF, UnexpectedInput
 from rewriter.dsl import ast
 from rewriter.dsl.builder import AstBuilder, Include, Item
 from rewriter.dsl.check import predicate_errors, ruleset_errors
-from rewriter.dsl.fast_parser import parse_file_fast
+from rewriter.dsl.fast_parser import GaveUp, parse_file_fast
 from rewriter.dsl.grammar import MAX_NESTING, Locator, excerpt_at, lark_parser, too_deep
 from rewriter.dsl.syntax_errors import syntax_error
 from rewriter.errors import SourceLoc, UserError, UserErrors, source_excerpt
@@ -73,32 +73,61 @@ def _parse_file(text: str, filename: str, fast: bool = True) -> tuple[list[Item]
     """Parse one file: (items, syntax errors, other build errors).
 
     The hand-written parser (``rewriter.dsl.fast_parser``) reads a well-formed file; a file it is not
-    sure of, and every file when ``fast`` is False, is parsed with Lark, which reports syntax errors.
+    sure of is parsed with Lark, which reports syntax errors. ``fast=False`` parses with Lark alone, the
+    reference the tests compare with.
     """
     with _collector_paused():
-        if fast:
-            parsed = parse_file_fast(text, Locator(filename))
-            if parsed is not None:
-                items, errors = parsed
-                return items, [], errors
-        return _parse_with_lark(text, filename)
+        return _parse_file_unpaused(text, filename, fast)
 
 
-def _parse_with_lark(text: str, filename: str) -> tuple[list[Item], list[UserError], list[UserError]]:
-    """Parse one file with Lark: (items, syntax errors, other build errors).
+# What a declaration Lark need not see is blanked to: all but the newlines (so that lines and columns
+# stay) and the ';' (so that what is left between two declarations still separates them).
+_BLANKABLE = re.compile(r"[^\n;]+")
+
+
+def _for_lark(text: str, gave_up: GaveUp) -> str:
+    """``text`` with the well-formed declarations Lark does not need to find the first syntax error blanked.
+
+    Lark's state at a declaration depends only on whether a declaration came before it and whether two
+    did: the first and the last of the declarations the fast parser read whole stay, the ones between
+    become blanks, newlines and ';'. Every position after them is unchanged, so Lark reports the error
+    where and as it would in the whole text, without parsing megabytes of good declarations first.
+    """
+    spans = gave_up.declarations
+    if len(spans) < 3:
+        return text
+    start, end = spans[0][1], spans[-1][0]
+    blanked = _BLANKABLE.sub(lambda m: " " * len(m.group()), text[start:end])
+    return text[:start] + blanked + text[end:]
+
+
+def _parse_file_unpaused(text: str, filename: str, fast: bool) -> tuple[list[Item], list[UserError], list[UserError]]:
+    """``_parse_file`` without pausing the collector.
 
     After a syntax error, parsing resumes at the next line that starts (in
     column 1) with ``include``, ``pattern`` or ``rule``, so that one run reports
     the syntax errors of several declarations. The skipped lines are replaced
     by empty lines so that line numbers stay true.
+
+    With ``fast``, each part is first given to the fast parser: a part it reads whole has no syntax
+    error, and in a part it gives up on, Lark is spared the declarations it read (``_for_lark``).
     """
     locator = Locator(filename)
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     syntax: list[UserError] = []
     chunk, chunk_line = text, 0  # chunk_line: 0-based first line parsed
     while True:
+        lark_text = chunk
+        if fast:
+            quick = parse_file_fast(chunk, locator)
+            if not isinstance(quick, GaveUp):
+                if syntax:
+                    break  # no further syntax error; after one, the declarations are not built
+                items, errors = quick
+                return items, [], errors
+            lark_text = _for_lark(chunk, quick)
         try:
-            tree = lark_parser().parse(chunk, start="start")
+            tree = lark_parser().parse(lark_text, start="start")
         except UnexpectedInput as err:
             syntax.append(syntax_error(err, chunk, locator, text))
             if isinstance(err, UnexpectedEOF) or getattr(getattr(err, "token", None), "type", "") == "$END":
@@ -117,6 +146,9 @@ def _parse_with_lark(text: str, filename: str) -> tuple[list[Item], list[UserErr
             continue
         if syntax:
             break
+        if lark_text is not chunk:
+            # Well formed after all (the fast parser gave up on deep nesting): parse it whole.
+            tree = lark_parser().parse(chunk, start="start")
         deep = _nesting_error(tree, text, locator)
         if deep is not None:
             return [], [deep], []

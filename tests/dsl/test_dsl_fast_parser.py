@@ -17,11 +17,10 @@ from hypothesis import strategies as st
 
 from rewriter.dsl import fast_parser, parse_rules
 from rewriter.dsl import parser as dsl_parser
-from rewriter.dsl.fast_parser import parse_file_fast
-from rewriter.dsl.grammar import MAX_NESTING, Locator
+from rewriter.dsl.grammar import MAX_NESTING
 from rewriter.errors import UserErrors
 
-from two_parsers import assert_parsers_agree, parse_file
+from two_parsers import assert_parsers_agree, fast_parser_takes, parse_file
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("REWRITER_FUZZ_EXAMPLES", "300"))
@@ -58,7 +57,7 @@ def test_a_well_formed_file_never_reaches_lark(monkeypatch: pytest.MonkeyPatch):
     def no_lark(*args: object, **kwargs: object) -> None:
         raise AssertionError("Lark was asked to parse a well-formed file")
 
-    monkeypatch.setattr(dsl_parser, "_parse_with_lark", no_lark)
+    monkeypatch.setattr(dsl_parser, "lark_parser", no_lark)
     text, count = bench_rules.generated_rules(0.05)
     text += (REPO / "rules" / "ort.rules").read_text(encoding="utf-8")
     items, syntax_errors, build_errors = parse_file(text, "x.rules")  # not the conftest's check, which runs Lark
@@ -85,7 +84,7 @@ def test_parsing_work_grows_linearly_with_the_file(monkeypatch: pytest.MonkeyPat
     for size in (0.01, 0.1):
         text, _ = bench_rules.generated_rules(size)
         runs = 0
-        assert parse_file_fast(text, Locator("g.rules")) is not None
+        assert fast_parser_takes(text)
         counts.append((text.count("pattern"), runs))
     (small_blocks, small_runs), (large_blocks, large_runs) = counts
     assert large_runs - 1 == (small_runs - 1) * large_blocks // small_blocks  # the 1: the end of the file
@@ -103,7 +102,7 @@ def test_parsing_work_grows_linearly_with_the_file(monkeypatch: pytest.MonkeyPat
     "pattern p { a : Relu }\r",  # a lone carriage return
 ])
 def test_the_fast_parser_leaves_what_it_is_unsure_of_to_lark(text: str):
-    assert parse_file_fast(text, Locator("t.rules")) is None
+    assert not fast_parser_takes(text)
 
 
 def test_a_predicate_nested_too_deep_is_refused_with_its_location():
@@ -266,3 +265,28 @@ def test_the_generator_makes_files_the_fast_parser_takes():
 
     count()
     assert taken >= 40
+
+
+# Declarations before a broken one: on lines of their own, or on one line between ';'.
+_GOOD_PREFIXES = [
+    "pattern p0 { a : Relu }\n" + "".join(f"pattern q{i} {{\n  a : Conv\n  b : Add\n  a -> b\n}}\n" for i in range(6)),
+    "".join(f"pattern p{i} {{ a : Relu; b : Add; a -> b }}; rule r{i} {{ match p{i}; ignore }}; " for i in range(4)),
+    "# a comment first\n\n" + "".join(f"rule r{i} {{ match {{ a : Relu }}\n ignore a }}\n" for i in range(5)),
+]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_GOOD_PREFIXES), rule_texts())
+def test_errors_after_many_declarations_are_the_errors_lark_finds_in_the_whole_file(prefix: str, text: str):
+    # Lark is given the file with the middle declarations blanked; it must report what it reports on all of it.
+    assert_parsers_agree(prefix + text, "g.rules")
+
+
+def test_a_syntax_error_after_good_declarations_keeps_its_message_and_place():
+    text = _GOOD_PREFIXES[1] + "\npattern broken { a : Relu where const(1) == }\nrule r { match broken; ignore }\n"
+    assert_parsers_agree(text)
+    with pytest.raises(UserErrors) as info:
+        parse_rules(text, "t.rules")
+    (error,) = info.value.errors
+    assert str(error.loc) == f"t.rules:2:{text.splitlines()[1].index('}') + 1}"
+    assert error.message.startswith("unexpected '}'; expected")
