@@ -1,12 +1,13 @@
 """How rule-file parsing grows with the file: CPU seconds and MB/s for generated files of several sizes.
 
-    python tools/bench_rules.py [--sizes 0.06 0.6 6]
+    python tools/bench_rules.py [--sizes 0.06 0.6 6] [--syntax-error]
 
 Each file repeats one pattern and one rule (a 2000-line file is about 60 kB). Parsing should grow linearly:
 the printed growth per 10x of size should stay near 10x (the time ratio between two sizes, scaled to a
 tenfold size step, so that sizes need not be exact powers of ten). CPU time, so that other jobs on the
 machine count less than in wall time; the load average is printed beside it because a loaded machine still
-slows CPU time a little (shared caches, frequency).
+slows CPU time a little (shared caches, frequency). With --syntax-error, each file also gets a broken
+declaration at its end, and the time is that of reporting the error.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import os
 import time
 
 from rewriter.dsl.parser import parse_rules
+from rewriter.errors import UserErrors
 
 BLOCK = (
     "pattern p{i} {{\n"
@@ -30,6 +32,7 @@ BLOCK = (
     "    insert conv.inputs[0, 1], act.outputs\n"
     "}}\n\n"
 )
+BROKEN = "pattern broken { a : Relu where const(1) == }\n"
 
 
 def generated_rules(megabytes: float) -> tuple[str, int]:
@@ -48,16 +51,24 @@ def growth_per_tenfold(smaller: tuple[int, float], larger: tuple[int, float]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.06, 0.6, 6.0], help="file sizes in MB")
+    parser.add_argument("--syntax-error", action="store_true",
+                        help="end each file with a broken declaration: time the syntax error's report")
     args = parser.parse_args()
     parse_rules("pattern warm { a : Relu }", "warm.rules")  # the parser tables are built once per process
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     previous = None
     for size in args.sizes:
         text, count = generated_rules(size)
+        if args.syntax_error:
+            text += BROKEN
         start = time.process_time()
-        rules = parse_rules(text, "generated.rules")
+        try:
+            rules = parse_rules(text, "generated.rules")
+        except UserErrors as errors:
+            assert args.syntax_error and len(errors.errors) == 1, errors
+        else:
+            assert not args.syntax_error and len(rules.rules) == count
         cpu = time.process_time() - start
-        assert len(rules.rules) == count
         growth = ""
         if previous is not None:
             growth = f", growth {growth_per_tenfold(previous, (len(text), cpu)):.1f}x per 10x size"
