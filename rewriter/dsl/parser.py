@@ -12,6 +12,10 @@ Three steps, each with one job and its own module:
 3. ``rewriter.dsl.check`` validates the whole rule set at once and reports
    every problem it finds.
 
+Steps 1 and 2 are the definition; for speed, a well-formed file goes through
+``rewriter.dsl.fast_parser`` instead, which builds the same AST from the text
+directly and leaves every file it is unsure of to Lark.
+
 This module drives them: it reads files, resumes after a syntax error to
 report several per file, and expands includes.
 
