@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from lark import Token, Transformer, v_args
 
@@ -10,7 +11,7 @@ from rewriter.dsl import ast
 from rewriter.dsl.grammar import Locator, excerpt_at
 from rewriter.errors import SourceLoc, UserError
 
-__all__ = ["AstBuilder", "Include", "Item"]
+__all__ = ["AstBuilder", "Endpoint", "Include", "Item", "chain_edges", "number_value", "unquote"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class _Body:
 
 
 @dataclass(frozen=True)
-class _Endpoint:
+class Endpoint:
+    """One end of an edge in a chain: ``name`` or ``name.in[i]`` / ``name.out[i]``."""
+
     name: str
     direction: str | None  # "in", "out" or None
     index: int | None
@@ -46,11 +49,58 @@ class _Match:
 # What a file declares, in order: the builder's output for one file.
 Item = Include | ast.Pattern | ast.Rule
 
+_INTEGER = re.compile(r"-?[0-9]+")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
-def _unquote(token: str) -> str:
+def unquote(token: str) -> str:
+    """A STRING token's value: the quotes taken off and the escapes resolved."""
+    if "\\" not in token:
+        return token[1:-1]
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), token[1:-1])
+
+
+def number_value(token: str) -> int | float:
+    """A NUMBER token's value: an int when written without a point or an exponent."""
+    return int(token) if _INTEGER.fullmatch(token) else float(token)
+
+
+def chain_edges(
+    endpoints: list[Endpoint], links: list[bool], report: Callable[[str, SourceLoc], None]
+) -> list[ast.PatternEdge]:
+    """The edges of a chain ``e0 -> e1 ~> e2 ...``; ``links[i]`` is True for '~>' (through data movement).
+
+    A port on the wrong end of the chain has no place in an edge: it is passed to ``report`` with its
+    location, and the edge is built without it.
+    """
+    first, last = endpoints[0], endpoints[-1]
+    if first.direction == "in":
+        report(
+            f"'{first.name}.in[{first.index}]' is on the left of '->': an input port belongs on the "
+            f"right (write 'x -> {first.name}.in[{first.index}]'), an output port on the left "
+            f"('{first.name}.out[i] -> x')",
+            first.port_loc,
+        )
+    if last.direction == "out":
+        report(
+            f"'{last.name}.out[{last.index}]' is on the right of '->': an output port belongs on the "
+            f"left (write '{last.name}.out[{last.index}] -> x'), an input port on the right "
+            f"('x -> {last.name}.in[j]')",
+            last.port_loc,
+        )
+    # Each arrow is one edge: the left endpoint's .out[i] is its source port,
+    # the right endpoint's .in[j] its destination port.
+    return [
+        ast.PatternEdge(
+            left.name,
+            right.name,
+            src_port=left.index if left.direction == "out" else None,
+            dst_port=right.index if right.direction == "in" else None,
+            loc=left.loc,
+            moves=moves,
+        )
+        for left, right, moves in zip(endpoints, endpoints[1:], links)
+    ]
 
 
 @v_args(meta=True)
@@ -88,7 +138,7 @@ class AstBuilder(Transformer):
         return children[0]
 
     def include(self, meta, children) -> Include:
-        return Include(_unquote(children[0]), self._loc(meta))
+        return Include(unquote(children[0]), self._loc(meta))
 
     # -- patterns
 
@@ -112,12 +162,12 @@ class AstBuilder(Transformer):
         direction, index = children
         return str(direction), int(index), self._loc(meta)
 
-    def endpoint(self, meta, children) -> _Endpoint:
+    def endpoint(self, meta, children) -> Endpoint:
         name, port = children
         loc = self._tok(name)
         if port is None:
-            return _Endpoint(str(name), None, None, loc, loc)
-        return _Endpoint(str(name), port[0], port[1], loc, port[2])
+            return Endpoint(str(name), None, None, loc, loc)
+        return Endpoint(str(name), port[0], port[1], loc, port[2])
 
     def arrow(self, meta, children) -> bool:
         return False
@@ -127,36 +177,7 @@ class AstBuilder(Transformer):
 
     def chain(self, meta, children: list) -> list[ast.PatternEdge]:
         # endpoint, link, endpoint, link, ...: a link is True for '~>' (through data movement), False for '->'
-        eps: list[_Endpoint] = children[::2]
-        links: list[bool] = children[1::2]
-        first, last = eps[0], eps[-1]
-        if first.direction == "in":
-            self._error(
-                f"'{first.name}.in[{first.index}]' is on the left of '->': an input port belongs on the "
-                f"right (write 'x -> {first.name}.in[{first.index}]'), an output port on the left "
-                f"('{first.name}.out[i] -> x')",
-                first.port_loc,
-            )
-        if last.direction == "out":
-            self._error(
-                f"'{last.name}.out[{last.index}]' is on the right of '->': an output port belongs on the "
-                f"left (write '{last.name}.out[{last.index}] -> x'), an input port on the right "
-                f"('x -> {last.name}.in[j]')",
-                last.port_loc,
-            )
-        # Each arrow is one edge: the left endpoint's .out[i] is its source port,
-        # the right endpoint's .in[j] its destination port.
-        return [
-            ast.PatternEdge(
-                left.name,
-                right.name,
-                src_port=left.index if left.direction == "out" else None,
-                dst_port=right.index if right.direction == "in" else None,
-                loc=left.loc,
-                moves=moves,
-            )
-            for left, right, moves in zip(eps, eps[1:], links)
-        ]
+        return chain_edges(children[::2], children[1::2], self._error)
 
     def _error(self, message: str, loc: SourceLoc) -> None:
         self.errors.append(UserError(message, loc, excerpt_at(self._source, loc, self._locator)))
@@ -278,12 +299,10 @@ class AstBuilder(Transformer):
         return ast.InputTest("static", int(children[0]), loc=self._loc(meta))
 
     def number(self, meta, children) -> ast.Lit:
-        text = str(children[0])
-        value: object = int(text) if re.fullmatch(r"-?[0-9]+", text) else float(text)
-        return ast.Lit(value, loc=self._loc(meta))
+        return ast.Lit(number_value(str(children[0])), loc=self._loc(meta))
 
     def string(self, meta, children) -> ast.Lit:
-        return ast.Lit(_unquote(children[0]), loc=self._loc(meta))
+        return ast.Lit(unquote(children[0]), loc=self._loc(meta))
 
     def true(self, meta, children) -> ast.Lit:
         return ast.Lit(True, loc=self._loc(meta))
