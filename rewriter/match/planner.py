@@ -140,6 +140,11 @@ class _Planner:
         self.node_trail: dict[int, list[Decision]] = {}
         self.unify_parent: dict[str, str] = {}
         self._match_text: dict[int, str] = {}
+        # Decisions that depend only on the spec entry or the config, one object each: a large graph repeats
+        # them on tens of thousands of points, and trails that share objects are cheaper to compare and to
+        # write (the JSON's decision table looks them up by identity first).
+        self._spec_decisions: dict[tuple[str, str], Decision] = {}
+        self._config_decisions: dict[int, tuple[QuantizerConfig, Decision]] = {}
         self.matches = self._match_all()
 
     # -- matching ---------------------------------------------------------
@@ -319,8 +324,11 @@ class _Planner:
             self._add_spec_decision(point, node, configs)
 
     def _add_spec_decision(self, point: _Point, node: NodeInfo, configs: _Configs) -> None:
-        variant = f" variant {configs.variant}" if configs.variant else ""
-        decision = Decision("spec", f"{self.spec.name}:{node.op_type}{variant}", configs.entry.loc)
+        decision = self._spec_decisions.get((node.op_type, configs.variant))
+        if decision is None:
+            variant = f" variant {configs.variant}" if configs.variant else ""
+            decision = self._spec_decisions[(node.op_type, configs.variant)] = Decision(
+                "spec", f"{self.spec.name}:{node.op_type}{variant}", configs.entry.loc)
         if decision not in point.trail:
             point.trail.append(decision)
 
@@ -557,12 +565,21 @@ class _Planner:
             if axis is None:
                 config = replace(config, granularity="pertensor")
                 trail.append(Decision("config", "planner", detail="no channel axis here; per-tensor"))
-        trail.append(Decision("config", f"preset {self.options.preset}", detail=config.describe()))
+        trail.append(self._config_decision(config))
         consumers = tuple(Consumer(self.graph.nodes[i].name, port) for i, port in sorted(point.consumers))
         return FakeQuantizePoint(
             tensor=point.tensor, role=point.role, config=config, candidates=candidates,  # type: ignore[arg-type]
             consumers=consumers, at_output=bool(point.output_configs), channel_axis=axis,
             unify_group=groups.get(point.tensor), trail=tuple(trail))
+
+    def _config_decision(self, config: QuantizerConfig) -> Decision:
+        # Keyed by identity (hashing a config costs more); the config is kept with its decision, so the id
+        # stays its own for the planner's lifetime.
+        known = self._config_decisions.get(id(config))
+        if known is None:
+            known = self._config_decisions[id(config)] = (
+                config, Decision("config", f"preset {self.options.preset}", detail=config.describe()))
+        return known[1]
 
     def _channel_axis(self, point: _Point) -> int | None:
         if point.role == "weight":
