@@ -8,7 +8,7 @@ counts them, so the plan can say how many stay float.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
+from rewriter.ir.protos import NodeRow
 
 _A = onnx.AttributeProto
 
@@ -38,7 +39,7 @@ def _dtype_names() -> dict[int, str]:
 _DTYPE_NAMES = _dtype_names()
 
 
-def graph_view(model: onnx.ModelProto) -> GraphView:
+def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) -> GraphView:
     """The main graph of ``model`` as a ``GraphView``.
 
     Nodes are taken in the model's order when it is topological (as after
@@ -56,6 +57,8 @@ def graph_view(model: onnx.ModelProto) -> GraphView:
 
     Args:
         model: a (normalized) ONNX model.
+        rows: ``node_rows`` of the model's main graph, if the caller has them (``NormalizeResult.rows``):
+            then only the node names are read from the protobuf here.
 
     Returns:
         The view, with producer/consumer indexes built.
@@ -63,7 +66,10 @@ def graph_view(model: onnx.ModelProto) -> GraphView:
     g = model.graph
     # Each node's fields are read from the proto once (field access is the cost on a large graph).
     protos = list(g.node)
-    fields = [(n.name, n.op_type, tuple(n.input), tuple(n.output), n.domain, len(n.attribute)) for n in protos]
+    if rows is not None and len(rows) == len(protos):
+        fields = [(n.name, r.op_type, r.inputs, r.outputs, r.domain, r.attributes) for n, r in zip(protos, rows)]
+    else:
+        fields = [(n.name, n.op_type, tuple(n.input), tuple(n.output), n.domain, len(n.attribute)) for n in protos]
     order = _node_order(protos, fields)
     nodes = []
     for k, i in enumerate(order):
