@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
+from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, TensorInfo, make_node_info, make_tensor_info
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
 from rewriter.ir.protos import NodeRow
@@ -74,8 +74,8 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) ->
     nodes = []
     for k, i in enumerate(order):
         name, op_type, inputs, outputs, domain, attributes = fields[i]
-        nodes.append(NodeInfo(name, op_type, inputs, outputs, _attrs(protos[i]) if attributes else {}, domain, k,
-                              body_node_count(protos[i]) if attributes else 0))
+        nodes.append(make_node_info(name, op_type, inputs, outputs, _attrs(protos[i]) if attributes else {}, domain,
+                                    k, body_node_count(protos[i]) if attributes else 0))
     return GraphView(nodes, _tensor_infos(g, [f[3] for f in fields]), name=g.name)
 
 
@@ -142,11 +142,10 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
         if known is None:
             known = decoded[key] = _type_of(vi.type)
         dtype, shape = known
-        infos[name] = TensorInfo(name, dtype, shape, is_graph_input=name in inputs,
-                                 is_graph_output=name in outputs)
+        infos[name] = make_tensor_info(name, dtype, shape, False, name in inputs, name in outputs)
     for name, t in inits.items():
-        infos[name] = TensorInfo(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), is_constant=True,
-                                 is_graph_output=name in outputs, is_zero=_all_zero(t))
+        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), True, False,
+                                       name in outputs, _all_zero(t))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -155,7 +154,7 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
     for names in node_outputs:
         for name in names:
             if name and name not in infos:
-                infos[name] = TensorInfo(name, is_graph_output=name in outputs)
+                infos[name] = make_tensor_info(name, None, None, False, False, name in outputs)
     return infos
 
 
