@@ -115,10 +115,13 @@ class GraphView:
                     self.consumers.setdefault(t, []).append((i, port))
 
     def tensor(self, name: str) -> TensorInfo:
-        return self.tensors.get(name) or TensorInfo(name)
+        info = self.tensors.get(name)
+        return info if info is not None else TensorInfo(name)
 
     def is_constant(self, name: str) -> bool:
-        return bool(name) and self.tensor(name).is_constant
+        # Asked for most inputs of most nodes while planning: one dict lookup, no placeholder built.
+        info = self.tensors.get(name) if name else None
+        return info is not None and info.is_constant
 
     def producer_of(self, tensor: str) -> NodeInfo | None:
         hit = self.producer.get(tensor)
