@@ -68,10 +68,13 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
     # producer or placed on its outputs.
     serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
     present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
+    # The same objects, by identity: points share decision objects, and an identity is cheaper to check.
+    seen: set[int] = set()
     for tensor in [*serving, *outputs]:
         point = by_tensor.get(tensor)
         for d in point.trail if point is not None else ():
-            if d.action in PLACING:
+            if d.action in PLACING and id(d) not in seen:
+                seen.add(id(d))
                 if present is None:
                     present = {decision_key(x) for x in trail}
                 key = decision_key(d)

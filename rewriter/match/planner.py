@@ -533,9 +533,7 @@ class _Planner:
                     output_points.setdefault(producer.name, []).append(point.tensor)
         by_tensor = {p.tensor: p for p in frozen}
         nodes = tuple(node_record(n, self.spec, self.ignored.get(n.index, ()), self.node_trail.get(n.index, ()),
-                                  NodeQuantizers(sorted(read_ports.get(n.name, ())), output_points.get(n.name, []),
-                                                 self._upstream_ports(n, read_ports.get(n.name, set()))),
-                                  by_tensor)
+                                  self._quantizers(n, read_ports, output_points), by_tensor)
                       for n in self.graph.nodes)
         storage = Decision("storage", f"{self.spec.name}:activation_storage", self.spec.activation_storage_loc,
                            f"activations stored {self.spec.activation_storage}")
@@ -625,6 +623,15 @@ class _Planner:
             return weight_channel_axis(self.graph, self.graph.nodes[index], port)
         return activation_channel_axis(self.graph, point.tensor)
 
+    def _quantizers(self, node: NodeInfo, read_ports: dict[str, set[int]],
+                    output_points: dict[str, list[str]]) -> NodeQuantizers:
+        ports = read_ports.get(node.name)
+        outputs = output_points.get(node.name)
+        upstream = self._upstream_ports(node, ports or set())
+        if not (ports or outputs or upstream):
+            return _NO_QUANTIZERS  # most nodes: one shared record instead of one each
+        return NodeQuantizers(sorted(ports or ()), outputs or [], upstream)
+
     def _upstream_ports(self, node: NodeInfo, direct: set[int]) -> dict[int, str]:
         """Inputs that read a FakeQuantize placed above agnostic ops: port -> quantized tensor."""
         entry = self.spec.op(node.op_type)
@@ -637,6 +644,9 @@ class _Planner:
                 if point is not None and point.tensor != tensor:
                     found[port] = point.tensor
         return found
+
+
+_NO_QUANTIZERS = NodeQuantizers((), (), {})
 
 
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
