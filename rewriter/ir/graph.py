@@ -102,17 +102,27 @@ class GraphView:
         self.consumers: dict[str, list[tuple[int, int]]] = {}
         self.by_op: dict[str, list[int]] = {}
         self.by_name: dict[str, int] = {}
+        # Locals, not attributes, in the loop: it runs once per node and port of the graph.
+        by_name, by_op, producer, consumers = self.by_name, self.by_op, self.producer, self.consumers
         for i, node in enumerate(self.nodes):
             if node.index != i:
                 raise ValueError(f"node {node.name!r} has index {node.index}, expected {i}")
-            self.by_name[node.name] = i
-            self.by_op.setdefault(node.op_type, []).append(i)
+            by_name[node.name] = i
+            same_op = by_op.get(node.op_type)
+            if same_op is None:
+                by_op[node.op_type] = [i]
+            else:
+                same_op.append(i)
             for port, t in enumerate(node.outputs):
                 if t:
-                    self.producer[t] = (i, port)
+                    producer[t] = (i, port)
             for port, t in enumerate(node.inputs):
                 if t:
-                    self.consumers.setdefault(t, []).append((i, port))
+                    readers = consumers.get(t)
+                    if readers is None:
+                        consumers[t] = [(i, port)]
+                    else:
+                        readers.append((i, port))
 
     def tensor(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)
