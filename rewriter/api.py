@@ -145,7 +145,10 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
     start = time.perf_counter()
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize(load_model(model))
-    graph = graph_view(normalized.model)
+    graph = graph_view(normalized.model, normalized.rows)
+    # Planning reads the view only: the normalized protobuf and its node rows are let go now,
+    # not when the plan is done.
+    del normalized
     _log.info("target %s and %s (%d nodes) loaded: %.2f s", inputs.spec.name, model, len(graph.nodes),
               time.perf_counter() - start)
     options = PlanOptions(preset=preset, ignore_scope=tuple(ignore_scope),

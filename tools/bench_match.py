@@ -10,6 +10,7 @@ growing linearly.
 
     python tools/bench_match.py [--sizes 10000 100000 1000000] [--target CPU] [--workdir DIR]
     python tools/bench_match.py --planner-only [--sizes ...]   # matching and planning alone, in memory
+    python tools/bench_match.py --stages [--sizes ...] [--workdir DIR]   # CPU seconds of each audit stage
 """
 from __future__ import annotations
 
@@ -42,6 +43,37 @@ _CHILD = ("import resource, sys\n"
           "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
           "print('usage', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
           "sys.exit(code)\n")
+
+
+# Runs in the child for --stages: the audit's stages one by one (as rewriter.api's audit runs them), the CPU
+# seconds of each printed as JSON. Imports are timed too: they are part of every run of the command.
+_STAGES_CHILD = """
+import gc, io, json, sys, time
+start = time.process_time()
+from pathlib import Path
+from rewriter.api import plan_graph
+from rewriter.ir.load import load_model
+from rewriter.ir.normalize import normalize
+from rewriter.ir.view import graph_view
+from rewriter.match.planner import PlanOptions
+from rewriter.report.plan_report import write_plan_json
+from rewriter.targets import load_plan_inputs
+gc.disable()  # as the audit command runs
+seconds = {"imports": time.process_time() - start}
+def stage(name, run, *args):
+    start = time.process_time()
+    result = run(*args)
+    seconds[name] = time.process_time() - start
+    return result
+model, target = sys.argv[1], sys.argv[2]
+inputs = stage("spec and rules", load_plan_inputs, target, (), None)
+loaded = stage("load", load_model, model)
+normalized = stage("normalize", normalize, loaded)
+graph = stage("graph view", graph_view, normalized.model, normalized.rows)
+plan = stage("plan", plan_graph, graph, inputs, PlanOptions(), Path(model).name, None)
+stage("JSON", write_plan_json, plan, io.StringIO())
+print(json.dumps({"nodes": len(graph), **seconds}))
+"""
 
 
 class _Builder:
@@ -183,6 +215,25 @@ def run_audits(sizes: list[int], target: str, workdir: Path) -> None:
           f"depends on the machine's load (now {os.getloadavg()[0]:.2f}), CPU time much less")
 
 
+def run_stages(sizes: list[int], target: str, workdir: Path) -> None:
+    """CPU seconds of each stage of the audit, each size in a fresh process (the JSON written to memory)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    rows = []
+    for size in sizes:
+        model = _model_file(size, workdir)
+        done = subprocess.run([sys.executable, "-c", _STAGES_CHILD, str(model), target], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"stages of {model} failed ({done.returncode}):\n{done.stderr}")
+        rows.append(json.loads(done.stdout.splitlines()[-1]))
+    names = [k for k in rows[0] if k != "nodes"]
+    print(f"{'nodes':>9}  " + "  ".join(f"{n:>14}" for n in names) + f"  {'total':>7}")
+    for row in rows:
+        print(f"{row['nodes']:>9}  " + "  ".join(f"{row[n]:>14.2f}" for n in names)
+              + f"  {sum(row[n] for n in names):>7.2f}")
+    print(f"CPU seconds per stage; load average now {os.getloadavg()[0]:.2f}")
+
+
 def run_planner_only(sizes: list[int], target: str) -> None:
     from rewriter.api import load_plan_inputs
     from rewriter.match.planner import PlanOptions, build_plan
@@ -208,9 +259,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="where the models and plans go (kept; default: a temporary "
                                                      "folder, removed at the end)")
     parser.add_argument("--planner-only", action="store_true", help="time build_plan on in-memory graphs")
+    parser.add_argument("--stages", action="store_true", help="CPU seconds of each stage of the audit")
     args = parser.parse_args()
     if args.planner_only:
         run_planner_only(args.sizes, args.target)
+    elif args.stages:
+        with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            run_stages(args.sizes, args.target, workdir)
     elif args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         run_audits(args.sizes, args.target, args.workdir)

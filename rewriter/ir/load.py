@@ -54,8 +54,8 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     """
     p = Path(path)
     _check_readable(p)
-    model = _parse(p)
-    return _checked(model, p)
+    model, as_stored = _parse(p)
+    return _checked(model, p, as_stored)
 
 
 def _check_readable(p: Path) -> None:
@@ -67,7 +67,8 @@ def _check_readable(p: Path) -> None:
         raise UserError(f"{p}: the file is empty; re-export or re-download the model.")
 
 
-def _parse(p: Path) -> onnx.ModelProto:
+def _parse(p: Path) -> tuple[onnx.ModelProto, bool]:
+    """The model, and whether it is exactly the file's binary protobuf (no external data was read in)."""
     try:
         model = onnx.load(os.fspath(p), load_external_data=False)
     except (DecodeError, UnicodeDecodeError, ValueError, TypeError, RuntimeError) as e:
@@ -84,28 +85,32 @@ def _parse(p: Path) -> onnx.ModelProto:
             "check that the file is a model exported to ONNX and was not truncated."
         )
     try:
-        _load_external_data(model, p.parent)
+        external = _load_external_data(model, p.parent)
     except (OSError, ValueError, onnx.checker.ValidationError) as e:
         raise UserError(
             f"{p}: cannot load its external data ({error_summary(e)}); "
             "keep the data files next to the model with the names the model refers to."
         ) from None
-    return model
+    return model, not external and p.suffix.lower() == ".onnx"
 
 
-def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
+def _load_external_data(model: onnx.ModelProto, folder: Path) -> int:
+    """Read the external data of every tensor stored so; how many there were."""
+    count = 0
     for t in _all_tensors(model.graph):
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        count += 1
         onnx.external_data_helper.load_external_data_for_tensor(t, os.fspath(folder))
         # onnx marks the field present (= DEFAULT); clearing it makes the proto, and so the saved
         # bytes, the same as for a model stored in one file.
         t.ClearField("data_location")
+    return count
 
 
-def _checked(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
+def _checked(model: onnx.ModelProto, p: Path, as_stored: bool = False) -> onnx.ModelProto:
     try:
-        _run_checker(model, p)
+        _run_checker(model, p, as_stored)
         return model
     except onnx.checker.ValidationError as e:
         first = e
@@ -122,9 +127,14 @@ def _checked(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
     ) from None
 
 
-def _run_checker(model: onnx.ModelProto, p: Path | None) -> None:
+def _run_checker(model: onnx.ModelProto, p: Path | None, as_stored: bool = False) -> None:
     # Over 2 GiB the checker cannot take the proto in memory (it serializes it: a ValueError or
     # protobuf's EncodeError), but it can read the file, whose weights are in external data.
+    if as_stored and p is not None:
+        # The model is the file's bytes as they are: the checker reads the file itself, which costs about
+        # half of serializing the loaded model again for it.
+        onnx.checker.check_model(os.fspath(p), full_check=False)
+        return
     if not is_large(model):
         try:
             onnx.checker.check_model(model, full_check=False)

@@ -34,7 +34,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -54,10 +54,15 @@ __all__ = ["NormalizeResult", "constant_value", "normalize"]
 
 @dataclass(frozen=True)
 class NormalizeResult:
-    """The normalized model and one line per change made, in the order made."""
+    """The normalized model and one line per change made, in the order made.
+
+    ``rows``: the ``node_rows`` of the normalized main graph, read while normalizing; ``graph_view`` takes
+    them instead of reading every node's fields from the protobuf again.
+    """
 
     model: onnx.ModelProto
     actions: tuple[str, ...] = ()
+    rows: tuple[NodeRow, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def normalize(model: onnx.ModelProto) -> NormalizeResult:
@@ -99,7 +104,8 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
         name_nodes(m.graph, log)
     if _prune_value_info(m.graph, rows) or edited:
         infer_shapes_in_place(m, log)
-    return NormalizeResult(m, tuple(log))
+    # Every step that moved, added or dropped nodes read the rows again: they are the graph's nodes now.
+    return NormalizeResult(m, tuple(log), tuple(rows))
 
 
 def _edited(log: list[str], since: int) -> bool:

@@ -21,6 +21,7 @@ class NodeRow(NamedTuple):
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     reads: list[str]  # as node_reads
+    attributes: int  # how many attributes it has (most nodes have none, and then nothing else is read)
 
 
 def node_rows(nodes: Iterable[onnx.NodeProto]) -> list[NodeRow]:
@@ -29,9 +30,10 @@ def node_rows(nodes: Iterable[onnx.NodeProto]) -> list[NodeRow]:
     for node in nodes:
         inputs = tuple(node.input)
         reads = [t for t in inputs if t]
-        if len(node.attribute):
+        attributes = len(node.attribute)
+        if attributes:
             reads += node_outer_reads(node)
-        rows.append(NodeRow(node.op_type, node.domain, inputs, tuple(node.output), reads))
+        rows.append(NodeRow(node.op_type, node.domain, inputs, tuple(node.output), reads, attributes))
     return rows
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from rewriter.ir.load import TENSOR_DATA_FIELDS, error_summary, light_copy
+from rewriter.ir.load import TENSOR_DATA_FIELDS, _data_bytes, error_summary, light_copy
 
 __all__ = ["infer_shapes_in_place", "value_types"]
 
@@ -43,13 +43,26 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
     Small tensors keep their data, since data propagation reads shape values (always short
     int vectors) from them.
     """
-    light, _ = light_copy(m, _SHAPE_DATA_ELEMENTS * 8 + 1)  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
+    min_bytes = _SHAPE_DATA_ELEMENTS * 8 + 1  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
+    if not _has_big_tensors(m, min_bytes):
+        return m  # nothing to leave out: inference only reads its input, so the model itself will do
+    light, _ = light_copy(m, min_bytes)
     for n in light.graph.node:
         for a in n.attribute:
             if a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS:
                 for name in TENSOR_DATA_FIELDS:
                     a.t.ClearField(name)
     return light
+
+
+def _has_big_tensors(m: onnx.ModelProto, min_bytes: int) -> bool:
+    """Would ``_without_weights`` leave anything out? (A model of small weights is copied whole otherwise.)"""
+    # ByteSize costs little, and a tensor's values take at most 8 times its stored bytes (int64 zeros are
+    # one-byte varints): only tensors above that bound are measured exactly.
+    if any(t.ByteSize() * 8 >= min_bytes and _data_bytes(t) >= min_bytes for t in m.graph.initializer):
+        return True
+    return any(a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS
+               for n in m.graph.node if len(n.attribute) for a in n.attribute)
 
 
 def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:

@@ -8,15 +8,16 @@ counts them, so the plan can say how many stay float.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
+from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, TensorInfo, make_node_info, make_tensor_info
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
+from rewriter.ir.protos import NodeRow
 
 _A = onnx.AttributeProto
 
@@ -38,7 +39,7 @@ def _dtype_names() -> dict[int, str]:
 _DTYPE_NAMES = _dtype_names()
 
 
-def graph_view(model: onnx.ModelProto) -> GraphView:
+def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) -> GraphView:
     """The main graph of ``model`` as a ``GraphView``.
 
     Nodes are taken in the model's order when it is topological (as after
@@ -56,6 +57,8 @@ def graph_view(model: onnx.ModelProto) -> GraphView:
 
     Args:
         model: a (normalized) ONNX model.
+        rows: ``node_rows`` of the model's main graph, if the caller has them (``NormalizeResult.rows``):
+            then only the node names are read from the protobuf here.
 
     Returns:
         The view, with producer/consumer indexes built.
@@ -63,13 +66,16 @@ def graph_view(model: onnx.ModelProto) -> GraphView:
     g = model.graph
     # Each node's fields are read from the proto once (field access is the cost on a large graph).
     protos = list(g.node)
-    fields = [(n.name, n.op_type, tuple(n.input), tuple(n.output), n.domain, len(n.attribute)) for n in protos]
+    if rows is not None and len(rows) == len(protos):
+        fields = [(n.name, r.op_type, r.inputs, r.outputs, r.domain, r.attributes) for n, r in zip(protos, rows)]
+    else:
+        fields = [(n.name, n.op_type, tuple(n.input), tuple(n.output), n.domain, len(n.attribute)) for n in protos]
     order = _node_order(protos, fields)
     nodes = []
     for k, i in enumerate(order):
         name, op_type, inputs, outputs, domain, attributes = fields[i]
-        nodes.append(NodeInfo(name, op_type, inputs, outputs, _attrs(protos[i]) if attributes else {}, domain, k,
-                              body_node_count(protos[i]) if attributes else 0))
+        nodes.append(make_node_info(name, op_type, inputs, outputs, _attrs(protos[i]) if attributes else {}, domain,
+                                    k, body_node_count(protos[i]) if attributes else 0))
     return GraphView(nodes, _tensor_infos(g, [f[3] for f in fields]), name=g.name)
 
 
@@ -136,11 +142,10 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
         if known is None:
             known = decoded[key] = _type_of(vi.type)
         dtype, shape = known
-        infos[name] = TensorInfo(name, dtype, shape, is_graph_input=name in inputs,
-                                 is_graph_output=name in outputs)
+        infos[name] = make_tensor_info(name, dtype, shape, False, name in inputs, name in outputs)
     for name, t in inits.items():
-        infos[name] = TensorInfo(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), is_constant=True,
-                                 is_graph_output=name in outputs, is_zero=_all_zero(t))
+        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), True, False,
+                                       name in outputs, _all_zero(t))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -149,7 +154,7 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
     for names in node_outputs:
         for name in names:
             if name and name not in infos:
-                infos[name] = TensorInfo(name, is_graph_output=name in outputs)
+                infos[name] = make_tensor_info(name, None, None, False, False, name in outputs)
     return infos
 
 

@@ -99,11 +99,11 @@ class PatternMatcher:
         self.spec = spec
         self.variants = compile_variants(pattern)
         self._op_sets: dict[str, frozenset[str] | None] = {}
-        self._orders: dict[tuple[int, str], tuple[list, dict[str, ast.PatternNode]]] = {}
+        self._orders: dict[tuple[int, str], list[_Step]] = {}
         # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
         # being searched: the variants grown from one anchor ask the same questions; each is answered once.
-        self._fitting: dict[tuple, list[int]] = {}
-        self._accepted: dict[tuple[str, int], bool] = {}
+        self._fitting: dict[tuple, dict[int, list[int]]] = {}
+        self._accepted: dict[str, dict[int, bool]] = {}
         self._wheres: dict[str, Evaluator | None] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
@@ -209,8 +209,10 @@ class PatternMatcher:
 
     def _accepts(self, graph: GraphView, pnode: ast.PatternNode, node: NodeInfo) -> bool:
         # Variants grown from neighbouring anchors ask about the same (pattern node, graph node) pairs.
-        key = (pnode.name, node.index)
-        verdict = self._accepted.get(key)
+        known = self._accepted.get(pnode.name)
+        if known is None:
+            known = self._accepted[pnode.name] = {}
+        verdict = known.get(node.index)
         if verdict is None:
             allowed = self.allowed_ops(pnode)
             if allowed is not None and node.op_type not in allowed:
@@ -218,7 +220,7 @@ class PatternMatcher:
             else:
                 where = self._where(pnode)
                 verdict = where is None or bool(where(graph, node))
-            self._accepted[key] = verdict
+            known[node.index] = verdict
         return verdict
 
     def _in_class(self, cls: str, op_type: str) -> bool:
@@ -238,32 +240,54 @@ class PatternMatcher:
     def _embed(self, graph: GraphView, variant: Variant, anchor: ast.PatternNode,
                index: int) -> Iterator[dict[str, int]]:
         key = (id(variant), anchor.name)
-        if key not in self._orders:
-            self._orders[key] = (grow_order(variant, anchor.name), {n.name: n for n in variant.nodes})
-        order, pnodes = self._orders[key]
-        yield from self._extend(graph, variant, pnodes, order, 1, {anchor.name: index})
+        steps = self._orders.get(key)
+        if steps is None:
+            steps = self._orders[key] = _steps(variant, anchor.name)
+        yield from self._extend(graph, steps, 1, {anchor.name: index})
 
-    def _extend(self, graph: GraphView, variant: Variant, pnodes: dict[str, ast.PatternNode],
-                order: list[tuple[str, ast.PatternEdge]], step: int,
+    def _extend(self, graph: GraphView, steps: list[_Step], step: int,
                 bound: dict[str, int]) -> Iterator[dict[str, int]]:
-        if step == len(order):
+        if step == len(steps):
             yield dict(bound)
             return
-        name, via = order[step]
-        used = set(bound.values())
-        known = bound[via.src if via.dst == name else via.dst]
-        key = (via.src, via.dst, via.src_port, via.dst_port, via.moves, name, known)
-        fitting = self._fitting.get(key)
+        name, via, known_end, pnode, fitting_key, checks = steps[step]
+        known = bound[known_end]
+        by_known = self._fitting.get(fitting_key)
+        if by_known is None:
+            by_known = self._fitting[fitting_key] = {}
+        fitting = by_known.get(known)
         if fitting is None:
-            fitting = self._fitting[key] = [c for c in neighbours(graph, via, bound, name)
-                                            if self._accepts(graph, pnodes[name], graph.nodes[c])]
+            nodes = graph.nodes
+            fitting = by_known[known] = [c for c in neighbours(graph, via, bound, name)
+                                         if self._accepts(graph, pnode, nodes[c])]
+        used = bound.values()
         for cand in fitting:
             if cand in used:
                 continue
             bound[name] = cand
-            if _edges_hold(graph, variant, bound, name):
-                yield from self._extend(graph, variant, pnodes, order, step + 1, bound)
+            if all(edge_holds(graph, graph.nodes[bound[e.src]], graph.nodes[bound[e.dst]], e.src_port, e.dst_port,
+                              moves=e.moves) for e in checks):
+                yield from self._extend(graph, steps, step + 1, bound)
             del bound[name]
+
+
+# One step of growing a variant: the pattern node bound, the edge it is reached by, the pattern node at that
+# edge's bound end, the pattern node itself, the key of the edge (for the fitting-candidates cache) and
+# the variant's edges whose both ends are bound once this node is (each must hold).
+_Step = tuple[str, ast.PatternEdge, str, ast.PatternNode, tuple, tuple[ast.PatternEdge, ...]]
+
+
+def _steps(variant: Variant, anchor: str) -> list[_Step]:
+    """``grow_order`` with what each step needs worked out once per variant and anchor."""
+    pnodes = {n.name: n for n in variant.nodes}
+    steps: list[_Step] = []
+    bound: set[str] = set()
+    for name, via in grow_order(variant, anchor):
+        bound.add(name)
+        checks = tuple(e for e in variant.edges if name in (e.src, e.dst) and e.src in bound and e.dst in bound)
+        steps.append((name, via, via.src if via.dst == name else via.dst, pnodes[name],
+                      (via.src, via.dst, via.src_port, via.dst_port, via.moves, name), checks))
+    return steps
 
 
 def grow_order(variant: Variant, anchor: str) -> list[tuple[str, ast.PatternEdge]]:
@@ -326,6 +350,13 @@ def neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], n
         outs = [t for t in ports if t]
         if edge.moves:
             outs = moved_forward(graph, outs)
+        if len(outs) == 1:
+            # The common case, without a set: one tensor's consumers are listed in graph order already.
+            found: list[int] = []
+            for i, port in graph.consumers.get(outs[0], ()):
+                if (edge.dst_port is None or port == edge.dst_port) and (not found or found[-1] != i):
+                    found.append(i)
+            return found
         hits = {i for t in outs for i, port in graph.consumers.get(t, ())
                 if edge.dst_port is None or port == edge.dst_port}
         return sorted(hits)
@@ -338,16 +369,6 @@ def neighbours(graph: GraphView, edge: ast.PatternEdge, bound: dict[str, int], n
             if prod and (edge.src_port is None or prod[1] == edge.src_port):
                 hits.add(prod[0])
     return sorted(hits)
-
-
-def _edges_hold(graph: GraphView, variant: Variant, bound: dict[str, int], name: str) -> bool:
-    for edge in variant.edges:
-        if name not in (edge.src, edge.dst) or edge.src not in bound or edge.dst not in bound:
-            continue
-        if not edge_holds(graph, graph.nodes[bound[edge.src]], graph.nodes[bound[edge.dst]],
-                          edge.src_port, edge.dst_port, moves=edge.moves):
-            return False
-    return True
 
 
 def edge_holds(graph: GraphView, src: NodeInfo, dst: NodeInfo, src_port: int | None,

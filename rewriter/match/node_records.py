@@ -3,9 +3,11 @@ trail of decisions behind it, so a reviewer reading one node sees why without re
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 from rewriter.ir.graph import NodeInfo
+from rewriter.errors import SourceLoc
 from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key
 from rewriter.spec.model import HardwareSpec
 
@@ -66,10 +68,13 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
     # producer or placed on its outputs.
     serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
     present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
+    # The same objects, by identity: points share decision objects, and an identity is cheaper to check.
+    seen: set[int] = set()
     for tensor in [*serving, *outputs]:
         point = by_tensor.get(tensor)
         for d in point.trail if point is not None else ():
-            if d.action in PLACING:
+            if d.action in PLACING and id(d) not in seen:
+                seen.add(id(d))
                 if present is None:
                     present = {decision_key(x) for x in trail}
                 key = decision_key(d)
@@ -95,15 +100,22 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
         status: NodeStatus = "agnostic" if entry is not None and entry.agnostic else "quantized"
         return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
     if entry is None:
-        trail.append(Decision("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))
+        trail.append(_shared("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))
         return NodeDecision(node.name, node.op_type, "float", f"{spec.name} spec has no entry for {node.op_type}",
                             tuple(trail))
     if entry.agnostic:
-        trail.append(Decision("agnostic", f"spec:{spec.name}:{node.op_type}", entry.loc))
+        trail.append(_shared("agnostic", f"spec:{spec.name}:{node.op_type}", entry.loc, ""))
         return NodeDecision(node.name, node.op_type, "agnostic",
                             "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
     reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
     if not trail:
-        trail.append(Decision("float", f"spec:{spec.name}:{node.op_type}", entry.loc,
-                              "the spec allows quantizers here, but no rule placed one"))
+        trail.append(_shared("float", f"spec:{spec.name}:{node.op_type}", entry.loc,
+                             "the spec allows quantizers here, but no rule placed one"))
     return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
+
+
+@lru_cache(maxsize=4096)
+def _shared(action: str, source: str, loc: SourceLoc, detail: str) -> Decision:
+    """One Decision object per distinct spec note: every float Relu of a large graph carries the same one,
+    and the JSON writer finds a shared object by identity instead of by its fields."""
+    return Decision(action, source, loc, detail)

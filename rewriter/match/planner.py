@@ -140,6 +140,16 @@ class _Planner:
         self.node_trail: dict[int, list[Decision]] = {}
         self.unify_parent: dict[str, str] = {}
         self._match_text: dict[int, str] = {}
+        # Decisions that depend only on the spec entry or the config, one object each: a large graph repeats
+        # them on tens of thousands of points, and trails that share objects are cheaper to compare and to
+        # write (the JSON's decision table looks them up by identity first).
+        self._spec_decisions: dict[tuple[str, str], Decision] = {}
+        self._config_decisions: dict[int, tuple[QuantizerConfig, Decision]] = {}
+        # Config choices by the identity of the lists chosen from (kept alive in the value) and the flags.
+        self._choices: dict[tuple, tuple] = {}
+        self._fallbacks: dict[int, tuple[QuantizerConfig, QuantizerConfig, Decision]] = {}
+        # Each node's configs: the quantize_inputs and quantize_outputs rules both ask for every node.
+        self._node_configs: dict[int, _Configs | None] = {}
         self.matches = self._match_all()
 
     # -- matching ---------------------------------------------------------
@@ -298,7 +308,9 @@ class _Planner:
                 self._note(node.index, self._decision("skip-insert", rule, match,
                                                       f"input {port} is {dtype}, not float"))
                 continue
-            point = self.points.setdefault(tensor, _Point(tensor, "weight" if constant else "activation"))
+            point = self.points.get(tensor)
+            if point is None:
+                point = self.points[tensor] = _Point(tensor, "weight" if constant else "activation")
             if (node.index, port) not in point.consumers:
                 point.consumers[(node.index, port)] = allowed
             point.trail.append(self._decision("insert", rule, match, f"{node.name} input {port}"))
@@ -313,14 +325,19 @@ class _Planner:
             tensor = node.outputs[port] if port < len(node.outputs) else ""
             if not tensor:
                 continue
-            point = self.points.setdefault(tensor, _Point(tensor, "activation"))
+            point = self.points.get(tensor)
+            if point is None:
+                point = self.points[tensor] = _Point(tensor, "activation")
             point.output_configs = configs.outputs
             point.trail.append(self._decision("insert", rule, match, f"{node.name} output {port}"))
             self._add_spec_decision(point, node, configs)
 
     def _add_spec_decision(self, point: _Point, node: NodeInfo, configs: _Configs) -> None:
-        variant = f" variant {configs.variant}" if configs.variant else ""
-        decision = Decision("spec", f"{self.spec.name}:{node.op_type}{variant}", configs.entry.loc)
+        decision = self._spec_decisions.get((node.op_type, configs.variant))
+        if decision is None:
+            variant = f" variant {configs.variant}" if configs.variant else ""
+            decision = self._spec_decisions[(node.op_type, configs.variant)] = Decision(
+                "spec", f"{self.spec.name}:{node.op_type}{variant}", configs.entry.loc)
         if decision not in point.trail:
             point.trail.append(decision)
 
@@ -477,6 +494,12 @@ class _Planner:
     # -- spec lookups -------------------------------------------------------
 
     def _configs(self, node: NodeInfo) -> _Configs | None:
+        if node.index in self._node_configs:
+            return self._node_configs[node.index]
+        found = self._node_configs[node.index] = self._find_configs(node)
+        return found
+
+    def _find_configs(self, node: NodeInfo) -> _Configs | None:
         entry = self.spec.op(node.op_type)
         if entry is None:
             return None
@@ -510,9 +533,7 @@ class _Planner:
                     output_points.setdefault(producer.name, []).append(point.tensor)
         by_tensor = {p.tensor: p for p in frozen}
         nodes = tuple(node_record(n, self.spec, self.ignored.get(n.index, ()), self.node_trail.get(n.index, ()),
-                                  NodeQuantizers(sorted(read_ports.get(n.name, ())), output_points.get(n.name, []),
-                                                 self._upstream_ports(n, read_ports.get(n.name, set()))),
-                                  by_tensor)
+                                  self._quantizers(n, read_ports, output_points), by_tensor)
                       for n in self.graph.nodes)
         storage = Decision("storage", f"{self.spec.name}:activation_storage", self.spec.activation_storage_loc,
                            f"activations stored {self.spec.activation_storage}")
@@ -536,39 +557,80 @@ class _Planner:
         return producer[0] if producer else -1
 
     def _freeze_point(self, point: _Point, groups: dict[str, int]) -> FakeQuantizePoint:
-        trail = list(point.trail)
         lists = [point.consumers[k] for k in sorted(point.consumers)]
         if point.output_configs:
             lists.append(point.output_configs)
-        candidates = intersect_configs(lists)
-        if not candidates:
-            candidates = relax_configs(lists)
-            trail.append(Decision("config", "planner", detail="consumers allow no common config; relaxed "
-                                  "to per-tensor/symmetric"))
-        if point.per_tensor:
-            candidates = per_tensor_configs(candidates)
-        config = choose_config(candidates, point.role, self.options.preset, point.symmetric, point.asymmetric)
-        if point.asymmetric and config.mode != "asymmetric":
-            why = "a symmetric rule wins" if point.symmetric else "the spec allows no asymmetric config here"
-            trail.append(Decision("config", "planner", detail=f"asymmetric preferred, but {why}"))
+        # The choice depends only on the config lists (the spec's own tuples, shared by every point of an op
+        # type: keyed by identity) and the point's flags; a large graph asks the same few questions
+        # tens of thousands of times.
+        key = (*map(id, lists), point.per_tensor, point.role, point.symmetric, point.asymmetric)
+        known = self._choices.get(key)
+        if known is None:
+            known = self._choices[key] = (*self._choose(point, lists), lists)
+        candidates, config, notes, _ = known
+        trail = [*point.trail, *notes]
         axis = None
         if config.granularity == "perchannel":
             axis = self._channel_axis(point)
             if axis is None:
-                config = replace(config, granularity="pertensor")
-                trail.append(Decision("config", "planner", detail="no channel axis here; per-tensor"))
-        trail.append(Decision("config", f"preset {self.options.preset}", detail=config.describe()))
+                config, note = self._per_tensor_fallback(config)
+                trail.append(note)
+        trail.append(self._config_decision(config))
         consumers = tuple(Consumer(self.graph.nodes[i].name, port) for i, port in sorted(point.consumers))
         return FakeQuantizePoint(
             tensor=point.tensor, role=point.role, config=config, candidates=candidates,  # type: ignore[arg-type]
             consumers=consumers, at_output=bool(point.output_configs), channel_axis=axis,
             unify_group=groups.get(point.tensor), trail=tuple(trail))
 
+    def _choose(self, point: _Point, lists: list[tuple[QuantizerConfig, ...]]) -> tuple[
+            tuple[QuantizerConfig, ...], QuantizerConfig, tuple[Decision, ...]]:
+        """The candidates and the config for a point reading ``lists``, with the decisions that explain them."""
+        notes = []
+        candidates = intersect_configs(lists)
+        if not candidates:
+            candidates = relax_configs(lists)
+            notes.append(Decision("config", "planner", detail="consumers allow no common config; relaxed "
+                                  "to per-tensor/symmetric"))
+        if point.per_tensor:
+            candidates = per_tensor_configs(candidates)
+        config = choose_config(candidates, point.role, self.options.preset, point.symmetric, point.asymmetric)
+        if point.asymmetric and config.mode != "asymmetric":
+            why = "a symmetric rule wins" if point.symmetric else "the spec allows no asymmetric config here"
+            notes.append(Decision("config", "planner", detail=f"asymmetric preferred, but {why}"))
+        return candidates, config, tuple(notes)
+
+    def _per_tensor_fallback(self, config: QuantizerConfig) -> tuple[QuantizerConfig, Decision]:
+        """A per-channel config made per-tensor where there is no channel axis (one object per config)."""
+        known = self._fallbacks.get(id(config))
+        if known is None:
+            known = self._fallbacks[id(config)] = (
+                config, replace(config, granularity="pertensor"),
+                Decision("config", "planner", detail="no channel axis here; per-tensor"))
+        return known[1], known[2]
+
+    def _config_decision(self, config: QuantizerConfig) -> Decision:
+        # Keyed by identity (hashing a config costs more); the config is kept with its decision, so the id
+        # stays its own for the planner's lifetime.
+        known = self._config_decisions.get(id(config))
+        if known is None:
+            known = self._config_decisions[id(config)] = (
+                config, Decision("config", f"preset {self.options.preset}", detail=config.describe()))
+        return known[1]
+
     def _channel_axis(self, point: _Point) -> int | None:
         if point.role == "weight":
             index, port = min(point.consumers)
             return weight_channel_axis(self.graph, self.graph.nodes[index], port)
         return activation_channel_axis(self.graph, point.tensor)
+
+    def _quantizers(self, node: NodeInfo, read_ports: dict[str, set[int]],
+                    output_points: dict[str, list[str]]) -> NodeQuantizers:
+        ports = read_ports.get(node.name)
+        outputs = output_points.get(node.name)
+        upstream = self._upstream_ports(node, ports or set())
+        if not (ports or outputs or upstream):
+            return _NO_QUANTIZERS  # most nodes: one shared record instead of one each
+        return NodeQuantizers(sorted(ports or ()), outputs or [], upstream)
 
     def _upstream_ports(self, node: NodeInfo, direct: set[int]) -> dict[int, str]:
         """Inputs that read a FakeQuantize placed above agnostic ops: port -> quantized tensor."""
@@ -582,6 +644,9 @@ class _Planner:
                 if point is not None and point.tensor != tensor:
                     found[port] = point.tensor
         return found
+
+
+_NO_QUANTIZERS = NodeQuantizers((), (), {})
 
 
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:

@@ -42,9 +42,16 @@ def compile_predicate(expr: ast.Expr) -> Evaluator:
         return lambda g, n: value
     if isinstance(expr, ast.And):
         parts = tuple(compile_predicate(e) for e in expr.items)
+        if len(parts) == 2:
+            # The usual shape, without a generator per call (the value is all()'s: a bool).
+            a, b = parts
+            return lambda g, n: bool(a(g, n)) and bool(b(g, n))
         return lambda g, n: all(p(g, n) for p in parts)
     if isinstance(expr, ast.Or):
         parts = tuple(compile_predicate(e) for e in expr.items)
+        if len(parts) == 2:
+            a, b = parts
+            return lambda g, n: bool(a(g, n)) or bool(b(g, n))
         return lambda g, n: any(p(g, n) for p in parts)
     if isinstance(expr, ast.Not):
         inner = compile_predicate(expr.item)

@@ -63,12 +63,21 @@ def fix_saturation(plan: QuantPlan, graph: GraphView, spec: HardwareSpec, overri
     layers = first_layers(graph) if mode == "first_layer" else None
     where = "first layer" if mode == "first_layer" else "every layer"
     points = []
+    # Per config (by identity; the config is kept in the value): the narrowed config and its note, one
+    # object each however many weights share the config.
+    changes: dict[int, tuple[QuantizerConfig, QuantizerConfig | None, Decision | None]] = {}
     for point in plan.points:
-        narrowed = _seven_bit(point.config) if _in_scope(point, graph, layers) else None
-        if narrowed is not None:
-            note = Decision("config", "saturation_fix", loc, f"{where} ({mode} by {source}): levels "
-                            f"[{_low_high(point.config)}] -> [{narrowed.level_low},{narrowed.level_high}]")
-            point = replace(point, config=narrowed, trail=point.trail + (note,))
+        if _in_scope(point, graph, layers):
+            change = changes.get(id(point.config))
+            if change is None:
+                narrowed = _seven_bit(point.config)
+                note = None if narrowed is None else Decision(
+                    "config", "saturation_fix", loc, f"{where} ({mode} by {source}): levels "
+                    f"[{_low_high(point.config)}] -> [{narrowed.level_low},{narrowed.level_high}]")
+                change = changes[id(point.config)] = (point.config, narrowed, note)
+            _, narrowed, note = change
+            if narrowed is not None and note is not None:
+                point = replace(point, config=narrowed, trail=point.trail + (note,))
         points.append(point)
     return replace(plan, points=tuple(points))
 

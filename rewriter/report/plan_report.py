@@ -161,22 +161,67 @@ class _Tables:
         return self.configs.setdefault(config, len(self.configs))
 
 
-def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list]:
-    """The plan's records in the compact form; fills ``tables`` as it goes."""
-    return {
-        "fakequantize": [
-            {"tensor": p.tensor, "role": p.role, "config": tables.config(p.config),
-             "candidates": [c.describe() for c in p.candidates],
-             "consumers": [[c.node, c.port] for c in p.consumers], "at_output": p.at_output,
-             "channel_axis": p.channel_axis, "unify_group": p.unify_group, "trail": tables.trail(p.trail)}
-            for p in plan.points],
-        "requantized": [{"tensor": r.tensor, "node": r.node, "grid": r.grid, "trail": tables.trail(r.trail)}
-                        for r in plan.requantized],
-        "int32_biases": [{"node": b.node, "bias": b.bias or None, "activation": b.activation,
-                          "weight": b.weight, "trail": tables.trail(b.trail)} for b in plan.int32_biases],
-        "nodes": [_with_bodies({"node": n.node, "op_type": n.op_type, "status": n.status, "reason": n.reason,
-                                "trail": tables.trail(n.trail)}, n) for n in plan.nodes],
-    }
+# Strings as JSON text, quoted and ASCII-escaped, exactly as the json module writes them.
+_quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring_ascii", None) or \
+    json.encoder.encode_basestring_ascii
+
+
+def _ids(ids: list[int]) -> str:
+    return "[" + ",".join(map(str, ids)) + "]"
+
+
+def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list[str]]:
+    """The plan's records in the compact form, each already JSON text; fills ``tables`` as it goes.
+
+    The records are written as text directly, not built as dicts and encoded: a million-node plan has a
+    million of them, and the dicts cost more than the encoding. The text is what
+    ``json.dumps(record, separators=(",", ":"))`` gives for the same record (the tests hold both to it).
+    """
+    q, trail = _quote, tables.trail
+    # Points share their candidate tuples (one per spec entry and role): each list is written once.
+    candidates: dict[int, str] = {}
+    keep: list[object] = []
+
+    def candidate_text(configs: tuple[QuantizerConfig, ...]) -> str:
+        text = candidates.get(id(configs))
+        if text is None:
+            text = candidates[id(configs)] = "[" + ",".join(q(c.describe()) for c in configs) + "]"
+            keep.append(configs)
+        return text
+
+    points = []
+    for p in plan.points:
+        consumers = ",".join(f"[{q(c.node)},{c.port}]" for c in p.consumers)
+        points.append(f'{{"tensor":{q(p.tensor)},"role":{q(p.role)},"config":{tables.config(p.config)},'
+                      f'"candidates":{candidate_text(p.candidates)},"consumers":[{consumers}],'
+                      f'"at_output":{_LITERALS[p.at_output]},"channel_axis":{_int_or_null(p.channel_axis)},'
+                      f'"unify_group":{_int_or_null(p.unify_group)},"trail":{_ids(trail(p.trail))}}}')
+    requantized = [f'{{"tensor":{q(r.tensor)},"node":{q(r.node)},"grid":{q(r.grid)},'
+                   f'"trail":{_ids(trail(r.trail))}}}' for r in plan.requantized]
+    biases = [f'{{"node":{q(b.node)},"bias":{q(b.bias) if b.bias else "null"},"activation":{q(b.activation)},'
+              f'"weight":{q(b.weight)},"trail":{_ids(trail(b.trail))}}}' for b in plan.int32_biases]
+    # Most nodes share their op type, status and reason with many others: each is quoted once.
+    quoted: dict[str, str] = {}
+
+    def qc(text: str) -> str:
+        out = quoted.get(text)
+        if out is None:
+            out = quoted[text] = q(text)
+        return out
+
+    nodes = []
+    for n in plan.nodes:
+        bodies = f',"body_nodes":{n.body_nodes}' if n.body_nodes else ""
+        nodes.append(f'{{"node":{q(n.node)},"op_type":{qc(n.op_type)},"status":{qc(n.status)},'
+                     f'"reason":{qc(n.reason)},"trail":{_ids(trail(n.trail))}{bodies}}}')
+    return {"fakequantize": points, "requantized": requantized, "int32_biases": biases, "nodes": nodes}
+
+
+_LITERALS = {True: "true", False: "false"}
+
+
+def _int_or_null(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
 
 
 def plan_json_chunks(plan: QuantPlan) -> Iterator[str]:
@@ -194,16 +239,17 @@ def plan_json_chunks(plan: QuantPlan) -> Iterator[str]:
     yield "{\n"
     for key, value in header.items():
         yield f"{dumps(key)}:{dumps(value)},\n"
-    yield from _array("decisions", ([d.action, d.source, loc_text(d.loc), d.detail] for d in tables.decisions),
-                      dumps)
+    q = _quote
+    yield from _array("decisions", (f"[{q(d.action)},{q(d.source)},{q(loc_text(d.loc))},{q(d.detail)}]"
+                                    for d in tables.decisions))
     yield ",\n"
-    yield from _array("configs", (config_dict(c) for c in tables.configs), dumps)
+    yield from _array("configs", (dumps(config_dict(c)) for c in tables.configs))
     yield ",\n"
     for key in ("fakequantize", "requantized", "int32_biases"):
-        yield from _array(key, records[key], dumps)
+        yield from _array(key, records[key])
         yield ",\n"
     yield f'"activation_storage":{dumps(storage)},\n'
-    yield from _array("nodes", records["nodes"], dumps)
+    yield from _array("nodes", records["nodes"])
     yield "\n}\n"
 
 
@@ -226,11 +272,12 @@ def _compact_dumps() -> Callable[[object], str]:
     return dumps
 
 
-def _array(key: str, items: Iterable[object], dumps: Callable[[object], str]) -> Iterator[str]:
+def _array(key: str, items: Iterable[str]) -> Iterator[str]:
+    """``"key":[`` and the items (JSON text), one a line."""
     yield f'"{key}":['
     first = True
     for item in items:
-        yield ("\n" if first else ",\n") + dumps(item)
+        yield ("\n" if first else ",\n") + item
         first = False
     yield "\n]" if not first else "]"
 

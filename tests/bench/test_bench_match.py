@@ -37,3 +37,10 @@ def test_audit_once_reports_usage_and_writes_the_plan(tmp_path: Path) -> None:
     assert seconds > 0 and cpu > 0 and rss_kb > 10_000  # a Python process with onnx loaded is over 10 MB
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert doc["schema"] == "rewriter.plan/2" and doc["summary"]["nodes"] == len(onnx.load(str(path)).graph.node)
+
+
+def test_stages_mode_times_every_stage(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    bench_match.run_stages([60], "CPU", tmp_path)
+    table = capsys.readouterr().out
+    for stage in ("imports", "load", "normalize", "graph view", "plan", "JSON", "total"):
+        assert stage in table

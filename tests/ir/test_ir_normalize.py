@@ -50,6 +50,18 @@ def test_keeps_float_results(name: str, record_property: Callable[[str, object],
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_rows_are_the_normalized_nodes(name: str) -> None:
+    """graph_view trusts NormalizeResult.rows instead of reading the nodes again: they must be exact."""
+    from rewriter.ir.protos import node_rows
+    from rewriter.ir.view import graph_view
+
+    result = normalize(BUILDERS[name]())
+    assert result.rows == tuple(node_rows(result.model.graph.node))
+    with_rows, without = graph_view(result.model, result.rows), graph_view(result.model)
+    assert with_rows.nodes == without.nodes and with_rows.tensors == without.tensors
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_does_not_mutate_and_is_deterministic(name: str) -> None:
     model = BUILDERS[name]()
     snapshot = model.SerializeToString()

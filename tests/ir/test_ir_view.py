@@ -133,3 +133,20 @@ def test_a_20000_node_graph_is_viewed_whole() -> None:
     view = graph_view(m)
     assert len(view) == 20_000
     assert [n.name for n in view.nodes][-1] == m.graph.node[-1].name
+
+
+def test_bulk_built_infos_are_the_dataclasses() -> None:
+    """make_tensor_info/make_node_info skip the dataclass __init__; what they build must not differ."""
+    from dataclasses import fields
+
+    from rewriter.ir.graph import NodeInfo, make_node_info, make_tensor_info
+
+    tensor = make_tensor_info("t", "float32", (1, "n", None), True, False, True, True)
+    node = make_node_info("n", "Conv", ("a", ""), ("b",), {"group": 1}, "", 3, 2)
+    assert tensor == TensorInfo("t", "float32", (1, "n", None), True, False, True, True)
+    assert node == NodeInfo("n", "Conv", ("a", ""), ("b",), {"group": 1}, "", 3, 2)
+    assert hash(tensor) == hash(TensorInfo("t", "float32", (1, "n", None), True, False, True, True))
+    assert set(vars(tensor)) == {f.name for f in fields(TensorInfo)}
+    assert set(vars(node)) == {f.name for f in fields(NodeInfo)}
+    with pytest.raises(AttributeError):
+        tensor.name = "u"  # type: ignore[misc]

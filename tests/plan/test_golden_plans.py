@@ -70,3 +70,25 @@ def test_compact_json_carries_every_decision(builder: str, target: str) -> None:
     assert doc["schema"] == "rewriter.plan/2"
     assert len(doc["decisions"]) == len({tuple(d) for d in doc["decisions"]}), "a decision listed twice"
     assert _expand(doc) == plan_dict(plan)
+
+
+def test_compact_json_lines_are_what_the_json_module_writes() -> None:
+    """The records are written as text, not through json.dumps: each line must be exactly json.dumps's text
+    for the same value, also for names that need escapes, a unified group, an int32 bias without a bias
+    tensor yet and a node holding bodies."""
+    from dataclasses import replace
+
+    plan = plan_model(models.tiny_cnn(), "ORT", name="tiny_cnn")
+    odd = 'n\u00e9"\\\t\u2603'
+    points = tuple(replace(p, tensor=p.tensor + odd, unify_group=k if k % 2 else None)
+                   for k, p in enumerate(plan.points))
+    nodes = tuple(replace(n, node=n.node + odd, reason=n.reason + odd, body_nodes=k % 3)
+                  for k, n in enumerate(plan.nodes))
+    biases = tuple(replace(b, bias="") for b in plan.int32_biases)
+    assert points and nodes and biases
+    text = plan_json(replace(plan, points=points, nodes=nodes, int32_biases=biases))
+    for line in text.splitlines()[1:-1]:
+        body = line.rstrip(",")
+        if body.startswith("{") or body.startswith("["):
+            assert json.dumps(json.loads(body), separators=(",", ":")) == body
+    assert json.loads(text)["nodes"][1]["node"].endswith(odd)
