@@ -1,8 +1,8 @@
 """AccuracyAwareQuantization against NNCF's quantize_with_accuracy_control and Intel Neural Compressor's
 accuracy-driven tuning on one corpus entry: the same float model, calibration samples, eval samples and
-metric (top-1 accuracy against the true labels), the same absolute limit. Writes one JSON line per tool:
-final drop, speed-up over float (onnxruntime, batch 1, one thread, this machine), metric evaluations, wall
-and CPU time.
+metric (top-1 accuracy against the true labels, or top-1 agreement with the float model on an entry
+without labels), the same absolute limit. Writes one JSON line per tool: final drop, speed-up over float
+(onnxruntime, batch 1, one thread, this machine), metric evaluations, wall and CPU time.
 
     /work/benchvenv/bin/python tools/bench/accuracy_control.py --entry DIR --max-drop 0.001 \\
         [--target ORT] [--tools ours nncf inc] [--calib DIR] [--out-dir OUT]
@@ -83,7 +83,8 @@ def run_ours(entry: Path, out: Path, args: argparse.Namespace) -> dict:
                *args.ours_extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "ACCURACY_CONTROL_ENTRY": str(entry)}
     start, cpu = time.perf_counter(), _cpu()
-    subprocess.run(command, check=True, env=env)
+    # its summary goes to stderr, so that this script's stdout is the JSON lines alone
+    subprocess.run(command, check=True, env=env, stdout=sys.stderr)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     search = json.loads(report.read_text())["search"]
     return {"tool": "ours", "float": search["baseline"], "initial": search["initial"], "final": search["final"],
@@ -100,11 +101,11 @@ def run_nncf(entry: Path, out: Path, args: argparse.Namespace) -> dict:
 
     sys.path.insert(0, str(HERE))
     os.environ["ACCURACY_CONTROL_ENTRY"] = str(entry)
-    from accuracy_control_metric import accuracy_of_session
+    from accuracy_control_metric import accuracy_of_session, eval_labels
 
     calls = {"full": 0, "items": 0}
     calibration = nncf.Dataset(_samples(args.calib))
-    labels = np.load(entry / "eval_labels.npy")
+    labels = eval_labels(entry)
     eval_items = [(s, int(y)) for s, y in zip(_samples(entry / "eval"), labels)]
     validation = nncf.Dataset(eval_items)
 
@@ -155,7 +156,8 @@ RUNNERS = {"ours": run_ours, "nncf": run_nncf, "inc": run_inc}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--entry", type=Path, required=True, help="a built corpus entry with eval_labels.npy")
+    parser.add_argument("--entry", type=Path, required=True,
+                        help="a built corpus entry (scored against eval_labels.npy, else the float model's top-1)")
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--target", default="ORT")
     parser.add_argument("--tools", nargs="+", choices=sorted(RUNNERS), default=["ours", "nncf", "inc"])

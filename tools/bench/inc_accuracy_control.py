@@ -11,9 +11,9 @@ this script, so one benchmark invocation runs every tool on the same entry.
 The tuning is Neural Compressor's 2.x API: `PostTrainingQuantConfig` (static, the given ONNX format),
 `AccuracyCriterion` with the same limit as the other tools and `TuningCriterion(strategy="basic")`. The
 calibration set is every sample in `--calib` (default: the entry's `calib/`) at batch 1; the other tools
-take up to 300, which is all of it on the corpus entries. The metric is the benchmark's own (top-1 on
-`eval/` against `eval_labels.npy`); every call of the eval function is one metric evaluation, the float
-model's included, as the other tools count theirs.
+take up to 300, which is all of it on the corpus entries. The metric is the benchmark's own
+(accuracy_control_metric.py: top-1 on `eval/`); every call of the eval function is one metric
+evaluation, the float model's included, as the other tools count theirs.
 
 The result JSON has the float metric, every metric value in call order, the final metric (measured again
 on the saved file, not counted) and, when no configuration met the limit, `met: false` and no model.
@@ -32,7 +32,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_control_metric import accuracy_of_session  # noqa: E402  (numpy and onnxruntime only)
+from accuracy_control_metric import accuracy_of_session, eval_labels  # noqa: E402  (numpy and onnxruntime only)
 
 
 def _samples(folder: Path) -> list[dict[str, np.ndarray]]:
@@ -78,7 +78,7 @@ def main() -> int:
     from neural_compressor.config import AccuracyCriterion, TuningCriterion
 
     calib = _samples(args.calib or args.entry / "calib")
-    labels = np.load(args.entry / "eval_labels.npy")
+    labels = eval_labels(args.entry)
     eval_items = [(s, int(y)) for s, y in zip(_samples(args.entry / "eval"), labels)]
     values: list[float] = []
 
