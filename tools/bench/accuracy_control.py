@@ -2,7 +2,8 @@
 accuracy-driven tuning on one corpus entry: the same float model, calibration samples, eval samples and
 metric (top-1 accuracy against the true labels, or top-1 agreement with the float model on an entry
 without labels), the same absolute limit. Writes one JSON line per tool: final drop, speed-up over float
-(onnxruntime, batch 1, one thread, this machine), metric evaluations, wall and CPU time.
+(onnxruntime, batch 1, one thread, this machine), metric evaluations, wall and CPU time (also kept in
+OUT/results.jsonl).
 
     /work/benchvenv/bin/python tools/bench/accuracy_control.py --entry DIR --max-drop 0.001 \\
         [--target ORT] [--tools ours nncf inc] [--calib DIR] [--out-dir OUT]
@@ -83,7 +84,7 @@ def run_ours(entry: Path, out: Path, args: argparse.Namespace) -> dict:
                *args.ours_extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "ACCURACY_CONTROL_ENTRY": str(entry)}
     start, cpu = time.perf_counter(), _cpu()
-    # its summary goes to stderr, so that this script's stdout is the JSON lines alone
+    # its summary goes to stderr, apart from the JSON lines on stdout
     subprocess.run(command, check=True, env=env, stdout=sys.stderr)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     search = json.loads(report.read_text())["search"]
@@ -204,6 +205,8 @@ def main() -> int:
                       calib=str(args.calib), calib_count=len(list(args.calib.glob("*.npz"))),
                       load_before=[round(x, 2) for x in load_before], load_after=[round(x, 2) for x in load_after])
         print(json.dumps(result), flush=True)
+    # NNCF's progress and log lines may go to stdout too: the file holds the results alone
+    (args.out_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     return 0
 
 
