@@ -177,7 +177,9 @@ def main() -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/accuracy_control"))
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    args.calib = args.calib or args.entry / "calib"
+    # absolute: Neural Compressor's child process runs in the output folder
+    args.entry, args.out_dir = args.entry.resolve(), args.out_dir.resolve()
+    args.calib = (args.calib or args.entry / "calib").resolve()
     args.eval_count = len(list((args.entry / "eval").glob("*.npz")))
     load_before = os.getloadavg()
     results = []
