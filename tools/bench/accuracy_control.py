@@ -1,14 +1,19 @@
-"""AccuracyAwareQuantization against NNCF's quantize_with_accuracy_control on one corpus entry: the same
-float model, calibration samples, eval samples and metric (top-1 accuracy against the true labels), the
-same limit. Writes one JSON line per tool: final drop, speed-up over float (onnxruntime, one thread, this
-machine), metric evaluations, wall and CPU time.
+"""AccuracyAwareQuantization against NNCF's quantize_with_accuracy_control and Intel Neural Compressor's
+accuracy-driven tuning on one corpus entry: the same float model, calibration samples, eval samples and
+metric (top-1 accuracy against the true labels, or top-1 agreement with the float model on an entry
+without labels), the same absolute limit. Writes one JSON line per tool: final drop, speed-up over float
+(onnxruntime, batch 1, one thread, this machine), metric evaluations, wall and CPU time (also kept in
+OUT/results.jsonl).
 
     /work/benchvenv/bin/python tools/bench/accuracy_control.py --entry DIR --max-drop 0.001 \\
-        [--target ORT] [--tools ours nncf] [--out-dir OUT]
+        [--target ORT] [--tools ours nncf inc] [--calib DIR] [--out-dir OUT]
 
 `ours` runs `rewriter quantize --accuracy-aware` in a child process (this checkout, the project's
-python given by --python); `nncf` runs in this process. Latency is timed for each output afterwards,
-serially, as the search itself does.
+python given by --python); `nncf` runs in this process; `inc` runs tools/bench/inc_accuracy_control.py
+in a child process with --inc-python (a venv of its own: tools/bench/requirements-inc.txt). Latency is
+timed after every search, serially: the float model and each output in turn, round after round, so a
+change in the machine's load falls on all of them alike; the speed-up is the median of the per-round
+ratios, of the timing thread's CPU time (`speedup`) and of wall time (`speedup_wall`).
 """
 from __future__ import annotations
 
@@ -34,20 +39,36 @@ def _samples(folder: Path) -> list[dict[str, np.ndarray]]:
     return [dict(np.load(p)) for p in sorted(folder.glob("*.npz"))]
 
 
-def _latency_ms(model_path: Path, samples: list[dict[str, np.ndarray]], repeats: int = 7) -> float:
+def _timing_session(model_path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def _pass_ms(session: ort.InferenceSession, samples: list[dict[str, np.ndarray]]) -> tuple[float, float]:
+    """Wall and CPU milliseconds per sample. With one intra-op thread onnxruntime runs the model in the
+    calling thread, so this thread's CPU time is the model's, and it does not count the time the shared
+    machine's other processes hold the core (wall time does)."""
+    start, cpu = time.perf_counter(), time.thread_time()
     for s in samples:
         session.run(None, s)
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for s in samples:
-            session.run(None, s)
-        passes.append((time.perf_counter() - start) / len(samples))
-    return statistics.median(passes) * 1000
+    return (time.perf_counter() - start) / len(samples) * 1000, (time.thread_time() - cpu) / len(samples) * 1000
+
+
+def _interleaved_latency(models: dict[str, Path], samples: list[dict[str, np.ndarray]],
+                         rounds: int = 11) -> dict[str, list[tuple[float, float]]]:
+    """Per model, one pass (wall and CPU ms per sample) in each round; the models take turns in a round."""
+    sessions = {name: _timing_session(path) for name, path in models.items()}
+    for session in sessions.values():  # warm-up, not timed
+        _pass_ms(session, samples)
+    passes: dict[str, list[tuple[float, float]]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            # a few untimed runs first: the model run just before has evicted this one's weights from cache
+            _pass_ms(session, samples[:4])
+            passes[name].append(_pass_ms(session, samples))
+    return passes
 
 
 def _cpu() -> float:
@@ -58,12 +79,13 @@ def _cpu() -> float:
 def run_ours(entry: Path, out: Path, args: argparse.Namespace) -> dict:
     report = out.with_suffix(".json")
     command = [args.python, "-m", "rewriter.cli", "quantize", str(entry / "model.onnx"), "-o", str(out),
-               "--data", str(entry / "calib"), "--target", args.target, "--report", str(report), "--quiet",
+               "--data", str(args.calib), "--target", args.target, "--report", str(report), "--quiet",
                "--accuracy-aware", "--metric", f"{METRIC_FILE}:top1", "--max-drop", str(args.max_drop),
                *args.ours_extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "ACCURACY_CONTROL_ENTRY": str(entry)}
     start, cpu = time.perf_counter(), _cpu()
-    subprocess.run(command, check=True, env=env)
+    # its summary goes to stderr, apart from the JSON lines on stdout
+    subprocess.run(command, check=True, env=env, stdout=sys.stderr)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     search = json.loads(report.read_text())["search"]
     return {"tool": "ours", "float": search["baseline"], "initial": search["initial"], "final": search["final"],
@@ -80,11 +102,12 @@ def run_nncf(entry: Path, out: Path, args: argparse.Namespace) -> dict:
 
     sys.path.insert(0, str(HERE))
     os.environ["ACCURACY_CONTROL_ENTRY"] = str(entry)
-    from accuracy_control_metric import accuracy_of_session
+    from accuracy_control_metric import accuracy_of_session, eval_labels
 
     calls = {"full": 0, "items": 0}
-    calibration = nncf.Dataset(_samples(entry / "calib"))
-    labels = np.load(entry / "eval_labels.npy")
+    full_values: list[float] = []  # NNCF measures the float model, then its quantized one, then its steps
+    calibration = nncf.Dataset(_samples(args.calib))
+    labels = eval_labels(entry)
     eval_items = [(s, int(y)) for s, y in zip(_samples(entry / "eval"), labels)]
     validation = nncf.Dataset(eval_items)
 
@@ -95,7 +118,10 @@ def run_nncf(entry: Path, out: Path, args: argparse.Namespace) -> dict:
         calls["samples"] += len(items)
         session = model if hasattr(model, "run") else ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return accuracy_of_session(session, items)
+        value, hits = accuracy_of_session(session, items)
+        if len(items) > 1:
+            full_values.append(value)
+        return value, hits
 
     start, cpu = time.perf_counter(), _cpu()
     quantized = nncf.quantize_with_accuracy_control(
@@ -108,36 +134,86 @@ def run_nncf(entry: Path, out: Path, args: argparse.Namespace) -> dict:
                          eval_items)[0]
     calls["full"] -= 2  # the two checks above are the benchmark's, not NNCF's
     calls["samples"] -= 2 * len(eval_items)
-    return {"tool": "nncf", "nncf_version": nncf.__version__, "float": base, "final": final,
+    return {"tool": "nncf", "nncf_version": nncf.__version__, "float": base,
+            "initial": full_values[1] if len(full_values) > 3 else None, "final": final,
             "final_drop": round(base - final, 6), "met": base - final <= args.max_drop + 1e-12,
             "metric_evaluations": calls["full"], "single_item_evaluations": calls["items"],
             "samples_evaluated": calls["samples"], "wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 
+def run_inc(entry: Path, out: Path, args: argparse.Namespace) -> dict:
+    result_file = out.with_suffix(".result.json")
+    command = [args.inc_python, str(HERE / "inc_accuracy_control.py"), "--entry", str(entry), "--calib",
+               str(args.calib), "--max-drop", str(args.max_drop), "--out", str(out), "--result", str(result_file),
+               *args.inc_extra]
+    log = out.with_suffix(".log")
+    start, cpu = time.perf_counter(), _cpu()
+    # cwd: Neural Compressor writes its nc_workspace/ folder into the working directory
+    with log.open("w") as sink:
+        subprocess.run(command, check=True, cwd=out.parent, stdout=sink, stderr=subprocess.STDOUT)
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
+    result = json.loads(result_file.read_text())
+    result.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), log=str(log))
+    return result
+
+
+RUNNERS = {"ours": run_ours, "nncf": run_nncf, "inc": run_inc}
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entry", type=Path, required=True, help="a built corpus entry with eval_labels.npy")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entry", type=Path, required=True,
+                        help="a built corpus entry (scored against eval_labels.npy, else the float model's top-1)")
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--target", default="ORT")
-    parser.add_argument("--tools", nargs="+", default=["ours", "nncf"])
+    parser.add_argument("--tools", nargs="+", choices=sorted(RUNNERS), default=["ours", "nncf", "inc"])
+    parser.add_argument("--calib", type=Path, help="calibration samples for every tool (default: the entry's calib/)")
     parser.add_argument("--python", default="/work/venv/bin/python", help="the project's python, for ours")
+    parser.add_argument("--inc-python", default="/work/incvenv/bin/python", help="Neural Compressor's venv")
+    parser.add_argument("--inc-extra", action="append", default=[], metavar="ARG",
+                        help="one more inc_accuracy_control.py argument (--inc-extra=--max-trials --inc-extra=50)")
     parser.add_argument("--ours-extra", action="append", default=[], metavar="ARG",
                         help="one more `rewriter quantize` argument (repeatable: --ours-extra=--config --ours-extra=F)")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/accuracy_control"))
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    # absolute: Neural Compressor's child process runs in the output folder
+    args.entry, args.out_dir = args.entry.resolve(), args.out_dir.resolve()
+    args.calib = (args.calib or args.entry / "calib").resolve()
     args.eval_count = len(list((args.entry / "eval").glob("*.npz")))
-    timing = _samples(args.entry / "eval")[:32]
-    float_ms = _latency_ms(args.entry / "model.onnx", timing)
+    load_before = os.getloadavg()
     results = []
     for tool in args.tools:
         out = args.out_dir / f"{tool}.onnx"
-        results.append((run_ours if tool == "ours" else run_nncf)(args.entry, out, args))
-    for result in results:  # timed serially, after every search
-        ms = _latency_ms(args.out_dir / f"{result['tool']}.onnx", timing)
-        result.update(latency_ms=round(ms, 4), float_latency_ms=round(float_ms, 4),
-                      speedup=round(float_ms / ms, 3), max_drop=args.max_drop, target=args.target)
-        print(json.dumps(result))
+        results.append(RUNNERS[tool](args.entry, out, args))
+    # timed serially, after every search; a tool that gave no model (Neural Compressor when no trial met
+    # the limit) is not timed
+    models = {"float": args.entry / "model.onnx"}
+    models.update({r["tool"]: args.out_dir / f"{r['tool']}.onnx" for r in results
+                   if (args.out_dir / f"{r['tool']}.onnx").exists() and r.get("model", True) is not None})
+    passes = _interleaved_latency(models, _samples(args.entry / "eval")[:32])
+    load_after = os.getloadavg()
+
+    def median(tool: str, kind: int) -> float:
+        return round(statistics.median(p[kind] for p in passes[tool]), 4)
+
+    def speedup(tool: str, kind: int) -> float:
+        return round(statistics.median(f[kind] / t[kind] for f, t in zip(passes["float"], passes[tool])), 3)
+
+    for result in results:
+        # the CPU-time figures are the headline: on a shared machine the wall time also counts the time
+        # other processes hold the core
+        timing = {"latency_ms": None, "speedup": None, "latency_wall_ms": None, "speedup_wall": None}
+        if result["tool"] in passes:
+            timing = {"latency_ms": median(result["tool"], 1), "speedup": speedup(result["tool"], 1),
+                      "latency_wall_ms": median(result["tool"], 0), "speedup_wall": speedup(result["tool"], 0)}
+        result.update(timing, float_latency_ms=median("float", 1), float_latency_wall_ms=median("float", 0),
+                      max_drop=args.max_drop, target=args.target,
+                      calib=str(args.calib), calib_count=len(list(args.calib.glob("*.npz"))),
+                      load_before=[round(x, 2) for x in load_before], load_after=[round(x, 2) for x in load_after])
+        print(json.dumps(result), flush=True)
+    # NNCF's progress and log lines may go to stdout too: the file holds the results alone
+    (args.out_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     return 0
 
 
