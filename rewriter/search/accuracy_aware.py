@@ -228,8 +228,9 @@ def _guard_reverts(hooks: SearchHooks) -> tuple[RevertRequest, ...]:
 
 
 def _guard_nodes(result: QuantizeResult) -> list[str]:
-    guard = (result.report.get("fidelity") or {}).get("guard") or {}
-    return [r["node"] for r in guard.get("reverts") or ()]
+    """The nodes the run's guards returned to float (the fidelity guard's and the speed guard's), as every
+    later trial's configuration lists them."""
+    return sorted(_nodes(tuple(reverts_in_plan(result.plan))))
 
 
 def _nodes(reverts: tuple[RevertRequest, ...]) -> list[str]:

@@ -93,6 +93,19 @@ def test_a_group_slower_quantized_is_reverted_through_the_plan_with_its_measured
     assert plan.node("dw_conv").status == "reverted" and plan.node("pw_conv").status == "quantized"
 
 
+def test_the_accuracy_aware_base_trial_lists_the_speed_guards_reverts_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every later trial's configuration starts from the plan's reverts (both guards'); the base trial must
+    # list the same ones, not only the fidelity guard's.
+    from rewriter.search.accuracy_aware import _guard_nodes
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
+    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    assert [r["node"] for r in result.report["speed"]["reverts"]] == ["dw_conv"]
+    assert _guard_nodes(result) == ["dw_conv"]
+
+
 def test_all_losing_groups_go_in_one_step_then_each_is_tried_quantized_again_alone(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed_guard, "measure_pair", _priced({"res_conv1": 300.0, "res_conv2": 250.0,
