@@ -247,7 +247,8 @@ def rule_texts(draw: st.DrawFn) -> str:
     return glue[-1].join([""]) + "".join(g + t for g, t in zip(glue, tokens)) + draw(st.sampled_from(["", "\n"]))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(rule_texts())
 def test_generated_files_parse_alike_or_go_to_lark(text: str):
     assert_parsers_agree(text, "g.rules")
@@ -257,7 +258,9 @@ def test_the_generator_makes_files_the_fast_parser_takes():
     # Without accepted files the test above would compare nothing.
     taken = 0
 
-    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    # Derandomized: the count is of one fixed set of 200 files, so the bar below cannot flake.
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
     @given(rule_texts())
     def count(text: str) -> None:
         nonlocal taken
@@ -275,7 +278,8 @@ _GOOD_PREFIXES = [
 ]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(_GOOD_PREFIXES), rule_texts())
 def test_errors_after_many_declarations_are_the_errors_lark_finds_in_the_whole_file(prefix: str, text: str):
     # Lark is given the file with the middle declarations blanked; it must report what it reports on all of it.
