@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from rewriter.emit.ort_check import integer_kernels
 from rewriter.emit.runtime_profile import RunProfile, machine_fingerprint, measure_pair, profiled_node, qdq_readers
 from rewriter.ir.graph import GraphView
-from rewriter.ir.load import model_digest
+from rewriter.ir.load import is_large, model_digest
 from rewriter.match.planner import RevertRequest
 from rewriter.options import OptimizeFor, QuantizeOptions
 from rewriter.plan import QuantPlan
@@ -298,7 +298,7 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     # needs only its decisions' reasons, not another re-plan and emission. Kept for models small enough
     # that a few copies cost little memory.
     attempts: dict[tuple[str, ...], Reverted] = {}
-    keep_attempts = emitted.model.ByteSize() <= _MAX_KEPT_MODEL_BYTES
+    keep_attempts = not is_large(emitted.model, _MAX_KEPT_MODEL_BYTES)
 
     def score(reverted: tuple[str, ...]) -> float | None:
         nonlocal out_of_time
@@ -332,15 +332,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         measured = attempts.get(units_reverted)
         final = (Reverted(with_revert_details(measured.plan, chosen), measured.ranges, measured.emitted)
                  if measured is not None else _final(reverter, chosen))
-    overhead_only = _without_integer_kernels(settings, final.plan if final else plan,
-                                             final.emitted.model if final else emitted.model)
-    # Still measurably slower than float after the measured reverts (the groups' profiles did not explain
-    # the loss, or their reverts did not pay): the float model is the fastest model known, so it is the output.
-    still_slower = () if overhead_only else _still_slower(settings, search.final, final.plan if final else plan)
-    whole_float = overhead_only or still_slower
+    why_float, whole_float = _whole_float(settings, search.final, final.plan if final else plan,
+                                          final.emitted.model if final else emitted.model)
     if whole_float:
-        # Every Q/DQ pair left is work onnxruntime does on top of the float kernels: none of them buys one.
-        reason = NO_INTEGER_KERNEL if overhead_only else _still_slower_reason(search.final)
+        reason = NO_INTEGER_KERNEL if why_float == "no_integer_kernel" else _still_slower_reason(search.final)
         chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, reason) for u in whole_float)
         details.update(dict.fromkeys(whole_float, reason))
         final = _final(reverter, chosen)
@@ -350,11 +345,8 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         fidelity = _remeasure(fidelity, check, float_model, samples, emitted.model)
     section = _section(plan, settings, runs[0], first, search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
-    if overhead_only:
-        section["no_integer_kernel"] = list(overhead_only)
-    if still_slower:
-        section["still_slower"] = list(still_slower)
     if whole_float:
+        section[why_float] = list(whole_float)
         # No quantized node is left: the output runs the float model's kernels (not timed again).
         section.update(final_speedup=1.0, as_fast_as_float=True, measured_final_speedup=round(search.final, 3))
     if cache is not None:
@@ -375,20 +367,23 @@ def _final(reverter: Callable[[tuple[RevertRequest, ...]], Reverted | None],
     return made
 
 
-def _without_integer_kernels(settings: SpeedSettings, plan: QuantPlan, model: Any) -> tuple[str, ...]:
-    """The nodes still quantized when onnxruntime would run no integer kernel for ``model`` (latency only;
-    a model too large to look at, or one with an integer kernel, gives none)."""
+def _whole_float(settings: SpeedSettings, speedup: float, plan: QuantPlan, model: Any) -> tuple[str, tuple[str, ...]]:
+    """Why every node still quantized returns to float, and those nodes; ("", ()) when they stay (and always
+    with optimize_for size).
+
+    "no_integer_kernel": onnxruntime would run no integer kernel for ``model`` (a model too large to look at
+    has none counted), so every Q/DQ pair left is work on top of the float kernels. "still_slower": the
+    model measured slower than float by more than the margin after the measured reverts (the groups'
+    profiles did not explain the loss, or their reverts did not pay), so the float model is the fastest
+    model known."""
     quantized = tuple(n.node for n in plan.nodes if n.status == "quantized")
     if settings.optimize_for != "latency" or not quantized:
-        return ()
-    return quantized if integer_kernels(model) == 0 else ()
-
-
-def _still_slower(settings: SpeedSettings, speedup: float, plan: QuantPlan) -> tuple[str, ...]:
-    """The nodes still quantized when the model measured slower than float by more than the margin (latency)."""
-    if settings.optimize_for != "latency" or speedup >= 1.0 - settings.margin:
-        return ()
-    return tuple(n.node for n in plan.nodes if n.status == "quantized")
+        return "", ()
+    if integer_kernels(model) == 0:
+        return "no_integer_kernel", quantized
+    if speedup < 1.0 - settings.margin:
+        return "still_slower", quantized
+    return "", ()
 
 
 def _still_slower_reason(speedup: float) -> str:
