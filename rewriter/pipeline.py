@@ -193,7 +193,9 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         # A node a search returned to float computes what it did before the quantized passes made up for its
         # quantization error (their bias shifts and tuned weights would now be an error of their own).
         reverted = [n.node for n in emit_plan.nodes if n.status == "reverted"]
-        source = restore_initializers(final_model, planned_on, reverted) if reverted else final_model
+        # (No quantized pass changed the model when it is the one the plan was made on: nothing to restore.)
+        source = (restore_initializers(final_model, planned_on, reverted)
+                  if reverted and final_model is not planned_on else final_model)
         emitted = emit(source, emit_plan, emit_ranges)
         # The output is exactly the plan, or this run stops: a mismatch is a bug, reported as one (exit 1).
         problems = provenance_problems(source, emit_plan, emitted.model, options.output_format)

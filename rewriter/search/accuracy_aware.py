@@ -230,7 +230,7 @@ def _guard_reverts(hooks: SearchHooks) -> tuple[RevertRequest, ...]:
 def _guard_nodes(result: QuantizeResult) -> list[str]:
     """The nodes the run's guards returned to float (the fidelity guard's and the speed guard's), as every
     later trial's configuration lists them."""
-    return sorted(_nodes(tuple(reverts_in_plan(result.plan))))
+    return sorted(r.node for r in reverts_in_plan(result.plan))
 
 
 def _nodes(reverts: tuple[RevertRequest, ...]) -> list[str]:
