@@ -187,8 +187,10 @@ def run_quantize(args: argparse.Namespace) -> int:
         why_float = ("; no integer kernel was left, so the model is float" if overhead else
                      "; it stayed slower than float, so the model is float" if slower else "")
         if speed["reverts"] or overhead or slower:
+            before = ("not timed" if speed["initial_speedup"] is None
+                      else f"{speed['initial_speedup']:.2f}x before")
             checked += (f" (speed guard reverted {len(speed['reverts']) + len(overhead) + len(slower)} node(s), "
-                        f"{speed['initial_speedup']:.2f}x before{why_float})")
+                        f"{before}{why_float})")
     print(f"wrote {args.output}: {summary['fakequantize']} FakeQuantize "
           f"({summary['fakequantize_weights']} weights, {summary['fakequantize_activations']} activations) "
           f"for {result.plan.target}, {result.report['calibration']['samples']} calibration samples{checked}")

@@ -30,11 +30,12 @@ def _steady_speed_guard(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     if request.node.get_closest_marker("real_profiler"):
         return
     from rewriter.emit.runtime_profile import RunProfile
+    import fake_timing
     import rewriter.tuning.speed_guard as speed_guard
 
     def same_time(float_model, quantized_model, feeds, runs, threads=1):
         return RunProfile(1000.0, {}, runs), RunProfile(1000.0, {}, runs)
 
-    monkeypatch.setattr(speed_guard, "measure_pair", same_time)
+    fake_timing.install(monkeypatch, same_time)
     # Nor does it look at onnxruntime's integer kernels (a model with none would go back to float whole).
     monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: None)

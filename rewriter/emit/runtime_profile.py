@@ -5,6 +5,12 @@ one, and which quantized groups cost more than they save. Both answers come from
 profiler (``SessionOptions.enable_profiling``) with the session options a user would take: the default
 graph optimizations, and a given intra-op thread count (0: onnxruntime's default).
 
+Two measurements serve the guard. ``measure_pair`` profiles both models for the per-node times that say
+which quantized groups cost more than they save (a few runs: onnxruntime's profiler slows every node a
+little, and reading its trace costs about as much as the runs). ``PairTimer`` times whole runs without
+the profiler, the float model's session opened once for all the models it is compared with, and keeps the
+quantized model's outputs on the samples so that the same runs also check its fidelity.
+
 A shared machine is noisy, so the two models are run in turns (float, quantized, quantized, float, ...)
 after one warm-up run each; a node's time is its median over the runs, the whole run's the lower quartile.
 onnxruntime names the nodes it runs after its own fusions: a fused kernel keeps the name of one of the
@@ -22,6 +28,7 @@ import platform
 import re
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -32,7 +39,8 @@ import onnxruntime as ort
 
 from rewriter.calibrate.session import open_session
 
-__all__ = ["RunProfile", "machine_fingerprint", "measure_pair", "profiled_node", "qdq_readers"]
+__all__ = ["PairTimer", "RunProfile", "TimedPair", "machine_fingerprint", "measure_pair", "profiled_node",
+           "qdq_readers"]
 
 _SUFFIX = re.compile(r"(_token_\d+|_nchwc|_kernel_time)$")
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
@@ -83,7 +91,7 @@ def measure_pair(float_model: onnx.ModelProto, quantized_model: onnx.ModelProto,
     if runs < 1 or not feeds:
         raise ValueError("measure_pair needs at least one run and one feed")
     with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
-        sessions = [_profiled_session(m, Path(tmp) / tag, threads)
+        sessions = [_session(m, threads, Path(tmp) / tag)
                     for m, tag in ((float_model, "float"), (quantized_model, "quantized"))]
         for session in sessions:  # warm-up: first-run allocations are no part of the comparison
             session.run(None, dict(feeds[0]))
@@ -96,12 +104,93 @@ def measure_pair(float_model: onnx.ModelProto, quantized_model: onnx.ModelProto,
     return float_profile, quantized_profile
 
 
-def _profiled_session(model: onnx.ModelProto, prefix: Path, threads: int) -> ort.InferenceSession:
+@dataclass(frozen=True)
+class TimedPair:
+    """Whole runs of both models timed in turns without the profiler (``RunProfile.nodes`` empty), the
+    quantized model's outputs on the feeds in order (one mapping per feed it ran, at most one per feed), and
+    the per-node profiles (float, quantized) when they were asked for."""
+
+    float: RunProfile
+    quantized: RunProfile
+    outputs: tuple[Mapping[str, np.ndarray], ...]
+    profiles: tuple[RunProfile, RunProfile] | None = None
+
+
+class PairTimer:
+    """Times models against one float model at one thread count, in turns.
+
+    The float model's session is opened on the first call and kept for the next ones: a guard compares
+    several re-emitted models with the same float model. The first call may also profile both models per
+    node: their sessions are opened with onnxruntime's profiler, which runs ``profile_runs`` rounds and is
+    then ended, so that the timed runs after it, in the same sessions, run as fast as without it (the
+    profiler slows each node by a few microseconds: a model of many small nodes, 3 to 4 times).
+    """
+
+    def __init__(self, float_model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
+                 threads: int = 1) -> None:
+        if not feeds:
+            raise ValueError("PairTimer needs at least one feed")
+        self.feeds = [dict(f) for f in feeds]
+        self.threads = threads
+        self._float_model: onnx.ModelProto | None = float_model
+        self._float_session: ort.InferenceSession | None = None
+
+    def time(self, quantized_model: onnx.ModelProto, runs: int, profile_runs: int = 0) -> TimedPair:
+        """``runs`` timed runs of each model after a warm-up each, in turns; the quantized outputs of the first
+        round over the feeds (the warm-up gives the first feed's). With ``profile_runs`` (only on the first
+        call), that many profiled runs of each come first, between the warm-up and the timed runs."""
+        if runs < 1:
+            raise ValueError("PairTimer.time needs at least one run")
+        profile = profile_runs > 0
+        if profile and self._float_session is not None:
+            raise ValueError("only the first call of a PairTimer can profile the float model")
+        with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
+            if self._float_session is None:
+                assert self._float_model is not None
+                prefix = Path(tmp) / "float" if profile else None
+                self._float_session = _session(self._float_model, self.threads, prefix)
+                self._float_model = None  # the session holds what it needs
+                self._float_session.run(None, self.feeds[0])
+            quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None)
+            names = [o.name for o in quantized.get_outputs()]
+            outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
+            sessions = (self._float_session, quantized)
+            profiles = None
+            if profile:
+                for i in range(profile_runs):
+                    for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                        sessions[which].run(None, self.feeds[i % len(self.feeds)])
+                # The float session's profile holds its warm-up run too: ``_read_profile`` drops the first.
+                float_file, quantized_file = (s.end_profiling() for s in sessions)
+                profiles = (_read_profile(Path(float_file)), _read_profile(Path(quantized_file)))
+            times: tuple[list[float], list[float]] = ([], [])
+            clock = time.perf_counter
+            for i in range(runs):
+                feed = self.feeds[i % len(self.feeds)]
+                for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    began = clock()
+                    result = sessions[which].run(None, feed)
+                    times[which].append(clock() - began)
+                    if which == 1 and i == len(outputs) and i < len(self.feeds):
+                        outputs.append(dict(zip(names, result)))
+        return TimedPair(_timed(times[0]), _timed(times[1]), tuple(outputs), profiles)
+
+
+def _timed(seconds: list[float]) -> RunProfile:
+    """The lower quartile of the run times, as for a profile (``_read_profile``)."""
+    ordered = sorted(seconds)
+    return RunProfile(ordered[(len(ordered) - 1) // 4] * 1e6, {}, len(ordered))
+
+
+def _session(model: onnx.ModelProto, threads: int, profile_prefix: Path | None) -> ort.InferenceSession:
+    """A session with the options a user would take (default graph optimizations) and ``threads`` intra-op
+    threads; with a prefix, onnxruntime's profiler on, writing there."""
     options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.profile_file_prefix = str(prefix)
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     return open_session(model, options)
 
 

@@ -4,28 +4,32 @@ A QDQ model is only worth having if onnxruntime runs it at least as fast as the 
 node does not fuse into a faster integer kernel (no kernel for it, a kernel slower than float for its shape,
 or Q/DQ work around it), int8 only adds time. The guard:
 
-1. profiles the float and the quantized model in turns with onnxruntime's per-node profiler
-   (``rewriter.emit.runtime_profile``), at each of the settings' thread counts;
-2. gives each quantized node (a *unit*, as for the fidelity guard) the time of its group in both models:
+1. asks onnxruntime whether it would run any integer kernel for the model at all: with none, every Q/DQ
+   pair is work on top of the float kernels, so every quantized node returns to float, untimed;
+2. times the float and the quantized model in turns, whole runs without the profiler
+   (``rewriter.emit.runtime_profile.PairTimer``), at each of the settings' thread counts, after a few runs
+   of both with onnxruntime's per-node profiler on, in the same sessions;
+3. gives each quantized node (a *unit*, as for the fidelity guard) the time of its group in both profiles:
    its own kernel and the float nodes onnxruntime fuses into it (an activation, a bias Add), and in the
    quantized model the QuantizeLinear/DequantizeLinear nodes whose values it reads (shared ones split
    evenly between their readers);
-3. takes as candidates the units whose quantized group costs more than their float group (by more than
+4. takes as candidates the units whose quantized group costs more than their float group (by more than
    the margin), most costly first, and runs ``revert_search`` on them, all in one batch: the score is the
    model's speed-up over float (float time / quantized time, the lowest over the thread counts), each
    measurement a re-plan with the reverts (``RevertRequest``, decided by ``SPEED_SOURCE``), re-emit and
-   profile; then each kept one is quantized again alone, least costly first, while the budget lasts.
+   timing; then each kept one is quantized again alone, least costly first, while the budget lasts.
 
-A revert only returns a node to float, so it never lowers fidelity; the self-check is run again on the
-final model and the report's ``fidelity`` section describes that model. ``optimize_for="size"`` accepts a
-slower model to keep it small: only units that hold no weights (whose revert keeps the file as small) are
-candidates. The guard stops at its measurement budget or its time budget (one plain float pass over the
-calibration subset, estimated from its first profile, and never more than the statistics pass took); its
-cost is in the report.
+A revert only returns a node to float, so it never lowers fidelity; the timed runs of the model the guard
+ends on are on the self-check's samples, so its outputs there give the report's ``fidelity`` section for
+that model without another run (the rest of the check's samples run only when the first ones do not clear
+the threshold by far). ``optimize_for="size"`` accepts a slower model to keep it small: only units that hold
+no weights (whose revert keeps the file as small) are candidates. The guard stops at its measurement budget
+or its time budget (one plain float pass over the calibration subset, estimated from its first timing, and
+never more than the statistics pass took); its cost is in the report.
 
 Timings are measurements, so on a real machine two runs may revert different nodes; the report and
-``audit --report`` show which, with the times measured. Tests give ``guard_speed`` a deterministic
-``measure`` instead of onnxruntime's profiler.
+``audit --report`` show which, with the times measured. Tests replace ``PairTimer`` with deterministic
+timings.
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rewriter.emit.ort_check import integer_kernels
-from rewriter.emit.runtime_profile import RunProfile, machine_fingerprint, measure_pair, profiled_node, qdq_readers
+from rewriter.emit.runtime_profile import (PairTimer, RunProfile, TimedPair, machine_fingerprint, profiled_node,
+                                           qdq_readers)
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import is_large, model_digest
 from rewriter.match.planner import RevertRequest
@@ -50,7 +55,7 @@ from rewriter.tuning.self_check import CLEAR_MARGIN_DB, SelfCheck
 from rewriter.tuning.speed_cache import SpeedCache, StoredDecision, default_cache_dir
 from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 
-__all__ = ["Measure", "SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "group_owners",
+__all__ = ["SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "group_owners",
            "guard_speed", "names_of", "revert_closure", "speed_guard_applies"]
 
 #: Float nodes onnxruntime fuses into the kernel of the node before them (Conv+Relu, MatMul+Add, ...).
@@ -60,11 +65,11 @@ _FUSED_FOLLOWERS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmo
 _MIN_EXCESS_US = 2.0
 #: The most timed runs per model in one measurement.
 _MAX_RUNS = 200
+#: Profiled runs per model for the per-node times: they only rank the groups (each revert is then timed),
+#: and each costs a run with the profiler's overhead plus reading its trace.
+_PROFILE_RUNS = 5
 #: The largest model whose attempts are kept in memory for the final plan (bytes, serialized).
 _MAX_KEPT_MODEL_BYTES = 64 << 20
-
-#: quantized model -> (float, quantized) profiles, one pair per thread count of the settings.
-Measure = Callable[[Any], Sequence[tuple[RunProfile, RunProfile]]]
 
 
 @dataclass(frozen=True)
@@ -226,25 +231,18 @@ def attribute(units: Sequence[str], owners: Mapping[str, str], float_nodes: Mapp
 def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[str, Any]], plan: QuantPlan,
                 ranges: Mapping[str, Any], emitted: Any, errors: Mapping[str, float], options: QuantizeOptions,
                 emitter: Emitter, fidelity: dict | None, seconds: float | None, check: SelfCheck | None = None,
-                measure: Measure | None = None, clock: Callable[[], float] | None = None,
-                pass_samples: int | None = None) -> SpeedChecked:
-    """Profile, attribute, revert and re-measure (module docstring); ``graph`` is the model the plan was
-    made on, ``seconds`` the time budget (the statistics pass's time), ``pass_samples`` the samples of that
-    pass (with them the budget is at most one plain float pass: ``_float_pass_budget``), ``check`` the
-    self-check that measured ``emitted`` (its float runs serve the final re-check), ``measure`` replaces
-    onnxruntime's profiler (tests)."""
+                clock: Callable[[], float] | None = None, pass_samples: int | None = None) -> SpeedChecked:
+    """Check for integer kernels, time, profile, attribute, revert and re-time (module docstring); ``graph``
+    is the model the plan was made on, ``samples`` the self-check's, ``seconds`` the time budget (the
+    statistics pass's time), ``pass_samples`` the samples of that pass (with them the budget is at most one
+    plain float pass: ``_float_pass_budget``), ``check`` the self-check that measured ``emitted`` (its float
+    runs serve the final re-check)."""
     clock = clock or time.perf_counter
     start = clock()
     settings = SpeedSettings(optimize_for=options.optimize_for, seconds=seconds)
     feeds = [dict(s) for s in samples[:settings.runs]]
-    runs = [settings.runs]
-    if measure is None:
-        if not feeds:
-            return SpeedChecked(plan, ranges, emitted, errors, {"skipped": "no samples to time"}, None)
-
-        def measure(model: Any) -> list[tuple[RunProfile, RunProfile]]:
-            return [measure_pair(float_model, model, feeds, runs[0], t) for t in settings.threads]
-
+    if not feeds:
+        return SpeedChecked(plan, ranges, emitted, errors, {"skipped": "no samples to time"}, None)
     cache = _cache(options)
     key = cache.key(_key_parts(settings, options), (model_digest(float_model), model_digest(emitted.model))) \
         if cache else ""
@@ -256,27 +254,55 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
                            emitted, errors, str(cache.path(key)), round(clock() - start, 3))
         if replayed is not None:
             return replayed
+
+    def finished(chosen: tuple[RevertRequest, ...], final: Reverted | None, section: dict,
+                 fidelity_after: dict | None) -> SpeedChecked:
+        if cache is not None:
+            cache.store(key, StoredDecision(tuple((r.node, r.detail) for r in chosen[len(prior):]), section))
+        if final is None:
+            return SpeedChecked(plan, ranges, emitted, errors, section, None)
+        return SpeedChecked(final.plan, final.ranges, final.emitted, emitter.errors(final.plan, final.ranges),
+                            section, fidelity_after)
+
+    # With no integer kernel, every Q/DQ pair only adds work: no timing can say otherwise.
+    why_float, whole_float = _whole_float(settings, math.inf, plan, emitted.model)
+    if whole_float:
+        untimed = prior + tuple(RevertRequest(u, SPEED_SOURCE, NO_INTEGER_KERNEL) for u in whole_float)
+        as_float = _final(reverter, untimed)
+        fidelity_after = _remeasure(fidelity, check, float_model, samples, as_float.emitted.model)
+        return finished(untimed, as_float,
+                        _untimed_section(settings, why_float, whole_float, round(clock() - start, 3)), fidelity_after)
+
+    timers = [PairTimer(float_model, feeds, t) for t in settings.threads]
+    runs = [settings.runs]
+
+    def timed(model: Any, profile_runs: int = 0) -> list[TimedPair]:
+        """Each thread count's timing; the first thread count's sessions profiled first when asked."""
+        return [timer.time(model, runs[0], profile_runs if k == 0 else 0) for k, timer in enumerate(timers)]
+
     # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model.
     # The statistics pass gives a first guess of the float run time (an over-estimate: it also reduces the
-    # tensors it exposes); the first profile is taken again with more runs only when it shows the guess was
-    # far off, since every profile costs about as much as an attempt.
+    # tensors it exposes); the first timing is taken again with more runs only when it shows the guess was
+    # far off.
     if seconds and pass_samples:
         runs[0] = _runs_for(settings, seconds / pass_samples)
-    first = measure(emitted.model)
-    wanted = _runs_for(settings, max(f.total_us for f, _ in first) / 1e6)
-    if wanted > 2 * runs[0]:
-        runs[0] = wanted
-        first = measure(emitted.model)
-    initial = _speedup(first)
-    settings = _float_pass_budget(settings, first, pass_samples)
     weighted = {c.node for p in plan.points if p.role == "weight" for c in p.consumers}
     units = [n.node for n in plan.nodes if n.status == "quantized"
              and (settings.optimize_for == "latency" or n.node not in weighted)]
+    # The per-node profile only ranks the groups (a few runs); the speed-ups compared come from timed runs.
+    first = timed(emitted.model, _PROFILE_RUNS if units else 0)
+    profiled = first[0].profiles or (RunProfile(0.0, {}, 0), RunProfile(0.0, {}, 0))
+    wanted = _runs_for(settings, max(p.float.total_us for p in first) / 1e6)
+    if wanted > 2 * runs[0]:
+        runs[0] = wanted
+        first = timed(emitted.model)
+    initial = _speedup(_pairs(first))
+    settings = _float_pass_budget(settings, _pairs(first), pass_samples)
     owners = group_owners(graph, set(units))
     readers = qdq_readers(emitted.model)
     times, loose_float, loose_quantized = attribute(
         units, owners, names_of((n.name, n.outputs) for n in graph.nodes),
-        names_of((n.name, tuple(n.output)) for n in emitted.model.graph.node), readers, first[0][0], first[0][1])
+        names_of((n.name, tuple(n.output)) for n in emitted.model.graph.node), readers, profiled[0], profiled[1])
     candidates = sorted((u for u in units if _costs_more(times[u], settings.margin)),
                         key=lambda u: (-times[u].excess_us, units.index(u)))
     closures = {u: revert_closure(graph, set(units), u) for u in candidates}
@@ -294,10 +320,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         return prior + tuple(made.values())
 
     last_cost = [clock() - start]
-    # Each attempt's plan and model, by the units it reverted: the search ends on one of them, which then
-    # needs only its decisions' reasons, not another re-plan and emission. Kept for models small enough
-    # that a few copies cost little memory.
-    attempts: dict[tuple[str, ...], Reverted] = {}
+    # Each attempt's plan and model, by the units it reverted, and its outputs on the check's first samples:
+    # the search ends on one of them, which then needs only its decisions' reasons, not another re-plan,
+    # emission and check run. Kept for models small enough that a few copies cost little memory.
+    attempts: dict[tuple[str, ...], tuple[Reverted, tuple[Mapping[str, Any], ...]]] = {}
     keep_attempts = not is_large(emitted.model, _MAX_KEPT_MODEL_BYTES)
 
     def score(reverted: tuple[str, ...]) -> float | None:
@@ -312,16 +338,17 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         made = reverter(requests(reverted, {}))
         if made is None:
             return None
+        pairs = timed(made.emitted.model)
         if keep_attempts:
-            attempts[reverted] = made
-        pairs = measure(made.emitted.model)
-        log.append(_pairs_dict(pairs, settings))
+            attempts[reverted] = (made, pairs[0].outputs)
+        log.append(_pairs_dict(_pairs(pairs), settings))
         last_cost[0] = clock() - began
-        return _speedup(pairs)
+        return _speedup(_pairs(pairs))
 
     search = revert_search(candidates, score, initial, math.inf, settings.budget,
                            settings.batch or max(1, len(candidates)), margin=settings.margin)
     final: Reverted | None = None
+    final_outputs: tuple[Mapping[str, Any], ...] = ()
     details: dict[str, str] = {}
     chosen: tuple[RevertRequest, ...] = ()
     if search.reverted:
@@ -330,28 +357,42 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         units_reverted = tuple(sorted((r.unit for r in search.reverted), key=order.__getitem__))
         chosen = requests(units_reverted, details)
         measured = attempts.get(units_reverted)
-        final = (Reverted(with_revert_details(measured.plan, chosen), measured.ranges, measured.emitted)
-                 if measured is not None else _final(reverter, chosen))
+        if measured is not None:
+            final = Reverted(with_revert_details(measured[0].plan, chosen), measured[0].ranges, measured[0].emitted)
+            final_outputs = measured[1]
+        else:
+            final = _final(reverter, chosen)
+    # (Without a revert the model is the one whose kernels were counted above.)
     why_float, whole_float = _whole_float(settings, search.final, final.plan if final else plan,
-                                          final.emitted.model if final else emitted.model)
+                                          final.emitted.model if final else None)
     if whole_float:
         reason = NO_INTEGER_KERNEL if why_float == "no_integer_kernel" else _still_slower_reason(search.final)
         chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, reason) for u in whole_float)
         details.update(dict.fromkeys(whole_float, reason))
-        final = _final(reverter, chosen)
-    if final is not None:
-        plan, ranges, emitted = final.plan, final.ranges, final.emitted
-        errors = emitter.errors(plan, ranges)
-        fidelity = _remeasure(fidelity, check, float_model, samples, emitted.model)
-    section = _section(plan, settings, runs[0], first, search, times, candidates, closures, details, log,
+        final, final_outputs = _final(reverter, chosen), ()
+    section = _section(plan, settings, runs[0], _pairs(first), search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
     if whole_float:
         section[why_float] = list(whole_float)
         # No quantized node is left: the output runs the float model's kernels (not timed again).
         section.update(final_speedup=1.0, as_fast_as_float=True, measured_final_speedup=round(search.final, 3))
-    if cache is not None:
-        cache.store(key, StoredDecision(tuple((r.node, r.detail) for r in chosen[len(prior):]), section))
-    return SpeedChecked(plan, ranges, emitted, errors, section, fidelity if final is not None else None)
+    fidelity_after = None if final is None else _remeasure(fidelity, check, float_model, samples,
+                                                          final.emitted.model, final_outputs)
+    section["cost_s"] = round(clock() - start, 3)
+    return finished(chosen, final, section, fidelity_after)
+
+
+def _pairs(timed: Sequence[TimedPair]) -> list[tuple[RunProfile, RunProfile]]:
+    return [(t.float, t.quantized) for t in timed]
+
+
+def _untimed_section(settings: SpeedSettings, why_float: str, whole_float: tuple[str, ...], cost: float) -> dict:
+    """The report's ``speed`` section when the model was not timed: no integer kernel would run."""
+    return {"optimize_for": settings.optimize_for, "runs": 0, "threads": [_threads_text(t) for t in settings.threads],
+            "margin": settings.margin, "budget": settings.budget, "batch": 0, "budget_s": None, "cost_s": cost,
+            "initial": None, "initial_speedup": None, "final_speedup": 1.0, "as_fast_as_float": True,
+            "stopped": "no integer kernel: not timed", "groups": [], "unattributed_us": None, "measurements": [],
+            "reverts": [], why_float: list(whole_float)}
 
 
 #: The reason of a group returned to float because the model would run no integer kernel at all.
@@ -367,21 +408,22 @@ def _final(reverter: Callable[[tuple[RevertRequest, ...]], Reverted | None],
     return made
 
 
-def _whole_float(settings: SpeedSettings, speedup: float, plan: QuantPlan, model: Any) -> tuple[str, tuple[str, ...]]:
+def _whole_float(settings: SpeedSettings, speedup: float, plan: QuantPlan,
+                 model: Any | None) -> tuple[str, tuple[str, ...]]:
     """Why every node still quantized returns to float, and those nodes; ("", ()) when they stay (and always
     with optimize_for size).
 
     "no_integer_kernel": onnxruntime would run no integer kernel for ``model`` (a model too large to look at
-    has none counted), so every Q/DQ pair left is work on top of the float kernels. "still_slower": the
-    model measured slower than float by more than the margin after the measured reverts (the groups'
-    profiles did not explain the loss, or their reverts did not pay), so the float model is the fastest
-    model known."""
+    has none counted; None: not looked at), so every Q/DQ pair left is work on top of the float kernels.
+    "still_slower": the model measured slower than float after the measured reverts (the groups' profiles did
+    not explain the loss, or their reverts did not pay), so the float model is the fastest model known: in
+    latency mode a model no faster than float is not worth its quantization error."""
     quantized = tuple(n.node for n in plan.nodes if n.status == "quantized")
     if settings.optimize_for != "latency" or not quantized:
         return "", ()
-    if integer_kernels(model) == 0:
+    if model is not None and integer_kernels(model) == 0:
         return "no_integer_kernel", quantized
-    if speedup < 1.0 - settings.margin:
+    if speedup < 1.0:
         return "still_slower", quantized
     return "", ()
 
@@ -461,7 +503,7 @@ def _reason(t: UnitTime, quantized_again: float | None, search: SearchResult, se
     """The measured reason a revert's decision carries."""
     alone = ("not measured alone (budget spent)" if quantized_again is None or math.isinf(quantized_again)
              else f"quantized again alone {quantized_again:.2f}x")
-    return (f"quantized group {t.quantized_us:.0f} us against {t.float_us:.0f} us float per run (1st profile, "
+    return (f"quantized group {t.quantized_us:.0f} us against {t.float_us:.0f} us float per run (profile, "
             f"{_threads_text(settings.threads[0])}); model {search.initial:.2f}x -> {search.final:.2f}x the float "
             f"speed; {alone}")
 
@@ -479,12 +521,14 @@ def _pairs_dict(pairs: Sequence[tuple[RunProfile, RunProfile]], settings: SpeedS
 
 
 def _remeasure(fidelity: dict | None, check: SelfCheck | None, float_model: Any,
-               samples: Sequence[Mapping[str, Any]], model: Any) -> dict | None:
-    """The fidelity section with the final model's output fidelity (a revert only raises it)."""
+               samples: Sequence[Mapping[str, Any]], model: Any,
+               known_runs: Sequence[Mapping[str, Any]] = ()) -> dict | None:
+    """The fidelity section with the final model's output fidelity (a revert only raises it); ``known_runs``:
+    the model's outputs on the check's first samples, when its timed runs gave them."""
     if fidelity is None or "runtime" not in fidelity:
         return fidelity
     check = check or SelfCheck(float_model, samples, fidelity["runtime"])
-    measured = check.measure(model, clear_above_db=fidelity["threshold_db"] + CLEAR_MARGIN_DB)
+    measured = check.measure(model, clear_above_db=fidelity["threshold_db"] + CLEAR_MARGIN_DB, known_runs=known_runs)
     held_out = bool(fidelity.get("held_out"))
     used = sample_fields(check.held_out, measured.samples) if check.held_out is not None else {}
     updated = {**fidelity, **used, "outputs": [o.as_dict() for o in measured.outputs],

@@ -116,3 +116,23 @@ def test_the_report_says_how_many_samples_the_figures_come_from(tmp_path) -> Non
     assert fidelity["worst_sqnr_db"] >= fidelity["threshold_db"] + self_check.CLEAR_MARGIN_DB
     assert fidelity["samples"] == len(fidelity["sample_ids"]) == 8
     assert "the first 8 of 32" in fidelity["note"] and "on 8 held-out samples" in fidelity["summary"]
+
+
+def test_outputs_already_run_are_taken_and_only_the_rest_is_run(runs_per_model) -> None:
+    model = models.tiny_cnn()
+    samples = models.random_inputs(model, n=20, seed=3)
+    quantized = quantize(model, samples[:8], QuantizeOptions(target="ORT", guard=False, speed_guard=False,
+                                                              check_samples=4)).model
+    reference = self_check.SelfCheck(model, samples, "onnxruntime").measure(quantized)
+    runs_before = runs_per_model["the quantized model"]
+    # The speed guard's timed runs gave the outputs on the first 9 samples: only the other 11 are run, and
+    # the figures are those of running all 20 here.
+    known = ModelRunner(quantized, "onnxruntime", "the timer").run(samples[:9])
+    check = self_check.SelfCheck(model, samples, "onnxruntime")
+    fidelity = check.measure(quantized, known_runs=known)
+    assert runs_per_model["the quantized model"] - runs_before == 11
+    assert fidelity == reference
+    # Far above the threshold on the first 8: the known outputs are the whole check, nothing is loaded.
+    far = check.measure(model, clear_above_db=40.0,
+                        known_runs=ModelRunner(model, "onnxruntime", "the timer").run(samples[:8]))
+    assert far.samples == 8 and runs_per_model["the quantized model"] - runs_before == 11

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
+import fake_timing
 import models
 import rewriter.emit.ort_check as ort_check
 import rewriter.tuning.speed_guard as speed_guard
@@ -68,7 +69,7 @@ def test_a_group_slower_quantized_is_reverted_through_the_plan_with_its_measured
     # pw_conv alone keeps an integer kernel here (the real onnxruntime would fuse it only with a
     # QuantizeLinear after it, and would then have the guard return it to float too).
     monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
@@ -98,7 +99,7 @@ def test_the_accuracy_aware_base_trial_lists_the_speed_guards_reverts_too(monkey
     # list the same ones, not only the fidelity guard's.
     from rewriter.search.accuracy_aware import _guard_nodes
     monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
@@ -108,7 +109,7 @@ def test_the_accuracy_aware_base_trial_lists_the_speed_guards_reverts_too(monkey
 
 def test_all_losing_groups_go_in_one_step_then_each_is_tried_quantized_again_alone(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"res_conv1": 300.0, "res_conv2": 250.0,
+    fake_timing.install(monkeypatch, _priced({"res_conv1": 300.0, "res_conv2": 250.0,
                                                               "stem_conv": 50.0, "branch_a": 50.0,
                                                               "branch_b": 50.0}))
     _steady_clock(monkeypatch)
@@ -144,7 +145,7 @@ def test_the_search_ends_on_a_measured_attempt_without_planning_it_again(
         return counted
     monkeypatch.setattr(speed_guard, "revert_through_plan", counting)
     monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=False)
@@ -177,7 +178,7 @@ def test_with_revert_details_equals_a_re_plan_with_those_details(tmp_path: Path)
 
 
 def test_same_inputs_same_timings_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4)
@@ -192,7 +193,7 @@ def _no_timing(*args, **kwargs):
 def test_a_repeated_run_replays_the_stored_decision_untimed_and_writes_the_same_bytes(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Timings that change from call to call, as a loaded machine's do: the first run reverts dw_conv.
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=str(tmp_path / "c"))
@@ -200,7 +201,7 @@ def test_a_repeated_run_replays_the_stored_decision_untimed_and_writes_the_same_
     assert [r["node"] for r in first.report["speed"]["reverts"]] == ["dw_conv"]
     assert len(list((tmp_path / "c").glob("*.json"))) == 1
     # The second run would now find dw_conv fast; it must not time anything and must decide the same.
-    monkeypatch.setattr(speed_guard, "measure_pair", _no_timing)
+    fake_timing.install(monkeypatch, _no_timing)
     second = quantize(model, _data(model), options)
     assert second.model.SerializeToString() == first.model.SerializeToString()
     assert second.report["speed"]["replayed_from"].startswith(str(tmp_path / "c"))
@@ -218,7 +219,7 @@ def test_another_model_machine_or_option_is_measured_again(monkeypatch: pytest.M
     def counted(*args, **kwargs):
         calls.append(1)
         return priced(*args, **kwargs)
-    monkeypatch.setattr(speed_guard, "measure_pair", counted)
+    fake_timing.install(monkeypatch, counted)
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=str(tmp_path))
@@ -241,7 +242,7 @@ def test_another_model_machine_or_option_is_measured_again(monkeypatch: pytest.M
 
 
 def test_an_unreadable_entry_is_measured_again_and_replaced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     options = QuantizeOptions(target="ORT", subset_size=8, check_samples=4, speed_cache=str(tmp_path))
@@ -264,7 +265,7 @@ def test_the_default_cache_folder_follows_the_environment(monkeypatch: pytest.Mo
 
 
 def test_size_mode_keeps_the_groups_that_hold_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 50.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
@@ -276,7 +277,7 @@ def test_size_mode_keeps_the_groups_that_hold_weights(monkeypatch: pytest.Monkey
 def test_a_revert_that_does_not_pay_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     # Attribution says pw_conv's group costs more (230 > 200 us), but reverting it takes dw_conv's integer
     # kernel with it (nothing quantized would read dw_conv's result), which is fast: the model gets slower.
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({"dw_conv": 10.0, "pw_conv": 130.0}))
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 10.0, "pw_conv": 130.0}))
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
@@ -418,7 +419,7 @@ def test_the_pipeline_gives_the_guard_the_float_pass_budget(monkeypatch: pytest.
         pair = priced(float_model, quantized_model, feeds, runs, threads)
         float_runs_us.append(pair[0].total_us)
         return pair
-    monkeypatch.setattr(speed_guard, "measure_pair", measure_pair)
+    fake_timing.install(monkeypatch, measure_pair)
     model = models.depthwise_conv()
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
     estimate = 8 * float_runs_us[0] / 1e6  # the first profile's float run, times the 8 calibration samples
@@ -429,7 +430,7 @@ def test_the_pipeline_gives_the_guard_the_float_pass_budget(monkeypatch: pytest.
 def test_a_model_left_with_no_integer_kernel_goes_back_to_float_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     # The profile finds nothing slower, but onnxruntime would fuse no Q/DQ pair into an integer kernel:
     # every pair left is overhead, so every quantized node returns to float, each with that reason.
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({}))
+    fake_timing.install(monkeypatch, _priced({}))
     looked_at: list[int] = []
 
     def no_kernels(model: onnx.ModelProto) -> int:
@@ -453,7 +454,7 @@ def test_a_model_still_slower_after_the_measured_reverts_goes_back_to_float_whol
     def slow_whenever_quantized(float_model, quantized_model, feeds, runs, threads=1):
         quantized = any(n.op_type == "QuantizeLinear" for n in quantized_model.graph.node)
         return (RunProfile(1000.0, {}, runs), RunProfile(1500.0 if quantized else 1000.0, {}, runs))
-    monkeypatch.setattr(speed_guard, "measure_pair", slow_whenever_quantized)
+    fake_timing.install(monkeypatch, slow_whenever_quantized)
     monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
     _steady_clock(monkeypatch)
     model = models.depthwise_conv()
@@ -480,7 +481,7 @@ def test_a_model_still_slower_after_the_measured_reverts_goes_back_to_float_whol
 
 
 def test_a_model_with_an_integer_kernel_keeps_its_quantized_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed_guard, "measure_pair", _priced({}))
+    fake_timing.install(monkeypatch, _priced({}))
     monkeypatch.setattr(speed_guard, "integer_kernels", ort_check.integer_kernels)  # the real count
     model = models.depthwise_conv()  # onnxruntime fuses its convolutions into QLinearConv
     result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
@@ -494,3 +495,66 @@ def test_integer_kernels_counts_what_onnxruntime_fuses() -> None:
     quantized = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
                                                               speed_guard=False)).model
     assert ort_check.integer_kernels(quantized) == ort_check.fused_counts(quantized)["QLinearConv"] > 0
+
+
+@pytest.mark.real_profiler
+def test_pair_timer_times_both_models_in_turns_and_keeps_the_quantized_outputs() -> None:
+    import onnxruntime as ort
+
+    from rewriter.emit.runtime_profile import PairTimer
+
+    model = models.tiny_cnn()
+    quantized = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                              speed_guard=False)).model
+    feeds = _data(model, 5)
+    timer = PairTimer(model, feeds)
+    timed = timer.time(quantized, runs=3, profile_runs=2)
+    assert timed.float.runs == timed.quantized.runs == 3
+    assert timed.float.total_us > 0 and timed.quantized.total_us > 0 and not timed.quantized.nodes
+    # The profiled rounds come first, in the same sessions: each model's profile holds them and names nodes.
+    assert timed.profiles is not None
+    assert [p.runs for p in timed.profiles] == [2, 2] and all(p.nodes for p in timed.profiles)
+    known = speed_guard.names_of((n.name, tuple(n.output)) for n in quantized.graph.node)
+    assert any(profiled_node(name, known) for name in timed.profiles[1].nodes)
+    # The warm-up and the first 3 rounds ran feeds 0..3; each one's outputs are onnxruntime's own.
+    session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert len(timed.outputs) == 3
+    for feed, outputs in zip(feeds, timed.outputs):
+        assert list(outputs) == names
+        for name, value in zip(names, session.run(None, feed)):
+            np.testing.assert_array_equal(outputs[name], value)
+    # The float session is kept for the next model; more runs than feeds give every feed's outputs once.
+    again = timer.time(model, runs=12)
+    assert again.quantized.runs == 12 and len(again.outputs) == len(feeds) and again.profiles is None
+    with pytest.raises(ValueError, match="only the first call"):
+        timer.time(model, runs=1, profile_runs=1)
+
+
+def test_a_model_with_no_integer_kernel_goes_back_to_float_untimed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # onnxruntime would fuse no Q/DQ pair into an integer kernel: the guard needs no timing to know the pairs
+    # only add work, so it times nothing and every quantized node returns to float with that reason.
+    timed: list[int] = []
+
+    def counted(float_model, quantized_model, feeds, runs, threads=1):
+        timed.append(runs)
+        return RunProfile(1000.0, {}, runs), RunProfile(1000.0, {}, runs)
+    fake_timing.install(monkeypatch, counted)
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 0)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    assert timed == [] and speed["measurements"] == [] and speed["initial_speedup"] is None
+    assert speed["stopped"] == "no integer kernel: not timed" and speed["final_speedup"] == 1.0
+    assert sorted(speed["no_integer_kernel"]) == sorted(n.node for n in result.plan.nodes if n.status == "reverted")
+    assert not any(n.status == "quantized" for n in result.plan.nodes)
+    assert result.report["fidelity"]["measured_after"] == "the speed guard's reverts"
+    # The summary line says what happened without a figure it does not have.
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    np.savez(tmp_path / "data.npz", **{model.graph.input[0].name: np.stack(
+        [d[model.graph.input[0].name][0] for d in _data(model)])})
+    assert main(["quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--data", str(tmp_path / "data.npz"),
+                 "--subset-size", "8"]) == 0
+    assert "not timed; no integer kernel was left, so the model is float" in capsys.readouterr().out
