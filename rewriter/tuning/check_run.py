@@ -91,7 +91,8 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
 
         suspects = guard_candidates(plan, errors)
         if runtime == "onnxruntime":
-            ranking = measure_damage(float_model, emitted.model, plan, check.samples[:DAMAGE_SAMPLES], suspects)
+            ranking = measure_damage(float_model, emitted.model, plan, check.samples[:DAMAGE_SAMPLES], suspects,
+                                     errors)
         else:
             ranking = DamageRanking(skipped="FakeQuantize output runs in OpenVINO, whose tensors are not exposed "
                                             "under their ONNX names")

@@ -1,4 +1,4 @@
-"""How much error each quantized node adds to the model, measured: the fidelity guard's candidate order.
+"""How much of the output error each quantized node causes, measured: the fidelity guard's candidate order.
 
 The per-tensor SQNR of a quantizer (from the calibration statistics) misses damage that only shows after
 the node: a LayerNorm's variance quantized on one linear grid keeps a fine SQNR, since the large tokens
@@ -10,16 +10,24 @@ every original node output under its name, so the same names hold the float and 
 
 A quantized node's **region** is the node and up to ``MAX_FOLLOWERS`` nodes after it that stay float (a
 breadth-first walk from its outputs that stops at quantized nodes): no quantizer of their own adds error
-there, so what the error grows by from the region's inputs to its outputs is the node's doing, including
-what the float ops after it make of its error (the ``Sqrt`` and ``Div`` above). Per tensor, the error is
-its noise-to-signal ratio against the float model over the samples (``sum (f - q)^2 / sum f^2``, the
-reciprocal of the self-check's SQNR); the node's **added error** is the worst ratio among the tensors
-its region writes minus the worst among those it reads from outside (constants excluded; graph inputs
-read exact). The difference is taken in power, not in dB: a node that turns an exact input into a
-40 dB tensor adds 1e-4 of the signal and one that takes a 3 dB tensor to 2 dB adds 0.1, and it is the
-second whose revert the output notices (noise of independent sources adds in power), where an SQNR
-drop in dB would rank the first infinitely worse. ``damage_db`` is that ratio in dB (+10 dB: the error
-the node adds is ten times the signal's power; -30 dB: a thousandth).
+there, so the region shows what the float ops after the node make of its error (the ``Sqrt`` and ``Div``
+above). Errors are noise-to-signal ratios over the samples (``sum (f - q)^2 / sum f^2``, the reciprocal of
+the self-check's SQNR), added in power (noise of independent sources adds so):
+
+- ``inherited``: the worst ratio, against the float model, of the tensors the region reads from outside
+  (constants excluded, graph inputs exact): the error made before the node;
+- ``own``: the error of the node's own quantizers, summed over them: on an activation, its dequantized
+  value against the value the quantized model feeds it (both from the quantized run); on a weight, and on
+  an activation the run cannot expose, the plan's per-tensor figure (exact for a constant);
+- ``outputs``: the worst ratio against the float model of the tensors the region writes.
+
+The region's outputs carry both errors, grown alike by what the region computes, so the node's
+**damage** is its own share of them: ``outputs * own / (inherited + own)``. Not the plain growth
+``outputs - inherited``: a layer whose output is small next to its weights (a classifier's logits)
+multiplies every relative error it reads, and would be charged for error made upstream, which returning it
+to float does not remove: ranked so, the guard gained 0.1 dB on MiniLM in 12 measurements where the
+per-tensor order gained 17.5 dB (docs/fidelity.md, "Candidate order"). ``damage_db`` is the damage in dB
+of the signal's power (+10 dB: ten times the signal; -30 dB: a thousandth).
 
 Bounded cost: ``DAMAGE_SAMPLES`` samples, one at a time (memory: one sample's exposed tensors in each
 model, the order of the statistics pass's first run), one session per model; at most
@@ -27,13 +35,18 @@ model, the order of the statistics pass's first run), one session per model; at 
 per-tensor one), so on a huge graph the nodes past the cap stay unmeasured and keep that order. In the
 exposed run, onnxruntime computes a quantized node whose output is exposed from its dequantized inputs in
 float instead of its fused integer kernel: the same values up to float rounding.
+
+One run sees the model as planned: where several quantizers damage the same values, the error of the
+first masks the next one's (``inherited`` dominates its share), and that one ranks low until the first is
+reverted, which this order does not see (a LayerNorm with every input quantized: the variance's Add ranks
+below the Sub and Pow before it).
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -56,31 +69,37 @@ DAMAGE_SAMPLES = 4
 MAX_FOLLOWERS = 3
 #: Tensors exposed in the extra run at most (each is copied out of onnxruntime per sample and model).
 MAX_EXPOSED_TENSORS = 1024
-#: Added error below this share of the signal's power (110 dB) is float rounding (the two models' kernels
-#: accumulate in other orders), not quantization: a 16-bit quantizer adds about 1e-9.
+#: Damage below this share of the signal's power (110 dB) is float rounding (the two models' kernels
+#: accumulate in other orders), not quantization: a 16-bit quantizer alone makes about 1e-9.
 NOISE_FLOOR = 1e-11
 
 
 @dataclass(frozen=True)
 class Region:
-    """A quantized node and the float nodes after it: the tensors it reads from outside, those it writes."""
+    """A quantized node and the float nodes after it (module docstring).
+
+    ``reads``: the non-constant tensors it reads from outside; ``writes``: every tensor it produces;
+    ``quantized``: the node's input ports that read through a quantizer of its own, with the tensor (as
+    the float model names it) each quantizes.
+    """
 
     node: str
     followers: tuple[str, ...]
     reads: tuple[str, ...]
     writes: tuple[str, ...]
+    quantized: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class TensorError:
-    """A tensor's error against the float model over the samples: sum (f - q)^2 and sum f^2."""
+    """Values against their reference over the samples: sum (r - v)^2 and sum r^2."""
 
     noise: float
     power: float
 
     @property
     def ratio(self) -> float:
-        """Noise over signal power: 0 exact, inf when the float tensor is all zeros and the quantized one is not."""
+        """Noise over signal power: 0 exact, inf when the reference is all zeros and the values are not."""
         if self.noise == 0.0:
             return 0.0
         return math.inf if self.power == 0.0 else self.noise / self.power
@@ -88,31 +107,44 @@ class TensorError:
 
 @dataclass(frozen=True)
 class NodeDamage:
-    """A quantized node's measured damage (module docstring)."""
+    """A quantized node's measured damage (module docstring); the errors as noise-to-signal ratios."""
 
     node: str
     followers: tuple[str, ...]  # the float nodes after it that its region includes
-    inputs_sqnr_db: float  # the worst SQNR of the tensors the region reads (inf: exact)
-    outputs_sqnr_db: float  # the worst SQNR of the tensors it writes
-    added_error: float  # outputs' noise-to-signal ratio minus inputs'
+    inherited: float  # the worst error of what the region reads (0: exact)
+    own: float  # its quantizers' error on what they read
+    outputs: float  # the worst error of what the region writes
+
+    @property
+    def damage(self) -> float:
+        """Its quantizers' share of the error at the region's outputs; 0 where that cannot be told (nothing
+        of its own, or an input already infinitely wrong: a NaN upstream)."""
+        if self.own == 0.0 or math.isinf(self.inherited) or self.outputs == 0.0:
+            return 0.0
+        if math.isinf(self.own):
+            return self.outputs
+        return self.outputs * (self.own / (self.inherited + self.own))
 
     @property
     def damage_db(self) -> float | None:
-        """The added error in dB of the signal's power, rounded as reported; None below ``NOISE_FLOOR``."""
-        if not self.added_error > NOISE_FLOOR:
+        """The damage in dB of the signal's power, rounded as reported; None below ``NOISE_FLOOR``."""
+        damage = self.damage
+        if not damage > NOISE_FLOOR:
             return None
-        return math.inf if math.isinf(self.added_error) else round(10.0 * math.log10(self.added_error), 3)
+        return math.inf if math.isinf(damage) else round(10.0 * math.log10(damage), 3)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "damage_db": self.damage_db, "inputs_sqnr_db": _round(self.inputs_sqnr_db),
-                "outputs_sqnr_db": _round(self.outputs_sqnr_db), "through": list(self.followers)}
+        return {"node": self.node, "damage_db": self.damage_db, "inputs_sqnr_db": _round(_sqnr(self.inherited)),
+                "quantizers_sqnr_db": _round(_sqnr(self.own)), "outputs_sqnr_db": _round(_sqnr(self.outputs)),
+                "through": list(self.followers)}
 
     def describe(self) -> str:
         """One phrase for a revert's reason."""
         through = f" and {', '.join(self.followers)}" if self.followers else ""
         damage = "none measurable" if self.damage_db is None else f"{_text(self.damage_db, '+')} dB"
-        return (f"damage measured before the guard {damage} (SQNR {_text(self.inputs_sqnr_db)} dB at its inputs, "
-                f"{_text(self.outputs_sqnr_db)} dB after it{through})")
+        return (f"damage measured before the guard {damage} (SQNR {_text(_sqnr(self.inherited))} dB of what it "
+                f"reads, {_text(_sqnr(self.own))} dB of its quantizers, {_text(_sqnr(self.outputs))} dB after "
+                f"it{through})")
 
 
 @dataclass(frozen=True)
@@ -131,9 +163,9 @@ class DamageRanking:
     def order(self, candidates: Sequence[str]) -> list[str]:
         """``candidates`` (given most suspect first), most measured damage first.
 
-        Three tiers: the nodes measured to add error, by ``damage_db`` (the rounded figure the report
+        Three tiers: the nodes measured to do damage, by ``damage_db`` (the rounded figure the report
         shows, so that float noise in the last digits cannot reorder two runs); then the nodes not
-        measured; then those measured to add none. Within a tier, and between equal figures, the given
+        measured; then those measured to do none. Within a tier, and between equal figures, the given
         order.
         """
         given = {name: i for i, name in enumerate(candidates)}
@@ -162,6 +194,13 @@ def damage_regions(graph: GraphView, plan: QuantPlan, max_followers: int = MAX_F
     order, so the regions are the same run to run.
     """
     status = {n.node: n.status for n in plan.nodes}
+    quantized: dict[str, set[tuple[int, str]]] = {}
+    for point in plan.points:
+        ports = {(c.node, c.port) for c in point.consumers}
+        if point.at_output:  # it serves every reader
+            ports.update((reader.name, port) for reader, port in graph.consumers_of(point.tensor))
+        for reader_name, port in ports:
+            quantized.setdefault(reader_name, set()).add((port, point.tensor))
     regions: dict[str, Region] = {}
     for node in graph.nodes:
         if status.get(node.name) != "quantized":
@@ -181,7 +220,8 @@ def damage_regions(graph: GraphView, plan: QuantPlan, max_followers: int = MAX_F
         written = set(writes)
         reads = tuple(dict.fromkeys(i for m in members for i in m.inputs
                                     if i and i not in written and not graph.is_constant(i)))
-        regions[node.name] = Region(node.name, tuple(m.name for m in members[1:]), reads, writes)
+        regions[node.name] = Region(node.name, tuple(m.name for m in members[1:]), reads, writes,
+                                    tuple(sorted(quantized.get(node.name, ()))))
     return regions
 
 
@@ -196,60 +236,55 @@ def tensor_errors(float_runs: Sequence[Mapping[str, np.ndarray]],
     """
     sums = _ErrorSums()
     for float_run, quantized_run in zip(float_runs, quantized_runs):
-        sums.add(float_run, quantized_run)
+        for name, value in float_run.items():
+            sums.add(name, value, quantized_run.get(name))
     return sums.result()
 
 
 class _ErrorSums:
-    """``tensor_errors`` one sample at a time, so that a sample's tensors can go before the next is run."""
+    """``TensorError`` sums one sample at a time, so that a sample's tensors can go before the next is run."""
 
     def __init__(self) -> None:
         self._sums: dict[str, tuple[float, float]] = {}
         self._left_out: set[str] = set()
 
-    def add(self, float_run: Mapping[str, np.ndarray], quantized_run: Mapping[str, np.ndarray]) -> None:
-        for name, f in float_run.items():
-            if name in self._left_out:
-                continue
-            q = quantized_run.get(name)
-            if q is None or not _float_array(f) or not _float_array(q) or np.shape(f) != np.shape(q):
-                self._left_out.add(name)
-                self._sums.pop(name, None)
-                continue
-            noise, power = _noise_and_power(np.asarray(f, dtype=np.float64), np.asarray(q, dtype=np.float64))
-            before = self._sums.get(name, (0.0, 0.0))
-            self._sums[name] = (before[0] + noise, before[1] + power)
+    def add(self, key: str, reference: Any, values: Any) -> None:
+        """Add one sample of ``values`` against ``reference`` (``tensor_errors`` says what is left out)."""
+        if key in self._left_out:
+            return
+        if not _float_array(reference) or not _float_array(values) or np.shape(reference) != np.shape(values):
+            self._left_out.add(key)
+            self._sums.pop(key, None)
+            return
+        noise, power = _noise_and_power(reference, values)
+        before = self._sums.get(key, (0.0, 0.0))
+        self._sums[key] = (before[0] + noise, before[1] + power)
 
     def result(self) -> dict[str, TensorError]:
-        return {name: TensorError(noise, power) for name, (noise, power) in self._sums.items()}
+        return {key: TensorError(noise, power) for key, (noise, power) in self._sums.items()}
 
 
-def node_damage(regions: Mapping[str, Region], errors: Mapping[str, TensorError],
-                exact: frozenset[str] | set[str] = frozenset()) -> dict[str, NodeDamage]:
-    """The damage of each region whose writes were measured; ``exact``: tensors known to carry no error
-    (the graph inputs). A read neither measured nor exact does not count; a region with no write
-    measured has no damage figure."""
-    result: dict[str, NodeDamage] = {}
-    for name, region in regions.items():
-        written = [errors[t].ratio for t in region.writes if t in errors]
-        if not written:
-            continue
-        read = [0.0 if t in exact else errors[t].ratio for t in region.reads if t in exact or t in errors]
-        before, after = max(read, default=0.0), max(written)
-        # Past an input already infinitely wrong (a NaN upstream), what the node adds cannot be told.
-        added = 0.0 if math.isinf(before) else after - before
-        result[name] = NodeDamage(name, region.followers, _sqnr(before), _sqnr(after), added)
-    return result
+def node_damage(region: Region, errors: Mapping[str, TensorError], own: float,
+                exact: frozenset[str] | set[str] = frozenset()) -> NodeDamage | None:
+    """The damage of ``region`` from its tensors' errors against the float model and ``own``, its node's
+    quantizers' error; ``exact``: tensors known to carry no error (the graph inputs). A read neither
+    measured nor exact does not count; None when no write was measured."""
+    written = [errors[t].ratio for t in region.writes if t in errors]
+    if not written:
+        return None
+    read = [0.0 if t in exact else errors[t].ratio for t in region.reads if t in exact or t in errors]
+    return NodeDamage(region.node, region.followers, max(read, default=0.0), own, max(written))
 
 
-def measure_damage(float_model: Any, quantized_model: Any, plan: QuantPlan,
-                   samples: Sequence[Mapping[str, np.ndarray]], priority: Sequence[str],
+def measure_damage(float_model: Any, quantized_model: Any, plan: QuantPlan, samples: Sequence[Mapping[str, np.ndarray]],
+                   priority: Sequence[str], quantizer_errors: Mapping[str, float],
                    max_exposed: int = MAX_EXPOSED_TENSORS) -> DamageRanking:
     """Run both models on ``samples`` with the regions' tensors exposed; each measurable node's damage.
 
     ``priority``: the quantized nodes in the order their tensors are exposed until ``max_exposed`` (the
-    caller's fallback order, most suspect first). Never raises for the runtime: a model onnxruntime cannot
-    load or run with its tensors exposed gives a ranking with ``skipped`` saying so.
+    caller's fallback order, most suspect first). ``quantizer_errors``: the plan's per-tensor SQNR (dB),
+    read for the quantizers of constants. Never raises for the runtime: a model onnxruntime cannot load or
+    run with its tensors exposed gives a ranking with ``skipped`` saying so.
     """
     start = time.perf_counter()
     if not samples:
@@ -259,32 +294,51 @@ def measure_damage(float_model: Any, quantized_model: Any, plan: QuantPlan,
     graph_inputs = {i.name for i in float_model.graph.input}
     # The tensors to compare: float node outputs (an integer tensor has no SQNR; an untyped one is tried)
     # that the quantized model computes too (a tensor a float pass replaced is not in both).
+    quantized_inputs = {n.name: list(n.input) for n in quantized_model.graph.node}
     quantized_produced = {o for n in quantized_model.graph.node for o in n.output if o}
     both = {t for t in graph.producer if t in quantized_produced and _maybe_float(graph.tensor(t).dtype)}
-    exposed: dict[str, None] = {}
+    compared: dict[str, None] = {}
+    dequantized: dict[str, str] = {}  # a quantizer's output in the quantized model -> the tensor it quantizes
+    own_outputs: dict[str, tuple[str, ...]] = {}  # node -> its quantizers' outputs measured in the run
+    from_figures: dict[str, float] = {}  # node -> the error of its quantizers taken from the plan's figures
     measurable: dict[str, Region] = {}
+
+    def exposable(dequantized_name: str, tensor: str) -> bool:
+        return dequantized_name in quantized_produced and (tensor in both or tensor in graph_inputs)
+
     for name in priority:
         region = regions.get(name)
         if region is None:
             continue
-        needed = [t for t in (*region.reads, *region.writes) if t in both and t not in exposed]
-        if len(exposed) + len(needed) > max_exposed:
+        needed = [t for t in (*region.reads, *region.writes) if t in both and t not in compared]
+        pairs, figures = _own_quantizers(region, graph, quantized_inputs.get(name, []), quantizer_errors, exposable)
+        new_pairs = {dq: t for dq, t in pairs.items() if dq not in dequantized}
+        if len(compared) + len(dequantized) + len(needed) + len(new_pairs) > max_exposed:
             continue
-        exposed.update(dict.fromkeys(needed))
+        compared.update(dict.fromkeys(needed))
+        dequantized.update(new_pairs)
+        own_outputs[name] = tuple(pairs)
+        from_figures[name] = figures
         measurable[name] = region
-    if not exposed:
+    if not compared:
         return DamageRanking(skipped="no quantized node's tensors can be compared between the two models")
-    names = tuple(exposed)
+    float_names = tuple(compared)
+    quantized_names = (*float_names, *dequantized)
     sessions: list[Session] = []
-    sums = _ErrorSums()
+    errors, quantizer_noise = _ErrorSums(), _ErrorSums()
     try:
-        for model in (float_model, quantized_model):
+        for model, names in ((float_model, float_names), (quantized_model, quantized_names)):
             serialized = None if is_large(model, LARGE_MODEL_BYTES) else model.SerializeToString()
             sessions.append(Session(model, serialized, Layout(raw=names, from_feed=()), None))
         # One sample at a time, reduced to sums before the next: one sample's tensors per model in memory.
         for sample in samples:
             float_run, quantized_run = (session.run(sample) for session in sessions)
-            sums.add(float_run, quantized_run)
+            for name in float_names:
+                errors.add(name, float_run[name], quantized_run[name])
+            for dq, tensor in dequantized.items():
+                # On the values the quantized model feeds it: error made before it is not its own.
+                quantizer_noise.add(dq, sample[tensor] if tensor in graph_inputs else quantized_run[tensor],
+                                    quantized_run[dq])
     except (UserError, RunFailed) as e:
         text = e.render() if isinstance(e, UserError) else str(e)
         return DamageRanking(skipped=f"onnxruntime could not run the models with their tensors exposed: {text}",
@@ -292,8 +346,34 @@ def measure_damage(float_model: Any, quantized_model: Any, plan: QuantPlan,
     finally:
         for session in sessions:
             session.close()
-    return DamageRanking(node_damage(measurable, sums.result(), graph_inputs), len(samples), len(names),
-                         time.perf_counter() - start)
+    measured_errors, noise = errors.result(), quantizer_noise.result()
+    nodes: dict[str, NodeDamage] = {}
+    for name, region in measurable.items():
+        own = from_figures[name] + sum(noise[dq].ratio for dq in own_outputs[name] if dq in noise)
+        damage = node_damage(region, measured_errors, own, graph_inputs)
+        if damage is not None:
+            nodes[name] = damage
+    return DamageRanking(nodes, len(samples), len(quantized_names), time.perf_counter() - start)
+
+
+def _own_quantizers(region: Region, graph: GraphView, quantized_inputs: Sequence[str],
+                    quantizer_errors: Mapping[str, float],
+                    exposable: Callable[[str, str], bool]) -> tuple[dict[str, str], float]:
+    """A node's quantizers: those the run measures (an activation's, when its quantizer's output and the
+    tensor it quantizes can both be exposed), each quantizer's output in the quantized model -> the tensor;
+    and the summed error of the others from the plan's figures (a constant's is exact, so not measured
+    again; an activation's is its error on the calibration samples)."""
+    pairs: dict[str, str] = {}
+    figures = 0.0
+    for port, tensor in region.quantized:
+        dequantized = quantized_inputs[port] if port < len(quantized_inputs) else tensor
+        if not graph.is_constant(tensor) and dequantized != tensor and exposable(dequantized, tensor):
+            pairs[dequantized] = tensor
+            continue
+        figure = quantizer_errors.get(tensor)
+        if figure is not None and not math.isnan(figure):
+            figures += 0.0 if figure == math.inf else 10.0 ** (-figure / 10.0)
+    return pairs, figures
 
 
 def _maybe_float(dtype: str | None) -> bool:
@@ -301,7 +381,8 @@ def _maybe_float(dtype: str | None) -> bool:
 
 
 def _unmeasured(node: str) -> dict[str, Any]:
-    return {"node": node, "damage_db": None, "inputs_sqnr_db": None, "outputs_sqnr_db": None, "through": []}
+    return {"node": node, "damage_db": None, "inputs_sqnr_db": None, "quantizers_sqnr_db": None,
+            "outputs_sqnr_db": None, "through": []}
 
 
 def _float_array(value: Any) -> bool:
@@ -309,14 +390,23 @@ def _float_array(value: Any) -> bool:
 
 
 def _noise_and_power(f: np.ndarray, q: np.ndarray) -> tuple[float, float]:
+    """sum (f - q)^2 and sum f^2 of one sample's tensor, non-finite values as in ``tensor_errors``."""
+    # In the tensors' own type, summed in float64: three times faster than converting them first (and no
+    # BLAS dot, whose threads contend with onnxruntime's); a sum that overflows that type is done again
+    # in float64 below.
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, a square past the type: handled below
+        noise = float(np.sum(np.square(f - q), dtype=np.float64))
+        power = float(np.sum(np.square(f), dtype=np.float64))
+    if math.isfinite(noise) and math.isfinite(power):
+        return noise, power
+    f, q = f.astype(np.float64), q.astype(np.float64)
     finite = np.isfinite(f)
-    if finite.all() and np.isfinite(q).all():
-        return float(np.sum((f - q) ** 2)), float(np.sum(f ** 2))
-    same = (f == q) | (np.isnan(f) & np.isnan(q))
-    if np.any(~same & ~(finite & np.isfinite(q))):
-        return math.inf, float(np.sum(f[finite] ** 2))
     both = finite & np.isfinite(q)
-    return float(np.sum((f[both] - q[both]) ** 2)), float(np.sum(f[finite] ** 2))
+    same = (f == q) | (np.isnan(f) & np.isnan(q))
+    power = float(np.sum(f[finite] ** 2))
+    if np.any(~same & ~both):
+        return math.inf, power
+    return float(np.sum((f[both] - q[both]) ** 2)), power
 
 
 def _sqnr(ratio: float) -> float:

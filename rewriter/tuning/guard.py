@@ -9,7 +9,7 @@ and a run of the output on the self-check's samples; the score is the worst outp
 
 Candidates are ordered by their measured damage (``rewriter.tuning.damage``): one extra run of the float
 and the quantized model on a few check samples, intermediate tensors exposed, gives each quantized node
-the error it adds from its inputs to its outputs, the few float nodes after it included (a quantized
+its own quantizers' share of the error after it, the few float nodes after it included (a quantized
 variance looks healthy per tensor, and only the ``Sqrt``/``Div`` after it show the damage). The nodes
 measured to add error come first, most first; then those it could not measure (FakeQuantize output, which
 runs in OpenVINO; past the cap on exposed tensors of a huge graph), then those measured to add none, both

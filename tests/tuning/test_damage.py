@@ -49,7 +49,12 @@ def _dequantized_weight(model: onnx.ModelProto, reader: str) -> np.ndarray:
     return ((levels - zero.reshape(shape if zero.ndim else ())) * scale.reshape(shape if scale.ndim else ()))
 
 
-def test_the_damage_of_each_node_is_the_added_error_a_numpy_reference_computes() -> None:
+def _ratio(reference: np.ndarray, values: np.ndarray) -> float:
+    reference, values = reference.astype(np.float64), values.astype(np.float64)
+    return float(np.sum((reference - values) ** 2) / np.sum(reference ** 2))
+
+
+def test_the_damage_of_each_node_is_what_a_numpy_reference_computes() -> None:
     model = _mm_abs_sqrt_mm()
     samples = models.random_inputs(model, 12, seed=3)
     result = quantize(model, samples, QuantizeOptions(target="ORT", subset_size=8, self_check=False))
@@ -57,43 +62,52 @@ def test_the_damage_of_each_node_is_the_added_error_a_numpy_reference_computes()
     assert (statuses["mm1"], statuses["y"]) == ("quantized", "quantized")
     assert statuses["abs"] != "quantized" and statuses["sqrt"] != "quantized"
     regions = damage_regions(graph_view(model), result.plan)
-    assert (regions["mm1"].followers, regions["mm1"].reads, regions["mm1"].writes) == \
-        (("abs", "sqrt"), ("x",), ("mm1", "abs", "sqrt"))
+    assert (regions["mm1"].followers, regions["mm1"].reads, regions["mm1"].writes, regions["mm1"].quantized) == \
+        (("abs", "sqrt"), ("x",), ("mm1", "abs", "sqrt"), ((0, "x"), (1, "w1")))
     assert (regions["y"].followers, regions["y"].reads, regions["y"].writes) == ((), ("sqrt",), ("y",))
-
-    checked = samples[8:]
-    ranking = measure_damage(model, result.model, result.plan, checked, ["y", "mm1"])
-    assert ranking.skipped is None and ranking.samples == 4 and ranking.exposed_tensors == 4
 
     # The reference: both models written out in numpy, the quantized one with the emitted scales.
     emitted = result.model
     w1, w2 = _initializer(model, "w1"), _initializer(model, "w2")
     w1q, w2q = _dequantized_weight(emitted, "mm1"), _dequantized_weight(emitted, "y")
-    sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in ("mm1", "abs", "sqrt", "y")}
+    weight_errors = {"w1": _ratio(w1, w1q), "w2": _ratio(w2, w2q)}
+    checked = samples[8:]
+    f: dict[str, list[np.ndarray]] = {}
+    q: dict[str, list[np.ndarray]] = {}
     for sample in checked:
         x = sample["x"]
         h = x @ w1
-        f = {"mm1": h, "abs": np.abs(h), "sqrt": np.sqrt(np.abs(h))}
-        f["y"] = f["sqrt"] @ w2
+        values = {"x": x, "mm1": h, "abs": np.abs(h), "sqrt": np.sqrt(np.abs(h))}
+        values["y"] = values["sqrt"] @ w2
         hq = _fake_quantized(emitted, "x", x) @ w1q
-        q = {"mm1": hq, "abs": np.abs(hq), "sqrt": np.sqrt(np.abs(hq))}
-        q["y"] = _fake_quantized(emitted, "sqrt", q["sqrt"]) @ w2q
-        for name, total in sums.items():
-            total[0] += float(np.sum((f[name].astype(np.float64) - q[name]) ** 2))
-            total[1] += float(np.sum(f[name].astype(np.float64) ** 2))
-    ratio = {name: noise / power for name, (noise, power) in sums.items()}
-    expected = {"mm1": max(ratio["mm1"], ratio["abs"], ratio["sqrt"]) - 0.0, "y": ratio["y"] - ratio["sqrt"]}
-    # The second MatMul averages away more of the error it reads than its own quantizers add: no damage.
-    assert expected["mm1"] > 0 > expected["y"]
-    for node, added in expected.items():
-        assert ranking.nodes[node].added_error == pytest.approx(added, rel=1e-3)
-    assert ranking.nodes["mm1"].damage_db == pytest.approx(10 * math.log10(expected["mm1"]), abs=0.01)
-    assert ranking.nodes["y"].damage_db is None
-    assert ranking.order(["y", "mm1"]) == ["mm1", "y"]
-    assert ranking.nodes["mm1"].inputs_sqnr_db == math.inf  # it reads the model input, exact in both
-    assert ranking.nodes["y"].inputs_sqnr_db == pytest.approx(-10 * math.log10(ratio["sqrt"]), abs=0.01)
-    assert ranking.nodes["y"].outputs_sqnr_db == pytest.approx(-10 * math.log10(ratio["y"]), abs=0.01)
-    assert ranking.nodes["mm1"].followers == ("abs", "sqrt")
+        quantized = {"x": x, "x_q": _fake_quantized(emitted, "x", x), "mm1": hq, "abs": np.abs(hq),
+                     "sqrt": np.sqrt(np.abs(hq))}
+        quantized["sqrt_q"] = _fake_quantized(emitted, "sqrt", quantized["sqrt"])
+        quantized["y"] = quantized["sqrt_q"] @ w2q
+        for name, value in values.items():
+            f.setdefault(name, []).append(value)
+        for name, value in quantized.items():
+            q.setdefault(name, []).append(value)
+    both = {name: (np.concatenate(f[name]), np.concatenate(q[name])) for name in f}
+    error = {name: _ratio(*pair) for name, pair in both.items()}
+    # A quantizer's own error: on the values the quantized model feeds it.
+    own = {"mm1": _ratio(np.concatenate(q["x"]), np.concatenate(q["x_q"])) + weight_errors["w1"],
+           "y": _ratio(np.concatenate(q["sqrt"]), np.concatenate(q["sqrt_q"])) + weight_errors["w2"]}
+    expected = {"mm1": max(error["mm1"], error["abs"], error["sqrt"]),  # reads the exact model input: all its own
+                "y": error["y"] * own["y"] / (error["sqrt"] + own["y"])}
+
+    figures = {name: -10 * math.log10(value) for name, value in weight_errors.items()}
+    ranking = measure_damage(model, emitted, result.plan, checked, ["y", "mm1"], figures)
+    assert ranking.skipped is None and ranking.samples == 4
+    assert ranking.exposed_tensors == 6  # mm1, abs, sqrt, y and the two activation quantizers' outputs
+    for node in ("mm1", "y"):
+        measured = ranking.nodes[node]
+        assert measured.own == pytest.approx(own[node], rel=1e-3)
+        assert measured.damage == pytest.approx(expected[node], rel=1e-3)
+        assert measured.damage_db == pytest.approx(10 * math.log10(expected[node]), abs=0.01)
+    assert ranking.nodes["mm1"].inherited == 0.0 and ranking.nodes["mm1"].followers == ("abs", "sqrt")
+    assert ranking.nodes["y"].inherited == pytest.approx(error["sqrt"], rel=1e-3)
+    assert ranking.nodes["y"].outputs == pytest.approx(error["y"], rel=1e-3)
 
 
 def test_non_finite_values_count_as_infinite_error_unless_both_models_have_them() -> None:
@@ -107,8 +121,9 @@ def test_non_finite_values_count_as_infinite_error_unless_both_models_have_them(
     assert "ids" not in errors and "odd" not in errors  # integers have no SQNR; shapes that differ are left out
 
 
-def _damage(node: str, added: float) -> NodeDamage:
-    return NodeDamage(node, (), 40.0, 30.0, added)
+def _damage(node: str, damage: float) -> NodeDamage:
+    """A node whose measured damage is ``damage``: it reads exact values, so the outputs' error is all its own."""
+    return NodeDamage(node, (), 0.0, 1e-4 if damage else 0.0, damage)
 
 
 def test_the_order_is_measured_damage_then_unmeasured_then_harmless_each_in_the_given_order() -> None:
@@ -119,15 +134,18 @@ def test_the_order_is_measured_damage_then_unmeasured_then_harmless_each_in_the_
     assert ranking.order(["b", "d", "f", "a", "c", "e"]) == ["e", "c", "d", "a", "f", "b"]
     assert DamageRanking(skipped="why").order(["b", "a"]) == ["b", "a"]
     assert ranking.as_dict(["e", "f"], 2)["first"] == [
-        {"node": "e", "damage_db": math.inf, "inputs_sqnr_db": 40.0, "outputs_sqnr_db": 30.0, "through": []},
-        {"node": "f", "damage_db": None, "inputs_sqnr_db": None, "outputs_sqnr_db": None, "through": []}]
+        {"node": "e", "damage_db": math.inf, "inputs_sqnr_db": math.inf, "quantizers_sqnr_db": 40.0,
+         "outputs_sqnr_db": -math.inf, "through": []},
+        {"node": "f", "damage_db": None, "inputs_sqnr_db": None, "quantizers_sqnr_db": None, "outputs_sqnr_db": None,
+         "through": []}]
 
 
 def test_past_the_exposure_cap_the_less_suspect_nodes_stay_unmeasured() -> None:
     model = _mm_abs_sqrt_mm()
     samples = models.random_inputs(model, 10, seed=4)
     result = quantize(model, samples, QuantizeOptions(target="ORT", subset_size=8, self_check=False))
-    # y needs sqrt and y exposed; mm1 then needs mm1 and abs too, past a cap of 3.
-    ranking = measure_damage(model, result.model, result.plan, samples[8:], ["y", "mm1"], max_exposed=3)
-    assert set(ranking.nodes) == {"y"} and ranking.exposed_tensors == 2
-    assert measure_damage(model, result.model, result.plan, [], ["y"]).skipped == "no check sample to measure on"
+    # y needs sqrt, y and its quantizer's output exposed; mm1 then needs mm1, abs and x's quantizer's output
+    # too, past a cap of 5.
+    ranking = measure_damage(model, result.model, result.plan, samples[8:], ["y", "mm1"], {}, max_exposed=5)
+    assert set(ranking.nodes) == {"y"} and ranking.exposed_tensors == 3
+    assert measure_damage(model, result.model, result.plan, [], ["y"], {}).skipped == "no check sample to measure on"
