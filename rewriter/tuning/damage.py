@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import AbstractSet, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -69,7 +69,7 @@ DAMAGE_SAMPLES = 4
 MAX_FOLLOWERS = 3
 #: Tensors exposed in the extra run at most (each is copied out of onnxruntime per sample and model).
 MAX_EXPOSED_TENSORS = 1024
-#: Damage below this share of the signal's power (110 dB) is float rounding (the two models' kernels
+#: Damage below this share of the signal's power (-110 dB) is float rounding (the two models' kernels
 #: accumulate in other orders), not quantization: a 16-bit quantizer alone makes about 1e-9.
 NOISE_FLOOR = 1e-11
 
@@ -265,7 +265,7 @@ class _ErrorSums:
 
 
 def node_damage(region: Region, errors: Mapping[str, TensorError], own: float,
-                exact: frozenset[str] | set[str] = frozenset()) -> NodeDamage | None:
+                exact: AbstractSet[str] = frozenset()) -> NodeDamage | None:
     """The damage of ``region`` from its tensors' errors against the float model and ``own``, its node's
     quantizers' error; ``exact``: tensors known to carry no error (the graph inputs). A read neither
     measured nor exact does not count; None when no write was measured."""
