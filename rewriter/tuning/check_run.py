@@ -18,6 +18,7 @@ from rewriter.emit.runtime_check import OPENVINO_PRECISION, runtime_for
 from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.plan import FakeQuantizePoint, NodeDecision, QuantPlan
+from rewriter.tuning.damage import DAMAGE_SAMPLES, DamageRanking, measure_damage
 from rewriter.tuning.guard import Attempt, GuardSettings, guard_candidates, run_guard, worst_tensors
 from rewriter.tuning.self_check import CLEAR_MARGIN_DB, HeldOut, SelfCheck
 
@@ -88,7 +89,14 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
             except RuntimeRefused:
                 return None
 
-        outcome = run_guard(fidelity, guard_candidates(plan, errors), settings, attempt)
+        suspects = guard_candidates(plan, errors)
+        if runtime == "onnxruntime":
+            ranking = measure_damage(float_model, emitted.model, plan, check.samples[:DAMAGE_SAMPLES], suspects,
+                                     errors)
+        else:
+            ranking = DamageRanking(skipped="FakeQuantize output runs in OpenVINO, whose tensors are not exposed "
+                                            "under their ONNX names")
+        outcome = run_guard(fidelity, ranking.order(suspects), settings, attempt, ranking)
         guard_section = outcome.as_dict(plan)
         if outcome.final is not None:
             plan, ranges, emitted, fidelity = (outcome.final.plan, outcome.final.ranges, outcome.final.emitted,

@@ -7,8 +7,14 @@ the planner redo what depends on it (requantized outputs, int32 biases, shared s
 that re-plan, the ranges of the new plan (the calibrated ones where a quantizer did not change), a re-emit
 and a run of the output on the self-check's samples; the score is the worst output SQNR.
 
-Candidates are ordered by the lowest per-tensor SQNR of the quantizers they read (cheap, already in the
-report): ``revert_search`` reverts them in batches of ``batch`` in that order until the threshold is met,
+Candidates are ordered by their measured damage (``rewriter.tuning.damage``): one extra run of the float
+and the quantized model on a few check samples, intermediate tensors exposed, gives each quantized node
+its own quantizers' share of the error after it, the few float nodes after it included (a quantized
+variance looks healthy per tensor, and only the ``Sqrt``/``Div`` after it show the damage). The nodes
+measured to add error come first, most first; then those it could not measure (FakeQuantize output, which
+runs in OpenVINO; past the cap on exposed tensors of a huge graph), then those measured to add none, both
+in the per-tensor order: the lowest SQNR of the quantizers they read (cheap, already in the report), which
+also breaks ties. ``revert_search`` reverts them in batches of ``batch`` in that order until the threshold is met,
 then quantizes each reverted node again alone to measure its contribution to the output error, and keeps
 reverted only those whose return would bring the output back below the threshold. Measuring every node
 alone would cost one inference pass each, and misses damage several quantizers do together.
@@ -21,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 from rewriter.match.planner import RevertRequest
 from rewriter.plan import QuantPlan
+from rewriter.tuning.damage import DamageRanking
 from rewriter.tuning.fidelity import Fidelity
 from rewriter.tuning.revert_search import Revert, SearchResult, revert_search
 
@@ -60,6 +67,8 @@ class GuardOutcome:
     settings: GuardSettings
     details: Mapping[str, str] = field(default_factory=dict)  # node -> the measured reason in its decision
     max_reverts: int = 0
+    candidates: tuple[str, ...] = ()  # in the order the search took them
+    ranking: DamageRanking = field(default_factory=DamageRanking)  # what ordered them (empty: the per-tensor order)
 
     def as_dict(self, plan: QuantPlan) -> dict:
         ops = {n.node: n.op_type for n in plan.nodes}
@@ -77,10 +86,16 @@ class GuardOutcome:
                          "worst_sqnr_db_quantized_again": None if r.score_quantized is None
                          else _round(r.score_quantized),
                          "contribution_db": None if r.contribution is None else _round(r.contribution),
+                         "damage_db": self._damage_db(r.unit),
                          "reason": self.details[r.unit]}
                         for r in s.reverted],
+            "ranking": self.ranking.as_dict(self.candidates, self.max_reverts),
             "initial_outputs": [o.as_dict() for o in self.initial.outputs],
         }
+
+    def _damage_db(self, node: str) -> float | None:
+        measured = self.ranking.nodes.get(node)
+        return None if measured is None else measured.damage_db
 
 
 def guard_candidates(plan: QuantPlan, errors: Mapping[str, float]) -> list[str]:
@@ -103,14 +118,18 @@ def worst_tensors(errors: Mapping[str, float], count: int = 3) -> list[tuple[str
 
 
 def run_guard(initial: Fidelity, candidates: list[str], settings: GuardSettings,
-              attempt: Callable[[tuple[RevertRequest, ...]], Attempt | None]) -> GuardOutcome:
+              attempt: Callable[[tuple[RevertRequest, ...]], Attempt | None],
+              ranking: DamageRanking | None = None) -> GuardOutcome:
     """Search reverts until the worst output SQNR reaches the threshold or the budget is spent.
 
     ``attempt(reverts)`` re-plans with ``reverts``, re-emits and measures; None when that plan cannot be
     carried out (a quantizer needs statistics the calibration pass did not collect, or the runtime refuses
     the model). When reverts are kept, the final plan is made once more with each revert's measured reason
-    in its decision.
+    in its decision. ``ranking``: the measured damage that ordered ``candidates`` (``rewriter.tuning.damage``),
+    for the reasons and the report; None when they are in the per-tensor order.
     """
+    ranking = ranking if ranking is not None else DamageRanking()
+
     def score(units: tuple[str, ...]) -> float | None:
         result = attempt(tuple(RevertRequest(u, GUARD_SOURCE) for u in units))
         return None if result is None else result.fidelity.worst_sqnr_db
@@ -119,24 +138,27 @@ def run_guard(initial: Fidelity, candidates: list[str], settings: GuardSettings,
     search = revert_search(candidates, score, initial.worst_sqnr_db, settings.threshold_db, settings.budget,
                            settings.batch, limit)
     if not search.reverted:
-        return GuardOutcome(search, None, initial, settings, max_reverts=limit)
-    details = {r.unit: _reason(r, search, settings) for r in search.reverted}
+        return GuardOutcome(search, None, initial, settings, max_reverts=limit, candidates=tuple(candidates),
+                            ranking=ranking)
+    details = {r.unit: _reason(r, search, settings, ranking) for r in search.reverted}
     order = {u: i for i, u in enumerate(candidates)}
     final = attempt(tuple(RevertRequest(r.unit, GUARD_SOURCE, details[r.unit])
                           for r in sorted(search.reverted, key=lambda r: order[r.unit])))
     if final is None:
         raise RuntimeError("the fidelity guard's final plan could not be made again")
-    return GuardOutcome(search, final, initial, settings, details, limit)
+    return GuardOutcome(search, final, initial, settings, details, limit, tuple(candidates), ranking)
 
 
-def _reason(revert: Revert, search: SearchResult, settings: GuardSettings) -> str:
+def _reason(revert: Revert, search: SearchResult, settings: GuardSettings, ranking: DamageRanking) -> str:
     """The measured reason a revert's decision carries."""
     where = (f"worst output SQNR {_text(search.initial)} dB as planned, {_text(search.final)} dB after the guard "
              f"(threshold {settings.threshold_db:g} dB)")
+    damage = ranking.nodes.get(revert.unit)
+    measured = "" if damage is None else f"; {damage.describe()}"
     if revert.score_quantized is None:
-        return f"{where}; reverted in a batch that raised it, not measured alone (guard budget spent)"
+        return f"{where}; reverted in a batch that raised it, not measured alone (guard budget spent){measured}"
     return (f"{where}; quantized again alone: {_text(revert.score_quantized)} dB "
-            f"(contribution {revert.score_reverted - revert.score_quantized:+.2f} dB)")
+            f"(contribution {revert.score_reverted - revert.score_quantized:+.2f} dB){measured}")
 
 
 def _round(value: float) -> float:

@@ -64,8 +64,9 @@ def test_the_guard_reverts_a_quantized_layernorm_through_the_plan_and_audit_show
     assert threshold > guard["initial_worst_sqnr_db"]
     # The reverts must help, measured. Since model inputs and few-values-per-sample tensors take the
     # population range, part of this damage sits on the variance feeding the epsilon Add, whose per-tensor
-    # SQNR looks healthy, so the guard's suspect order (lowest per-tensor SQNR first) does not reach it
-    # before its revert limit; the threshold is then not met, and the report and warning must say so.
+    # SQNR looks healthy, and whose measured damage the error the quantized Sub and Pow make before it
+    # masks in the one run that orders the candidates, so the guard does not reach it before its revert
+    # limit; the threshold is then not met, and the report and warning must say so.
     assert fidelity["worst_sqnr_db"] > guard["initial_worst_sqnr_db"] + 3
     assert guard["met"] == (fidelity["worst_sqnr_db"] >= threshold)
     assert bool(fidelity["warning"]) == (not guard["met"])
@@ -102,6 +103,35 @@ def test_the_guard_reverts_a_quantized_layernorm_through_the_plan_and_audit_show
                  str(out.with_suffix(".json")), "--why", name]) == 0
     explained = capsys.readouterr().out
     assert f"node {name}" in explained and "reverted to float by fidelity-guard" in explained
+
+
+def test_the_measured_ranking_reverts_the_quantized_variance_first_where_the_per_tensor_order_does_not(
+        damaged) -> None:
+    """Only Add and MatMul inputs quantized: in the LayerNorm that is the variance read by Add(eps), whose
+    per-tensor SQNR looks healthy (the large tokens dominate its power) while Sqrt and Div, float after it,
+    blow up its error on the small tokens. The per-tensor order tries the linear layers first; with one
+    node per measurement and two measurements it never reaches the variance. The measured damage puts the
+    Add first: one measurement meets the threshold."""
+    from rewriter.pipeline import QuantizeOptions, quantize
+
+    folder = damaged["dir"]
+    (folder / "add_matmul.rules").write_text("rule quantize_add_and_matmul {\n    match { op : Add | MatMul }\n"
+                                             "    insert op.inputs\n}\n")
+    target = folder / "add_matmul.yaml"
+    target.write_text("name: ADD_MATMUL\nextends: cpu\nrules: [add_matmul.rules]\n")
+    samples = [{"input": np.load(path)} for path in sorted(damaged["data"].glob("*.npy"))]
+    options = QuantizeOptions(target=str(target), subset_size=16, guard_batch=1, guard_budget=2)
+    guard = quantize(onnx.load(str(damaged["model"])), samples, options).report["fidelity"]["guard"]
+    first = guard["measurements"][0]
+    assert first["nodes"] == ["ln_add_eps"] and first["kept"]
+    assert guard["met"] and [r["node"] for r in guard["reverts"]] == ["ln_add_eps"]
+    ranking = guard["ranking"]
+    assert ranking["by"] == "measured damage" and ranking["samples"] == 4
+    top = ranking["first"][0]
+    assert top["node"] == "ln_add_eps" and top["through"] == ["ln_sqrt", "ln_div", "ln_mul"]
+    assert top["inputs_sqnr_db"] > 40 > 0 > top["outputs_sqnr_db"] and top["damage_db"] > 0
+    (revert,) = guard["reverts"]
+    assert revert["damage_db"] == top["damage_db"] and "damage measured before the guard +" in revert["reason"]
 
 
 def test_same_inputs_and_seed_give_the_same_bytes_with_the_guard_acting(damaged, tmp_path) -> None:
