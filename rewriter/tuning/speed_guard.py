@@ -306,6 +306,11 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     candidates = sorted((u for u in units if _costs_more(times[u], settings.margin)),
                         key=lambda u: (-times[u].excess_us, units.index(u)))
     closures = {u: revert_closure(graph, set(units), u) for u in candidates}
+    # A revert is kept only when it raises the speed-up by more than the margin. If the profile gives the
+    # candidates together less excess than that, no measurement of their revert can be kept (the profiler's
+    # overhead makes each group's excess, if anything, larger than it is): none is made.
+    predicted = _predicted_speedup(first[0], times, candidates)
+    searched = candidates if predicted >= initial + settings.margin else []
     log: list[dict] = []
     out_of_time = False
 
@@ -345,7 +350,7 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         last_cost[0] = clock() - began
         return _speedup(_pairs(pairs))
 
-    search = revert_search(candidates, score, initial, math.inf, settings.budget,
+    search = revert_search(searched, score, initial, math.inf, settings.budget,
                            settings.batch or max(1, len(candidates)), margin=settings.margin)
     final: Reverted | None = None
     final_outputs: tuple[Mapping[str, Any], ...] = ()
@@ -372,6 +377,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         final, final_outputs = _final(reverter, chosen), ()
     section = _section(plan, settings, runs[0], _pairs(first), search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
+    section["predicted_speedup"] = round(predicted, 3) if candidates else None
+    if candidates and not searched:
+        section["stopped"] = (f"the profile predicts {predicted:.2f}x with every candidate reverted, not more than "
+                              f"the margin above {initial:.2f}x: no revert measured")
     if whole_float:
         section[why_float] = list(whole_float)
         # No quantized node is left: the output runs the float model's kernels (not timed again).
@@ -380,6 +389,14 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
                                                           final.emitted.model, final_outputs)
     section["cost_s"] = round(clock() - start, 3)
     return finished(chosen, final, section, fidelity_after)
+
+
+def _predicted_speedup(first: TimedPair, times: Mapping[str, UnitTime], candidates: Sequence[str]) -> float:
+    """The speed-up the first timing would show with every candidate's excess (profiled) taken off the
+    quantized run; the first timing's own speed-up when there is no candidate."""
+    excess = sum(times[u].excess_us for u in candidates)
+    quantized = max(first.quantized.total_us - excess, 1e-9)
+    return first.float.total_us / quantized if first.quantized.total_us > 0 else 0.0
 
 
 def _pairs(timed: Sequence[TimedPair]) -> list[tuple[RunProfile, RunProfile]]:

@@ -558,3 +558,22 @@ def test_a_model_with_no_integer_kernel_goes_back_to_float_untimed(
     assert main(["quantize", str(path), "-o", str(tmp_path / "q.onnx"), "--data", str(tmp_path / "data.npz"),
                  "--subset-size", "8"]) == 0
     assert "not timed; no integer kernel was left, so the model is float" in capsys.readouterr().out
+
+
+def test_no_revert_is_measured_when_the_profile_predicts_less_than_the_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pw_conv's group (with its fused Relu) costs 7.5 % more quantized, a candidate, but 15 us of the whole run
+    # is less than the margin of speed-up a revert must gain to be kept: measuring it could only cost time.
+    fake_timing.install(monkeypatch, _priced({"pw_conv": 115.0}))
+    _steady_clock(monkeypatch)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4))
+    speed = result.report["speed"]
+    assert [g["node"] for g in speed["groups"] if g["candidate"]] == ["pw_conv"]
+    assert speed["measurements"] == [] and speed["reverts"] == []
+    assert speed["predicted_speedup"] < speed["initial_speedup"] + speed["margin"]
+    assert speed["stopped"].startswith("the profile predicts") and "no revert measured" in speed["stopped"]
+    # A larger excess is measured: the same model with pw_conv at 300 us (not the stored decision).
+    fake_timing.install(monkeypatch, _priced({"pw_conv": 300.0}))
+    again = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                          speed_cache=False))
+    assert [m["nodes"] for m in again.report["speed"]["measurements"]][:1] == [["pw_conv"]]
