@@ -16,7 +16,11 @@ shape, so ``normalize`` rewrites a copy of the model:
    chains collapse into a constant shape;
 6. BatchNormalization folded into a preceding Conv, ConvTranspose, Gemm, or
    MatMul with a constant 2-D weight, when nothing else reads the producer's output;
-7. nodes whose outputs nobody reads and unused initializers removed, shapes
+7. a constant bias of shape ``[1, ..., 1, N]`` added to a MatMul's output of at least
+   that rank stored as ``[N]`` (the same sums: TensorFlow and JAX exports write biases so;
+   onnxruntime fuses MatMul + Add into a Gemm, which runs as an integer kernel only with a
+   1-D int32 bias);
+8. nodes whose outputs nobody reads and unused initializers removed, shapes
    inferred again.
 
 Ordering and naming (``rewriter.ir.order``), shape inference
@@ -95,6 +99,7 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     # inferred as this tail would leave it, and the tail costs seconds on a large graph.
     if _edited(log, inferred_at):
         rows = node_rows(m.graph.node)
+    _vector_biases(m.graph, log, rows)  # edits initializers only: the rows stay the graph's
     rows = _remove_dead_nodes(m.graph, log, rows)
     _remove_unused(m.graph, log, rows)
     edited = _edited(log, inferred_at)
@@ -195,6 +200,48 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
                 node.input[k] = alias[name]
     replace_nodes(g, keep)
     log.append(f"bypassed {len(alias)} Identity node(s) of initializers")
+
+
+def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
+    """Store a MatMul's constant bias of shape [1, ..., 1, N] as [N] (module docstring, step 7).
+
+    Only a float initializer that this Add alone reads (nothing else sees its shape change), added to a
+    MatMul output whose inferred rank is at least the bias's: broadcasting from the right gives the same
+    sums and the same output shape."""
+    matmul_outputs = {r.outputs[0] for r in rows if r.op_type == "MatMul" and r.domain in DEFAULT_DOMAINS
+                      and r.outputs}
+    adds = [r for r in rows if r.op_type == "Add" and r.domain in DEFAULT_DOMAINS and len(r.inputs) == 2
+            and (r.inputs[0] in matmul_outputs or r.inputs[1] in matmul_outputs)]
+    if not adds:
+        return
+    inits = {t.name: t for t in g.initializer}
+    readers: dict[str, int] = {}
+    for row in rows:
+        for name in row.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in g.value_info
+             if vi.type.tensor_type.HasField("shape")}
+    found: list[onnx.TensorProto] = []
+    for row in adds:
+        for product, bias in ((row.inputs[0], row.inputs[1]), (row.inputs[1], row.inputs[0])):
+            tensor = inits.get(bias)
+            if (tensor is not None and product in matmul_outputs and readers.get(bias) == 1
+                    and len(tensor.dims) >= 2 and all(d == 1 for d in tensor.dims[:-1])
+                    and tensor.data_type in _FLOAT_TYPES and ranks.get(product, 0) >= len(tensor.dims)):
+                found.append(tensor)
+                break
+    if not found:
+        return
+    pinned = _subgraph_reads(g)  # an If or Loop body reading the bias would see its shape change
+    reshaped = [t for t in found if t.name not in pinned]
+    for tensor in reshaped:
+        tensor.dims[:] = [tensor.dims[-1]]
+    if reshaped:
+        log.append(f"stored {len(reshaped)} MatMul bias(es) of shape [1, ..., N] as [N] (same sums)")
+
+
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                          onnx.TensorProto.DOUBLE})
 
 
 # --- cleanup ---------------------------------------------------------------------------------

@@ -198,6 +198,46 @@ def test_batchnorm_after_3d_matmul_is_kept() -> None:
     _assert_same_results(model, result.model, "3-D MatMul + BN")
 
 
+def _matmul_add(x_shape: list[int], bias_shape: list[int], shared: bool = False) -> onnx.ModelProto:
+    """x @ w + bias, as TensorFlow and JAX exports write a dense layer (bias of shape [1, N]); with
+    ``shared``, a second Add reads the same bias."""
+    rng = np.random.default_rng(4)
+    w = numpy_helper.from_array(rng.standard_normal((x_shape[-1], 6)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(bias_shape).astype(np.float32), "b")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"], name="mm"),
+             helper.make_node("Add", ["mm", "b"], ["y"], name="bias_add")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if shared:
+        nodes.append(helper.make_node("Add", ["y", "b"], ["z"], name="again"))
+        outputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              outputs, [w, b])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("x_shape,bias_shape", [([3, 5], [1, 6]), ([2, 3, 5], [1, 1, 6]), ([2, 3, 5], [1, 6])])
+def test_a_dense_layers_bias_of_shape_1_n_is_stored_as_a_vector(x_shape: list[int], bias_shape: list[int]) -> None:
+    model = _matmul_add(x_shape, bias_shape)
+    result = normalize(model)
+    bias = next(t for t in result.model.graph.initializer if t.name == "b")
+    assert list(bias.dims) == [6]
+    assert any("as [N]" in line for line in result.actions)
+    _assert_same_results(model, result.model, f"MatMul {x_shape} + bias {bias_shape}")
+
+
+@pytest.mark.parametrize("x_shape,bias_shape,shared", [
+    ([5], [1, 6], False),        # a vector product: [6] + [1, 6] is [1, 6], and [6] + [6] would be [6]
+    ([3, 5], [1, 6], True),      # another reader sees the bias too
+    ([3, 5], [3, 6], False),     # not a bias per column
+])
+def test_a_bias_whose_shape_matters_is_left_alone(x_shape: list[int], bias_shape: list[int], shared: bool) -> None:
+    model = _matmul_add(x_shape, bias_shape, shared)
+    result = normalize(model)
+    bias = next(t for t in result.model.graph.initializer if t.name == "b")
+    assert list(bias.dims) == bias_shape
+    _assert_same_results(model, result.model, f"MatMul {x_shape} + bias {bias_shape}")
+
+
 # --- constants ----------------------------------------------------------------------------------
 
 

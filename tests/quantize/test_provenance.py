@@ -180,12 +180,14 @@ def linear_model(bias: np.ndarray) -> onnx.ModelProto:
 
 
 def test_a_bias_that_is_not_one_value_per_channel_is_not_planned_as_int32() -> None:
-    """A [1, N] bias after a MatMul (as jax2tf exports write it) stays float, and the plan says so up front."""
-    bias = np.random.default_rng(1).standard_normal(4).astype(np.float32)
-    row = linear_model(bias.reshape(1, 4))
-    result = rewriter.quantize(row, target="ORT", data=calibration(row))
+    """A bias with a value per element of the output ([2, N] here) stays float, and the plan says so up front;
+    a [1, N] bias (as jax2tf exports write it) is a vector once normalized, and is planned as int32."""
+    rng = np.random.default_rng(1)
+    per_element = linear_model(rng.standard_normal((2, 4)).astype(np.float32))
+    result = rewriter.quantize(per_element, target="ORT", data=calibration(per_element))
     assert result.plan.int32_biases == ()
     assert not [e for e in result.report["emitted_extra"] if e["role"] == "bias"]
-    vector = linear_model(bias)
-    planned = rewriter.quantize(vector, target="ORT", data=calibration(vector)).plan.int32_biases
-    assert [b.node for b in planned] == ["mm"]
+    bias = rng.standard_normal(4).astype(np.float32)
+    for vector in (linear_model(bias), linear_model(bias.reshape(1, 4))):
+        planned = rewriter.quantize(vector, target="ORT", data=calibration(vector)).plan.int32_biases
+        assert [b.node for b in planned] == ["mm"]

@@ -134,6 +134,25 @@ def _fused_and_unfused(model: onnx.ModelProto, feeds: dict) -> tuple[np.ndarray,
     return runs[0], runs[1]
 
 
+def test_a_dense_layer_exported_with_a_1_by_n_bias_runs_as_an_integer_gemm() -> None:
+    # TensorFlow/JAX exports add a [1, N] bias after the MatMul. onnxruntime fuses MatMul + Add into a Gemm
+    # before it looks at Q/DQ pairs, and that Gemm runs as QGemm only with a 1-D int32 bias: normalize stores
+    # the bias as [N], so the plan gives it one (before, the layer ran as a float Gemm behind Q/DQ work).
+    rng = np.random.default_rng(5)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((32, 16)).astype(np.float32) * 0.2, "w")
+    b = onnx.numpy_helper.from_array(rng.standard_normal((1, 16)).astype(np.float32), "b")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["mm"], name="dense"),
+         onnx.helper.make_node("Add", ["mm", "b"], ["y"], name="dense_bias")], "dense",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 32])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 16])], [w, b])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    samples = [{"x": rng.standard_normal((1, 32)).astype(np.float32)} for _ in range(16)]
+    result = quantize(model, samples, QuantizeOptions(target="ORT", speed_guard=False, check_samples=4))
+    assert any(b.node == "dense" for b in result.plan.int32_biases)
+    counts = fused_counts(result.model)
+    assert counts.get("QGemm") == 1 and "Gemm" not in counts
+
 @pytest.mark.parametrize("preset", ["performance", "accuracy"])
 @pytest.mark.parametrize("target", ["CPU", "ANY", "ORT"])
 def test_integer_kernels_compute_the_qdq_graph_exactly_on_every_x86_cpu(target, preset) -> None:
