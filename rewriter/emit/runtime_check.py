@@ -3,7 +3,9 @@
 QDQ output is for onnxruntime; FakeQuantize output (org.openvinotoolkit domain) is for OpenVINO, which
 is optional (the ``openvino`` extra): onnxruntime has no FakeQuantize kernel and refuses such a model, so
 without OpenVINO it cannot be run here, and ``runtime_for`` says so (None). OpenVINO runs on its CPU
-plugin with float32 inference precision.
+plugin with float32 inference precision. The runtime "openvino-simulated" is OpenVINO with its
+low-precision transformations off (``LP_TRANSFORMS_MODE``): every FakeQuantize is computed in float and no
+layer runs on integers, which tells a fault of the plan from a fault of OpenVINO's integer execution.
 
 A model the runtime refuses, at load or at run, raises ``RuntimeRefused`` with the runtime's own message
 and the node it names (onnxruntime writes 'In Node, ("name", ...', "Node (name)" or "node. Name:'name'").
@@ -31,12 +33,14 @@ from rewriter.calibrate.inputs import model_inputs
 from rewriter.calibrate.session import open_session, session_options
 from rewriter.errors import RuntimeRefused
 
-__all__ = ["CHECK_BATCH_SIZE", "OPENVINO_PRECISION", "ModelRunner", "runtime_for"]
+__all__ = ["CHECK_BATCH_SIZE", "OPENVINO_PRECISION", "SIMULATED", "ModelRunner", "runtime_for"]
 
 #: Samples per run when the model allows batching (see the module docstring).
 CHECK_BATCH_SIZE = 8
 #: The inference precision the check asks OpenVINO for (its CPU default is bf16 where the CPU has it).
 OPENVINO_PRECISION = "f32"
+#: OpenVINO computing every FakeQuantize in float (its low-precision transformations off).
+SIMULATED = "openvino-simulated"
 
 _NODE_PATTERNS = (re.compile(r"In Node, \(\"([^\"]+)\""), re.compile(r"[Nn]ode \(([^)]+)\)"),
                   re.compile(r"node\. Name:\s*'([^']*)'"), re.compile(r"[Nn]ode name:?\s*'?([^'\s,]+)"))
@@ -54,7 +58,7 @@ class ModelRunner:
 
     Args:
         model: the model to load (not modified).
-        runtime: "onnxruntime" or "openvino" (``runtime_for``).
+        runtime: "onnxruntime", "openvino" (``runtime_for``) or "openvino-simulated" (module docstring).
         what: how messages name the model ("the quantized model").
 
     Raises:
@@ -70,7 +74,8 @@ class ModelRunner:
         self.can_batch = batch_size > 1 and dynamic_batch(model_inputs(model))
         self.verified = False
         try:
-            self._run = _onnxruntime(model) if runtime == "onnxruntime" else _openvino(model)
+            self._run = (_onnxruntime(model) if runtime == "onnxruntime"
+                         else _openvino(model, low_precision=runtime != SIMULATED))
         except RuntimeRefused:
             raise
         except Exception as e:  # the runtimes' errors have no common public base class
@@ -137,7 +142,7 @@ def _onnxruntime(model: onnx.ModelProto) -> Callable[[dict[str, np.ndarray]], li
     return lambda feeds: session.run(names, feeds)
 
 
-def _openvino(model: onnx.ModelProto) -> Callable[[dict[str, np.ndarray]], list[Any]]:
+def _openvino(model: onnx.ModelProto, low_precision: bool = True) -> Callable[[dict[str, np.ndarray]], list[Any]]:
     import openvino
 
     core = openvino.Core()
@@ -147,7 +152,10 @@ def _openvino(model: onnx.ModelProto) -> Callable[[dict[str, np.ndarray]], list[
         save_model(model, path)
         # f32: on CPUs with bf16 (or f16) arithmetic OpenVINO's default runs the float parts in it, and the check
         # would charge that rounding to the quantization (the float model it is compared with runs in float32).
-        compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION})
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION}
+        if not low_precision:
+            config["LP_TRANSFORMS_MODE"] = False
+        compiled = core.compile_model(core.read_model(path), "CPU", config)
     outputs = list(compiled.outputs)
 
     def run(feeds: dict[str, np.ndarray]) -> list[Any]:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rewriter.algorithms.minmax import activation_ranges, weight_ranges
 from rewriter.errors import RuntimeRefused
-from rewriter.emit.runtime_check import OPENVINO_PRECISION, runtime_for
+from rewriter.emit.runtime_check import OPENVINO_PRECISION, SIMULATED, runtime_for
 from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.plan import FakeQuantizePoint, NodeDecision, QuantPlan
@@ -115,8 +115,28 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
         warning = (f"output fidelity ({fidelity.summary(held_out.held_out)}) is below the threshold of {threshold:g} dB"
                    f"{' after the fidelity guard' if options.guard else ''}; the worst quantized tensors: "
                    f"{worst or 'none measured'}")
+        if runtime == "openvino":
+            simulated = _simulated_in_float(check, emitted.model, held_out)
+            section["openvino_simulated"] = simulated
+            if simulated is not None and simulated["worst_sqnr_db"] >= threshold:
+                warning += (f"; with OpenVINO's low-precision transformations off (every FakeQuantize computed in "
+                            f"float) the output reaches {simulated['summary']}: the quantization is sound, OpenVINO's "
+                            "integer execution of this model is not (compile it with LP_TRANSFORMS_MODE off, or "
+                            "report the model to OpenVINO)")
     section["warning"] = warning
     return CheckedOutput(plan, ranges, emitted, errors, section, warning, check)
+
+
+def _simulated_in_float(check: SelfCheck, model: Any, held_out: HeldOut) -> dict[str, Any] | None:
+    """The output's fidelity in OpenVINO with every FakeQuantize computed in float (``SIMULATED``): whether a
+    FakeQuantize model that fails its check fails for its quantization or for OpenVINO's integer execution.
+    None when this OpenVINO cannot switch its low-precision transformations off."""
+    try:
+        measured = check.in_runtime(SIMULATED).measure(model)
+    except RuntimeRefused:
+        return None
+    return {"worst_sqnr_db": _round(measured.worst_sqnr_db), "summary": measured.summary(held_out.held_out),
+            "outputs": [o.as_dict() for o in measured.outputs]}
 
 
 def sample_fields(held_out: HeldOut, used: int) -> dict[str, Any]:

@@ -9,7 +9,8 @@ Per output tensor, over all compared samples together:
   the float model gives unit L2 norm (a normalized embedding, whose arg-max means nothing);
 - ``cosine``: for outputs whose last axis has more than one value (embeddings, sequences of scores), the
   mean over rows of the last axis of the cosine similarity between float and quantized rows (a row that is
-  all zeros in both counts as 1, in one only as 0).
+  zero in both counts as 1, in one only as 0; zero means 120 dB below the largest float row, so that a
+  background of exact zeros in one model and of 1e-27 in the other agrees).
 
 The score the fidelity guard keeps above its threshold is the worst output's SQNR (``worst_sqnr_db``).
 """
@@ -115,8 +116,9 @@ def _output_fidelity(name: str, shape: tuple[int, ...], samples: list[tuple[np.n
     noise = power = 0.0
     ndim, last = samples[0][0].ndim, samples[0][0].shape[-1]
     by_rows = ndim >= 2 and last > 1
-    cosines: list[np.ndarray] = []
     float_norms: list[np.ndarray] = []
+    quantized_norms: list[np.ndarray] = []
+    dots: list[np.ndarray] = []
     same_top1: list[np.ndarray] = []
     for float_part, quantized_part in samples:
         f, q = float_part.astype(np.float64), quantized_part.astype(np.float64)
@@ -126,23 +128,31 @@ def _output_fidelity(name: str, shape: tuple[int, ...], samples: list[tuple[np.n
         if not by_rows:
             continue
         rows_f, rows_q = f.reshape(-1, last), q.reshape(-1, last)
-        norm_f = np.sqrt(np.einsum("ij,ij->i", rows_f, rows_f))
-        norm_q = np.sqrt(np.einsum("ij,ij->i", rows_q, rows_q))
-        norms = norm_f * norm_q
-        dots = np.einsum("ij,ij->i", rows_f, rows_q)
-        both_zero = (norm_f == 0) & (norm_q == 0)
-        cosines.append(np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0)))
-        float_norms.append(norm_f)
+        float_norms.append(np.sqrt(np.einsum("ij,ij->i", rows_f, rows_f)))
+        quantized_norms.append(np.sqrt(np.einsum("ij,ij->i", rows_q, rows_q)))
+        dots.append(np.einsum("ij,ij->i", rows_f, rows_q))
         if ndim == 2:
             same_top1.append(np.argmax(rows_f, axis=-1) == np.argmax(rows_q, axis=-1))
     sqnr = math.inf if noise == 0.0 else (-math.inf if power == 0.0 else 10.0 * math.log10(power / noise))
     top1 = cosine = None
     if by_rows:
+        norm_f, norm_q, dot = np.concatenate(float_norms), np.concatenate(quantized_norms), np.concatenate(dots)
         # A normalized embedding's rows have unit norm: their arg-max means nothing.
-        if ndim == 2 and not np.allclose(np.concatenate(float_norms), 1.0, atol=1e-3):
+        if ndim == 2 and not np.allclose(norm_f, 1.0, atol=1e-3):
             top1 = float(np.mean(np.concatenate(same_top1)))
-        cosine = float(np.mean(np.concatenate(cosines)))
+        # A row counts as zero 120 dB below the output's largest float row: a probability map's background
+        # is exactly 0 in one model and 1e-27 in the other, and those rows agree.
+        floor = _ZERO_ROW * float(norm_f.max(initial=0.0))
+        zero_f, zero_q = norm_f <= floor, norm_q <= floor
+        norms = norm_f * norm_q
+        per_row = np.where(zero_f | zero_q, np.where(zero_f & zero_q, 1.0, 0.0),
+                           dot / np.where(norms > 0, norms, 1.0))
+        cosine = float(np.mean(per_row))
     return OutputFidelity(name, shape, sqnr, top1, cosine)
+
+
+#: A row whose norm is this far below the largest float row's is zero, for the cosine (120 dB).
+_ZERO_ROW = 1e-6
 
 
 def _numeric(values: np.ndarray) -> bool:

@@ -135,6 +135,13 @@ class SelfCheck:
             runs = outputs(0, len(self.samples))
         return compare_outputs(self.output_names, self.float_runs(len(self.samples)), runs)
 
+    def in_runtime(self, runtime: str) -> SelfCheck:
+        """The same check in another runtime (its float runs shared, not run again)."""
+        other = object.__new__(SelfCheck)
+        other.__dict__.update(self.__dict__)
+        other.runtime, other.measurements = runtime, 0
+        return other
+
     def first(self, count: int) -> SelfCheck:
         """The same check on its first ``count`` samples (float runs made so far are reused, not run again)."""
         if count >= len(self.samples):

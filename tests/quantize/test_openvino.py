@@ -164,3 +164,53 @@ def test_without_openvino_the_self_check_says_plainly_it_was_skipped(tmp_path: P
     assert "self-check skipped: FakeQuantize output runs in OpenVINO, which is not installed" in out
     fidelity = json.loads(report.read_text())["fidelity"]
     assert fidelity["skipped"].startswith("self-check skipped") and fidelity["guard"] is None
+
+
+def test_openvino_simulated_computes_every_fakequantize_in_float() -> None:
+    """With its low-precision transformations off, OpenVINO gives numpy's FakeQuantize, element by element."""
+    pytest.importorskip("openvino", reason="OpenVINO is optional (the openvino extra)")
+    from onnx import TensorProto, helper, numpy_helper
+
+    low, high, levels = -1.0, 1.5, 256
+    bounds = [numpy_helper.from_array(np.array(v, np.float32), n) for v, n in ((low, "lo"), (high, "hi"))]
+    fq = helper.make_node("FakeQuantize", ["x", "lo", "hi", "lo", "hi"], ["q"], domain="org.openvinotoolkit",
+                          levels=levels)
+    graph = helper.make_graph([fq, helper.make_node("Relu", ["q"], ["y"])], "fq",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], bounds)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("org.openvinotoolkit", 1)])
+    x = np.random.default_rng(3).uniform(-2, 2, (1, 64)).astype(np.float32)
+    step = (high - low) / (levels - 1)
+    want = np.maximum(np.round((np.clip(x.astype(np.float64), low, high) - low) / step) * step + low, 0.0)
+    got = runtime_check.ModelRunner(model, runtime_check.SIMULATED, "the model").run([{"x": x}])[0]["y"]
+    np.testing.assert_allclose(got, want, atol=1e-5 * step)
+
+
+def test_a_fakequantize_output_failing_only_in_openvinos_integer_execution_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check fails in OpenVINO; simulated in float the output clears the threshold: the warning tells the
+    two apart, and the report keeps the simulated figures."""
+    pytest.importorskip("openvino", reason="OpenVINO is optional (the openvino extra)")
+    import rewriter.tuning.self_check as self_check
+
+    class IntegerFault(runtime_check.ModelRunner):
+        """OpenVINO's integer execution, as if it lost the output: noise as large as the signal."""
+        def run(self, samples):  # type: ignore[no-untyped-def]
+            runs = super().run(samples)
+            if self.runtime != "openvino" or self.what != "the quantized model":
+                return runs
+            rng = np.random.default_rng(0)
+            return [{k: v + rng.standard_normal(v.shape).astype(v.dtype) * float(np.std(v) + 1) for k, v in r.items()}
+                    for r in runs]
+    monkeypatch.setattr(self_check, "ModelRunner", IntegerFault)
+    model = models.tiny_cnn()
+    data = models.random_inputs(model, 16, seed=2)
+    result = rewriter.quantize(model, data=data, output_format="fakequantize", subset_size=8, check_samples=4,
+                               guard=False)
+    fidelity = result.report["fidelity"]
+    assert fidelity["below_threshold"]
+    simulated = fidelity["openvino_simulated"]
+    assert simulated["worst_sqnr_db"] >= fidelity["threshold_db"] > fidelity["worst_sqnr_db"]
+    assert "low-precision transformations off" in fidelity["warning"]
+    assert "the quantization is sound" in fidelity["warning"]

@@ -36,20 +36,24 @@ def test_sqnr_agreement_and_cosine_match_a_brute_force_computation() -> None:
 def test_sequences_of_rows_match_a_brute_force_computation_zero_rows_included() -> None:
     # Summed sample by sample; the figures are those of the joined samples, row by row of the last axis.
     rng = np.random.default_rng(2)
-    f, q = _runs(rng, (1, 6, 7), 4, 0.2)
+    f, q = _runs(rng, (1, 6, 7), 5, 0.2)
     f[1]["y"][0, 2] = 0.0
     q[1]["y"][0, 2] = 0.0  # zero in both: cosine 1
     f[2]["y"][0, 4] = 0.0  # zero in the float row only: cosine 0
+    f[3]["y"][0, 1] = 0.0
+    q[3]["y"][0, 1] = 1e-27  # a background of 1e-27 against exact zeros: zero in both, cosine 1
     got = compare_outputs(["y"], f, q).outputs[0]
     rows_f = [[float(v) for v in row] for r in f for row in r["y"].reshape(-1, 7)]
     rows_q = [[float(v) for v in row] for r in q for row in r["y"].reshape(-1, 7)]
     noise = sum((a - b) ** 2 for fr, qr in zip(rows_f, rows_q) for a, b in zip(fr, qr))
     power = sum(a * a for fr in rows_f for a in fr)
 
+    floor = 1e-6 * max(math.sqrt(sum(x * x for x in row)) for row in rows_f)  # 120 dB below the largest row
+
     def cosine(a: list[float], b: list[float]) -> float:
         na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(x * x for x in b))
-        if na == 0 or nb == 0:
-            return 1.0 if na == nb == 0 else 0.0
+        if na <= floor or nb <= floor:
+            return 1.0 if na <= floor and nb <= floor else 0.0
         return sum(x * y for x, y in zip(a, b)) / (na * nb)
     assert got.sqnr_db == pytest.approx(10 * math.log10(power / noise), rel=1e-9)
     assert got.cosine == pytest.approx(sum(cosine(a, b) for a, b in zip(rows_f, rows_q)) / len(rows_f), rel=1e-9)
