@@ -280,11 +280,13 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         """Each thread count's timing; the first thread count's sessions profiled first when asked."""
         return [timer.time(model, runs[0], profile_runs if k == 0 else 0) for k, timer in enumerate(timers)]
 
-    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model.
-    # The statistics pass gives a first guess of the float run time (an over-estimate: it also reduces the
-    # tensors it exposes); the first timing is taken again with more runs only when it shows the guess was
-    # far off.
+    # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model
+    # (at most an eighth of the time budget: the first timing and one attempt time both models, so their runs
+    # take at most half of it). The statistics pass gives a first guess of the float run time and of the
+    # budget (over-estimates: it also reduces the tensors it exposes); the first timing is taken again with
+    # more runs only when it shows the guess was far off.
     if seconds and pass_samples:
+        settings = _timing_share(settings)
         runs[0] = _runs_for(settings, seconds / pass_samples)
     weighted = {c.node for p in plan.points if p.role == "weight" for c in p.consumers}
     units = [n.node for n in plan.nodes if n.status == "quantized"
@@ -292,12 +294,12 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     # The per-node profile only ranks the groups (a few runs); the speed-ups compared come from timed runs.
     first = timed(emitted.model, _PROFILE_RUNS if units else 0)
     profiled = first[0].profiles or (RunProfile(0.0, {}, 0), RunProfile(0.0, {}, 0))
+    settings = _timing_share(_float_pass_budget(settings, _pairs(first), pass_samples))
     wanted = _runs_for(settings, max(p.float.total_us for p in first) / 1e6)
     if wanted > 2 * runs[0]:
         runs[0] = wanted
         first = timed(emitted.model)
     initial = _speedup(_pairs(first))
-    settings = _float_pass_budget(settings, _pairs(first), pass_samples)
     owners = group_owners(graph, set(units))
     readers = qdq_readers(emitted.model)
     times, loose_float, loose_quantized = attribute(
@@ -462,6 +464,13 @@ def _float_pass_budget(settings: SpeedSettings, first: Sequence[tuple[RunProfile
         return settings
     estimate = min(f.total_us for f, _ in first) / 1e6 * pass_samples
     return replace(settings, seconds=min(settings.seconds, estimate))
+
+
+def _timing_share(settings: SpeedSettings) -> SpeedSettings:
+    """The timed runs' time per model cut to an eighth of the time budget (none without a budget)."""
+    if settings.seconds is None:
+        return settings
+    return replace(settings, seconds_per_model=min(settings.seconds_per_model, settings.seconds / 8))
 
 
 def _cache(options: QuantizeOptions) -> SpeedCache | None:

@@ -577,3 +577,15 @@ def test_no_revert_is_measured_when_the_profile_predicts_less_than_the_margin(mo
     again = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
                                                           speed_cache=False))
     assert [m["nodes"] for m in again.report["speed"]["measurements"]][:1] == [["pw_conv"]]
+
+
+def test_the_timed_runs_take_at_most_an_eighth_of_the_time_budget_per_model() -> None:
+    # A 1 ms model with a 0.08 s budget (one float pass over 80 samples): 10 ms of runs per model and timing,
+    # 10 runs, where the settings alone would give 100; never fewer than the settings' minimum of 9.
+    settings = speed_guard._timing_share(speed_guard.SpeedSettings(seconds=0.08))
+    assert settings.seconds_per_model == pytest.approx(0.01)
+    assert speed_guard._runs_for(settings, 0.001) == 10
+    assert speed_guard._runs_for(speed_guard.SpeedSettings(), 0.001) == 100
+    assert speed_guard._runs_for(settings, 0.01) == settings.runs == 9
+    # Without a time budget the settings' time per model holds.
+    assert speed_guard._timing_share(speed_guard.SpeedSettings()).seconds_per_model == 0.1
