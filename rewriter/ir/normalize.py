@@ -210,26 +210,28 @@ def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> N
     sums and the same output shape."""
     matmul_outputs = {r.outputs[0] for r in rows if r.op_type == "MatMul" and r.domain in DEFAULT_DOMAINS
                       and r.outputs}
-    adds = [r for r in rows if r.op_type == "Add" and r.domain in DEFAULT_DOMAINS and len(r.inputs) == 2
-            and (r.inputs[0] in matmul_outputs or r.inputs[1] in matmul_outputs)]
-    if not adds:
+    pairs = [(product, bias) for r in rows if r.op_type == "Add" and r.domain in DEFAULT_DOMAINS
+             and len(r.inputs) == 2 for product, bias in ((r.inputs[0], r.inputs[1]), (r.inputs[1], r.inputs[0]))
+             if product in matmul_outputs]
+    if not pairs:
         return
-    inits = {t.name: t for t in g.initializer}
-    readers: dict[str, int] = {}
+    # Most biases are vectors already: the graph-wide counts below are made only for those that are not.
+    wanted = {bias for _, bias in pairs}
+    shaped = {t.name: t for t in g.initializer if t.name in wanted and len(t.dims) >= 2
+              and all(d == 1 for d in t.dims[:-1]) and t.data_type in _FLOAT_TYPES}
+    pairs = [(product, bias) for product, bias in pairs if bias in shaped]
+    if not pairs:
+        return
+    readers = dict.fromkeys(shaped, 0)
     for row in rows:
         for name in row.inputs:
-            readers[name] = readers.get(name, 0) + 1
+            if name in readers:
+                readers[name] += 1
+    products = {product for product, _ in pairs}
     ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in g.value_info
-             if vi.type.tensor_type.HasField("shape")}
-    found: list[onnx.TensorProto] = []
-    for row in adds:
-        for product, bias in ((row.inputs[0], row.inputs[1]), (row.inputs[1], row.inputs[0])):
-            tensor = inits.get(bias)
-            if (tensor is not None and product in matmul_outputs and readers.get(bias) == 1
-                    and len(tensor.dims) >= 2 and all(d == 1 for d in tensor.dims[:-1])
-                    and tensor.data_type in _FLOAT_TYPES and ranks.get(product, 0) >= len(tensor.dims)):
-                found.append(tensor)
-                break
+             if vi.name in products and vi.type.tensor_type.HasField("shape")}
+    found = list({bias: shaped[bias] for product, bias in pairs
+                  if readers[bias] == 1 and ranks.get(product, 0) >= len(shaped[bias].dims)}.values())
     if not found:
         return
     pinned = _subgraph_reads(g)  # an If or Loop body reading the bias would see its shape change
