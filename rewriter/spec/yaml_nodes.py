@@ -101,14 +101,21 @@ class YamlFile:
         ``MAX_NESTING`` are reported with line:column like any syntax error.
         """
         try:
-            if not self._nesting_ok(text):
-                return None
-            return self._yaml.compose(text)
+            try:
+                return self._compose(self._yaml, text)
+            except NotImplementedError:
+                # ruamel's round-trip parser gives up on some comment layouts ("overlap in comment": a
+                # comment after a key whose value is a multi-word plain scalar, then a blank line); the
+                # safe parser reads the same YAML, comments skipped, with the same marks.
+                return self._compose(YAML(typ="safe", pure=True), text)
         except MarkedYAMLError as exc:
             self._syntax_error(exc)
         except ReaderError as exc:
             self._bad_character(text, exc)
         return None
+
+    def _compose(self, yaml: YAML, text: str) -> Node | None:
+        return yaml.compose(text) if self._nesting_ok(yaml, text) else None
 
     def top_level_strings(self, keys: Sequence[str]) -> dict[str, str]:
         """The string values of ``keys`` in the file's top-level mapping, read from the parser's events up
@@ -143,7 +150,7 @@ class YamlFile:
                     if len(found) == len(keys):
                         break
                 expect_key = not expect_key
-        except (OSError, UserError, MarkedYAMLError, ReaderError, StopIteration):
+        except (OSError, UserError, MarkedYAMLError, ReaderError, StopIteration, NotImplementedError):
             pass
         return found
 
@@ -152,10 +159,10 @@ class YamlFile:
         tag = event.tag or self._yaml.resolver.resolve(ScalarNode, event.value, event.implicit)
         return str(tag).endswith(":str")
 
-    def _nesting_ok(self, text: str) -> bool:
+    def _nesting_ok(self, yaml: YAML, text: str) -> bool:
         # The parser's events come from a state machine, not recursion: counting them is safe at any depth.
         depth = 0
-        for event in self._yaml.parse(text):
+        for event in yaml.parse(text):
             if isinstance(event, CollectionStartEvent):
                 depth += 1
                 if depth > MAX_NESTING:
