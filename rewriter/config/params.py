@@ -68,7 +68,12 @@ def _ignored_op(checker: SchemaChecker, entry: Mapping[str, Any], where: str) ->
                                     f"ONNX names){hint}")
         return None
     attributes = []
-    for name, value in entry.get("attributes", {}).items():
+    given = entry.get("attributes", {})
+    if not isinstance(given, Mapping):
+        checker.error(f"{where}.attributes", f"{where}.attributes must map attribute names to values, not be a "
+                                          f"{type(given).__name__}")
+        return None
+    for name, value in given.items():
         if PLACEHOLDER.match(name):
             checker.warnings.append(Notice(checker.loc(f"{where}.attributes.{name}", key=True),
                                         f"'{name}' is the documentation's placeholder; attribute ignored"))

@@ -347,3 +347,16 @@ def test_activation_smoothing_is_on_in_default_quantization_and_asked_for_in_min
 def test_smoothing_alpha_must_be_below_one(write_config) -> None:
     with pytest.raises(UserErrors, match="smoothing_alpha"):
         load_config(write_config(minimal('{"smoothing_alpha": 1.0}')))
+
+
+@pytest.mark.parametrize("entry, at, needle", [
+    ('{"type": "Convolution", "attributes": "x"}', "operations[0].attributes", "must map attribute names"),
+    ('{"type": 7}', "operations[0].type", "must be a string"),
+])
+def test_an_ignored_operation_of_the_wrong_shape_is_a_located_error(write_config, entry: str, at: str,
+                                                                    needle: str) -> None:
+    # Found by the 30-minute config fuzz run: an attributes string was an AttributeError from inside the loader.
+    with pytest.raises(UserErrors) as info:
+        load_config(write_config(minimal('{"ignored": {"operations": [' + entry + ']}}')))
+    (error,) = info.value.errors
+    assert at in error.message and needle in error.message and "config.json:1:" in error.render()

@@ -85,7 +85,8 @@ def test_a_comment_layout_ruamel_cannot_attach_is_read_without_it(write_spec) ->
     # A comment after a key whose value is a multi-word plain scalar, then a blank line: ruamel's
     # round-trip parser raises NotImplementedError ("overlap in comment"; found by tools/fuzz_loaders.py).
     # The file is still YAML: a valid spec in that layout loads, an invalid one gets its located error.
-    path = write_spec("name: X\ndescription:   # what it is\n  a target \"for tests\"\n\nops:\n  MaxPool: {agnostic: true}\n")
+    path = write_spec("name: X\ndescription:   # what it is\n  a target \"for tests\"\n\n"
+                      "ops:\n  MaxPool: {agnostic: true}\n")
     spec = load_spec(path)
     assert spec.name == "X" and spec.description == 'a target "for tests"'
     line, column, message = error_at(write_spec, "name: X\nops:   # c\n  x \"y\"\n\nconfigs: {}\n")
