@@ -184,10 +184,14 @@ def _find_parent(raw: RawSpec, problems: Problems) -> Path | None:
         candidate = Path(text).expanduser()
         if not candidate.is_absolute():
             candidate = raw.path.parent / candidate
-        if candidate.is_file():
-            return candidate.resolve()
-        problems.add(loc, f"extends: spec file '{text}' not found (looked for {candidate.resolve()}); "
-                          "paths are relative to the spec file")
+        try:
+            if candidate.is_file():
+                return candidate.resolve()
+            problems.add(loc, f"extends: spec file '{text}' not found (looked for {candidate.resolve()}); "
+                              "paths are relative to the spec file")
+        except (OSError, RuntimeError) as exc:  # a name too long for the file system, a symlink loop
+            problems.add(loc, f"extends: spec file '{text[:80]}{'...' if len(text) > 80 else ''}' cannot be "
+                              f"looked up: {getattr(exc, 'strerror', None) or exc}")
         return None
     # A user's own cpu.yaml may say `extends: cpu` to mean the built-in one.
     for folder in (raw.path.parent, builtin_specs_dir()):

@@ -167,8 +167,14 @@ def _rule_files(f: YamlFile, node: Node, where: str) -> list[str] | None:
         return None
     found = []
     for text, item in items:
-        path = (f.path.parent / Path(text).expanduser()).resolve()
-        if path.is_file():
+        try:
+            path = (f.path.parent / Path(text).expanduser()).resolve()
+            is_file = path.is_file()
+        except (OSError, RuntimeError) as exc:  # a name too long for the file system, a symlink loop
+            f.error(item, f"rules file '{text[:80]}{'...' if len(text) > 80 else ''}' cannot be looked up: "
+                          f"{getattr(exc, 'strerror', None) or exc}; paths are relative to the spec file")
+            continue
+        if is_file:
             found.append(str(path))
         else:
             f.error(item, f"rules file '{text}' not found (looked for {path}); "

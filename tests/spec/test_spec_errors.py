@@ -304,3 +304,13 @@ def test_an_integer_too_long_for_python_is_a_located_error(tmp_path) -> None:
         load_spec(path)
     first = info.value.errors[0]
     assert (first.loc.line, first.loc.column) == (3, 17) and "5000 characters" in first.message
+
+
+@pytest.mark.parametrize("key", ["rules", "extends"])
+def test_a_path_too_long_for_the_file_system_is_a_located_error(write_spec, key: str) -> None:
+    # Found by the spec fuzz run: a rules path of 300 characters made the file system raise ENAMETOOLONG
+    # from inside pathlib, an exit 1.
+    name = "(" * 300 + "/x.rules"
+    value = f"[{name}]" if key == "rules" else f"./{name}"
+    line, column, message = error_at(write_spec, f"name: X\n{key}: {value}\nops: {{}}\n")
+    assert line == 2 and "cannot be looked up" in message
