@@ -90,18 +90,10 @@ def measure_pair(float_model: onnx.ModelProto, quantized_model: onnx.ModelProto,
     """
     if runs < 1 or not feeds:
         raise ValueError("measure_pair needs at least one run and one feed")
-    with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
-        sessions = [_session(m, threads, Path(tmp) / tag)
-                    for m, tag in ((float_model, "float"), (quantized_model, "quantized"))]
-        for session in sessions:  # warm-up: first-run allocations are no part of the comparison
-            session.run(None, dict(feeds[0]))
-        for i in range(runs):
-            feed = dict(feeds[i % len(feeds)])
-            for session in (sessions if i % 2 == 0 else sessions[::-1]):
-                session.run(None, feed)
-        files = [s.end_profiling() for s in sessions]
-        float_profile, quantized_profile = (_read_profile(Path(f)) for f in files)
-    return float_profile, quantized_profile
+    # The timer's profiled rounds are these; its one plain timed round after them is not used.
+    profiles = PairTimer(float_model, feeds, threads).time(quantized_model, runs=1, profile_runs=runs).profiles
+    assert profiles is not None
+    return profiles
 
 
 @dataclass(frozen=True)
