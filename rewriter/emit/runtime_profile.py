@@ -100,12 +100,14 @@ def measure_pair(float_model: onnx.ModelProto, quantized_model: onnx.ModelProto,
 class TimedPair:
     """Whole runs of both models timed in turns without the profiler (``RunProfile.nodes`` empty), the
     quantized model's outputs on the feeds in order (one mapping per feed it ran, at most one per feed), and
-    the per-node profiles (float, quantized) when they were asked for."""
+    the per-node profiles (float, quantized) when they were asked for. ``float_outputs``: the float model's
+    outputs on the feeds in order, from the call that opened its session (empty on later calls)."""
 
     float: RunProfile
     quantized: RunProfile
     outputs: tuple[Mapping[str, np.ndarray], ...]
     profiles: tuple[RunProfile, RunProfile] | None = None
+    float_outputs: tuple[Mapping[str, np.ndarray], ...] = ()
 
 
 class PairTimer:
@@ -136,13 +138,16 @@ class PairTimer:
         profile = profile_runs > 0
         if profile and self._float_session is not None:
             raise ValueError("only the first call of a PairTimer can profile the float model")
+        float_outputs: list[dict[str, np.ndarray]] = []
+        float_names: list[str] = []
         with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
             if self._float_session is None:
                 assert self._float_model is not None
                 prefix = Path(tmp) / "float" if profile else None
                 self._float_session = _session(self._float_model, self.threads, prefix)
                 self._float_model = None  # the session holds what it needs
-                self._float_session.run(None, self.feeds[0])
+                float_names = [o.name for o in self._float_session.get_outputs()]
+                float_outputs.append(dict(zip(float_names, self._float_session.run(None, self.feeds[0]))))
             quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None)
             names = [o.name for o in quantized.get_outputs()]
             outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
@@ -165,7 +170,9 @@ class PairTimer:
                     times[which].append(clock() - began)
                     if which == 1 and i == len(outputs) and i < len(self.feeds):
                         outputs.append(dict(zip(names, result)))
-        return TimedPair(_timed(times[0]), _timed(times[1]), tuple(outputs), profiles)
+                    elif which == 0 and float_outputs and i == len(float_outputs) and i < len(self.feeds):
+                        float_outputs.append(dict(zip(float_names, result)))
+        return TimedPair(_timed(times[0]), _timed(times[1]), tuple(outputs), profiles, tuple(float_outputs))
 
 
 def _timed(seconds: list[float]) -> RunProfile:

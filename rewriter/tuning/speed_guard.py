@@ -67,7 +67,7 @@ _MIN_EXCESS_US = 2.0
 _MAX_RUNS = 200
 #: Profiled runs per model for the per-node times: they only rank the groups (each revert is then timed),
 #: and each costs a run with the profiler's overhead plus reading its trace.
-_PROFILE_RUNS = 5
+_PROFILE_RUNS = 3
 #: The largest model whose attempts are kept in memory for the final plan (bytes, serialized).
 _MAX_KEPT_MODEL_BYTES = 64 << 20
 
@@ -376,7 +376,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         reason = NO_INTEGER_KERNEL if why_float == "no_integer_kernel" else _still_slower_reason(search.final)
         chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, reason) for u in whole_float)
         details.update(dict.fromkeys(whole_float, reason))
-        final, final_outputs = _final(reverter, chosen), ()
+        final = _final(reverter, chosen)
+        # A model with every node back to float is, node for node, the float model the first timing ran: its
+        # outputs there are this model's outputs in the runtime, and no session need be opened again for them.
+        final_outputs = first[0].float_outputs if _same_model(final.emitted.model, float_model) else ()
     section = _section(plan, settings, runs[0], _pairs(first), search, times, candidates, closures, details, log,
                        loose_float, loose_quantized, out_of_time, round(clock() - start, 3))
     section["predicted_speedup"] = round(predicted, 3) if candidates else None
@@ -399,6 +402,11 @@ def _predicted_speedup(first: TimedPair, times: Mapping[str, UnitTime], candidat
     excess = sum(times[u].excess_us for u in candidates)
     quantized = max(first.quantized.total_us - excess, 1e-9)
     return first.float.total_us / quantized if first.quantized.total_us > 0 else 0.0
+
+
+def _same_model(model: Any, float_model: Any) -> bool:
+    """Whether ``model`` runs exactly as ``float_model`` does: the same graph at the same opsets."""
+    return list(model.opset_import) == list(float_model.opset_import) and model.graph == float_model.graph
 
 
 def _pairs(timed: Sequence[TimedPair]) -> list[tuple[RunProfile, RunProfile]]:
@@ -440,10 +448,11 @@ def _whole_float(settings: SpeedSettings, speedup: float, plan: QuantPlan,
     quantized = tuple(n.node for n in plan.nodes if n.status == "quantized")
     if settings.optimize_for != "latency" or not quantized:
         return "", ()
-    if model is not None and integer_kernels(model) == 0:
-        return "no_integer_kernel", quantized
+    # The measured speed-up first: it needs no session, and counting kernels opens one.
     if speedup < 1.0:
         return "still_slower", quantized
+    if model is not None and integer_kernels(model) == 0:
+        return "no_integer_kernel", quantized
     return "", ()
 
 

@@ -15,6 +15,8 @@ import pytest
 import fake_timing
 import models
 import rewriter.emit.ort_check as ort_check
+import rewriter.emit.runtime_check as runtime_check
+import rewriter.tuning.self_check as self_check
 import rewriter.tuning.speed_guard as speed_guard
 from rewriter.api import audit, reverts_in_report
 from rewriter.cli import main
@@ -480,6 +482,36 @@ def test_a_model_still_slower_after_the_measured_reverts_goes_back_to_float_whol
     assert "it stayed slower than float, so the model is float" in capsys.readouterr().out
 
 
+def test_a_model_back_to_float_whole_takes_its_fidelity_from_the_float_runs_already_made(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every node back to float: the written model is the float model the timer ran, so the final fidelity
+    # comes from those runs and no session of the written model is opened for it.
+    def slow_whenever_quantized(float_model, quantized_model, feeds, runs, threads=1):
+        quantized = any(n.op_type == "QuantizeLinear" for n in quantized_model.graph.node)
+        return (RunProfile(1000.0, {}, runs), RunProfile(1500.0 if quantized else 1000.0, {}, runs))
+    fake_timing.install(monkeypatch, slow_whenever_quantized, float_outputs=True)
+    counted: list[int] = []
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: counted.append(1) or 1)
+    _steady_clock(monkeypatch)
+    loaded: list[str] = []
+
+    class Counting(runtime_check.ModelRunner):
+        def __init__(self, model, runtime, what, *args, **kwargs) -> None:
+            loaded.append(what)
+            super().__init__(model, runtime, what, *args, **kwargs)
+    monkeypatch.setattr(self_check, "ModelRunner", Counting)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model, 16), QuantizeOptions(target="ORT", subset_size=8, check_samples=8))
+    assert not any(n.status == "quantized" for n in result.plan.nodes)
+    assert loaded.count("the quantized model") == 1  # the self-check's, before the guard
+    # Kernels counted once, before the timing: the measured 0.67x decides without opening another session.
+    assert counted == [1]
+    fidelity = result.report["fidelity"]
+    assert fidelity["measured_after"] == "the speed guard's reverts" and fidelity["samples"] == 8
+    # The written model against the float model: the same values, up to the rounding of another run.
+    assert fidelity["worst_sqnr_db"] > 100 and not fidelity["below_threshold"]
+
+
 def test_a_model_with_an_integer_kernel_keeps_its_quantized_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_timing.install(monkeypatch, _priced({}))
     monkeypatch.setattr(speed_guard, "integer_kernels", ort_check.integer_kernels)  # the real count
@@ -524,9 +556,16 @@ def test_pair_timer_times_both_models_in_turns_and_keeps_the_quantized_outputs()
         assert list(outputs) == names
         for name, value in zip(names, session.run(None, feed)):
             np.testing.assert_array_equal(outputs[name], value)
+    # The float model's outputs on the same feeds come from its session too, as onnxruntime gives them.
+    float_session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert len(timed.float_outputs) == 3
+    for feed, outputs in zip(feeds, timed.float_outputs):
+        for name, value in zip([o.name for o in float_session.get_outputs()], float_session.run(None, feed)):
+            np.testing.assert_array_equal(outputs[name], value)
     # The float session is kept for the next model; more runs than feeds give every feed's outputs once.
     again = timer.time(model, runs=12)
     assert again.quantized.runs == 12 and len(again.outputs) == len(feeds) and again.profiles is None
+    assert again.float_outputs == ()  # given by the call that opened the float session
     with pytest.raises(ValueError, match="only the first call"):
         timer.time(model, runs=1, profile_runs=1)
 
