@@ -87,12 +87,20 @@ def fused_counts(model: ModelSource, level: Level = "extended") -> Counter[str]:
 
 def integer_kernels(model: onnx.ModelProto) -> int | None:
     """How many integer kernels (``INTEGER_OPS``) onnxruntime runs for ``model``; None for a model too large
-    to hand to onnxruntime in memory (not looked at)."""
+    to hand to onnxruntime in memory (not looked at).
+
+    Raises:
+        RuntimeRefused: onnxruntime cannot load the model.
+    """
+    from rewriter.emit.runtime_check import refused
     from rewriter.ir.load import is_large
 
     if is_large(model):
         return None
-    counts = fused_counts(model)
+    try:
+        counts = fused_counts(model)
+    except Exception as e:  # onnxruntime's errors have no common public base class
+        raise refused("onnxruntime cannot load the model", e) from None
     return sum(counts[op] for op in INTEGER_OPS)
 
 

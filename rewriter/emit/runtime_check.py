@@ -79,7 +79,7 @@ class ModelRunner:
         except RuntimeRefused:
             raise
         except Exception as e:  # the runtimes' errors have no common public base class
-            raise _refused(f"{runtime} cannot load {what}", e) from None
+            raise refused(f"{runtime} cannot load {what}", e) from None
 
     def run(self, samples: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """The outputs for each sample, in order.
@@ -109,7 +109,7 @@ class ModelRunner:
         try:
             values = self._run(dict(sample))
         except Exception as e:  # see __init__
-            raise _refused(f"{self.runtime} cannot run {self.what}", e) from None
+            raise refused(f"{self.runtime} cannot run {self.what}", e) from None
         return dict(zip(self.output_names, values))
 
     def _run_batched(self, group: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]] | None:
@@ -164,7 +164,9 @@ def _openvino(model: onnx.ModelProto, low_precision: bool = True) -> Callable[[d
     return run
 
 
-def _refused(what: str, error: BaseException) -> RuntimeRefused:
+def refused(what: str, error: BaseException) -> RuntimeRefused:
+    """The ``RuntimeRefused`` for a runtime's ``error``: ``what`` failed, with the runtime's own message (its
+    error code stripped) and the node it names, if any."""
     text = " ".join(str(error).split())
     if text.startswith("[ONNXRuntimeError]"):  # "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : message"
         text = text.split(" : ", 3)[-1]

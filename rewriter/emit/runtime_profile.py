@@ -38,6 +38,7 @@ import onnx
 import onnxruntime as ort
 
 from rewriter.calibrate.session import open_session
+from rewriter.emit.runtime_check import refused
 
 __all__ = ["PairTimer", "RunProfile", "TimedPair", "machine_fingerprint", "measure_pair", "profiled_node",
            "qdq_readers"]
@@ -132,7 +133,11 @@ class PairTimer:
     def time(self, quantized_model: onnx.ModelProto, runs: int, profile_runs: int = 0) -> TimedPair:
         """``runs`` timed runs of each model after a warm-up each, in turns; the quantized outputs of the first
         round over the feeds (the warm-up gives the first feed's). With ``profile_runs`` (only on the first
-        call), that many profiled runs of each come first, between the warm-up and the timed runs."""
+        call), that many profiled runs of each come first, between the warm-up and the timed runs.
+
+        Raises:
+            RuntimeRefused: onnxruntime cannot load ``quantized_model`` or run it on the first feed.
+        """
         if runs < 1:
             raise ValueError("PairTimer.time needs at least one run")
         profile = profile_runs > 0
@@ -148,9 +153,12 @@ class PairTimer:
                 self._float_model = None  # the session holds what it needs
                 float_names = [o.name for o in self._float_session.get_outputs()]
                 float_outputs.append(dict(zip(float_names, self._float_session.run(None, self.feeds[0]))))
-            quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None)
-            names = [o.name for o in quantized.get_outputs()]
-            outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
+            try:
+                quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None)
+                names = [o.name for o in quantized.get_outputs()]
+                outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
+            except Exception as e:  # onnxruntime's errors have no common public base class
+                raise refused("onnxruntime cannot run the model to time", e) from None
             sessions = (self._float_session, quantized)
             profiles = None
             if profile:

@@ -50,10 +50,13 @@ class Emitter:
 
 def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out: HeldOut, plan: QuantPlan,
                     ranges: Mapping[str, Any], emitted: Any, errors: Mapping[str, float], options: QuantizeOptions,
-                    emitter: Emitter, float_runs: Sequence[Mapping[str, Any]] | None = None) -> CheckedOutput:
+                    emitter: Emitter, float_runs: Sequence[Mapping[str, Any]] | None = None,
+                    known_runs: Sequence[Mapping[str, Any]] = ()) -> CheckedOutput:
     """Check ``emitted`` in its runtime and, below the threshold, guard it (module docstring).
 
-    ``float_runs``: the float model's outputs on ``samples`` when the statistics pass kept them.
+    ``float_runs``: the float model's outputs on ``samples`` when the statistics pass kept them;
+    ``known_runs``: the emitted model's outputs on the first samples, when the speed guard's timed runs gave
+    them. Reverts already in ``plan`` (the speed guard's) stay in every plan the guard makes.
 
     Raises:
         RuntimeRefused: the runtime cannot load or run the emitted model.
@@ -70,7 +73,7 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
         return CheckedOutput(plan, ranges, emitted, errors, {**base, "skipped": "self-check skipped: no samples",
                                                              "guard": None}, None)
     check = SelfCheck(float_model, samples, runtime, float_runs, held_out)
-    fidelity = check.measure(emitted.model, clear_above_db=threshold + CLEAR_MARGIN_DB)
+    fidelity = check.measure(emitted.model, clear_above_db=threshold + CLEAR_MARGIN_DB, known_runs=known_runs)
     section: dict[str, Any] = {**base, "runtime": runtime, **sample_fields(held_out, fidelity.samples)}
     if runtime == "openvino":
         section["inference_precision"] = OPENVINO_PRECISION
@@ -79,9 +82,10 @@ def check_and_guard(float_model: Any, samples: list[Mapping[str, Any]], held_out
         settings = GuardSettings(threshold, options.guard_budget, options.guard_batch)
 
         reverter = revert_through_plan(emitter, plan, ranges, options)
+        prior = tuple(reverts_in_plan(plan))
 
         def attempt(reverts: tuple[RevertRequest, ...]) -> Attempt | None:
-            made = reverter(reverts)
+            made = reverter(prior + reverts)
             if made is None:
                 return None
             try:

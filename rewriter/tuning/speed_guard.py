@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rewriter.emit.ort_check import integer_kernels
+from rewriter.errors import RuntimeRefused
 from rewriter.emit.runtime_profile import (PairTimer, RunProfile, TimedPair, machine_fingerprint, profiled_node,
                                            qdq_readers)
 from rewriter.ir.graph import GraphView
@@ -108,7 +109,10 @@ class SpeedChecked:
     emitted: Any  # EmitResult
     errors: Mapping[str, float]
     section: dict  # the report's ``speed`` section
-    fidelity: dict | None  # the fidelity section, re-measured on the final model (None: unchanged)
+    fidelity: dict | None  # the fidelity section, re-measured on the final model (None: unchanged or none given)
+    # The final model's outputs on the first samples, from runs the guard made of it in onnxruntime (the
+    # self-check takes them instead of running it again); empty when it did not run that model.
+    outputs: tuple[Mapping[str, Any], ...] = ()
 
 
 def speed_guard_applies(options: QuantizeOptions) -> bool:
@@ -256,16 +260,23 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
             return replayed
 
     def finished(chosen: tuple[RevertRequest, ...], final: Reverted | None, section: dict,
-                 fidelity_after: dict | None) -> SpeedChecked:
+                 fidelity_after: dict | None, outputs: tuple[Mapping[str, Any], ...] = ()) -> SpeedChecked:
         if cache is not None:
             cache.store(key, StoredDecision(tuple((r.node, r.detail) for r in chosen[len(prior):]), section))
         if final is None:
-            return SpeedChecked(plan, ranges, emitted, errors, section, None)
+            return SpeedChecked(plan, ranges, emitted, errors, section, None, outputs)
         return SpeedChecked(final.plan, final.ranges, final.emitted, emitter.errors(final.plan, final.ranges),
-                            section, fidelity_after)
+                            section, fidelity_after, outputs)
+
+    # A model onnxruntime refuses is not timed: the self-check, run after the guard, reports it as such.
+    def not_timed(refusal: RuntimeRefused) -> SpeedChecked:
+        return SpeedChecked(plan, ranges, emitted, errors, {"skipped": f"not timed: {refusal}"}, None)
 
     # With no integer kernel, every Q/DQ pair only adds work: no timing can say otherwise.
-    why_float, whole_float = _whole_float(settings, math.inf, plan, emitted.model)
+    try:
+        why_float, whole_float = _whole_float(settings, math.inf, plan, emitted.model)
+    except RuntimeRefused as refusal:
+        return not_timed(refusal)
     if whole_float:
         untimed = prior + tuple(RevertRequest(u, SPEED_SOURCE, NO_INTEGER_KERNEL) for u in whole_float)
         as_float = _final(reverter, untimed)
@@ -292,7 +303,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     units = [n.node for n in plan.nodes if n.status == "quantized"
              and (settings.optimize_for == "latency" or n.node not in weighted)]
     # The per-node profile only ranks the groups (a few runs); the speed-ups compared come from timed runs.
-    first = timed(emitted.model, _PROFILE_RUNS if units else 0)
+    try:
+        first = timed(emitted.model, _PROFILE_RUNS if units else 0)
+    except RuntimeRefused as refusal:
+        return not_timed(refusal)
     profiled = first[0].profiles or (RunProfile(0.0, {}, 0), RunProfile(0.0, {}, 0))
     settings = _timing_share(_float_pass_budget(settings, _pairs(first), pass_samples))
     wanted = _runs_for(settings, max(p.float.total_us for p in first) / 1e6)
@@ -345,7 +359,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         made = reverter(requests(reverted, {}))
         if made is None:
             return None
-        pairs = timed(made.emitted.model)
+        try:
+            pairs = timed(made.emitted.model)
+        except RuntimeRefused:  # as for the fidelity guard's attempts: a plan that cannot be had
+            return None
         if keep_attempts:
             attempts[reverted] = (made, pairs[0].outputs)
         log.append(_pairs_dict(_pairs(pairs), settings))
@@ -393,7 +410,8 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     fidelity_after = None if final is None else _remeasure(fidelity, check, float_model, samples,
                                                           final.emitted.model, final_outputs)
     section["cost_s"] = round(clock() - start, 3)
-    return finished(chosen, final, section, fidelity_after)
+    # Without a revert the model is the one the first timing ran.
+    return finished(chosen, final, section, fidelity_after, final_outputs if final is not None else first[0].outputs)
 
 
 def _predicted_speedup(first: TimedPair, times: Mapping[str, UnitTime], candidates: Sequence[str]) -> float:

@@ -157,7 +157,8 @@ def test_a_healthy_model_is_checked_and_left_alone(tmp_path, capsys) -> None:
     assert fidelity["outputs"][0]["top1_agreement"] is not None  # [1, 10] class scores
 
 
-def test_a_model_the_runtime_refuses_is_not_written(tmp_path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize("target", ["CPU", "ORT"])  # ORT: the speed guard, which runs first, is refused too
+def test_a_model_the_runtime_refuses_is_not_written(tmp_path, capsys, monkeypatch, target: str) -> None:
     import rewriter.pipeline as pipeline
 
     real = pipeline.emit_qdq
@@ -170,7 +171,8 @@ def test_a_model_the_runtime_refuses_is_not_written(tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(pipeline, "emit_qdq", broken)
     out = tmp_path / "q.onnx"
-    code = main(["quantize", str(EXAMPLE), "-o", str(out), "--data", str(CALIB), "--subset-size", "8"])
+    code = main(["quantize", str(EXAMPLE), "-o", str(out), "--data", str(CALIB), "--subset-size", "8",
+                 "--target", target, "--no-speed-cache"])
     err = capsys.readouterr().err
     assert code == 1
     assert not out.exists() and not list(tmp_path.iterdir())

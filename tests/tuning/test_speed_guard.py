@@ -484,8 +484,8 @@ def test_a_model_still_slower_after_the_measured_reverts_goes_back_to_float_whol
 
 def test_a_model_back_to_float_whole_takes_its_fidelity_from_the_float_runs_already_made(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every node back to float: the written model is the float model the timer ran, so the final fidelity
-    # comes from those runs and no session of the written model is opened for it.
+    # Every node back to float: the written model is the float model the timer ran, so its fidelity comes
+    # from those runs and no session of the written model is opened for it.
     def slow_whenever_quantized(float_model, quantized_model, feeds, runs, threads=1):
         quantized = any(n.op_type == "QuantizeLinear" for n in quantized_model.graph.node)
         return (RunProfile(1000.0, {}, runs), RunProfile(1500.0 if quantized else 1000.0, {}, runs))
@@ -503,7 +503,9 @@ def test_a_model_back_to_float_whole_takes_its_fidelity_from_the_float_runs_alre
     model = models.depthwise_conv()
     result = quantize(model, _data(model, 16), QuantizeOptions(target="ORT", subset_size=8, check_samples=8))
     assert not any(n.status == "quantized" for n in result.plan.nodes)
-    assert loaded.count("the quantized model") == 1  # the self-check's, before the guard
+    # The guard ran first; the self-check takes the written model's outputs from the timer's float runs and
+    # loads no model of its own for them.
+    assert loaded.count("the quantized model") == 0
     # Kernels counted once, before the timing: the measured 0.67x decides without opening another session.
     assert counted == [1]
     fidelity = result.report["fidelity"]
@@ -628,3 +630,43 @@ def test_the_timed_runs_take_at_most_an_eighth_of_the_time_budget_per_model() ->
     assert speed_guard._runs_for(settings, 0.01) == settings.runs == 9
     # Without a time budget the settings' time per model holds.
     assert speed_guard._timing_share(speed_guard.SpeedSettings()).seconds_per_model == 0.1
+
+
+def test_the_fidelity_guard_keeps_the_speed_guards_reverts_in_every_plan_it_makes(tmp_path: Path) -> None:
+    # The speed guard runs first; when the fidelity guard then re-plans, a node the speed guard returned to
+    # float stays float (a re-plan without that revert would quantize it again, unmeasured for speed).
+    from rewriter.tuning.check_run import check_and_guard, revert_through_plan
+    from rewriter.tuning.self_check import HeldOut
+
+    paths = models.write_damaged_layer_norm(tmp_path)
+    options = QuantizeOptions(target=str(paths["target"]), subset_size=16, speed_guard=False, guard=False)
+    hooks = quantize(str(paths["model"]), str(paths["data"]), options, search_hooks=True).search
+    assert hooks is not None and hooks.fidelity is not None and hooks.fidelity["below_threshold"]
+    sped = revert_through_plan(hooks.emitter, hooks.plan, hooks.ranges, options)(
+        (RevertRequest("head_add", SPEED_SOURCE, "slower quantized"),))
+    assert sped is not None
+    samples = [{"input": np.load(p)} for p in sorted(paths["data"].glob("*.npy"))[16:32]]
+    checked = check_and_guard(onnx.load(str(paths["model"])), samples, HeldOut(tuple(range(16)), True), sped.plan,
+                              sped.ranges, sped.emitted, hooks.emitter.errors(sped.plan, sped.ranges),
+                              QuantizeOptions(target=str(paths["target"]), guard=True), hooks.emitter)
+    assert checked.fidelity["guard"] and checked.fidelity["guard"]["reverts"]  # the fidelity guard acted
+    statuses = {n.node: n for n in checked.plan.nodes}
+    assert statuses["head_add"].status == "reverted"
+    assert [d.source for d in statuses["head_add"].trail if d.action == "revert"] == [SPEED_SOURCE]
+    assert any(d.source == "fidelity-guard" for n in checked.plan.nodes for d in n.trail if d.action == "revert")
+
+
+def test_a_fidelity_guard_revert_is_timed_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The speed guard finds nothing to revert; the fidelity guard then reverts the damaged LayerNorm, which
+    # changes what onnxruntime fuses, so the model the run ends on is timed again.
+    fake_timing.install(monkeypatch, _priced({}))
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
+    _steady_clock(monkeypatch)
+    paths = models.write_damaged_layer_norm(tmp_path)
+    result = quantize(str(paths["model"]), str(paths["data"]),
+                      QuantizeOptions(target=str(paths["target"]), subset_size=16, speed_guard=True,
+                                      speed_cache=False))
+    assert result.report["fidelity"]["guard"]["reverts"]
+    speed = result.report["speed"]
+    assert "before_fidelity_guard" in speed and speed["before_fidelity_guard"]["reverts"] == []
+    assert "speed_guard_after_fidelity_guard" in result.report["timings_s"]
