@@ -19,10 +19,12 @@ or Q/DQ work around it), int8 only adds time. The guard:
    measurement a re-plan with the reverts (``RevertRequest``, decided by ``SPEED_SOURCE``), re-emit and
    timing; then each kept one is quantized again alone, least costly first, while the budget lasts.
 
-A revert only returns a node to float, so it never lowers fidelity; the timed runs of the model the guard
-ends on are on the self-check's samples, so its outputs there give the report's ``fidelity`` section for
-that model without another run (the rest of the check's samples run only when the first ones do not clear
-the threshold by far). ``optimize_for="size"`` accepts a slower model to keep it small: only units that hold
+The pipeline runs the guard before the self-check. A revert only returns a node to float, so it never lowers
+fidelity; the timed runs of the model the guard ends on are on the self-check's samples, so their outputs
+(``SpeedChecked.outputs``) spare the check those runs, and a model returned to float whole is the float
+model the timer ran, whose outputs the timer kept. When the fidelity guard reverts nodes afterwards, the
+pipeline runs this guard again on the result, with the fidelity section to re-measure after its reverts.
+``optimize_for="size"`` accepts a slower model to keep it small: only units that hold
 no weights (whose revert keeps the file as small) are candidates. The guard stops at its measurement budget
 or its time budget (one plain float pass over the calibration subset, estimated from its first timing, and
 never more than the statistics pass took); its cost is in the report.
@@ -239,8 +241,9 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     """Check for integer kernels, time, profile, attribute, revert and re-time (module docstring); ``graph``
     is the model the plan was made on, ``samples`` the self-check's, ``seconds`` the time budget (the
     statistics pass's time), ``pass_samples`` the samples of that pass (with them the budget is at most one
-    plain float pass: ``_float_pass_budget``), ``check`` the self-check that measured ``emitted`` (its float
-    runs serve the final re-check)."""
+    plain float pass: ``_float_pass_budget``). ``fidelity`` and ``check``: the fidelity section and the
+    self-check that measured ``emitted``, when the check ran first (the section is then re-measured after the
+    reverts, with the check's float runs); None when the guard runs before the check."""
     clock = clock or time.perf_counter
     start = clock()
     settings = SpeedSettings(optimize_for=options.optimize_for, seconds=seconds)
