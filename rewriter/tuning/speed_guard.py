@@ -88,7 +88,9 @@ class SpeedSettings:
     seconds_per_model: float = 0.1  # ... and more for a fast model, up to this time per model and thread count
     threads: tuple[int, ...] = (1,)  # intra-op threads; 0: onnxruntime's default (slow and noisy on a shared machine)
     seconds: float | None = None  # the time budget; None: none
-    min_attempts: int = 1  # re-plans and measurements made even past the time budget: the first, all losers at once
+    # Re-plans and measurements made even past the time budget. 0: the budget holds from the first (an
+    # attempt it cannot afford is not made; a model measured slower than float then returns to float whole).
+    min_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -393,7 +395,8 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     why_float, whole_float = _whole_float(settings, search.final, final.plan if final else plan,
                                           final.emitted.model if final else None)
     if whole_float:
-        reason = NO_INTEGER_KERNEL if why_float == "no_integer_kernel" else _still_slower_reason(search.final)
+        reason = (NO_INTEGER_KERNEL if why_float == "no_integer_kernel"
+                  else _still_slower_reason(search.final, measured=bool(log)))
         chosen = (chosen or prior) + tuple(RevertRequest(u, SPEED_SOURCE, reason) for u in whole_float)
         details.update(dict.fromkeys(whole_float, reason))
         final = _final(reverter, chosen)
@@ -477,9 +480,11 @@ def _whole_float(settings: SpeedSettings, speedup: float, plan: QuantPlan,
     return "", ()
 
 
-def _still_slower_reason(speedup: float) -> str:
-    return (f"the model stayed at {speedup:.2f}x the float speed in onnxruntime after the measured reverts: "
-            "the float model is faster, so every quantized node returns to float")
+def _still_slower_reason(speedup: float, measured: bool = True) -> str:
+    after = ("after the measured reverts" if measured
+             else "and the time budget left no room to measure a revert of its slower groups")
+    return (f"the model ran at {speedup:.2f}x the float speed in onnxruntime {after}: the float model is faster, "
+            "so every quantized node returns to float")
 
 
 def _float_pass_budget(settings: SpeedSettings, first: Sequence[tuple[RunProfile, RunProfile]],

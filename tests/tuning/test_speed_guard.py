@@ -670,3 +670,27 @@ def test_a_fidelity_guard_revert_is_timed_again(monkeypatch: pytest.MonkeyPatch,
     speed = result.report["speed"]
     assert "before_fidelity_guard" in speed and speed["before_fidelity_guard"]["reverts"] == []
     assert "speed_guard_after_fidelity_guard" in result.report["timings_s"]
+
+
+def test_a_revert_the_time_budget_cannot_pay_for_is_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first timing took the whole budget: no attempt is made past it, and a model measured slower than
+    # float goes back to float whole, its reason saying no revert was measured.
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 300.0}))
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
+    ticks = iter(range(1000))
+
+    class Slow:
+        @staticmethod
+        def perf_counter() -> float:
+            return float(next(ticks))  # every reading one second after the last
+    monkeypatch.setattr(speed_guard, "time", Slow)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                           speed_cache=False))
+    speed = result.report["speed"]
+    assert speed["measurements"] == [] or all(m["speedup"] is None for m in speed["measurements"])
+    assert speed["stopped"] == "time budget spent"
+    assert not any(n.status == "quantized" for n in result.plan.nodes)
+    reverted = [n for n in result.plan.nodes if n.status == "reverted"]
+    assert reverted and all("left no room to measure a revert" in next(d.detail for d in n.trail
+                                                                        if d.action == "revert") for n in reverted)
