@@ -35,6 +35,8 @@ timings.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
 import math
 import time
@@ -521,11 +523,24 @@ def _key_parts(settings: SpeedSettings, options: QuantizeOptions) -> dict[str, A
             "machine": machine_fingerprint(), "rewriter": _rewriter_version()}
 
 
+@functools.lru_cache(maxsize=1)
 def _rewriter_version() -> str:
+    """The installed version and a digest of the package's own source: a checkout on PYTHONPATH or an editable
+    install keeps its version number while its code changes, and a decision stored by other code must not
+    be replayed (reading and hashing the package's modules takes a few milliseconds)."""
     try:
-        return importlib.metadata.version("rewriter")
+        version = importlib.metadata.version("rewriter")
     except importlib.metadata.PackageNotFoundError:  # a checkout on PYTHONPATH
-        return "checkout"
+        version = "checkout"
+    return f"{version}+{_source_digest(Path(__file__).resolve().parent.parent)}"
+
+
+def _source_digest(package: Path) -> str:
+    """A digest of every module under ``package``: its path and its bytes."""
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def _replay(stored: StoredDecision, prior: tuple[RevertRequest, ...], reverter: Callable[..., Reverted | None],

@@ -694,3 +694,18 @@ def test_a_revert_the_time_budget_cannot_pay_for_is_not_measured(monkeypatch: py
     reverted = [n for n in result.plan.nodes if n.status == "reverted"]
     assert reverted and all("left no room to measure a revert" in next(d.detail for d in n.trail
                                                                         if d.action == "revert") for n in reverted)
+
+
+def test_the_cache_key_changes_with_the_code_even_at_the_same_version_number(tmp_path: Path) -> None:
+    # A checkout or an editable install keeps its version number while its code changes: the key also holds
+    # a digest of the package's modules, so a decision stored by other code is measured again.
+    package = tmp_path / "rewriter"
+    (package / "tuning").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "tuning" / "speed_guard.py").write_text("MARGIN = 0.05\n")
+    before = speed_guard._source_digest(package)
+    assert speed_guard._source_digest(package) == before
+    (package / "tuning" / "speed_guard.py").write_text("MARGIN = 0.10\n")
+    assert speed_guard._source_digest(package) != before
+    assert speed_guard._rewriter_version().endswith("+" + speed_guard._source_digest(
+        Path(speed_guard.__file__).resolve().parent.parent))
