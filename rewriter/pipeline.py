@@ -270,8 +270,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     def restore(out_model: Any) -> Any:
         return branches.restore(out_model) if branches.rounds else out_model
 
-    hooks = SearchHooks(plan, final_ranges, emitted, errors_out, fidelity, emitter, check, finish, restore,
-                        working) if search_hooks else None
+    hooks = SearchHooks(plan, final_ranges, emitted, errors_out, fidelity, emitter, check, finish, restore) \
+        if search_hooks else None
     return finish(plan, final_ranges, emitted, errors_out, fidelity, hooks)
 
 
@@ -291,7 +291,6 @@ class SearchHooks:
     check: SelfCheck | None
     finish: Callable[..., QuantizeResult]
     restore: Callable[[Any], Any]  # an emitted model -> the output model (taken If branches back in place)
-    float_model: Any = None  # the float model the self-check compares with (taken If branches inlined)
 
 
 def _carry_added_biases(plan: QuantPlan, before: QuantPlan) -> QuantPlan:

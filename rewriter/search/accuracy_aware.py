@@ -21,7 +21,6 @@ from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.pipeline import QuantizeResult, SearchHooks, quantize
 from rewriter.search.metric import Metric, MetricValue
-from rewriter.search.ranking import damage_order
 from rewriter.tuning.accuracy_aware import (ACCURACY_AWARE_SOURCE, AccuracyAwareOutcome, AccuracyAwareSettings,
                                             accuracy_aware_search)
 from rewriter.tuning.check_run import revert_through_plan, reverts_in_plan
@@ -134,9 +133,8 @@ def quantize_accuracy_aware(model: str | Path | Any, data: Any, options: Quantiz
             except RuntimeRefused:
                 return None
 
-    candidates, damage = damage_order(hooks, guard_candidates(hooks.plan, hooks.errors))
-    measured = damage is not None and bool(damage.nodes)
-    outcome = accuracy_aware_search(candidates, score, baseline, initial, settings, rank_score, presorted=measured)
+    candidates = guard_candidates(hooks.plan, hooks.errors)
+    outcome = accuracy_aware_search(candidates, score, baseline, initial, settings, rank_score)
     search = outcome.search
     for measurement, trial in zip(search.measurements, log.trials[-len(search.measurements):]):
         trial["kind"], trial["kept"] = measurement.action, measurement.kept
@@ -147,7 +145,6 @@ def quantize_accuracy_aware(model: str | Path | Any, data: Any, options: Quantiz
     section.update(final=metric.oriented(search.final), final_drop=_round(settings.drop(baseline, search.final)),
                    met=search.met, stopped=search.stopped, metric_evaluations=metric.calls,
                    ranking_measurements=outcome.ranking_measurements,
-                   ranking=_ranking_dict(damage, candidates, measured),
                    reverts=[_revert_entry(r, details[r.unit], hooks, metric) for r in search.reverted])
     if not search.met:
         section["message"] = _not_met(section, settings, metric)
@@ -160,14 +157,6 @@ def quantize_accuracy_aware(model: str | Path | Any, data: Any, options: Quantiz
     final = hooks.finish(made.plan, made.ranges, made.emitted, hooks.emitter.errors(made.plan, made.ranges),
                          fidelity, None)
     return _finish(final, hooks, section, log, chosen, started)
-
-
-def _ranking_dict(damage: Any, candidates: list[str], measured: bool) -> dict[str, Any]:
-    """How the candidates were first ordered: measured damage (one run), else each one reverted and measured."""
-    if not measured:
-        why = damage.skipped if damage is not None else "no self-check samples in onnxruntime"
-        return {"by": "each candidate reverted alone, output SQNR measured", "damage_skipped": why}
-    return {**damage.as_dict(candidates, 0), "first": [n for n in candidates[:10]]}
 
 
 def _finish(result: QuantizeResult, hooks: SearchHooks, section: dict[str, Any], log: TrialLog, chosen: int,

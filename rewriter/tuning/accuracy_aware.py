@@ -113,8 +113,8 @@ def rank_by_score(pool: Sequence[str], reverted: tuple[str, ...],
 
 def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str, ...]], float | None],
                           baseline: float, initial: float, settings: AccuracyAwareSettings,
-                          rank_score: Callable[[tuple[str, ...]], float | None] | None = None,
-                          presorted: bool = False) -> AccuracyAwareOutcome:
+                          rank_score: Callable[[tuple[str, ...]], float | None] | None = None
+                          ) -> AccuracyAwareOutcome:
     """Revert candidates until the drop of ``metric`` is within ``settings`` (module docstring).
 
     Args:
@@ -125,8 +125,6 @@ def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str
         initial: the quantized model's metric (oriented), nothing reverted.
         rank_score: the ranking's measure with the given nodes reverted (higher is better: output SQNR);
             None keeps ``candidates``' order.
-        presorted: ``candidates`` are already in a measured order (``rewriter.search.ranking``): ``rank_score``
-            re-ranks only its head (``RERANK_WINDOW`` candidates), first and after each kept revert.
     """
     ranked = 0
 
@@ -139,11 +137,10 @@ def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str
     order = list(candidates)
     rerank = None
     if rank_score is not None:
+        order = rank_by_score(order, (), counted)
+
         def rerank(reverted: tuple[str, ...], pool: list[str]) -> list[str]:
             return rank_by_score(pool[:RERANK_WINDOW], reverted, counted) + pool[RERANK_WINDOW:]
-
-        # A measured order is re-ranked at its head only, as after each kept revert.
-        order = rerank((), order) if presorted else rank_by_score(order, (), counted)
 
     budget = settings.max_iter_num if settings.max_iter_num is not None else sys.maxsize
     target = baseline - settings.allowed_drop(baseline)

@@ -42,28 +42,6 @@ def test_the_most_harmful_go_first_and_the_search_stops_at_the_limit() -> None:
     assert outcome.ranking_measurements == 6 + 5 + 4  # every candidate, then those left after each kept step
 
 
-def test_a_measured_order_is_re_ranked_at_its_head_only() -> None:
-    # Twelve candidates given in a measured order (the damage ranking's) whose head holds the harmful ones out
-    # of order: only the first RERANK_WINDOW are measured alone, first and after each kept step.
-    from rewriter.tuning.accuracy_aware import RERANK_WINDOW
-
-    harm = {**HARM, **{f"z{i}": 0.0 for i in range(6)}}
-    given = ["f", "d", "b", "c", "a", "e", *[f"z{i}" for i in range(6)]]
-    outcome = accuracy_aware_search(given, lambda u: QUANTIZED + sum(harm[x] for x in u), FLOAT, QUANTIZED,
-                                    AccuracyAwareSettings(maximal_drop=0.03),
-                                    rank_score=lambda u: QUANTIZED + sum(harm[x] for x in u), presorted=True)
-    search = outcome.search
-    assert [m.units for m in search.measurements if m.action == "revert"] == [("b",), ("d",)]
-    assert search.met and RERANK_WINDOW == 8
-    # The head of 8, then the head of the 11 left, then of the 10 left; ranked whole it was 12 + 8 + 8.
-    assert outcome.ranking_measurements == 8 + 8 + 8
-    whole = accuracy_aware_search(given, lambda u: QUANTIZED + sum(harm[x] for x in u), FLOAT, QUANTIZED,
-                                  AccuracyAwareSettings(maximal_drop=0.03),
-                                  rank_score=lambda u: QUANTIZED + sum(harm[x] for x in u))
-    assert whole.ranking_measurements == 12 + 8 + 8
-    assert [m.units for m in whole.search.measurements] == [m.units for m in search.measurements]
-
-
 def test_without_a_ranking_measure_the_callers_order_is_kept() -> None:
     search = accuracy_aware_search(["a", "b", "c", "d", "e", "f"], metric, FLOAT, QUANTIZED,
                                    AccuracyAwareSettings(maximal_drop=0.03)).search
