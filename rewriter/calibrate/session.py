@@ -32,14 +32,25 @@ import onnxruntime as ort
 from rewriter.calibrate.in_graph import Layout, in_graph_nodes
 from rewriter.calibrate.inputs import InputSpec, model_inputs
 from rewriter.errors import UserError
-from rewriter.ir.external import EXTERNAL_FOLDER_KEY, runtime_payload
-# save_model writes tensors to external data beside the model.
-from rewriter.ir.load import save_model, too_big_to_serialize
+from rewriter.ir.external import EXTERNAL_FOLDER_KEY, file_bytes, runtime_payload
+# save_split writes tensors to external data beside the model.
+from rewriter.ir.load import save_split, too_big_to_serialize
 
 __all__ = ["LARGE_MODEL_BYTES", "RunFailed", "Session", "Sessions", "model_payload"]
 
 # Protobuf cannot serialize 2 GiB; above this the session is built from a file with external data.
 LARGE_MODEL_BYTES = int(1.8 * 1024**3)
+# From this size on, a model holding its data in memory is saved for onnxruntime rather than serialized:
+# serialized, its data is in memory three times while the session opens (the proto, the bytes, and
+# onnxruntime's parse of them); from a file, onnxruntime maps it. (A model that keeps tensors in their file
+# is serialized whatever its size: onnxruntime reads external data from one folder only.)
+SAVED_FIRST_BYTES = 128 << 20
+
+
+def _from_file(model: onnx.ModelProto) -> bool:
+    """Is a session over ``model`` opened from a temporary file rather than from its bytes?"""
+    return too_big_to_serialize(model, LARGE_MODEL_BYTES) or (
+        too_big_to_serialize(model, SAVED_FIRST_BYTES) and not file_bytes(model))
 
 
 class RunFailed(Exception):
@@ -83,7 +94,7 @@ class Session:
         graph.initializer.extend(constants)
         graph.output.extend(outputs)
         try:
-            save_model(model, path)
+            save_split(model, path)
         finally:  # the caller's model is left as it was
             del graph.node[kept[0]:]
             del graph.initializer[kept[1]:]
@@ -122,7 +133,7 @@ class Sessions:
         self.model = model
         self.inputs: list[InputSpec] = model_inputs(model)
         self.threads = intra_op_threads
-        self.large = too_big_to_serialize(model, LARGE_MODEL_BYTES)
+        self.large = _from_file(model)
         self._serialized: bytes | None = None
         self._folder: str | None = None
         self.raw_layout = Layout(raw=tuple(n for n in fetch if kinds[n] == "node"),
@@ -206,7 +217,7 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
 def model_payload(model: onnx.ModelProto) -> tuple[bytes | None, str | None]:
     """What ``Session`` takes for ``model``: its bytes (None when too large to serialize: ``Session`` saves it
     to a temporary file instead), and the folder of the tensors it keeps in their file (None: none)."""
-    if too_big_to_serialize(model, LARGE_MODEL_BYTES):
+    if _from_file(model):
         return None, None
     return runtime_payload(model)
 
@@ -215,14 +226,14 @@ def open_session(model: onnx.ModelProto, options: ort.SessionOptions) -> ort.Inf
     """An onnxruntime CPU session over ``model`` with ``options``; a model too large for protobuf to serialize
     goes through a temporary file with its tensors beside it (onnxruntime has read them when this returns).
     Tensors kept in their file (``rewriter.ir.external``) are read by onnxruntime from there."""
-    if not too_big_to_serialize(model, LARGE_MODEL_BYTES):
+    if not _from_file(model):
         serialized, folder = runtime_payload(model)
         if folder is not None:
             options.add_session_config_entry(EXTERNAL_FOLDER_KEY, folder)
         return ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
     with tempfile.TemporaryDirectory(prefix="rewriter-session-") as tmp:
         path = os.path.join(tmp, "model.onnx")
-        save_model(model, path)
+        save_split(model, path)
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 

@@ -192,6 +192,14 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
         _save_large(model, dest)
 
 
+def save_split(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """``save_model`` as for a large model, whatever the size: tensors of 1 KB or more in the data file.
+
+    For a runtime that maps the data file instead of holding a parse of the model's bytes.
+    """
+    _save_large(model, check_output_path(path))
+
+
 def _read_in(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` as if loaded whole: a copy with the data of the tensors it keeps in their file read in
     (``model`` itself when it keeps none)."""
@@ -445,4 +453,4 @@ def _point_to_file(t: onnx.TensorProto, location: str, offset: int, length: int)
 
 
 __all__ = ["KEEP_IN_FILE_BYTES", "LARGE_MODEL_BYTES", "TENSOR_DATA_FIELDS", "is_large", "light_copy", "load_model",
-           "model_digest", "save_model", "too_big_to_serialize"]
+           "model_digest", "save_model", "save_split", "too_big_to_serialize"]
