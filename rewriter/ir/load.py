@@ -224,17 +224,36 @@ def _fill(t: onnx.TensorProto, target: onnx.TensorProto) -> None:
 def is_large(model: onnx.ModelProto, limit: int | None = None) -> bool:
     """Is ``model`` a large model: at least ``limit`` bytes (default ``LARGE_MODEL_BYTES``), the tensors
     it keeps in their file (``rewriter.ir.external``) counted with the rest?"""
-    limit = LARGE_MODEL_BYTES if limit is None else limit
-    return too_big_to_serialize(model, limit) or model.ByteSize() + file_bytes(model) >= limit
+    in_memory, in_files = _sizes(model)
+    return in_memory + in_files >= (LARGE_MODEL_BYTES if limit is None else limit)
 
 
 def too_big_to_serialize(model: onnx.ModelProto, limit: int | None = None) -> bool:
     """Is ``model`` itself, without the tensors it keeps in their file, at least ``limit`` bytes (default
     ``LARGE_MODEL_BYTES``)? Such a model must be saved with external data to be handed on."""
+    return _sizes(model)[0] >= (LARGE_MODEL_BYTES if limit is None else limit)
+
+
+# Tensors from this size on are counted by their shape, not serialized, when a model is sized.
+_SIZED_BY_SHAPE_BYTES = 1 << 20
+
+
+def _sizes(model: onnx.ModelProto) -> tuple[int, int]:
+    """(bytes of ``model`` serialized, bytes of the tensors it keeps in their file), without serializing it.
+
+    protobuf's ``ByteSize`` serializes the message here (upb keeps no sizes): a transient copy of every
+    weight. A model with no tensor of 1 MB or more is sized so, exactly; a larger one is sized as its
+    copy without those tensors' data plus their data's bytes (within a few bytes a tensor).
+    """
     try:
-        return model.ByteSize() >= (LARGE_MODEL_BYTES if limit is None else limit)
+        light, big = light_copy(model, _SIZED_BY_SHAPE_BYTES)
+        if not big:
+            return model.ByteSize(), 0
+        in_files = sum(_data_bytes(t) for t, _ in big if in_file(t))
+        # A tensor's data is one length-delimited field: its tag and length take at most 11 bytes.
+        return light.ByteSize() + sum(_data_bytes(t) + 11 for t, _ in big if not in_file(t)), in_files
     except (ValueError, EncodeError):  # protobuf refuses even to size a message over 2 GiB
-        return True
+        return 1 << 62, 0
 
 
 def model_digest(model: onnx.ModelProto) -> str:

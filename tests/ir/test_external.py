@@ -130,3 +130,23 @@ def test_quantizing_a_model_kept_in_its_file_writes_the_same_bytes(
     monkeypatch.setattr(load_mod, "KEEP_IN_FILE_BYTES", 1)
     quantize_file(path, tmp_path / "kept" / "q.onnx", samples, options)
     assert (tmp_path / "kept" / "q.onnx").read_bytes() == (tmp_path / "whole" / "q.onnx").read_bytes()
+
+
+def test_a_model_is_sized_without_serializing_its_big_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    # upb's ByteSize serializes the message: sizing a model must not copy its weights.
+    model = tiny_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((1 << 19,), np.float32), "big"))
+    exact = model.ByteSize()
+    sized: list[int] = []
+    real = onnx.ModelProto.ByteSize
+
+    def spy(self: onnx.ModelProto) -> int:
+        size = real(self)
+        sized.append(size)
+        return size
+
+    monkeypatch.setattr(onnx.ModelProto, "ByteSize", spy, raising=False)
+    for limit, expected in ((exact, True), (exact + 64, False), (exact - 64, True)):
+        assert load_mod.is_large(model, limit) is expected
+        assert load_mod.too_big_to_serialize(model, limit) is expected
+    assert sized and max(sized) < (1 << 21) // 4, "only the copy without the big tensor's data was serialized"
