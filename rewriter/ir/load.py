@@ -386,9 +386,7 @@ def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
             if in_file(t):  # too small to go out: in the model, as if it had been loaded whole
                 _fill(t, copy)
             continue
-        for field, value in t.ListFields():
-            if field.name not in TENSOR_DATA_FIELDS and field.name not in _REFERENCE_FIELDS:
-                _copy_field(copy, field, value)
+        _copy_without_data(t, copy)
         big.append((t, copy))
     # Subgraphs: the copy has the same structure, so its tensors pair with the original's in order.
     for sub, sub_copy in zip(subgraphs(model.graph), subgraphs(light.graph)):
@@ -401,6 +399,21 @@ def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
             elif in_file(t):
                 _fill(t, copy)
     return light, big
+
+
+def _copy_without_data(t: onnx.TensorProto, copy: onnx.TensorProto) -> None:
+    """Copy ``t``'s fields but its values and their location into ``copy``. Field by field from the
+    descriptor: ``ListFields`` would hand out ``raw_data`` too, as a copy of the bytes."""
+    for field in t.DESCRIPTOR.fields:
+        if field.name in TENSOR_DATA_FIELDS or field.name in _REFERENCE_FIELDS:
+            continue
+        value = getattr(t, field.name)
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated:
+            if len(value):
+                _copy_field(copy, field, value)
+        elif t.HasField(field.name):
+            _copy_field(copy, field, value)
 
 
 def _tensor_slots(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
