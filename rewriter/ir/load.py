@@ -32,6 +32,8 @@ LARGE_MODEL_BYTES = int(1.8 * 1024**3)
 # From this much external data on, a model's external tensors stay in their file (rewriter.ir.external)
 # instead of being read in: the weights are then in memory only where a computation reads them.
 KEEP_IN_FILE_BYTES = LARGE_MODEL_BYTES
+# ... each of those tensors of this size or more, that is.
+_KEEP_MIN_BYTES = 64 << 10
 # Tensors smaller than this stay inline when a large model is saved with external data.
 _EXTERNAL_MIN_BYTES = 1024
 _TOPO_ERROR = "topologically sorted"
@@ -89,34 +91,41 @@ def _parse(p: Path) -> tuple[onnx.ModelProto, bool]:
             "check that the file is a model exported to ONNX and was not truncated."
         )
     try:
-        read_in = _load_external_data(model, p.parent)
+        read_in, kept = _load_external_data(model, p.parent)
     except (OSError, ValueError, onnx.checker.ValidationError) as e:
         raise UserError(
             f"{p}: cannot load its external data ({error_summary(e)}); "
             "keep the data files next to the model with the names the model refers to."
         ) from None
-    # Tensors kept in their file leave the graph as the file has it: the checker can read the file.
-    return model, not read_in and p.suffix.lower() == ".onnx"
+    # With tensors kept in their file, the checker reads the file (the references are not ONNX's own form);
+    # with none read in, it is the model as loaded.
+    return model, (kept > 0 or not read_in) and p.suffix.lower() == ".onnx"
 
 
-def _load_external_data(model: onnx.ModelProto, folder: Path) -> int:
+def _load_external_data(model: onnx.ModelProto, folder: Path) -> tuple[int, int]:
     """Read in the external data of every tensor stored so, or, when there is a large model's worth
-    of it, keep each such tensor in its file (``rewriter.ir.external``); how many were read in.
+    of it, keep each big such tensor in its file (``rewriter.ir.external``); how many were read in, and
+    how many were kept.
 
     Read in, the weights would be held as protobuf bytes and copied with every copy of the model:
     several times their size at the peak, where references cost nothing until values are needed.
     """
     stored = [t for t in tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    read_in, kept = stored, 0
     if stored and model.ByteSize() + sum(_data_bytes(t) for t in stored) >= KEEP_IN_FILE_BYTES:
+        # Small tensors (shapes, biases, norms' parameters) are still read in: they cost little, and shape
+        # inference and constant folding see them as in a model loaded whole.
+        read_in = [t for t in stored if _data_bytes(t) < _KEEP_MIN_BYTES or t.data_type == onnx.TensorProto.STRING]
         for t in stored:
-            keep_in_file(t, os.fspath(folder))
-        return 0
-    for t in stored:
+            if _data_bytes(t) >= _KEEP_MIN_BYTES and t.data_type != onnx.TensorProto.STRING:
+                keep_in_file(t, os.fspath(folder))
+                kept += 1
+    for t in read_in:
         onnx.external_data_helper.load_external_data_for_tensor(t, os.fspath(folder))
         # onnx marks the field present (= DEFAULT); clearing it makes the proto, and so the saved
         # bytes, the same as for a model stored in one file.
         t.ClearField("data_location")
-    return len(stored)
+    return len(read_in), kept
 
 
 def _checked(model: onnx.ModelProto, p: Path, as_stored: bool = False) -> onnx.ModelProto:

@@ -34,9 +34,25 @@ def _stored(folder: Path, model: onnx.ModelProto | None = None) -> Path:
     return path
 
 
+def _keep_in_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every external tensor of every model stays in its file (tiny_cnn's are far below the sizes)."""
+    monkeypatch.setattr(load_mod, "KEEP_IN_FILE_BYTES", 1)
+    monkeypatch.setattr(load_mod, "_KEEP_MIN_BYTES", 1)
+
+
 @pytest.fixture
 def keep_in_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    _keep_in_file(monkeypatch)
+
+
+def test_only_big_tensors_stay_in_their_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _stored(tmp_path)
     monkeypatch.setattr(load_mod, "KEEP_IN_FILE_BYTES", 1)
+    monkeypatch.setattr(load_mod, "_KEEP_MIN_BYTES", 1024)
+    model = load_model(path)
+    kept = {t.name for t in model.graph.initializer if in_file(t)}
+    sizes = {t.name: numpy_helper.to_array(t).nbytes for t in tiny_cnn().graph.initializer}
+    assert kept == {name for name, size in sizes.items() if size >= 1024} and kept != set(sizes)
 
 
 def test_external_data_stays_in_its_file(tmp_path: Path, keep_in_file: None) -> None:
@@ -62,7 +78,7 @@ def test_a_model_loaded_whole_and_one_kept_in_its_file_save_the_same_bytes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _stored(tmp_path / "in")
     whole = load_model(path)
-    monkeypatch.setattr(load_mod, "KEEP_IN_FILE_BYTES", 1)
+    _keep_in_file(monkeypatch)
     kept = load_model(path)
     assert file_bytes(kept) and not file_bytes(whole)
     assert model_digest(kept) == model_digest(whole)
@@ -127,7 +143,7 @@ def test_quantizing_a_model_kept_in_its_file_writes_the_same_bytes(
     samples = random_inputs(model, 8)
     options = QuantizeOptions(target="ORT", speed_guard=False, check_samples=4)
     quantize_file(path, tmp_path / "whole" / "q.onnx", samples, options)
-    monkeypatch.setattr(load_mod, "KEEP_IN_FILE_BYTES", 1)
+    _keep_in_file(monkeypatch)
     quantize_file(path, tmp_path / "kept" / "q.onnx", samples, options)
     assert (tmp_path / "kept" / "q.onnx").read_bytes() == (tmp_path / "whole" / "q.onnx").read_bytes()
 
