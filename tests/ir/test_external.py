@@ -136,12 +136,16 @@ def test_a_data_file_too_short_is_refused(tmp_path: Path, keep_in_file: None) ->
         load_model(path)
 
 
+@pytest.mark.parametrize("extra", [
+    {}, {"bias_correction": "full", "layerwise_tuning": True}, {"smoothing": 0.8, "channel_alignment": True},
+    {"output_format": "fakequantize", "target": "ANY", "self_check": False}])
 def test_quantizing_a_model_kept_in_its_file_writes_the_same_bytes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict) -> None:
+    # The passes read weights and run layers in onnxruntime: through the mapping, and the folder, too.
     model = tiny_cnn()
     path = _stored(tmp_path / "in", model)
     samples = random_inputs(model, 8)
-    options = QuantizeOptions(target="ORT", speed_guard=False, check_samples=4)
+    options = QuantizeOptions(**{"target": "ORT", "speed_guard": False, "check_samples": 4, **extra})
     quantize_file(path, tmp_path / "whole" / "q.onnx", samples, options)
     _keep_in_file(monkeypatch)
     quantize_file(path, tmp_path / "kept" / "q.onnx", samples, options)
