@@ -53,7 +53,8 @@ class QuantizeResult:
 
     Attributes:
         model: the quantized onnx.ModelProto (``onnx.save`` it, or ``rewriter.ir.load.save_model`` for
-            the command line's atomic, byte-identical write).
+            the command line's atomic, byte-identical write; a model read from a file with 1.8 GB or more
+            of external data may still refer to that file for float weights: ``save_model`` copies them).
         plan: the ``QuantPlan`` the model was emitted from: every FakeQuantize, requantized output and
             int32 bias, and every node's status and reason with the trail (file:line:column) that decided
             it; after the fidelity guard's reverts, if any.

@@ -27,7 +27,7 @@ from rewriter.algorithms.fq_math import asymmetric_range, level_bounds, symmetri
 from rewriter.algorithms.types import TensorRange
 from rewriter.calibrate.aggregators import (RangeEstimator, StatSpec, aggregate, population_reason,
                                             range_estimator_for)
-from rewriter.calibrate.estimators import Side, get_estimator, weight_stat
+from rewriter.calibrate.estimators import EXACT_ESTIMATORS, Side, get_estimator, weight_stat
 from rewriter.calibrate.reducers import Reducer
 from rewriter.errors import UserError
 from rewriter.plan import FakeQuantizePoint, QuantPlan
@@ -192,8 +192,13 @@ def weight_ranges(plan: QuantPlan, weights: Mapping[str, np.ndarray],
     for point in plan.points:
         if point.role != "weight":
             continue
-        w = np.asarray(weights[point.tensor], dtype=np.float64)
         estimator = estimator_for(point, options)
+        w = np.asarray(weights[point.tensor])
+        names = {estimator.max.estimator, *(() if estimator.min is None else (estimator.min.estimator,))}
+        if not (names <= EXACT_ESTIMATORS and np.issubdtype(w.dtype, np.floating)):
+            # min, max and |max| are exact in the weight's own float type (and return float64): a float64
+            # copy of the weight is only made for the statistics that need one.
+            w = np.asarray(w, dtype=np.float64)
         axis = point.channel_axis
         hi = weight_stat(w, estimator.max.estimator, axis, estimator.max.outlier_prob, "max")
         lo = None if estimator.min is None else weight_stat(w, estimator.min.estimator, axis,

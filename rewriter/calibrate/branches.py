@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper, version_converter
+from onnx import helper, version_converter
 
 from rewriter.calibrate.in_graph import default_opset
-from rewriter.calibrate.session import session_options
+from rewriter.calibrate.session import open_session, session_options
 from rewriter.errors import UserError
 from rewriter.ir.control_flow import InlinedBranch, if_conditions, restore, specialize
 from rewriter.ir.protos import node_reads
+from rewriter.ir.tensors import tensor_array
 
 __all__ = ["BranchCount", "InlinedIfs", "count_branches", "inline_taken_branches"]
 
@@ -50,7 +51,7 @@ def count_branches(model: onnx.ModelProto, conditions: Mapping[str, str],
         samples: checked calibration samples (input name -> array).
     """
     constants = {t.name: t for t in model.graph.initializer}
-    fixed = {name: bool(np.asarray(numpy_helper.to_array(constants[c])).reshape(-1)[0])
+    fixed = {name: bool(np.asarray(tensor_array(constants[c])).reshape(-1)[0])
              for name, c in conditions.items() if c in constants}
     computed = {name: c for name, c in conditions.items() if name not in fixed}
     then = dict.fromkeys(conditions, 0)
@@ -105,8 +106,7 @@ def _condition_session(model: onnx.ModelProto, tensors: list[str]) -> tuple[ort.
     small = helper.make_model(helper.make_graph(order, "conditions", inputs, outputs, inits),
                               opset_imports=list(model.opset_import), ir_version=model.ir_version)
     try:
-        session = ort.InferenceSession(small.SerializeToString(), session_options(),
-                                       providers=["CPUExecutionProvider"])
+        session = open_session(small, session_options())
     except Exception:  # noqa: BLE001 - no session: the Ifs stay float
         return None, []
     return session, [vi.name for vi in inputs]

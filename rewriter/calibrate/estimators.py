@@ -36,6 +36,7 @@ import numpy as np
 __all__ = [
     "DEFAULT_OUTLIER_PROB",
     "ESTIMATORS",
+    "EXACT_ESTIMATORS",
     "Estimator",
     "Side",
     "estimate_abs_max",
@@ -162,6 +163,16 @@ def get_estimator(name: str, side: Side | None = None) -> Estimator:
     return partial(fn, side=side)
 
 
+#: Statistics whose value over a tensor is the same reduction of their values over its blocks (NaN included).
+_BLOCKWISE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "min": np.minimum, "max": np.maximum, "abs_max": np.maximum}
+#: Values per block of a large weight's blockwise statistic.
+_BLOCK_VALUES = 1 << 22
+
+#: The estimators whose result is exact in any float type (no float64 copy of the input is needed).
+EXACT_ESTIMATORS = frozenset(_BLOCKWISE)
+
+
 def weight_stat(
     w: np.ndarray,
     name: str,
@@ -180,6 +191,23 @@ def weight_stat(
     """
     fn = get_estimator(name, side)
     w = np.asarray(w)
+    if name in _BLOCKWISE and w.ndim > 0 and w.size > _BLOCK_VALUES:
+        if channel_axis is not None and not -w.ndim <= channel_axis < w.ndim:
+            raise ValueError(f"channel_axis {channel_axis} out of range for a weight of shape {w.shape}")
+        # Exact statistics of a large weight block by block, combined: |w| (or a reshaped copy of a strided
+        # weight) would be a temporary as large as the weight, and a weight mapped from its file is then
+        # read once, a block at a time.
+        channel = None if channel_axis is None else channel_axis % w.ndim
+        along = next((a for a in range(w.ndim) if a != channel and w.shape[a] > 1), None)
+        if along is not None:
+            step = max(1, _BLOCK_VALUES // (w.size // w.shape[along]))
+            result = None
+            for start in range(0, w.shape[along], step):
+                block = w[(slice(None),) * along + (slice(start, start + step),)]
+                part = weight_stat(block, name, channel_axis, outlier_prob, side)
+                result = part if result is None else _BLOCKWISE[name](result, part)
+            assert result is not None
+            return result
     if channel_axis is None:
         return fn(w.reshape(1, -1), None, outlier_prob)[0]
     if w.ndim == 0 or not -w.ndim <= channel_axis < w.ndim:

@@ -38,7 +38,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from rewriter.calibrate.session import session_options
+from rewriter.calibrate.session import open_session, session_options
 from rewriter.errors import UserError
 from rewriter.ir.names import node_outer_reads
 
@@ -158,8 +158,7 @@ class LayerRunner:
         sub.ir_version = self._model.ir_version
         sub.functions.extend(self._model.functions)
         try:
-            session = ort.InferenceSession(sub.SerializeToString(), session_options(self._threads),
-                                           providers=["CPUExecutionProvider"])
+            session = open_session(sub, session_options(self._threads))
         except Exception as e:  # see run()
             raise UserError(f"onnxruntime cannot load nodes {_shown(names)} alone: {_message(e)}") from None
         self.sessions_built += 1

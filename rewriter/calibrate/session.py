@@ -32,12 +32,25 @@ import onnxruntime as ort
 from rewriter.calibrate.in_graph import Layout, in_graph_nodes
 from rewriter.calibrate.inputs import InputSpec, model_inputs
 from rewriter.errors import UserError
-from rewriter.ir.load import is_large, save_model  # save_model writes tensors to external data beside the model
+from rewriter.ir.external import EXTERNAL_FOLDER_KEY, file_bytes, runtime_payload
+# save_split writes tensors to external data beside the model.
+from rewriter.ir.load import save_split, too_big_to_serialize
 
-__all__ = ["LARGE_MODEL_BYTES", "RunFailed", "Session", "Sessions"]
+__all__ = ["LARGE_MODEL_BYTES", "RunFailed", "Session", "Sessions", "model_payload"]
 
 # Protobuf cannot serialize 2 GiB; above this the session is built from a file with external data.
 LARGE_MODEL_BYTES = int(1.8 * 1024**3)
+# From this size on, a model holding its data in memory is saved for onnxruntime rather than serialized:
+# serialized, its data is in memory three times while the session opens (the proto, the bytes, and
+# onnxruntime's parse of them); from a file, onnxruntime maps it. (A model that keeps tensors in their file
+# is serialized whatever its size: onnxruntime reads external data from one folder only.)
+SAVED_FIRST_BYTES = 128 << 20
+
+
+def _from_file(model: onnx.ModelProto) -> bool:
+    """Is a session over ``model`` opened from a temporary file rather than from its bytes?"""
+    return too_big_to_serialize(model, LARGE_MODEL_BYTES) or (
+        too_big_to_serialize(model, SAVED_FIRST_BYTES) and not file_bytes(model))
 
 
 class RunFailed(Exception):
@@ -48,8 +61,9 @@ class Session:
     """One onnxruntime session over the model, exposing what its layout says."""
 
     def __init__(self, model: onnx.ModelProto, serialized: bytes | None, layout: Layout,
-                 intra_op_threads: int | None) -> None:
-        """``serialized``: the model's bytes, or None for a large model (saved with external data)."""
+                 intra_op_threads: int | None, folder: str | None = None) -> None:
+        """``serialized``: the model's bytes, or None for a large model (saved with external data);
+        ``folder``: where the tensors it keeps in their file are (``model_payload``)."""
         self.layout = layout
         self.run_names = layout.run_names
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -63,9 +77,9 @@ class Session:
             extra = onnx.ModelProto(graph=onnx.GraphProto(node=nodes, initializer=constants, output=outputs))
             payload: bytes | str = serialized + extra.SerializeToString()
         else:
-            payload = self._save_large(model, nodes, constants, outputs)
+            payload, folder = self._save_large(model, nodes, constants, outputs), None
         try:
-            self._session: ort.InferenceSession | None = _create(payload, intra_op_threads)
+            self._session: ort.InferenceSession | None = _create(payload, intra_op_threads, folder)
         except BaseException:
             self.close()  # no temporary model file left behind
             raise
@@ -80,7 +94,7 @@ class Session:
         graph.initializer.extend(constants)
         graph.output.extend(outputs)
         try:
-            save_model(model, path)
+            save_split(model, path)
         finally:  # the caller's model is left as it was
             del graph.node[kept[0]:]
             del graph.initializer[kept[1]:]
@@ -119,19 +133,20 @@ class Sessions:
         self.model = model
         self.inputs: list[InputSpec] = model_inputs(model)
         self.threads = intra_op_threads
-        self.large = is_large(model, LARGE_MODEL_BYTES)
+        self.large = _from_file(model)
         self._serialized: bytes | None = None
+        self._folder: str | None = None
         self.raw_layout = Layout(raw=tuple(n for n in fetch if kinds[n] == "node"),
                                   from_feed=tuple(n for n in fetch if kinds[n] == "input"),
                                   outputs=tuple(outputs))
-        self._raw: Session | None = Session(model, self.serialized(), self.raw_layout, intra_op_threads)
+        self._raw: Session | None = Session(model, self.serialized(), self.raw_layout, intra_op_threads, self._folder)
         self.lean: Session | None = None
         self.reduced_in_graph: tuple[str, ...] = ()
 
     def serialized(self) -> bytes | None:
         """The model's bytes (serialized once for both sessions), None for a large model."""
         if self._serialized is None and not self.large:
-            self._serialized = self.model.SerializeToString()
+            self._serialized, self._folder = runtime_payload(self.model)
         return self._serialized
 
     @property
@@ -143,7 +158,7 @@ class Sessions:
     def raw(self) -> Session:
         """The raw session, reopened if the lean one replaced it."""
         if self._raw is None:
-            self._raw = Session(self.model, self.serialized(), self.raw_layout, self.threads)
+            self._raw = Session(self.model, self.serialized(), self.raw_layout, self.threads, self._folder)
         return self._raw
 
     def open_lean(self, layout: Layout) -> bool:
@@ -154,7 +169,7 @@ class Sessions:
             self._raw.close()
             self._raw = None
         try:
-            self.lean = Session(self.model, serialized, layout, self.threads)
+            self.lean = Session(self.model, serialized, layout, self.threads, self._folder)
         except UserError:
             return False  # the raw session reopens on the next run
         self.reduced_in_graph = tuple(g.tensor for g in layout.in_graph)
@@ -199,20 +214,35 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+def model_payload(model: onnx.ModelProto) -> tuple[bytes | None, str | None]:
+    """What ``Session`` takes for ``model``: its bytes (None when too large to serialize: ``Session`` saves it
+    to a temporary file instead), and the folder of the tensors it keeps in their file (None: none)."""
+    if _from_file(model):
+        return None, None
+    return runtime_payload(model)
+
+
 def open_session(model: onnx.ModelProto, options: ort.SessionOptions) -> ort.InferenceSession:
     """An onnxruntime CPU session over ``model`` with ``options``; a model too large for protobuf to serialize
-    goes through a temporary file with its tensors beside it (onnxruntime has read them when this returns)."""
-    if not is_large(model, LARGE_MODEL_BYTES):
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    goes through a temporary file with its tensors beside it (onnxruntime has read them when this returns).
+    Tensors kept in their file (``rewriter.ir.external``) are read by onnxruntime from there."""
+    if not _from_file(model):
+        serialized, folder = runtime_payload(model)
+        if folder is not None:
+            options.add_session_config_entry(EXTERNAL_FOLDER_KEY, folder)
+        return ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
     with tempfile.TemporaryDirectory(prefix="rewriter-session-") as tmp:
         path = os.path.join(tmp, "model.onnx")
-        save_model(model, path)
+        save_split(model, path)
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def _create(payload: bytes | str, intra_op_threads: int | None) -> ort.InferenceSession:
+def _create(payload: bytes | str, intra_op_threads: int | None, folder: str | None) -> ort.InferenceSession:
+    options = session_options(intra_op_threads)
+    if folder is not None:
+        options.add_session_config_entry(EXTERNAL_FOLDER_KEY, folder)
     try:
-        return ort.InferenceSession(payload, session_options(intra_op_threads), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # see Session.run
         raise UserError(f"onnxruntime cannot load the model for calibration: {_ort_message(e)}") from None
 

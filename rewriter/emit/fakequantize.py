@@ -46,6 +46,7 @@ from rewriter.emit.qdq import EmitResult, EmittedTensor, _note_kept_floats
 from rewriter.emit.qdq import _entry as _stored_entry
 from rewriter.emit.qdq_params import (QDQ_FLOAT_TYPES, _QParams, _in_float_type, _int_tensor, _params_for,
                                       _quantize_constant, _stored_bytes)
+from rewriter.ir.tensors import tensor_array
 from rewriter.plan import FakeQuantizePoint, QuantPlan, source_of
 
 __all__ = ["FQ_DOMAIN", "FQ_DOMAIN_VERSION", "emit_fakequantize"]
@@ -151,7 +152,7 @@ def _emit_compressed_weight(edit: GraphEdit, point: FakeQuantizePoint, params: _
                             readers: list[tuple[onnx.NodeProto, int]]) -> EmittedTensor:
     """integer constant -> Cast -> (Sub zero point) -> Mul scale, read by the point's consumers."""
     tensor = point.tensor
-    w = numpy_helper.to_array(edit.inits[tensor])
+    w = tensor_array(edit.inits[tensor])
     if params.axis is not None and not -w.ndim <= params.axis < w.ndim:
         raise ValueError(f"channel axis {params.axis} is out of range for weight {tensor!r} of rank {w.ndim}")
     source = source_of(point.trail)

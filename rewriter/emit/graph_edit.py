@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from rewriter.ir.names import FreshNames, graph_names, subgraph_reads
+from rewriter.ir.tensors import tensor_array
 from rewriter.plan import Decision, FakeQuantizePoint
 from rewriter.sources import SOURCE_KEY, source_text
 
@@ -108,7 +108,7 @@ class GraphEdit:
 
     def constant_value(self, name: str) -> np.ndarray | None:
         t = self.inits.get(name)
-        return numpy_helper.to_array(t) if t is not None else None
+        return tensor_array(t) if t is not None else None
 
     # -- edits ------------------------------------------------------------------------------
 

@@ -12,9 +12,8 @@ import time
 from typing import Any, Mapping, Sequence
 
 import onnx
-import onnxruntime as ort
 
-from rewriter.calibrate.session import session_options
+from rewriter.calibrate.session import open_session, session_options
 
 __all__ = ["latency_ms"]
 
@@ -23,8 +22,7 @@ def latency_ms(model: onnx.ModelProto, samples: Sequence[Mapping[str, Any]], rep
     """Median milliseconds per sample of ``model`` on ``samples`` (module docstring)."""
     if not samples:
         raise ValueError("latency needs at least one sample")
-    session = ort.InferenceSession(model.SerializeToString(), session_options(intra_op_threads=1),
-                                   providers=["CPUExecutionProvider"])
+    session = open_session(model, session_options(intra_op_threads=1))
     feeds = [dict(s) for s in samples]
     for feed in feeds:
         session.run(None, feed)

@@ -22,6 +22,8 @@ from typing import Literal
 import onnx
 import onnxruntime as ort
 
+from rewriter.ir.external import EXTERNAL_FOLDER_KEY, runtime_payload
+
 __all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "integer_kernels", "op_counts", "optimized_model"]
 
 ModelSource = onnx.ModelProto | bytes | str | os.PathLike
@@ -67,7 +69,10 @@ def optimized_model(model: ModelSource, level: Level = "extended", threads: int 
         # Weights go to a side file so that large models save too; only the graph is read back.
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
         options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        ort.InferenceSession(_source(model), options, providers=["CPUExecutionProvider"])
+        source, folder = _source(model)
+        if folder is not None:
+            options.add_session_config_entry(EXTERNAL_FOLDER_KEY, folder)
+        ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         return onnx.load(str(path), load_external_data=False)
 
 
@@ -104,9 +109,10 @@ def integer_kernels(model: onnx.ModelProto) -> int | None:
     return sum(counts[op] for op in INTEGER_OPS)
 
 
-def _source(model: ModelSource) -> bytes | str:
+def _source(model: ModelSource) -> tuple[bytes | str, str | None]:
+    """What onnxruntime loads, and the folder of the tensors a ModelProto keeps in their file."""
     if isinstance(model, onnx.ModelProto):
-        return model.SerializeToString()
+        return runtime_payload(model)
     if isinstance(model, bytes):
-        return model
-    return os.fspath(model)
+        return model, None
+    return os.fspath(model), None

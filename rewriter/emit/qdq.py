@@ -53,6 +53,7 @@ from rewriter.emit.qdq_params import (_QParams, _bias_scale, _float_clip_bounds,
                                       _int_tensor, _params_for, _quantize_constant, _required_opset, _stored_bytes,
                                       _with_opset, default_opset)
 from rewriter.ir.layers import DEFAULT_DOMAINS
+from rewriter.ir.tensors import tensor_array
 from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization, source_of
 
 # GraphEdit, stamp and default_opset are re-exported: callers have always found them here.
@@ -295,7 +296,7 @@ class _QdqEmitter:
         e = self.edit
         tensor = point.tensor
         float_init = e.inits[tensor]
-        w = numpy_helper.to_array(float_init)
+        w = tensor_array(float_init)
         if params.axis is not None and not -w.ndim <= params.axis < w.ndim:
             raise ValueError(f"channel axis {params.axis} is out of range for weight {tensor!r} of rank {w.ndim}")
         values = _quantize_constant(w, params)
@@ -403,7 +404,7 @@ class _QdqEmitter:
         """Rewire input ``port`` of ``node`` (the bias of ``op``) to an int32 copy of that bias."""
         e = self.edit
         bias = node.input[port]
-        b = numpy_helper.to_array(e.inits[bias])
+        b = tensor_array(e.inits[bias])
         scale = _bias_scale(op, b, x.params, w.params)
         if scale is not None and b.dtype == np.float16:
             # DequantizeLinear gives its scale's type: a float16 bias needs a float16 scale, with the

@@ -185,7 +185,7 @@ def _with_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
 def _int_tensor(values: np.ndarray, dtype: str, name: str) -> onnx.TensorProto:
     """An integer initializer of a storage type (4-bit types packed two per byte by onnx)."""
     np_dtype = helper.tensor_dtype_to_np_dtype(_ONNX_DTYPE[dtype])
-    return numpy_helper.from_array(np.asarray(values).astype(np_dtype), name)
+    return numpy_helper.from_array(np.asarray(values).astype(np_dtype, copy=False), name)
 
 
 def _stored_bytes(count: int, dtype: str) -> int:
@@ -202,10 +202,14 @@ def _quantize_constant(w: np.ndarray, params: _QParams) -> np.ndarray:
     along = slicing_axis(w, params.axis, _CHUNK_VALUES)
     if along is not None:
         # A large table (word embeddings: 11.7M values) in slices: float64 temporaries of the whole
-        # tensor took 400 MB.
-        parts = np.array_split(np.arange(w.shape[along]), -(-w.size // _CHUNK_VALUES))
-        return np.concatenate([_quantize_constant(np.take(w, idx, axis=along), params) for idx in parts if idx.size],
-                              axis=along)
+        # tensor took 400 MB. The slices go into an array of the smallest type holding the levels:
+        # int64 slices joined would make a result twice the size of a float32 weight.
+        out = np.empty(w.shape, _holding(params.qmin, params.qmax))
+        step = max(1, _CHUNK_VALUES // (w.size // w.shape[along]))
+        for start in range(0, w.shape[along], step):
+            index = (slice(None),) * along + (slice(start, start + step),)
+            out[index] = _quantize_constant(w[index], params)
+        return out
     fq = fake_quantize(w, params.input_low, params.input_high, params.levels, axis=params.axis)
     scale = _broadcast(params.scale, w.ndim, params.axis).astype(np.float64)
     zero_point = _broadcast(params.zero_point, w.ndim, params.axis)
@@ -214,6 +218,15 @@ def _quantize_constant(w: np.ndarray, params: _QParams) -> np.ndarray:
 
 
 _CHUNK_VALUES = 1 << 20
+
+
+def _holding(low: int, high: int) -> np.dtype:
+    """The smallest integer type that holds every value in [low, high]."""
+    for candidate in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+        info = np.iinfo(candidate)
+        if info.min <= low and high <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(np.int64)
 
 
 def _broadcast(values: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:

@@ -9,6 +9,7 @@ from onnx import helper, numpy_helper
 
 from rewriter.ir.layers import BIAS_INPUT_OPS, BIAS_PORT, matmul_bias_names
 from rewriter.ir.names import graph_names
+from rewriter.ir.tensors import tensor_array
 
 
 def apply_weight_updates(model: onnx.ModelProto, updates: Mapping[str, np.ndarray],
@@ -50,7 +51,7 @@ def _replace(graph: onnx.GraphProto, updates: Mapping[str, np.ndarray]) -> None:
             raise KeyError(f"no initializer named {name!r}")
         old = graph.initializer[index[name]]
         new = np.asarray(updates[name])
-        current = numpy_helper.to_array(old)
+        current = tensor_array(old)
         if new.shape != current.shape:
             raise ValueError(f"update of {name!r} changes its shape {current.shape} -> {new.shape}")
         graph.initializer[index[name]].CopyFrom(numpy_helper.from_array(new.astype(current.dtype), name))
@@ -166,7 +167,7 @@ def restore_initializers(model: onnx.ModelProto, reference: onnx.ModelProto,
             if wanted.SerializeToString() != current.SerializeToString():
                 updates[name] = wanted
         else:
-            values = numpy_helper.to_array(current)
+            values = tensor_array(current)
             if np.any(values):
                 updates[name] = numpy_helper.from_array(np.zeros_like(values), name)
     if not updates:

@@ -10,6 +10,7 @@ from onnx import helper, numpy_helper
 from rewriter.ir.names import FreshNames, graph_names
 from rewriter.ir.protos import DEFAULT_DOMAINS, node_reads, replace_nodes
 from rewriter.ir.shape_inference import value_types
+from rewriter.ir.tensors import tensor_array
 
 __all__ = ["fold_batchnorms"]
 
@@ -88,7 +89,7 @@ class _BnContext:
             return None  # per-activation statistics (opset < 9): not a per-channel affine map
         if any(bn.output[1:]) or len(bn.input) != 5 or not all(t in self.inits for t in bn.input[1:]):
             return None
-        scale, shift, mean, var = (numpy_helper.to_array(self.inits[t]).astype(np.float64) for t in bn.input[1:])
+        scale, shift, mean, var = (tensor_array(self.inits[t]).astype(np.float64) for t in bn.input[1:])
         if not all(a.ndim == 1 and a.shape == scale.shape for a in (shift, mean, var)):
             return None
         eps = attrs["epsilon"].f if "epsilon" in attrs else 1e-5
@@ -96,12 +97,12 @@ class _BnContext:
         return factor, shift - mean * factor
 
     def _weight(self, prod: onnx.NodeProto) -> np.ndarray | None:
-        w = numpy_helper.to_array(self.inits[prod.input[1]])
+        w = tensor_array(self.inits[prod.input[1]])
         return w if w.dtype in _FLOATS else None
 
     def _bias(self, prod: onnx.NodeProto, index: int) -> np.ndarray | None:
         if len(prod.input) > index and prod.input[index]:
-            return numpy_helper.to_array(self.inits[prod.input[index]]).astype(np.float64)
+            return tensor_array(self.inits[prod.input[index]]).astype(np.float64)
         return None
 
     def _conv(self, prod: onnx.NodeProto, bn: onnx.NodeProto, factor: np.ndarray,

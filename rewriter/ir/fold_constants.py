@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 from rewriter.ir.protos import DEFAULT_DOMAINS, replace_nodes
 from rewriter.ir.shape_inference import infer_shapes_in_place, value_types
+from rewriter.ir.tensors import tensor_array
 
 __all__ = ["fold_constants"]
 
@@ -75,7 +76,7 @@ class _Folder:
 
     def array(self, name: str) -> np.ndarray:
         if name not in self.arrays:
-            self.arrays[name] = numpy_helper.to_array(self.inits[name])
+            self.arrays[name] = tensor_array(self.inits[name])
         return self.arrays[name]
 
     def fold(self, node: onnx.NodeProto) -> list[np.ndarray] | None:

@@ -23,11 +23,17 @@ from onnx import helper, numpy_helper
 
 from rewriter.errors import UserError
 from rewriter.io_utils import check_output_path, folder_lock, rename_into_place, write_temporary
+from rewriter.ir.external import file_bytes, file_chunks, in_file, keep_in_file, tensors
 from rewriter.ir.names import subgraphs
 from rewriter.ir.order import sort_nodes
 
 # Protobuf refuses to serialize messages over 2 GiB; leave headroom for the graph itself.
 LARGE_MODEL_BYTES = int(1.8 * 1024**3)
+# From this much external data on, a model's external tensors stay in their file (rewriter.ir.external)
+# instead of being read in: the weights are then in memory only where a computation reads them.
+KEEP_IN_FILE_BYTES = LARGE_MODEL_BYTES
+# ... each of those tensors of this size or more, that is.
+_KEEP_MIN_BYTES = 64 << 10
 # Tensors smaller than this stay inline when a large model is saved with external data.
 _EXTERNAL_MIN_BYTES = 1024
 _TOPO_ERROR = "topologically sorted"
@@ -85,27 +91,41 @@ def _parse(p: Path) -> tuple[onnx.ModelProto, bool]:
             "check that the file is a model exported to ONNX and was not truncated."
         )
     try:
-        external = _load_external_data(model, p.parent)
+        read_in, kept = _load_external_data(model, p.parent)
     except (OSError, ValueError, onnx.checker.ValidationError) as e:
         raise UserError(
             f"{p}: cannot load its external data ({error_summary(e)}); "
             "keep the data files next to the model with the names the model refers to."
         ) from None
-    return model, not external and p.suffix.lower() == ".onnx"
+    # With tensors kept in their file, the checker reads the file (the references are not ONNX's own form);
+    # with none read in, it is the model as loaded.
+    return model, (kept > 0 or not read_in) and p.suffix.lower() == ".onnx"
 
 
-def _load_external_data(model: onnx.ModelProto, folder: Path) -> int:
-    """Read the external data of every tensor stored so; how many there were."""
-    count = 0
-    for t in _all_tensors(model.graph):
-        if t.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        count += 1
+def _load_external_data(model: onnx.ModelProto, folder: Path) -> tuple[int, int]:
+    """Read in the external data of every tensor stored so, or, when there is a large model's worth
+    of it, keep each big such tensor in its file (``rewriter.ir.external``); how many were read in, and
+    how many were kept.
+
+    Read in, the weights would be held as protobuf bytes and copied with every copy of the model:
+    several times their size at the peak, where references cost nothing until values are needed.
+    """
+    stored = [t for t in tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    read_in, kept = stored, 0
+    if stored and model.ByteSize() + sum(_data_bytes(t) for t in stored) >= KEEP_IN_FILE_BYTES:
+        # Small tensors (shapes, biases, norms' parameters) are still read in: they cost little, and shape
+        # inference and constant folding see them as in a model loaded whole.
+        read_in = [t for t in stored if _data_bytes(t) < _KEEP_MIN_BYTES or t.data_type == onnx.TensorProto.STRING]
+        for t in stored:
+            if _data_bytes(t) >= _KEEP_MIN_BYTES and t.data_type != onnx.TensorProto.STRING:
+                keep_in_file(t, os.fspath(folder))
+                kept += 1
+    for t in read_in:
         onnx.external_data_helper.load_external_data_for_tensor(t, os.fspath(folder))
         # onnx marks the field present (= DEFAULT); clearing it makes the proto, and so the saved
         # bytes, the same as for a model stored in one file.
         t.ClearField("data_location")
-    return count
+    return len(read_in), kept
 
 
 def _checked(model: onnx.ModelProto, p: Path, as_stored: bool = False) -> onnx.ModelProto:
@@ -171,6 +191,8 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
     """
     dest = check_output_path(path)
     if not is_large(model):
+        # A model that came in large may leave small (its weights quantized): one file, as any small model.
+        model = _read_in(model) if file_bytes(model) else model
         tmp = write_temporary(dest, lambda f: f.write(model.SerializeToString(deterministic=True)), "the model")
         with folder_lock(dest.parent):
             rename_into_place(tmp, dest, "the model")
@@ -179,12 +201,68 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
         _save_large(model, dest)
 
 
+def save_split(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """``save_model`` as for a large model, whatever the size: tensors of 1 KB or more in the data file.
+
+    For a runtime that maps the data file instead of holding a parse of the model's bytes.
+    """
+    _save_large(model, check_output_path(path))
+
+
+def _read_in(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as if loaded whole: a copy with the data of the tensors it keeps in their file read in
+    (``model`` itself when it keeps none)."""
+    if not file_bytes(model):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # references cost nothing to copy
+    for t in tensors(copy.graph):
+        if in_file(t):
+            _fill(t, t)
+    return copy
+
+
+def _fill(t: onnx.TensorProto, target: onnx.TensorProto) -> None:
+    """Give ``target`` the values of reference ``t`` as raw data, stored in the model (``t`` may be ``target``)."""
+    raw = b"".join(file_chunks(t))
+    for name in (*TENSOR_DATA_FIELDS, *_REFERENCE_FIELDS):
+        target.ClearField(name)
+    target.raw_data = raw
+
+
 def is_large(model: onnx.ModelProto, limit: int | None = None) -> bool:
-    """Is ``model`` too large to serialize in one piece (at least ``limit``, default ``LARGE_MODEL_BYTES``)?"""
+    """Is ``model`` a large model: at least ``limit`` bytes (default ``LARGE_MODEL_BYTES``), the tensors
+    it keeps in their file (``rewriter.ir.external``) counted with the rest?"""
+    in_memory, in_files = _sizes(model)
+    return in_memory + in_files >= (LARGE_MODEL_BYTES if limit is None else limit)
+
+
+def too_big_to_serialize(model: onnx.ModelProto, limit: int | None = None) -> bool:
+    """Is ``model`` itself, without the tensors it keeps in their file, at least ``limit`` bytes (default
+    ``LARGE_MODEL_BYTES``)? Such a model must be saved with external data to be handed on."""
+    return _sizes(model)[0] >= (LARGE_MODEL_BYTES if limit is None else limit)
+
+
+# Tensors from this size on are counted by their shape, not serialized, when a model is sized.
+_SIZED_BY_SHAPE_BYTES = 1 << 20
+
+
+def _sizes(model: onnx.ModelProto) -> tuple[int, int]:
+    """(bytes of ``model`` serialized, bytes of the tensors it keeps in their file), without serializing it.
+
+    protobuf's ``ByteSize`` serializes the message here (upb keeps no sizes): a transient copy of every
+    weight. A model with no tensor of 1 MB or more is sized so, exactly; a larger one is sized as its
+    copy without those tensors' data plus their data's bytes (within a few bytes a tensor).
+    """
     try:
-        return model.ByteSize() >= (LARGE_MODEL_BYTES if limit is None else limit)
+        light, big = light_copy(model, _SIZED_BY_SHAPE_BYTES)
+        if not big:
+            return model.ByteSize(), 0
+        in_files = sum(_data_bytes(t) for t, _ in big if in_file(t))
+        # A tensor's data is one length-delimited field: its tag and length take at most 11 bytes.
+        return light.ByteSize() + sum(_data_bytes(t) + 11 for t, _ in big if not in_file(t)), in_files
     except (ValueError, EncodeError):  # protobuf refuses even to size a message over 2 GiB
-        return True
+        return 1 << 62, 0
 
 
 def model_digest(model: onnx.ModelProto) -> str:
@@ -195,11 +273,16 @@ def model_digest(model: onnx.ModelProto) -> str:
     model always gives the same digest, and any changed weight another one.
     """
     if not is_large(model):
-        return hashlib.sha256(model.SerializeToString()).hexdigest()
+        return hashlib.sha256(_read_in(model).SerializeToString()).hexdigest()
     light, big = light_copy(model, 1024)
     digest = hashlib.sha256(b"large:" + light.SerializeToString())
-    for original, _ in big:
-        digest.update(original.SerializeToString())
+    for original, copy in big:
+        if in_file(original):  # its content, read a chunk at a time (the reference names only a file)
+            digest.update(copy.SerializeToString())
+            for chunk in file_chunks(original):
+                digest.update(chunk)
+        else:
+            digest.update(original.SerializeToString())
     return digest.hexdigest()
 
 
@@ -241,12 +324,12 @@ def _save_large(model: onnx.ModelProto, dest: Path) -> None:
         nonlocal digest
         writer = _HashingWriter(f)
         for source, target in big:
-            raw = _raw_bytes(source)
             # Align each tensor so runtimes can memory-map it.
             writer.write(b"\0" * (-writer.position % 64))
-            placed.append((target, writer.position, len(raw)))
-            writer.write(raw)
-            del raw
+            start = writer.position
+            for chunk in _data_chunks(source):
+                writer.write(chunk)
+            placed.append((target, start, writer.position - start))
         digest = writer.digest()
 
     data_tmp = write_temporary(dest.with_name(dest.name + ".data"), write_data, "the model's external data")
@@ -268,12 +351,16 @@ def _save_large(model: onnx.ModelProto, dest: Path) -> None:
         _remove_other_data_files(dest, keep=location)
 
 
-def _raw_bytes(t: onnx.TensorProto) -> bytes:
-    if t.HasField("raw_data"):
-        return t.raw_data
-    arr = numpy_helper.to_array(t)
-    # raw_data is little-endian by the ONNX spec, whatever the host.
-    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+def _data_chunks(t: onnx.TensorProto) -> Iterator[bytes | memoryview]:
+    """``t``'s raw bytes: from its file a chunk at a time for a reference, else at once."""
+    if in_file(t):
+        yield from file_chunks(t)
+    elif t.HasField("raw_data"):
+        yield t.raw_data
+    else:
+        arr = numpy_helper.to_array(t)
+        # raw_data is little-endian by the ONNX spec, whatever the host.
+        yield arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 #: The fields of a TensorProto that hold its values.
@@ -283,10 +370,12 @@ TENSOR_DATA_FIELDS = frozenset({"raw_data", "float_data", "int32_data", "int64_d
 
 def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
                                                                  list[tuple[onnx.TensorProto, onnx.TensorProto]]]:
-    """A copy of ``model`` whose main-graph initializers of ``min_bytes`` or more have no data.
+    """A copy of ``model`` whose initializers of ``min_bytes`` or more, and whose tensors kept in their
+    file (``rewriter.ir.external``), have no data.
 
-    The copy is built field by field, so those tensors' values are never copied. Tensors in
-    external data, string tensors and the initializers of subgraphs are copied whole.
+    The copy is built field by field, so the main graph's big tensors are never copied; a subgraph is
+    copied with its node and its big tensors emptied after (a reference costs nothing to copy). String
+    tensors and tensors a file of the model's own holds stay as they are.
 
     Returns:
         The copy, and (original, its copy without data) for every tensor left without data.
@@ -301,15 +390,65 @@ def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
     big = []
     for t in model.graph.initializer:
         copy = light.graph.initializer.add()
-        if (t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING
-                or _data_bytes(t) < min_bytes):
+        if not _is_big(t, min_bytes):
             copy.CopyFrom(t)
+            if in_file(t):  # too small to go out: in the model, as if it had been loaded whole
+                _fill(t, copy)
             continue
-        for field, value in t.ListFields():
-            if field.name not in TENSOR_DATA_FIELDS:
-                _copy_field(copy, field, value)
+        _copy_without_data(t, copy)
         big.append((t, copy))
+    # Subgraphs: the copy has the same structure, so its tensors pair with the original's in order.
+    for sub, sub_copy in zip(subgraphs(model.graph), subgraphs(light.graph)):
+        for (t, initializer), (copy, _) in zip(_tensor_slots(sub), _tensor_slots(sub_copy)):
+            # A tensor attribute (a Constant's value) goes out only if it was a reference already.
+            if in_file(t) and not initializer or initializer and _is_big(t, min_bytes):
+                for name in (*TENSOR_DATA_FIELDS, *_REFERENCE_FIELDS):
+                    copy.ClearField(name)
+                big.append((t, copy))
+            elif in_file(t):
+                _fill(t, copy)
     return light, big
+
+
+def _copy_without_data(t: onnx.TensorProto, copy: onnx.TensorProto) -> None:
+    """Copy ``t``'s fields but its values and their location into ``copy``. Field by field from the
+    descriptor: ``ListFields`` would hand out ``raw_data`` too, as a copy of the bytes."""
+    for field in t.DESCRIPTOR.fields:
+        if field.name in TENSOR_DATA_FIELDS or field.name in _REFERENCE_FIELDS:
+            continue
+        value = getattr(t, field.name)
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated:
+            if len(value):
+                _copy_field(copy, field, value)
+        elif t.HasField(field.name):
+            _copy_field(copy, field, value)
+
+
+def _tensor_slots(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
+    """(tensor, is an initializer) for every tensor of ``graph`` and its subgraphs, in ``tensors``' order."""
+    for t in graph.initializer:
+        yield t, True
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t, False
+            elif attr.type == onnx.AttributeProto.TENSORS:
+                for t in attr.tensors:
+                    yield t, False
+    for sub in subgraphs(graph):
+        yield from _tensor_slots(sub)
+
+
+#: The fields of a TensorProto that say where its values are stored.
+_REFERENCE_FIELDS = ("data_location", "external_data")
+
+
+def _is_big(t: onnx.TensorProto, min_bytes: int) -> bool:
+    if in_file(t):
+        return _data_bytes(t) >= min_bytes
+    return not (t.data_location == onnx.TensorProto.EXTERNAL or t.data_type == onnx.TensorProto.STRING
+                or _data_bytes(t) < min_bytes)
 
 
 def _data_bytes(t: onnx.TensorProto) -> int:
@@ -354,18 +493,5 @@ def _point_to_file(t: onnx.TensorProto, location: str, offset: int, length: int)
         entry.key, entry.value = key, value
 
 
-def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor that can hold data: initializers and tensor attributes, subgraphs included."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
-            elif attr.type == onnx.AttributeProto.TENSORS:
-                yield from attr.tensors
-    for sub in subgraphs(graph):
-        yield from _all_tensors(sub)
-
-
-__all__ = ["LARGE_MODEL_BYTES", "TENSOR_DATA_FIELDS", "is_large", "light_copy", "load_model",
-           "model_digest", "save_model"]
+__all__ = ["KEEP_IN_FILE_BYTES", "LARGE_MODEL_BYTES", "TENSOR_DATA_FIELDS", "is_large", "light_copy", "load_model",
+           "model_digest", "save_model", "save_split", "too_big_to_serialize"]

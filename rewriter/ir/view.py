@@ -14,10 +14,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from rewriter.ir.external import in_file, tensor_values
 from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, TensorInfo, make_node_info, make_tensor_info
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
 from rewriter.ir.protos import NodeRow
+from rewriter.ir.tensors import tensor_array
 
 _A = onnx.AttributeProto
 
@@ -108,9 +110,9 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
         elif t == _A.STRINGS:
             out[a.name] = [s.decode("utf-8", errors="replace") for s in a.strings]
         elif t == _A.TENSOR:
-            out[a.name] = numpy_helper.to_array(a.t)
+            out[a.name] = tensor_array(a.t)
         elif t == _A.TENSORS:
-            out[a.name] = [numpy_helper.to_array(x) for x in a.tensors]
+            out[a.name] = [tensor_array(x) for x in a.tensors]
         # GRAPH(S), SPARSE_TENSOR(S), TYPE_PROTO(S): subgraphs are not viewed; the rest is too rare to model.
     return out
 
@@ -162,7 +164,11 @@ def _all_zero(t: onnx.TensorProto) -> bool:
     size = 1
     for d in t.dims:
         size *= d
-    if size > ZERO_CHECK_VALUES or t.data_location == onnx.TensorProto.EXTERNAL:
+    if size > ZERO_CHECK_VALUES:
+        return False
+    if in_file(t):  # a large model's tensor kept in its file: read as the same model loaded whole would be
+        return not np.any(tensor_values(t))
+    if t.data_location == onnx.TensorProto.EXTERNAL:
         return False
     if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) == 4 * size:
         # The common case read directly (numpy_helper.to_array costs more than the check on a few values).

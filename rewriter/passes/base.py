@@ -134,7 +134,7 @@ class PassContext:
 
     def initializers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         """The named initializers of ``model`` as arrays."""
-        return initializer_arrays(self.model, names)
+        return dict(initializer_arrays(self.model, names))
 
     def after(self, result: PassResult) -> PassContext:
         """The context the next pass sees: the result's model (and its view), ranges, and the plan with the

@@ -51,10 +51,9 @@ from typing import AbstractSet, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from rewriter.calibrate.in_graph import Layout
-from rewriter.calibrate.session import LARGE_MODEL_BYTES, RunFailed, Session
+from rewriter.calibrate.session import RunFailed, Session, model_payload
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
-from rewriter.ir.load import is_large
 from rewriter.ir.view import graph_view
 from rewriter.plan import QuantPlan
 
@@ -328,8 +327,8 @@ def measure_damage(float_model: Any, quantized_model: Any, plan: QuantPlan, samp
     errors, quantizer_noise = _ErrorSums(), _ErrorSums()
     try:
         for model, names in ((float_model, float_names), (quantized_model, quantized_names)):
-            serialized = None if is_large(model, LARGE_MODEL_BYTES) else model.SerializeToString()
-            sessions.append(Session(model, serialized, Layout(raw=names, from_feed=()), None))
+            serialized, folder = model_payload(model)
+            sessions.append(Session(model, serialized, Layout(raw=names, from_feed=()), None, folder))
         # One sample at a time, reduced to sums before the next: one sample's tensors per model in memory.
         for sample in samples:
             float_run, quantized_run = (session.run(sample) for session in sessions)

@@ -84,3 +84,19 @@ def test_large_weights_quantize_in_slices_to_the_same_integers(monkeypatch) -> N
         assert qdq.slicing_axis(w, axis, qdq._CHUNK_VALUES) is not None
         np.testing.assert_array_equal(qdq._quantize_constant(w, params), whole)
         monkeypatch.undo()
+
+
+def test_sliced_weights_are_gathered_in_the_storage_sized_type(monkeypatch) -> None:
+    # int64 slices joined would be an array twice the size of the float32 weight.
+    from rewriter.algorithms.fq_math import qdq_params
+    from rewriter.emit import qdq_params as qdq
+
+    w = np.random.default_rng(4).standard_normal((40, 24)).astype(np.float32)
+    high = np.float32(np.abs(w).max())
+    scale, zero_point, qmin, qmax = qdq_params(-high, high, 255, storage_signed=True)
+    params = qdq._QParams(np.asarray(scale, np.float32), np.asarray(zero_point, np.int64), int(qmin), int(qmax),
+                          "int8", None, 255, np.asarray(-high, np.float32), np.asarray(high, np.float32))
+    whole = qdq._quantize_constant(w, params)
+    monkeypatch.setattr(qdq, "_CHUNK_VALUES", 100)
+    sliced = qdq._quantize_constant(w, params)
+    assert sliced.dtype == np.int8 and np.array_equal(sliced, whole)

@@ -149,3 +149,21 @@ def test_per_channel_reduces_to_per_tensor(x):
     assert np.array_equal(per_channel.max(axis=1), est.get_estimator("max", "max")(x, None, 1e-4))
     per_channel = est.get_estimator("min", "min")(x, 1, 1e-4)
     assert np.array_equal(per_channel.min(axis=1), est.get_estimator("min", "min")(x, None, 1e-4))
+
+
+@pytest.mark.parametrize("name", sorted(est.EXACT_ESTIMATORS))
+@pytest.mark.parametrize("axis", [None, 0, 1, 3])
+def test_weight_stat_of_a_large_weight_is_taken_in_blocks_with_the_same_result(name, axis, monkeypatch):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 5, 3, 4)).astype(np.float32)
+    w[2, 1, 0, 3] = 40.0
+    whole = est.weight_stat(w, name, axis, side="max")
+    with_nan = w.copy()
+    with_nan[4, 0, 2, 1] = np.nan
+    whole_nan = est.weight_stat(with_nan, name, axis, side="max")
+    monkeypatch.setattr(est, "_BLOCK_VALUES", 7)  # 360 values: blocks along the first axis not the channel's
+    blocked = est.weight_stat(w, name, axis, side="max")
+    assert blocked.dtype == whole.dtype == np.float64 and np.array_equal(blocked, whole)
+    assert np.array_equal(est.weight_stat(with_nan, name, axis, side="max"), whole_nan, equal_nan=True)
+    # A float32 weight gives what its float64 copy gives (the statistic is exact in either type).
+    assert np.array_equal(est.weight_stat(w.astype(np.float64), name, axis, side="max"), whole)
