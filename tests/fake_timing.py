@@ -36,3 +36,35 @@ def install(monkeypatch: pytest.MonkeyPatch, pair: Pair, float_outputs: bool = F
             return TimedPair(float_profile, quantized_profile, (), profiles, given)
 
     monkeypatch.setattr(speed_guard, "PairTimer", Timer)
+
+
+def priced(costs: dict[str, float]) -> Pair:
+    """A profiler: every node of a model costs 100 us (Q/DQ nodes 0), a node named in ``costs`` costs that
+    when it reads a DequantizeLinear (it runs quantized); float and quantized are profiled alike."""
+    def profile(model: Any) -> RunProfile:
+        dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        nodes = {}
+        for node in model.graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                nodes[node.name] = 0.0
+            elif node.name in costs and any(i in dequantized for i in node.input):
+                nodes[node.name] = costs[node.name]
+            else:
+                nodes[node.name] = 100.0
+        return RunProfile(sum(nodes.values()), nodes, 9)
+
+    def measure_pair_fake(float_model: Any, quantized_model: Any, feeds: Any, runs: int,
+                          threads: int = 1) -> tuple[RunProfile, RunProfile]:
+        return profile(float_model), profile(quantized_model)
+    return measure_pair_fake
+
+
+def steady_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that never moves: the guard's time budget never runs out, whatever the machine's load."""
+    import rewriter.tuning.speed_guard as speed_guard
+
+    class Frozen:
+        @staticmethod
+        def perf_counter() -> float:
+            return 0.0
+    monkeypatch.setattr(speed_guard, "time", Frozen)

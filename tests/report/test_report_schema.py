@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import control_flow_models
+import fake_timing
 import models
 import rewriter
 from rewriter.report.plan_report import plan_dict
@@ -99,7 +100,21 @@ def results() -> list[Any]:
         # FakeQuantize output: no scales stored; the self-check is skipped without OpenVINO.
         rewriter.quantize(models.tiny_cnn(), data=models.random_inputs(models.tiny_cnn(), 4),
                           output_format="fakequantize"),
+        _speed_guard_reverting(),
     ]
+
+
+def _speed_guard_reverting() -> Any:
+    """A run whose speed guard measures and reverts a group: made-up timings (the depthwise group slower
+    quantized) and a clock that never moves, so the section is the same on any machine and load."""
+    with pytest.MonkeyPatch.context() as mp:
+        fake_timing.install(mp, fake_timing.priced({"dw_conv": 300.0, "pw_conv": 50.0}))
+        fake_timing.steady_clock(mp)
+        model = models.depthwise_conv()
+        result = rewriter.quantize(model, data=models.random_inputs(model, 12, seed=1), subset_size=8,
+                                   check_samples=4, speed_cache=False)
+    assert result.report["speed"]["reverts"] and result.report["speed"]["measurements"]
+    return result
 
 
 def test_the_table_parses_and_names_the_schema() -> None:

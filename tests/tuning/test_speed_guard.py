@@ -32,33 +32,8 @@ from rewriter.tuning.speed_decisions import SPEED_SOURCE
 from rewriter.tuning.speed_guard import revert_closure, speed_guard_applies
 
 
-def _priced(costs: dict[str, float]):
-    """A profiler: every node of a model costs 100 us (Q/DQ nodes 0), a node named in ``costs`` costs that
-    when it reads a DequantizeLinear (it runs quantized); float and quantized are profiled alike."""
-    def profile(model: onnx.ModelProto) -> RunProfile:
-        dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-        nodes = {}
-        for node in model.graph.node:
-            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-                nodes[node.name] = 0.0
-            elif node.name in costs and any(i in dequantized for i in node.input):
-                nodes[node.name] = costs[node.name]
-            else:
-                nodes[node.name] = 100.0
-        return RunProfile(sum(nodes.values()), nodes, 9)
-
-    def measure_pair_fake(float_model, quantized_model, feeds, runs, threads=1):
-        return profile(float_model), profile(quantized_model)
-    return measure_pair_fake
-
-
-def _steady_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A clock that never moves: the time budget never runs out, whatever the machine's load."""
-    class Frozen:
-        @staticmethod
-        def perf_counter() -> float:
-            return 0.0
-    monkeypatch.setattr(speed_guard, "time", Frozen)
+_priced = fake_timing.priced
+_steady_clock = fake_timing.steady_clock
 
 
 def _data(model: onnx.ModelProto, n: int = 12) -> list[dict[str, np.ndarray]]:
