@@ -123,7 +123,7 @@ class _Loader(SchemaChecker):
         if path is not None and not isinstance(path, str):
             self.error("model.model", f"model.model must be a string (a model path), got {path!r}")
             return None
-        return None if path is None else self._path(path)
+        return None if path is None else self._path(path, "model.model")
 
     def _engine(self, node: Node) -> str | None:
         """Only ``data_source`` is read (the calibration folder when --data is not given)."""
@@ -140,16 +140,23 @@ class _Loader(SchemaChecker):
                                            "data) is not implemented; engine.data_source is read as a data folder"))
         if source is None:
             return None
-        return self._path(source)
+        return self._path(source, "engine.data_source")
 
-    def _path(self, text: str) -> str:
+    def _path(self, text: str, where: str) -> str | None:
         """A relative path: from the working directory (the original tool's rule) if it exists there,
-        else from the config file's folder if it exists there, else as written."""
-        path = Path(text).expanduser()
-        if path.is_absolute() or path.exists():
-            return str(path)
-        beside = self.f.path.parent / path
-        return str(beside) if beside.exists() else text
+        else from the config file's folder if it exists there, else as written. None, with a located
+        error, when the file system cannot look it up (a name too long, an unknown user's ``~``)."""
+        try:
+            path = Path(text).expanduser()
+            if path.is_absolute() or path.exists():
+                return str(path)
+            beside = self.f.path.parent / path
+            return str(beside) if beside.exists() else text
+        except (OSError, RuntimeError) as exc:
+            shown = text[:80] + ("..." if len(text) > 80 else "")
+            self.error(where, f"{where}: the path '{shown}' cannot be looked up: "
+                              f"{getattr(exc, 'strerror', None) or exc}")
+            return None
 
     def _optimizer(self, node: Node) -> None:
         entries = dict(self.entries(node, "optimizer", ("name", "params")))
@@ -199,7 +206,9 @@ class _Loader(SchemaChecker):
         if text is None:
             return None, None
         if looks_like_path(text):
-            path = self._path(text)
+            path = self._path(text, where)
+            if path is None:
+                return None, None
             if not Path(path).is_file():
                 self.f.error(node, f"{where}: spec file '{text}' not found")
                 return None, None

@@ -360,3 +360,19 @@ def test_an_ignored_operation_of_the_wrong_shape_is_a_located_error(write_config
         load_config(write_config(minimal('{"ignored": {"operations": [' + entry + ']}}')))
     (error,) = info.value.errors
     assert at in error.message and needle in error.message and "config.json:1:" in error.render()
+
+
+@pytest.mark.parametrize("compression, top, at", [
+    ("", ', "engine": {"data_source": "' + "d[" * 200 + '"}', "engine.data_source"),
+    ("", ', "model": {"model": "' + "m" * 300 + '.onnx"}', "model.model"),
+    ('"target_device": "' + "s" * 300 + '.yaml",', "", "compression.target_device"),
+])
+def test_a_path_the_file_system_cannot_look_up_is_a_located_error(write_config, compression: str, top: str,
+                                                                 at: str) -> None:
+    # Found by the 30-minute config fuzz run: a data_source name too long for the file system was an
+    # OSError (ENAMETOOLONG) from inside pathlib, exit 1.
+    text = minimal(compression=compression)
+    with pytest.raises(UserErrors) as info:
+        load_config(write_config(text[:-1] + top + "}"))
+    (error,) = info.value.errors
+    assert at in error.message and "cannot be looked up" in error.message and "config.json:1:" in error.render()
