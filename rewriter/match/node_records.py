@@ -8,7 +8,8 @@ from typing import Mapping, Sequence
 
 from rewriter.ir.graph import NodeInfo
 from rewriter.errors import SourceLoc
-from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key
+from rewriter.plan import (Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key,
+                           make_node_decision)
 from rewriter.spec.model import HardwareSpec
 
 # Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
@@ -28,6 +29,35 @@ class NodeQuantizers:
     ports: Sequence[int]
     outputs: Sequence[str]
     upstream: Mapping[int, str]
+
+
+class NodeRecorder:
+    """Makes the plan's node records for one plan.
+
+    A node no decision names (not ignored, nothing noted, no quantizer, no bodies) has the record of its op
+    type: the same status, reason and trail for every such node, worked out once per op type (most nodes of a
+    large graph are such nodes).
+
+    Args:
+        spec: the target (its op entry explains float and agnostic nodes).
+        by_tensor: the plan's FakeQuantizes by tensor.
+    """
+
+    def __init__(self, spec: HardwareSpec, by_tensor: Mapping[str, FakeQuantizePoint]) -> None:
+        self.spec = spec
+        self.by_tensor = by_tensor
+        self._plain: dict[str, NodeDecision] = {}
+
+    def record(self, node: NodeInfo, ignored_by: Sequence[Decision], noted: Sequence[Decision],
+               quantizers: NodeQuantizers) -> NodeDecision:
+        """The plan's record of ``node`` (arguments as ``node_record``)."""
+        if ignored_by or noted or node.body_nodes or quantizers.ports or quantizers.outputs or quantizers.upstream:
+            return node_record(node, self.spec, ignored_by, noted, quantizers, self.by_tensor)
+        known = self._plain.get(node.op_type)
+        if known is None:
+            known = self._plain[node.op_type] = _record(node, self.spec, (), (), quantizers, self.by_tensor)
+            return known
+        return make_node_decision(node.name, node.op_type, known.status, known.reason, known.trail)
 
 
 def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], noted: Sequence[Decision],
@@ -64,31 +94,32 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
     """
     ports, outputs, upstream = quantizers.ports, quantizers.outputs, quantizers.upstream
     trail = list(noted)
-    # A quantized node's record names the rules that placed its quantizers, also those moved up to a
-    # producer or placed on its outputs.
-    serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
-    present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
-    # The same objects, by identity: points share decision objects, and an identity is cheaper to check.
-    seen: set[int] = set()
-    for tensor in [*serving, *outputs]:
-        point = by_tensor.get(tensor)
-        for d in point.trail if point is not None else ():
-            if d.action in PLACING and id(d) not in seen:
-                seen.add(id(d))
-                if present is None:
-                    present = {decision_key(x) for x in trail}
-                key = decision_key(d)
-                if key not in present:
-                    present.add(key)
-                    trail.append(d)
-    entry = spec.op(node.op_type)
-    reverts = [d for d in ignored_by if d.action == "revert"]
-    if reverts:
-        return NodeDecision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
-                            tuple(reverts) + tuple(d for d in ignored_by if d.action != "revert") + tuple(trail))
+    if ports or outputs or upstream:
+        # A quantized node's record names the rules that placed its quantizers, also those moved up to a
+        # producer or placed on its outputs.
+        serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
+        present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
+        # The same objects, by identity: points share decision objects, and an identity is cheaper to check.
+        seen: set[int] = set()
+        for tensor in [*serving, *outputs]:
+            point = by_tensor.get(tensor)
+            for d in point.trail if point is not None else ():
+                if d.action in PLACING and id(d) not in seen:
+                    seen.add(id(d))
+                    if present is None:
+                        present = {decision_key(x) for x in trail}
+                    key = decision_key(d)
+                    if key not in present:
+                        present.add(key)
+                        trail.append(d)
     if ignored_by:
-        return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
-                            tuple(ignored_by) + tuple(trail))
+        reverts = [d for d in ignored_by if d.action == "revert"]
+        if reverts:
+            return make_node_decision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
+                                      (*reverts, *(d for d in ignored_by if d.action != "revert"), *trail))
+        return make_node_decision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
+                                  (*ignored_by, *trail))
+    entry = spec.op(node.op_type)
     if ports or outputs or upstream:
         what = []
         if ports:
@@ -98,20 +129,21 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
         if outputs:
             what.append("outputs")
         status: NodeStatus = "agnostic" if entry is not None and entry.agnostic else "quantized"
-        return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
+        return make_node_decision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what),
+                                  tuple(trail))
     if entry is None:
         trail.append(_shared("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))
-        return NodeDecision(node.name, node.op_type, "float", f"{spec.name} spec has no entry for {node.op_type}",
-                            tuple(trail))
+        return make_node_decision(node.name, node.op_type, "float",
+                                  f"{spec.name} spec has no entry for {node.op_type}", tuple(trail))
     if entry.agnostic:
         trail.append(_shared("agnostic", f"spec:{spec.name}:{node.op_type}", entry.loc, ""))
-        return NodeDecision(node.name, node.op_type, "agnostic",
-                            "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
+        return make_node_decision(node.name, node.op_type, "agnostic",
+                                  "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
     reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
     if not trail:
         trail.append(_shared("float", f"spec:{spec.name}:{node.op_type}", entry.loc,
                              "the spec allows quantizers here, but no rule placed one"))
-    return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
+    return make_node_decision(node.name, node.op_type, "float", reason, tuple(trail))
 
 
 @lru_cache(maxsize=4096)
