@@ -152,7 +152,7 @@ class QuantPlan:
 
 # Bulk construction, as rewriter.ir.graph's make_node_info: a frozen dataclass's __init__ sets each field
 # through object.__setattr__, which costs more than filling the object's __dict__, and a 100k-node plan
-# builds hundreds of thousands of decisions and node records. The objects are the same (equal, hashed
+# builds hundreds of thousands of decisions, node records, points and consumers. The objects are the same (equal, hashed
 # and printed alike): tests/plan/test_plan_objects.py checks it.
 _new = object.__new__
 
@@ -180,6 +180,33 @@ def make_node_decision(node: str, op_type: str, status: NodeStatus, reason: str,
     d["trail"] = trail
     d["body_nodes"] = body_nodes
     return record
+
+
+def make_consumer(node: str, port: int) -> Consumer:
+    """``Consumer(node, port)``, built faster."""
+    consumer = _new(Consumer)
+    d = consumer.__dict__
+    d["node"] = node
+    d["port"] = port
+    return consumer
+
+
+def make_point(tensor: str, role: Role, config: QuantizerConfig, candidates: tuple[QuantizerConfig, ...],
+               consumers: tuple[Consumer, ...], at_output: bool, channel_axis: int | None,
+               unify_group: int | None, trail: tuple[Decision, ...]) -> FakeQuantizePoint:
+    """``FakeQuantizePoint(...)``, built faster (every field given, none checked)."""
+    point = _new(FakeQuantizePoint)
+    d = point.__dict__
+    d["tensor"] = tensor
+    d["role"] = role
+    d["config"] = config
+    d["candidates"] = candidates
+    d["consumers"] = consumers
+    d["at_output"] = at_output
+    d["channel_axis"] = channel_axis
+    d["unify_group"] = unify_group
+    d["trail"] = trail
+    return point
 
 
 def source_of(trail: tuple[Decision, ...]) -> Decision | None:

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 from rewriter.dsl import ast
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.ir.layers import WEIGHT_PORT, LinearLayer, linear_layer
-from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantization
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantization, make_decision
 
 #: Grids wider than this many bits have no ONNX integer type (GNA's 32-bit accumulators stay float).
 MAX_STORED_BITS = 16
@@ -104,8 +104,8 @@ def _requantize(graph: GraphView, grids: _Grids, requests: Iterable[RequantizeRe
             grids.requantized[tensor] = first
             detail = f"{node.name} output {port} takes the grid of {first}"
             out.append(Requantization(tensor, node.name, first,
-                                      (Decision(request.decision.action, request.decision.source,
-                                                request.decision.loc, f"{request.decision.detail}; {detail}"),)))
+                                      (make_decision(request.decision.action, request.decision.source,
+                                                     request.decision.loc, f"{request.decision.detail}; {detail}"),)))
     return tuple(out)
 
 
@@ -125,10 +125,13 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
             continue
         seen.add(request.node)
         node = graph.nodes[request.node]
-        layer = linear_layer(graph, node)
         activation = grids.activation(node, 0)
         weight = grids.weights.get((node.name, WEIGHT_PORT))
-        if layer is None or activation is None or weight is None or not grids.per_tensor(activation):
+        if activation is None or weight is None or not grids.per_tensor(activation):
+            continue
+        # Described only now: a layer whose operands are not both quantized needs no description.
+        layer = linear_layer(graph, node)
+        if layer is None:
             continue
         if not _weight_axis_fits(layer, grids.points[weight]):
             continue
@@ -139,7 +142,7 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
         detail = f"{node.name}: {what}; scale = scale of {activation} x scale of {weight}"
         d = request.decision
         biases.append(IntegerBias(node.name, activation, weight, bias,
-                                  (Decision(d.action, d.source, d.loc, f"{d.detail}; {detail}"),)))
+                                  (make_decision(d.action, d.source, d.loc, f"{d.detail}; {detail}"),)))
     return requantized, tuple(biases)
 
 

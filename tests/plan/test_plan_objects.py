@@ -1,5 +1,5 @@
-"""The plan's fast constructors (rewriter.plan.make_decision, make_node_decision) skip the dataclass __init__;
-what they build must not differ from the dataclass's own objects."""
+"""The plan's fast constructors (rewriter.plan.make_decision, make_node_decision, make_point, make_consumer) skip
+the dataclass __init__; what they build must not differ from the dataclass's own objects."""
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, fields
@@ -7,7 +7,9 @@ from dataclasses import FrozenInstanceError, fields
 import pytest
 
 from rewriter.errors import SourceLoc
-from rewriter.plan import Decision, NodeDecision, make_decision, make_node_decision
+from rewriter.plan import (Consumer, Decision, FakeQuantizePoint, NodeDecision, make_consumer, make_decision,
+                           make_node_decision, make_point)
+from rewriter.spec.model import QuantizerConfig
 
 
 def test_fast_constructors_build_the_same_objects() -> None:
@@ -22,3 +24,10 @@ def test_fast_constructors_build_the_same_objects() -> None:
     assert set(vars(record)) == {f.name for f in fields(NodeDecision)}
     with pytest.raises(FrozenInstanceError):
         record.status = "float"  # type: ignore[misc]
+    config = QuantizerConfig("q8", 8, "symmetric", "perchannel")
+    consumer = make_consumer("conv", 1)
+    assert consumer == Consumer("conv", 1) and hash(consumer) == hash(Consumer("conv", 1))
+    point = make_point("w", "weight", config, (config,), (consumer,), False, 0, None, (decision,))
+    assert point == FakeQuantizePoint("w", "weight", config, (config,), (Consumer("conv", 1),), False, 0, None,
+                                      (decision,))
+    assert set(vars(point)) == {f.name for f in fields(FakeQuantizePoint)}
