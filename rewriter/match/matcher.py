@@ -103,13 +103,17 @@ class PatternMatcher:
         # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
         # being searched: the variants grown from one anchor ask the same questions; each is answered once.
         self._fitting: dict[tuple, dict[int, list[int]]] = {}
+        # (direction, ports, moves) -> bound node -> the graph nodes at the edge's far end, whichever pattern
+        # node stands there: the edges from one pattern node to several (an optional node's, and those that
+        # bypass it) reach the same graph nodes.
+        self._reached: dict[tuple, dict[int, list[int]]] = {}
         self._accepted: dict[str, dict[int, bool]] = {}
         self._wheres: dict[str, Evaluator | None] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
-        self._fitting, self._accepted = {}, {}  # valid for this graph only
+        self._fitting, self._reached, self._accepted = {}, {}, {}  # valid for this graph only
         if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
             # One node, nothing to grow: every candidate is a match, already in graph order.
             return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
@@ -277,9 +281,15 @@ class PatternMatcher:
             by_known = self._fitting[key] = {}
         fitting = by_known.get(known)
         if fitting is None:
+            reach_key = (via.dst == pnode.name, via.src_port, via.dst_port, via.moves)
+            reached = self._reached.get(reach_key)
+            if reached is None:
+                reached = self._reached[reach_key] = {}
+            near = reached.get(known)
+            if near is None:
+                near = reached[known] = neighbours(graph, via, bound, pnode.name)
             nodes = graph.nodes
-            fitting = by_known[known] = [c for c in neighbours(graph, via, bound, pnode.name)
-                                         if self._accepts(graph, pnode, nodes[c])]
+            fitting = by_known[known] = [c for c in near if self._accepts(graph, pnode, nodes[c])]
         return fitting
 
 
