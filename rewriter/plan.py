@@ -150,65 +150,6 @@ class QuantPlan:
         return next((n for n in self.nodes if n.node == name), None)
 
 
-# Bulk construction, as rewriter.ir.graph's make_node_info: a frozen dataclass's __init__ sets each field
-# through object.__setattr__, which costs more than filling the object's __dict__, and a 100k-node plan
-# builds hundreds of thousands of decisions, node records, points and consumers. The objects are the same (equal, hashed
-# and printed alike): tests/plan/test_plan_objects.py checks it.
-_new = object.__new__
-
-
-def make_decision(action: str, source: str, loc: SourceLoc, detail: str) -> Decision:
-    """``Decision(action, source, loc, detail)``, built faster (every field given, none checked)."""
-    decision = _new(Decision)
-    d = decision.__dict__
-    d["action"] = action
-    d["source"] = source
-    d["loc"] = loc
-    d["detail"] = detail
-    return decision
-
-
-def make_node_decision(node: str, op_type: str, status: NodeStatus, reason: str, trail: tuple[Decision, ...],
-                       body_nodes: int = 0) -> NodeDecision:
-    """``NodeDecision(...)``, built faster (every field given, none checked)."""
-    record = _new(NodeDecision)
-    d = record.__dict__
-    d["node"] = node
-    d["op_type"] = op_type
-    d["status"] = status
-    d["reason"] = reason
-    d["trail"] = trail
-    d["body_nodes"] = body_nodes
-    return record
-
-
-def make_consumer(node: str, port: int) -> Consumer:
-    """``Consumer(node, port)``, built faster."""
-    consumer = _new(Consumer)
-    d = consumer.__dict__
-    d["node"] = node
-    d["port"] = port
-    return consumer
-
-
-def make_point(tensor: str, role: Role, config: QuantizerConfig, candidates: tuple[QuantizerConfig, ...],
-               consumers: tuple[Consumer, ...], at_output: bool, channel_axis: int | None,
-               unify_group: int | None, trail: tuple[Decision, ...]) -> FakeQuantizePoint:
-    """``FakeQuantizePoint(...)``, built faster (every field given, none checked)."""
-    point = _new(FakeQuantizePoint)
-    d = point.__dict__
-    d["tensor"] = tensor
-    d["role"] = role
-    d["config"] = config
-    d["candidates"] = candidates
-    d["consumers"] = consumers
-    d["at_output"] = at_output
-    d["channel_axis"] = channel_axis
-    d["unify_group"] = unify_group
-    d["trail"] = trail
-    return point
-
-
 def source_of(trail: tuple[Decision, ...]) -> Decision | None:
     """The decision that placed a quantizer, bias or requantization: the last propagation (it moved the
     FakeQuantize where it is), else the first insert, requantize or int32_bias."""

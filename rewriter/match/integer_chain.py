@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 from rewriter.dsl import ast
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.ir.layers import WEIGHT_PORT, LinearLayer, linear_layer
-from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantization, make_decision
+from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantization
 
 #: Grids wider than this many bits have no ONNX integer type (GNA's 32-bit accumulators stay float).
 MAX_STORED_BITS = 16
@@ -104,8 +104,8 @@ def _requantize(graph: GraphView, grids: _Grids, requests: Iterable[RequantizeRe
             grids.requantized[tensor] = first
             detail = f"{node.name} output {port} takes the grid of {first}"
             out.append(Requantization(tensor, node.name, first,
-                                      (make_decision(request.decision.action, request.decision.source,
-                                                     request.decision.loc, f"{request.decision.detail}; {detail}"),)))
+                                      (Decision(request.decision.action, request.decision.source,
+                                                request.decision.loc, f"{request.decision.detail}; {detail}"),)))
     return tuple(out)
 
 
@@ -142,7 +142,7 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
         detail = f"{node.name}: {what}; scale = scale of {activation} x scale of {weight}"
         d = request.decision
         biases.append(IntegerBias(node.name, activation, weight, bias,
-                                  (make_decision(d.action, d.source, d.loc, f"{d.detail}; {detail}"),)))
+                                  (Decision(d.action, d.source, d.loc, f"{d.detail}; {detail}"),)))
     return requantized, tuple(biases)
 
 

@@ -8,8 +8,7 @@ from typing import Mapping, Sequence
 
 from rewriter.ir.graph import NodeInfo
 from rewriter.errors import SourceLoc
-from rewriter.plan import (Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key,
-                           make_node_decision)
+from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key
 from rewriter.spec.model import HardwareSpec
 
 # Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
@@ -57,7 +56,7 @@ class NodeRecorder:
         if known is None:
             known = self._plain[node.op_type] = _record(node, self.spec, (), (), quantizers, self.by_tensor)
             return known
-        return make_node_decision(node.name, node.op_type, known.status, known.reason, known.trail)
+        return NodeDecision(node.name, node.op_type, known.status, known.reason, known.trail)
 
 
 def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], noted: Sequence[Decision],
@@ -115,9 +114,9 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
     if ignored_by:
         reverts = [d for d in ignored_by if d.action == "revert"]
         if reverts:
-            return make_node_decision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
+            return NodeDecision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
                                       (*reverts, *(d for d in ignored_by if d.action != "revert"), *trail))
-        return make_node_decision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
+        return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
                                   (*ignored_by, *trail))
     entry = spec.op(node.op_type)
     if ports or outputs or upstream:
@@ -129,21 +128,21 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
         if outputs:
             what.append("outputs")
         status: NodeStatus = "agnostic" if entry is not None and entry.agnostic else "quantized"
-        return make_node_decision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what),
+        return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what),
                                   tuple(trail))
     if entry is None:
         trail.append(_shared("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))
-        return make_node_decision(node.name, node.op_type, "float",
+        return NodeDecision(node.name, node.op_type, "float",
                                   f"{spec.name} spec has no entry for {node.op_type}", tuple(trail))
     if entry.agnostic:
         trail.append(_shared("agnostic", f"spec:{spec.name}:{node.op_type}", entry.loc, ""))
-        return make_node_decision(node.name, node.op_type, "agnostic",
+        return NodeDecision(node.name, node.op_type, "agnostic",
                                   "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
     reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
     if not trail:
         trail.append(_shared("float", f"spec:{spec.name}:{node.op_type}", entry.loc,
                              "the spec allows quantizers here, but no rule placed one"))
-    return make_node_decision(node.name, node.op_type, "float", reason, tuple(trail))
+    return NodeDecision(node.name, node.op_type, "float", reason, tuple(trail))
 
 
 @lru_cache(maxsize=4096)

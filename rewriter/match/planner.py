@@ -39,8 +39,7 @@ from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_in
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
 from rewriter.match.node_records import NodeQuantizers, NodeRecorder
 from rewriter.match.predicates import holds
-from rewriter.plan import (Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization, make_consumer,
-                           make_decision, make_point)
+from rewriter.plan import Consumer, Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
 from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
 from rewriter.spec.reader import OPENVINO_OP_NAMES
 
@@ -172,7 +171,7 @@ class _Planner:
         if text is None:
             anchor = ", ".join(f"{cap}={self.graph.nodes[i].name}" for cap, i in match.captures.items())
             text = self._match_text[id(match)] = f"pattern {rule.pattern}: {anchor}"
-        return make_decision(action, rule.name, rule.loc, f"{text}; {detail}" if detail else text)
+        return Decision(action, rule.name, rule.loc, f"{text}; {detail}" if detail else text)
 
     def _note(self, node: int, decision: Decision) -> None:
         self.node_trail.setdefault(node, []).append(decision)
@@ -578,10 +577,11 @@ class _Planner:
                 config, note = self._per_tensor_fallback(config)
                 trail.append(note)
         trail.append(self._config_decision(config))
-        nodes = self.graph.nodes
-        consumers = tuple(make_consumer(nodes[i].name, port) for i, port in sorted(point.consumers))
-        return make_point(point.tensor, point.role, config, candidates, consumers,  # type: ignore[arg-type]
-                          bool(point.output_configs), axis, groups.get(point.tensor), tuple(trail))
+        consumers = tuple(Consumer(self.graph.nodes[i].name, port) for i, port in sorted(point.consumers))
+        return FakeQuantizePoint(
+            tensor=point.tensor, role=point.role, config=config, candidates=candidates,  # type: ignore[arg-type]
+            consumers=consumers, at_output=bool(point.output_configs), channel_axis=axis,
+            unify_group=groups.get(point.tensor), trail=tuple(trail))
 
     def _choose(self, point: _Point, lists: list[tuple[QuantizerConfig, ...]]) -> tuple[
             tuple[QuantizerConfig, ...], QuantizerConfig, tuple[Decision, ...]]:
