@@ -167,7 +167,7 @@ class PatternMatcher:
                 key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
                 if key not in positions:
                     positions[key] = len(checks)
-                    checks.append((edge, pnodes[other], (*key[:4], edge.moves, other)))
+                    checks.append((edge, pnodes[other], (*key, other)))
                 needed.append(positions[key])
             variant_checks.append(tuple(needed))
         return checks, variant_checks

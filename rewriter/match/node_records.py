@@ -115,9 +115,9 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
         reverts = [d for d in ignored_by if d.action == "revert"]
         if reverts:
             return NodeDecision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
-                                      (*reverts, *(d for d in ignored_by if d.action != "revert"), *trail))
+                                (*reverts, *(d for d in ignored_by if d.action != "revert"), *trail))
         return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
-                                  (*ignored_by, *trail))
+                            (*ignored_by, *trail))
     entry = spec.op(node.op_type)
     if ports or outputs or upstream:
         what = []
@@ -128,16 +128,15 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
         if outputs:
             what.append("outputs")
         status: NodeStatus = "agnostic" if entry is not None and entry.agnostic else "quantized"
-        return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what),
-                                  tuple(trail))
+        return NodeDecision(node.name, node.op_type, status, "FakeQuantize on " + " and ".join(what), tuple(trail))
     if entry is None:
         trail.append(_shared("float", f"spec:{spec.name}", spec.loc, f"no entry for {node.op_type}"))
-        return NodeDecision(node.name, node.op_type, "float",
-                                  f"{spec.name} spec has no entry for {node.op_type}", tuple(trail))
+        return NodeDecision(node.name, node.op_type, "float", f"{spec.name} spec has no entry for {node.op_type}",
+                            tuple(trail))
     if entry.agnostic:
         trail.append(_shared("agnostic", f"spec:{spec.name}:{node.op_type}", entry.loc, ""))
         return NodeDecision(node.name, node.op_type, "agnostic",
-                                  "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
+                            "quantization-agnostic; no FakeQuantize passes through", tuple(trail))
     reason = "no rule placed a FakeQuantize here" if not trail else trail[-1].action.replace("-", " ")
     if not trail:
         trail.append(_shared("float", f"spec:{spec.name}:{node.op_type}", entry.loc,
