@@ -16,33 +16,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rewriter.algorithms.minmax import RangeOptions
-from rewriter.calibrate.data import ImageOptions
 from rewriter.choices import (DEFAULT_TARGETS, BiasCorrection, ModelType, OptimizeFor, OutputFormat, Preset,
                               SaturationFix)
-from rewriter.config import load_config, merge_cli, preset_notice
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.view import graph_view
-from rewriter.match.explain import NodeExplanation, explain_nodes
 from rewriter.io_utils import read_utf8
 from rewriter.match.planner import IgnoredOperation, PlanOptions, RevertRequest, build_plan
 from rewriter.match.saturation import fix_saturation
 from rewriter.plan import QuantPlan
 from rewriter.targets import PlanInputs, load_plan_inputs
-from rewriter.config.pot_keys import NOT_IMPLEMENTED
-from rewriter.tuning.accuracy_aware import ACCURACY_AWARE_SOURCE, AccuracyAwareSettings
-from rewriter.tuning.guard import GUARD_SOURCE
-from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
-from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
 
-#: The decision source of each measured search's reverts, by the algorithm a report names.
-SEARCH_SOURCES = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE, "TPE": TPE_SOURCE}
-
-if TYPE_CHECKING:  # imported when quantize runs (see there)
+# What only quantize, why or a report's reverts need is imported where they run: an audit, which runs none
+# of them, would otherwise load the config reader, the calibration and tuning modules and onnxruntime
+# (a third of its start-up).
+if TYPE_CHECKING:
+    from rewriter.algorithms.minmax import RangeOptions
+    from rewriter.calibrate.data import ImageOptions
+    from rewriter.match.explain import NodeExplanation
     from rewriter.pipeline import QuantizeResult
+    from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
+    from rewriter.tuning.tpe_settings import TpeSettings
 
 _log = logging.getLogger(__name__)
 
@@ -85,6 +81,13 @@ def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[Reve
         UserError: the file is not JSON, or not a quantize report, or (``target`` given) it was made for
             another target: the reverts belong to that target's plan.
     """
+    from rewriter.tuning.accuracy_aware import ACCURACY_AWARE_SOURCE
+    from rewriter.tuning.guard import GUARD_SOURCE
+    from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
+    from rewriter.tuning.tpe_settings import TPE_SOURCE
+
+    # The decision source of each measured search's reverts, by the algorithm a report names.
+    search_sources = {"AccuracyAwareQuantization": ACCURACY_AWARE_SOURCE, "TPE": TPE_SOURCE}
     text = read_utf8(path)
     try:
         report = json.loads(text)
@@ -100,7 +103,7 @@ def reverts_in_report(path: str | Path, target: str | None = None) -> tuple[Reve
     guard = (report.get("fidelity") or {}).get("guard") or {}
     search = report.get("search") or {}
     found: list[RevertRequest] = []
-    for where, section, source in (("fidelity.guard", guard, GUARD_SOURCE), ("search", search, SEARCH_SOURCES)):
+    for where, section, source in (("fidelity.guard", guard, GUARD_SOURCE), ("search", search, search_sources)):
         reverts = section.get("reverts") or []
         if not all(isinstance(r, dict) and isinstance(r.get("node"), str) for r in reverts):
             raise UserError(f"{path}: {where}.reverts must be a list of objects with a node name")
@@ -135,6 +138,8 @@ def why(model: str | Path, nodes: Sequence[str], target: str = DEFAULT_TARGETS["
     """
     graph, inputs, plan = _audit(model, target, rules, ignore_scope, ignore_ops, preset, model_type, saturation_fix,
                                  reverted)
+    from rewriter.match.explain import explain_nodes
+
     return plan, explain_nodes(graph, inputs.spec, inputs.rules, plan, nodes)
 
 
@@ -257,7 +262,11 @@ def quantize(model: str | Path | Any, data: Any = None, target: str | None = Non
     """
     # Imported here so that audit and why, which never calibrate, do not pay for loading onnxruntime
     # and the numeric passes.
+    from rewriter.config import load_config, merge_cli, preset_notice
+    from rewriter.config.pot_keys import NOT_IMPLEMENTED
     from rewriter.pipeline import quantize as run_pipeline
+    from rewriter.tuning.accuracy_aware import AccuracyAwareSettings
+    from rewriter.tuning.tpe_settings import TpeSettings
 
     options: dict[str, Any] = {
         "preset": preset, "subset_size": subset_size, "seed": seed, "output_format": output_format,

@@ -170,9 +170,17 @@ def _all_zero(t: onnx.TensorProto) -> bool:
         return not np.any(tensor_values(t))
     if t.data_location == onnx.TensorProto.EXTERNAL:
         return False
-    if t.data_type == onnx.TensorProto.FLOAT and len(t.raw_data) == 4 * size:
-        # The common case read directly (numpy_helper.to_array costs more than the check on a few values).
-        return not np.frombuffer(t.raw_data, "<f4").any()
+    if t.data_type == onnx.TensorProto.FLOAT:
+        raw = t.raw_data
+        if len(raw) == 4 * size:
+            # The common case read from the bytes (numpy costs more than the check on a few values): a float32
+            # is 0 exactly when its bytes are, but for the sign bit of -0.0 (0x80 in its last byte), so a
+            # byte other than 0x00 and 0x80 means a value that is not 0.
+            if not raw.strip(b"\x00"):
+                return True
+            if raw.translate(None, b"\x00\x80"):
+                return False
+            return not np.frombuffer(raw, "<f4").any()
     try:
         return not np.any(numpy_helper.to_array(t))
     except (ValueError, TypeError):  # string tensors and types numpy cannot hold

@@ -125,10 +125,13 @@ def plan_integer_chain(graph: GraphView, points: Sequence[FakeQuantizePoint],
             continue
         seen.add(request.node)
         node = graph.nodes[request.node]
-        layer = linear_layer(graph, node)
         activation = grids.activation(node, 0)
         weight = grids.weights.get((node.name, WEIGHT_PORT))
-        if layer is None or activation is None or weight is None or not grids.per_tensor(activation):
+        if activation is None or weight is None or not grids.per_tensor(activation):
+            continue
+        # Described only now: a layer whose operands are not both quantized needs no description.
+        layer = linear_layer(graph, node)
+        if layer is None:
             continue
         if not _weight_axis_fits(layer, grids.points[weight]):
             continue

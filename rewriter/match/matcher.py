@@ -103,13 +103,17 @@ class PatternMatcher:
         # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
         # being searched: the variants grown from one anchor ask the same questions; each is answered once.
         self._fitting: dict[tuple, dict[int, list[int]]] = {}
+        # (direction, ports, moves) -> bound node -> the graph nodes at the edge's far end, whichever pattern
+        # node stands there: the edges from one pattern node to several (an optional node's, and those that
+        # bypass it) reach the same graph nodes.
+        self._reached: dict[tuple, dict[int, list[int]]] = {}
         self._accepted: dict[str, dict[int, bool]] = {}
         self._wheres: dict[str, Evaluator | None] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
-        self._fitting, self._accepted = {}, {}  # valid for this graph only
+        self._fitting, self._reached, self._accepted = {}, {}, {}  # valid for this graph only
         if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
             # One node, nothing to grow: every candidate is a match, already in graph order.
             return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
@@ -118,11 +122,13 @@ class PatternMatcher:
         # Which variants can start at an anchor node depends only on which of the few distinct anchor
         # edges can hold there: the ordered list of live variants is computed once per such outcome.
         live_by_outcome: dict[tuple[bool, ...], list[Variant]] = {}
+        fit = self._fitting_nodes
         for index in self._candidates(graph, anchor):
             bound = {anchor.name: index}
-            outcome = tuple(any(c != index and self._accepts(graph, other, graph.nodes[c])
-                                for c in neighbours(graph, edge, bound, other.name))
-                            for edge, other in checks)
+            # The nodes fitting an anchor edge are the ones the first step of growing a variant along it
+            # binds: asked through the same cache, each edge's neighbours are listed once per anchor.
+            outcome = tuple(any(c != index for c in fit(graph, key, edge, index, bound, other))
+                            for edge, other, key in checks)
             live = live_by_outcome.get(outcome)
             if live is None:
                 live = live_by_outcome[outcome] = [
@@ -138,16 +144,17 @@ class PatternMatcher:
                     break
         return [found[k] for k in sorted(found)]
 
-    def _anchor_checks(self, anchor: ast.PatternNode) -> tuple[list[tuple[ast.PatternEdge, ast.PatternNode]],
+    def _anchor_checks(self, anchor: ast.PatternNode) -> tuple[list[tuple[ast.PatternEdge, ast.PatternNode, tuple]],
                                                                list[tuple[int, ...]]]:
         """The distinct edges at the anchor over all variants (with the node at their other end), and per
         variant the positions of its own among them.
 
         Variants share most of their edges: whether an edge at the anchor can hold is asked once per
         anchor node, and a variant with one that cannot is skipped before it is grown (a pattern with
-        eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour).
+        eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour). Each
+        check carries its key in the fitting-candidates cache (as ``_steps`` makes it).
         """
-        checks: list[tuple[ast.PatternEdge, ast.PatternNode]] = []
+        checks: list[tuple[ast.PatternEdge, ast.PatternNode, tuple]] = []
         positions: dict[tuple, int] = {}
         variant_checks: list[tuple[int, ...]] = []
         for variant in self.variants:
@@ -160,7 +167,7 @@ class PatternMatcher:
                 key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
                 if key not in positions:
                     positions[key] = len(checks)
-                    checks.append((edge, pnodes[other]))
+                    checks.append((edge, pnodes[other], (*key, other)))
                 needed.append(positions[key])
             variant_checks.append(tuple(needed))
         return checks, variant_checks
@@ -251,29 +258,45 @@ class PatternMatcher:
             yield dict(bound)
             return
         name, via, known_end, pnode, fitting_key, checks = steps[step]
-        known = bound[known_end]
-        by_known = self._fitting.get(fitting_key)
-        if by_known is None:
-            by_known = self._fitting[fitting_key] = {}
-        fitting = by_known.get(known)
-        if fitting is None:
-            nodes = graph.nodes
-            fitting = by_known[known] = [c for c in neighbours(graph, via, bound, name)
-                                         if self._accepts(graph, pnode, nodes[c])]
+        fitting = self._fitting_nodes(graph, fitting_key, via, bound[known_end], bound, pnode)
         used = bound.values()
         for cand in fitting:
             if cand in used:
                 continue
             bound[name] = cand
-            if all(edge_holds(graph, graph.nodes[bound[e.src]], graph.nodes[bound[e.dst]], e.src_port, e.dst_port,
-                              moves=e.moves) for e in checks):
+            if not checks or all(edge_holds(graph, graph.nodes[bound[e.src]], graph.nodes[bound[e.dst]],
+                                            e.src_port, e.dst_port, moves=e.moves) for e in checks):
                 yield from self._extend(graph, steps, step + 1, bound)
             del bound[name]
+
+    def _fitting_nodes(self, graph: GraphView, key: tuple, via: ast.PatternEdge, known: int,
+                       bound: dict[str, int], pnode: ast.PatternNode) -> list[int]:
+        """The graph nodes ``pnode`` accepts along ``via`` from the bound graph node ``known``, in graph order.
+
+        Cached per edge ``key`` and ``known``: the variants grown from one anchor, and the anchor's checks,
+        ask the same questions.
+        """
+        by_known = self._fitting.get(key)
+        if by_known is None:
+            by_known = self._fitting[key] = {}
+        fitting = by_known.get(known)
+        if fitting is None:
+            reach_key = (via.dst == pnode.name, via.src_port, via.dst_port, via.moves)
+            reached = self._reached.get(reach_key)
+            if reached is None:
+                reached = self._reached[reach_key] = {}
+            near = reached.get(known)
+            if near is None:
+                near = reached[known] = neighbours(graph, via, bound, pnode.name)
+            nodes = graph.nodes
+            fitting = by_known[known] = [c for c in near if self._accepts(graph, pnode, nodes[c])]
+        return fitting
 
 
 # One step of growing a variant: the pattern node bound, the edge it is reached by, the pattern node at that
 # edge's bound end, the pattern node itself, the key of the edge (for the fitting-candidates cache) and
-# the variant's edges whose both ends are bound once this node is (each must hold).
+# the variant's other edges whose both ends are bound once this node is (each must hold; the edge it is
+# reached by holds already: the candidates are the nodes at its far end).
 _Step = tuple[str, ast.PatternEdge, str, ast.PatternNode, tuple, tuple[ast.PatternEdge, ...]]
 
 
@@ -284,7 +307,8 @@ def _steps(variant: Variant, anchor: str) -> list[_Step]:
     bound: set[str] = set()
     for name, via in grow_order(variant, anchor):
         bound.add(name)
-        checks = tuple(e for e in variant.edges if name in (e.src, e.dst) and e.src in bound and e.dst in bound)
+        checks = tuple(e for e in variant.edges if e is not via and name in (e.src, e.dst)
+                       and e.src in bound and e.dst in bound)
         steps.append((name, via, via.src if via.dst == name else via.dst, pnodes[name],
                       (via.src, via.dst, via.src_port, via.dst_port, via.moves, name), checks))
     return steps

@@ -30,6 +30,35 @@ class NodeQuantizers:
     upstream: Mapping[int, str]
 
 
+class NodeRecorder:
+    """Makes the plan's node records for one plan.
+
+    A node no decision names (not ignored, nothing noted, no quantizer, no bodies) has the record of its op
+    type: the same status, reason and trail for every such node, worked out once per op type (most nodes of a
+    large graph are such nodes).
+
+    Args:
+        spec: the target (its op entry explains float and agnostic nodes).
+        by_tensor: the plan's FakeQuantizes by tensor.
+    """
+
+    def __init__(self, spec: HardwareSpec, by_tensor: Mapping[str, FakeQuantizePoint]) -> None:
+        self.spec = spec
+        self.by_tensor = by_tensor
+        self._plain: dict[str, NodeDecision] = {}
+
+    def record(self, node: NodeInfo, ignored_by: Sequence[Decision], noted: Sequence[Decision],
+               quantizers: NodeQuantizers) -> NodeDecision:
+        """The plan's record of ``node`` (arguments as ``node_record``)."""
+        if ignored_by or noted or node.body_nodes or quantizers.ports or quantizers.outputs or quantizers.upstream:
+            return node_record(node, self.spec, ignored_by, noted, quantizers, self.by_tensor)
+        known = self._plain.get(node.op_type)
+        if known is None:
+            known = self._plain[node.op_type] = _record(node, self.spec, (), (), quantizers, self.by_tensor)
+            return known
+        return NodeDecision(node.name, node.op_type, known.status, known.reason, known.trail)
+
+
 def node_record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], noted: Sequence[Decision],
                 quantizers: NodeQuantizers, by_tensor: Mapping[str, FakeQuantizePoint]) -> NodeDecision:
     """The plan's record of ``node``; a node holding If/Loop/Scan bodies says how many nodes stay float there.
@@ -64,31 +93,32 @@ def _record(node: NodeInfo, spec: HardwareSpec, ignored_by: Sequence[Decision], 
     """
     ports, outputs, upstream = quantizers.ports, quantizers.outputs, quantizers.upstream
     trail = list(noted)
-    # A quantized node's record names the rules that placed its quantizers, also those moved up to a
-    # producer or placed on its outputs.
-    serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
-    present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
-    # The same objects, by identity: points share decision objects, and an identity is cheaper to check.
-    seen: set[int] = set()
-    for tensor in [*serving, *outputs]:
-        point = by_tensor.get(tensor)
-        for d in point.trail if point is not None else ():
-            if d.action in PLACING and id(d) not in seen:
-                seen.add(id(d))
-                if present is None:
-                    present = {decision_key(x) for x in trail}
-                key = decision_key(d)
-                if key not in present:
-                    present.add(key)
-                    trail.append(d)
-    entry = spec.op(node.op_type)
-    reverts = [d for d in ignored_by if d.action == "revert"]
-    if reverts:
-        return NodeDecision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
-                            tuple(reverts) + tuple(d for d in ignored_by if d.action != "revert") + tuple(trail))
+    if ports or outputs or upstream:
+        # A quantized node's record names the rules that placed its quantizers, also those moved up to a
+        # producer or placed on its outputs.
+        serving = [node.inputs[p] for p in ports if p < len(node.inputs)] + [upstream[p] for p in sorted(upstream)]
+        present: set[tuple] | None = None  # the trail's decisions, by decision_key (built when first needed)
+        # The same objects, by identity: points share decision objects, and an identity is cheaper to check.
+        seen: set[int] = set()
+        for tensor in [*serving, *outputs]:
+            point = by_tensor.get(tensor)
+            for d in point.trail if point is not None else ():
+                if d.action in PLACING and id(d) not in seen:
+                    seen.add(id(d))
+                    if present is None:
+                        present = {decision_key(x) for x in trail}
+                    key = decision_key(d)
+                    if key not in present:
+                        present.add(key)
+                        trail.append(d)
     if ignored_by:
+        reverts = [d for d in ignored_by if d.action == "revert"]
+        if reverts:
+            return NodeDecision(node.name, node.op_type, "reverted", f"reverted to float by {reverts[0].source}",
+                                (*reverts, *(d for d in ignored_by if d.action != "revert"), *trail))
         return NodeDecision(node.name, node.op_type, "ignored", f"kept float by {ignored_by[0].source}",
-                            tuple(ignored_by) + tuple(trail))
+                            (*ignored_by, *trail))
+    entry = spec.op(node.op_type)
     if ports or outputs or upstream:
         what = []
         if ports:

@@ -37,7 +37,7 @@ from rewriter.match.config_choice import (choose_config, intersect_configs, over
                                           relax_configs, share_group_configs)
 from rewriter.match.integer_chain import BiasRequest, RequantizeRequest, plan_integer_chain
 from rewriter.match.matcher import Match, PatternMatcher, edge_holds
-from rewriter.match.node_records import NodeQuantizers, node_record
+from rewriter.match.node_records import NodeQuantizers, NodeRecorder
 from rewriter.match.predicates import holds
 from rewriter.plan import Consumer, Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
 from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
@@ -531,9 +531,10 @@ class _Planner:
                 producer = self.graph.producer_of(point.tensor)
                 if producer is not None:
                     output_points.setdefault(producer.name, []).append(point.tensor)
-        by_tensor = {p.tensor: p for p in frozen}
-        nodes = tuple(node_record(n, self.spec, self.ignored.get(n.index, ()), self.node_trail.get(n.index, ()),
-                                  self._quantizers(n, read_ports, output_points), by_tensor)
+        recorder = NodeRecorder(self.spec, {p.tensor: p for p in frozen})
+        ignored, noted = self.ignored, self.node_trail
+        nodes = tuple(recorder.record(n, ignored.get(n.index, ()), noted.get(n.index, ()),
+                                      self._quantizers(n, read_ports, output_points))
                       for n in self.graph.nodes)
         storage = Decision("storage", f"{self.spec.name}:activation_storage", self.spec.activation_storage_loc,
                            f"activations stored {self.spec.activation_storage}")

@@ -539,3 +539,17 @@ def test_batchnorm_folding_property(model: onnx.ModelProto) -> None:
     assert "BatchNormalization" not in _ops(result.model)
     diff, scale = max_relative_diff(model, result.model, n=1)
     assert diff <= 1e-5 * max(scale, 1.0)
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_value_info_names_only_values_of_the_normalized_graph(declared: bool) -> None:
+    """An entry the model declared for a name no node produces is dropped even when nothing was edited; with
+    none declared, normalize does not look for one (inference adds entries of node outputs only)."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"), helper.make_node("Neg", ["a"], ["y"], name="neg")]
+    stale = [helper.make_tensor_value_info("gone", TensorProto.FLOAT, [1])] if declared else []
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], value_info=stale)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = normalize(model)
+    assert [vi.name for vi in result.model.graph.value_info] == ["a"]
+    assert [d.dim_value for d in result.model.graph.output[0].type.tensor_type.shape.dim] == [1, 2]

@@ -150,3 +150,18 @@ def test_bulk_built_infos_are_the_dataclasses() -> None:
     assert set(vars(node)) == {f.name for f in fields(NodeInfo)}
     with pytest.raises(AttributeError):
         tensor.name = "u"  # type: ignore[misc]
+
+
+def test_zero_check_reads_float_bytes_as_numpy_would() -> None:
+    """_all_zero answers small float32 constants from their bytes; -0.0 is 0, a denormal or NaN is not."""
+    import itertools
+
+    from rewriter.ir.view import _all_zero
+
+    cases = [np.zeros(8, np.float32), -np.zeros(8, np.float32), np.array([0.0, -0.0, 2.0], np.float32),
+             np.array([0, 1e-45], np.float32), np.zeros((), np.float32)]
+    cases += [np.frombuffer(bytes(b), np.float32).copy() for b in itertools.product([0, 0x80, 0x01, 0x7F], repeat=4)]
+    for values in cases:
+        with np.errstate(invalid="ignore"):
+            expected = not np.any(values)
+        assert _all_zero(numpy_helper.from_array(values)) == expected, values
