@@ -35,6 +35,14 @@ from rewriter.errors import SourceLoc, UserError, source_excerpt
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_output_path", "check_outputs",
            "folder_lock", "read_utf8", "remove_stale_temporaries", "write_temporary"]
 
+def cannot_look_up(text: str, exc: BaseException) -> str:
+    """``'<path, cut to 80 characters>' cannot be looked up: <reason>``, for a located error when the file
+    system cannot even look a path up (a name too long, a symlink loop, an unknown user's ``~``: the
+    OSError or RuntimeError pathlib raises)."""
+    shown = text[:80] + ("..." if len(text) > 80 else "")
+    return f"'{shown}' cannot be looked up: {getattr(exc, 'strerror', None) or exc}"
+
+
 def read_utf8(path: str | os.PathLike[str]) -> str:
     """The text of a UTF-8 file, without a leading byte-order mark.
 

@@ -42,7 +42,7 @@ from rewriter.plan import QuantPlan
 from rewriter.report.quantize_report import quantization_errors, quantize_report
 from rewriter.tuning.check_run import Emitter, check_and_guard
 from rewriter.tuning.self_check import SelfCheck, held_out_ids
-from rewriter.tuning.speed_guard import guard_speed, speed_guard_applies
+from rewriter.tuning.speed_guard import SpeedChecked, guard_speed, speed_guard_applies
 
 _log = logging.getLogger(__name__)
 
@@ -226,12 +226,16 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         # model it ends on for the check's first samples, and a model it returns to float whole needs no check
         # of its quantized form. (Its time budget: one plain float pass over the calibration subset, at most
         # the statistics pass.)
+        def speed_guarded(fidelity_so_far: dict | None, check_so_far: SelfCheck | None) -> SpeedChecked:
+            """The speed guard on the run's current plan, ranges, emitted model and errors."""
+            return guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
+                               errors_out, options, emitter, fidelity_so_far, timings.get("statistics"),
+                               check_so_far, pass_samples=collected.num_samples)
+
         timed_outputs: tuple[Mapping[str, Any], ...] = ()
         speed_reverted = False
         if speed_guard_applies(options):
-            sped = guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
-                               errors_out, options, emitter, None, timings.get("statistics"),
-                               pass_samples=collected.num_samples)
+            sped = speed_guarded(None, None)
             speed_reverted = sped.plan is not plan
             plan, final_ranges, emitted, errors_out = sped.plan, sped.ranges, sped.emitted, sped.errors
             speed, timed_outputs = sped.section, sped.outputs
@@ -247,9 +251,7 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         lap("self_check")
         if speed is not None and guarded and any(n.status == "quantized" for n in plan.nodes):
             # The fidelity guard's reverts change what onnxruntime fuses: the model is timed again from there.
-            again = guard_speed(working, graph_view(planned_on), check_samples, plan, final_ranges, emitted,
-                                errors_out, options, emitter, fidelity, timings.get("statistics"), checked.check,
-                                pass_samples=collected.num_samples)
+            again = speed_guarded(fidelity, checked.check)
             plan, final_ranges, emitted, errors_out = again.plan, again.ranges, again.emitted, again.errors
             fidelity = again.fidelity or fidelity
             speed = {**again.section, "before_fidelity_guard": speed}

@@ -29,7 +29,7 @@ from rewriter.config.pot_keys import (AAQ_NOT_RUN, AAQ_PARAMS, ALGORITHMS, COMPR
 from rewriter.config.results import AlgorithmConfig, LoadedConfig, Notice, PipelineSettings
 from rewriter.config.schema import BOOL, Field, SchemaChecker, enum, freeze, section
 from rewriter.errors import SourceLoc, UserError, source_excerpt
-from rewriter.io_utils import read_utf8
+from rewriter.io_utils import cannot_look_up, read_utf8
 from rewriter.spec.loader import list_targets, looks_like_path, pot_devices
 from rewriter.spec.model import MODEL_TYPES
 from rewriter.spec.yaml_nodes import Problems, suggest
@@ -153,9 +153,7 @@ class _Loader(SchemaChecker):
             beside = self.f.path.parent / path
             return str(beside) if beside.exists() else text
         except (OSError, RuntimeError) as exc:
-            shown = text[:80] + ("..." if len(text) > 80 else "")
-            self.error(where, f"{where}: the path '{shown}' cannot be looked up: "
-                              f"{getattr(exc, 'strerror', None) or exc}")
+            self.error(where, f"{where}: the path {cannot_look_up(text, exc)}")
             return None
 
     def _optimizer(self, node: Node) -> None:

@@ -22,6 +22,7 @@ from typing import Literal
 import onnx
 import onnxruntime as ort
 
+from rewriter.emit.runtime_check import refused
 from rewriter.ir.external import EXTERNAL_FOLDER_KEY, runtime_payload
 
 __all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "integer_kernels", "op_counts", "optimized_model"]
@@ -97,7 +98,6 @@ def integer_kernels(model: onnx.ModelProto) -> int | None:
     Raises:
         RuntimeRefused: onnxruntime cannot load the model.
     """
-    from rewriter.emit.runtime_check import refused
     from rewriter.ir.load import is_large
 
     if is_large(model):

@@ -29,6 +29,7 @@ from typing import Callable
 from rewriter.dsl.ast import Expr
 from rewriter.dsl.parser import parse_predicate
 from rewriter.errors import SourceLoc, UserError, UserErrors
+from rewriter.io_utils import cannot_look_up
 from rewriter.spec import builtin
 from rewriter.spec.model import HardwareSpec, OpSpec, OpVariant, PotDevice, QuantizerConfig
 from rewriter.spec.reader import CONFIG_LISTS, RawConfig, RawOp, RawSpec, RawVariant, Ref, read_pot_names, read_spec
@@ -190,8 +191,7 @@ def _find_parent(raw: RawSpec, problems: Problems) -> Path | None:
             problems.add(loc, f"extends: spec file '{text}' not found (looked for {candidate.resolve()}); "
                               "paths are relative to the spec file")
         except (OSError, RuntimeError) as exc:  # a name too long for the file system, a symlink loop
-            problems.add(loc, f"extends: spec file '{text[:80]}{'...' if len(text) > 80 else ''}' cannot be "
-                              f"looked up: {getattr(exc, 'strerror', None) or exc}")
+            problems.add(loc, f"extends: spec file {cannot_look_up(text, exc)}")
         return None
     # A user's own cpu.yaml may say `extends: cpu` to mean the built-in one.
     for folder in (raw.path.parent, builtin_specs_dir()):

@@ -15,6 +15,7 @@ from typing import Callable
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import SourceLoc
+from rewriter.io_utils import cannot_look_up
 from rewriter.ir.ops import closest_op_type, known_op_types
 from rewriter.spec.model import MODEL_TYPES, PRESETS, SATURATION_FIX_MODES, PotNames, QuantizerConfig
 from rewriter.spec.yaml_nodes import Problems, YamlFile
@@ -171,8 +172,7 @@ def _rule_files(f: YamlFile, node: Node, where: str) -> list[str] | None:
             path = (f.path.parent / Path(text).expanduser()).resolve()
             is_file = path.is_file()
         except (OSError, RuntimeError) as exc:  # a name too long for the file system, a symlink loop
-            f.error(item, f"rules file '{text[:80]}{'...' if len(text) > 80 else ''}' cannot be looked up: "
-                          f"{getattr(exc, 'strerror', None) or exc}; paths are relative to the spec file")
+            f.error(item, f"rules file {cannot_look_up(text, exc)}; paths are relative to the spec file")
             continue
         if is_file:
             found.append(str(path))
