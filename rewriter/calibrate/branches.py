@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, version_converter
+from onnx import helper
 
 from rewriter.calibrate.in_graph import default_opset
 from rewriter.calibrate.session import open_session, session_options
 from rewriter.errors import UserError
 from rewriter.ir.control_flow import InlinedBranch, if_conditions, restore, specialize
+from rewriter.ir.opset import convert_opset
 from rewriter.ir.protos import node_reads
 from rewriter.ir.tensors import tensor_array
 
@@ -212,7 +213,7 @@ class _Remembered:
 def _converted(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """``model`` at default-domain ``opset`` (onnx's version converter also converts If branches)."""
     try:
-        return version_converter.convert_version(model, opset)
+        return convert_opset(model, opset)
     except Exception as e:  # the converter raises bare RuntimeErrors from C++
         raise UserError(f"the quantized model needs opset {opset}, but onnx's version converter cannot convert "
                         f"the If branch kept float ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "

@@ -13,12 +13,13 @@ from typing import Iterable
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, version_converter
+from onnx import helper, numpy_helper
 
 from rewriter.algorithms.fq_math import STORAGE_RANGES, fake_quantize, qdq_params, storage_dtype_for
 from rewriter.algorithms.types import TensorRange
 from rewriter.errors import UserError
 from rewriter.ir.layers import DEFAULT_DOMAINS
+from rewriter.ir.opset import convert_opset
 from rewriter.ir.tensors import slicing_axis
 from rewriter.plan import FakeQuantizePoint
 
@@ -170,7 +171,7 @@ def _with_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
         out.CopyFrom(model)
         return out
     try:
-        out = version_converter.convert_version(model, target)
+        out = convert_opset(model, target)
     except Exception as e:  # the converter raises bare RuntimeErrors from C++
         raise UserError(
             f"the model is at opset {current} and its quantized form needs opset {target} "
