@@ -266,22 +266,24 @@ def _sizes(model: onnx.ModelProto) -> tuple[int, int]:
 
 
 def model_digest(model: onnx.ModelProto) -> str:
-    """A sha256 of the model's content, also for a model too large to serialize in one piece.
+    """A sha256 of the model's content, whatever its size.
 
-    A model protobuf can serialize is hashed as its bytes. A larger one is hashed as its structure without
-    the data of its big tensors, followed by each of those tensors serialized alone, in order: the same
-    model always gives the same digest, and any changed weight another one.
+    Hashed as its structure without the data of its tensors of 1 KiB or more, followed by each of those
+    tensors (its fields, then its values' bytes), in order: the same model always gives the same digest,
+    and any changed weight another one. Serializing the whole model would copy every weight once more
+    (0.1 s on a model of 54 MB, against 0.03 s for hashing its bytes) and is impossible over 2 GiB. A
+    tensor kept in its file is read a chunk at a time and hashes as it would loaded whole.
     """
-    if not is_large(model):
-        return hashlib.sha256(_read_in(model).SerializeToString()).hexdigest()
     light, big = light_copy(model, 1024)
-    digest = hashlib.sha256(b"large:" + light.SerializeToString())
+    digest = hashlib.sha256(b"tensorwise:" + light.SerializeToString())
     for original, copy in big:
-        if in_file(original):  # its content, read a chunk at a time (the reference names only a file)
-            digest.update(copy.SerializeToString())
+        digest.update(copy.SerializeToString())
+        if in_file(original):
             for chunk in file_chunks(original):
                 digest.update(chunk)
-        else:
+        elif original.HasField("raw_data"):
+            digest.update(original.raw_data)
+        else:  # values in a typed field (float_data, int64_data, ...)
             digest.update(original.SerializeToString())
     return digest.hexdigest()
 
@@ -368,10 +370,10 @@ TENSOR_DATA_FIELDS = frozenset({"raw_data", "float_data", "int32_data", "int64_d
                                 "string_data"})
 
 
-def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
-                                                                 list[tuple[onnx.TensorProto, onnx.TensorProto]]]:
+def light_copy(model: onnx.ModelProto, min_bytes: int, main_graph_only: bool = False
+               ) -> tuple[onnx.ModelProto, list[tuple[onnx.TensorProto, onnx.TensorProto]]]:
     """A copy of ``model`` whose initializers of ``min_bytes`` or more, and whose tensors kept in their
-    file (``rewriter.ir.external``), have no data.
+    file (``rewriter.ir.external``), have no data; with ``main_graph_only``, subgraphs keep theirs.
 
     The copy is built field by field, so the main graph's big tensors are never copied; a subgraph is
     copied with its node and its big tensors emptied after (a reference costs nothing to copy). String
@@ -397,6 +399,8 @@ def light_copy(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.ModelProto,
             continue
         _copy_without_data(t, copy)
         big.append((t, copy))
+    if main_graph_only:
+        return light, big
     # Subgraphs: the copy has the same structure, so its tensors pair with the original's in order.
     for sub, sub_copy in zip(subgraphs(model.graph), subgraphs(light.graph)):
         for (t, initializer), (copy, _) in zip(_tensor_slots(sub), _tensor_slots(sub_copy)):

@@ -57,9 +57,8 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
 
 def _has_big_tensors(m: onnx.ModelProto, min_bytes: int) -> bool:
     """Would ``_without_weights`` leave anything out? (A model of small weights is copied whole otherwise.)"""
-    # ByteSize costs little, and a tensor's values take at most 8 times its stored bytes (int64 zeros are
-    # one-byte varints): only tensors above that bound are measured exactly.
-    if any(t.ByteSize() * 8 >= min_bytes and _data_bytes(t) >= min_bytes for t in m.graph.initializer):
+    # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes).
+    if any(_data_bytes(t) >= min_bytes for t in m.graph.initializer):
         return True
     return any(a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS
                for n in m.graph.node if len(n.attribute) for a in n.attribute)

@@ -202,18 +202,22 @@ def _with_big_weight(scale: float = 1.0) -> onnx.ModelProto:
     return model
 
 
-def test_model_digest_of_a_large_model_follows_its_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = model_digest(_with_big_weight())
-    assert plain == model_digest(_with_big_weight()) and plain != model_digest(tiny_cnn())
-    same, scaled, renamed = _with_big_weight(), _with_big_weight(scale=2.0), _with_big_weight()
+def test_model_digest_follows_weights_and_structure_without_serializing_the_weights(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    same, again, scaled, renamed = _with_big_weight(), _with_big_weight(), _with_big_weight(2.0), _with_big_weight()
     renamed.graph.node[0].name = "renamed"
-    # Pretend 16 bytes is "large": the digest is then taken tensor by tensor, never of the whole message.
-    monkeypatch.setattr(load_mod, "LARGE_MODEL_BYTES", 16)
+    small = tiny_cnn()
+    as_floats = _with_big_weight()  # the same values in float_data rather than raw_data: another encoding
+    # The digest is taken tensor by tensor, never of the whole message with its big weights.
     monkeypatch.setattr(onnx.ModelProto, "SerializeToString", _refuse_whole_model, raising=False)
-    large = model_digest(same)
-    assert large != plain and large == model_digest(same)
-    assert model_digest(scaled) != large  # a changed big weight
-    assert model_digest(renamed) != large  # a changed structure
+    digest = model_digest(same)
+    assert digest == model_digest(again) and digest != model_digest(small)
+    assert model_digest(scaled) != digest  # a changed big weight
+    assert model_digest(renamed) != digest  # a changed structure
+    big = as_floats.graph.initializer[-1]
+    big.ClearField("raw_data")
+    big.float_data.extend(np.arange(2000, dtype=np.float32).tolist())
+    assert model_digest(as_floats) == model_digest(as_floats) != digest
 
 
 def _refuse_whole_model(self: onnx.ModelProto, **_: object) -> bytes:

@@ -38,7 +38,7 @@ def _opset_11_model() -> onnx.ModelProto:
 
 def test_the_result_is_onnx_converters_own_and_the_input_is_untouched() -> None:
     model = _opset_11_model()
-    assert model.graph.initializer[0].ByteSize() > STUB_BYTES  # the weight does go through as a stub
+    assert len(model.graph.initializer[0].raw_data) >= STUB_BYTES  # the weight does go through as a stub
     before = model.SerializeToString()
     ours = convert_opset(model, 13)
     reference = version_converter.convert_version(model, 13)
