@@ -34,7 +34,7 @@ from rewriter.dsl.builder import Endpoint, Include, Item, chain_edges, number_va
 from rewriter.dsl.grammar import Locator, excerpt_at
 from rewriter.errors import SourceLoc, UserError
 
-__all__ = ["GaveUp", "parse_file_fast"]
+__all__ = ["GaveUp", "parse_file_fast", "parse_predicate_fast"]
 
 # Words that grammar.lark's NAME excludes: where a name is due, these make Lark fail.
 _RESERVED = frozenset({
@@ -453,6 +453,18 @@ class _Parser:
             ports = tuple(indices)
         return ast.PortRef(name, direction, ports, loc=loc)
 
+    def predicate(self) -> ast.Expr:
+        """grammar.lark's ``predicate``: an expression alone, a newline allowed before and after it."""
+        scan = self._scan
+        if scan.kind == "NL":
+            scan.take("_NL")
+        expr, _ = self._or_expr()
+        if scan.kind == "NL":
+            scan.take("_NL")
+        if scan.kind != "END":
+            raise _GiveUp
+        return expr
+
     # -- predicates: each returns the expression and where an expression it begins starts
 
     def _or_expr(self) -> tuple[ast.Expr, SourceLoc]:
@@ -604,3 +616,13 @@ def parse_file_fast(text: str, locator: Locator) -> tuple[list[Item], list[UserE
     except _GiveUp:
         return GaveUp(declarations)
     return items, parser.errors
+
+
+def parse_predicate_fast(text: str, locator: Locator) -> tuple[ast.Expr, list[UserError]] | None:
+    """A lone predicate (a spec's ``when:`` string) and the builder's errors, as Lark and AstBuilder would
+    give them; None when the text is not one this parser is sure of (the caller then asks Lark)."""
+    try:
+        parser = _Parser(text, locator, [])
+        return parser.predicate(), parser.errors
+    except _GiveUp:
+        return None

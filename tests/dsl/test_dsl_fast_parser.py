@@ -294,3 +294,70 @@ def test_a_syntax_error_after_good_declarations_keeps_its_message_and_place():
     (error,) = info.value.errors
     assert str(error.loc) == f"t.rules:2:{text.splitlines()[1].index('}') + 1}"
     assert error.message.startswith("unexpected '}'; expected")
+
+
+# ---------------------------------------------------------------- lone predicates (spec `when:` strings)
+
+def _predicate_outcome(text: str, fast: bool) -> str:
+    """What parse_predicate gives for ``text`` placed at spec.yaml:7:15: the AST with locations, or the errors."""
+    from unittest import mock
+
+    from rewriter.dsl import parse_predicate
+    from rewriter.errors import SourceLoc
+
+    with mock.patch.object(dsl_parser, "parse_predicate_fast", dsl_parser.parse_predicate_fast if fast
+                           else (lambda text, locator: None)):
+        try:
+            return repr(parse_predicate(text, SourceLoc("spec.yaml", 7, 15)))
+        except UserErrors as e:
+            return "\n".join(f"{err.loc}: {err.message}\n{err.context}" for err in e.errors)
+
+
+@st.composite
+def predicate_texts(draw: st.DrawFn) -> str:
+    tokens = draw(predicates)
+    if draw(st.integers(0, 3)) == 0:  # break one in four
+        tokens[draw(st.integers(0, len(tokens) - 1))] = draw(st.sampled_from(_STRAY))
+    glue = draw(st.lists(st.sampled_from(_GLUE), min_size=len(tokens) + 1, max_size=len(tokens) + 1))
+    return "".join(g + t for g, t in zip(glue, tokens)) + glue[-1]
+
+
+def _shipped_when_strings() -> list[str]:
+    found = re.findall(r'^\s*when:\s*"([^"]*)"', "\n".join(p.read_text(encoding="utf-8")
+                                                          for p in sorted((REPO / "hw_specs").glob("*.yaml"))), re.M)
+    assert found, "no when: string in hw_specs (the test would compare nothing)"
+    return found
+
+
+@pytest.mark.parametrize("text", _shipped_when_strings())
+def test_the_shipped_when_strings_take_the_fast_path_to_lark_s_ast(text: str):
+    from rewriter.dsl.fast_parser import parse_predicate_fast
+    from rewriter.dsl.grammar import Locator
+
+    assert parse_predicate_fast(text, Locator("spec.yaml", 7, 15)) is not None
+    assert _predicate_outcome(text, fast=True) == _predicate_outcome(text, fast=False)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(predicate_texts())
+def test_generated_predicates_parse_alike_or_go_to_lark(text: str):
+    assert _predicate_outcome(text, fast=True) == _predicate_outcome(text, fast=False), text
+
+
+def test_the_generator_makes_predicates_the_fast_parser_takes():
+    # Without accepted predicates the test above would compare Lark with itself.
+    from rewriter.dsl.fast_parser import parse_predicate_fast
+    from rewriter.dsl.grammar import Locator
+
+    taken = 0
+
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(predicate_texts())
+    def count(text: str) -> None:
+        nonlocal taken
+        taken += parse_predicate_fast(text, Locator("spec.yaml", 7, 15)) is not None
+
+    count()
+    assert taken >= 60
