@@ -41,6 +41,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -272,7 +273,6 @@ def expand_tools(tools: Sequence[str]) -> list[str]:
 def rewriter_checkout(s: Settings) -> dict:
     """The rewriter the tool processes import (path, git commit), asked of a child with the tools' environment."""
     code = "import json, peers; print(json.dumps(peers.rewriter_checkout()))"
-    import subprocess
 
     try:
         done = subprocess.run([s.python, "-c", code], capture_output=True, text=True, env=s.tool_env(),
@@ -350,6 +350,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def compile_checkout(checkout: Path, python: str) -> None:
+    """Write the bytecode of the checkout's package, as pip does when it installs the wheel.
+
+    Without it, and with PYTHONDONTWRITEBYTECODE set (as on some machines), every tool process compiles
+    the package's sources again: 0.3 s of each ``ours`` run that an installed rewriter never spends, while
+    the peers come from installed packages with their bytecode."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([python, "-m", "compileall", "-q", str(checkout / "rewriter")], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     s = Settings(a)
@@ -363,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"unknown tool(s) {', '.join(bad)}; choose from {', '.join(peers.TOOLS)}")
     if s.rewriter and not (s.rewriter / "rewriter" / "__init__.py").is_file():
         raise SystemExit(f"--rewriter {s.rewriter}: no rewriter/__init__.py there (give a checkout's root folder)")
+    if s.rewriter:
+        compile_checkout(s.rewriter, s.python)
     built = list_entries(s.cache)
     ordered = sorted(built, key=lambda n: (CORPUS_ORDER.index(n) if n in CORPUS_ORDER else 99, n))
     names = a.only or ([n for n in REAL_MODELS if n in built] if a.real else ordered)
