@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pytest
 
-from rewriter.emit.runtime_profile import RunProfile, TimedPair
+from rewriter.emit.runtime_profile import NoIntegerKernel, RunProfile, TimedPair
 
 Pair = Callable[..., tuple[RunProfile, RunProfile]]
 
@@ -27,7 +27,12 @@ def install(monkeypatch: pytest.MonkeyPatch, pair: Pair, float_outputs: bool = F
             self.float_model, self.feeds, self.threads = float_model, list(feeds), threads
             self.calls = 0
 
-        def time(self, quantized_model: Any, runs: int, profile_runs: int = 0) -> TimedPair:
+        def time(self, quantized_model: Any, runs: int, profile_runs: int = 0,
+                 require_integer_kernels: bool = False) -> TimedPair:
+            # The kernel count a real timer takes from its quantized session: speed_guard.integer_kernels
+            # (which tests replace) stands for it.
+            if require_integer_kernels and speed_guard.integer_kernels(quantized_model) == 0:
+                raise NoIntegerKernel("no integer kernel (fake timer)")
             float_profile, quantized_profile = pair(self.float_model, quantized_model, self.feeds, runs, self.threads)
             profiles = (float_profile, quantized_profile) if profile_runs else None
             self.calls += 1

@@ -25,7 +25,8 @@ import onnxruntime as ort
 from rewriter.emit.runtime_check import refused
 from rewriter.ir.external import EXTERNAL_FOLDER_KEY, runtime_payload
 
-__all__ = ["INTEGER_OPS", "ModelSource", "fused_counts", "integer_kernels", "op_counts", "optimized_model"]
+__all__ = ["INTEGER_OPS", "OPTIMIZED_GRAPH_FILE", "ModelSource", "fused_counts", "integer_kernel_count",
+           "integer_kernels", "op_counts", "optimized_model", "save_optimized_graph"]
 
 ModelSource = onnx.ModelProto | bytes | str | os.PathLike
 Level = Literal["basic", "extended", "all"]
@@ -61,20 +62,39 @@ def optimized_model(model: ModelSource, level: Level = "extended", threads: int 
         The optimized graph; initializers are saved to a side file and not loaded.
     """
     with tempfile.TemporaryDirectory(prefix="rewriter_ort_") as tmp:
-        path = Path(tmp) / "optimized.onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = _LEVELS[level]
-        options.optimized_model_filepath = str(path)
         options.intra_op_num_threads = threads
         options.log_severity_level = 4  # fatal only: the NCHWc warning at level "all" is expected, not news
-        # Weights go to a side file so that large models save too; only the graph is read back.
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
-        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        path = save_optimized_graph(options, Path(tmp))
         source, folder = _source(model)
         if folder is not None:
             options.add_session_config_entry(EXTERNAL_FOLDER_KEY, folder)
         ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         return onnx.load(str(path), load_external_data=False)
+
+
+#: The file name ``save_optimized_graph`` gives the graph in its folder.
+OPTIMIZED_GRAPH_FILE = "optimized.onnx"
+
+
+def save_optimized_graph(options: ort.SessionOptions, folder: Path) -> Path:
+    """Ask a session made with ``options`` to save the graph it runs in ``folder``; the path it will be at.
+
+    Weights go to a side file so that large models save too; read the graph back with
+    ``onnx.load(path, load_external_data=False)``. A session that times the model can count its kernels
+    this way, with no session of its own for the count."""
+    path = folder / OPTIMIZED_GRAPH_FILE
+    options.optimized_model_filepath = str(path)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "weights.bin")
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    return path
+
+
+def integer_kernel_count(optimized: onnx.ModelProto) -> int:
+    """How many of the nodes of an optimized graph (``optimized_model``) are integer kernels (``INTEGER_OPS``)."""
+    counts = op_counts(optimized)
+    return sum(counts[op] for op in INTEGER_OPS)
 
 
 def op_counts(model: onnx.ModelProto) -> Counter[str]:
@@ -103,10 +123,10 @@ def integer_kernels(model: onnx.ModelProto) -> int | None:
     if is_large(model):
         return None
     try:
-        counts = fused_counts(model)
+        optimized = optimized_model(model)
     except Exception as e:  # onnxruntime's errors have no common public base class
         raise refused("onnxruntime cannot load the model", e) from None
-    return sum(counts[op] for op in INTEGER_OPS)
+    return integer_kernel_count(optimized)
 
 
 def _source(model: ModelSource) -> tuple[bytes | str, str | None]:

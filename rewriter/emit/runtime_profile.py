@@ -38,10 +38,11 @@ import onnx
 import onnxruntime as ort
 
 from rewriter.calibrate.session import open_session
+from rewriter.emit.ort_check import OPTIMIZED_GRAPH_FILE, integer_kernel_count, save_optimized_graph
 from rewriter.emit.runtime_check import refused
 
-__all__ = ["PairTimer", "RunProfile", "TimedPair", "machine_fingerprint", "measure_pair", "profiled_node",
-           "qdq_readers"]
+__all__ = ["NoIntegerKernel", "PairTimer", "RunProfile", "TimedPair", "machine_fingerprint", "measure_pair",
+           "profiled_node", "qdq_readers"]
 
 _SUFFIX = re.compile(r"(_token_\d+|_nchwc|_kernel_time)$")
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
@@ -97,6 +98,10 @@ def measure_pair(float_model: onnx.ModelProto, quantized_model: onnx.ModelProto,
     return profiles
 
 
+class NoIntegerKernel(Exception):
+    """The quantized model would run no integer kernel in onnxruntime (``PairTimer.time``): not timed."""
+
+
 @dataclass(frozen=True)
 class TimedPair:
     """Whole runs of both models timed in turns without the profiler (``RunProfile.nodes`` empty), the
@@ -130,13 +135,17 @@ class PairTimer:
         self._float_model: onnx.ModelProto | None = float_model
         self._float_session: ort.InferenceSession | None = None
 
-    def time(self, quantized_model: onnx.ModelProto, runs: int, profile_runs: int = 0) -> TimedPair:
+    def time(self, quantized_model: onnx.ModelProto, runs: int, profile_runs: int = 0,
+             require_integer_kernels: bool = False) -> TimedPair:
         """``runs`` timed runs of each model after a warm-up each, in turns; the quantized outputs of the first
         round over the feeds (the warm-up gives the first feed's). With ``profile_runs`` (only on the first
-        call), that many profiled runs of each come first, between the warm-up and the timed runs.
+        call), that many profiled runs of each come first, between the warm-up and the timed runs. With
+        ``require_integer_kernels``, the quantized session saves the graph it runs and nothing is run if it
+        has no integer kernel (the count costs no session of its own).
 
         Raises:
             RuntimeRefused: onnxruntime cannot load ``quantized_model`` or run it on the first feed.
+            NoIntegerKernel: asked for, and onnxruntime runs no integer kernel for ``quantized_model``.
         """
         if runs < 1:
             raise ValueError("PairTimer.time needs at least one run")
@@ -146,6 +155,16 @@ class PairTimer:
         float_outputs: list[dict[str, np.ndarray]] = []
         float_names: list[str] = []
         with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
+            # The quantized session first: without an integer kernel, the float session is not needed.
+            try:
+                optimized = Path(tmp) / "optimized" if require_integer_kernels else None
+                quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None,
+                                     optimized)
+            except Exception as e:  # onnxruntime's errors have no common public base class
+                raise refused("onnxruntime cannot run the model to time", e) from None
+            if optimized is not None and integer_kernel_count(
+                    onnx.load(str(optimized / OPTIMIZED_GRAPH_FILE), load_external_data=False)) == 0:
+                raise NoIntegerKernel("onnxruntime runs no integer kernel for the quantized model")
             if self._float_session is None:
                 assert self._float_model is not None
                 prefix = Path(tmp) / "float" if profile else None
@@ -154,7 +173,6 @@ class PairTimer:
                 float_names = [o.name for o in self._float_session.get_outputs()]
                 float_outputs.append(dict(zip(float_names, self._float_session.run(None, self.feeds[0]))))
             try:
-                quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None)
                 names = [o.name for o in quantized.get_outputs()]
                 outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
             except Exception as e:  # onnxruntime's errors have no common public base class
@@ -189,15 +207,20 @@ def _timed(seconds: list[float]) -> RunProfile:
     return RunProfile(ordered[(len(ordered) - 1) // 4] * 1e6, {}, len(ordered))
 
 
-def _session(model: onnx.ModelProto, threads: int, profile_prefix: Path | None) -> ort.InferenceSession:
+def _session(model: onnx.ModelProto, threads: int, profile_prefix: Path | None,
+             optimized_folder: Path | None = None) -> ort.InferenceSession:
     """A session with the options a user would take (default graph optimizations) and ``threads`` intra-op
-    threads; with a prefix, onnxruntime's profiler on, writing there."""
+    threads; with a prefix, onnxruntime's profiler on, writing there; with a folder, the graph it runs saved
+    there (``save_optimized_graph``)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)
+    if optimized_folder is not None:
+        optimized_folder.mkdir()
+        save_optimized_graph(options, optimized_folder)
     return open_session(model, options)
 
 

@@ -46,8 +46,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rewriter.emit.ort_check import integer_kernels
 from rewriter.errors import RuntimeRefused
-from rewriter.emit.runtime_profile import (PairTimer, RunProfile, TimedPair, machine_fingerprint, profiled_node,
-                                           qdq_readers)
+from rewriter.emit.runtime_profile import (NoIntegerKernel, PairTimer, RunProfile, TimedPair, machine_fingerprint,
+                                           profiled_node, qdq_readers)
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import is_large, model_digest
 from rewriter.match.planner import RevertRequest
@@ -279,24 +279,14 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     def not_timed(refusal: RuntimeRefused) -> SpeedChecked:
         return SpeedChecked(plan, ranges, emitted, errors, {"skipped": f"not timed: {refusal}"}, None)
 
-    # With no integer kernel, every Q/DQ pair only adds work: no timing can say otherwise.
-    try:
-        why_float, whole_float = _whole_float(settings, math.inf, plan, emitted.model)
-    except RuntimeRefused as refusal:
-        return not_timed(refusal)
-    if whole_float:
-        untimed = prior + tuple(RevertRequest(u, SPEED_SOURCE, NO_INTEGER_KERNEL) for u in whole_float)
-        as_float = _final(reverter, untimed)
-        fidelity_after = _remeasure(fidelity, check, float_model, samples, as_float.emitted.model)
-        return finished(untimed, as_float,
-                        _untimed_section(settings, why_float, whole_float, round(clock() - start, 3)), fidelity_after)
-
     timers = [PairTimer(float_model, feeds, t) for t in settings.threads]
     runs = [settings.runs]
 
-    def timed(model: Any, profile_runs: int = 0) -> list[TimedPair]:
-        """Each thread count's timing; the first thread count's sessions profiled first when asked."""
-        return [timer.time(model, runs[0], profile_runs if k == 0 else 0) for k, timer in enumerate(timers)]
+    def timed(model: Any, profile_runs: int = 0, require_integer_kernels: bool = False) -> list[TimedPair]:
+        """Each thread count's timing; the first thread count's sessions profiled first when asked, and its
+        quantized session checked for integer kernels first when asked (``NoIntegerKernel``)."""
+        return [timer.time(model, runs[0], profile_runs if k == 0 else 0, require_integer_kernels and k == 0)
+                for k, timer in enumerate(timers)]
 
     # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model
     # (at most an eighth of the time budget: the first timing and one attempt time both models, so their runs
@@ -310,10 +300,20 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     units = [n.node for n in plan.nodes if n.status == "quantized"
              and (settings.optimize_for == "latency" or n.node not in weighted)]
     # The per-node profile only ranks the groups (a few runs); the speed-ups compared come from timed runs.
+    # With no integer kernel, every Q/DQ pair only adds work: no timing can say otherwise, and none is made
+    # (the quantized session that would time the model counts its kernels first).
+    quantized_now = tuple(n.node for n in plan.nodes if n.status == "quantized")
     try:
-        first = timed(emitted.model, _PROFILE_RUNS if units else 0)
+        first = timed(emitted.model, _PROFILE_RUNS if units else 0,
+                      require_integer_kernels=settings.optimize_for == "latency" and bool(quantized_now))
     except RuntimeRefused as refusal:
         return not_timed(refusal)
+    except NoIntegerKernel:
+        untimed = prior + tuple(RevertRequest(u, SPEED_SOURCE, NO_INTEGER_KERNEL) for u in quantized_now)
+        as_float = _final(reverter, untimed)
+        fidelity_after = _remeasure(fidelity, check, float_model, samples, as_float.emitted.model)
+        return finished(untimed, as_float, _untimed_section(settings, "no_integer_kernel", quantized_now,
+                                                            round(clock() - start, 3)), fidelity_after)
     profiled = first[0].profiles or (RunProfile(0.0, {}, 0), RunProfile(0.0, {}, 0))
     settings = _timing_share(_float_pass_budget(settings, _pairs(first), pass_samples))
     wanted = _runs_for(settings, max(p.float.total_us for p in first) / 1e6)

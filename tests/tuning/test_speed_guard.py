@@ -507,6 +507,24 @@ def test_integer_kernels_counts_what_onnxruntime_fuses() -> None:
 
 
 @pytest.mark.real_profiler
+def test_pair_timer_counts_integer_kernels_in_its_own_session_before_running_anything() -> None:
+    from rewriter.emit.runtime_profile import NoIntegerKernel, PairTimer
+
+    model = models.depthwise_conv()
+    quantized = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                              speed_guard=False)).model
+    assert ort_check.integer_kernels(quantized) > 0  # the reference: a session of its own
+    feeds = _data(model, 3)
+    timer = PairTimer(model, feeds)
+    # A model with no integer kernel (the float model itself): refused before the float session opens.
+    with pytest.raises(NoIntegerKernel):
+        timer.time(model, runs=2, profile_runs=1, require_integer_kernels=True)
+    assert timer._float_session is None
+    timed = timer.time(quantized, runs=2, profile_runs=1, require_integer_kernels=True)
+    assert timed.quantized.runs == timed.float.runs == 2 and timed.profiles is not None
+
+
+@pytest.mark.real_profiler
 def test_pair_timer_times_both_models_in_turns_and_keeps_the_quantized_outputs() -> None:
     import onnxruntime as ort
 
