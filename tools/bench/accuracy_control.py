@@ -6,7 +6,7 @@ without labels), the same absolute limit. Writes one JSON line per tool: final d
 OUT/results.jsonl).
 
     /work/benchvenv/bin/python tools/bench/accuracy_control.py --entry DIR --max-drop 0.001 \\
-        [--target ORT] [--tools ours nncf inc] [--calib DIR] [--out-dir OUT]
+        [--target ORT] [--tools ours nncf inc] [--calib DIR] [--weights-per-tensor] [--out-dir OUT]
 
 `ours` runs `rewriter quantize --accuracy-aware` in a child process (this checkout, the project's
 python given by --python); `nncf` runs in this process; `inc` runs tools/bench/inc_accuracy_control.py
@@ -14,6 +14,12 @@ in a child process with --inc-python (a venv of its own: tools/bench/requirement
 timed after every search, serially: the float model and each output in turn, round after round, so a
 change in the machine's load falls on all of them alike; the speed-up is the median of the per-round
 ratios, of the timing thread's CPU time (`speedup`) and of wall time (`speedup_wall`).
+
+`--weights-per-tensor` gives every tool the same harder setting, one scale per weight tensor instead of
+one per output channel: rewriter through a config file (DefaultQuantization params weights.granularity
+pertensor), NNCF through AdvancedQuantizationParameters(weights_quantization_params=
+QuantizationParameters(per_channel=False)), Neural Compressor through its op-type-wise weight
+granularity per_tensor (inc_accuracy_control.py). The activations stay per-tensor, as by default.
 """
 from __future__ import annotations
 
@@ -76,12 +82,23 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+# rewriter's config file for --weights-per-tensor: the POT-style granularity key of DefaultQuantization, the
+# base algorithm of the accuracy-aware search
+WEIGHTS_PER_TENSOR_CONFIG = {"compression": {"algorithms": [
+    {"name": "DefaultQuantization", "params": {"weights": {"granularity": "pertensor"}}}]}}
+
+
 def run_ours(entry: Path, out: Path, args: argparse.Namespace) -> dict:
     report = out.with_suffix(".json")
+    config: list[str] = []
+    if args.weights_per_tensor:
+        config_file = out.with_name("ours_weights_per_tensor.json")
+        config_file.write_text(json.dumps(WEIGHTS_PER_TENSOR_CONFIG))
+        config = ["--config", str(config_file)]
     command = [args.python, "-m", "rewriter.cli", "quantize", str(entry / "model.onnx"), "-o", str(out),
                "--data", str(args.calib), "--target", args.target, "--report", str(report), "--quiet",
                "--accuracy-aware", "--metric", f"{METRIC_FILE}:top1", "--max-drop", str(args.max_drop),
-               *args.ours_extra]
+               *config, *args.ours_extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "ACCURACY_CONTROL_ENTRY": str(entry)}
     start, cpu = time.perf_counter(), _cpu()
     # its summary goes to stderr, apart from the JSON lines on stdout
@@ -123,10 +140,16 @@ def run_nncf(entry: Path, out: Path, args: argparse.Namespace) -> dict:
             full_values.append(value)
         return value, hits
 
+    advanced = None  # NNCF's defaults: per-channel weights where its hardware config allows them
+    if args.weights_per_tensor:
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+        advanced = AdvancedQuantizationParameters(
+            weights_quantization_params=QuantizationParameters(per_channel=False))
+
     start, cpu = time.perf_counter(), _cpu()
     quantized = nncf.quantize_with_accuracy_control(
         onnx.load(entry / "model.onnx"), calibration, validation, validation_fn, max_drop=args.max_drop,
-        drop_type=nncf.DropType.ABSOLUTE, subset_size=300)
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=300, advanced_quantization_parameters=advanced)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     onnx.save(quantized, out)
     final = validation_fn(ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]), eval_items)[0]
@@ -145,7 +168,7 @@ def run_inc(entry: Path, out: Path, args: argparse.Namespace) -> dict:
     result_file = out.with_suffix(".result.json")
     command = [args.inc_python, str(HERE / "inc_accuracy_control.py"), "--entry", str(entry), "--calib",
                str(args.calib), "--max-drop", str(args.max_drop), "--out", str(out), "--result", str(result_file),
-               *args.inc_extra]
+               *(["--weights-per-tensor"] if args.weights_per_tensor else []), *args.inc_extra]
     log = out.with_suffix(".log")
     start, cpu = time.perf_counter(), _cpu()
     # cwd: Neural Compressor writes its nc_workspace/ folder into the working directory
@@ -174,8 +197,16 @@ def main() -> int:
                         help="one more inc_accuracy_control.py argument (--inc-extra=--max-trials --inc-extra=50)")
     parser.add_argument("--ours-extra", action="append", default=[], metavar="ARG",
                         help="one more `rewriter quantize` argument (repeatable: --ours-extra=--config --ours-extra=F)")
+    parser.add_argument("--weights-per-tensor", action="store_true",
+                        help="every tool quantizes weights with one scale per tensor, not per output channel "
+                             "(rewriter: a config file with DefaultQuantization weights.granularity pertensor; "
+                             "NNCF: weights_quantization_params per_channel=False; Neural Compressor: "
+                             "op-type-wise weight granularity per_tensor): a harder setting, the same for all")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/accuracy_control"))
     args = parser.parse_args()
+    if args.weights_per_tensor and any(a == "--config" or a.startswith("--config=") for a in args.ours_extra):
+        parser.error("--weights-per-tensor gives rewriter a config file of its own; put the weights' "
+                     "granularity into your --config instead")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # absolute: Neural Compressor's child process runs in the output folder
     args.entry, args.out_dir = args.entry.resolve(), args.out_dir.resolve()
@@ -209,6 +240,7 @@ def main() -> int:
                       "latency_wall_ms": median(result["tool"], 0), "speedup_wall": speedup(result["tool"], 0)}
         result.update(timing, float_latency_ms=median("float", 1), float_latency_wall_ms=median("float", 0),
                       max_drop=args.max_drop, target=args.target,
+                      weights="per_tensor" if args.weights_per_tensor else "default",
                       calib=str(args.calib), calib_count=len(list(args.calib.glob("*.npz"))),
                       load_before=[round(x, 2) for x in load_before], load_after=[round(x, 2) for x in load_after])
         print(json.dumps(result), flush=True)

@@ -2,7 +2,7 @@
 
     /work/incvenv/bin/python tools/bench/inc_accuracy_control.py --entry DIR --max-drop 0.001 \\
         --out OUT.onnx --result OUT.json [--calib DIR] [--drop-type absolute] [--max-trials 100] \\
-        [--quant-format default]
+        [--quant-format default] [--weights-per-tensor]
 
 Runs in its own venv (tools/bench/requirements-inc.txt): neural-compressor 3.7.1, the last release with
 the ONNX Runtime backend, pins numpy below 2, which the bench venv cannot take. The parent process starts
@@ -14,6 +14,11 @@ calibration set is every sample in `--calib` (default: the entry's `calib/`) at 
 take up to 300, which is all of it on the corpus entries. The metric is the benchmark's own
 (accuracy_control_metric.py: top-1 on `eval/`); every call of the eval function is one metric
 evaluation, the float model's included, as the other tools count theirs.
+
+`--weights-per-tensor` restricts the weight granularity of every op type whose weights Neural
+Compressor's ONNX Runtime capability lets it quantize per channel (Conv, FusedConv, MatMul, Gemm and the
+Gather family) to per_tensor, through the config's op-type-wise constraints; the tuning still chooses
+everything else (which ops stay float, the activation algorithm).
 
 The result JSON has the float metric, every metric value in call order, the final metric (measured again
 on the saved file, not counted) and, when no configuration met the limit, `met: false` and no model.
@@ -33,6 +38,11 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_control_metric import accuracy_of_session, eval_labels  # noqa: E402  (numpy and onnxruntime only)
+
+
+# The op types whose weights the ONNX Runtime capability (neural_compressor/adaptor/onnxrt.yaml, static
+# int8) offers per_channel as well as per_tensor; the other ops' weights are per_tensor already.
+PER_CHANNEL_WEIGHT_OPS = ("Conv", "FusedConv", "MatMul", "Gemm", "Gather", "GatherElements", "GatherND")
 
 
 def _samples(folder: Path) -> list[dict[str, np.ndarray]]:
@@ -69,6 +79,9 @@ def main() -> int:
     parser.add_argument("--max-trials", type=int, default=100, help="TuningCriterion.max_trials (its default)")
     parser.add_argument("--quant-format", choices=["default", "QDQ", "QOperator"], default="default",
                         help="PostTrainingQuantConfig.quant_format; default is QOperator for ONNX Runtime")
+    parser.add_argument("--weights-per-tensor", action="store_true",
+                        help="one weight scale per tensor: op-type-wise weight granularity per_tensor for "
+                             + ", ".join(PER_CHANNEL_WEIGHT_OPS))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args()
@@ -87,9 +100,12 @@ def main() -> int:
         values.append(value)
         return value
 
+    # None: the capability's own choices (per_channel first where offered)
+    op_type_dict = ({op: {"weight": {"granularity": ["per_tensor"]}} for op in PER_CHANNEL_WEIGHT_OPS}
+                    if args.weights_per_tensor else None)
     config = PostTrainingQuantConfig(
         approach="static", quant_format=args.quant_format, device="cpu", backend="default",
-        calibration_sampling_size=[len(calib)],
+        calibration_sampling_size=[len(calib)], op_type_dict=op_type_dict,
         accuracy_criterion=AccuracyCriterion(higher_is_better=True, criterion=args.drop_type,
                                              tolerable_loss=args.max_drop),
         tuning_criterion=TuningCriterion(strategy="basic", max_trials=args.max_trials))
@@ -103,7 +119,8 @@ def main() -> int:
         "tool": "inc", "inc_version": neural_compressor.__version__, "float": base,
         "initial": values[1] if len(values) > 1 else None, "metric_evaluations": len(values),
         "samples_evaluated": len(values) * len(eval_items), "trials": values, "fit_s": round(seconds, 2),
-        "quant_format": args.quant_format, "max_trials": args.max_trials, "allowed_drop": allowed}
+        "quant_format": args.quant_format, "max_trials": args.max_trials, "allowed_drop": allowed,
+        "weights": "per_tensor" if args.weights_per_tensor else "default"}
     if quantized is None:
         # Neural Compressor returns nothing when no trial met the limit: there is no model to time. It also
         # logs and skips a trial whose quantization raised, so a run with the float evaluation alone means
