@@ -155,16 +155,12 @@ class PairTimer:
         float_outputs: list[dict[str, np.ndarray]] = []
         float_names: list[str] = []
         with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
-            # The quantized session first: without an integer kernel, the float session is not needed.
-            try:
-                optimized = Path(tmp) / "optimized" if require_integer_kernels else None
-                quantized = _session(quantized_model, self.threads, Path(tmp) / "quantized" if profile else None,
-                                     optimized)
-            except Exception as e:  # onnxruntime's errors have no common public base class
-                raise refused("onnxruntime cannot run the model to time", e) from None
-            if optimized is not None and integer_kernel_count(
-                    onnx.load(str(optimized / OPTIMIZED_GRAPH_FILE), load_external_data=False)) == 0:
-                raise NoIntegerKernel("onnxruntime runs no integer kernel for the quantized model")
+            quantized: ort.InferenceSession | None = None
+            if require_integer_kernels:
+                # The quantized session first: without an integer kernel, the float session is not needed.
+                # (Only when asked: otherwise the float session opens first, as its load's memory peak is
+                # then not on top of the quantized session, which matters for a model of gigabytes.)
+                quantized = self._quantized_session(quantized_model, Path(tmp), profile, count_kernels=True)
             if self._float_session is None:
                 assert self._float_model is not None
                 prefix = Path(tmp) / "float" if profile else None
@@ -172,6 +168,8 @@ class PairTimer:
                 self._float_model = None  # the session holds what it needs
                 float_names = [o.name for o in self._float_session.get_outputs()]
                 float_outputs.append(dict(zip(float_names, self._float_session.run(None, self.feeds[0]))))
+            if quantized is None:
+                quantized = self._quantized_session(quantized_model, Path(tmp), profile, count_kernels=False)
             try:
                 names = [o.name for o in quantized.get_outputs()]
                 outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
@@ -199,6 +197,21 @@ class PairTimer:
                     elif which == 0 and float_outputs and i == len(float_outputs) and i < len(self.feeds):
                         float_outputs.append(dict(zip(float_names, result)))
         return TimedPair(_timed(times[0]), _timed(times[1]), tuple(outputs), profiles, tuple(float_outputs))
+
+
+    def _quantized_session(self, model: onnx.ModelProto, tmp: Path, profile: bool,
+                           count_kernels: bool) -> ort.InferenceSession:
+        """The quantized model's session (profiled when asked); with ``count_kernels``, NoIntegerKernel if
+        onnxruntime runs no integer kernel for it (from the graph the session saves as it opens)."""
+        optimized = tmp / "optimized" if count_kernels else None
+        try:
+            session = _session(model, self.threads, tmp / "quantized" if profile else None, optimized)
+        except Exception as e:  # onnxruntime's errors have no common public base class
+            raise refused("onnxruntime cannot run the model to time", e) from None
+        if optimized is not None and integer_kernel_count(
+                onnx.load(str(optimized / OPTIMIZED_GRAPH_FILE), load_external_data=False)) == 0:
+            raise NoIntegerKernel("onnxruntime runs no integer kernel for the quantized model")
+        return session
 
 
 def _timed(seconds: list[float]) -> RunProfile:

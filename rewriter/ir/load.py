@@ -275,6 +275,16 @@ def model_digest(model: onnx.ModelProto) -> str:
     tensor kept in its file is read a chunk at a time and hashes as it would loaded whole.
     """
     light, big = light_copy(model, 1024)
+    # light_copy copies the main graph's nodes whole: a big Constant value is there with its data, or, kept
+    # in its file, as its reference (a path). Either is hashed like a big initializer (fields, then values),
+    # so the digest is the same wherever the file is and whether the model was loaded whole or not.
+    for node, node_copy in zip(model.graph.node, light.graph.node):
+        for attr, attr_copy in zip(node.attribute, node_copy.attribute):
+            for t, copy in zip((attr.t, *attr.tensors), (attr_copy.t, *attr_copy.tensors)):
+                if in_file(t) or _is_big(t, 1024):
+                    for name in (*TENSOR_DATA_FIELDS, *_REFERENCE_FIELDS):
+                        copy.ClearField(name)
+                    big.append((t, copy))
     digest = hashlib.sha256(b"tensorwise:" + light.SerializeToString())
     for original, copy in big:
         digest.update(copy.SerializeToString())

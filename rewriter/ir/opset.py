@@ -30,6 +30,8 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     """
     light, stubbed = light_copy(model, STUB_BYTES, main_graph_only=True)
     originals = {original.name: original for original, _ in stubbed}
+    if len(originals) != len(stubbed):  # names repeated (a model the checker refuses): no pairing by name
+        return version_converter.convert_version(model, target)
     out = version_converter.convert_version(light, target)
     for tensor in out.graph.initializer:
         original = originals.get(tensor.name)

@@ -301,11 +301,13 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
              and (settings.optimize_for == "latency" or n.node not in weighted)]
     # The per-node profile only ranks the groups (a few runs); the speed-ups compared come from timed runs.
     # With no integer kernel, every Q/DQ pair only adds work: no timing can say otherwise, and none is made
-    # (the quantized session that would time the model counts its kernels first).
+    # (the quantized session that would time the model counts its kernels first). A model too large to hand
+    # to onnxruntime in memory is not counted, as by ``integer_kernels``: onnxruntime's saved graph would
+    # write all of its weights out again.
     quantized_now = tuple(n.node for n in plan.nodes if n.status == "quantized")
+    count_kernels = settings.optimize_for == "latency" and bool(quantized_now) and not is_large(emitted.model)
     try:
-        first = timed(emitted.model, _PROFILE_RUNS if units else 0,
-                      require_integer_kernels=settings.optimize_for == "latency" and bool(quantized_now))
+        first = timed(emitted.model, _PROFILE_RUNS if units else 0, require_integer_kernels=count_kernels)
     except RuntimeRefused as refusal:
         return not_timed(refusal)
     except NoIntegerKernel:

@@ -170,3 +170,31 @@ def test_a_model_is_sized_without_serializing_its_big_tensors(monkeypatch: pytes
         assert load_mod.is_large(model, limit) is expected
         assert load_mod.too_big_to_serialize(model, limit) is expected
     assert sized and max(sized) < (1 << 21) // 4, "only the copy without the big tensor's data was serialized"
+
+
+def _with_constant(value: float) -> onnx.ModelProto:
+    """A Conv-free model whose only big tensor is a Constant node's value."""
+    from onnx import TensorProto, helper
+
+    constant = helper.make_node("Constant", [], ["c"],
+                                value=numpy_helper.from_array(np.full((32, 32), value, np.float32), "c"))
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    graph = helper.make_graph([constant, add], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 32])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_the_digest_reads_a_constant_kept_in_its_file(tmp_path: Path, keep_in_file: None) -> None:
+    def stored(value: float, folder: str) -> Path:
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "m.onnx"
+        onnx.save_model(_with_constant(value), os.fspath(path), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location="w.data", size_threshold=64, convert_attribute=True)
+        return path
+
+    ones, twos = load_model(stored(1.0, "ones")), load_model(stored(2.0, "twos"))
+    assert any(in_file(a.t) for n in ones.graph.node for a in n.attribute), "the constant is not kept in its file"
+    assert model_digest(ones) != model_digest(twos)  # same structure and reference, other values
+    again = stored(1.0, "ones_again")
+    assert model_digest(ones) == model_digest(load_model(again))  # another folder
+    assert model_digest(ones) == model_digest(onnx.load(os.fspath(again)))  # loaded whole

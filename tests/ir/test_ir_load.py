@@ -207,17 +207,27 @@ def test_model_digest_follows_weights_and_structure_without_serializing_the_weig
     same, again, scaled, renamed = _with_big_weight(), _with_big_weight(), _with_big_weight(2.0), _with_big_weight()
     renamed.graph.node[0].name = "renamed"
     small = tiny_cnn()
-    as_floats = _with_big_weight()  # the same values in float_data rather than raw_data: another encoding
+    # The same values in float_data rather than raw_data (another encoding), and one of them changed.
+    values = np.arange(2000, dtype=np.float32)
+    as_floats, changed = _with_floats(values), _with_floats(values)
+    changed.graph.initializer[-1].float_data[7] = -1.0
     # The digest is taken tensor by tensor, never of the whole message with its big weights.
     monkeypatch.setattr(onnx.ModelProto, "SerializeToString", _refuse_whole_model, raising=False)
     digest = model_digest(same)
     assert digest == model_digest(again) and digest != model_digest(small)
     assert model_digest(scaled) != digest  # a changed big weight
     assert model_digest(renamed) != digest  # a changed structure
-    big = as_floats.graph.initializer[-1]
-    big.ClearField("raw_data")
-    big.float_data.extend(np.arange(2000, dtype=np.float32).tolist())
     assert model_digest(as_floats) == model_digest(as_floats) != digest
+    assert model_digest(changed) != model_digest(as_floats)  # a changed value in a typed field
+
+
+def _with_floats(values: np.ndarray) -> onnx.ModelProto:
+    """``_with_big_weight`` with its big weight's values in float_data rather than raw_data."""
+    model = _with_big_weight()
+    big = model.graph.initializer[-1]
+    big.ClearField("raw_data")
+    big.float_data.extend(values.tolist())
+    return model
 
 
 def _refuse_whole_model(self: onnx.ModelProto, **_: object) -> bytes:

@@ -357,8 +357,10 @@ def compile_checkout(checkout: Path, python: str) -> None:
     the package's sources again: 0.3 s of each ``ours`` run that an installed rewriter never spends, while
     the peers come from installed packages with their bytecode."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([python, "-m", "compileall", "-q", str(checkout / "rewriter")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    done = subprocess.run([python, "-m", "compileall", "-q", str(checkout / "rewriter")], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # compileall names the files it could not compile (or write) on stdout
+        raise SystemExit(f"--rewriter {checkout}: compiling its package failed:\n{done.stdout}{done.stderr}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
