@@ -198,7 +198,6 @@ class PairTimer:
                         float_outputs.append(dict(zip(float_names, result)))
         return TimedPair(_timed(times[0]), _timed(times[1]), tuple(outputs), profiles, tuple(float_outputs))
 
-
     def _quantized_session(self, model: onnx.ModelProto, tmp: Path, profile: bool,
                            count_kernels: bool) -> ort.InferenceSession:
         """The quantized model's session (profiled when asked); with ``count_kernels``, NoIntegerKernel if
