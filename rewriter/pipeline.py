@@ -30,6 +30,7 @@ from rewriter.emit.qdq import emit_qdq
 from rewriter.emit.qdq_params import check_qdq_float_types
 from rewriter.io_utils import check_outputs
 from rewriter.ir.edit import restore_initializers
+from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model, save_model
 from rewriter.ir.normalize import normalize
 from rewriter.ir.tensors import initializer_arrays
@@ -273,7 +274,8 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
     def restore(out_model: Any) -> Any:
         return branches.restore(out_model) if branches.rounds else out_model
 
-    hooks = SearchHooks(plan, final_ranges, emitted, errors_out, fidelity, emitter, check, finish, restore) \
+    hooks = SearchHooks(plan, final_ranges, emitted, errors_out, fidelity, emitter, check, finish, restore,
+                        context.graph) \
         if search_hooks else None
     return finish(plan, final_ranges, emitted, errors_out, fidelity, hooks)
 
@@ -294,6 +296,7 @@ class SearchHooks:
     check: SelfCheck | None
     finish: Callable[..., QuantizeResult]
     restore: Callable[[Any], Any]  # an emitted model -> the output model (taken If branches back in place)
+    graph: GraphView  # the quantized model's float form, with its shapes (what a revert costs is read from it)
 
 
 def _carry_added_biases(plan: QuantPlan, before: QuantPlan) -> QuantPlan:

@@ -3,6 +3,7 @@ the plan until the drop is within the limit (``rewriter.tuning.accuracy_aware``)
 
     float metric -> quantize (base algorithm, with its self-check and guard) -> metric
         [-> mixed preset, when asked and the drop is too large] -> search: rank, revert, re-measure
+        [-> cheaper substitutes for the costly reverts, by multiply-accumulates, each measured]
         -> the final plan made again with each revert's measured reason -> report
 
 Every metric evaluation is a trial in the report (``search.trials``): what was evaluated, the metric, its
@@ -14,9 +15,11 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from rewriter.errors import RuntimeRefused
+from rewriter.ir.graph import GraphView
+from rewriter.ir.work import node_work
 from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.pipeline import QuantizeResult, SearchHooks, quantize
@@ -27,7 +30,7 @@ from rewriter.tuning.check_run import revert_through_plan, reverts_in_plan
 from rewriter.tuning.guard import guard_candidates
 from rewriter.tuning.revert_search import Revert
 
-__all__ = ["SEARCH_SCHEMA", "TrialLog", "quantize_accuracy_aware", "remeasured_fidelity"]
+__all__ = ["SEARCH_SCHEMA", "TrialLog", "quantize_accuracy_aware", "remeasured_fidelity", "revert_costs"]
 
 SEARCH_SCHEMA = "rewriter.search/1"
 
@@ -134,18 +137,19 @@ def quantize_accuracy_aware(model: str | Path | Any, data: Any, options: Quantiz
                 return None
 
     candidates = guard_candidates(hooks.plan, hooks.errors)
-    outcome = accuracy_aware_search(candidates, score, baseline, initial, settings, rank_score)
+    costs = revert_costs(hooks.graph, candidates)
+    outcome = accuracy_aware_search(candidates, score, baseline, initial, settings, rank_score, costs)
     search = outcome.search
     for measurement, trial in zip(search.measurements, log.trials[-len(search.measurements):]):
         trial["kind"], trial["kept"] = measurement.action, measurement.kept
     final_units = tuple(sorted((r.unit for r in search.reverted), key=candidates.index))
     if final_units:
         chosen = trial_of.get(frozenset(final_units), chosen)
-    details = {r.unit: _reason(r, outcome, settings, metric) for r in search.reverted}
+    details = {r.unit: _reason(r, outcome, settings, metric, costs) for r in search.reverted}
     section.update(final=metric.oriented(search.final), final_drop=_round(settings.drop(baseline, search.final)),
                    met=search.met, stopped=search.stopped, metric_evaluations=metric.calls,
                    ranking_measurements=outcome.ranking_measurements,
-                   reverts=[_revert_entry(r, details[r.unit], hooks, metric) for r in search.reverted])
+                   reverts=[_revert_entry(r, details[r.unit], hooks, metric, costs) for r in search.reverted])
     if not search.met:
         section["message"] = _not_met(section, settings, metric)
     if not final_units:
@@ -157,6 +161,13 @@ def quantize_accuracy_aware(model: str | Path | Any, data: Any, options: Quantiz
     final = hooks.finish(made.plan, made.ranges, made.emitted, hooks.emitter.errors(made.plan, made.ranges),
                          fidelity, None)
     return _finish(final, hooks, section, log, chosen, started)
+
+
+def revert_costs(graph: GraphView, nodes: Sequence[str]) -> dict[str, float]:
+    """What returning each node to float costs in speed: the multiply-accumulates its integer kernel would
+    run (``rewriter.ir.work``); 0 for a node the graph does not hold."""
+    return {n: float(node_work(graph, graph.nodes[graph.by_name[n]])) if n in graph.by_name else 0.0
+            for n in nodes}
 
 
 def _finish(result: QuantizeResult, hooks: SearchHooks, section: dict[str, Any], log: TrialLog, chosen: int,
@@ -197,7 +208,8 @@ def _settings_dict(settings: AccuracyAwareSettings) -> dict[str, Any]:
                                               ("metric_subset_ratio", settings.metric_subset_ratio != 0.5)) if on]}
 
 
-def _reason(revert: Revert, outcome: AccuracyAwareOutcome, settings: AccuracyAwareSettings, metric: Metric) -> str:
+def _reason(revert: Revert, outcome: AccuracyAwareOutcome, settings: AccuracyAwareSettings, metric: Metric,
+            costs: Mapping[str, float]) -> str:
     """The measured reason a revert's decision carries (metric values as the user's function gives them)."""
     search = outcome.search
 
@@ -208,13 +220,22 @@ def _reason(revert: Revert, outcome: AccuracyAwareOutcome, settings: AccuracyAwa
              f"search (float {shown(outcome.baseline)}, {settings.describe()}, {settings.drop_type})")
     if revert.score_quantized is None:
         return f"{where}; reverted in a step that raised it, not measured alone (max_iter_num spent)"
-    return (f"{where}; quantized again alone: {shown(revert.score_quantized)} "
-            f"(contribution {revert.score_reverted - revert.score_quantized:+.6g})")
+    measured = (f"{where}; quantized again alone: {shown(revert.score_quantized)} "
+                f"(contribution {revert.score_reverted - revert.score_quantized:+.6g})")
+    replaced = [m.units[1] for m in search.measurements if m.action == "substitute" and m.kept
+                and m.units[0] == revert.unit]
+    if replaced:
+        measured += (f"; kept float in place of {replaced[0]}, which also met the limit but runs "
+                     f"{costs.get(replaced[0], 0.0):.4g} multiply-accumulates in int8 against "
+                     f"{costs.get(revert.unit, 0.0):.4g}")
+    return measured
 
 
-def _revert_entry(revert: Revert, reason: str, hooks: SearchHooks, metric: Metric) -> dict[str, Any]:
+def _revert_entry(revert: Revert, reason: str, hooks: SearchHooks, metric: Metric,
+                  costs: Mapping[str, float]) -> dict[str, Any]:
     ops = {n.node: n.op_type for n in hooks.plan.nodes}
     return {"node": revert.unit, "op_type": ops.get(revert.unit),
+            "multiply_accumulates": int(costs.get(revert.unit, 0)),
             "metric_reverted": metric.oriented(revert.score_reverted),
             "metric_quantized_again": None if revert.score_quantized is None
             else metric.oriented(revert.score_quantized),

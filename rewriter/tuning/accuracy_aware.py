@@ -10,6 +10,16 @@ once more (each looked harmful alone; together they may be all that separates th
 quantize each reverted node again alone, so that what stays reverted is what the limit
 needs, each with its measured contribution.
 
+Several reverts may meet the limit, and they do not cost the same speed: a large convolution returned to
+float gives up far more of the integer kernels' gain than a small matrix product. So when the limit is met
+and a ``cost`` of each node is given (the search passes its multiply-accumulates, ``rewriter.ir.work``), the
+kept reverts, most costly first, are offered substitutes: candidates not reverted that cost at most half as
+much (a smaller saving is within what the estimate can tell), most harmful first, each measured in the
+revert's place; the first that still meets the limit takes it (a ``substitute`` step). At most
+``SUBSTITUTE_TRIES`` are measured in one search: they are metric evaluations, and the most costly reverts
+come first. A substitute's contribution is exact: the model without either was measured when the costly
+one was quantized again alone. The other reverts keep the figures measured before the substitution.
+
 "Most harmful" is measured without the user's metric, which is the expensive part: a candidate's harm is
 the output SQNR (against the float model, on the self-check's samples, at most ``ranking_subset_size``)
 of the model with that candidate alone reverted on top of those already kept. The ranking is made once for
@@ -22,17 +32,19 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Literal, Mapping, Sequence
 
 from rewriter.errors import UserError
-from rewriter.tuning.revert_search import Revert, SearchResult, revert_search
+from rewriter.tuning.revert_search import Measurement, Revert, SearchResult, revert_search
 
 __all__ = ["ACCURACY_AWARE_SOURCE", "AccuracyAwareOutcome", "AccuracyAwareSettings", "DropType", "RERANK_WINDOW",
-           "accuracy_aware_search", "rank_by_score"]
+           "SUBSTITUTE_TRIES", "accuracy_aware_search", "rank_by_score"]
 
 #: The decision source of the search's reverts in plans, reports and ``audit``.
 ACCURACY_AWARE_SOURCE = "accuracy-aware-search"
+#: Cheaper candidates measured in place of kept reverts, once the limit is met, in one search.
+SUBSTITUTE_TRIES = 3
 #: Candidates ranked again after each kept step (the next ones in the current order): ranking all of them
 #: again costs one re-plan, re-emit and run on the ranking samples per candidate, each step.
 RERANK_WINDOW = 8
@@ -113,8 +125,8 @@ def rank_by_score(pool: Sequence[str], reverted: tuple[str, ...],
 
 def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str, ...]], float | None],
                           baseline: float, initial: float, settings: AccuracyAwareSettings,
-                          rank_score: Callable[[tuple[str, ...]], float | None] | None = None
-                          ) -> AccuracyAwareOutcome:
+                          rank_score: Callable[[tuple[str, ...]], float | None] | None = None,
+                          cost: Mapping[str, float] | None = None) -> AccuracyAwareOutcome:
     """Revert candidates until the drop of ``metric`` is within ``settings`` (module docstring).
 
     Args:
@@ -125,6 +137,8 @@ def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str
         initial: the quantized model's metric (oriented), nothing reverted.
         rank_score: the ranking's measure with the given nodes reverted (higher is better: output SQNR);
             None keeps ``candidates``' order.
+        cost: what returning each candidate to float costs in speed (any unit); None: no substitutes are
+            tried (module docstring).
     """
     ranked = 0
 
@@ -150,4 +164,44 @@ def accuracy_aware_search(candidates: Sequence[str], metric: Callable[[tuple[str
     search = revert_search(order, metric, initial, target, budget, settings.batch,
                            keep="not worse" if settings.use_prev_if_drop_increase else "always", rerank=rerank,
                            retry_undone=True)
+    if cost is not None and search.met:
+        search = substitute_cheaper(search, order, metric, cost, budget)
     return AccuracyAwareOutcome(search, baseline, ranked)
+
+
+def substitute_cheaper(search: SearchResult, order: Sequence[str], metric: Callable[[tuple[str, ...]], float | None],
+                       cost: Mapping[str, float], budget: int) -> SearchResult:
+    """``search`` (the limit met) with its costly reverts replaced by cheaper ones that also meet it, measured
+    (module docstring); ``order``: the candidates, most harmful first; ``budget``: the most ``metric`` calls
+    of the whole search."""
+    position = {u: i for i, u in enumerate(order)}
+    reverted = list(search.reverted)
+    measurements = list(search.measurements)
+    current = search.final
+    tried: set[str] = set()
+    for revert in sorted(search.reverted, key=lambda r: (-cost.get(r.unit, 0.0), position.get(r.unit, 0))):
+        if revert.score_quantized is None:  # not measured alone: the model without it is not known
+            continue
+        held = {r.unit for r in reverted}
+        cheaper = [u for u in order if u not in held and u not in tried
+                   and cost.get(u, 0.0) <= cost.get(revert.unit, 0.0) / 2]
+        for unit in cheaper:
+            if len(measurements) >= budget or len(tried) >= SUBSTITUTE_TRIES:
+                break
+            tried.add(unit)
+            trial = tuple(sorted(held - {revert.unit} | {unit}, key=lambda u: position.get(u, len(order))))
+            value = metric(trial)
+            kept = value is not None and value >= search.target
+            # The units: the substitute, then the revert it would replace.
+            measurements.append(Measurement("substitute", (unit, revert.unit), value, kept))
+            if kept:
+                assert value is not None
+                # The model without either was measured when ``revert.unit`` was quantized again alone.
+                reverted = [Revert(unit, value, revert.score_quantized) if r.unit == revert.unit else r
+                            for r in reverted]
+                current = value
+                break
+    if len(measurements) == len(search.measurements):
+        return search
+    reverted.sort(key=lambda r: (r.contribution is None, -(r.contribution or 0.0), position.get(r.unit, 0)))
+    return replace(search, final=current, reverted=tuple(reverted), measurements=tuple(measurements))

@@ -51,7 +51,7 @@ def test_every_trial_is_in_the_report_and_the_chosen_one_is_the_final_model(sear
     trials = search["trials"]
     assert [t["trial"] for t in trials] == list(range(len(trials)))
     assert [t["kind"] for t in trials[:2]] == ["float", "base"]
-    assert {t["kind"] for t in trials[2:]} <= {"revert", "requantize"}
+    assert {t["kind"] for t in trials[2:]} <= {"revert", "requantize", "substitute"}
     assert all(t["seconds"] >= 0 and t["metric"] is not None for t in trials)
     assert search["metric_evaluations"] == len(trials)
     chosen = trials[search["chosen_trial"]]

@@ -104,3 +104,53 @@ def test_bad_settings_are_refused() -> None:
                 dict(max_iter_num=0)):
         with pytest.raises(UserError):
             AccuracyAwareSettings(**bad)
+
+
+# "b" and "g" each meet a 0.07 limit alone (0.73 needed); "b" is the most harmful but costs 100 times more.
+SWAP_HARM = {**HARM, "g": 0.045}
+SWAP_COST = {"a": 1.0, "b": 100.0, "c": 1.0, "d": 50.0, "e": 1.0, "f": 1.0, "g": 1.0}
+
+
+def swap_metric(units: tuple[str, ...]) -> float:
+    return QUANTIZED + sum(SWAP_HARM[u] for u in units)
+
+
+def test_a_cheaper_revert_that_also_meets_the_limit_takes_the_costly_ones_place() -> None:
+    calls = []
+    outcome = accuracy_aware_search(list(SWAP_HARM), lambda u: calls.append(u) or swap_metric(u), FLOAT, QUANTIZED,
+                                    AccuracyAwareSettings(maximal_drop=0.07), rank_score=swap_metric,
+                                    cost=SWAP_COST)
+    search = outcome.search
+    assert [(m.action, m.units, m.kept) for m in search.measurements] == [
+        ("revert", ("b",), True), ("requantize", ("b",), False), ("substitute", ("g", "b"), True)]
+    assert calls[-1] == ("g",)  # measured in b's place, not on top of it
+    assert search.met and [r.unit for r in search.reverted] == ["g"]
+    assert search.final == pytest.approx(QUANTIZED + 0.045)
+    # The model without either was measured when b was quantized again alone: g's contribution is exact.
+    assert search.reverted[0].contribution == pytest.approx(0.045)
+
+
+def test_without_costs_or_a_cheaper_candidate_that_meets_the_limit_the_revert_stays() -> None:
+    settings = AccuracyAwareSettings(maximal_drop=0.07)
+    plain = accuracy_aware_search(list(SWAP_HARM), swap_metric, FLOAT, QUANTIZED, settings, rank_score=swap_metric)
+    assert [r.unit for r in plain.search.reverted] == ["b"]
+    assert all(m.action != "substitute" for m in plain.search.measurements)
+    # g costs as much as b: the cheaper ones (d, f, c) are tried, none meets the limit, b stays.
+    costly_g = {**SWAP_COST, "g": 100.0}
+    search = accuracy_aware_search(list(SWAP_HARM), swap_metric, FLOAT, QUANTIZED, settings, rank_score=swap_metric,
+                                   cost=costly_g).search
+    substitutes = [m for m in search.measurements if m.action == "substitute"]
+    assert [m.units[0] for m in substitutes] == ["d", "f", "c"] and not any(m.kept for m in substitutes)
+    assert [r.unit for r in search.reverted] == ["b"] and search.final == pytest.approx(QUANTIZED + 0.05)
+
+
+def test_substitutes_stay_within_max_iter_num_and_never_undo_an_unmet_limit() -> None:
+    calls = []
+    search = accuracy_aware_search(list(SWAP_HARM), lambda u: calls.append(u) or swap_metric(u), FLOAT, QUANTIZED,
+                                   AccuracyAwareSettings(maximal_drop=0.07, max_iter_num=2), rank_score=swap_metric,
+                                   cost=SWAP_COST).search
+    assert len(calls) == 2 and [r.unit for r in search.reverted] == ["b"]
+    unmet = accuracy_aware_search(list(SWAP_HARM), swap_metric, 0.9, QUANTIZED,
+                                  AccuracyAwareSettings(maximal_drop=0.0), rank_score=swap_metric,
+                                  cost=SWAP_COST).search
+    assert not unmet.met and all(m.action != "substitute" for m in unmet.measurements)
