@@ -6,14 +6,15 @@ the ``groups`` most suspect quantized nodes of the base run (lowest per-tensor S
 float. A trial quantizes with its preset and estimators (one pipeline run per distinct pair, kept for the
 trials that share it), reverts its float nodes through the plan, and runs the user's metric.
 
-What the sampler maximises is a *speed proxy*, the share of the weights (by element count) of the base
-run's quantized layers that stay quantized, subject to the constraint drop <= allowed (optuna's
-constrained TPE). A proxy, not the measured latency, because the sampler's next choices depend on every
-value it was told: a timing that differs run to run would make the search differ for the same seed. The
-latency is measured afterwards, serially, for every configuration that met the limit (and the float model),
-in one process on one thread, with no trial running (``rewriter.emit.latency``); the report lists it per
-trial, and the chosen configuration is the one of highest proxy that met the limit (ties: smaller drop,
-then lower measured latency is *not* used, so that the choice stays reproducible; then trial order).
+What the sampler maximises is a *speed proxy*, the share of the base run's quantized work (its quantized
+nodes' multiply-accumulates, estimated from the graph's shapes by ``rewriter.ir.work``) that stays quantized,
+subject to the constraint drop <= allowed (optuna's constrained TPE). A proxy, not the measured latency,
+because the sampler's next choices depend on every value it was told: a timing that differs run to run would
+make the search differ for the same seed. The latency is measured afterwards, serially, for every
+configuration that met the limit (and the float model), in one process on one thread, with no trial running
+(``rewriter.emit.latency``); the report lists it per trial, and the chosen configuration is the one of highest
+proxy that met the limit (ties: smaller drop, then lower measured latency is *not* used, so that the choice
+stays reproducible; then trial order).
 
 Trials are asked ``batch`` at a time (the same for any number of workers), then evaluated, by ``workers``
 local processes when more than one, and told in order: the search is the same for --workers 1 and N.
@@ -34,7 +35,7 @@ from rewriter.errors import RuntimeRefused, UserError
 from rewriter.match.planner import RevertRequest
 from rewriter.options import QuantizeOptions
 from rewriter.pipeline import QuantizeResult, quantize
-from rewriter.search.accuracy_aware import SEARCH_SCHEMA, TrialLog, remeasured_fidelity
+from rewriter.search.accuracy_aware import SEARCH_SCHEMA, TrialLog, remeasured_fidelity, revert_costs
 from rewriter.search.metric import Metric
 from rewriter.tuning.accuracy_aware import AccuracyAwareSettings, rank_by_score
 from rewriter.tuning.tpe_settings import TPE_SOURCE, TpeSettings
@@ -57,7 +58,7 @@ class TrialEvaluator:
         self.baseline, self.limit = baseline, limit
         self.runs: dict[tuple[str, str, str], QuantizeResult] = {}
         self.candidates: list[str] = []
-        self.total_weights = 1
+        self.total_work = 1
 
     def run(self, preset: str, estimator: str, aggregator: str) -> QuantizeResult:
         key = (preset, estimator, aggregator)
@@ -94,7 +95,7 @@ class TrialEvaluator:
 
             order = rank_by_score(order, (), output_sqnr)
         self.candidates = order[:groups]
-        self.total_weights = max(1, _quantized_weights(base, hooks.plan))
+        self.total_work = max(1, _quantized_work(base, hooks.plan))
 
     def made(self, params: dict[str, Any], details: dict[str, str] | None = None) -> tuple[Any, tuple[str, ...]]:
         run = self.run(params["preset"], params["range_estimator"], params["aggregator"])
@@ -122,7 +123,7 @@ class TrialEvaluator:
                                          f"TPE trial {number} ({_describe(params, floats)})")
             drop = self.limit.drop(self.metric.oriented(self.baseline), self.metric.oriented(value.value))
             result.update(metric=value.value, drop=drop, feasible=drop <= self.limit.maximal_drop + 1e-12,
-                          proxy=round(_quantized_weights(run, plan) / self.total_weights, 6))
+                          proxy=round(_quantized_work(run, plan) / self.total_work, 6))
         result["seconds"] = time.perf_counter() - start
         return result
 
@@ -154,7 +155,7 @@ class _RayTrials:
         # A metric loaded from a file is loaded again in each worker by its name; a callable goes as it is.
         recipe = (evaluator.model, evaluator.data, evaluator.options, metric.spec or metric.function, metric.name,
                   metric.lower_is_better, evaluator.baseline, evaluator.limit, evaluator.candidates,
-                  evaluator.total_weights)
+                  evaluator.total_work)
         actor: Any = ray.remote(_RayTrialActor)
         self.actors: list[Any] = [actor.remote(recipe) for _ in range(workers)]
 
@@ -178,10 +179,10 @@ class _RayTrialActor:
     def __init__(self, recipe: tuple) -> None:
         from rewriter.search.metric import load_metric
 
-        model, data, options, function, name, lower, baseline, limit, candidates, total_weights = recipe
+        model, data, options, function, name, lower, baseline, limit, candidates, total_work = recipe
         metric = Metric(load_metric(function) if isinstance(function, str) else function, name, lower)
         self.evaluator = TrialEvaluator(model, data, options, metric, baseline, limit)
-        self.evaluator.candidates, self.evaluator.total_weights = candidates, total_weights
+        self.evaluator.candidates, self.evaluator.total_work = candidates, total_work
 
     def evaluate(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
         return self.evaluator.evaluate(number, params)
@@ -364,8 +365,9 @@ def _describe(params: dict[str, Any], floats: Any) -> str:
             f"float: {kept}")
 
 
-def _quantized_weights(run: QuantizeResult, plan: Any) -> int:
+def _quantized_work(run: QuantizeResult, plan: Any) -> float:
+    """The multiply-accumulates of ``plan``'s quantized nodes: what the integer kernels run (a matrix product
+    reads the same small weights many times, so its work, not its weights' size, is what int8 speeds up)."""
     hooks = run.search
     assert hooks is not None
-    weights = hooks.emitter.weights
-    return sum(int(getattr(weights.get(p.tensor), "size", 0)) for p in plan.points if p.role == "weight")
+    return sum(revert_costs(hooks.graph, [n.node for n in plan.nodes if n.status == "quantized"]).values())
