@@ -58,7 +58,7 @@ class TrialEvaluator:
         self.baseline, self.limit = baseline, limit
         self.runs: dict[tuple[str, str, str], QuantizeResult] = {}
         self.candidates: list[str] = []
-        self.total_work = 1
+        self.total_work = 1.0
 
     def run(self, preset: str, estimator: str, aggregator: str) -> QuantizeResult:
         key = (preset, estimator, aggregator)
@@ -95,7 +95,7 @@ class TrialEvaluator:
 
             order = rank_by_score(order, (), output_sqnr)
         self.candidates = order[:groups]
-        self.total_work = max(1, _quantized_work(base, hooks.plan))
+        self.total_work = max(1.0, _quantized_work(base, hooks.plan))
 
     def made(self, params: dict[str, Any], details: dict[str, str] | None = None) -> tuple[Any, tuple[str, ...]]:
         run = self.run(params["preset"], params["range_estimator"], params["aggregator"])
