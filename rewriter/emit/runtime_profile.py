@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -136,12 +136,15 @@ class PairTimer:
         self._float_session: ort.InferenceSession | None = None
 
     def time(self, quantized_model: onnx.ModelProto, runs: int, profile_runs: int = 0,
-             require_integer_kernels: bool = False) -> TimedPair:
+             require_integer_kernels: bool = False,
+             profile_if: Callable[[float, float], bool] | None = None) -> TimedPair:
         """``runs`` timed runs of each model after a warm-up each, in turns; the quantized outputs of the first
         round over the feeds (the warm-up gives the first feed's). With ``profile_runs`` (only on the first
-        call), that many profiled runs of each come first, between the warm-up and the timed runs. With
-        ``require_integer_kernels``, the quantized session saves the graph it runs and nothing is run if it
-        has no integer kernel (the count costs no session of its own).
+        call), that many profiled runs of each come first, between the warm-up and the timed runs, unless
+        ``profile_if``, given the warm-up runs' seconds (float, quantized), says no: the profiler is then
+        ended before any profiled run (its sessions are opened with it on, and it cannot be started later).
+        With ``require_integer_kernels``, the quantized session saves the graph it runs and nothing is run if
+        it has no integer kernel (the count costs no session of its own).
 
         Raises:
             RuntimeRefused: onnxruntime cannot load ``quantized_model`` or run it on the first feed.
@@ -154,6 +157,7 @@ class PairTimer:
             raise ValueError("only the first call of a PairTimer can profile the float model")
         float_outputs: list[dict[str, np.ndarray]] = []
         float_names: list[str] = []
+        warm_up: list[float] = []  # the warm-up runs' seconds: float (when its session opens here), quantized
         with tempfile.TemporaryDirectory(prefix="rewriter-profile-") as tmp:
             quantized: ort.InferenceSession | None = None
             if require_integer_kernels:
@@ -167,16 +171,24 @@ class PairTimer:
                 self._float_session = _session(self._float_model, self.threads, prefix)
                 self._float_model = None  # the session holds what it needs
                 float_names = [o.name for o in self._float_session.get_outputs()]
+                began = time.perf_counter()
                 float_outputs.append(dict(zip(float_names, self._float_session.run(None, self.feeds[0]))))
+                warm_up = [time.perf_counter() - began]
             if quantized is None:
                 quantized = self._quantized_session(quantized_model, Path(tmp), profile, count_kernels=False)
             try:
                 names = [o.name for o in quantized.get_outputs()]
+                began = time.perf_counter()
                 outputs: list[dict[str, np.ndarray]] = [dict(zip(names, quantized.run(None, self.feeds[0])))]
+                warm_up.append(time.perf_counter() - began)
             except Exception as e:  # onnxruntime's errors have no common public base class
                 raise refused("onnxruntime cannot run the model to time", e) from None
             sessions = (self._float_session, quantized)
             profiles = None
+            if profile and profile_if is not None and not profile_if(warm_up[0], warm_up[-1]):
+                for session in sessions:
+                    session.end_profiling()
+                profile = False
             if profile:
                 for i in range(profile_runs):
                     for which in ((0, 1) if i % 2 == 0 else (1, 0)):

@@ -8,7 +8,8 @@ or Q/DQ work around it), int8 only adds time. The guard:
    pair is work on top of the float kernels, so every quantized node returns to float, untimed;
 2. times the float and the quantized model in turns, whole runs without the profiler
    (``rewriter.emit.runtime_profile.PairTimer``), at each of the settings' thread counts, after a few runs
-   of both with onnxruntime's per-node profiler on, in the same sessions;
+   of both with onnxruntime's per-node profiler on, in the same sessions (not when the time budget could
+   pay for no revert attempt after them: ``first_timing_estimate``);
 3. gives each quantized node (a *unit*, as for the fidelity guard) the time of its group in both profiles:
    its own kernel and the float nodes onnxruntime fuses into it (an activation, a bias Add), and in the
    quantized model the QuantizeLinear/DequantizeLinear nodes whose values it reads (shared ones split
@@ -60,7 +61,7 @@ from rewriter.tuning.self_check import CLEAR_MARGIN_DB, SelfCheck
 from rewriter.tuning.speed_cache import SpeedCache, StoredDecision, default_cache_dir
 from rewriter.tuning.speed_decisions import SPEED_SOURCE, speed_revert_companion
 
-__all__ = ["SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "group_owners",
+__all__ = ["SpeedChecked", "SpeedSettings", "UnitTime", "attribute", "first_timing_estimate", "group_owners",
            "guard_speed", "names_of", "revert_closure", "speed_guard_applies"]
 
 #: Float nodes onnxruntime fuses into the kernel of the node before them (Conv+Relu, MatMul+Add, ...).
@@ -281,12 +282,27 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
 
     timers = [PairTimer(float_model, feeds, t) for t in settings.threads]
     runs = [settings.runs]
+    not_profiled: list[str] = []  # why the first timing was not profiled, when it was not
 
     def timed(model: Any, profile_runs: int = 0, require_integer_kernels: bool = False) -> list[TimedPair]:
-        """Each thread count's timing; the first thread count's sessions profiled first when asked, and its
-        quantized session checked for integer kernels first when asked (``NoIntegerKernel``)."""
-        return [timer.time(model, runs[0], profile_runs if k == 0 else 0, require_integer_kernels and k == 0)
+        """Each thread count's timing; the first thread count's sessions profiled first when asked and worth
+        it (``worth_profiling``), and its quantized session checked for integer kernels first when asked
+        (``NoIntegerKernel``)."""
+        return [timer.time(model, runs[0], profile_runs if k == 0 else 0, require_integer_kernels and k == 0,
+                           worth_profiling if k == 0 else None)
                 for k, timer in enumerate(timers)]
+
+    def worth_profiling(float_s: float, quantized_s: float) -> bool:
+        """Whether to profile the first timing, given its warm-up runs' seconds (``first_timing_estimate``)."""
+        if settings.seconds is None or settings.min_attempts > 0:
+            return True
+        budget, first = first_timing_estimate(clock() - start, float_s, quantized_s, settings.seconds,
+                                              pass_samples, runs[0])
+        if 3 * first <= budget:
+            return True
+        not_profiled.append(f"the time budget ({budget:.3g} s) leaves no room for a revert attempt after a "
+                            f"first timing of about {first:.3g} s: not profiled")
+        return False
 
     # A fast model's runs are short and scatter most: run it more often, up to the settings' time per model
     # (at most an eighth of the time budget: the first timing and one attempt time both models, so their runs
@@ -328,12 +344,16 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
         runs[0] = wanted
         first = timed(emitted.model)
     initial = _speedup(_pairs(first))
-    owners = group_owners(graph, set(units))
-    readers = qdq_readers(emitted.model)
-    times, loose_float, loose_quantized = attribute(
-        units, owners, names_of((n.name, n.outputs) for n in graph.nodes),
-        names_of((n.name, tuple(n.output)) for n in emitted.model.graph.node), readers, profiled[0], profiled[1])
-    candidates = sorted((u for u in units if _costs_more(times[u], settings.margin)),
+    times: dict[str, UnitTime] = {}
+    loose_float = loose_quantized = 0.0
+    if not not_profiled:  # (profiled, or nothing to profile: every unit's time is then 0)
+        owners = group_owners(graph, set(units))
+        readers = qdq_readers(emitted.model)
+        times, loose_float, loose_quantized = attribute(
+            units, owners, names_of((n.name, n.outputs) for n in graph.nodes),
+            names_of((n.name, tuple(n.output)) for n in emitted.model.graph.node), readers, profiled[0],
+            profiled[1])
+    candidates = sorted((u for u in times if _costs_more(times[u], settings.margin)),
                         key=lambda u: (-times[u].excess_us, units.index(u)))
     closures = {u: revert_closure(graph, set(units), u) for u in candidates}
     # A revert is kept only when it raises the speed-up by more than the margin. If the profile gives the
@@ -418,6 +438,9 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     if candidates and not searched:
         section["stopped"] = (f"the profile predicts {predicted:.2f}x with every candidate reverted, not more than "
                               f"the margin above {initial:.2f}x: no revert measured")
+    if not_profiled:
+        section["stopped"] = "time budget spent"
+        section["not_profiled"] = not_profiled[0]
     if whole_float:
         section[why_float] = list(whole_float)
         # No quantized node is left: the output runs the float model's kernels (not timed again).
@@ -427,6 +450,23 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     section["cost_s"] = round(clock() - start, 3)
     # Without a revert the model is the one the first timing ran.
     return finished(chosen, final, section, fidelity_after, final_outputs if final is not None else first[0].outputs)
+
+
+def first_timing_estimate(elapsed: float, float_s: float, quantized_s: float, seconds: float,
+                          pass_samples: int | None, runs: int) -> tuple[float, float]:
+    """The time budget and the seconds a profiled first timing would take since the guard began, from the
+    warm-up runs' seconds (``elapsed`` so far; ``seconds``: the statistics pass's time, the budget's cap).
+
+    The profile only chooses what to revert: when the budget cannot pay for a revert attempt after the
+    first timing, its profiled rounds would be spent for nothing (on every real model of the benchmark, they
+    were). An attempt needs room for itself and the final re-plan, each about as long as everything before
+    it (``guard_speed``'s ``score``): it is affordable when three times the first timing fits the budget.
+    A first run is slower than the next ones, and the statistics pass gives another over-estimate of a float
+    run: the smaller is taken, the quantized run scaled alike."""
+    per_float = min(float_s, seconds / pass_samples) if pass_samples else float_s
+    per_quantized = quantized_s * (per_float / float_s if float_s > 0 else 1.0)
+    budget = min(seconds, per_float * pass_samples) if pass_samples else seconds
+    return budget, elapsed + (_PROFILE_RUNS + runs) * (per_float + per_quantized)
 
 
 def _predicted_speedup(first: TimedPair, times: Mapping[str, UnitTime], candidates: Sequence[str]) -> float:

@@ -702,3 +702,56 @@ def test_the_cache_key_changes_with_the_code_even_at_the_same_version_number(tmp
     assert speed_guard._source_digest(package) != before
     assert speed_guard._rewriter_version().endswith("+" + speed_guard._source_digest(
         Path(speed_guard.__file__).resolve().parent.parent))
+
+
+def test_the_first_timing_is_profiled_only_when_the_budget_could_pay_for_a_revert_after_it() -> None:
+    # Warm-up runs of 2 ms (float) and 4 ms (quantized), 9 timed runs, 10 ms spent opening sessions, a
+    # statistics pass of 0.4 s over 200 samples (2 ms a sample): 3 profiled and 9 timed runs of each, 82 ms.
+    budget, first = speed_guard.first_timing_estimate(0.010, 0.002, 0.004, 0.4, 200, 9)
+    assert (budget, first) == (pytest.approx(0.4), pytest.approx(0.010 + 12 * 0.006))
+    assert 3 * first <= budget
+    # Over 40 samples the plain float pass is 80 ms: no attempt fits after the first timing.
+    budget, first = speed_guard.first_timing_estimate(0.010, 0.002, 0.004, 0.4, 40, 9)
+    assert budget == pytest.approx(0.08) and 3 * first > budget
+    # A statistics pass faster per sample than the float warm-up run scales both runs down alike.
+    assert speed_guard.first_timing_estimate(0.0, 0.002, 0.004, 0.1, 100, 9) == (pytest.approx(0.1),
+                                                                                 pytest.approx(12 * 0.003))
+    # The warm-up's float run is the estimate when the statistics pass gives none.
+    assert speed_guard.first_timing_estimate(0.0, 0.002, 0.004, 0.5, None, 9) == (0.5, pytest.approx(12 * 0.006))
+
+
+def test_a_first_timing_the_budget_cannot_follow_with_a_revert_is_not_profiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every clock reading a second after the last: no attempt could be paid for, so the profiler's rounds are
+    # not run, no group is attributed, and a model measured slower than float goes back to float whole.
+    fake_timing.install(monkeypatch, _priced({"dw_conv": 300.0, "pw_conv": 300.0}), warm_ups=True)
+    monkeypatch.setattr(speed_guard, "integer_kernels", lambda model: 1)
+    ticks = iter(range(1000))
+
+    class Slow:
+        @staticmethod
+        def perf_counter() -> float:
+            return float(next(ticks))
+    monkeypatch.setattr(speed_guard, "time", Slow)
+    model = models.depthwise_conv()
+    result = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                           speed_cache=False))
+    speed = result.report["speed"]
+    assert speed["stopped"] == "time budget spent" and "not profiled" in speed["not_profiled"]
+    assert speed["groups"] == [] and speed["measurements"] == []
+    assert not any(n.status == "quantized" for n in result.plan.nodes)
+
+
+@pytest.mark.real_profiler
+def test_pair_timer_asks_before_profiling_and_ends_the_profiler_when_told_not_to() -> None:
+    from rewriter.emit.runtime_profile import PairTimer
+
+    model = models.tiny_cnn()
+    quantized = quantize(model, _data(model), QuantizeOptions(target="ORT", subset_size=8, check_samples=4,
+                                                              speed_guard=False)).model
+    asked: list[tuple[float, float]] = []
+    skipped = PairTimer(model, _data(model, 3)).time(quantized, runs=3, profile_runs=2,
+                                                     profile_if=lambda f, q: asked.append((f, q)) is not None)
+    assert len(asked) == 1 and all(s > 0 for s in asked[0])  # the warm-up runs' seconds
+    assert skipped.profiles is None and skipped.float.runs == skipped.quantized.runs == 3
+    profiled = PairTimer(model, _data(model, 3)).time(quantized, runs=3, profile_runs=2, profile_if=lambda f, q: True)
+    assert profiled.profiles is not None and [p.runs for p in profiled.profiles] == [2, 2]
