@@ -255,6 +255,9 @@ def _sizes(model: onnx.ModelProto) -> tuple[int, int]:
     copy without those tensors' data plus their data's bytes (within a few bytes a tensor).
     """
     try:
+        if not any(_is_big(t, _SIZED_BY_SHAPE_BYTES) or in_file(t) for t in model.graph.initializer) \
+                and not subgraphs(model.graph):
+            return model.ByteSize(), 0  # nothing to leave out: the copy would be the whole model
         light, big = light_copy(model, _SIZED_BY_SHAPE_BYTES)
         if not big:
             return model.ByteSize(), 0
