@@ -9,7 +9,7 @@ everything that decided it:
   the plan, the ranges and so every option that shaped them);
 - the guard's settings (optimize_for, thread counts, margin, budget);
 - the machine and the runtime (``rewriter.emit.runtime_profile.machine_fingerprint``: CPU model and
-  flags, core count, onnxruntime's version) and rewriter's version.
+  flags, core count, onnxruntime's version) and a digest of rewriter's modules.
 
 A later run with the same key applies the stored reverts through the plan without timing anything. The
 first run on a machine measures; on another machine (another CPU, another onnxruntime) the guard measures
