@@ -28,7 +28,8 @@ def install(monkeypatch: pytest.MonkeyPatch, pair: Pair, float_outputs: bool = F
             self.calls = 0
 
         def time(self, quantized_model: Any, runs: int, profile_runs: int = 0,
-                 require_integer_kernels: bool = False, profile_if: Any = None) -> TimedPair:
+                 require_integer_kernels: bool = False, profile_if: Any = None,
+                 clear_margin: float | None = None) -> TimedPair:
             # The kernel count a real timer takes from its quantized session: speed_guard.integer_kernels
             # (which tests replace) stands for it.
             if require_integer_kernels and speed_guard.integer_kernels(quantized_model) == 0:

@@ -41,8 +41,8 @@ from rewriter.calibrate.session import open_session
 from rewriter.emit.ort_check import OPTIMIZED_GRAPH_FILE, integer_kernel_count, save_optimized_graph
 from rewriter.emit.runtime_check import refused
 
-__all__ = ["NoIntegerKernel", "PairTimer", "RunProfile", "TimedPair", "machine_fingerprint", "measure_pair",
-           "profiled_node", "qdq_readers"]
+__all__ = ["CLEAR_AFTER_ROUNDS", "NoIntegerKernel", "PairTimer", "RunProfile", "TimedPair", "clearly_apart",
+           "machine_fingerprint", "measure_pair", "profiled_node", "qdq_readers"]
 
 _SUFFIX = re.compile(r"(_token_\d+|_nchwc|_kernel_time)$")
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
@@ -137,14 +137,17 @@ class PairTimer:
 
     def time(self, quantized_model: onnx.ModelProto, runs: int, profile_runs: int = 0,
              require_integer_kernels: bool = False,
-             profile_if: Callable[[float, float], bool] | None = None) -> TimedPair:
+             profile_if: Callable[[float, float], bool] | None = None,
+             clear_margin: float | None = None) -> TimedPair:
         """``runs`` timed runs of each model after a warm-up each, in turns; the quantized outputs of the first
         round over the feeds (the warm-up gives the first feed's). With ``profile_runs`` (only on the first
         call), that many profiled runs of each come first, between the warm-up and the timed runs, unless
         ``profile_if``, given the warm-up runs' seconds (float, quantized), says no: the profiler is then
         ended before any profiled run (its sessions are opened with it on, and it cannot be started later).
         With ``require_integer_kernels``, the quantized session saves the graph it runs and nothing is run if
-        it has no integer kernel (the count costs no session of its own).
+        it has no integer kernel (the count costs no session of its own). With ``clear_margin``, the timed
+        runs stop early once the outcome is clear (``clearly_apart``): every run of one model more than that
+        share faster than every run of the other, after ``CLEAR_AFTER_ROUNDS`` rounds.
 
         Raises:
             RuntimeRefused: onnxruntime cannot load ``quantized_model`` or run it on the first feed.
@@ -208,6 +211,8 @@ class PairTimer:
                         outputs.append(dict(zip(names, result)))
                     elif which == 0 and float_outputs and i == len(float_outputs) and i < len(self.feeds):
                         float_outputs.append(dict(zip(float_names, result)))
+                if clear_margin is not None and clearly_apart(times[0], times[1], clear_margin):
+                    break
         return TimedPair(_timed(times[0]), _timed(times[1]), tuple(outputs), profiles, tuple(float_outputs))
 
     def _quantized_session(self, model: onnx.ModelProto, tmp: Path, profile: bool,
@@ -223,6 +228,21 @@ class PairTimer:
                 onnx.load(str(optimized / OPTIMIZED_GRAPH_FILE), load_external_data=False)) == 0:
             raise NoIntegerKernel("onnxruntime runs no integer kernel for the quantized model")
         return session
+
+
+#: Rounds timed before a timing may stop early because its outcome is clear.
+CLEAR_AFTER_ROUNDS = 3
+
+
+def clearly_apart(first: Sequence[float], second: Sequence[float], margin: float) -> bool:
+    """Whether, after at least ``CLEAR_AFTER_ROUNDS`` runs of each, every run of one model is more than
+    ``margin`` (a share) faster than every run of the other: more runs would not change which is faster by
+    more than the margin, only tighten how much (a model three times slower than float, say, is reverted
+    whatever its exact ratio). A stall of the machine during any run keeps the two apart-unclear, and the
+    timing goes on."""
+    if min(len(first), len(second)) < CLEAR_AFTER_ROUNDS:
+        return False
+    return max(first) * (1 + margin) < min(second) or max(second) * (1 + margin) < min(first)
 
 
 def _timed(seconds: list[float]) -> RunProfile:

@@ -286,9 +286,10 @@ def guard_speed(float_model: Any, graph: GraphView, samples: Sequence[Mapping[st
     def timed(model: Any, profile_runs: int = 0, require_integer_kernels: bool = False) -> list[TimedPair]:
         """Each thread count's timing; the first thread count's sessions profiled first when asked and worth
         it (``worth_profiling``), and its quantized session checked for integer kernels first when asked
-        (``NoIntegerKernel``)."""
+        (``NoIntegerKernel``). A timing stops early once the two models are apart by more than the margin
+        in every run: the comparisons the guard makes need no more."""
         return [timer.time(model, runs[0], profile_runs if k == 0 else 0, require_integer_kernels and k == 0,
-                           worth_profiling if k == 0 else None)
+                           worth_profiling if k == 0 else None, clear_margin=settings.margin)
                 for k, timer in enumerate(timers)]
 
     def worth_profiling(float_s: float, quantized_s: float) -> bool:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from onnx import TensorProto, helper
 import onnx
 import pytest
 
@@ -755,3 +756,31 @@ def test_pair_timer_asks_before_profiling_and_ends_the_profiler_when_told_not_to
     assert skipped.profiles is None and skipped.float.runs == skipped.quantized.runs == 3
     profiled = PairTimer(model, _data(model, 3)).time(quantized, runs=3, profile_runs=2, profile_if=lambda f, q: True)
     assert profiled.profiles is not None and [p.runs for p in profiled.profiles] == [2, 2]
+
+
+def test_a_timing_is_clear_once_every_run_of_one_model_beats_every_run_of_the_other_by_the_margin() -> None:
+    from rewriter.emit.runtime_profile import clearly_apart
+
+    float_runs, slow_runs = [1.0, 1.1, 1.05], [1.3, 1.2, 1.4]
+    assert clearly_apart(float_runs, slow_runs, 0.05) and clearly_apart(slow_runs, float_runs, 0.05)
+    assert not clearly_apart(float_runs, slow_runs, 0.2)  # 1.1 x 1.2 is not below 1.2
+    assert not clearly_apart(float_runs[:2], slow_runs[:2], 0.05)  # too few rounds to tell
+    assert not clearly_apart(float_runs + [1.5], slow_runs + [1.3], 0.05)  # one stalled run: go on timing
+
+
+@pytest.mark.real_profiler
+def test_pair_timer_stops_once_the_outcome_is_clear() -> None:
+    from rewriter.emit.runtime_profile import CLEAR_AFTER_ROUNDS, PairTimer
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16384])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16384])
+    fast = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "fast", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+    # The same function behind 400 more nodes: every run is many times slower than the fast model's.
+    nodes = [helper.make_node("Relu", ["x" if i == 0 else f"t{i}"], [f"t{i + 1}"]) for i in range(400)]
+    nodes.append(helper.make_node("Relu", ["t400"], ["y"]))
+    slow = helper.make_model(helper.make_graph(nodes, "slow", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    feeds = [{"x": np.ones((1, 16384), np.float32)}]
+    timed = PairTimer(fast, feeds).time(slow, runs=30, clear_margin=0.05)
+    assert CLEAR_AFTER_ROUNDS <= timed.float.runs == timed.quantized.runs < 30
+    assert PairTimer(fast, feeds).time(slow, runs=30).quantized.runs == 30  # without the margin: every run
