@@ -178,21 +178,27 @@ class PatternMatcher:
             self._wheres[pnode.name] = compile_predicate(pnode.where) if pnode.where is not None else None
         return self._wheres[pnode.name]
 
-    def _accepts(self, graph: GraphView, pnode: ast.PatternNode, node: NodeInfo) -> bool:
-        # Variants grown from neighbouring anchors ask about the same (pattern node, graph node) pairs.
-        known = self._accepted.get(pnode.name)
-        if known is None:
-            known = self._accepted[pnode.name] = {}
-        verdict = known.get(node.index)
-        if verdict is None:
-            allowed = self.allowed_ops(pnode)
-            if allowed is not None and node.op_type not in allowed:
-                verdict = False
-            else:
-                where = self._where(pnode)
-                verdict = where is None or bool(where(graph, node))
-            known[node.index] = verdict
-        return verdict
+    def _accepted_among(self, graph: GraphView, pnode: ast.PatternNode, indexes: list[int]) -> list[int]:
+        """The graph nodes of ``indexes`` that ``pnode`` accepts (its op types, then its where clause), in order.
+
+        One call per list of neighbours, the pattern node's tests looked up once for all of them; verdicts are
+        kept: the edges into one pattern node from several (an optional node's and those that bypass it) and
+        neighbouring anchors ask about the same (pattern node, graph node) pairs.
+        """
+        verdicts = self._accepted.get(pnode.name)
+        if verdicts is None:
+            verdicts = self._accepted[pnode.name] = {}
+        allowed, where, nodes = self.allowed_ops(pnode), self._where(pnode), graph.nodes
+        accepted = []
+        for index in indexes:
+            verdict = verdicts.get(index)
+            if verdict is None:
+                node = nodes[index]
+                verdict = verdicts[index] = ((allowed is None or node.op_type in allowed)
+                                             and (where is None or bool(where(graph, node))))
+            if verdict:
+                accepted.append(index)
+        return accepted
 
     def _in_class(self, cls: str, op_type: str) -> bool:
         entry = self.spec.op(op_type)
@@ -253,8 +259,7 @@ class PatternMatcher:
             near = reached.get(known)
             if near is None:
                 near = reached[known] = neighbours(graph, via, bound, pnode.name)
-            nodes = graph.nodes
-            fitting = by_known[known] = [c for c in near if self._accepts(graph, pnode, nodes[c])]
+            fitting = by_known[known] = self._accepted_among(graph, pnode, near)
         return fitting
 
 
