@@ -131,9 +131,9 @@ class PatternMatcher:
             self._grow(graph, tree, bound, hits)
             if hits:
                 for captures in hits[min(hits)]:
-                    key = tuple(sorted(captures.values()))
-                    found.setdefault(key + tuple(sorted(captures)), Match(
-                        self.pattern.name, MappingProxyType(captures)))
+                    # Positions and names apart: matches of different sizes can share their first positions.
+                    key = (tuple(sorted(captures.values())), tuple(sorted(captures)))
+                    found.setdefault(key, Match(self.pattern.name, MappingProxyType(captures)))
         return [found[k] for k in sorted(found)]
 
     # -- anchoring --------------------------------------------------------
