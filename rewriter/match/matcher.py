@@ -102,12 +102,10 @@ class PatternMatcher:
         self._op_sets: dict[str, frozenset[str] | None] = {}
         # Anchor name -> the variants' steps from it, merged into one tree.
         self._trees: dict[str, _Growth] = {}
-        # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
-        # being searched: the variants grown from one anchor ask the same questions; each is answered once.
-        self._fitting: dict[tuple, dict[int, list[int]]] = {}
         # (direction, ports, moves) -> bound node -> the graph nodes at the edge's far end, whichever pattern
         # node stands there: the edges from one pattern node to several (an optional node's, and those that
-        # bypass it) reach the same graph nodes.
+        # bypass it) reach the same graph nodes. The lists filtered per pattern node are not kept: grown as one
+        # tree, the variants seldom ask for one twice (not once on tools/bench_match.py's graph).
         self._reached: dict[tuple, dict[int, list[int]]] = {}
         self._accepted: dict[str, dict[int, bool]] = {}
         self._wheres: dict[str, Evaluator | None] = {}
@@ -115,7 +113,7 @@ class PatternMatcher:
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
-        self._fitting, self._reached, self._accepted = {}, {}, {}  # valid for this graph only
+        self._reached, self._accepted = {}, {}  # valid for this graph only
         if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
             # One node, nothing to grow: every candidate is a match, already in graph order.
             return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
@@ -225,8 +223,8 @@ class PatternMatcher:
         for branch in tree.branches:
             if hits and branch.first > min(hits):
                 continue
-            name, via, known_end, pnode, fitting_key, checks = branch.step
-            fitting = self._fitting_nodes(graph, fitting_key, via, bound[known_end], bound, pnode)
+            name, via, known_end, pnode, reach_key, checks = branch.step
+            fitting = self._fitting_nodes(graph, reach_key, via, bound[known_end], bound, pnode)
             used = bound.values()
             for cand in fitting:
                 if cand in used:
@@ -240,31 +238,24 @@ class PatternMatcher:
                         self._grow(graph, branch, bound, hits)
                 del bound[name]
 
-    def _fitting_nodes(self, graph: GraphView, key: tuple, via: ast.PatternEdge, known: int,
+    def _fitting_nodes(self, graph: GraphView, reach_key: tuple, via: ast.PatternEdge, known: int,
                        bound: dict[str, int], pnode: ast.PatternNode) -> list[int]:
         """The graph nodes ``pnode`` accepts along ``via`` from the bound graph node ``known``, in graph order.
 
-        Cached per edge ``key`` and ``known``: the branches of the growth tree from one anchor, and the
-        anchors around it, ask the same questions.
+        The nodes at the edge's far end are listed once per ``reach_key`` (direction, ports, moves) and
+        ``known``: the branches of the growth tree that leave one bound node alike share them.
         """
-        by_known = self._fitting.get(key)
-        if by_known is None:
-            by_known = self._fitting[key] = {}
-        fitting = by_known.get(known)
-        if fitting is None:
-            reach_key = (via.dst == pnode.name, via.src_port, via.dst_port, via.moves)
-            reached = self._reached.get(reach_key)
-            if reached is None:
-                reached = self._reached[reach_key] = {}
-            near = reached.get(known)
-            if near is None:
-                near = reached[known] = neighbours(graph, via, bound, pnode.name)
-            fitting = by_known[known] = self._accepted_among(graph, pnode, near)
-        return fitting
+        reached = self._reached.get(reach_key)
+        if reached is None:
+            reached = self._reached[reach_key] = {}
+        near = reached.get(known)
+        if near is None:
+            near = reached[known] = neighbours(graph, via, bound, pnode.name)
+        return self._accepted_among(graph, pnode, near)
 
 
 # One step of growing a variant: the pattern node bound, the edge it is reached by, the pattern node at that
-# edge's bound end, the pattern node itself, the key of the edge (for the fitting-candidates cache) and
+# edge's bound end, the pattern node itself, how the edge leaves that end (for the cache of neighbours) and
 # the variant's other edges whose both ends are bound once this node is (each must hold; the edge it is
 # reached by holds already: the candidates are the nodes at its far end).
 _Step = tuple[str, ast.PatternEdge, str, ast.PatternNode, tuple, tuple[ast.PatternEdge, ...]]
@@ -297,8 +288,8 @@ def _growth_tree(variants: tuple[Variant, ...], anchor: str) -> _Growth:
     for position, variant in enumerate(variants):
         node = root
         for step in _steps(variant, anchor)[1:]:
-            _, _, known_end, _, fitting_key, checks = step
-            key = (id(node), (fitting_key, known_end, tuple(_edge_key(e) for e in checks)))
+            name, via, known_end, _, _, checks = step
+            key = (id(node), (name, _edge_key(via), known_end, tuple(_edge_key(e) for e in checks)))
             branch = by_key.get(key)
             if branch is None:
                 branch = by_key[key] = _Growth(step, position)
@@ -323,7 +314,7 @@ def _steps(variant: Variant, anchor: str) -> list[_Step]:
         checks = tuple(e for e in variant.edges if e is not via and name in (e.src, e.dst)
                        and e.src in bound and e.dst in bound)
         steps.append((name, via, via.src if via.dst == name else via.dst, pnodes[name],
-                      (*_edge_key(via), name), checks))
+                      (via.dst == name, via.src_port, via.dst_port, via.moves), checks))
     return steps
 
 
