@@ -107,13 +107,12 @@ class PatternMatcher:
         # bypass it) reach the same graph nodes. The lists filtered per pattern node are not kept: grown as one
         # tree, the variants seldom ask for one twice (not once on tools/bench_match.py's graph).
         self._reached: dict[tuple, dict[int, list[int]]] = {}
-        self._accepted: dict[str, dict[int, bool]] = {}
         self._wheres: dict[str, Evaluator | None] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
-        self._reached, self._accepted = {}, {}  # valid for this graph only
+        self._reached = {}  # valid for this graph only
         if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
             # One node, nothing to grow: every candidate is a match, already in graph order.
             return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
@@ -179,22 +178,15 @@ class PatternMatcher:
     def _accepted_among(self, graph: GraphView, pnode: ast.PatternNode, indexes: list[int]) -> list[int]:
         """The graph nodes of ``indexes`` that ``pnode`` accepts (its op types, then its where clause), in order.
 
-        One call per list of neighbours, the pattern node's tests looked up once for all of them; verdicts are
-        kept: the edges into one pattern node from several (an optional node's and those that bypass it) and
-        neighbouring anchors ask about the same (pattern node, graph node) pairs.
+        One call per list of neighbours, the pattern node's tests looked up once for all of them. Verdicts are
+        not kept: grown as one tree, the variants seldom ask about a (pattern node, graph node) pair twice (not
+        once on tools/bench_match.py's graph).
         """
-        verdicts = self._accepted.get(pnode.name)
-        if verdicts is None:
-            verdicts = self._accepted[pnode.name] = {}
         allowed, where, nodes = self.allowed_ops(pnode), self._where(pnode), graph.nodes
         accepted = []
         for index in indexes:
-            verdict = verdicts.get(index)
-            if verdict is None:
-                node = nodes[index]
-                verdict = verdicts[index] = ((allowed is None or node.op_type in allowed)
-                                             and (where is None or bool(where(graph, node))))
-            if verdict:
+            node = nodes[index]
+            if (allowed is None or node.op_type in allowed) and (where is None or where(graph, node)):
                 accepted.append(index)
         return accepted
 
