@@ -5,7 +5,8 @@ first; an absent optional node's neighbours are joined directly. Matching is
 anchored on the pattern node with the fewest candidates in this graph (an
 index lookup by op type), then grows along pattern edges, so each anchor costs
 a bounded amount of work and the whole search is linear in the graph's size
-for a fixed rule set.
+for a fixed rule set. The variants' steps from the anchor are merged into one
+tree, so the steps they share are taken once per anchor.
 
 Per anchor node, the first variant that matches wins ("longest match"), and
 every embedding of that variant is reported. Matches come out sorted by the
@@ -18,7 +19,7 @@ record of failures, so explaining costs planning nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from types import MappingProxyType
 from typing import Iterator, Mapping
@@ -99,78 +100,38 @@ class PatternMatcher:
         self.spec = spec
         self.variants = compile_variants(pattern)
         self._op_sets: dict[str, frozenset[str] | None] = {}
-        self._orders: dict[tuple[int, str], list[_Step]] = {}
-        # (edge, capture, bound end) -> the graph nodes the capture accepts along that edge, for the graph
-        # being searched: the variants grown from one anchor ask the same questions; each is answered once.
-        self._fitting: dict[tuple, dict[int, list[int]]] = {}
+        # Anchor name -> the variants' steps from it, merged into one tree.
+        self._trees: dict[str, _Growth] = {}
         # (direction, ports, moves) -> bound node -> the graph nodes at the edge's far end, whichever pattern
         # node stands there: the edges from one pattern node to several (an optional node's, and those that
-        # bypass it) reach the same graph nodes.
+        # bypass it) reach the same graph nodes. The lists filtered per pattern node are not kept: grown as one
+        # tree, the variants seldom ask for one twice (not once on tools/bench_match.py's graph).
         self._reached: dict[tuple, dict[int, list[int]]] = {}
-        self._accepted: dict[str, dict[int, bool]] = {}
         self._wheres: dict[str, Evaluator | None] = {}
 
     def find(self, graph: GraphView) -> list[Match]:
         anchor = self.anchor(graph)
         found: dict[tuple, Match] = {}
-        self._fitting, self._reached, self._accepted = {}, {}, {}  # valid for this graph only
+        self._reached = {}  # valid for this graph only
         if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
             # One node, nothing to grow: every candidate is a match, already in graph order.
             return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
                     for index in self._candidates(graph, anchor)]
-        checks, variant_checks = self._anchor_checks(anchor)
-        # Which variants can start at an anchor node depends only on which of the few distinct anchor
-        # edges can hold there: the ordered list of live variants is computed once per such outcome.
-        live_by_outcome: dict[tuple[bool, ...], list[Variant]] = {}
-        fit = self._fitting_nodes
+        tree = self._trees.get(anchor.name)
+        if tree is None:
+            tree = self._trees[anchor.name] = _growth_tree(self.variants, anchor.name)
         for index in self._candidates(graph, anchor):
             bound = {anchor.name: index}
-            # The nodes fitting an anchor edge are the ones the first step of growing a variant along it
-            # binds: asked through the same cache, each edge's neighbours are listed once per anchor.
-            outcome = tuple(any(c != index for c in fit(graph, key, edge, index, bound, other))
-                            for edge, other, key in checks)
-            live = live_by_outcome.get(outcome)
-            if live is None:
-                live = live_by_outcome[outcome] = [
-                    variant for variant, needed in zip(self.variants, variant_checks)
-                    if all(outcome[k] for k in needed)]
-            for variant in live:
-                hits = list(self._embed(graph, variant, anchor, index))
-                if hits:
-                    for captures in hits:
-                        key = tuple(sorted(captures.values()))
-                        found.setdefault(key + tuple(sorted(captures)), Match(
-                            self.pattern.name, MappingProxyType(captures)))
-                    break
+            hits: dict[int, list[dict[str, int]]] = {}
+            if tree.completes is not None:
+                hits[tree.completes] = [dict(bound)]
+            self._grow(graph, tree, bound, hits)
+            if hits:
+                for captures in hits[min(hits)]:
+                    # Positions and names apart: matches of different sizes can share their first positions.
+                    key = (tuple(sorted(captures.values())), tuple(sorted(captures)))
+                    found.setdefault(key, Match(self.pattern.name, MappingProxyType(captures)))
         return [found[k] for k in sorted(found)]
-
-    def _anchor_checks(self, anchor: ast.PatternNode) -> tuple[list[tuple[ast.PatternEdge, ast.PatternNode, tuple]],
-                                                               list[tuple[int, ...]]]:
-        """The distinct edges at the anchor over all variants (with the node at their other end), and per
-        variant the positions of its own among them.
-
-        Variants share most of their edges: whether an edge at the anchor can hold is asked once per
-        anchor node, and a variant with one that cannot is skipped before it is grown (a pattern with
-        eight optional nodes has 256 variants, most of them dead at the anchor's first neighbour). Each
-        check carries its key in the fitting-candidates cache (as ``_steps`` makes it).
-        """
-        checks: list[tuple[ast.PatternEdge, ast.PatternNode, tuple]] = []
-        positions: dict[tuple, int] = {}
-        variant_checks: list[tuple[int, ...]] = []
-        for variant in self.variants:
-            pnodes = {n.name: n for n in variant.nodes}
-            needed = []
-            for edge in variant.edges:
-                if anchor.name not in (edge.src, edge.dst):
-                    continue
-                other = edge.dst if edge.src == anchor.name else edge.src
-                key = (edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves)
-                if key not in positions:
-                    positions[key] = len(checks)
-                    checks.append((edge, pnodes[other], (*key, other)))
-                needed.append(positions[key])
-            variant_checks.append(tuple(needed))
-        return checks, variant_checks
 
     # -- anchoring --------------------------------------------------------
 
@@ -214,21 +175,20 @@ class PatternMatcher:
             self._wheres[pnode.name] = compile_predicate(pnode.where) if pnode.where is not None else None
         return self._wheres[pnode.name]
 
-    def _accepts(self, graph: GraphView, pnode: ast.PatternNode, node: NodeInfo) -> bool:
-        # Variants grown from neighbouring anchors ask about the same (pattern node, graph node) pairs.
-        known = self._accepted.get(pnode.name)
-        if known is None:
-            known = self._accepted[pnode.name] = {}
-        verdict = known.get(node.index)
-        if verdict is None:
-            allowed = self.allowed_ops(pnode)
-            if allowed is not None and node.op_type not in allowed:
-                verdict = False
-            else:
-                where = self._where(pnode)
-                verdict = where is None or bool(where(graph, node))
-            known[node.index] = verdict
-        return verdict
+    def _accepted_among(self, graph: GraphView, pnode: ast.PatternNode, indexes: list[int]) -> list[int]:
+        """The graph nodes of ``indexes`` that ``pnode`` accepts (its op types, then its where clause), in order.
+
+        One call per list of neighbours, the pattern node's tests looked up once for all of them. Verdicts are
+        not kept: grown as one tree, the variants seldom ask about a (pattern node, graph node) pair twice (not
+        once on tools/bench_match.py's graph).
+        """
+        allowed, where, nodes = self.allowed_ops(pnode), self._where(pnode), graph.nodes
+        accepted = []
+        for index in indexes:
+            node = nodes[index]
+            if (allowed is None or node.op_type in allowed) and (where is None or where(graph, node)):
+                accepted.append(index)
+        return accepted
 
     def _in_class(self, cls: str, op_type: str) -> bool:
         entry = self.spec.op(op_type)
@@ -244,60 +204,96 @@ class PatternMatcher:
 
     # -- growing an embedding ---------------------------------------------
 
-    def _embed(self, graph: GraphView, variant: Variant, anchor: ast.PatternNode,
-               index: int) -> Iterator[dict[str, int]]:
-        key = (id(variant), anchor.name)
-        steps = self._orders.get(key)
-        if steps is None:
-            steps = self._orders[key] = _steps(variant, anchor.name)
-        yield from self._extend(graph, steps, 1, {anchor.name: index})
+    def _grow(self, graph: GraphView, tree: _Growth, bound: dict[str, int],
+              hits: dict[int, list[dict[str, int]]]) -> None:
+        """Every way of binding the steps below ``tree`` from ``bound``; each variant's embeddings go to
+        ``hits`` under its position, in the order growing that variant alone finds them.
 
-    def _extend(self, graph: GraphView, steps: list[_Step], step: int,
-                bound: dict[str, int]) -> Iterator[dict[str, int]]:
-        if step == len(steps):
-            yield dict(bound)
-            return
-        name, via, known_end, pnode, fitting_key, checks = steps[step]
-        fitting = self._fitting_nodes(graph, fitting_key, via, bound[known_end], bound, pnode)
-        used = bound.values()
-        for cand in fitting:
-            if cand in used:
+        A branch whose variants all come after one that has matched already is not grown: the first variant
+        that matches wins.
+        """
+        for branch in tree.branches:
+            if hits and branch.first > min(hits):
                 continue
-            bound[name] = cand
-            if not checks or all(edge_holds(graph, graph.nodes[bound[e.src]], graph.nodes[bound[e.dst]],
-                                            e.src_port, e.dst_port, moves=e.moves) for e in checks):
-                yield from self._extend(graph, steps, step + 1, bound)
-            del bound[name]
+            name, via, known_end, pnode, reach_key, checks = branch.step
+            fitting = self._fitting_nodes(graph, reach_key, via, bound[known_end], bound, pnode)
+            used = bound.values()
+            for cand in fitting:
+                if cand in used:
+                    continue
+                bound[name] = cand
+                if not checks or all(edge_holds(graph, graph.nodes[bound[e.src]], graph.nodes[bound[e.dst]],
+                                                e.src_port, e.dst_port, moves=e.moves) for e in checks):
+                    if branch.completes is not None and (not hits or branch.completes <= min(hits)):
+                        hits.setdefault(branch.completes, []).append(dict(bound))
+                    if branch.branches:
+                        self._grow(graph, branch, bound, hits)
+                del bound[name]
 
-    def _fitting_nodes(self, graph: GraphView, key: tuple, via: ast.PatternEdge, known: int,
+    def _fitting_nodes(self, graph: GraphView, reach_key: tuple, via: ast.PatternEdge, known: int,
                        bound: dict[str, int], pnode: ast.PatternNode) -> list[int]:
         """The graph nodes ``pnode`` accepts along ``via`` from the bound graph node ``known``, in graph order.
 
-        Cached per edge ``key`` and ``known``: the variants grown from one anchor, and the anchor's checks,
-        ask the same questions.
+        The nodes at the edge's far end are listed once per ``reach_key`` (direction, ports, moves) and
+        ``known``: the branches of the growth tree that leave one bound node alike share them.
         """
-        by_known = self._fitting.get(key)
-        if by_known is None:
-            by_known = self._fitting[key] = {}
-        fitting = by_known.get(known)
-        if fitting is None:
-            reach_key = (via.dst == pnode.name, via.src_port, via.dst_port, via.moves)
-            reached = self._reached.get(reach_key)
-            if reached is None:
-                reached = self._reached[reach_key] = {}
-            near = reached.get(known)
-            if near is None:
-                near = reached[known] = neighbours(graph, via, bound, pnode.name)
-            nodes = graph.nodes
-            fitting = by_known[known] = [c for c in near if self._accepts(graph, pnode, nodes[c])]
-        return fitting
+        reached = self._reached.get(reach_key)
+        if reached is None:
+            reached = self._reached[reach_key] = {}
+        near = reached.get(known)
+        if near is None:
+            near = reached[known] = neighbours(graph, via, bound, pnode.name)
+        return self._accepted_among(graph, pnode, near)
 
 
 # One step of growing a variant: the pattern node bound, the edge it is reached by, the pattern node at that
-# edge's bound end, the pattern node itself, the key of the edge (for the fitting-candidates cache) and
+# edge's bound end, the pattern node itself, how the edge leaves that end (for the cache of neighbours) and
 # the variant's other edges whose both ends are bound once this node is (each must hold; the edge it is
 # reached by holds already: the candidates are the nodes at its far end).
 _Step = tuple[str, ast.PatternEdge, str, ast.PatternNode, tuple, tuple[ast.PatternEdge, ...]]
+
+
+@dataclass
+class _Growth:
+    """A node of the growth tree: the variants' steps from the anchor, a step shared by the variants that
+    take it after the same steps.
+
+    The root's step binds the anchor (its candidates come from the op index, not from its edge); ``first``
+    is the position of the first variant that takes a step, ``completes`` that of the variant whose last step
+    it is, if one is.
+    """
+
+    step: _Step
+    first: int
+    completes: int | None = None
+    branches: list[_Growth] = field(default_factory=list)
+
+
+def _growth_tree(variants: tuple[Variant, ...], anchor: str) -> _Growth:
+    """The steps of growing each variant from ``anchor`` (``grow_order``), merged where they start alike.
+
+    Variants share their first steps (those that keep the same leading optional nodes), so an anchor's
+    neighbours are bound once for all of them rather than once per variant. Branches stay in variant order.
+    """
+    root = _Growth(_steps(variants[0], anchor)[0], 0)
+    by_key: dict[tuple[int, tuple], _Growth] = {}
+    for position, variant in enumerate(variants):
+        node = root
+        for step in _steps(variant, anchor)[1:]:
+            name, via, known_end, _, _, checks = step
+            key = (id(node), (name, _edge_key(via), known_end, tuple(_edge_key(e) for e in checks)))
+            branch = by_key.get(key)
+            if branch is None:
+                branch = by_key[key] = _Growth(step, position)
+                node.branches.append(branch)
+            node = branch
+        if node.completes is None:
+            node.completes = position
+    return root
+
+
+def _edge_key(edge: ast.PatternEdge) -> tuple:
+    return edge.src, edge.dst, edge.src_port, edge.dst_port, edge.moves
 
 
 def _steps(variant: Variant, anchor: str) -> list[_Step]:
@@ -310,7 +306,7 @@ def _steps(variant: Variant, anchor: str) -> list[_Step]:
         checks = tuple(e for e in variant.edges if e is not via and name in (e.src, e.dst)
                        and e.src in bound and e.dst in bound)
         steps.append((name, via, via.src if via.dst == name else via.dst, pnodes[name],
-                      (via.src, via.dst, via.src_port, via.dst_port, via.moves, name), checks))
+                      (via.dst == name, via.src_port, via.dst_port, via.moves), checks))
     return steps
 
 

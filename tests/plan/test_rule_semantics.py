@@ -212,6 +212,50 @@ def test_each_match_is_reported_once_per_embedding() -> None:
     assert matcher.find(graph) == matches
 
 
+def test_the_first_variant_that_matches_an_anchor_wins_also_after_a_shared_step() -> None:
+    """The variants (bias, act), (bias), (act), () grow from the Conv as one tree: (bias, act) fails after the
+    bias step it shares with (bias), which must still match, ahead of () that embeds through the second Mul."""
+    from rewriter.dsl.parser import parse_rules
+    from rewriter.ir.normalize import normalize
+    from rewriter.ir.view import graph_view
+    from rewriter.match.matcher import PatternMatcher
+    from rewriter.spec.loader import load_spec, resolve_target
+
+    b = models.GraphBuilder(0)
+    conv = b.conv("x", "conv", 3, 4, bias=False)
+    scale = b.const("scale", np.full((1, 4, 1, 1), 2.0, np.float32))
+    b.node("Mul", [b.node("Add", [conv, b.const("bias", np.zeros((1, 4, 1, 1), np.float32))], "add"), scale], "mul")
+    b.node("Mul", [conv, scale], "mul_direct")
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, 8, 8])
+          for n, c in (("x", 3), ("mul", 4), ("mul_direct", 4))]
+    graph = graph_view(normalize(b.model(vi[:1], vi[1:], "shared_step")).model)
+    rules = parse_rules("pattern p {\n  op : Conv\n  bias : Add optional\n  act : Relu optional\n  elt : Mul\n"
+                        "  op -> bias -> act -> elt\n}\nrule r { match p; ignore }\n", "t.rules")
+    matches = PatternMatcher(rules.pattern("p"), load_spec(resolve_target("CPU"))).find(graph)
+    names = [{cap: graph.nodes[i].name for cap, i in m.captures.items()} for m in matches]
+    assert names == [{"op": "conv", "bias": "add", "elt": "mul"}]
+
+
+def test_matches_of_different_sizes_come_out_in_graph_order() -> None:
+    """Two anchors match variants of different sizes whose sorted nodes start alike: (r0, s1) and (r0, s1, s2)."""
+    from rewriter.dsl.parser import parse_rules
+    from rewriter.ir.normalize import normalize
+    from rewriter.ir.view import graph_view
+    from rewriter.match.matcher import PatternMatcher
+    from rewriter.spec.loader import load_spec, resolve_target
+
+    b = models.GraphBuilder(0)
+    b.node("Sigmoid", [b.node("Sigmoid", [b.node("Relu", ["x"], "r0")], "s1")], "s2")
+    b.node("Relu", [b.node("Relu", [b.node("Relu", ["x"], "r1")], "r2")], "r3")  # more Relus: anchored at c
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("x", "s2", "r3")]
+    graph = graph_view(normalize(b.model(vi[:1], vi[1:], "two_sizes")).model)
+    rules = parse_rules("pattern p {\n  a : Relu\n  b : Sigmoid optional\n  c : Sigmoid\n  a -> b -> c\n}\n"
+                        "rule r { match p; ignore }\n", "t.rules")
+    matches = PatternMatcher(rules.pattern("p"), load_spec(resolve_target("CPU"))).find(graph)
+    names = [{cap: graph.nodes[i].name for cap, i in m.captures.items()} for m in matches]
+    assert names == [{"c": "s1", "a": "r0"}, {"c": "s2", "b": "s1", "a": "r0"}]
+
+
 def test_per_tensor_narrows_an_activation_to_one_scale_and_names_the_rule() -> None:
     """The depthwise Conv's per-channel input sits on conv1's output; per_tensor there keeps weights per channel."""
     model = models.depthwise_after_conv()
