@@ -48,7 +48,7 @@ def fold_constants(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow]) 
             break
         # Folding removes nodes and changes none it keeps: their rows stay right.
         kept = [row for i, row in enumerate(kept) if i not in folded]
-        infer_shapes_in_place(m, [])
+        infer_shapes_in_place(m, [], kept)
     if total:
         parts = ", ".join(f"{op} x{n}" for op, n in sorted(total.items()))
         log.append(f"folded {sum(total.values())} constant node(s) into initializers ({parts})")

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from rewriter.ir.load import TENSOR_DATA_FIELDS, _data_bytes, error_summary, light_copy
+from rewriter.ir.protos import NodeRow
 
 __all__ = ["infer_shapes_in_place", "value_types"]
 
@@ -16,9 +18,13 @@ __all__ = ["infer_shapes_in_place", "value_types"]
 _SHAPE_DATA_ELEMENTS = 1024
 
 
-def infer_shapes_in_place(m: onnx.ModelProto, log: list[str]) -> None:
-    """Refresh ``value_info`` and output types in place; on failure keep what the model has."""
-    light = _without_weights(m)
+def infer_shapes_in_place(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow] | None = None) -> None:
+    """Refresh ``value_info`` and output types in place; on failure keep what the model has.
+
+    ``rows``: the main graph's ``node_rows``, when the caller has them (only the protos of nodes with
+    attributes are then read).
+    """
+    light = _without_weights(m, rows)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -35,7 +41,7 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str]) -> None:
         mine.CopyFrom(theirs)
 
 
-def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
+def _without_weights(m: onnx.ModelProto, rows: Sequence[NodeRow] | None) -> onnx.ModelProto:
     """A copy without the data of big tensors: inference needs only their dims and types.
 
     It is several times faster on real models (no serializing of the weights) and keeps
@@ -44,7 +50,7 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
     int vectors) from them.
     """
     min_bytes = _SHAPE_DATA_ELEMENTS * 8 + 1  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
-    if not _has_big_tensors(m, min_bytes):
+    if not _has_big_tensors(m, min_bytes, rows):
         return m  # nothing to leave out: inference only reads its input, so the model itself will do
     light, _ = light_copy(m, min_bytes)
     for n in light.graph.node:
@@ -55,13 +61,17 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
-def _has_big_tensors(m: onnx.ModelProto, min_bytes: int) -> bool:
+def _has_big_tensors(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow] | None) -> bool:
     """Would ``_without_weights`` leave anything out? (A model of small weights is copied whole otherwise.)"""
     # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes).
     if any(_data_bytes(t) >= min_bytes for t in m.graph.initializer):
         return True
+    nodes = m.graph.node
+    # Only a node with attributes can hold a tensor: the rows say which, without reading every node's proto.
+    holders = (n for n in nodes if len(n.attribute)) if rows is None else (nodes[i] for i, r in enumerate(rows)
+                                                                             if r.attributes)
     return any(a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS
-               for n in m.graph.node if len(n.attribute) for a in n.attribute)
+               for n in holders for a in n.attribute)
 
 
 def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:

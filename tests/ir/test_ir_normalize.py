@@ -424,6 +424,26 @@ def test_dead_nodes_removed() -> None:
     assert "dangling" not in {n.name for n in result.model.graph.node}
 
 
+def test_dead_node_removal_ignores_omitted_outputs_and_tells_what_is_used() -> None:
+    """A node whose only named output nobody reads is dead even when it omits another (""); the names
+    returned as used are the graph's outputs and what the kept nodes read, as the initializer cleanup needs."""
+    from rewriter.ir.normalize import _remove_dead_nodes
+    from rewriter.ir.protos import node_rows
+
+    g = helper.make_graph(
+        [helper.make_node("Dropout", ["x"], ["kept", ""], name="d1"),
+         helper.make_node("Add", ["kept", "w"], ["y"], name="add"),
+         helper.make_node("Dropout", ["x"], ["dropped", ""], name="d2"),
+         helper.make_node("Mul", ["dropped", "v"], ["z"], name="mul")],
+        "g", [_f32("x", [2])], [_f32("y", [2])],
+        [numpy_helper.from_array(np.ones(2, np.float32), n) for n in ("w", "v")])
+    log: list[str] = []
+    rows, used = _remove_dead_nodes(g, log, node_rows(g.node))
+    assert [n.name for n in g.node] == ["d1", "add"] and rows == node_rows(g.node)
+    assert used == {"y", "kept", "w", "x"}
+    assert log == ["removed 2 node(s) whose outputs nobody reads"]
+
+
 def test_opset_is_left_alone() -> None:
     model = models.conv_bn_relu_chain()
     assert normalize(model).model.opset_import == model.opset_import
