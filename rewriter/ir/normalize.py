@@ -51,7 +51,7 @@ from rewriter.ir.names import node_outer_reads
 from rewriter.ir.order import name_nodes, sort_graph
 from rewriter.ir.protos import (DEFAULT_DOMAINS, NodeRow, delete_entries, node_rows, replace_entries,
                                 replace_nodes)
-from rewriter.ir.shape_inference import infer_shapes_in_place
+from rewriter.ir.shape_inference import with_inferred_shapes
 
 __all__ = ["NormalizeResult", "constant_value", "normalize"]
 
@@ -89,7 +89,7 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     rows = name_nodes(m.graph, log, rows)
     _drop_initializer_inputs(m, log)
     declared = len(m.graph.value_info)  # the model's own entries; inference adds those of node outputs
-    infer_shapes_in_place(m, log, rows)
+    m = with_inferred_shapes(m, log, rows)
     inferred_at = len(log)
     # Each step below takes the rows of the graph as it finds it and returns those of the graph it leaves.
     rows = _constants_to_initializers(m.graph, log, rows)
@@ -111,7 +111,7 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     # with neither, there is none to look for (a scan of every entry, 100k of them on a 100k-node graph).
     pruned = (edited or declared > 0) and _prune_value_info(m.graph, rows)
     if pruned or edited:
-        infer_shapes_in_place(m, log, rows)
+        m = with_inferred_shapes(m, log, rows)
     # Every step that moved, added or dropped nodes read the rows again: they are the graph's nodes now.
     return NormalizeResult(m, tuple(log), tuple(rows))
 

@@ -12,7 +12,7 @@ from onnx import helper
 from rewriter.ir.load import TENSOR_DATA_FIELDS, _data_bytes, error_summary, light_copy
 from rewriter.ir.protos import NodeRow
 
-__all__ = ["infer_shapes_in_place", "value_types"]
+__all__ = ["infer_shapes_in_place", "value_types", "with_inferred_shapes"]
 
 # Tensors with more elements than this are weights, not shape values: inference gets their dims only.
 _SHAPE_DATA_ELEMENTS = 1024
@@ -24,16 +24,44 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str], rows: Sequence[Nod
     ``rows``: the main graph's ``node_rows``, when the caller has them (only the protos of nodes with
     attributes are then read).
     """
+    inferred = _inferred(_without_weights(m, rows), log)
+    if inferred is not None:
+        _copy_types(inferred, m)
+
+
+def with_inferred_shapes(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow]) -> onnx.ModelProto:
+    """``m`` as ``infer_shapes_in_place`` leaves it, taking onnx's inferred model where that is the same.
+
+    Inference of a model with no big tensors runs on ``m`` itself, and its result is ``m`` with the value_info
+    and output types the copy back would give, unless a node holds a subgraph (onnx also fills subgraphs'
+    value_info, which the copy leaves out): that result is returned as it is, and ``m`` is left unchanged
+    (copying 100k value_info entries back takes 0.045 s at 100k nodes). Otherwise ``m``, refreshed in place.
+    ``rows``: the main graph's ``node_rows``.
+    """
     light = _without_weights(m, rows)
+    inferred = _inferred(light, log)
+    if inferred is None:
+        return m
+    if light is m and not any(r.bodies for r in rows):
+        return inferred
+    _copy_types(inferred, m)
+    return m
+
+
+def _inferred(light: onnx.ModelProto, log: list[str]) -> onnx.ModelProto | None:
+    """onnx's inference of ``light``, or None (and a line in ``log``) when it fails."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
+            return onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # noqa: BLE001 - any failure of inference only costs us shape information
         message = f"shape inference failed ({error_summary(e)}); continuing without it"
         if message not in log:
             log.append(message)
-        return
+        return None
+
+
+def _copy_types(inferred: onnx.ModelProto, m: onnx.ModelProto) -> None:
     # Straight from the inferred copy (extend copies each entry once; replace_entries would copy twice).
     del m.graph.value_info[:]
     m.graph.value_info.extend(inferred.graph.value_info)
