@@ -145,8 +145,9 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
         dtype, shape = known
         infos[name] = make_tensor_info(name, dtype, shape, False, name in inputs, name in outputs)
     for name, t in inits.items():
-        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), True, False,
-                                       name in outputs, _all_zero(t))
+        dims, data_type = tuple(t.dims), t.data_type
+        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(data_type), dims, True, False, name in outputs,
+                                       _all_zero(t, dims, data_type))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -159,17 +160,17 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
     return infos
 
 
-def _all_zero(t: onnx.TensorProto) -> bool:
+def _all_zero(t: onnx.TensorProto, dims: tuple[int, ...], data_type: int) -> bool:
+    """Is ``t`` (of ``dims`` and ``data_type``, read by the caller) a small constant of zeros only?"""
     size = 1
-    for d in t.dims:
+    for d in dims:
         size *= d
     if size > ZERO_CHECK_VALUES:
         return False
-    if in_file(t):  # a large model's tensor kept in its file: read as the same model loaded whole would be
-        return not np.any(tensor_values(t))
     if t.data_location == onnx.TensorProto.EXTERNAL:
-        return False
-    if t.data_type == onnx.TensorProto.FLOAT:
+        # A large model's tensor kept in its file is read as the same model loaded whole would be.
+        return in_file(t) and not np.any(tensor_values(t))
+    if data_type == onnx.TensorProto.FLOAT:
         raw = t.raw_data
         if len(raw) == 4 * size:
             # The common case read from the bytes (numpy costs more than the check on a few values): a float32
