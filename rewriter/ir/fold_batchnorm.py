@@ -8,7 +8,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.names import FreshNames, graph_names
-from rewriter.ir.protos import DEFAULT_DOMAINS, node_reads, replace_nodes
+from rewriter.ir.protos import DEFAULT_DOMAINS, NodeRow, node_reads, node_rows, replace_nodes
 from rewriter.ir.shape_inference import value_types
 from rewriter.ir.tensors import tensor_array
 
@@ -17,14 +17,15 @@ __all__ = ["fold_batchnorms"]
 _FLOATS = (np.float16, np.float32, np.float64)
 
 
-def fold_batchnorms(m: onnx.ModelProto, log: list[str]) -> None:
+def fold_batchnorms(m: onnx.ModelProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
     """Fold every BatchNormalization whose producer allows it, in place; one ``log`` line per fold.
 
     The producer's output must have no other reader; its weight (and bias) must be initializers.
+    ``rows``: the graph's ``node_rows``. Returns those of the graph after folding.
     """
     g = m.graph
-    if not any(n.op_type == "BatchNormalization" for n in g.node):
-        return
+    if not any(r.op_type == "BatchNormalization" for r in rows):
+        return rows
     ctx = _BnContext(g)
     removed: set[int] = set()
     added: dict[int, list[onnx.NodeProto]] = {}
@@ -42,13 +43,14 @@ def fold_batchnorms(m: onnx.ModelProto, log: list[str]) -> None:
         added[pi] = extra
         log.append(f"folded BatchNormalization {bn.name} into {prod.op_type} {prod.name}")
     if not removed:
-        return
+        return rows
     nodes = []
     for i, node in enumerate(g.node):
         if i not in removed:
             nodes.append(node)
         nodes.extend(added.get(i, ()))
     replace_nodes(g, nodes)
+    return node_rows(g.node)
 
 
 class _BnContext:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from typing import Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from rewriter.ir.protos import DEFAULT_DOMAINS, replace_nodes
+from rewriter.ir.protos import DEFAULT_DOMAINS, NodeRow, replace_nodes
 from rewriter.ir.shape_inference import infer_shapes_in_place, value_types
 from rewriter.ir.tensors import tensor_array
 
@@ -33,21 +34,28 @@ _MAX_FOLD_ROUNDS = 4
 _SHAPE_READERS = frozenset({"Shape", "Size", "Gather"})
 
 
-def fold_constants(m: onnx.ModelProto, log: list[str]) -> None:
-    """Fold, re-infer shapes (folded shapes make more Shape nodes static), repeat while it helps."""
+def fold_constants(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow]) -> list[NodeRow]:
+    """Fold, re-infer shapes (folded shapes make more Shape nodes static), repeat while it helps.
+
+    ``rows``: the graph's ``node_rows``. Returns those of the nodes kept.
+    """
     total: Counter[str] = Counter()
     skipped: dict[str, Counter[str]] = {}
+    kept = list(rows)
     for _ in range(_MAX_FOLD_ROUNDS):
-        folded = _fold_pass(m, total, skipped)
+        folded = _fold_pass(m, total, skipped, kept)
         if not folded:
             break
-        infer_shapes_in_place(m, [])
+        # Folding removes nodes and changes none it keeps: their rows stay right.
+        kept = [row for i, row in enumerate(kept) if i not in folded]
+        infer_shapes_in_place(m, [], kept)
     if total:
         parts = ", ".join(f"{op} x{n}" for op, n in sorted(total.items()))
         log.append(f"folded {sum(total.values())} constant node(s) into initializers ({parts})")
     for reason, ops in sorted(skipped.items()):
         parts = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
         log.append(f"kept {sum(ops.values())} constant node(s) {reason} ({parts})")
+    return kept
 
 
 class _Folder:
@@ -182,25 +190,31 @@ class _Folder:
         self.arrays[name] = value
 
 
-def _fold_pass(m: onnx.ModelProto, total: Counter[str], skipped: dict[str, Counter[str]]) -> bool:
+def _fold_pass(m: onnx.ModelProto, total: Counter[str], skipped: dict[str, Counter[str]],
+               rows: list[NodeRow]) -> set[int]:
+    """Fold what can be folded in one walk of the graph; the positions of the nodes folded."""
     g = m.graph
     folder = _Folder(m)
-    keep: list[onnx.NodeProto] = []
-    for node in g.node:
+    inits = folder.inits
+    folded: set[int] = set()
+    for i, row in enumerate(rows):
+        # Most nodes read a computed value: answered from the row, and only the others' protos are read.
+        if row.op_type not in _SHAPE_READERS and not all(t in inits for t in row.inputs if t):
+            continue
+        node = g.node[i]
         values = folder.fold(node)
         if values is None:
-            keep.append(node)
             continue
         for name, value in zip([o for o in node.output if o], values):
             folder.add(name, value, g)
         total[node.op_type] += 1
+        folded.add(i)
     # Only the last pass's reasons count: an earlier pass may have kept what a later one folded.
     skipped.clear()
     skipped.update(folder.unfolded)
-    if len(keep) == len(g.node):
-        return False
-    replace_nodes(g, keep)
-    return True
+    if folded:
+        replace_nodes(g, [node for i, node in enumerate(g.node) if i not in folded])
+    return folded
 
 
 def _shape_slice(node: onnx.NodeProto, rank: int) -> tuple[int, int]:

@@ -71,7 +71,12 @@ def outer_reads(graph: onnx.GraphProto) -> list[str]:
 
 def node_outer_reads(node: onnx.NodeProto) -> list[str]:
     """Names the node's subgraphs read from the node's scope (besides its own inputs)."""
-    return list(dict.fromkeys(name for sub in node_subgraphs(node) for name in outer_reads(sub)))
+    return bodies_outer_reads(node_subgraphs(node))
+
+
+def bodies_outer_reads(bodies: list[onnx.GraphProto]) -> list[str]:
+    """Names a node's subgraphs (``node_subgraphs``) read from the node's scope, in the order first read."""
+    return list(dict.fromkeys(name for sub in bodies for name in outer_reads(sub)))
 
 
 class FreshNames:

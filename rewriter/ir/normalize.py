@@ -51,7 +51,7 @@ from rewriter.ir.names import node_outer_reads
 from rewriter.ir.order import name_nodes, sort_graph
 from rewriter.ir.protos import (DEFAULT_DOMAINS, NodeRow, delete_entries, node_rows, replace_entries,
                                 replace_nodes)
-from rewriter.ir.shape_inference import infer_shapes_in_place
+from rewriter.ir.shape_inference import with_inferred_shapes
 
 __all__ = ["NormalizeResult", "constant_value", "normalize"]
 
@@ -86,33 +86,32 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     rows = node_rows(m.graph.node)
     if sort_graph(m.graph, log, rows):
         rows = node_rows(m.graph.node)
-    name_nodes(m.graph, log)
+    rows = name_nodes(m.graph, log, rows)
     _drop_initializer_inputs(m, log)
     declared = len(m.graph.value_info)  # the model's own entries; inference adds those of node outputs
-    infer_shapes_in_place(m, log)
+    m = with_inferred_shapes(m, log, rows)
     inferred_at = len(log)
-    _constants_to_initializers(m.graph, log, rows)
-    _bypass_constant_identities(m.graph, log, rows)
-    fold_constants(m, log)
-    fold_batchnorms(m, log)
+    # Each step below takes the rows of the graph as it finds it and returns those of the graph it leaves.
+    rows = _constants_to_initializers(m.graph, log, rows)
+    rows = _bypass_constant_identities(m.graph, log, rows)
+    rows = fold_constants(m, log, rows)
+    rows = fold_batchnorms(m, log, rows)
+    _vector_biases(m.graph, log, rows)  # edits initializers only: the rows stay the graph's
+    rows, used = _remove_dead_nodes(m.graph, log, rows)
+    _remove_unused(m.graph, log, used)
     # Every step that edits the graph says so in the log (constant folding also lists the nodes it
     # kept: not an edit). With no edit since the first inference the graph is as sorted, named and
     # inferred as this tail would leave it, and the tail costs seconds on a large graph.
-    if _edited(log, inferred_at):
-        rows = node_rows(m.graph.node)
-    _vector_biases(m.graph, log, rows)  # edits initializers only: the rows stay the graph's
-    rows = _remove_dead_nodes(m.graph, log, rows)
-    _remove_unused(m.graph, log, rows)
     edited = _edited(log, inferred_at)
     if edited:
-        if sort_graph(m.graph, log):
+        if sort_graph(m.graph, log, rows):
             rows = node_rows(m.graph.node)
-        name_nodes(m.graph, log)
+        rows = name_nodes(m.graph, log, rows)
     # An entry of a name no node produces is one the model declared, or one of a node an edit removed:
     # with neither, there is none to look for (a scan of every entry, 100k of them on a 100k-node graph).
     pruned = (edited or declared > 0) and _prune_value_info(m.graph, rows)
     if pruned or edited:
-        infer_shapes_in_place(m, log)
+        m = with_inferred_shapes(m, log, rows)
     # Every step that moved, added or dropped nodes read the rows again: they are the graph's nodes now.
     return NormalizeResult(m, tuple(log), tuple(rows))
 
@@ -140,23 +139,25 @@ def _drop_initializer_inputs(m: onnx.ModelProto, log: list[str]) -> None:
         log.append(f"removed {len(dropped)} initializer(s) from the graph inputs (they are weights)")
 
 
-def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
+def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
+    """Returns the rows of the nodes kept."""
     if not any(r.op_type == "Constant" for r in rows):
-        return
+        return rows
     outputs = {o.name for o in g.output}
-    keep, converted = [], 0
-    for node in g.node:
-        tensor = constant_value(node) if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS else None
+    keep, kept_rows = [], []
+    for node, row in zip(g.node, rows):
+        tensor = constant_value(node) if row.op_type == "Constant" and row.domain in DEFAULT_DOMAINS else None
         # A graph output must stay a node output: runtimes differ on initializers as outputs.
-        if tensor is None or node.output[0] in outputs:
+        if tensor is None or row.outputs[0] in outputs:
             keep.append(node)
+            kept_rows.append(row)
             continue
-        tensor.name = node.output[0]
+        tensor.name = row.outputs[0]
         g.initializer.append(tensor)
-        converted += 1
-    if converted:
+    if len(keep) < len(rows):
         replace_nodes(g, keep)
-        log.append(f"turned {converted} Constant node(s) into initializers")
+        log.append(f"turned {len(rows) - len(keep)} Constant node(s) into initializers")
+    return kept_rows
 
 
 def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
@@ -181,11 +182,16 @@ def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
     return numpy_helper.from_array(dense()) if dense else None
 
 
-def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
-    """Let readers of ``Identity(initializer)`` read the initializer (PyTorch does this for tied weights)."""
+def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
+    """Let readers of ``Identity(initializer)`` read the initializer (PyTorch does this for tied weights).
+
+    Returns the rows of the graph after it (read again when nodes were bypassed: their readers changed)."""
+    sources = {r.inputs[0] for r in rows if r.op_type == "Identity" and len(r.inputs) == 1}
+    # The common case (no Identity of an initializer) answered without reading every initializer's name or
+    # node's subgraphs.
+    if not sources or sources.isdisjoint(t.name for t in g.initializer):
+        return rows
     inits = {t.name for t in g.initializer}
-    if not any(r.op_type == "Identity" and len(r.inputs) == 1 and r.inputs[0] in inits for r in rows):
-        return  # the common case, answered without reading every node's subgraphs
     pinned = {o.name for o in g.output} | _subgraph_reads(g)
     alias: dict[str, str] = {}
     keep = []
@@ -197,13 +203,14 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
         else:
             keep.append(node)
     if not alias:
-        return
+        return rows
     for node in keep:
         for k, name in enumerate(node.input):
             if name in alias:
                 node.input[k] = alias[name]
     replace_nodes(g, keep)
     log.append(f"bypassed {len(alias)} Identity node(s) of initializers")
+    return node_rows(g.node)
 
 
 def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
@@ -253,26 +260,33 @@ _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx
 # --- cleanup ---------------------------------------------------------------------------------
 
 
-def _remove_dead_nodes(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
-    """Drop nodes none of whose outputs is read (ONNX ops have no side effects); the rows of those kept."""
-    needed = {o.name for o in g.output}
+def _remove_dead_nodes(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> tuple[list[NodeRow], set[str]]:
+    """Drop nodes none of whose outputs is read (ONNX ops have no side effects).
+
+    Returns the rows of those kept, and the names the graph still uses: its outputs and what those nodes read.
+    """
+    outputs = {o.name for o in g.output}
+    # An omitted output ("") is needed by nobody: with "" kept out of the set (no name a node reads is ""),
+    # "no output is needed" is one set operation per node.
+    needed = outputs - {""}
     dead: list[int] = []
     for i in range(len(rows) - 1, -1, -1):
         row = rows[i]
-        if any(o in needed for o in row.outputs if o):
-            needed.update(row.reads)
-        else:
+        if needed.isdisjoint(row.outputs):
             dead.append(i)
+        else:
+            needed.update(row.reads)
+    needed |= outputs
     if not dead:
-        return rows
+        return rows, needed
     delete_entries(g.node, dead)
     log.append(f"removed {len(dead)} node(s) whose outputs nobody reads")
     gone = set(dead)
-    return [r for i, r in enumerate(rows) if i not in gone]
+    return [r for i, r in enumerate(rows) if i not in gone], needed
 
 
-def _remove_unused(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
-    used = {t for r in rows for t in r.reads} | {o.name for o in g.output}
+def _remove_unused(g: onnx.GraphProto, log: list[str], used: set[str]) -> None:
+    """Drop initializers that no name in ``used`` (the graph's outputs and every name a node reads) names."""
     unused = [i for i, t in enumerate(g.initializer) if t.name not in used]
     if not unused:
         return

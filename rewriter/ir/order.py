@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from itertools import chain
 from typing import Sequence
 
 import onnx
@@ -62,14 +63,11 @@ def topological_order(nodes: Sequence[onnx.NodeProto], rows: Sequence[NodeRow] |
 
 def _already_sorted(outputs: list[tuple[str, ...]], reads: list[list[str]]) -> bool:
     """Every name a node reads that some node produces is produced by an earlier node (or itself)."""
-    produced: set[str] = set()
-    count = 0
-    for outs in outputs:
-        produced.update(outs)
-        count += len(outs)
+    # One flat list, so that the set and the count are each made in one call rather than a call per node.
+    flat = list(chain.from_iterable(outputs))
+    produced = set(flat)
     produced.discard("")
-    count -= sum(outs.count("") for outs in outputs)
-    if count != len(produced):
+    if len(flat) - flat.count("") != len(produced):
         return False  # a name produced twice: leave it to the full sort, which takes the last producer
     seen: set[str] = set()
     for own, names in zip(outputs, reads):
@@ -95,23 +93,32 @@ def sort_graph(g: onnx.GraphProto, log: list[str], rows: Sequence[NodeRow] | Non
 
 
 
-def name_nodes(g: onnx.GraphProto, log: list[str]) -> None:
-    """Keep unique names; give empty and repeated ones (after the first) ``<op_type>_<n>``."""
-    taken = {n.name for n in g.node if n.name}
+def name_nodes(g: onnx.GraphProto, log: list[str], rows: Sequence[NodeRow]) -> list[NodeRow]:
+    """Keep unique names; give empty and repeated ones (after the first) ``<op_type>_<n>``.
+
+    ``rows``: the nodes' ``node_rows``; the names are read from them, not from every node's proto. Returns
+    the rows with the new names.
+    """
+    named = list(rows)
+    taken = {r.name for r in named}
+    taken.discard("")
     seen: set[str] = set()
     next_n: Counter[str] = Counter()
     renamed = 0
-    for node in g.node:
-        if node.name and node.name not in seen:
-            seen.add(node.name)
+    for i, row in enumerate(named):
+        if row.name and row.name not in seen:
+            seen.add(row.name)
             continue
-        n = next_n[node.op_type]
-        while f"{node.op_type}_{n}" in taken:
+        n = next_n[row.op_type]
+        while f"{row.op_type}_{n}" in taken:
             n += 1
-        node.name = f"{node.op_type}_{n}"
-        next_n[node.op_type] = n + 1
-        taken.add(node.name)
-        seen.add(node.name)
+        name = f"{row.op_type}_{n}"
+        g.node[i].name = name
+        named[i] = row._replace(name=name)
+        next_n[row.op_type] = n + 1
+        taken.add(name)
+        seen.add(name)
         renamed += 1
     if renamed:
         log.append(f"named {renamed} node(s) that had an empty or repeated name")
+    return named

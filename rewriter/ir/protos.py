@@ -6,7 +6,7 @@ from typing import Any, Iterable, NamedTuple
 import onnx
 
 from rewriter.ir.layers import DEFAULT_DOMAINS
-from rewriter.ir.names import node_outer_reads
+from rewriter.ir.names import bodies_outer_reads, node_outer_reads, node_subgraphs
 
 __all__ = ["DEFAULT_DOMAINS", "NodeRow", "delete_entries", "node_reads", "node_rows", "replace_entries",
            "replace_nodes"]
@@ -16,12 +16,14 @@ class NodeRow(NamedTuple):
     """A node's fields as plain Python: reading a protobuf field costs far more than reading a tuple, and a
     stage that walks the graph several times reads each node once."""
 
+    name: str
     op_type: str
     domain: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     reads: list[str]  # as node_reads
     attributes: int  # how many attributes it has (most nodes have none, and then nothing else is read)
+    bodies: int  # how many subgraphs (If branches, Loop and Scan bodies) its attributes hold
 
 
 def node_rows(nodes: Iterable[onnx.NodeProto]) -> list[NodeRow]:
@@ -31,9 +33,11 @@ def node_rows(nodes: Iterable[onnx.NodeProto]) -> list[NodeRow]:
         inputs = tuple(node.input)
         reads = [t for t in inputs if t]
         attributes = len(node.attribute)
-        if attributes:
-            reads += node_outer_reads(node)
-        rows.append(NodeRow(node.op_type, node.domain, inputs, tuple(node.output), reads, attributes))
+        bodies = node_subgraphs(node) if attributes else []
+        if bodies:
+            reads += bodies_outer_reads(bodies)
+        rows.append(NodeRow(node.name, node.op_type, node.domain, inputs, tuple(node.output), reads, attributes,
+                            len(bodies)))
     return rows
 
 

@@ -3,31 +3,65 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from rewriter.ir.load import TENSOR_DATA_FIELDS, _data_bytes, error_summary, light_copy
+from rewriter.ir.protos import NodeRow
 
-__all__ = ["infer_shapes_in_place", "value_types"]
+__all__ = ["infer_shapes_in_place", "value_types", "with_inferred_shapes"]
 
 # Tensors with more elements than this are weights, not shape values: inference gets their dims only.
 _SHAPE_DATA_ELEMENTS = 1024
 
 
-def infer_shapes_in_place(m: onnx.ModelProto, log: list[str]) -> None:
-    """Refresh ``value_info`` and output types in place; on failure keep what the model has."""
-    light = _without_weights(m)
+def infer_shapes_in_place(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow] | None = None) -> None:
+    """Refresh ``value_info`` and output types in place; on failure keep what the model has.
+
+    ``rows``: the main graph's ``node_rows``, when the caller has them (only the protos of nodes with
+    attributes are then read).
+    """
+    inferred = _inferred(_without_weights(m, rows), log)
+    if inferred is not None:
+        _copy_types(inferred, m)
+
+
+def with_inferred_shapes(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow]) -> onnx.ModelProto:
+    """``m`` as ``infer_shapes_in_place`` leaves it, taking onnx's inferred model where that is the same.
+
+    Inference of a model with no big tensors runs on ``m`` itself, and its result is ``m`` with the value_info
+    and output types the copy back would give, unless a node holds a subgraph (onnx also fills subgraphs'
+    value_info, which the copy leaves out): that result is returned as it is, and ``m`` is left unchanged
+    (copying 100k value_info entries back takes 0.045 s at 100k nodes). Otherwise ``m``, refreshed in place.
+    ``rows``: the main graph's ``node_rows``.
+    """
+    light = _without_weights(m, rows)
+    inferred = _inferred(light, log)
+    if inferred is None:
+        return m
+    if light is m and not any(r.bodies for r in rows):
+        return inferred
+    _copy_types(inferred, m)
+    return m
+
+
+def _inferred(light: onnx.ModelProto, log: list[str]) -> onnx.ModelProto | None:
+    """onnx's inference of ``light``, or None (and a line in ``log``) when it fails."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
+            return onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # noqa: BLE001 - any failure of inference only costs us shape information
         message = f"shape inference failed ({error_summary(e)}); continuing without it"
         if message not in log:
             log.append(message)
-        return
+        return None
+
+
+def _copy_types(inferred: onnx.ModelProto, m: onnx.ModelProto) -> None:
     # Straight from the inferred copy (extend copies each entry once; replace_entries would copy twice).
     del m.graph.value_info[:]
     m.graph.value_info.extend(inferred.graph.value_info)
@@ -35,7 +69,7 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str]) -> None:
         mine.CopyFrom(theirs)
 
 
-def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
+def _without_weights(m: onnx.ModelProto, rows: Sequence[NodeRow] | None) -> onnx.ModelProto:
     """A copy without the data of big tensors: inference needs only their dims and types.
 
     It is several times faster on real models (no serializing of the weights) and keeps
@@ -44,7 +78,7 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
     int vectors) from them.
     """
     min_bytes = _SHAPE_DATA_ELEMENTS * 8 + 1  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
-    if not _has_big_tensors(m, min_bytes):
+    if not _has_big_tensors(m, min_bytes, rows):
         return m  # nothing to leave out: inference only reads its input, so the model itself will do
     light, _ = light_copy(m, min_bytes)
     for n in light.graph.node:
@@ -55,13 +89,17 @@ def _without_weights(m: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
-def _has_big_tensors(m: onnx.ModelProto, min_bytes: int) -> bool:
+def _has_big_tensors(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow] | None) -> bool:
     """Would ``_without_weights`` leave anything out? (A model of small weights is copied whole otherwise.)"""
     # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes).
     if any(_data_bytes(t) >= min_bytes for t in m.graph.initializer):
         return True
+    nodes = m.graph.node
+    # Only a node with attributes can hold a tensor: the rows say which, without reading every node's proto.
+    holders = (n for n in nodes if len(n.attribute)) if rows is None else (nodes[i] for i, r in enumerate(rows)
+                                                                             if r.attributes)
     return any(a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS
-               for n in m.graph.node if len(n.attribute) for a in n.attribute)
+               for n in holders for a in n.attribute)
 
 
 def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:

@@ -8,6 +8,7 @@ counts them, so the plan can say how many stay float.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from rewriter.ir.external import in_file, tensor_values
 from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, TensorInfo, make_node_info, make_tensor_info
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
-from rewriter.ir.protos import NodeRow
+from rewriter.ir.protos import NodeRow, node_rows
 from rewriter.ir.tensors import tensor_array
 
 _A = onnx.AttributeProto
@@ -68,29 +69,27 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) ->
     g = model.graph
     # Each node's fields are read from the proto once (field access is the cost on a large graph).
     protos = list(g.node)
-    if rows is not None and len(rows) == len(protos):
-        fields = [(n.name, r.op_type, r.inputs, r.outputs, r.domain, r.attributes) for n, r in zip(protos, rows)]
-    else:
-        fields = [(n.name, n.op_type, tuple(n.input), tuple(n.output), n.domain, len(n.attribute)) for n in protos]
+    fields = rows if rows is not None and len(rows) == len(protos) else node_rows(protos)
     order = _node_order(protos, fields)
     nodes = []
     for k, i in enumerate(order):
-        name, op_type, inputs, outputs, domain, attributes = fields[i]
-        nodes.append(make_node_info(name, op_type, inputs, outputs, _attrs(protos[i]) if attributes else {}, domain,
-                                    k, body_node_count(protos[i]) if attributes else 0))
-    return GraphView(nodes, _tensor_infos(g, [f[3] for f in fields]), name=g.name)
+        row = fields[i]
+        nodes.append(make_node_info(row.name, row.op_type, row.inputs, row.outputs,
+                                    _attrs(protos[i]) if row.attributes else {}, row.domain, k,
+                                    body_node_count(protos[i]) if row.bodies else 0))
+    return GraphView(nodes, _tensor_infos(g, [row.outputs for row in fields]), name=g.name)
 
 
-def _node_order(protos: list[onnx.NodeProto], fields: list[tuple]) -> range | list[int]:
-    produced = {t for f in fields for t in f[3]}
+def _node_order(protos: list[onnx.NodeProto], rows: Sequence[NodeRow]) -> range | list[int]:
+    produced = set(chain.from_iterable(row.outputs for row in rows))
     seen: set[str] = set()
-    for f in fields:
-        for t in f[2]:
+    for row in rows:
+        for t in row.inputs:
             # Only a name produced by a later node breaks the order; others are inputs or constants.
             if t in produced and t not in seen:
-                return topological_order(protos)
-        seen.update(f[3])
-    return range(len(fields))
+                return topological_order(protos, rows)
+        seen.update(row.outputs)
+    return range(len(rows))
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -146,8 +145,9 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
         dtype, shape = known
         infos[name] = make_tensor_info(name, dtype, shape, False, name in inputs, name in outputs)
     for name, t in inits.items():
-        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(t.data_type), tuple(t.dims), True, False,
-                                       name in outputs, _all_zero(t))
+        dims, data_type = tuple(t.dims), t.data_type
+        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(data_type), dims, True, False, name in outputs,
+                                       _all_zero(t, dims, data_type))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -160,17 +160,17 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> di
     return infos
 
 
-def _all_zero(t: onnx.TensorProto) -> bool:
+def _all_zero(t: onnx.TensorProto, dims: tuple[int, ...], data_type: int) -> bool:
+    """Is ``t`` (of ``dims`` and ``data_type``, read by the caller) a small constant of zeros only?"""
     size = 1
-    for d in t.dims:
+    for d in dims:
         size *= d
     if size > ZERO_CHECK_VALUES:
         return False
-    if in_file(t):  # a large model's tensor kept in its file: read as the same model loaded whole would be
-        return not np.any(tensor_values(t))
     if t.data_location == onnx.TensorProto.EXTERNAL:
-        return False
-    if t.data_type == onnx.TensorProto.FLOAT:
+        # A large model's tensor kept in its file is read as the same model loaded whole would be.
+        return in_file(t) and not np.any(tensor_values(t))
+    if data_type == onnx.TensorProto.FLOAT:
         raw = t.raw_data
         if len(raw) == 4 * size:
             # The common case read from the bytes (numpy costs more than the check on a few values): a float32

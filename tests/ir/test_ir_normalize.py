@@ -390,6 +390,43 @@ def test_shapes_are_inferred() -> None:
     assert {"stem_relu", "pool", "concat", "flatten"} <= known
 
 
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_the_inferred_model_taken_is_the_model_refreshed_in_place(name: str) -> None:
+    """with_inferred_shapes returns onnx's inferred model instead of copying its types back: it must be the
+    model the copy would give, byte for byte."""
+    from rewriter.ir.protos import node_rows
+    from rewriter.ir.shape_inference import infer_shapes_in_place, with_inferred_shapes
+
+    model = BUILDERS[name]()
+    refreshed = onnx.ModelProto()
+    refreshed.CopyFrom(model)
+    infer_shapes_in_place(refreshed, [])
+    taken = with_inferred_shapes(model, [], node_rows(model.graph.node))
+    assert taken.SerializeToString(deterministic=True) == refreshed.SerializeToString(deterministic=True)
+
+
+def test_a_model_with_subgraphs_is_refreshed_in_place() -> None:
+    """onnx fills the value_info of If branches too, which the copy back leaves out: such a model is kept."""
+    from rewriter.ir.protos import node_rows
+    from rewriter.ir.shape_inference import with_inferred_shapes
+
+    then_g = helper.make_graph([helper.make_node("Neg", ["t"], ["n"]), helper.make_node("Abs", ["n"], ["a"])],
+                               "then", [], [_f32("a", [2])])
+    else_g = helper.make_graph([helper.make_node("Abs", ["t"], ["b"])], "else", [], [_f32("b", [2])])
+    nodes = [helper.make_node("Relu", ["x"], ["t"], name="relu"),
+             helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g, else_branch=else_g)]
+    graph = helper.make_graph(nodes, "g", [_f32("x", [2]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [_f32("y", None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    inferred = onnx.shape_inference.infer_shapes(model)
+    then_inferred = next(a.g for a in inferred.graph.node[1].attribute if a.name == "then_branch")
+    assert [vi.name for vi in then_inferred.value_info] == ["n"]  # what the copy back leaves out
+    taken = with_inferred_shapes(model, [], node_rows(model.graph.node))
+    assert taken is model and {vi.name for vi in model.graph.value_info} == {"t"}
+    branches = [a.g for a in model.graph.node[1].attribute]
+    assert all(len(b.value_info) == 0 for b in branches)
+
+
 def test_unused_initializers_and_initializer_inputs_removed() -> None:
     model = models.conv_bn_relu_chain()
     model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "orphan"))
@@ -422,6 +459,26 @@ def test_dead_nodes_removed() -> None:
     model.graph.node.append(helper.make_node("Sigmoid", ["relu1"], ["unused"], name="dangling"))
     result = normalize(model)
     assert "dangling" not in {n.name for n in result.model.graph.node}
+
+
+def test_dead_node_removal_ignores_omitted_outputs_and_tells_what_is_used() -> None:
+    """A node whose only named output nobody reads is dead even when it omits another (""); the names
+    returned as used are the graph's outputs and what the kept nodes read, as the initializer cleanup needs."""
+    from rewriter.ir.normalize import _remove_dead_nodes
+    from rewriter.ir.protos import node_rows
+
+    g = helper.make_graph(
+        [helper.make_node("Dropout", ["x"], ["kept", ""], name="d1"),
+         helper.make_node("Add", ["kept", "w"], ["y"], name="add"),
+         helper.make_node("Dropout", ["x"], ["dropped", ""], name="d2"),
+         helper.make_node("Mul", ["dropped", "v"], ["z"], name="mul")],
+        "g", [_f32("x", [2])], [_f32("y", [2])],
+        [numpy_helper.from_array(np.ones(2, np.float32), n) for n in ("w", "v")])
+    log: list[str] = []
+    rows, used = _remove_dead_nodes(g, log, node_rows(g.node))
+    assert [n.name for n in g.node] == ["d1", "add"] and rows == node_rows(g.node)
+    assert used == {"y", "kept", "w", "x"}
+    assert log == ["removed 2 node(s) whose outputs nobody reads"]
 
 
 def test_opset_is_left_alone() -> None:

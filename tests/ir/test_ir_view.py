@@ -164,4 +164,5 @@ def test_zero_check_reads_float_bytes_as_numpy_would() -> None:
     for values in cases:
         with np.errstate(invalid="ignore"):
             expected = not np.any(values)
-        assert _all_zero(numpy_helper.from_array(values)) == expected, values
+        tensor = numpy_helper.from_array(values)
+        assert _all_zero(tensor, tuple(tensor.dims), tensor.data_type) == expected, values
