@@ -44,3 +44,5 @@ def test_stages_mode_times_every_stage(tmp_path: Path, capsys) -> None:  # type:
     table = capsys.readouterr().out
     for stage in ("imports", "load", "normalize", "graph view", "plan", "JSON", "total"):
         assert stage in table
+    # The system part and the page faults of each stage, on rows of their own.
+    assert "system s" in table and "page faults" in table
