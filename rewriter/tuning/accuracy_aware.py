@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Literal, Mapping, Sequence
 
 from rewriter.errors import UserError
-from rewriter.tuning.revert_search import Measurement, Revert, SearchResult, revert_search
+from rewriter.tuning.revert_search import Measurement, Revert, SearchResult, by_contribution, revert_search
 
 __all__ = ["ACCURACY_AWARE_SOURCE", "AccuracyAwareOutcome", "AccuracyAwareSettings", "DropType", "RERANK_WINDOW",
            "SUBSTITUTE_TRIES", "accuracy_aware_search", "rank_by_score"]
@@ -203,5 +203,5 @@ def substitute_cheaper(search: SearchResult, order: Sequence[str], metric: Calla
                 break
     if len(measurements) == len(search.measurements):
         return search
-    reverted.sort(key=lambda r: (r.contribution is None, -(r.contribution or 0.0), position.get(r.unit, 0)))
+    reverted.sort(key=by_contribution(position))
     return replace(search, final=current, reverted=tuple(reverted), measurements=tuple(measurements))

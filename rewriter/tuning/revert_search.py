@@ -29,9 +29,9 @@ may be reverted at once: a search that would have to return most of a model to f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
-__all__ = ["Measurement", "Revert", "SearchResult", "revert_search"]
+__all__ = ["Measurement", "Revert", "SearchResult", "by_contribution", "revert_search"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,12 @@ class SearchResult:
     @property
     def met(self) -> bool:
         return self.final >= self.target
+
+
+def by_contribution(order: Mapping[str, int]) -> Callable[[Revert], tuple]:
+    """The sort key of reverts as a result lists them: largest measured contribution first, untried ones
+    last, ties in candidate ``order`` (unit -> position)."""
+    return lambda r: (r.contribution is None, -(r.contribution or 0.0), order[r.unit])
 
 
 def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], float | None], initial: float,
@@ -154,5 +160,5 @@ def revert_search(candidates: Sequence[str], score: Callable[[tuple[str, ...]], 
     else:
         stopped = "budget spent" if len(log) >= budget or len(reverted) < limit else "revert limit"
     kept = [Revert(u, *measured_at[u]) if u in measured_at else Revert(u, current, None) for u in reverted]
-    kept.sort(key=lambda r: (r.contribution is None, -(r.contribution or 0.0), order[r.unit]))
+    kept.sort(key=by_contribution(order))
     return SearchResult(initial, current, target, tuple(kept), tuple(log), stopped)

@@ -465,7 +465,7 @@ def first_timing_estimate(elapsed: float, float_s: float, quantized_s: float, se
     run: the smaller is taken, the quantized run scaled alike."""
     per_float = min(float_s, seconds / pass_samples) if pass_samples else float_s
     per_quantized = quantized_s * (per_float / float_s if float_s > 0 else 1.0)
-    budget = min(seconds, per_float * pass_samples) if pass_samples else seconds
+    budget = _within_one_float_pass(seconds, per_float, pass_samples)
     return budget, elapsed + (_PROFILE_RUNS + runs) * (per_float + per_quantized)
 
 
@@ -546,8 +546,14 @@ def _float_pass_budget(settings: SpeedSettings, first: Sequence[tuple[RunProfile
     plain pass."""
     if settings.seconds is None or not pass_samples:
         return settings
-    estimate = min(f.total_us for f, _ in first) / 1e6 * pass_samples
-    return replace(settings, seconds=min(settings.seconds, estimate))
+    per_float = min(f.total_us for f, _ in first) / 1e6
+    return replace(settings, seconds=_within_one_float_pass(settings.seconds, per_float, pass_samples))
+
+
+def _within_one_float_pass(seconds: float, per_float: float, pass_samples: int | None) -> float:
+    """``seconds`` cut to one plain float pass over ``pass_samples`` samples of ``per_float`` seconds each
+    (unchanged without a sample count)."""
+    return min(seconds, per_float * pass_samples) if pass_samples else seconds
 
 
 def _timing_share(settings: SpeedSettings) -> SpeedSettings:
