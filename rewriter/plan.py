@@ -17,7 +17,7 @@ Role = Literal["activation", "weight"]
 NodeStatus = Literal["quantized", "float", "ignored", "agnostic", "reverted"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """One step of a trail: what happened, by which rule or spec entry, declared where."""
 
@@ -41,7 +41,7 @@ def decision_key(decision: Decision) -> tuple[str, str, str, str, int, int]:
     return decision.action, decision.source, decision.detail, loc.file, loc.line, loc.column
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Consumer:
     """An input port that reads a tensor through its FakeQuantize."""
 
@@ -49,7 +49,7 @@ class Consumer:
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FakeQuantizePoint:
     """A FakeQuantize on one tensor.
 
@@ -70,7 +70,7 @@ class FakeQuantizePoint:
     trail: tuple[Decision, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Requantization:
     """The output of a grid-preserving op (data movement, max, zero padding) that reads quantized values.
 
@@ -85,7 +85,7 @@ class Requantization:
     trail: tuple[Decision, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntegerBias:
     """The bias of a linear layer stored as int32 with scale = activation scale x weight scale.
 
@@ -102,7 +102,7 @@ class IntegerBias:
     trail: tuple[Decision, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeDecision:
     """Why a node is (or is not) quantized.
 

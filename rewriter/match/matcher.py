@@ -40,7 +40,7 @@ MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Expand", "Squeeze", "Unsqueeze
 MOVEMENT_DEPTH = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
     """One occurrence: capture name -> node index (absent optional captures are missing)."""
 
