@@ -85,7 +85,7 @@ def matmul_bias_names(node_name: str, output: str) -> tuple[str, str]:
     return f"{node_name}_bias", f"{output}_before_bias"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BiasAdd:
     """An ``Add`` of a constant that is the only reader of a linear node's output.
 
@@ -102,7 +102,7 @@ class BiasAdd:
     output: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinearLayer:
     """One Conv/ConvTranspose/Gemm/MatMul node of the default domain, as the passes see it.
 

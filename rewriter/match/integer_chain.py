@@ -27,7 +27,7 @@ from rewriter.plan import Decision, FakeQuantizePoint, IntegerBias, Requantizati
 MAX_STORED_BITS = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequantizeRequest:
     """A ``requantize`` action matched on one node."""
 
@@ -36,7 +36,7 @@ class RequantizeRequest:
     decision: Decision
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BiasRequest:
     """An ``int32_bias`` action matched on one node."""
 

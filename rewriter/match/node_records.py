@@ -15,7 +15,7 @@ from rewriter.spec.model import HardwareSpec
 PLACING = ("insert", "propagate", "unify", "symmetric", "asymmetric", "spec")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeQuantizers:
     """Where a node reads or writes quantized values.
 

@@ -90,7 +90,7 @@ class PlanOptions:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Point:
     """A FakeQuantize being planned (mutable while the phases run)."""
 
