@@ -25,7 +25,6 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from rewriter.ir.names import subgraphs
 
 __all__ = ["EXTERNAL_FOLDER_KEY", "file_bytes", "file_chunks", "in_file", "keep_in_file", "runtime_payload",
            "tensor_values", "tensors"]
@@ -35,15 +34,29 @@ EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 
 
 def tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor that can hold data: initializers and tensor attributes, subgraphs included."""
+    """Every tensor that can hold data: initializers and tensor attributes, subgraphs included (the graph's
+    own tensors first, then each subgraph's, in node order)."""
     yield from graph.initializer
+    # One walk over the nodes' attributes for tensors and subgraphs alike: every model is walked so at load,
+    # and most nodes have no attribute at all.
+    tensor, tensor_list, body, body_list = (onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS,
+                                            onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    bodies: list[onnx.GraphProto] = []
     for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
+        attributes = node.attribute
+        if not attributes:
+            continue
+        for attr in attributes:
+            kind = attr.type
+            if kind == tensor:
                 yield attr.t
-            elif attr.type == onnx.AttributeProto.TENSORS:
+            elif kind == tensor_list:
                 yield from attr.tensors
-    for sub in subgraphs(graph):
+            elif kind == body:
+                bodies.append(attr.g)
+            elif kind == body_list:
+                bodies.extend(attr.graphs)
+    for sub in bodies:
         yield from tensors(sub)
 
 

@@ -198,3 +198,42 @@ def test_the_digest_reads_a_constant_kept_in_its_file(tmp_path: Path, keep_in_fi
     again = stored(1.0, "ones_again")
     assert model_digest(ones) == model_digest(load_model(again))  # another folder
     assert model_digest(ones) == model_digest(onnx.load(os.fspath(again)))  # loaded whole
+
+
+def test_every_tensor_is_walked_subgraphs_included() -> None:
+    """tensors() finds what onnx's own walk finds: initializers, tensor and tensor-list attributes, and the
+    same inside If branches and Loop bodies at any depth; the graph's own tensors come first."""
+    from onnx import TensorProto, helper
+    from onnx.external_data_helper import _get_all_tensors
+
+    from rewriter.ir.external import tensors
+
+    def const(name: str) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], name=f"make_{name}",
+                                value=numpy_helper.from_array(np.zeros(2, np.float32), f"{name}_value"))
+
+    inner_if = helper.make_node(
+        "If", ["cond"], ["inner_out"], name="inner_if",
+        then_branch=helper.make_graph([const("deep_then")], "deep_then_graph", [],
+                                      [helper.make_tensor_value_info("deep_then", TensorProto.FLOAT, [2])]),
+        else_branch=helper.make_graph([const("deep_else")], "deep_else_graph", [],
+                                      [helper.make_tensor_value_info("deep_else", TensorProto.FLOAT, [2])]))
+    body = helper.make_graph(
+        [inner_if, const("body_const"), helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])])
+    listed = helper.make_node("Custom", [], ["listed_out"], name="listed", domain="x.y")
+    listed.attribute.append(helper.make_attribute(
+        "values", [numpy_helper.from_array(np.ones(1, np.float32), f"listed_{k}") for k in range(2)]))
+    graph = helper.make_graph(
+        [const("top"), listed, helper.make_node("Loop", ["trip", "cond"], [], name="loop", body=body)], "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])], [],
+        [numpy_helper.from_array(np.array(3, np.int64), "trip"),
+         numpy_helper.from_array(np.zeros(3, np.float32), "w")])
+    model = helper.make_model(graph)
+
+    ours = [t.name for t in tensors(model.graph)]
+    assert sorted(ours) == sorted(t.name for t in _get_all_tensors(model))
+    assert ours[:5] == ["trip", "w", "top_value", "listed_0", "listed_1"]
+    assert set(ours[5:]) == {"body_const_value", "deep_then_value", "deep_else_value"}
