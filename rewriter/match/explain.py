@@ -177,7 +177,7 @@ class _Explainer:
 
     def _attempt(self, pattern: ast.Pattern, pnode: ast.PatternNode, node: NodeInfo) -> CaptureAttempt:
         capture = pnode.name
-        found = [m for m in self._matches(pattern) if m.captures.get(capture) == node.index]
+        found = [m for m in self._matches(pattern) if m.node(capture) == node.index]
         if found:
             return CaptureAttempt(capture, "matched", captures=self._named(pattern, found[0].captures),
                                   dropped=_dropped(pattern, found[0].captures), other_matches=len(found) - 1)
@@ -204,7 +204,7 @@ class _Explainer:
                   embedding: dict[str, int]) -> CaptureAttempt:
         anchor = matcher.anchor(self.graph).name
         at_anchor = embedding[anchor]
-        winner = next((m for m in self._matches(pattern) if m.captures.get(anchor) == at_anchor), None)
+        winner = next((m for m in self._matches(pattern) if m.node(anchor) == at_anchor), None)
         won = (f" ({_captures_text(self._named(pattern, winner.captures))})" if winner is not None else "")
         reason = (f"the pattern embeds here, but at its anchor `{anchor}`={self.graph.nodes[at_anchor].name} "
                   f"a longer form matched first{won}; the longest match wins")

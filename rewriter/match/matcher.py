@@ -42,13 +42,28 @@ MOVEMENT_DEPTH = 4
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One occurrence: capture name -> node index (absent optional captures are missing)."""
+    """One occurrence: its captures' names and node indexes, in the order they were bound (absent optional
+    captures are missing).
+
+    Two tuples rather than a mapping: a large graph has millions of matches, most of one node, and every
+    one-node match of a pattern shares one ``names`` tuple.
+    """
 
     pattern: str
-    captures: Mapping[str, int]
+    names: tuple[str, ...]
+    nodes: tuple[int, ...]
+
+    @property
+    def captures(self) -> Mapping[str, int]:
+        """Capture name -> node index."""
+        return MappingProxyType(dict(zip(self.names, self.nodes)))
 
     def node(self, capture: str) -> int | None:
-        return self.captures.get(capture)
+        names = self.names
+        for k in range(len(names)):  # a handful of captures: scanning beats building a dict
+            if names[k] == capture:
+                return self.nodes[k]
+        return None
 
 
 @dataclass(frozen=True)
@@ -115,8 +130,8 @@ class PatternMatcher:
         self._reached = {}  # valid for this graph only
         if len(self.variants) == 1 and len(self.variants[0].nodes) == 1 and not self.variants[0].edges:
             # One node, nothing to grow: every candidate is a match, already in graph order.
-            return [Match(self.pattern.name, MappingProxyType({anchor.name: index}))
-                    for index in self._candidates(graph, anchor)]
+            names = (anchor.name,)
+            return [Match(self.pattern.name, names, (index,)) for index in self._candidates(graph, anchor)]
         tree = self._trees.get(anchor.name)
         if tree is None:
             tree = self._trees[anchor.name] = _growth_tree(self.variants, anchor.name)
@@ -130,7 +145,8 @@ class PatternMatcher:
                 for captures in hits[min(hits)]:
                     # Positions and names apart: matches of different sizes can share their first positions.
                     key = (tuple(sorted(captures.values())), tuple(sorted(captures)))
-                    found.setdefault(key, Match(self.pattern.name, MappingProxyType(captures)))
+                    if key not in found:
+                        found[key] = Match(self.pattern.name, tuple(captures), tuple(captures.values()))
         return [found[k] for k in sorted(found)]
 
     # -- anchoring --------------------------------------------------------

@@ -169,7 +169,8 @@ class _Planner:
     def _decision(self, action: str, rule: ast.Rule, match: Match, detail: str = "") -> Decision:
         text = self._match_text.get(id(match))
         if text is None:
-            anchor = ", ".join(f"{cap}={self.graph.nodes[i].name}" for cap, i in match.captures.items())
+            nodes = self.graph.nodes
+            anchor = ", ".join(f"{cap}={nodes[i].name}" for cap, i in zip(match.names, match.nodes))
             text = self._match_text[id(match)] = f"pattern {rule.pattern}: {anchor}"
         return Decision(action, rule.name, rule.loc, f"{text}; {detail}" if detail else text)
 
@@ -266,7 +267,7 @@ class _Planner:
                                  f"op type {ignored.op_type}"))
 
     def _ignore(self, rule: ast.Rule, action: ast.Ignore, match: Match) -> None:
-        names = action.captures or tuple(match.captures)
+        names = action.captures or match.names
         for cap in names:
             index = match.node(cap)
             if index is not None:
