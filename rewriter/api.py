@@ -21,7 +21,7 @@ from rewriter.choices import (DEFAULT_TARGETS, BiasCorrection, ModelType, Optimi
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model
-from rewriter.ir.normalize import normalize
+from rewriter.ir.normalize import normalize_taken
 from rewriter.ir.view import graph_view
 from rewriter.io_utils import read_utf8
 from rewriter.match.planner import IgnoredOperation, PlanOptions, RevertRequest, build_plan
@@ -149,7 +149,7 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
            reverted: Sequence[RevertRequest]) -> tuple[GraphView, PlanInputs, QuantPlan]:
     start = time.perf_counter()
     inputs = load_plan_inputs(target, rules, model_type)
-    normalized = normalize(load_model(model))
+    normalized = normalize_taken([load_model(model)])
     graph = graph_view(normalized.model, normalized.rows)
     # Planning reads the view only: the normalized protobuf and its node rows are let go now,
     # not when the plan is done.

@@ -32,7 +32,7 @@ from rewriter.io_utils import check_outputs
 from rewriter.ir.edit import restore_initializers
 from rewriter.ir.graph import GraphView
 from rewriter.ir.load import load_model, save_model
-from rewriter.ir.normalize import normalize
+from rewriter.ir.normalize import normalize, normalize_taken
 from rewriter.ir.tensors import initializer_arrays
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import PlanOptions, RevertRequest, build_plan
@@ -98,8 +98,9 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         _log.info("%s: %.2f s", stage, now - clock)
         clock = now
 
-    # The loaded model is not kept past normalizing: over 2 GB, a second copy of the weights counts.
-    normalized = normalize(load_model(model) if isinstance(model, (str, Path)) else model).model
+    # A model loaded here is normalized in place and let go once shape inference returns its own model:
+    # over 2 GB, a second copy of the weights counts. A caller's model is copied, never changed.
+    normalized = (normalize_taken([load_model(model)]) if isinstance(model, (str, Path)) else normalize(model)).model
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
     ids = calibration.select(options.subset_size, options.seed)
     _log.info("calibration: %d sample(s) of %s, seed %d", len(ids),

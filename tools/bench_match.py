@@ -58,7 +58,7 @@ start = times()
 from pathlib import Path
 from rewriter.api import plan_graph
 from rewriter.ir.load import load_model
-from rewriter.ir.normalize import normalize
+from rewriter.ir.normalize import normalize_taken
 from rewriter.ir.view import graph_view
 from rewriter.match.planner import PlanOptions
 from rewriter.report.plan_report import write_plan_json
@@ -78,9 +78,8 @@ def stage(name, run, *args):
     return result
 model, target = sys.argv[1], sys.argv[2]
 inputs = stage("spec and rules", load_plan_inputs, target, (), None)
-loaded = stage("load", load_model, model)
-normalized = stage("normalize", normalize, loaded)
-del loaded
+box = [stage("load", load_model, model)]
+normalized = stage("normalize", normalize_taken, box)  # as the audit hands it over: no copy
 graph = stage("graph view", graph_view, normalized.model, normalized.rows)
 del normalized  # as the audit lets it go
 plan = stage("plan", plan_graph, graph, inputs, PlanOptions(), Path(model).name, None)

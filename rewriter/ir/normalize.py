@@ -53,7 +53,7 @@ from rewriter.ir.protos import (DEFAULT_DOMAINS, NodeRow, delete_entries, node_r
                                 replace_nodes)
 from rewriter.ir.shape_inference import with_inferred_shapes
 
-__all__ = ["NormalizeResult", "constant_value", "normalize"]
+__all__ = ["NormalizeResult", "constant_value", "normalize", "normalize_taken"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,18 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    return normalize_taken([m])
+
+
+def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
+    """``normalize`` without the copy: takes the one model out of ``box`` (leaving it empty) and rewrites it.
+
+    For a caller that keeps no other reference to the model, such as one just loaded from a file:
+    ``normalize_taken([load_model(path)])``. The list hands over the last reference, so the loaded model is
+    freed as soon as shape inference returns a model of its own; with the copy and the loaded model both
+    alive, a million-node model's normalization held about one model more at its peak.
+    """
+    m = box.pop()
     log: list[str] = []
     # Each node's fields read once and shared by the steps below (protobuf field access dominates a
     # 100k-node graph); read again after a step that edited the nodes.

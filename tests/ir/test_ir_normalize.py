@@ -610,3 +610,22 @@ def test_value_info_names_only_values_of_the_normalized_graph(declared: bool) ->
     result = normalize(model)
     assert [vi.name for vi in result.model.graph.value_info] == ["a"]
     assert [d.dim_value for d in result.model.graph.output[0].type.tensor_type.shape.dim] == [1, 2]
+
+
+def test_normalize_taken_gives_what_normalize_gives() -> None:
+    """The in-place form hands back the same model bytes and actions as the copying one, and takes the model
+    out of its box; the copying form leaves the caller's model as it was."""
+    from models import tiny_cnn
+
+    from rewriter.ir.normalize import normalize_taken
+
+    model = tiny_cnn()
+    model.graph.node[0].name = ""  # a step with something to do (naming) before inference
+    before = model.SerializeToString()
+    copied = normalize(model)
+    assert model.SerializeToString() == before
+    box = [onnx.load_from_string(before)]
+    taken = normalize_taken(box)
+    assert box == []
+    assert taken.model.SerializeToString() == copied.model.SerializeToString()
+    assert taken.actions == copied.actions and taken.rows == copied.rows
