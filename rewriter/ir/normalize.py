@@ -101,7 +101,9 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     rows = name_nodes(m.graph, log, rows)
     _drop_initializer_inputs(m, log)
     declared = len(m.graph.value_info)  # the model's own entries; inference adds those of node outputs
-    m = with_inferred_shapes(m, log, rows)
+    box.append(m)
+    del m  # the box holds the model's only reference: inference lets it go once serialized
+    m = with_inferred_shapes(box, log, rows)
     inferred_at = len(log)
     # Each step below takes the rows of the graph as it finds it and returns those of the graph it leaves.
     rows = _constants_to_initializers(m.graph, log, rows)
@@ -123,7 +125,9 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     # with neither, there is none to look for (a scan of every entry, 100k of them on a 100k-node graph).
     pruned = (edited or declared > 0) and _prune_value_info(m.graph, rows)
     if pruned or edited:
-        m = with_inferred_shapes(m, log, rows)
+        box.append(m)
+        del m
+        m = with_inferred_shapes(box, log, rows)
     # Every step that moved, added or dropped nodes read the rows again: they are the graph's nodes now.
     return NormalizeResult(m, tuple(log), tuple(rows))
 

@@ -29,27 +29,33 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str], rows: Sequence[Nod
         _copy_types(inferred, m)
 
 
-def with_inferred_shapes(m: onnx.ModelProto, log: list[str], rows: Sequence[NodeRow]) -> onnx.ModelProto:
-    """``m`` as ``infer_shapes_in_place`` leaves it, taking onnx's inferred model where that is the same.
+def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Sequence[NodeRow]) -> onnx.ModelProto:
+    """The model taken out of ``box`` (left empty) as ``infer_shapes_in_place`` leaves it.
 
-    Inference of a model with no big tensors runs on ``m`` itself, and its result is ``m`` with the value_info
-    and output types the copy back would give, unless a node holds a subgraph (onnx also fills subgraphs'
-    value_info, which the copy leaves out): that result is returned as it is, and ``m`` is left unchanged
-    (copying 100k value_info entries back takes 0.045 s at 100k nodes). Otherwise ``m``, refreshed in place.
-    ``rows``: the main graph's ``node_rows``.
+    A model with no big tensors and no subgraphs is inferred whole, and onnx's answer is that model with the
+    value_info and output types the copy back would give: it is returned as it is (copying 100k value_info
+    entries back takes 0.045 s at 100k nodes), and the model is let go as soon as it is serialized for
+    onnx, so the two are never in memory together (the box hands over the caller's last reference; a
+    million-node model is about a gigabyte). Otherwise (inference on a copy without the weights, or onnx
+    also filling subgraphs' value_info, which the copy back leaves out) the model itself, refreshed in
+    place. ``rows``: the main graph's ``node_rows``.
     """
+    m = box.pop()
     light = _without_weights(m, rows)
-    inferred = _inferred(light, log)
-    if inferred is None:
-        return m
     if light is m and not any(r.bodies for r in rows):
-        return inferred
-    _copy_types(inferred, m)
+        data = m.SerializeToString()
+        del m, light
+        inferred = _inferred(data, log)
+        return inferred if inferred is not None else onnx.load_from_string(data)
+    inferred = _inferred(light, log)
+    if inferred is not None:
+        _copy_types(inferred, m)
     return m
 
 
-def _inferred(light: onnx.ModelProto, log: list[str]) -> onnx.ModelProto | None:
-    """onnx's inference of ``light``, or None (and a line in ``log``) when it fails."""
+def _inferred(light: onnx.ModelProto | bytes, log: list[str]) -> onnx.ModelProto | None:
+    """onnx's inference of ``light`` (a model, or one serialized), or None (and a line in ``log``) when it
+    fails."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -401,8 +401,28 @@ def test_the_inferred_model_taken_is_the_model_refreshed_in_place(name: str) -> 
     refreshed = onnx.ModelProto()
     refreshed.CopyFrom(model)
     infer_shapes_in_place(refreshed, [])
-    taken = with_inferred_shapes(model, [], node_rows(model.graph.node))
+    box = [model]
+    taken = with_inferred_shapes(box, [], node_rows(model.graph.node))
+    assert box == []
     assert taken.SerializeToString(deterministic=True) == refreshed.SerializeToString(deterministic=True)
+
+
+def test_a_model_whose_inference_fails_comes_back_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model is let go once serialized for onnx; when onnx fails, the same model comes back from its
+    bytes, and the log says inference was skipped."""
+    from rewriter.ir.protos import node_rows
+    from rewriter.ir.shape_inference import with_inferred_shapes
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("inference broke")
+
+    model = models.tiny_cnn()
+    before = model.SerializeToString()
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", fail)
+    log: list[str] = []
+    back = with_inferred_shapes([model], log, node_rows(model.graph.node))
+    assert back.SerializeToString() == before
+    assert log == ["shape inference failed (inference broke); continuing without it"]
 
 
 def test_a_model_with_subgraphs_is_refreshed_in_place() -> None:
@@ -421,7 +441,7 @@ def test_a_model_with_subgraphs_is_refreshed_in_place() -> None:
     inferred = onnx.shape_inference.infer_shapes(model)
     then_inferred = next(a.g for a in inferred.graph.node[1].attribute if a.name == "then_branch")
     assert [vi.name for vi in then_inferred.value_info] == ["n"]  # what the copy back leaves out
-    taken = with_inferred_shapes(model, [], node_rows(model.graph.node))
+    taken = with_inferred_shapes([model], [], node_rows(model.graph.node))
     assert taken is model and {vi.name for vi in model.graph.value_info} == {"t"}
     branches = [a.g for a in model.graph.node[1].attribute]
     assert all(len(b.value_info) == 0 for b in branches)
