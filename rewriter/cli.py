@@ -16,16 +16,13 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
 
 from rewriter.choices import DEFAULT_TARGETS, MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, print_warning, run_quantize
 from rewriter.cli_report import add_report_parser, run_audit_extras, run_report
 from rewriter.errors import RuntimeRefused, UserError
 from rewriter.io_utils import atomic_write, atomic_write_text, check_outputs
-
-if TYPE_CHECKING:
-    from rewriter.plan import QuantPlan
 
 # Each subcommand imports what it runs inside its handler, so that `rewriter --help` and the light
 # subcommands start without loading onnx, onnxruntime, lark or the numeric passes.
@@ -144,7 +141,7 @@ def _write(text: str, output: Path | None) -> None:
 def _audit(args: argparse.Namespace) -> int:
     # Lazy for start-up time (see the top of the module).
     from rewriter.api import audit, reverts_in_report, why
-    from rewriter.report.plan_report import plan_text
+    from rewriter.report.plan_report import write_plan_json, write_plan_text
     from rewriter.report.why_report import why_json, why_text
 
     # Before any work: a refused -o costs nothing.
@@ -174,30 +171,29 @@ def _audit(args: argparse.Namespace) -> int:
                      ignore_ops=args.ignore_op, preset=args.preset or "performance", model_type=args.model_type,
                      saturation_fix=args.saturation_fix, reverted=reverted)
         if args.format == "json":
-            _write_plan_json(plan, output)
+            _write_streamed(lambda stream: write_plan_json(plan, stream), output)
         else:
-            _write(plan_text(plan, trails=not args.no_trails), output)
+            _write_streamed(lambda stream: write_plan_text(plan, stream, trails=not args.no_trails), output)
         return EXIT_OK
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _write_plan_json(plan: QuantPlan, output: Path | None) -> None:
-    # Streamed: the document of a million-node plan is never one string in memory.
-    from rewriter.report.plan_report import write_plan_json
-
+def _write_streamed(write: Callable[[TextIO], None], output: Path | None) -> None:
+    """``write`` to stdout or, atomically, to ``output``: an audit is written piece by piece, so a
+    million-node plan's document is never one string in memory."""
     if output is None:
-        write_plan_json(plan, sys.stdout)
+        write(sys.stdout)
         return
 
-    def write(handle: BinaryIO) -> None:
+    def write_file(handle: BinaryIO) -> None:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="\n", write_through=False)
-        write_plan_json(plan, text)
+        write(text)
         text.flush()
         text.detach()  # the atomic writer closes the file itself
 
-    atomic_write(output, write, "the output")
+    atomic_write(output, write_file, "the output")
 
 
 def _specs(args: argparse.Namespace) -> int:

@@ -284,8 +284,14 @@ def _array(key: str, items: Iterable[str]) -> Iterator[str]:
 
 def write_plan_json(plan: QuantPlan, stream: TextIO) -> None:
     """Write the "rewriter.plan/2" document to ``stream`` piece by piece (never the whole text in memory)."""
+    write_chunks(plan_json_chunks(plan), stream)
+
+
+def write_chunks(chunks: Iterable[str], stream: TextIO) -> None:
+    """Write ``chunks`` to ``stream`` a few thousand at a time: one write per piece costs more than the
+    pieces, and one string of all of them is a million-node plan's whole document in memory."""
     batch: list[str] = []
-    for chunk in plan_json_chunks(plan):
+    for chunk in chunks:
         batch.append(chunk)
         if len(batch) >= 4096:
             stream.write("".join(batch))
@@ -333,56 +339,69 @@ def plan_json(plan: QuantPlan) -> str:
 
 def plan_text(plan: QuantPlan, trails: bool = True) -> str:
     """A readable, diffable rendering: FakeQuantizes with their trails, then every node."""
-    lines = [f"plan for {plan.model} on {plan.target} (preset {plan.preset})",
-             f"spec  {display_path(plan.spec_path)}",
-             "rules " + ", ".join(display_path(f) for f in plan.rule_files), ""]
+    return "".join(plan_text_lines(plan, trails))
+
+
+def write_plan_text(plan: QuantPlan, stream: TextIO, trails: bool = True) -> None:
+    """Write ``plan_text`` to ``stream`` line by line (never the whole text in memory)."""
+    write_chunks(plan_text_lines(plan, trails), stream)
+
+
+def plan_text_lines(plan: QuantPlan, trails: bool = True) -> Iterator[str]:
+    """``plan_text``'s lines, each ending in a newline."""
+    yield f"plan for {plan.model} on {plan.target} (preset {plan.preset})\n"
+    yield f"spec  {display_path(plan.spec_path)}\n"
+    yield "rules " + ", ".join(display_path(f) for f in plan.rule_files) + "\n"
+    yield "\n"
     loc_text = _LocTexts()
 
     def trail_lines(trail: Iterable[Decision]) -> Iterator[str]:
-        return (_trail_line(d, loc_text) for d in trail)
+        return (_trail_line(d, loc_text) + "\n" for d in trail)
 
     s = summary(plan)
-    lines.append(f"{s['fakequantize']} FakeQuantize ({s['fakequantize_activations']} activations, "
-                 f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
-                 f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float"
-                 f"{', ' + str(s['nodes_reverted']) + ' reverted' if s['nodes_reverted'] else ''}; "
-                 f"{s['requantized']} requantized outputs, {s['int32_biases']} int32 biases")
+    yield (f"{s['fakequantize']} FakeQuantize ({s['fakequantize_activations']} activations, "
+           f"{s['fakequantize_weights']} weights); nodes: {s['nodes_quantized']} quantized, "
+           f"{s['nodes_agnostic']} agnostic, {s['nodes_ignored']} ignored, {s['nodes_float']} float"
+           f"{', ' + str(s['nodes_reverted']) + ' reverted' if s['nodes_reverted'] else ''}; "
+           f"{s['requantized']} requantized outputs, {s['int32_biases']} int32 biases\n")
     note = control_flow_warning(plan)
     if note:
-        lines.append(f"warning: {note}")
-    lines.append("")
-    lines.append("FakeQuantize")
+        yield f"warning: {note}\n"
+    yield "\n"
+    yield "FakeQuantize\n"
     for p in plan.points:
         readers = "output" if p.at_output else ", ".join(f"{c.node}:{c.port}" for c in p.consumers)
         extra = "" if p.channel_axis is None else f" axis={p.channel_axis}"
         group = "" if p.unify_group is None else f" unified#{p.unify_group}"
-        lines.append(f"  {p.tensor}  {p.role}  {p.config.describe()}{extra}{group}  -> {readers}")
+        yield f"  {p.tensor}  {p.role}  {p.config.describe()}{extra}{group}  -> {readers}\n"
         if trails:
-            lines.extend(trail_lines(p.trail))
+            yield from trail_lines(p.trail)
     if plan.requantized:
-        lines.extend(["", "Requantized outputs (the grid of their input, lossless)"])
+        yield "\n"
+        yield "Requantized outputs (the grid of their input, lossless)\n"
         for r in plan.requantized:
-            lines.append(f"  {r.tensor}  after {r.node}  grid of {r.grid}")
+            yield f"  {r.tensor}  after {r.node}  grid of {r.grid}\n"
             if trails:
-                lines.extend(trail_lines(r.trail))
+                yield from trail_lines(r.trail)
     if plan.int32_biases:
-        lines.extend(["", "Int32 biases (scale = activation scale x weight scale)"])
+        yield "\n"
+        yield "Int32 biases (scale = activation scale x weight scale)\n"
         for b in plan.int32_biases:
-            lines.append(f"  {b.node}  bias {b.bias or '(none yet)'}  = {b.activation} x {b.weight}")
+            yield f"  {b.node}  bias {b.bias or '(none yet)'}  = {b.activation} x {b.weight}\n"
             if trails:
-                lines.extend(trail_lines(b.trail))
-    lines.extend(["", f"Activations stored {plan.activation_storage}"])
+                yield from trail_lines(b.trail)
+    yield "\n"
+    yield f"Activations stored {plan.activation_storage}\n"
     if trails:
-        lines.extend(trail_lines(plan.storage_trail))
-    lines.append("")
-    lines.append("Nodes")
+        yield from trail_lines(plan.storage_trail)
+    yield "\n"
+    yield "Nodes\n"
     width = max((len(n.node) for n in plan.nodes), default=4)
     op_width = max((len(n.op_type) for n in plan.nodes), default=4)
     for n in plan.nodes:
-        lines.append(f"  {n.node:<{width}}  {n.op_type:<{op_width}}  {n.status:<9}  {n.reason}")
+        yield f"  {n.node:<{width}}  {n.op_type:<{op_width}}  {n.status:<9}  {n.reason}\n"
         if trails and n.status in ("ignored", "reverted"):
-            lines.extend(trail_lines(n.trail))
-    return "\n".join(lines) + "\n"
+            yield from trail_lines(n.trail)
 
 
 def _trail_line(decision: Decision, loc_text: _LocTexts) -> str:

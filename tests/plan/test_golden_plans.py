@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import models
@@ -92,3 +93,38 @@ def test_compact_json_lines_are_what_the_json_module_writes() -> None:
         if body.startswith("{") or body.startswith("["):
             assert json.dumps(json.loads(body), separators=(",", ":")) == body
     assert json.loads(text)["nodes"][1]["node"].endswith(odd)
+
+
+def test_a_large_plan_is_written_in_pieces() -> None:
+    """The audit writes its table and its JSON piece by piece: the same text as the whole string, in several
+    writes, so a million-node plan's document is never one string in memory."""
+    import io
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rewriter.report.plan_report import write_plan_json, write_plan_text
+
+    # 1,500 Conv + Relu pairs: more lines than one batch of writes holds.
+    nodes, inits, x = [], [], "x"
+    for k in range(1500):
+        inits.append(numpy_helper.from_array(np.full((2, 2, 1, 1), 0.5, np.float32), f"w{k}"))
+        nodes += [helper.make_node("Conv", [x, f"w{k}"], [f"c{k}"], name=f"conv{k}"),
+                  helper.make_node("Relu", [f"c{k}"], [f"r{k}"], name=f"relu{k}")]
+        x = f"r{k}"
+    graph = helper.make_graph(nodes, "long", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 2, 4, 4])], inits)
+    plan = plan_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "CPU", name="long")
+
+    class Recorder(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    for write, whole in ((lambda s: write_plan_text(plan, s), plan_text(plan)),
+                         (lambda s: write_plan_json(plan, s), plan_json(plan))):
+        stream = Recorder()
+        write(stream)
+        assert stream.getvalue() == whole
+        assert stream.writes > 1 and whole.count("\n") > 4096
