@@ -132,30 +132,48 @@ class _Tables:
 
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
-        # Equal decisions share an id. They are keyed by their fields as one flat tuple: hashing the
-        # dataclasses (a Decision holds a SourceLoc) costs several times more, once per trail entry.
-        self._ids: dict[tuple[str, str, str, str, int, int], int] = {}
-        # Trails share Decision objects (a node's trail holds its points' decisions): look up by identity
-        # first, which is cheaper still.
-        self._by_identity: dict[int, int] = {}
-        self._keep_alive: list[Decision] = []
+        # Decisions by their detail, the one field that tells them apart: a plan's details are all but unique
+        # (each names its rule's match), and a str keeps its hash, so most lookups build no key at all (a
+        # million-node plan has millions of distinct decisions). The value is the id of the one decision met
+        # with that detail, or, for a detail that distinct decisions share, a dict of their ids by
+        # ``decision_key`` (equal decisions share an id) and by identity (trails share objects).
+        self._by_detail: dict[str, int | dict[object, int]] = {}
+        self._keep_alive: list[Decision] = []  # the objects whose identity a shared detail's dict holds
         self.configs: dict[QuantizerConfig, int] = {}
 
     def trail(self, trail: Iterable[Decision]) -> list[int]:
         ids = []
-        by_identity = self._by_identity
+        by_detail, decisions = self._by_detail, self.decisions
         for decision in trail:
-            known = by_identity.get(id(decision))
-            if known is None:
-                key = decision_key(decision)
-                known = self._ids.get(key)
-                if known is None:
-                    known = self._ids[key] = len(self.decisions)
-                    self.decisions.append(decision)
-                by_identity[id(decision)] = known
-                self._keep_alive.append(decision)
-            ids.append(known)
+            slot = by_detail.get(decision.detail)
+            if type(slot) is int and decisions[slot] is decision:  # met before, as this very object
+                ids.append(slot)
+            else:
+                ids.append(self._id(decision, slot))
         return ids
+
+    def _id(self, decision: Decision, slot: int | dict[object, int] | None) -> int:
+        if slot is None:
+            new = self._by_detail[decision.detail] = len(self.decisions)
+            self.decisions.append(decision)
+            return new
+        if type(slot) is int:
+            first = self.decisions[slot]
+            if decision_key(first) == decision_key(decision):
+                return slot
+            slot = self._by_detail[decision.detail] = {decision_key(first): slot, id(first): slot}
+            self._keep_alive.append(first)
+        assert isinstance(slot, dict)
+        known = slot.get(id(decision))
+        if known is None:
+            key = decision_key(decision)
+            known = slot.get(key)
+            if known is None:
+                known = slot[key] = len(self.decisions)
+                self.decisions.append(decision)
+            slot[id(decision)] = known
+            self._keep_alive.append(decision)
+        return known
 
     def config(self, config: QuantizerConfig) -> int:
         return self.configs.setdefault(config, len(self.configs))

@@ -128,3 +128,31 @@ def test_a_large_plan_is_written_in_pieces() -> None:
         write(stream)
         assert stream.getvalue() == whole
         assert stream.writes > 1 and whole.count("\n") > 4096
+
+
+def test_decision_ids_follow_equality_in_first_met_order() -> None:
+    """The JSON's decision table gives equal decisions one id and distinct ones their own, numbered in the
+    order first met, whether trails share the objects, hold equal copies, or hold distinct decisions that
+    share a detail; checked against a brute-force numbering by the decisions' fields."""
+    import random
+
+    from rewriter.errors import SourceLoc
+    from rewriter.plan import Decision, decision_key
+    from rewriter.report.plan_report import _Tables
+
+    rng = random.Random(7)
+    for _ in range(200):
+        pool = [Decision(rng.choice(["insert", "spec", "ignore"]), rng.choice(["r1", "r2"]),
+                         SourceLoc("a.rules", rng.randint(1, 2), 1), rng.choice(["", "x", "y", "z"]))
+                for _ in range(rng.randint(1, 12))]
+        def equal_copy(d: Decision) -> Decision:
+            return Decision(d.action, d.source, SourceLoc(d.loc.file, d.loc.line, d.loc.column), d.detail)
+
+        trails = [[rng.choice(pool) if rng.random() < 0.7 else equal_copy(rng.choice(pool))
+                   for _ in range(rng.randint(0, 6))] for _ in range(rng.randint(1, 6))]
+        tables = _Tables()
+        got = [tables.trail(trail) for trail in trails]
+        numbering: dict[tuple, int] = {}
+        expected = [[numbering.setdefault(decision_key(d), len(numbering)) for d in trail] for trail in trails]
+        assert got == expected
+        assert [decision_key(d) for d in tables.decisions] == list(numbering)
