@@ -75,7 +75,7 @@ def run_audit_extras(args: argparse.Namespace, html: Path | None) -> str | None:
     """
     from rewriter.api import plan_graph, reverts_in_report
     from rewriter.ir.load import load_model
-    from rewriter.ir.normalize import normalize
+    from rewriter.ir.normalize import normalize_taken
     from rewriter.ir.view import graph_view
     from rewriter.match.planner import IgnoredOperation, PlanOptions
     from rewriter.report.html_report import write_html
@@ -84,7 +84,7 @@ def run_audit_extras(args: argparse.Namespace, html: Path | None) -> str | None:
     from rewriter.report.quantize_report import graph_section
     from rewriter.targets import load_plan_inputs
 
-    graph = graph_view(normalize(load_model(args.model)).model)
+    graph = graph_view(normalize_taken([load_model(args.model)]).model)
     reverted = reverts_in_report(args.report, args.target) if args.report else ()
     missing = [r.node for r in reverted if r.node not in graph.by_name]
     if missing:

@@ -78,18 +78,20 @@ def normalize(model: onnx.ModelProto) -> NormalizeResult:
     Returns:
         The new model and the list of what was done.
     """
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    return normalize_taken([m])
+    box = [onnx.ModelProto()]
+    box[0].CopyFrom(model)  # only the box holds the copy, so normalize_taken can let it go
+    return normalize_taken(box)
 
 
 def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     """``normalize`` without the copy: takes the one model out of ``box`` (leaving it empty) and rewrites it.
 
     For a caller that keeps no other reference to the model, such as one just loaded from a file:
-    ``normalize_taken([load_model(path)])``. The list hands over the last reference, so the loaded model is
-    freed as soon as shape inference returns a model of its own; with the copy and the loaded model both
-    alive, a million-node model's normalization held about one model more at its peak.
+    ``normalize_taken([load_model(path)])``. Without the copy, a model loaded whole (weights included) is in
+    memory once, not twice. And the list hands over the last reference: where onnx's answer replaces the
+    model (no big tensors, no subgraphs: ``with_inferred_shapes``), the model is let go as soon as it is
+    serialized for inference, and a million-node graph's normalization holds about one model less at its
+    peak.
     """
     m = box.pop()
     log: list[str] = []

@@ -38,12 +38,17 @@ def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Seque
     onnx, so the two are never in memory together (the box hands over the caller's last reference; a
     million-node model is about a gigabyte). Otherwise (inference on a copy without the weights, or onnx
     also filling subgraphs' value_info, which the copy back leaves out) the model itself, refreshed in
-    place. ``rows``: the main graph's ``node_rows``.
+    place. When inference fails, the model as it came, and a line in ``log``. ``rows``: the main graph's
+    ``node_rows``.
     """
     m = box.pop()
     light = _without_weights(m, rows)
     if light is m and not any(r.bodies for r in rows):
-        data = m.SerializeToString()
+        try:
+            data = _serialized(m)
+        except Exception as e:  # noqa: BLE001 - over protobuf's 2 GB, say; it only costs shape information
+            _note_failure(e, log)
+            return m
         del m, light
         inferred = _inferred(data, log)
         return inferred if inferred is not None else onnx.load_from_string(data)
@@ -51,6 +56,10 @@ def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Seque
     if inferred is not None:
         _copy_types(inferred, m)
     return m
+
+
+def _serialized(m: onnx.ModelProto) -> bytes:
+    return m.SerializeToString()
 
 
 def _inferred(light: onnx.ModelProto | bytes, log: list[str]) -> onnx.ModelProto | None:
@@ -61,10 +70,14 @@ def _inferred(light: onnx.ModelProto | bytes, log: list[str]) -> onnx.ModelProto
             warnings.simplefilter("ignore")
             return onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception as e:  # noqa: BLE001 - any failure of inference only costs us shape information
-        message = f"shape inference failed ({error_summary(e)}); continuing without it"
-        if message not in log:
-            log.append(message)
+        _note_failure(e, log)
         return None
+
+
+def _note_failure(error: Exception, log: list[str]) -> None:
+    message = f"shape inference failed ({error_summary(error)}); continuing without it"
+    if message not in log:
+        log.append(message)
 
 
 def _copy_types(inferred: onnx.ModelProto, m: onnx.ModelProto) -> None:

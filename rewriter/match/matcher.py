@@ -46,7 +46,8 @@ class Match:
     captures are missing).
 
     Two tuples rather than a mapping: a large graph has millions of matches, most of one node, and every
-    one-node match of a pattern shares one ``names`` tuple.
+    one-node match of a pattern shares one ``names`` tuple. Two matches are equal when their tuples are,
+    order included (``PatternMatcher.find`` reports each set of captures once).
     """
 
     pattern: str

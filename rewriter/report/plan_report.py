@@ -361,7 +361,7 @@ def plan_text(plan: QuantPlan, trails: bool = True) -> str:
 
 
 def write_plan_text(plan: QuantPlan, stream: TextIO, trails: bool = True) -> None:
-    """Write ``plan_text`` to ``stream`` line by line (never the whole text in memory)."""
+    """Write ``plan_text`` to ``stream`` a few thousand lines at a time (never the whole text in memory)."""
     write_chunks(plan_text_lines(plan, trails), stream)
 
 

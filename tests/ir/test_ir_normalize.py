@@ -649,3 +649,23 @@ def test_normalize_taken_gives_what_normalize_gives() -> None:
     assert box == []
     assert taken.model.SerializeToString() == copied.model.SerializeToString()
     assert taken.actions == copied.actions and taken.rows == copied.rows
+
+
+def test_a_model_that_cannot_be_serialized_keeps_its_shapes_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serializing for onnx can fail (over protobuf's 2 GB, the checker having read the file itself): that
+    only costs shape information, as a failure of inference does; the model comes back as it was."""
+    import rewriter.ir.shape_inference as shape_inference
+    from google.protobuf.message import EncodeError
+
+    from rewriter.ir.protos import node_rows
+
+    def too_big(m: onnx.ModelProto) -> bytes:
+        raise EncodeError("Failed to serialize proto")
+
+    model = models.tiny_cnn()
+    before = model.SerializeToString()
+    monkeypatch.setattr(shape_inference, "_serialized", too_big)
+    log: list[str] = []
+    back = shape_inference.with_inferred_shapes([model], log, node_rows(model.graph.node))
+    assert back is model and back.SerializeToString() == before
+    assert log == ["shape inference failed (Failed to serialize proto); continuing without it"]
