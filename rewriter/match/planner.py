@@ -40,7 +40,7 @@ from rewriter.match.matcher import Match, PatternMatcher, edge_holds
 from rewriter.match.node_records import NodeQuantizers, NodeRecorder
 from rewriter.match.predicates import holds
 from rewriter.plan import Consumer, Decision, FakeQuantizePoint, IntegerBias, QuantPlan, Requantization
-from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, QuantizerConfig
+from rewriter.spec.model import PRESETS, HardwareSpec, OpSpec, OpVariant, QuantizerConfig
 from rewriter.spec.reader import OPENVINO_OP_NAMES
 
 
@@ -150,6 +150,7 @@ class _Planner:
         self._fallbacks: dict[int, tuple[QuantizerConfig, QuantizerConfig, Decision]] = {}
         # Each node's configs: the quantize_inputs and quantize_outputs rules both ask for every node.
         self._node_configs: dict[int, _Configs | None] = {}
+        self._config_sets: dict[tuple[int, int], _Configs] = {}
         self.matches = self._match_all()
 
     # -- matching ---------------------------------------------------------
@@ -508,8 +509,18 @@ class _Planner:
             if holds(variant.when_ast, self.graph, node):
                 # The loader fills a variant's unnamed lists from its op, so an
                 # empty list here is deliberate: that variant stays float.
-                return _Configs(variant.activations, variant.weights, variant.outputs, entry, variant.name)
-        return _Configs(entry.activations, entry.weights, entry.outputs, entry)
+                return self._config_set(entry, variant)
+        return self._config_set(entry, None)
+
+    def _config_set(self, entry: OpSpec, variant: OpVariant | None) -> _Configs:
+        """The configs of a spec entry or one of its variants: one object each, shared by all their nodes."""
+        key = (id(entry), id(variant))  # both live as long as the spec the planner holds
+        known = self._config_sets.get(key)
+        if known is None:
+            known = self._config_sets[key] = (
+                _Configs(entry.activations, entry.weights, entry.outputs, entry) if variant is None else
+                _Configs(variant.activations, variant.weights, variant.outputs, entry, variant.name))
+        return known
 
     # -- freezing -----------------------------------------------------------
 
