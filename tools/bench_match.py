@@ -11,6 +11,7 @@ growing linearly.
     python tools/bench_match.py [--sizes 10000 100000 1000000] [--target CPU] [--workdir DIR]
     python tools/bench_match.py --planner-only [--sizes ...]   # matching and planning alone, in memory
     python tools/bench_match.py --stages [--sizes ...] [--workdir DIR]   # CPU seconds of each audit stage
+    python tools/bench_match.py --against OLD [--rounds 3] [--sizes 100000]   # in turns with another revision
 """
 from __future__ import annotations
 
@@ -190,12 +191,14 @@ def _model_file(size: int, workdir: Path) -> Path:
     return path
 
 
-def audit_once(model: Path, output: Path, target: str) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process,
+    of the code in ``root`` (run from that folder, so its package is the one imported)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "audit", str(model), "--target", target,
-                           "--format", "json", "-o", str(output)], env=env, capture_output=True, text=True)
+                           "--format", "json", "-o", str(output)], env=env, capture_output=True, text=True,
+                          cwd=root)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"audit of {model} failed ({done.returncode}):\n{done.stderr}")
@@ -225,6 +228,34 @@ def run_audits(sizes: list[int], target: str, workdir: Path) -> None:
         previous = (nodes, seconds, cpu, rss_kb)
     print("x: growth over the previous row (a linear cost grows by the ratio of the node counts); wall time "
           f"depends on the machine's load (now {os.getloadavg()[0]:.2f}), CPU time much less")
+
+
+def run_against(sizes: list[int], target: str, workdir: Path, other: Path, rounds: int) -> None:
+    """This checkout's audit and ``other``'s (another revision's files, e.g. ``git archive REV | tar -x -C
+    DIR``), run in turns on the same models, the order swapped every round: the ratio of their CPU seconds
+    is what compares across machines, where seconds alone do not."""
+    print(f"{'nodes':>9}  {'code':<5}  {'CPU s, each round':<40}  {'median':>7}  {'peak RSS MB':>11}  "
+          f"{'JSON MB':>7}")
+    for size in sizes:
+        model = _model_file(size, workdir)
+        runs: dict[str, list[tuple[float, int, int]]] = {"this": [], "other": []}
+        for r in range(rounds):
+            order = [("this", ROOT), ("other", other)]
+            for name, root in order if r % 2 == 0 else reversed(order):
+                output = workdir / f"synthetic_{size}.{name}.plan.json"
+                _, cpu, rss_kb = audit_once(model, output, target, root)
+                runs[name].append((cpu, rss_kb, output.stat().st_size))
+        with (workdir / f"synthetic_{size}.this.plan.json").open() as f:
+            nodes = json.load(f)["summary"]["nodes"]
+        medians = {}
+        for name, found in runs.items():
+            cpus = sorted(cpu for cpu, _, _ in found)
+            medians[name] = cpus[len(cpus) // 2]
+            print(f"{nodes:>9}  {name:<5}  {' / '.join(f'{cpu:.2f}' for cpu, _, _ in found):<40}  "
+                  f"{medians[name]:>7.2f}  {max(rss for _, rss, _ in found) / 1024:>11.0f}  "
+                  f"{found[-1][2] / 1e6:>7.1f}")
+        print(f"{nodes:>9}  other / this: {medians['other'] / medians['this']:.2f}x the CPU seconds")
+    print(f"other: {other}; load average now {os.getloadavg()[0]:.2f}")
 
 
 def run_stages(sizes: list[int], target: str, workdir: Path) -> None:
@@ -276,8 +307,17 @@ def main() -> None:
                                                      "folder, removed at the end)")
     parser.add_argument("--planner-only", action="store_true", help="time build_plan on in-memory graphs")
     parser.add_argument("--stages", action="store_true", help="CPU seconds of each stage of the audit")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="also audit with the code in DIR (another revision's files), in turns, and give the "
+                             "ratio of CPU seconds")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each code with --against (default 3)")
     args = parser.parse_args()
-    if args.planner_only:
+    if args.against:
+        with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            run_against(args.sizes, args.target, workdir, args.against.resolve(), args.rounds)
+    elif args.planner_only:
         run_planner_only(args.sizes, args.target)
     elif args.stages:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
