@@ -46,3 +46,22 @@ def test_stages_mode_times_every_stage(tmp_path: Path, capsys) -> None:  # type:
         assert stage in table
     # The system part and the page faults of each stage, on rows of their own.
     assert "system s" in table and "page faults" in table
+
+
+def test_against_mode_runs_the_other_code_in_turns(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--against audits with the package in another folder, not this checkout's: a copy whose plan schema is
+    renamed shows up in its own plan, while this checkout's plans keep theirs."""
+    import shutil
+
+    other = tmp_path / "other"
+    for folder in ("rewriter", "hw_specs", "rules"):
+        shutil.copytree(bench_match.ROOT / folder, other / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    report = other / "rewriter" / "report" / "plan_report.py"
+    report.write_text(report.read_text().replace('SCHEMA = "rewriter.plan/2"', 'SCHEMA = "rewriter.plan/other"'))
+    work = tmp_path / "work"
+    work.mkdir()
+    bench_match.run_against([60], "CPU", work, other, rounds=2)
+    table = capsys.readouterr().out
+    assert "other / this:" in table and table.count(" / ") >= 3  # two rounds listed for each code
+    assert json.loads((work / "synthetic_60.this.plan.json").read_text())["schema"] == "rewriter.plan/2"
+    assert json.loads((work / "synthetic_60.other.plan.json").read_text())["schema"] == "rewriter.plan/other"
