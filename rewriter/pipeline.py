@@ -98,8 +98,9 @@ def quantize(model: str | Path | Any, data: Any, options: QuantizeOptions = Quan
         _log.info("%s: %.2f s", stage, now - clock)
         clock = now
 
-    # A model loaded here is normalized in place and let go once shape inference returns its own model:
-    # over 2 GB, a second copy of the weights counts. A caller's model is copied, never changed.
+    # A model loaded here is normalized in place, not copied (over 2 GB, a second copy of the weights
+    # counts), and let go early where onnx's inferred model replaces it. A caller's model is copied, never
+    # changed.
     normalized = (normalize_taken([load_model(model)]) if isinstance(model, (str, Path)) else normalize(model)).model
     calibration = open_data(data, model_inputs(normalized), image_options=options.image_options)
     ids = calibration.select(options.subset_size, options.seed)

@@ -191,10 +191,15 @@ def _model_file(size: int, workdir: Path) -> Path:
     return path
 
 
+def _child_env(root: Path) -> dict[str, str]:
+    """The environment of a child process that imports the package in ``root`` first."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+
+
 def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process,
     of the code in ``root`` (run from that folder, so its package is the one imported)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env = _child_env(root)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "audit", str(model), "--target", target,
                            "--format", "json", "-o", str(output)], env=env, capture_output=True, text=True,
@@ -260,7 +265,7 @@ def run_against(sizes: list[int], target: str, workdir: Path, other: Path, round
 
 def run_stages(sizes: list[int], target: str, workdir: Path) -> None:
     """CPU seconds of each stage of the audit, each size in a fresh process (the JSON written to memory)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = _child_env(ROOT)
     rows = []
     for size in sizes:
         model = _model_file(size, workdir)

@@ -25,7 +25,6 @@ import numpy as np
 import onnx
 from onnx import helper
 
-
 __all__ = ["EXTERNAL_FOLDER_KEY", "file_bytes", "file_chunks", "in_file", "keep_in_file", "runtime_payload",
            "tensor_values", "tensors"]
 
