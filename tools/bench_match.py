@@ -12,6 +12,7 @@ growing linearly.
     python tools/bench_match.py --planner-only [--sizes ...]   # matching and planning alone, in memory
     python tools/bench_match.py --stages [--sizes ...] [--workdir DIR]   # CPU seconds of each audit stage
     python tools/bench_match.py --against OLD [--rounds 3] [--sizes 100000]   # in turns with another revision
+    python tools/bench_match.py --floor [--rounds 3] [--sizes 100000 1000000]   # growth against a linear floor
 """
 from __future__ import annotations
 
@@ -86,6 +87,24 @@ del normalized  # as the audit lets it go
 plan = stage("plan", plan_graph, graph, inputs, PlanOptions(), Path(model).name, None)
 stage("JSON", write_plan_json, plan, io.StringIO())
 print(json.dumps({"nodes": len(graph), **seconds, "system": system, "faults": faults}))
+"""
+
+
+# Runs in the child for --floor: the least any tool does with a model, a cost linear beyond doubt: parse it
+# with onnx, index which node writes each value, and find the writer of every node input. On a machine
+# where memory gets slower to touch as a process grows, a linear cost grows by more than the ratio of the
+# sizes; this one's growth, measured beside the audit's, says by how much. Timed from the process's start,
+# as the audit is (its imports included).
+_FLOOR_CHILD = """
+import gc, resource, sys
+import onnx
+gc.disable()
+model = onnx.load(sys.argv[1])
+rows = [(tuple(n.input), tuple(n.output)) for n in model.graph.node]
+writer = {name: k for k, (_, outputs) in enumerate(rows) for name in outputs}
+edges = sum(1 for inputs, _ in rows for name in inputs if name in writer)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(len(rows), edges, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -263,6 +282,68 @@ def run_against(sizes: list[int], target: str, workdir: Path, other: Path, round
     print(f"other: {other}; load average now {os.getloadavg()[0]:.2f}")
 
 
+# The model whose CPU time stands for a code's fixed cost in --floor.
+_FIXED_NODES = 100
+
+
+def floor_once(model: Path) -> tuple[int, float, int]:
+    """Nodes, CPU seconds and peak RSS (kB) of the floor (``_FLOOR_CHILD``) on ``model``, in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", _FLOOR_CHILD, str(model)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"floor of {model} failed ({done.returncode}):\n{done.stderr}")
+    nodes, _, rss_kb, cpu = done.stdout.split()
+    return int(nodes), float(cpu), int(rss_kb)
+
+
+def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None:
+    """The audit and the floor at each size, in turns (the order swapped every round), and the growth of each
+    between consecutive sizes by the medians.
+
+    Growth is taken on the per-node part of the CPU time: each code's fixed cost (the interpreter, the
+    imports, the spec and rules; about 0.35 s of the audit, 0.25 of the floor) is its median on a model of
+    ``_FIXED_NODES`` nodes, timed in the same rounds and subtracted, so that a cost paid once does not make
+    either growth look smaller. The audit's growth divided by the floor's is how much faster than a plainly
+    linear cost the audit grows on this machine (1.0: as fast).
+    """
+    models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
+                                                                       for size in sizes]
+    runs: dict[tuple[int, str], list[tuple[float, int]]] = {}
+    counts: dict[int, int] = {}
+    for r in range(rounds):
+        for size, model in models:
+            for step in ("audit", "floor") if r % 2 == 0 else ("floor", "audit"):
+                if step == "audit":
+                    _, cpu, rss_kb = audit_once(model, workdir / f"synthetic_{size}.plan.json", target)
+                else:
+                    counts[size], cpu, rss_kb = floor_once(model)
+                runs.setdefault((size, step), []).append((cpu, rss_kb))
+
+    def median(size: int, step: str) -> float:
+        cpus = sorted(cpu for cpu, _ in runs[size, step])
+        return cpus[len(cpus) // 2]
+
+    print(f"{'nodes':>9}  {'code':<5}  {'CPU s, each round':<32}  {'median':>7}  {'per-node part':>13}  "
+          f"{'peak RSS MB':>11}")
+    for size, _ in models:
+        for step in ("audit", "floor"):
+            part = "(fixed cost)" if size == _FIXED_NODES else f"{median(size, step) - median(_FIXED_NODES, step):.2f}"
+            print(f"{counts[size]:>9}  {step:<5}  {' / '.join(f'{cpu:.2f}' for cpu, _ in runs[size, step]):<32}  "
+                  f"{median(size, step):>7.2f}  {part:>13}  {max(rss for _, rss in runs[size, step]) / 1024:>11.0f}")
+    for before, after in zip(sizes, sizes[1:]):
+        parts = {step: (median(before, step) - median(_FIXED_NODES, step),
+                        median(after, step) - median(_FIXED_NODES, step)) for step in ("audit", "floor")}
+        if min(part for pair in parts.values() for part in pair) <= 0:
+            print(f"{counts[before]} -> {counts[after]} nodes: a per-node part within the fixed cost's noise, "
+                  "no growth to tell (use larger sizes)")
+            continue
+        growth = {step: after_part / before_part for step, (before_part, after_part) in parts.items()}
+        print(f"{counts[before]} -> {counts[after]} nodes ({counts[after] / counts[before]:.2f}x), per-node part: "
+              f"audit {growth['audit']:.2f}x, floor {growth['floor']:.2f}x, audit / floor "
+              f"{growth['audit'] / growth['floor']:.2f}")
+    print(f"floor: parse the model with onnx and index its node outputs, a linear cost; load average now "
+          f"{os.getloadavg()[0]:.2f}")
+
+
 def run_stages(sizes: list[int], target: str, workdir: Path) -> None:
     """CPU seconds of each stage of the audit, each size in a fresh process (the JSON written to memory)."""
     env = _child_env(ROOT)
@@ -315,13 +396,22 @@ def main() -> None:
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="also audit with the code in DIR (another revision's files), in turns, and give the "
                              "ratio of CPU seconds")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each code with --against (default 3)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time a plainly linear floor (parse and index the model) in turns with the audit, "
+                             "and compare their growth")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of each code with --against or --floor (default 3)")
     args = parser.parse_args()
     if args.against:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             run_against(args.sizes, args.target, workdir, args.against.resolve(), args.rounds)
+    elif args.floor:
+        with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            run_floor(args.sizes, args.target, workdir, args.rounds)
     elif args.planner_only:
         run_planner_only(args.sizes, args.target)
     elif args.stages:

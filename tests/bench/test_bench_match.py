@@ -65,3 +65,24 @@ def test_against_mode_runs_the_other_code_in_turns(tmp_path: Path, capsys) -> No
     assert "other / this:" in table and table.count(" / ") >= 3  # two rounds listed for each code
     assert json.loads((work / "synthetic_60.this.plan.json").read_text())["schema"] == "rewriter.plan/2"
     assert json.loads((work / "synthetic_60.other.plan.json").read_text())["schema"] == "rewriter.plan/other"
+
+
+def test_floor_counts_the_model_it_parses(tmp_path: Path) -> None:
+    """The floor parses the model it is given: its node count is the model's, its CPU time and RSS are a
+    real process's."""
+    path = tmp_path / "tiny.onnx"
+    model = bench_match.synthetic_model(60)
+    onnx.save(model, str(path))
+    nodes, cpu, rss_kb = bench_match.floor_once(path)
+    assert nodes == len(model.graph.node) and cpu > 0 and rss_kb > 10_000
+
+
+def test_floor_mode_compares_growth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    bench_match.run_floor([200, 400], "CPU", tmp_path, rounds=2)
+    table = capsys.readouterr().out
+    # One row of each code per size, and one for the fixed cost.
+    assert table.count("audit  ") == 3 and table.count("floor  ") == 3
+    growth = [line for line in table.splitlines() if " -> " in line]
+    # Models this small may not rise above the fixed cost's noise; the line then says so.
+    assert len(growth) == 1 and ("audit / floor" in growth[0] or "no growth to tell" in growth[0])
+    assert "(fixed cost)" in table and (tmp_path / "synthetic_400.plan.json").exists()
