@@ -46,6 +46,9 @@ def test_stages_mode_times_every_stage(tmp_path: Path, capsys) -> None:  # type:
         assert stage in table
     # The system part and the page faults of each stage, on rows of their own.
     assert "system s" in table and "page faults" in table
+    # onnx's checker and shape inference apart from the package's own work (run_stages stops if either was
+    # never called through the names it times).
+    assert "onnx checker" in table and "onnx inference" in table and "the package's own work" in table
 
 
 def test_against_mode_runs_the_other_code_in_turns(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
