@@ -414,8 +414,10 @@ def light_copy(model: onnx.ModelProto, min_bytes: int, main_graph_only: bool = F
         big.append((t, copy))
     if main_graph_only:
         return light, big
-    # Subgraphs: the copy has the same structure, so its tensors pair with the original's in order.
-    for sub, sub_copy in zip(subgraphs(model.graph), subgraphs(light.graph)):
+    # Subgraphs: the copy has the same structure, so its tensors pair with the original's in order. The copy
+    # is searched only when the original has any (each search reads every node's attributes).
+    bodies = subgraphs(model.graph)
+    for sub, sub_copy in zip(bodies, subgraphs(light.graph) if bodies else ()):
         for (t, initializer), (copy, _) in zip(_tensor_slots(sub), _tensor_slots(sub_copy)):
             # A tensor attribute (a Constant's value) goes out only if it was a reference already.
             if in_file(t) and not initializer or initializer and _is_big(t, min_bytes):
@@ -430,16 +432,19 @@ def light_copy(model: onnx.ModelProto, min_bytes: int, main_graph_only: bool = F
 def _copy_without_data(t: onnx.TensorProto, copy: onnx.TensorProto) -> None:
     """Copy ``t``'s fields but its values and their location into ``copy``. Field by field from the
     descriptor: ``ListFields`` would hand out ``raw_data`` too, as a copy of the bytes."""
-    for field in t.DESCRIPTOR.fields:
-        if field.name in TENSOR_DATA_FIELDS or field.name in _REFERENCE_FIELDS:
-            continue
-        value = getattr(t, field.name)
-        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+    for field, repeated in _DESCRIPTION_FIELDS:
+        name = field.name
         if repeated:
+            value = getattr(t, name)
             if len(value):
                 _copy_field(copy, field, value)
-        elif t.HasField(field.name):
-            _copy_field(copy, field, value)
+        elif t.HasField(name):
+            _copy_field(copy, field, getattr(t, name))
+
+
+def _is_repeated(field: Any) -> bool:
+    # is_repeated is protobuf 5's name; older releases only have the label.
+    return bool(field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED)
 
 
 def _tensor_slots(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
@@ -459,6 +464,10 @@ def _tensor_slots(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, bo
 
 #: The fields of a TensorProto that say where its values are stored.
 _REFERENCE_FIELDS = ("data_location", "external_data")
+#: The other fields of a TensorProto (name, dims, type and the like), each with whether it is repeated:
+#: looked up once, as a large model's light copy copies them for thousands of tensors.
+_DESCRIPTION_FIELDS = tuple((f, _is_repeated(f)) for f in onnx.TensorProto.DESCRIPTOR.fields
+                            if f.name not in TENSOR_DATA_FIELDS and f.name not in _REFERENCE_FIELDS)
 
 
 def _is_big(t: onnx.TensorProto, min_bytes: int) -> bool:
@@ -493,9 +502,7 @@ def _data_bytes(t: onnx.TensorProto) -> int:
 
 
 def _copy_field(message: Any, field: Any, value: Any) -> None:
-    # is_repeated is protobuf 5's name; older releases only have the label.
-    repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
-    if repeated:
+    if _is_repeated(field):
         getattr(message, field.name).extend(value)
     elif field.type == field.TYPE_MESSAGE:
         getattr(message, field.name).CopyFrom(value)

@@ -210,25 +210,34 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
     if not sources or sources.isdisjoint(t.name for t in g.initializer):
         return rows
     inits = {t.name for t in g.initializer}
-    pinned = {o.name for o in g.output} | _subgraph_reads(g)
+    pinned = {o.name for o in g.output} | _subgraph_reads(g, rows)
     alias: dict[str, str] = {}
     keep = []
-    for node in g.node:
-        src = node.input[0] if node.op_type == "Identity" and len(node.input) == 1 else ""
+    for i, r in enumerate(rows):
+        src = r.inputs[0] if r.op_type == "Identity" and len(r.inputs) == 1 else ""
         src = alias.get(src, src)
-        if src in inits and node.output[0] not in pinned and node.domain in DEFAULT_DOMAINS:
-            alias[node.output[0]] = src
+        if src in inits and r.outputs[0] not in pinned and r.domain in DEFAULT_DOMAINS:
+            alias[r.outputs[0]] = src
         else:
-            keep.append(node)
+            keep.append(i)
     if not alias:
         return rows
-    for node in keep:
-        for k, name in enumerate(node.input):
-            if name in alias:
-                node.input[k] = alias[name]
-    replace_nodes(g, keep)
+    nodes = g.node
+    kept_nodes, kept_rows = [], []
+    for i in keep:
+        node, row = nodes[i], rows[i]
+        if not alias.keys().isdisjoint(row.inputs):
+            for k, name in enumerate(row.inputs):
+                if name in alias:
+                    node.input[k] = alias[name]
+            # A subgraph's reads are pinned, never aliased: mapping every read renames only the inputs.
+            row = row._replace(inputs=tuple(alias.get(t, t) for t in row.inputs),
+                               reads=[alias.get(t, t) for t in row.reads])
+        kept_nodes.append(node)
+        kept_rows.append(row)
+    replace_nodes(g, kept_nodes)
     log.append(f"bypassed {len(alias)} Identity node(s) of initializers")
-    return node_rows(g.node)
+    return kept_rows
 
 
 def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
@@ -263,7 +272,7 @@ def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> N
                   if readers[bias] == 1 and ranks.get(product, 0) >= len(shaped[bias].dims)}.values())
     if not found:
         return
-    pinned = _subgraph_reads(g)  # an If or Loop body reading the bias would see its shape change
+    pinned = _subgraph_reads(g, rows)  # an If or Loop body reading the bias would see its shape change
     reshaped = [t for t in found if t.name not in pinned]
     for tensor in reshaped:
         tensor.dims[:] = [tensor.dims[-1]]
@@ -326,6 +335,9 @@ def _prune_value_info(g: onnx.GraphProto, rows: list[NodeRow]) -> bool:
     return True
 
 
-def _subgraph_reads(g: onnx.GraphProto) -> set[str]:
-    """Outer names read by the subgraphs of the main graph's nodes (they must keep their names)."""
-    return {name for node in g.node for name in node_outer_reads(node)}
+def _subgraph_reads(g: onnx.GraphProto, rows: list[NodeRow]) -> set[str]:
+    """Outer names read by the subgraphs of the main graph's nodes (they must keep their names).
+
+    ``rows``: the graph's ``node_rows``; only the nodes they say hold a subgraph are read."""
+    nodes = g.node
+    return {name for i, row in enumerate(rows) if row.bodies for name in node_outer_reads(nodes[i])}

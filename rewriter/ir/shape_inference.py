@@ -99,8 +99,12 @@ def _without_weights(m: onnx.ModelProto, rows: Sequence[NodeRow] | None) -> onnx
     min_bytes = _SHAPE_DATA_ELEMENTS * 8 + 1  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
     if not _has_big_tensors(m, min_bytes, rows):
         return m  # nothing to leave out: inference only reads its input, so the model itself will do
-    light, _ = light_copy(m, min_bytes)
-    for n in light.graph.node:
+    # The rows say which nodes have attributes (only those can hold a tensor) and whether any holds a
+    # subgraph (without one, the copy's subgraph search is skipped: it reads every node's attributes).
+    light, _ = light_copy(m, min_bytes, main_graph_only=rows is not None and not any(r.bodies for r in rows))
+    nodes = light.graph.node
+    holders = nodes if rows is None else (nodes[i] for i, r in enumerate(rows) if r.attributes)
+    for n in holders:
         for a in n.attribute:
             if a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS:
                 for name in TENSOR_DATA_FIELDS:
@@ -124,13 +128,29 @@ def _has_big_tensors(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow]
 def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:
     """Known (numpy dtype, dims) per value name; dims hold None for unknown or symbolic sizes."""
     out: dict[str, tuple[np.dtype | None, list[int | None] | None]] = {}
+    # Most values share one of a few types: each distinct one is decoded once (its bytes are far cheaper to
+    # read than its dims one by one), and every value gets its own list of dims.
+    decoded: dict[bytes, tuple[np.dtype | None, list[int | None] | None] | None] = {}
     for vi in (*g.input, *g.output, *g.value_info):
-        if not vi.type.HasField("tensor_type"):
-            continue
-        tt = vi.type.tensor_type
-        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
-        # A negative dim_value is dynamic (paddle2onnx's -1 batch), like a dim_param.
-        dims = ([d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
-                if tt.HasField("shape") else None)
-        out[vi.name] = (dtype, dims)
+        tp = vi.type
+        key = tp.SerializeToString()
+        if key in decoded:
+            known = decoded[key]
+        else:
+            known = decoded[key] = _decoded_type(tp)
+        if known is not None:
+            dtype, dims = known
+            out[vi.name] = (dtype, None if dims is None else list(dims))
     return out
+
+
+def _decoded_type(tp: onnx.TypeProto) -> tuple[np.dtype | None, list[int | None] | None] | None:
+    """(numpy dtype, dims) of a tensor type, None for any other type."""
+    if not tp.HasField("tensor_type"):
+        return None
+    tt = tp.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+    # A negative dim_value is dynamic (paddle2onnx's -1 batch), like a dim_param.
+    dims = ([d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
+            if tt.HasField("shape") else None)
+    return dtype, dims

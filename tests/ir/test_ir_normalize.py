@@ -287,6 +287,27 @@ def test_identity_of_initializer_is_bypassed() -> None:
     _assert_same_results(model, result.model, "tied weights")
 
 
+def test_identity_chains_of_initializers_are_bypassed_and_the_rows_follow() -> None:
+    """Identity(Identity(w)) is read as w, also by a node that reads two aliases; an alias that is a graph
+    output stays a node; the rows handed on are those of the nodes left, as read from them again."""
+    from rewriter.ir.protos import node_rows
+
+    b = GraphBuilder(10)
+    w = b.weight("w", (8, 8), fan_in=8)
+    first = b.node("Identity", [w], "alias1")
+    second = b.node("Identity", [first], "alias2")
+    shown = b.node("Identity", [w], "alias_out")
+    x = b.node("MatMul", ["input", second], "mm1")
+    b.node("Concat", [x, first, second], "stacked", axis=0)
+    model = b.model([_f32("input", [2, 8])], [_f32("stacked", [18, 8]), _f32(shown, [8, 8])], "chains")
+    result = normalize(model)
+    readers = {n.name: list(n.input) for n in result.model.graph.node}
+    assert readers["mm1"] == ["input", "w"] and readers["stacked"] == ["mm1", "w", "w"]
+    assert _ops(result.model).count("Identity") == 1  # the one a graph output names
+    assert result.rows == tuple(node_rows(result.model.graph.node))
+    _assert_same_results(model, result.model, "identity chains")
+
+
 def test_weight_chain_is_folded() -> None:
     # fp16 weight -> Cast -> Transpose -> MatMul: the MatMul must end up reading one float initializer.
     b = GraphBuilder(9)
