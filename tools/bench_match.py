@@ -13,6 +13,7 @@ growing linearly.
     python tools/bench_match.py --stages [--sizes ...] [--workdir DIR]   # CPU seconds of each audit stage
     python tools/bench_match.py --against OLD [--rounds 3] [--sizes 100000]   # in turns with another revision
     python tools/bench_match.py --floor [--rounds 3] [--sizes 100000 1000000]   # growth against a linear floor
+    python tools/bench_match.py [--stages] --models FILE...   # model files instead (tools/export_decoder.py)
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -249,11 +251,17 @@ def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tup
     return seconds, float(usage[1]), int(usage[0])
 
 
-def run_audits(sizes: list[int], target: str, workdir: Path) -> None:
+def _model_path(item: int | Path, workdir: Path) -> Path:
+    """A model file: the synthetic graph of ``item`` nodes (written to ``workdir`` once), or ``item`` itself."""
+    return item if isinstance(item, Path) else _model_file(item, workdir)
+
+
+def run_audits(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
+    """The audit of each model (a size of the synthetic graph, or a model file) in a fresh process."""
     rows = []
-    for size in sizes:
-        model = _model_file(size, workdir)
-        output = workdir / f"synthetic_{size}.plan.json"
+    for item in sizes:
+        model = _model_path(item, workdir)
+        output = workdir / f"{model.stem}.plan.json"
         seconds, cpu, rss_kb = audit_once(model, output, target)
         with output.open() as f:
             nodes = json.load(f)["summary"]["nodes"]
@@ -367,12 +375,13 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
 _FIXED_STAGES = ("imports", "spec and rules")
 
 
-def run_stages(sizes: list[int], target: str, workdir: Path) -> None:
-    """CPU seconds of each stage of the audit, each size in a fresh process (the JSON written to memory)."""
+def run_stages(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
+    """CPU seconds of each stage of the audit, each model (a size of the synthetic graph, or a model file) in
+    a fresh process (the JSON written to memory)."""
     env = _child_env(ROOT)
     rows = []
-    for size in sizes:
-        model = _model_file(size, workdir)
+    for item in sizes:
+        model = _model_path(item, workdir)
         done = subprocess.run([sys.executable, "-c", _STAGES_CHILD, str(model), target], env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
@@ -429,6 +438,9 @@ def run_planner_only(sizes: list[int], target: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--models", type=Path, nargs="+", metavar="FILE",
+                        help="audit these model files instead of the synthetic graphs (default mode and --stages), "
+                             "e.g. decoders written by tools/export_decoder.py")
     parser.add_argument("--target", default="CPU")
     parser.add_argument("--workdir", type=Path, help="where the models and plans go (kept; default: a temporary "
                                                      "folder, removed at the end)")
@@ -459,13 +471,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
-            run_stages(args.sizes, args.target, workdir)
+            run_stages(args.models or args.sizes, args.target, workdir)
     elif args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        run_audits(args.sizes, args.target, args.workdir)
+        run_audits(args.models or args.sizes, args.target, args.workdir)
     else:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
-            run_audits(args.sizes, args.target, Path(tmp))
+            run_audits(args.models or args.sizes, args.target, Path(tmp))
 
 
 if __name__ == "__main__":

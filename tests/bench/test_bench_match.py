@@ -89,3 +89,15 @@ def test_floor_mode_compares_growth(tmp_path: Path, capsys) -> None:  # type: ig
     # Models this small may not rise above the fixed cost's noise; the line then says so.
     assert len(growth) == 1 and ("audit / floor" in growth[0] or "no growth to tell" in growth[0])
     assert "(fixed cost)" in table and (tmp_path / "synthetic_400.plan.json").exists()
+
+
+def test_model_files_are_audited_as_given(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--models: the audit and the stage table of model files a user names, not the synthetic graphs."""
+    path = tmp_path / "given.onnx"
+    model = bench_match.synthetic_model(40)
+    onnx.save(model, str(path))
+    bench_match.run_audits([path], "CPU", tmp_path)
+    assert json.loads((tmp_path / "given.plan.json").read_text())["summary"]["nodes"] == len(model.graph.node)
+    bench_match.run_stages([path], "CPU", tmp_path)
+    assert "the package's own work on the model" in capsys.readouterr().out
+    assert not list(tmp_path.glob("synthetic_*"))
