@@ -116,22 +116,35 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     rows, used = _remove_dead_nodes(m.graph, log, rows)
     _remove_unused(m.graph, log, used)
     # Every step that edits the graph says so in the log (constant folding also lists the nodes it
-    # kept: not an edit). With no edit since the first inference the graph is as sorted, named and
-    # inferred as this tail would leave it, and the tail costs seconds on a large graph.
+    # kept: not an edit), and the tail below costs seconds on a large graph, so it does only what the
+    # edits call for. Folding adds nodes or turns values constant (a folded shape makes a Reshape's output
+    # static): the graph is sorted, named and inferred again. The other edits only take nodes away, their
+    # outputs read as initializers, under another name or by nobody, or store a bias in a shape that
+    # broadcasts to the same sums: the order and names stay valid and every value left keeps the type
+    # inference gave it (a new inference would answer what the graph already says: half a second per 100k
+    # nodes of a TorchScript export with its Constant nodes); only the entries of the removed names go.
     edited = _edited(log, inferred_at)
-    if edited:
+    retyped = any(line.startswith(_RETYPING_EDITS) for line in log[inferred_at:])
+    if retyped:
         if sort_graph(m.graph, log, rows):
             rows = node_rows(m.graph.node)
         rows = name_nodes(m.graph, log, rows)
     # An entry of a name no node produces is one the model declared, or one of a node an edit removed:
     # with neither, there is none to look for (a scan of every entry, 100k of them on a 100k-node graph).
     pruned = (edited or declared > 0) and _prune_value_info(m.graph, rows)
-    if pruned or edited:
+    # Entries the model declared itself may have steered the first inference (a stale type of a name no
+    # node writes): once pruned, types are inferred again without them.
+    if retyped or pruned and declared > 0:
         box.append(m)
         del m
         m = with_inferred_shapes(box, log, rows)
     # Every step that moved, added or dropped nodes read the rows again: they are the graph's nodes now.
     return NormalizeResult(m, tuple(log), tuple(rows))
+
+
+# The log lines of the edits after which types are inferred again (constant folding, BatchNormalization
+# folding); every other edit keeps the types of the values it leaves.
+_RETYPING_EDITS = ("folded ",)
 
 
 def _edited(log: list[str], since: int) -> bool:

@@ -308,6 +308,56 @@ def test_identity_chains_of_initializers_are_bypassed_and_the_rows_follow() -> N
     _assert_same_results(model, result.model, "identity chains")
 
 
+@pytest.mark.parametrize("name", sorted(models.ALL_BUILDERS))
+def test_the_normalized_model_is_as_inferred(name: str) -> None:
+    """normalize infers types again only after the edits that can change them (folding): whatever it did,
+    inferring the result once more changes nothing."""
+    from rewriter.ir.shape_inference import infer_shapes_in_place
+
+    result = normalize(models.ALL_BUILDERS[name]())
+    again = onnx.ModelProto()
+    again.CopyFrom(result.model)
+    infer_shapes_in_place(again, [])
+    assert again.SerializeToString(deterministic=True) == result.model.SerializeToString(deterministic=True)
+
+
+def _inference_calls(model: onnx.ModelProto, monkeypatch: pytest.MonkeyPatch) -> tuple[NormalizeResult, int]:
+    calls = []
+    infer = onnx.shape_inference.infer_shapes
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", lambda *a, **k: calls.append(1) or infer(*a, **k))
+    return normalize(model), len(calls)
+
+
+def test_constants_and_identities_alone_are_not_inferred_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant nodes turned initializers and Identity nodes bypassed keep every type: one inference, and
+    the result is what a second would give."""
+    from rewriter.ir.shape_inference import infer_shapes_in_place
+
+    b = GraphBuilder(11)
+    w = b.weight("w", (8, 8), fan_in=8)
+    shift = b.node("Constant", [], "shift", value=numpy_helper.from_array(np.ones(8, np.float32), "shift"))
+    b.node("Add", [b.node("MatMul", ["input", b.node("Identity", [w], "alias")], "mm"), shift], "out")
+    model = b.model([_f32("input", [2, 8])], [_f32("out", [2, 8])], "constants")
+    result, calls = _inference_calls(model, monkeypatch)
+    assert any(a.startswith("turned 1 Constant") for a in result.actions)
+    assert any(a.startswith("bypassed 1 Identity") for a in result.actions)
+    assert calls == 1
+    assert [vi.name for vi in result.model.graph.value_info] == ["mm"]  # the removed names' entries went
+    again = onnx.ModelProto()
+    again.CopyFrom(result.model)
+    infer_shapes_in_place(again, [])
+    assert again.SerializeToString(deterministic=True) == result.model.SerializeToString(deterministic=True)
+    _assert_same_results(model, result.model, "constants")
+
+
+def test_folding_is_inferred_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    b = GraphBuilder(12)
+    w16 = b.const("w16", b.rng.standard_normal((8, 4)).astype(np.float16))
+    b.node("MatMul", ["input", b.node("Cast", [w16], "cast", to=TensorProto.FLOAT)], "mm")
+    _, calls = _inference_calls(b.model([_f32("input", [2, 8])], [_f32("mm", [2, 4])], "fold"), monkeypatch)
+    assert calls >= 2
+
+
 def test_weight_chain_is_folded() -> None:
     # fp16 weight -> Cast -> Transpose -> MatMul: the MatMul must end up reading one float initializer.
     b = GraphBuilder(9)
