@@ -8,8 +8,8 @@ shape, so ``normalize`` rewrites a copy of the model:
 1. nodes in topological order, every node named (``<op_type>_<n>`` for empty or
    repeated names, counted per op type in graph order);
 2. initializers dropped from the graph inputs (IR >= 4; they are weights);
-3. shape inference (``strict_mode=False, data_prop=True``), skipped if it fails;
-4. ``Constant`` nodes become initializers; ``Identity`` of an initializer is bypassed;
+3. ``Constant`` nodes become initializers; ``Identity`` of an initializer is bypassed;
+4. shape inference (``strict_mode=False, data_prop=True``), skipped if it fails;
 5. constant folding, node by node with ``onnx.reference.ReferenceEvaluator``
    (a node that fails to evaluate is kept); ``Shape`` of a tensor with a static
    shape folds too, so ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``
@@ -103,13 +103,16 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     rows = name_nodes(m.graph, log, rows)
     _drop_initializer_inputs(m, log)
     declared = len(m.graph.value_info)  # the model's own entries; inference adds those of node outputs
+    # Each step below takes the rows of the graph as it finds it and returns those of the graph it leaves.
+    # Constant and Identity nodes go before inference: it then neither infers nor records values that are
+    # about to become initializers or other names (a TorchScript export has a Constant node for every
+    # third node or so), and an initializer's data is read as a Constant's value would be.
+    rows = _constants_to_initializers(m.graph, log, rows)
+    rows = _bypass_constant_identities(m.graph, log, rows)
     box.append(m)
     del m  # the box holds the model's only reference: inference lets it go once serialized
     m = with_inferred_shapes(box, log, rows)
     inferred_at = len(log)
-    # Each step below takes the rows of the graph as it finds it and returns those of the graph it leaves.
-    rows = _constants_to_initializers(m.graph, log, rows)
-    rows = _bypass_constant_identities(m.graph, log, rows)
     rows = fold_constants(m, log, rows)
     rows = fold_batchnorms(m, log, rows)
     _vector_biases(m.graph, log, rows)  # edits initializers only: the rows stay the graph's
