@@ -281,22 +281,22 @@ def run_audits(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
           f"depends on the machine's load (now {os.getloadavg()[0]:.2f}), CPU time much less")
 
 
-def run_against(sizes: list[int], target: str, workdir: Path, other: Path, rounds: int) -> None:
+def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: Path, rounds: int) -> None:
     """This checkout's audit and ``other``'s (another revision's files, e.g. ``git archive REV | tar -x -C
     DIR``), run in turns on the same models, the order swapped every round: the ratio of their CPU seconds
     is what compares across machines, where seconds alone do not."""
     print(f"{'nodes':>9}  {'code':<5}  {'CPU s, each round':<40}  {'median':>7}  {'peak RSS MB':>11}  "
           f"{'JSON MB':>7}")
-    for size in sizes:
-        model = _model_file(size, workdir)
+    for item in sizes:
+        model = _model_path(item, workdir)
         runs: dict[str, list[tuple[float, int, int]]] = {"this": [], "other": []}
         for r in range(rounds):
             order = [("this", ROOT), ("other", other)]
             for name, root in order if r % 2 == 0 else reversed(order):
-                output = workdir / f"synthetic_{size}.{name}.plan.json"
+                output = workdir / f"{model.stem}.{name}.plan.json"
                 _, cpu, rss_kb = audit_once(model, output, target, root)
                 runs[name].append((cpu, rss_kb, output.stat().st_size))
-        with (workdir / f"synthetic_{size}.this.plan.json").open() as f:
+        with (workdir / f"{model.stem}.this.plan.json").open() as f:
             nodes = json.load(f)["summary"]["nodes"]
         medians = {}
         for name, found in runs.items():
@@ -439,7 +439,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--models", type=Path, nargs="+", metavar="FILE",
-                        help="audit these model files instead of the synthetic graphs (default mode and --stages), "
+                        help="audit these model files instead of the synthetic graphs (default mode, --stages and "
+                             "--against), "
                              "e.g. decoders written by tools/export_decoder.py")
     parser.add_argument("--target", default="CPU")
     parser.add_argument("--workdir", type=Path, help="where the models and plans go (kept; default: a temporary "
@@ -459,7 +460,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
-            run_against(args.sizes, args.target, workdir, args.against.resolve(), args.rounds)
+            run_against(args.models or args.sizes, args.target, workdir, args.against.resolve(), args.rounds)
     elif args.floor:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)
