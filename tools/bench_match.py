@@ -332,6 +332,8 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
     either growth look smaller. The audit's growth divided by the floor's is how much faster than a plainly
     linear cost the audit grows on this machine (1.0: as fast).
     """
+    if _FIXED_NODES in sizes:
+        raise SystemExit(f"--floor: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
     models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
                                                                        for size in sizes]
     runs: dict[tuple[int, str], list[tuple[float, int]]] = {}
@@ -407,6 +409,8 @@ def run_stages(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
         print(f"{row['nodes']:>11}  of the total: " + ", ".join(f"{k} {v:.2f}" for k, v in library.items())
               + f", the package's own work on the model {ours[-1]:.2f}")
     for (before, after), (ours_before, ours_after) in zip(zip(rows, rows[1:]), zip(ours, ours[1:])):
+        if ours_before <= 0:
+            continue  # a model too small for its work to show above the clock's resolution
         total = [sum(row[n] for n in names) for row in (before, after)]
         print(f"{before['nodes']} -> {after['nodes']} nodes ({after['nodes'] / before['nodes']:.2f}x): total "
               f"{total[1] / total[0]:.2f}x, "
@@ -456,6 +460,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of each code with --against or --floor (default 3)")
     args = parser.parse_args()
+    modes = [name for name in ("against", "floor", "planner_only", "stages") if getattr(args, name)]
+    if len(modes) > 1:
+        parser.error(f"choose one of --{', --'.join(m.replace('_', '-') for m in modes)}")
+    if args.models and (args.floor or args.planner_only):
+        parser.error("--models works with the default mode, --stages and --against (the floor and the planner "
+                     "alone time the synthetic graphs)")
     if args.against:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)

@@ -51,7 +51,7 @@ from rewriter.ir.names import node_outer_reads
 from rewriter.ir.order import name_nodes, sort_graph
 from rewriter.ir.protos import (DEFAULT_DOMAINS, NodeRow, delete_entries, node_rows, replace_entries,
                                 replace_nodes)
-from rewriter.ir.shape_inference import with_inferred_shapes
+from rewriter.ir.shape_inference import INFERENCE_FAILED, with_inferred_shapes
 
 __all__ = ["NormalizeResult", "constant_value", "normalize", "normalize_taken"]
 
@@ -109,6 +109,10 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     # third node or so), and an initializer's data is read as a Constant's value would be.
     rows = _constants_to_initializers(m.graph, log, rows)
     rows = _bypass_constant_identities(m.graph, log, rows)
+    # A type the model declares for a name no node writes (stale, or one of a Constant just made an
+    # initializer, which may say less than the tensor does) would steer inference: such entries go first.
+    if declared:
+        _prune_value_info(m.graph, rows)
     box.append(m)
     del m  # the box holds the model's only reference: inference lets it go once serialized
     m = with_inferred_shapes(box, log, rows)
@@ -127,7 +131,10 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     # inference gave it (a new inference would answer what the graph already says: half a second per 100k
     # nodes of a TorchScript export with its Constant nodes); only the entries of the removed names go.
     edited = _edited(log, inferred_at)
-    retyped = any(line.startswith(_RETYPING_EDITS) for line in log[inferred_at:])
+    # When inference failed, any edit may have removed what it failed on (a node nobody reads): it is tried
+    # again after one.
+    failed = any(line.startswith(INFERENCE_FAILED) for line in log[:inferred_at])
+    retyped = any(line.startswith(_RETYPING_EDITS) for line in log[inferred_at:]) or failed and edited
     if retyped:
         if sort_graph(m.graph, log, rows):
             rows = node_rows(m.graph.node)

@@ -12,7 +12,7 @@ from onnx import helper
 from rewriter.ir.load import TENSOR_DATA_FIELDS, _data_bytes, error_summary, light_copy
 from rewriter.ir.protos import NodeRow
 
-__all__ = ["infer_shapes_in_place", "value_types", "with_inferred_shapes"]
+__all__ = ["INFERENCE_FAILED", "infer_shapes_in_place", "value_types", "with_inferred_shapes"]
 
 # Tensors with more elements than this are weights, not shape values: inference gets their dims only.
 _SHAPE_DATA_ELEMENTS = 1024
@@ -74,8 +74,12 @@ def _inferred(light: onnx.ModelProto | bytes, log: list[str]) -> onnx.ModelProto
         return None
 
 
+#: How the line a failed inference leaves in the log begins.
+INFERENCE_FAILED = "shape inference failed"
+
+
 def _note_failure(error: Exception, log: list[str]) -> None:
-    message = f"shape inference failed ({error_summary(error)}); continuing without it"
+    message = f"{INFERENCE_FAILED} ({error_summary(error)}); continuing without it"
     if message not in log:
         log.append(message)
 

@@ -350,6 +350,34 @@ def test_constants_and_identities_alone_are_not_inferred_again(monkeypatch: pyte
     _assert_same_results(model, result.model, "constants")
 
 
+def test_a_declared_type_of_a_constant_does_not_hide_its_shape() -> None:
+    """The model says less about a Constant's output than its value does ([4, "k"] for a [4, 6] tensor):
+    inference reads the value, so the Shape of what it feeds folds."""
+    c = helper.make_node("Constant", [], ["c"], name="c", value=numpy_helper.from_array(np.ones((4, 6), np.float32)))
+    nodes = [c, helper.make_node("MatMul", ["x", "c"], ["mm"], name="mm"),
+             helper.make_node("Shape", ["mm"], ["s"], name="shape"),
+             helper.make_node("Reshape", ["mm", "s"], ["y"], name="reshape")]
+    g = helper.make_graph(nodes, "declared", [_f32("x", [2, 4])], [_f32("y", ["a", "b"])],
+                          value_info=[_f32("c", [4, "k"])])
+    result = normalize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    assert "Shape" not in _ops(result.model)
+    assert any(a.startswith("folded 1 constant node(s)") for a in result.actions)
+
+
+def test_a_failed_inference_is_tried_again_after_an_edit() -> None:
+    """Inference fails on a node of an unknown domain that nobody reads; once dead-node removal takes it
+    away, the types come back."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"), helper.make_node("Sigmoid", ["a"], ["y"], name="sig"),
+             helper.make_node("Foo", ["a"], ["unused"], name="dead", domain="weird")]
+    g = helper.make_graph(nodes, "failing", [_f32("x", [2, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                                                 None)])
+    result = normalize(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    assert any(a.startswith("shape inference failed") for a in result.actions)
+    assert _ops(result.model) == ["Relu", "Sigmoid"]
+    dims = result.model.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 4]
+
+
 def test_folding_is_inferred_again(monkeypatch: pytest.MonkeyPatch) -> None:
     b = GraphBuilder(12)
     w16 = b.const("w16", b.rng.standard_normal((8, 4)).astype(np.float16))
