@@ -281,6 +281,11 @@ def run_audits(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
           f"depends on the machine's load (now {os.getloadavg()[0]:.2f}), CPU time much less")
 
 
+def _median(values: list[float]) -> float:
+    """The middle value (of an even count, the upper of the two middle ones)."""
+    return sorted(values)[len(values) // 2]
+
+
 def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: Path, rounds: int) -> None:
     """This checkout's audit and ``other``'s (another revision's files, e.g. ``git archive REV | tar -x -C
     DIR``), run in turns on the same models, the order swapped every round: the ratio of their CPU seconds
@@ -300,8 +305,7 @@ def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: 
             nodes = json.load(f)["summary"]["nodes"]
         medians = {}
         for name, found in runs.items():
-            cpus = sorted(cpu for cpu, _, _ in found)
-            medians[name] = cpus[len(cpus) // 2]
+            medians[name] = _median([cpu for cpu, _, _ in found])
             print(f"{nodes:>9}  {name:<5}  {' / '.join(f'{cpu:.2f}' for cpu, _, _ in found):<40}  "
                   f"{medians[name]:>7.2f}  {max(rss for _, rss, _ in found) / 1024:>11.0f}  "
                   f"{found[-1][2] / 1e6:>7.1f}")
@@ -348,8 +352,7 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
                 runs.setdefault((size, step), []).append((cpu, rss_kb))
 
     def median(size: int, step: str) -> float:
-        cpus = sorted(cpu for cpu, _ in runs[size, step])
-        return cpus[len(cpus) // 2]
+        return _median([cpu for cpu, _ in runs[size, step]])
 
     print(f"{'nodes':>9}  {'code':<5}  {'CPU s, each round':<32}  {'median':>7}  {'per-node part':>13}  "
           f"{'peak RSS MB':>11}")

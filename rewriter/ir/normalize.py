@@ -139,11 +139,12 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
         if sort_graph(m.graph, log, rows):
             rows = node_rows(m.graph.node)
         rows = name_nodes(m.graph, log, rows)
-    # An entry of a name no node produces is one the model declared, or one of a node an edit removed:
-    # with neither, there is none to look for (a scan of every entry, 100k of them on a 100k-node graph).
-    pruned = (edited or declared > 0) and _prune_value_info(m.graph, rows)
-    # Entries the model declared itself may have steered the first inference (a stale type of a name no
-    # node writes): once pruned, types are inferred again without them.
+    # The model's own entries of names no node writes went before inference, and inference records node
+    # outputs only: an entry to prune now is one of a node an edit removed, and without an edit there is
+    # none to look for (a scan of every entry, 100k of them on a 100k-node graph).
+    pruned = edited and _prune_value_info(m.graph, rows)
+    # A model that declared types of its own is still inferred again once such entries go: inference merged
+    # the model's entries into its answer, and that a second pass changes nothing there is not shown.
     if retyped or pruned and declared > 0:
         box.append(m)
         del m

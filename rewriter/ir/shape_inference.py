@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -103,16 +103,12 @@ def _without_weights(m: onnx.ModelProto, rows: Sequence[NodeRow] | None) -> onnx
     min_bytes = _SHAPE_DATA_ELEMENTS * 8 + 1  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
     if not _has_big_tensors(m, min_bytes, rows):
         return m  # nothing to leave out: inference only reads its input, so the model itself will do
-    # The rows say which nodes have attributes (only those can hold a tensor) and whether any holds a
-    # subgraph (without one, the copy's subgraph search is skipped: it reads every node's attributes).
+    # The rows say whether any node holds a subgraph (without one, the copy's subgraph search is skipped: it
+    # reads every node's attributes). The copy's nodes are the model's, in order: the rows are theirs too.
     light, _ = light_copy(m, min_bytes, main_graph_only=rows is not None and not any(r.bodies for r in rows))
-    nodes = light.graph.node
-    holders = nodes if rows is None else (nodes[i] for i, r in enumerate(rows) if r.attributes)
-    for n in holders:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS:
-                for name in TENSOR_DATA_FIELDS:
-                    a.t.ClearField(name)
+    for a in _big_tensor_attributes(light.graph.node, rows):
+        for name in TENSOR_DATA_FIELDS:
+            a.t.ClearField(name)
     return light
 
 
@@ -121,12 +117,20 @@ def _has_big_tensors(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow]
     # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes).
     if any(_data_bytes(t) >= min_bytes for t in m.graph.initializer):
         return True
-    nodes = m.graph.node
-    # Only a node with attributes can hold a tensor: the rows say which, without reading every node's proto.
+    return any(True for _ in _big_tensor_attributes(m.graph.node, rows))
+
+
+def _big_tensor_attributes(nodes: Sequence[onnx.NodeProto], rows: Sequence[NodeRow] | None
+                           ) -> Iterator[onnx.AttributeProto]:
+    """The tensor attributes of ``nodes`` (a Constant's value, say) with more than ``_SHAPE_DATA_ELEMENTS``
+    values. Only a node with attributes can hold one: ``rows`` (the nodes' ``node_rows``) say which, without
+    reading every node's proto."""
     holders = (n for n in nodes if len(n.attribute)) if rows is None else (nodes[i] for i, r in enumerate(rows)
                                                                              if r.attributes)
-    return any(a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS
-               for n in holders for a in n.attribute)
+    for n in holders:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and math.prod(a.t.dims) > _SHAPE_DATA_ELEMENTS:
+                yield a
 
 
 def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:
