@@ -108,6 +108,44 @@ def test_external_data(tmp_path: Path) -> None:
     assert loaded == m
 
 
+def _record_checks_and_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What load_model asks of onnx, in order: "check file", "check proto" or "parse"."""
+    calls: list[str] = []
+    check, parse = onnx.checker.check_model, onnx.load
+
+    def checking(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("check proto" if isinstance(model, onnx.ModelProto) else "check file")
+        return check(model, *args, **kwargs)
+
+    def parsing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("parse")
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(onnx.checker, "check_model", checking)
+    monkeypatch.setattr(onnx, "load", parsing)
+    return calls
+
+
+def test_one_file_model_is_checked_once_before_it_is_parsed(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The checker's own copy of the model is freed before the parsed model is built, which then reuses that
+    # memory; the file it checked is the model parsed, so it is not checked again.
+    model = tiny_cnn()
+    save_model(model, tmp_path / "m.onnx")
+    calls = _record_checks_and_parses(monkeypatch)
+    assert load_model(tmp_path / "m.onnx") == model
+    assert calls == ["check file", "parse"]
+
+
+def test_model_with_external_data_read_in_is_checked_with_its_data(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    onnx.save_model(tiny_cnn(), tmp_path / "ext.onnx", save_as_external_data=True, location="ext.bin",
+                    size_threshold=0)
+    calls = _record_checks_and_parses(monkeypatch)
+    load_model(tmp_path / "ext.onnx")
+    assert calls == ["check file", "parse", "check proto"]
+
+
 def test_missing_external_data(tmp_path: Path) -> None:
     onnx.save_model(tiny_cnn(), tmp_path / "ext.onnx", save_as_external_data=True, location="ext.bin",
                     size_threshold=0)
