@@ -39,7 +39,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -107,8 +107,12 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     # Constant and Identity nodes go before inference: it then neither infers nor records values that are
     # about to become initializers or other names (a TorchScript export has a Constant node for every
     # third node or so), and an initializer's data is read as a Constant's value would be.
-    rows = _constants_to_initializers(m.graph, log, rows)
-    rows = _bypass_constant_identities(m.graph, log, rows)
+    # Both take nodes away: the graph's node list is rebuilt once, after both (each node is copied then).
+    nodes: Sequence[onnx.NodeProto] = m.graph.node
+    rows, kept = _constants_to_initializers(m.graph, log, rows, nodes)
+    rows, kept = _bypass_constant_identities(m.graph, log, rows, kept)
+    if kept is not nodes:
+        replace_nodes(m.graph, list(kept))
     # A type the model declares for a name no node writes (stale, or one of a Constant just made an
     # initializer, which may say less than the tensor does) would steer inference: such entries go first.
     if declared:
@@ -181,25 +185,40 @@ def _drop_initializer_inputs(m: onnx.ModelProto, log: list[str]) -> None:
         log.append(f"removed {len(dropped)} initializer(s) from the graph inputs (they are weights)")
 
 
-def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
-    """Returns the rows of the nodes kept."""
+def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[NodeRow],
+                               nodes: Sequence[onnx.NodeProto]) -> tuple[list[NodeRow], Sequence[onnx.NodeProto]]:
+    """The rows and the nodes (of ``nodes``, the graph's, which the rows describe) kept; ``nodes`` itself
+    when none was turned into an initializer. The caller puts the nodes kept in the graph."""
     if not any(r.op_type == "Constant" for r in rows):
-        return rows
+        return rows, nodes
     outputs = {o.name for o in g.output}
     keep, kept_rows = [], []
-    for node, row in zip(g.node, rows):
-        tensor = constant_value(node) if row.op_type == "Constant" and row.domain in DEFAULT_DOMAINS else None
+    for node, row in zip(nodes, rows):
         # A graph output must stay a node output: runtimes differ on initializers as outputs.
-        if tensor is None or row.outputs[0] in outputs:
+        if (row.op_type != "Constant" or row.domain not in DEFAULT_DOMAINS or row.outputs[0] in outputs
+                or not _add_initializer(g, node, row.outputs[0])):
             keep.append(node)
             kept_rows.append(row)
-            continue
-        tensor.name = row.outputs[0]
-        g.initializer.append(tensor)
-    if len(keep) < len(rows):
-        replace_nodes(g, keep)
-        log.append(f"turned {len(rows) - len(keep)} Constant node(s) into initializers")
-    return kept_rows
+    if len(keep) == len(rows):
+        return rows, nodes
+    log.append(f"turned {len(rows) - len(keep)} Constant node(s) into initializers")
+    return kept_rows, keep
+
+
+def _add_initializer(g: onnx.GraphProto, node: onnx.NodeProto, name: str) -> bool:
+    """Append the Constant ``node``'s value to the initializers as ``name``; False when it has no dense value."""
+    if len(node.attribute) == 1 and node.attribute[0].name == "value":
+        # Copied once, straight into the graph (``constant_value`` and an append would copy it twice).
+        tensor = g.initializer.add()
+        tensor.CopyFrom(node.attribute[0].t)
+    else:
+        value = constant_value(node)
+        if value is None:
+            return False
+        tensor = g.initializer.add()
+        tensor.CopyFrom(value)
+    tensor.name = name
+    return True
 
 
 def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
@@ -224,17 +243,19 @@ def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
     return numpy_helper.from_array(dense()) if dense else None
 
 
-def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> list[NodeRow]:
+def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[NodeRow],
+                                nodes: Sequence[onnx.NodeProto]) -> tuple[list[NodeRow], Sequence[onnx.NodeProto]]:
     """Let readers of ``Identity(initializer)`` read the initializer (PyTorch does this for tied weights).
 
-    Returns the rows of the graph after it (read again when nodes were bypassed: their readers changed)."""
+    ``nodes``: the graph's nodes as the rows describe them (the graph may still hold more). Returns the rows
+    and the nodes left, ``nodes`` itself when none was bypassed; the caller puts them in the graph."""
     sources = {r.inputs[0] for r in rows if r.op_type == "Identity" and len(r.inputs) == 1}
     # The common case (no Identity of an initializer) answered without reading every initializer's name or
     # node's subgraphs.
     if not sources or sources.isdisjoint(t.name for t in g.initializer):
-        return rows
+        return rows, nodes
     inits = {t.name for t in g.initializer}
-    pinned = {o.name for o in g.output} | _subgraph_reads(g, rows)
+    pinned = {o.name for o in g.output} | _subgraph_reads(nodes, rows)
     alias: dict[str, str] = {}
     keep = []
     for i, r in enumerate(rows):
@@ -245,8 +266,7 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
         else:
             keep.append(i)
     if not alias:
-        return rows
-    nodes = g.node
+        return rows, nodes
     kept_nodes, kept_rows = [], []
     for i in keep:
         node, row = nodes[i], rows[i]
@@ -259,9 +279,8 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
                                reads=[alias.get(t, t) for t in row.reads])
         kept_nodes.append(node)
         kept_rows.append(row)
-    replace_nodes(g, kept_nodes)
     log.append(f"bypassed {len(alias)} Identity node(s) of initializers")
-    return kept_rows
+    return kept_rows, kept_nodes
 
 
 def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
@@ -296,7 +315,7 @@ def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> N
                   if readers[bias] == 1 and ranks.get(product, 0) >= len(shaped[bias].dims)}.values())
     if not found:
         return
-    pinned = _subgraph_reads(g, rows)  # an If or Loop body reading the bias would see its shape change
+    pinned = _subgraph_reads(g.node, rows)  # an If or Loop body reading the bias would see its shape change
     reshaped = [t for t in found if t.name not in pinned]
     for tensor in reshaped:
         tensor.dims[:] = [tensor.dims[-1]]
@@ -359,9 +378,8 @@ def _prune_value_info(g: onnx.GraphProto, rows: list[NodeRow]) -> bool:
     return True
 
 
-def _subgraph_reads(g: onnx.GraphProto, rows: list[NodeRow]) -> set[str]:
-    """Outer names read by the subgraphs of the main graph's nodes (they must keep their names).
+def _subgraph_reads(nodes: Sequence[onnx.NodeProto], rows: list[NodeRow]) -> set[str]:
+    """Outer names read by the subgraphs of the main graph's ``nodes`` (they must keep their names).
 
-    ``rows``: the graph's ``node_rows``; only the nodes they say hold a subgraph are read."""
-    nodes = g.node
+    ``rows``: the nodes' ``node_rows``; only the nodes they say hold a subgraph are read."""
     return {name for i, row in enumerate(rows) if row.bodies for name in node_outer_reads(nodes[i])}

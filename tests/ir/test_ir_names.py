@@ -6,7 +6,7 @@ from onnx import TensorProto, helper
 
 from rewriter.ir.names import FreshNames, graph_names, node_outer_reads, outer_reads, subgraph_reads
 from rewriter.ir.order import topological_order
-from rewriter.ir.protos import node_rows
+from rewriter.ir.protos import node_rows, replace_entries
 
 
 def _f32(name: str) -> onnx.ValueInfoProto:
@@ -56,3 +56,19 @@ def test_topological_order_from_rows_matches_reading_the_protos() -> None:
     assert topological_order(nodes, node_rows(nodes)) == topological_order(nodes) == [0, 1, 2]
     shuffled = [nodes[2], nodes[0], nodes[1]]
     assert topological_order(shuffled, node_rows(shuffled)) == topological_order(shuffled) == [1, 2, 0]
+
+
+def test_replace_entries_takes_the_fields_own_entries_reordered_and_dropped() -> None:
+    # The entries are handed back to the field they came from, without a copy of their own first: they must
+    # survive the field letting them go, memory being reused meanwhile, and end up independent of the list.
+    model = _if_model()
+    expected = [model.graph.node[2], model.graph.node[0]]
+    expected = [type(n)() for n in expected]
+    for copy, node in zip(expected, [model.graph.node[2], model.graph.node[0]]):
+        copy.CopyFrom(node)
+    taken = [model.graph.node[2], model.graph.node[0]]
+    replace_entries(model.graph.node, taken)
+    _ = [helper.make_node("Relu", [f"x{i}"], [f"y{i}"]) for i in range(1000)]  # memory taken meanwhile
+    assert list(model.graph.node) == expected
+    taken[0].name = "renamed"
+    assert model.graph.node[0].name == "if"

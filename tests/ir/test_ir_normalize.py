@@ -378,6 +378,27 @@ def test_a_failed_inference_is_tried_again_after_an_edit() -> None:
     assert [d.dim_value for d in dims] == [2, 4]
 
 
+def test_constants_and_identities_rebuild_the_node_list_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both steps take nodes away; the graph's nodes are put back once (each a copy), after both, and the
+    nodes left are the ones the two steps kept, the Identity's reader reading the weight."""
+    import rewriter.ir.normalize as normalize_module
+
+    b = GraphBuilder(11)
+    w = b.weight("w", (8, 8), fan_in=8)
+    shift = b.node("Constant", [], "shift", value=numpy_helper.from_array(np.ones(8, np.float32), "shift"))
+    b.node("Add", [b.node("MatMul", ["input", b.node("Identity", [w], "alias")], "mm"), shift], "out")
+    model = b.model([_f32("input", [2, 8])], [_f32("out", [2, 8])], "constants")
+    rebuilt: list[list[str]] = []
+    replace = normalize_module.replace_nodes
+    monkeypatch.setattr(normalize_module, "replace_nodes",
+                        lambda g, nodes: rebuilt.append([n.op_type for n in nodes]) or replace(g, nodes))
+    result = normalize(model)
+    assert rebuilt == [["MatMul", "Add"]]
+    assert [list(n.input) for n in result.model.graph.node] == [["input", "w"], ["mm", "shift"]]
+    assert {t.name for t in result.model.graph.initializer} == {"w", "shift"}
+    _assert_same_results(model, result.model, "constants")
+
+
 def test_folding_is_inferred_again(monkeypatch: pytest.MonkeyPatch) -> None:
     b = GraphBuilder(12)
     w16 = b.const("w16", b.rng.standard_normal((8, 4)).astype(np.float16))
