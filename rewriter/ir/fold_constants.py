@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.protos import DEFAULT_DOMAINS, NodeRow, replace_nodes
-from rewriter.ir.shape_inference import infer_shapes_in_place, value_types
+from rewriter.ir.shape_inference import ValueType, infer_shapes_in_place, value_types
 from rewriter.ir.tensors import tensor_array
 
 __all__ = ["fold_constants"]
@@ -67,7 +67,7 @@ class _Folder:
         self.inits = {t.name: t for t in g.initializer}
         self.arrays: dict[str, np.ndarray] = {}
         self._graph = g
-        self._types: dict[str, tuple[np.dtype | None, list[int | None] | None]] | None = None
+        self._types: Mapping[str, ValueType] | None = None
         self.shape_of: dict[str, tuple[str, int, int]] = {}
         # Outer initializers are visible in subgraphs, so only graph outputs must stay node outputs.
         self.pinned = {o.name for o in g.output}
@@ -76,7 +76,7 @@ class _Folder:
         self.unfolded: dict[str, Counter[str]] = {}
 
     @property
-    def types(self) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:
+    def types(self) -> Mapping[str, ValueType]:
         # Read on first need: a graph with nothing to fold never pays for decoding every value's type.
         if self._types is None:
             self._types = value_types(self._graph)

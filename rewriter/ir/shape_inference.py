@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -133,23 +133,48 @@ def _big_tensor_attributes(nodes: Sequence[onnx.NodeProto], rows: Sequence[NodeR
                 yield a
 
 
-def value_types(g: onnx.GraphProto) -> dict[str, tuple[np.dtype | None, list[int | None] | None]]:
-    """Known (numpy dtype, dims) per value name; dims hold None for unknown or symbolic sizes."""
-    out: dict[str, tuple[np.dtype | None, list[int | None] | None]] = {}
-    # Most values share one of a few types: each distinct one is decoded once (its bytes are far cheaper to
-    # read than its dims one by one), and every value gets its own list of dims.
-    decoded: dict[bytes, tuple[np.dtype | None, list[int | None] | None] | None] = {}
-    for vi in (*g.input, *g.output, *g.value_info):
-        tp = vi.type
-        key = tp.SerializeToString()
-        if key in decoded:
-            known = decoded[key]
+ValueType = tuple[np.dtype | None, list[int | None] | None]
+
+
+def value_types(g: onnx.GraphProto) -> Mapping[str, ValueType]:
+    """Known (numpy dtype, dims) per value name; dims hold None for unknown or symbolic sizes.
+
+    Decoded when asked for: the folding steps ask for the few values a Shape or a MatMul reads, and a
+    graph's types are as many as its values (decoding all of them was a twentieth of normalizing a
+    TorchScript export). Each value gets its own list of dims."""
+    return _ValueTypes(g)
+
+
+class _ValueTypes(Mapping[str, ValueType]):
+    def __init__(self, g: onnx.GraphProto) -> None:
+        # The graph's inputs, outputs and value_info, a later entry of a name replacing an earlier one.
+        self._entries = {vi.name: vi for vi in (*g.input, *g.output, *g.value_info)}
+        # Most values share one of a few types: each distinct one is decoded once (its bytes are far cheaper
+        # to read than its dims one by one).
+        self._decoded: dict[bytes, ValueType | None] = {}
+
+    def _known(self, name: str) -> ValueType | None:
+        vi = self._entries.get(name)
+        if vi is None:
+            return None
+        key = vi.type.SerializeToString()
+        if key in self._decoded:
+            known = self._decoded[key]
         else:
-            known = decoded[key] = _decoded_type(tp)
-        if known is not None:
-            dtype, dims = known
-            out[vi.name] = (dtype, None if dims is None else list(dims))
-    return out
+            known = self._decoded[key] = _decoded_type(vi.type)
+        return None if known is None else (known[0], None if known[1] is None else list(known[1]))
+
+    def __getitem__(self, name: str) -> ValueType:
+        known = self._known(name)
+        if known is None:
+            raise KeyError(name)
+        return known
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._entries if self._known(name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _decoded_type(tp: onnx.TypeProto) -> tuple[np.dtype | None, list[int | None] | None] | None:

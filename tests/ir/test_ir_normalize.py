@@ -789,3 +789,28 @@ def test_a_model_that_cannot_be_serialized_keeps_its_shapes_unknown(monkeypatch:
     back = shape_inference.with_inferred_shapes([model], log, node_rows(model.graph.node))
     assert back is model and back.SerializeToString() == before
     assert log == ["shape inference failed (Failed to serialize proto); continuing without it"]
+
+
+def test_value_types_decode_each_asked_name_as_declared() -> None:
+    """The types folding reads, decoded when asked for: dtype and dims (None for a symbolic or negative
+    size), a later entry of a name replacing an earlier one, no entry for a non-tensor type, and each answer
+    with a dims list of its own."""
+    from rewriter.ir.shape_inference import value_types
+
+    seq = helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, [2])
+    graph = helper.make_graph(
+        [], "types",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, "n", -1]), seq],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [3])],
+        value_info=[helper.make_tensor_value_info("z", TensorProto.FLOAT16, None),
+                    helper.make_tensor_value_info("y", TensorProto.INT32, [4])])
+    types = value_types(graph)
+    assert types["x"] == (np.dtype(np.float32), [2, None, None])
+    assert types["y"] == (np.dtype(np.int32), [4])  # the value_info entry, after the output's
+    assert types["z"] == (np.dtype(np.float16), None)
+    assert "seq" not in types and types.get("seq") is None and types.get("nowhere") is None
+    assert dict(types) == {"x": types["x"], "y": types["y"], "z": types["z"]}
+    first = types["x"][1]
+    assert first is not None
+    first.append(7)
+    assert types["x"][1] == [2, None, None]
