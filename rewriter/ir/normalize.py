@@ -195,7 +195,8 @@ def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[No
     keep, kept_rows = [], []
     for node, row in zip(nodes, rows):
         # A graph output must stay a node output: runtimes differ on initializers as outputs.
-        if (row.op_type != "Constant" or row.domain not in DEFAULT_DOMAINS or row.outputs[0] in outputs
+        if (row.op_type != "Constant" or row.domain not in DEFAULT_DOMAINS or not row.outputs
+                or row.outputs[0] in outputs
                 or not _add_initializer(g, node, row.outputs[0])):
             keep.append(node)
             kept_rows.append(row)

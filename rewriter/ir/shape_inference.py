@@ -147,8 +147,15 @@ def value_types(g: onnx.GraphProto) -> Mapping[str, ValueType]:
 
 class _ValueTypes(Mapping[str, ValueType]):
     def __init__(self, g: onnx.GraphProto) -> None:
-        # The graph's inputs, outputs and value_info, a later entry of a name replacing an earlier one.
-        self._entries = {vi.name: vi for vi in (*g.input, *g.output, *g.value_info)}
+        # The graph's inputs, outputs and value_info by name. A name may have several entries (a graph output
+        # also in value_info, say): the last one with a tensor type counts, so the earlier ones are kept too.
+        self._entries: dict[str, onnx.ValueInfoProto] = {}
+        self._earlier: dict[str, list[onnx.ValueInfoProto]] = {}
+        for vi in (*g.input, *g.output, *g.value_info):
+            earlier = self._entries.get(vi.name)
+            if earlier is not None:
+                self._earlier.setdefault(vi.name, []).append(earlier)
+            self._entries[vi.name] = vi
         # Most values share one of a few types: each distinct one is decoded once (its bytes are far cheaper
         # to read than its dims one by one).
         self._decoded: dict[bytes, ValueType | None] = {}
@@ -157,12 +164,15 @@ class _ValueTypes(Mapping[str, ValueType]):
         vi = self._entries.get(name)
         if vi is None:
             return None
-        key = vi.type.SerializeToString()
-        if key in self._decoded:
-            known = self._decoded[key]
-        else:
-            known = self._decoded[key] = _decoded_type(vi.type)
-        return None if known is None else (known[0], None if known[1] is None else list(known[1]))
+        for entry in (vi, *reversed(self._earlier.get(name, ()))):
+            key = entry.type.SerializeToString()
+            if key in self._decoded:
+                known = self._decoded[key]
+            else:
+                known = self._decoded[key] = _decoded_type(entry.type)
+            if known is not None:
+                return known[0], None if known[1] is None else list(known[1])
+        return None
 
     def __getitem__(self, name: str) -> ValueType:
         known = self._known(name)
@@ -182,7 +192,10 @@ def _decoded_type(tp: onnx.TypeProto) -> tuple[np.dtype | None, list[int | None]
     if not tp.HasField("tensor_type"):
         return None
     tt = tp.tensor_type
-    dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+    except KeyError:  # an element type numpy has no dtype for (a newer ONNX type): its dims still count
+        dtype = None
     # A negative dim_value is dynamic (paddle2onnx's -1 batch), like a dim_param.
     dims = ([d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
             if tt.HasField("shape") else None)

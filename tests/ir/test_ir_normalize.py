@@ -814,3 +814,35 @@ def test_value_types_decode_each_asked_name_as_declared() -> None:
     assert first is not None
     first.append(7)
     assert types["x"][1] == [2, None, None]
+
+
+def test_value_types_skip_a_later_entry_without_a_tensor_type() -> None:
+    """A name's last entry that holds no tensor type (an empty value_info entry, a sequence) leaves the
+    earlier typed entry in force; an element type numpy has no dtype for still gives the dims."""
+    from rewriter.ir.shape_inference import value_types
+
+    unknown = helper.make_tensor_value_info("w", TensorProto.FLOAT, [5])
+    unknown.type.tensor_type.elem_type = 50  # no ONNX type has this number (yet)
+    graph = helper.make_graph(
+        [], "types", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        value_info=[helper.make_empty_tensor_value_info("y"),
+                    helper.make_tensor_value_info("x", TensorProto.INT64, [1]),
+                    helper.make_tensor_sequence_value_info("x", TensorProto.FLOAT, [2]), unknown])
+    types = value_types(graph)
+    assert types["y"] == (np.dtype(np.float32), [2, 3])
+    assert types["x"] == (np.dtype(np.int64), [1])  # the last typed entry, not the input's
+    assert types["w"] == (None, [5])
+
+
+def test_shape_of_an_output_with_an_untyped_value_info_entry_folds() -> None:
+    """The output's own type counts when a value_info entry of the same name says nothing."""
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu"),
+             helper.make_node("Shape", ["y"], ["s"], name="shape"),
+             helper.make_node("Reshape", ["x", "s"], ["z"], name="reshape")]
+    graph = helper.make_graph(nodes, "g", [_f32("x", [2, 3])], [_f32("y", [2, 3]), _f32("z", [2, 3])],
+                              value_info=[helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = normalize(model)
+    assert _ops(result.model) == ["Relu", "Reshape"]
+    assert any(a.startswith("folded 1 constant node") for a in result.actions)
