@@ -111,7 +111,7 @@ def test_external_data(tmp_path: Path) -> None:
 def _record_checks_and_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What load_model asks of onnx, in order: "check file", "check proto" or "parse"."""
     calls: list[str] = []
-    check, parse = onnx.checker.check_model, onnx.load
+    check, parse = onnx.checker.check_model, load_mod._parse_mapped
 
     def checking(model, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append("check proto" if isinstance(model, onnx.ModelProto) else "check file")
@@ -122,7 +122,7 @@ def _record_checks_and_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return parse(*args, **kwargs)
 
     monkeypatch.setattr(onnx.checker, "check_model", checking)
-    monkeypatch.setattr(onnx, "load", parsing)
+    monkeypatch.setattr(load_mod, "_parse_mapped", parsing)
     return calls
 
 
