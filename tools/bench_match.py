@@ -45,7 +45,7 @@ _CHILD = ("import resource, sys\n"
           "from rewriter.cli import main\n"
           "code = main(sys.argv[1:])\n"
           "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-          "print('usage', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
+          "print('usage', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, usage.ru_utime, file=sys.stderr)\n"
           "sys.exit(code)\n")
 
 
@@ -125,7 +125,7 @@ rows = [(tuple(n.input), tuple(n.output)) for n in model.graph.node]
 writer = {name: k for k, (_, outputs) in enumerate(rows) for name in outputs}
 edges = sum(1 for inputs, _ in rows for name in inputs if name in writer)
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(len(rows), edges, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+print(len(rows), edges, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, usage.ru_utime)
 """
 
 
@@ -236,9 +236,9 @@ def _child_env(root: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
 
-def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and peak RSS (kB) of one `rewriter audit --format json` in a fresh process,
-    of the code in ``root`` (run from that folder, so its package is the one imported)."""
+def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tuple[float, float, int, float]:
+    """Wall seconds, CPU seconds, peak RSS (kB) and user CPU seconds of one `rewriter audit --format json` in a
+    fresh process, of the code in ``root`` (run from that folder, so its package is the one imported)."""
     env = _child_env(root)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "audit", str(model), "--target", target,
@@ -248,7 +248,7 @@ def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tup
     if done.returncode != 0:
         raise SystemExit(f"audit of {model} failed ({done.returncode}):\n{done.stderr}")
     usage = [line.split()[1:] for line in done.stderr.splitlines() if line.startswith("usage ")][-1]
-    return seconds, float(usage[1]), int(usage[0])
+    return seconds, float(usage[1]), int(usage[0]), float(usage[2])
 
 
 def _model_path(item: int | Path, workdir: Path) -> Path:
@@ -262,7 +262,7 @@ def run_audits(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
     for item in sizes:
         model = _model_path(item, workdir)
         output = workdir / f"{model.stem}.plan.json"
-        seconds, cpu, rss_kb = audit_once(model, output, target)
+        seconds, cpu, rss_kb, _ = audit_once(model, output, target)
         with output.open() as f:
             nodes = json.load(f)["summary"]["nodes"]
         rows.append((nodes, seconds, cpu, rss_kb, output.stat().st_size))
@@ -299,7 +299,7 @@ def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: 
             order = [("this", ROOT), ("other", other)]
             for name, root in order if r % 2 == 0 else reversed(order):
                 output = workdir / f"{model.stem}.{name}.plan.json"
-                _, cpu, rss_kb = audit_once(model, output, target, root)
+                _, cpu, rss_kb, _ = audit_once(model, output, target, root)
                 runs[name].append((cpu, rss_kb, output.stat().st_size))
         with (workdir / f"{model.stem}.this.plan.json").open() as f:
             nodes = json.load(f)["summary"]["nodes"]
@@ -317,13 +317,14 @@ def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: 
 _FIXED_NODES = 100
 
 
-def floor_once(model: Path) -> tuple[int, float, int]:
-    """Nodes, CPU seconds and peak RSS (kB) of the floor (``_FLOOR_CHILD``) on ``model``, in a fresh process."""
+def floor_once(model: Path) -> tuple[int, float, int, float]:
+    """Nodes, CPU seconds, peak RSS (kB) and user CPU seconds of the floor (``_FLOOR_CHILD``) on ``model``, in
+    a fresh process."""
     done = subprocess.run([sys.executable, "-c", _FLOOR_CHILD, str(model)], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"floor of {model} failed ({done.returncode}):\n{done.stderr}")
-    nodes, _, rss_kb, cpu = done.stdout.split()
-    return int(nodes), float(cpu), int(rss_kb)
+    nodes, _, rss_kb, cpu, user = done.stdout.split()
+    return int(nodes), float(cpu), int(rss_kb), float(user)
 
 
 def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None:
@@ -335,43 +336,52 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
     ``_FIXED_NODES`` nodes, timed in the same rounds and subtracted, so that a cost paid once does not make
     either growth look smaller. The audit's growth divided by the floor's is how much faster than a plainly
     linear cost the audit grows on this machine (1.0: as fast).
+
+    The same growth is also given for user time alone. System time is mostly the kernel handing the process
+    fresh memory, whose price on a virtual machine depends on what the host did with the guest's freed pages
+    in the last seconds: the 1M audit's has ranged from 9.6 to 15.9 s in one day's runs. User time is the
+    code's own work, and varies far less between runs.
     """
     if _FIXED_NODES in sizes:
         raise SystemExit(f"--floor: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
     models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
                                                                        for size in sizes]
-    runs: dict[tuple[int, str], list[tuple[float, int]]] = {}
+    runs: dict[tuple[int, str], list[tuple[float, int, float]]] = {}
     counts: dict[int, int] = {}
     for r in range(rounds):
         for size, model in models:
             for step in ("audit", "floor") if r % 2 == 0 else ("floor", "audit"):
                 if step == "audit":
-                    _, cpu, rss_kb = audit_once(model, workdir / f"synthetic_{size}.plan.json", target)
+                    _, cpu, rss_kb, user = audit_once(model, workdir / f"synthetic_{size}.plan.json", target)
                 else:
-                    counts[size], cpu, rss_kb = floor_once(model)
-                runs.setdefault((size, step), []).append((cpu, rss_kb))
+                    counts[size], cpu, rss_kb, user = floor_once(model)
+                runs.setdefault((size, step), []).append((cpu, rss_kb, user))
 
-    def median(size: int, step: str) -> float:
-        return _median([cpu for cpu, _ in runs[size, step]])
+    def median(size: int, step: str, user: bool = False) -> float:
+        return _median([run[2] if user else run[0] for run in runs[size, step]])
 
     print(f"{'nodes':>9}  {'code':<5}  {'CPU s, each round':<32}  {'median':>7}  {'per-node part':>13}  "
-          f"{'peak RSS MB':>11}")
+          f"{'peak RSS MB':>11}  {'user median':>11}")
     for size, _ in models:
         for step in ("audit", "floor"):
             part = "(fixed cost)" if size == _FIXED_NODES else f"{median(size, step) - median(_FIXED_NODES, step):.2f}"
-            print(f"{counts[size]:>9}  {step:<5}  {' / '.join(f'{cpu:.2f}' for cpu, _ in runs[size, step]):<32}  "
-                  f"{median(size, step):>7.2f}  {part:>13}  {max(rss for _, rss in runs[size, step]) / 1024:>11.0f}")
+            cpus = ' / '.join(f'{cpu:.2f}' for cpu, _, _ in runs[size, step])
+            print(f"{counts[size]:>9}  {step:<5}  {cpus:<32}  {median(size, step):>7.2f}  {part:>13}  "
+                  f"{max(rss for _, rss, _ in runs[size, step]) / 1024:>11.0f}  {median(size, step, user=True):>11.2f}")
     for before, after in zip(sizes, sizes[1:]):
-        parts = {step: (median(before, step) - median(_FIXED_NODES, step),
-                        median(after, step) - median(_FIXED_NODES, step)) for step in ("audit", "floor")}
-        if min(part for pair in parts.values() for part in pair) <= 0:
-            print(f"{counts[before]} -> {counts[after]} nodes: a per-node part within the fixed cost's noise, "
-                  "no growth to tell (use larger sizes)")
-            continue
-        growth = {step: after_part / before_part for step, (before_part, after_part) in parts.items()}
-        print(f"{counts[before]} -> {counts[after]} nodes ({counts[after] / counts[before]:.2f}x), per-node part: "
-              f"audit {growth['audit']:.2f}x, floor {growth['floor']:.2f}x, audit / floor "
-              f"{growth['audit'] / growth['floor']:.2f}")
+        for user in (False, True):
+            parts = {step: (median(before, step, user) - median(_FIXED_NODES, step, user),
+                            median(after, step, user) - median(_FIXED_NODES, step, user))
+                     for step in ("audit", "floor")}
+            what = "user time, per-node part" if user else "per-node part"
+            if min(part for pair in parts.values() for part in pair) <= 0:
+                print(f"{counts[before]} -> {counts[after]} nodes, {what}: within the fixed cost's noise, no growth "
+                      "to tell (use larger sizes)")
+                continue
+            growth = {step: after_part / before_part for step, (before_part, after_part) in parts.items()}
+            print(f"{counts[before]} -> {counts[after]} nodes ({counts[after] / counts[before]:.2f}x), {what}: "
+                  f"audit {growth['audit']:.2f}x, floor {growth['floor']:.2f}x, audit / floor "
+                  f"{growth['audit'] / growth['floor']:.2f}")
     print(f"floor: parse the model with onnx and index its node outputs, a linear cost; load average now "
           f"{os.getloadavg()[0]:.2f}")
 

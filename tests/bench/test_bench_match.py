@@ -33,8 +33,9 @@ def test_synthetic_model_runs_and_matches_the_view() -> None:
 def test_audit_once_reports_usage_and_writes_the_plan(tmp_path: Path) -> None:
     path = tmp_path / "tiny.onnx"
     onnx.save(bench_match.synthetic_model(60), str(path))
-    seconds, cpu, rss_kb = bench_match.audit_once(path, tmp_path / "plan.json", "CPU")
+    seconds, cpu, rss_kb, user = bench_match.audit_once(path, tmp_path / "plan.json", "CPU")
     assert seconds > 0 and cpu > 0 and rss_kb > 10_000  # a Python process with onnx loaded is over 10 MB
+    assert 0 < user <= cpu  # user time is part of the CPU time
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert doc["schema"] == "rewriter.plan/2" and doc["summary"]["nodes"] == len(onnx.load(str(path)).graph.node)
 
@@ -76,8 +77,8 @@ def test_floor_counts_the_model_it_parses(tmp_path: Path) -> None:
     path = tmp_path / "tiny.onnx"
     model = bench_match.synthetic_model(60)
     onnx.save(model, str(path))
-    nodes, cpu, rss_kb = bench_match.floor_once(path)
-    assert nodes == len(model.graph.node) and cpu > 0 and rss_kb > 10_000
+    nodes, cpu, rss_kb, user = bench_match.floor_once(path)
+    assert nodes == len(model.graph.node) and cpu > 0 and rss_kb > 10_000 and 0 < user <= cpu
 
 
 def test_floor_mode_compares_growth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -86,8 +87,10 @@ def test_floor_mode_compares_growth(tmp_path: Path, capsys) -> None:  # type: ig
     # One row of each code per size, and one for the fixed cost.
     assert table.count("audit  ") == 3 and table.count("floor  ") == 3
     growth = [line for line in table.splitlines() if " -> " in line]
-    # Models this small may not rise above the fixed cost's noise; the line then says so.
-    assert len(growth) == 1 and ("audit / floor" in growth[0] or "no growth to tell" in growth[0])
+    # CPU time, then user time alone. Models this small may not rise above the fixed cost's noise; the line
+    # then says so.
+    assert len(growth) == 2 and "user time" in growth[1]
+    assert all("audit / floor" in line or "no growth to tell" in line for line in growth)
     assert "(fixed cost)" in table and (tmp_path / "synthetic_400.plan.json").exists()
 
 
