@@ -76,7 +76,7 @@ def _file_passes_checker(p: Path) -> bool:
     A model that fails goes through ``_checked``, which says why (or sorts one whose nodes are out of
     order); one with external data read in is checked again with its data, as the parsed model it is.
     """
-    if p.suffix.lower() != ".onnx":
+    if not _binary_form(p):
         return False
     try:
         onnx.checker.check_model(os.fspath(p), full_check=False)
@@ -97,7 +97,7 @@ def _check_readable(p: Path) -> None:
 def _parse(p: Path) -> tuple[onnx.ModelProto, bool]:
     """The model, and whether it is exactly the file's binary protobuf (no external data was read in)."""
     try:
-        model = _parse_mapped(p) if p.suffix.lower() == ".onnx" else onnx.load(os.fspath(p), load_external_data=False)
+        model = _parse_mapped(p) if _binary_form(p) else onnx.load(os.fspath(p), load_external_data=False)
     except (DecodeError, UnicodeDecodeError, ValueError, TypeError, RuntimeError) as e:
         raise UserError(
             f"{p}: not a readable ONNX model ({error_summary(e)}); "
@@ -120,7 +120,12 @@ def _parse(p: Path) -> tuple[onnx.ModelProto, bool]:
         ) from None
     # With tensors kept in their file, the checker reads the file (the references are not ONNX's own form);
     # with none read in, it is the model as loaded.
-    return model, (kept > 0 or not read_in) and p.suffix.lower() == ".onnx"
+    return model, (kept > 0 or not read_in) and _binary_form(p)
+
+
+def _binary_form(p: Path) -> bool:
+    """Is the file binary protobuf by its name? (``.onnx``; onnx.load reads the text forms by theirs.)"""
+    return p.suffix.lower() == ".onnx"
 
 
 def _parse_mapped(p: Path) -> onnx.ModelProto:

@@ -208,29 +208,34 @@ def _constants_to_initializers(g: onnx.GraphProto, log: list[str], rows: list[No
 
 def _add_initializer(g: onnx.GraphProto, node: onnx.NodeProto, name: str) -> bool:
     """Append the Constant ``node``'s value to the initializers as ``name``; False when it has no dense value."""
-    if len(node.attribute) == 1 and node.attribute[0].name == "value":
-        # Copied once, straight into the graph (``constant_value`` and an append would copy it twice).
-        tensor = g.initializer.add()
-        tensor.CopyFrom(node.attribute[0].t)
-    else:
-        value = constant_value(node)
-        if value is None:
-            return False
-        tensor = g.initializer.add()
-        tensor.CopyFrom(value)
+    value = _held_value(node)
+    if value is None:
+        return False
+    tensor = g.initializer.add()
+    tensor.CopyFrom(value)  # the one copy: a node's ``value`` tensor goes straight into the graph
     tensor.name = name
     return True
 
 
 def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
-    """The tensor a Constant node holds (dense forms only; a sparse_value stays a node), else None."""
+    """The tensor a Constant node holds, a copy of its own (dense forms only; a sparse_value stays a node),
+    else None."""
+    value = _held_value(node)
+    if value is None:
+        return None
+    t = onnx.TensorProto()
+    t.CopyFrom(value)
+    return t
+
+
+def _held_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The tensor a Constant node holds, not copied: its own ``value`` attribute (for reading only), or one
+    built from the other dense forms; None for a sparse_value or anything else."""
     if len(node.attribute) != 1:
         return None
     a = node.attribute[0]
     if a.name == "value":
-        t = onnx.TensorProto()
-        t.CopyFrom(a.t)
-        return t
+        return a.t
     builders: dict[str, Callable[[], np.ndarray]] = {
         "value_float": lambda: np.array(a.f, np.float32),
         "value_floats": lambda: np.array(a.floats, np.float32),

@@ -187,7 +187,7 @@ class _ValueTypes(Mapping[str, ValueType]):
         return sum(1 for _ in self)
 
 
-def _decoded_type(tp: onnx.TypeProto) -> tuple[np.dtype | None, list[int | None] | None] | None:
+def _decoded_type(tp: onnx.TypeProto) -> ValueType | None:
     """(numpy dtype, dims) of a tensor type, None for any other type."""
     if not tp.HasField("tensor_type"):
         return None
