@@ -75,15 +75,17 @@ def override_config(point: FakeQuantizePoint, overrides: object) -> FakeQuantize
 
 
 def share_group_configs(points: list[FakeQuantizePoint]) -> list[FakeQuantizePoint]:
-    """A unified group shares one config: the first member's, per-tensor (one scale)."""
-    leaders: dict[int, QuantizerConfig] = {}
-    out = []
-    for p in sorted(points, key=lambda p: p.tensor):
-        if p.unify_group is None:
-            out.append(p)
-            continue
-        leader = leaders.get(p.unify_group)
-        if leader is None:
-            leader = leaders[p.unify_group] = replace(p.config, granularity="pertensor")
-        out.append(replace(p, config=leader, channel_axis=None))
-    return out
+    """A unified group shares one config: its first member's by tensor name, per-tensor (one scale).
+
+    The points come back in the order given."""
+    first: dict[int, FakeQuantizePoint] = {}
+    for p in points:
+        if p.unify_group is not None:
+            known = first.get(p.unify_group)
+            if known is None or p.tensor < known.tensor:
+                first[p.unify_group] = p
+    if not first:
+        return points
+    leaders = {group: replace(p.config, granularity="pertensor") for group, p in first.items()}
+    return [p if p.unify_group is None else replace(p, config=leaders[p.unify_group], channel_axis=None)
+            for p in points]

@@ -529,25 +529,48 @@ class _Planner:
         groups = self._groups(live)
         frozen = share_group_configs([self._freeze_point(point, groups) for point in live.values()])
         frozen = [override_config(p, self.options.quantizer_overrides) for p in frozen]
-        frozen.sort(key=lambda p: (self._position(p), p.tensor))
+        # In graph order: by the first node that reads the point (or the one that writes it), from the
+        # points' own node indexes (the frozen ones name their consumers).
+        producer = self.graph.producer
+        positions = [min(index for index, _ in p.consumers) if p.consumers else producer.get(p.tensor, (-1,))[0]
+                     for p in live.values()]
+        frozen = [p for _, _, p in sorted(zip(positions, (p.tensor for p in frozen), frozen))]
         requantized, biases = plan_integer_chain(self.graph, frozen, *self._chain_requests(), set(self.ignored))
         chain_items: list[Requantization | IntegerBias] = [*requantized, *biases]
         for item in chain_items:
             self._note(self.graph.by_name[item.node], item.trail[0])
-        read_ports: dict[str, set[int]] = {}
-        output_points: dict[str, list[str]] = {}
+        # What the node records read, by node index: lists, not dicts keyed by name, as every node of the graph
+        # is looked up in each (at a million nodes a dict lookup is a few cache misses).
+        count = len(self.graph.nodes)
+        by_name = self.graph.by_name
+        read_ports: list[set[int] | None] = [None] * count
+        output_points: list[list[str] | None] = [None] * count
         for point in frozen:
             for c in point.consumers:
-                read_ports.setdefault(c.node, set()).add(c.port)
+                index = by_name[c.node]
+                ports = read_ports[index]
+                if ports is None:
+                    read_ports[index] = {c.port}
+                else:
+                    ports.add(c.port)
             if point.at_output:
-                producer = self.graph.producer_of(point.tensor)
-                if producer is not None:
-                    output_points.setdefault(producer.name, []).append(point.tensor)
+                hit = self.graph.producer.get(point.tensor)
+                if hit is not None:
+                    outputs = output_points[hit[0]]
+                    if outputs is None:
+                        output_points[hit[0]] = [point.tensor]
+                    else:
+                        outputs.append(point.tensor)
+        ignored_at: list[list[Decision] | tuple[()]] = [()] * count
+        for index, decisions in self.ignored.items():
+            ignored_at[index] = decisions
+        noted_at: list[list[Decision] | tuple[()]] = [()] * count
+        for index, decisions in self.node_trail.items():
+            noted_at[index] = decisions
         recorder = NodeRecorder(self.spec, {p.tensor: p for p in frozen})
-        ignored, noted = self.ignored, self.node_trail
-        nodes = tuple(recorder.record(n, ignored.get(n.index, ()), noted.get(n.index, ()),
-                                      self._quantizers(n, read_ports, output_points))
-                      for n in self.graph.nodes)
+        nodes = tuple(recorder.record(n, ignored_by, noted, self._quantizers(n, ports, outputs))
+                      for n, ignored_by, noted, ports, outputs
+                      in zip(self.graph.nodes, ignored_at, noted_at, read_ports, output_points))
         storage = Decision("storage", f"{self.spec.name}:activation_storage", self.spec.activation_storage_loc,
                            f"activations stored {self.spec.activation_storage}")
         return QuantPlan(model=model_name, target=self.spec.name, spec_path=self.spec.path,
@@ -558,16 +581,12 @@ class _Planner:
     def _groups(self, live: dict[str, _Point]) -> dict[str, int]:
         """Number the unified groups that have at least two live members, in tensor-name order."""
         by_root: dict[str, list[str]] = {}
-        for tensor in sorted(live):
+        # Only a tensor a unify rule named can share a group: the others are each their own.
+        unified = self.unify_parent.keys() | set(self.unify_parent.values())
+        for tensor in sorted(t for t in live if t in unified):
             by_root.setdefault(self._find(tensor), []).append(tensor)
         groups = sorted(members for members in by_root.values() if len(members) > 1)
         return {t: k for k, members in enumerate(groups) for t in members}
-
-    def _position(self, point: FakeQuantizePoint) -> int:
-        if point.consumers:
-            return min(self.graph.by_name[c.node] for c in point.consumers)
-        producer = self.graph.producer.get(point.tensor)
-        return producer[0] if producer else -1
 
     def _freeze_point(self, point: _Point, groups: dict[str, int]) -> FakeQuantizePoint:
         lists = [point.consumers[k] for k in sorted(point.consumers)]
@@ -636,30 +655,41 @@ class _Planner:
             return weight_channel_axis(self.graph, self.graph.nodes[index], port)
         return activation_channel_axis(self.graph, point.tensor)
 
-    def _quantizers(self, node: NodeInfo, read_ports: dict[str, set[int]],
-                    output_points: dict[str, list[str]]) -> NodeQuantizers:
-        ports = read_ports.get(node.name)
-        outputs = output_points.get(node.name)
-        upstream = self._upstream_ports(node, ports or set())
+    def _quantizers(self, node: NodeInfo, ports: set[int] | None, outputs: list[str] | None) -> NodeQuantizers:
+        """Where ``node`` reads or writes quantized values: ``ports`` it reads a FakeQuantize at directly,
+        ``outputs`` with one of their own (None: none)."""
+        upstream = self._upstream_ports(node, ports or _NO_PORTS)
         if not (ports or outputs or upstream):
             return _NO_QUANTIZERS  # most nodes: one shared record instead of one each
         return NodeQuantizers(sorted(ports or ()), outputs or [], upstream)
 
-    def _upstream_ports(self, node: NodeInfo, direct: set[int]) -> dict[int, str]:
+    def _upstream_ports(self, node: NodeInfo, direct: set[int] | frozenset[int]) -> dict[int, str]:
         """Inputs that read a FakeQuantize placed above agnostic ops: port -> quantized tensor."""
         entry = self.spec.op(node.op_type)
         if entry is None or entry.agnostic or node.index in self.ignored:
             return {}
         found = {}
+        producer, nodes, ignored = self.graph.producer, self.graph.nodes, self.ignored
         for port, tensor in enumerate(node.inputs):
-            if tensor and port not in direct and not self.graph.is_constant(tensor):
-                point = self._serving_point(node.index, port)
-                if point is not None and point.tensor != tensor:
-                    found[port] = point.tensor
+            if not tensor or port in direct:
+                continue
+            # Only a value an agnostic op writes can carry a FakeQuantize from above (a port that reads one
+            # placed on the value itself is direct): most inputs are ruled out by their producer alone.
+            hit = producer.get(tensor)
+            if hit is None:
+                continue
+            above = nodes[hit[0]]
+            entry = self.spec.op(above.op_type)
+            if entry is None or not entry.agnostic or above.index in ignored or self.graph.is_constant(tensor):
+                continue
+            point = self._serving_point(node.index, port)
+            if point is not None and point.tensor != tensor:
+                found[port] = point.tensor
         return found
 
 
 _NO_QUANTIZERS = NodeQuantizers((), (), {})
+_NO_PORTS: frozenset[int] = frozenset()
 
 
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
