@@ -113,6 +113,9 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     rows, kept = _bypass_constant_identities(m.graph, log, rows, kept)
     if kept is not nodes:
         replace_nodes(m.graph, list(kept))
+    # The node list (and any node taken from it) holds the whole model alive: let go of both, or the box
+    # below would not hand over the model's last reference.
+    del nodes, kept
     # A type the model declares for a name no node writes (stale, or one of a Constant just made an
     # initializer, which may say less than the tensor does) would steer inference: such entries go first.
     if declared:
