@@ -530,7 +530,7 @@ class _Planner:
         frozen = share_group_configs([self._freeze_point(point, groups) for point in live.values()])
         frozen = [override_config(p, self.options.quantizer_overrides) for p in frozen]
         # In graph order: by the first node that reads the point (or the one that writes it), from the
-        # points' own node indexes (the frozen ones name their consumers).
+        # points' own node indexes (the frozen ones name their consumers; both steps above keep the order).
         producer = self.graph.producer
         positions = [min(index for index, _ in p.consumers) if p.consumers else producer.get(p.tensor, (-1,))[0]
                      for p in live.values()]
@@ -561,12 +561,7 @@ class _Planner:
                         output_points[hit[0]] = [point.tensor]
                     else:
                         outputs.append(point.tensor)
-        ignored_at: list[list[Decision] | tuple[()]] = [()] * count
-        for index, decisions in self.ignored.items():
-            ignored_at[index] = decisions
-        noted_at: list[list[Decision] | tuple[()]] = [()] * count
-        for index, decisions in self.node_trail.items():
-            noted_at[index] = decisions
+        ignored_at, noted_at = _by_index(self.ignored, count), _by_index(self.node_trail, count)
         recorder = NodeRecorder(self.spec, {p.tensor: p for p in frozen})
         nodes = tuple(recorder.record(n, ignored_by, noted, self._quantizers(n, ports, outputs))
                       for n, ignored_by, noted, ports, outputs
@@ -689,6 +684,14 @@ class _Planner:
 
 
 _NO_QUANTIZERS = NodeQuantizers((), (), {})
+
+
+def _by_index(trails: dict[int, list[Decision]], count: int) -> list[list[Decision] | tuple[()]]:
+    """``trails`` (node index -> decisions) as a list over all ``count`` nodes, empty where it has none."""
+    out: list[list[Decision] | tuple[()]] = [()] * count
+    for index, decisions in trails.items():
+        out[index] = decisions
+    return out
 _NO_PORTS: frozenset[int] = frozenset()
 
 
