@@ -525,6 +525,12 @@ class _Planner:
     # -- freezing -----------------------------------------------------------
 
     def _freeze(self, model_name: str) -> QuantPlan:
+        chain_requests = self._chain_requests()
+        # Every rule's matches have been acted on: they go before the points are frozen, not with the
+        # planner (at a million nodes they and their decision texts are a few hundred MB of the plan stage's
+        # peak). The texts are keyed by the matches' identities, which new objects could take.
+        self.matches = {}
+        self._match_text = {}
         live = {t: p for t, p in self.points.items() if p.consumers or p.output_configs}
         groups = self._groups(live)
         frozen = share_group_configs([self._freeze_point(point, groups) for point in live.values()])
@@ -535,7 +541,7 @@ class _Planner:
         positions = [min(index for index, _ in p.consumers) if p.consumers else producer.get(p.tensor, (-1,))[0]
                      for p in live.values()]
         frozen = [p for _, _, p in sorted(zip(positions, (p.tensor for p in frozen), frozen))]
-        requantized, biases = plan_integer_chain(self.graph, frozen, *self._chain_requests(), set(self.ignored))
+        requantized, biases = plan_integer_chain(self.graph, frozen, *chain_requests, set(self.ignored))
         chain_items: list[Requantization | IntegerBias] = [*requantized, *biases]
         for item in chain_items:
             self._note(self.graph.by_name[item.node], item.trail[0])

@@ -65,3 +65,21 @@ def test_a_group_shares_its_first_members_config(seed: int) -> None:
     for before, after in zip(points, shared):
         assert after.channel_axis == (before.channel_axis if before.unify_group is None else None)
         assert (after is before) == (before.unify_group is None)
+
+
+def test_the_matches_are_let_go_before_the_points_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A million-node graph's matches and their decision texts are a few hundred MB: the planner drops them once
+    # every rule has acted (the integer chain's requests included), before freezing allocates the plan.
+    from rewriter.match import planner  # noqa: PLC0415 - only this test needs it
+
+    held = []
+    freeze_point = planner._Planner._freeze_point
+
+    def spy(self: planner._Planner, point: object, groups: dict[str, int]) -> FakeQuantizePoint:
+        held.append((len(self.matches), len(self._match_text)))
+        return freeze_point(self, point, groups)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planner._Planner, "_freeze_point", spy)
+    plan = plan_model(models.tiny_cnn(), "ORT")
+    assert held and set(held) == {(0, 0)}
+    assert plan.int32_biases  # the integer chain's requests came from the matches, taken before
