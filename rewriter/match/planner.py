@@ -449,13 +449,22 @@ class _Planner:
         point = self.points.get(tensor)
         if point is not None and (index, port) in point.consumers:
             return point
+        above = self._agnostic_writer(tensor)
+        if above is None:
+            return None
+        producer, entry = above
+        for p in self._pass_through_ports(producer, entry)[:1]:
+            return self._serving_point(producer.index, p)
+        return None
+
+    def _agnostic_writer(self, tensor: str) -> tuple[NodeInfo, OpSpec] | None:
+        """The node writing ``tensor`` and its spec entry, when it is an agnostic op the rules did not ignore
+        (the only kind a FakeQuantize placed above can pass through); else None."""
         producer = self.graph.producer_of(tensor) if tensor else None
         entry = self.spec.op(producer.op_type) if producer else None
         if producer is None or entry is None or not entry.agnostic or producer.index in self.ignored:
             return None
-        for p in self._pass_through_ports(producer, entry)[:1]:
-            return self._serving_point(producer.index, p)
-        return None
+        return producer, entry
 
     def _unify(self, rule: ast.Rule, match: Match, group: ast.PortRef) -> None:
         index = match.node(group.capture)
@@ -560,7 +569,7 @@ class _Planner:
                 else:
                     ports.add(c.port)
             if point.at_output:
-                hit = self.graph.producer.get(point.tensor)
+                hit = producer.get(point.tensor)
                 if hit is not None:
                     outputs = output_points[hit[0]]
                     if outputs is None:
@@ -670,18 +679,11 @@ class _Planner:
         if entry is None or entry.agnostic or node.index in self.ignored:
             return {}
         found = {}
-        producer, nodes, ignored = self.graph.producer, self.graph.nodes, self.ignored
         for port, tensor in enumerate(node.inputs):
-            if not tensor or port in direct:
-                continue
             # Only a value an agnostic op writes can carry a FakeQuantize from above (a port that reads one
-            # placed on the value itself is direct): most inputs are ruled out by their producer alone.
-            hit = producer.get(tensor)
-            if hit is None:
-                continue
-            above = nodes[hit[0]]
-            entry = self.spec.op(above.op_type)
-            if entry is None or not entry.agnostic or above.index in ignored or self.graph.is_constant(tensor):
+            # placed on the value itself is direct): most inputs are ruled out by their writer alone.
+            if (not tensor or port in direct or self._agnostic_writer(tensor) is None
+                    or self.graph.is_constant(tensor)):
                 continue
             point = self._serving_point(node.index, port)
             if point is not None and point.tensor != tensor:
@@ -690,6 +692,7 @@ class _Planner:
 
 
 _NO_QUANTIZERS = NodeQuantizers((), (), {})
+_NO_PORTS: frozenset[int] = frozenset()
 
 
 def _by_index(trails: dict[int, list[Decision]], count: int) -> list[list[Decision] | tuple[()]]:
@@ -698,7 +701,6 @@ def _by_index(trails: dict[int, list[Decision]], count: int) -> list[list[Decisi
     for index, decisions in trails.items():
         out[index] = decisions
     return out
-_NO_PORTS: frozenset[int] = frozenset()
 
 
 def _candidates(point: _Point) -> tuple[QuantizerConfig, ...]:
