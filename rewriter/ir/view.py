@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from itertools import chain
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
@@ -71,13 +71,21 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) ->
     protos = list(g.node)
     fields = rows if rows is not None and len(rows) == len(protos) else node_rows(protos)
     order = _node_order(protos, fields)
+    # One str object per value name. Each read of a protobuf field makes a new str, so a value's name as its
+    # writer's output and as each reader's input were equal but distinct objects; every table keyed by
+    # name (the view's indexes, the planner's) then compared the strings' bytes on a hit. With one object
+    # per name a hit is settled by identity, which on a graph too large for the cache saves a memory read
+    # per lookup, and the graph holds each name once.
+    names: dict[str, str] = {}
+    one = names.setdefault
     nodes = []
     for k, i in enumerate(order):
         row = fields[i]
-        nodes.append(make_node_info(row.name, row.op_type, row.inputs, row.outputs,
+        nodes.append(make_node_info(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)),
+                                    tuple(map(one, row.outputs, row.outputs)),
                                     _attrs(protos[i]) if row.attributes else {}, row.domain, k,
                                     body_node_count(protos[i]) if row.bodies else 0))
-    return GraphView(nodes, _tensor_infos(g, [row.outputs for row in fields]), name=g.name)
+    return GraphView(nodes, _tensor_infos(g, [node.outputs for node in nodes], one), name=g.name)
 
 
 def _node_order(protos: list[onnx.NodeProto], rows: Sequence[NodeRow]) -> range | list[int]:
@@ -122,15 +130,18 @@ def _f32(v: float) -> float:
     return float(str(np.float32(v)))
 
 
-def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]]) -> dict[str, TensorInfo]:
-    inits = {t.name: t for t in g.initializer}
-    sparse = {t.values.name: t for t in g.sparse_initializer}
+def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]],
+                  one: Callable[[str, str], str]) -> dict[str, TensorInfo]:
+    """Every value's ``TensorInfo``, keyed and named by the str object ``one(name, name)`` gives."""
+    inits = {one(t.name, t.name): t for t in g.initializer}
+    sparse = {one(t.values.name, t.values.name): t for t in g.sparse_initializer}
     outputs = {vi.name for vi in g.output}
     inputs = {vi.name for vi in g.input}
     typed: dict[str, onnx.ValueInfoProto] = {}
     # Later entries win: a graph input's or output's declared type over an inferred one.
     for vi in (*g.value_info, *g.output, *g.input):
-        typed[vi.name] = vi
+        name = vi.name
+        typed[one(name, name)] = vi
     infos: dict[str, TensorInfo] = {}
     # Most values share one of a few types: each distinct type is decoded once (a TypeProto's bytes are
     # far cheaper to read than its dims one by one).

@@ -49,6 +49,21 @@ def test_tensor_infos(residual: GraphView) -> None:
     assert residual.is_constant("conv2.bias") and not residual.is_constant("relu1")
 
 
+def test_each_value_name_is_one_object(residual: GraphView) -> None:
+    """A value's name as its writer's output, as each reader's input, and as the key and name of its
+    TensorInfo is one str object, so the tables keyed by name settle a hit by identity."""
+    by_name: dict[str, list[str]] = {}
+    for node in residual.nodes:
+        for name in (*node.inputs, *node.outputs):
+            by_name.setdefault(name, []).append(name)
+    for key, info in residual.tensors.items():
+        by_name.setdefault(key, []).extend([key, info.name])
+    shared = {name: copies for name, copies in by_name.items() if len(copies) > 1}
+    assert {"relu1", "input", "conv1.weight", "output"} <= set(shared)  # written and read, read twice, ...
+    for name, copies in shared.items():
+        assert all(copy is copies[0] for copy in copies), name
+
+
 def test_symbolic_dims_and_unknown_types() -> None:
     view = graph_view(normalize(models.attention_block(dynamic=True)).model)
     assert view.tensors["input"].shape == ("batch", "seq", 16)
