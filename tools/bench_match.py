@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,13 +39,58 @@ from rewriter.ir.graph import GraphView, NodeInfo, TensorInfo  # noqa: E402
 # Conv channels of the ONNX models: small, so that a million-node model stays a few hundred MB of weights.
 ONNX_CHANNELS = 8
 
-# Runs in the child: the command line's own main, then this process's peak RSS (kB on Linux) and CPU
-# seconds on stderr. CPU time is the figure to compare on a shared machine, where wall time depends on load.
-_CHILD = ("import resource, sys\n"
+# onnx's own checker and shape inference, timed wherever the audit calls them (user and system seconds
+# apart): the part of the audit's time spent in the library (its C++ passes, and for inference the model
+# serialized for it and its answer parsed back), apart from the package's own. Shared by the children below.
+_LIBRARY_TIMING = """
+import resource
+import onnx.checker, onnx.shape_inference
+library_user = {"onnx checker": 0.0, "onnx inference": 0.0}
+library_system = dict.fromkeys(library_user, 0.0)
+calls = dict.fromkeys(library_user, 0)
+def _library_timed(name, run):
+    def call(*args, **kwargs):
+        calls[name] += 1
+        start = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            end = resource.getrusage(resource.RUSAGE_SELF)
+            library_user[name] += end.ru_utime - start.ru_utime
+            library_system[name] += end.ru_stime - start.ru_stime
+    return call
+onnx.checker.check_model = _library_timed("onnx checker", onnx.checker.check_model)
+onnx.shape_inference.infer_shapes = _library_timed("onnx inference", onnx.shape_inference.infer_shapes)
+"""
+
+# The child's own peak RSS in kB: its high-water mark from /proc (this process's memory since its exec), not
+# ru_maxrss, which Linux carries over from the parent across fork and exec (a parent grown large by writing a
+# big model would hide the child's peak). ru_maxrss where /proc is missing.
+_PEAK_RSS = """
+def peak_rss_kb():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+# Runs in the child: the command line's own main, then this process's peak RSS (kB), CPU seconds,
+# user seconds, the CPU and user seconds of onnx's passes within them, and how often the less called of the
+# two was called, on stderr. CPU time is the figure
+# to compare on a shared machine, where wall time depends on load.
+_CHILD = (_LIBRARY_TIMING + _PEAK_RSS
+          + "import sys\n"
           "from rewriter.cli import main\n"
           "code = main(sys.argv[1:])\n"
           "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-          "print('usage', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, usage.ru_utime, file=sys.stderr)\n"
+          "onnx_user = sum(library_user.values())\n"
+          "print('usage', peak_rss_kb(), usage.ru_utime + usage.ru_stime, usage.ru_utime,\n"
+          "      onnx_user + sum(library_system.values()), onnx_user, min(calls.values()), file=sys.stderr)\n"
           "sys.exit(code)\n")
 
 
@@ -59,6 +104,7 @@ def times():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime, usage.ru_minflt
 start = times()
+""" + _LIBRARY_TIMING + """
 from pathlib import Path
 from rewriter.api import plan_graph
 from rewriter.ir.load import load_model
@@ -67,26 +113,8 @@ from rewriter.ir.view import graph_view
 from rewriter.match.planner import PlanOptions
 from rewriter.report.plan_report import write_plan_json
 from rewriter.targets import load_plan_inputs
-import onnx
 gc.disable()  # as the audit command runs
 seconds, system, faults = {}, {}, {}
-# onnx's own checker and shape inference, timed wherever the stages call them: the part of the audit's
-# time spent in the library (its C++ passes, and for inference the model serialized for it and its answer
-# parsed back), apart from the package's own.
-library = {"onnx checker": 0.0, "onnx inference": 0.0}
-calls = dict.fromkeys(library, 0)
-def timed(name, run):
-    def call(*args, **kwargs):
-        calls[name] += 1
-        start = times()
-        try:
-            return run(*args, **kwargs)
-        finally:
-            end = times()
-            library[name] += end[0] - start[0] + end[1] - start[1]
-    return call
-onnx.checker.check_model = timed("onnx checker", onnx.checker.check_model)
-onnx.shape_inference.infer_shapes = timed("onnx inference", onnx.shape_inference.infer_shapes)
 def record(name, start):
     end = times()
     seconds[name] = end[0] - start[0] + end[1] - start[1]
@@ -106,6 +134,7 @@ graph = stage("graph view", graph_view, normalized.model, normalized.rows)
 del normalized  # as the audit lets it go
 plan = stage("plan", plan_graph, graph, inputs, PlanOptions(), Path(model).name, None)
 stage("JSON", write_plan_json, plan, io.StringIO())
+library = {name: library_user[name] + library_system[name] for name in library_user}
 print(json.dumps({"nodes": len(graph), **seconds, "system": system, "faults": faults, "library": library,
                   "library calls": calls}))
 """
@@ -116,7 +145,7 @@ print(json.dumps({"nodes": len(graph), **seconds, "system": system, "faults": fa
 # where memory gets slower to touch as a process grows, a linear cost grows by more than the ratio of the
 # sizes; this one's growth, measured beside the audit's, says by how much. Timed from the process's start,
 # as the audit is (its imports included).
-_FLOOR_CHILD = """
+_FLOOR_CHILD = _PEAK_RSS + """
 import gc, resource, sys
 import onnx
 gc.disable()
@@ -125,7 +154,7 @@ rows = [(tuple(n.input), tuple(n.output)) for n in model.graph.node]
 writer = {name: k for k, (_, outputs) in enumerate(rows) for name in outputs}
 edges = sum(1 for inputs, _ in rows for name in inputs if name in writer)
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(len(rows), edges, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, usage.ru_utime)
+print(len(rows), edges, peak_rss_kb(), usage.ru_utime + usage.ru_stime, usage.ru_utime)
 """
 
 
@@ -236,9 +265,21 @@ def _child_env(root: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
 
-def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tuple[float, float, int, float]:
-    """Wall seconds, CPU seconds, peak RSS (kB) and user CPU seconds of one `rewriter audit --format json` in a
-    fresh process, of the code in ``root`` (run from that folder, so its package is the one imported)."""
+class AuditRun(NamedTuple):
+    """One audit in a fresh process, as its child measured it."""
+
+    seconds: float  # wall
+    cpu: float  # user and system
+    rss_kb: int  # peak
+    user: float
+    onnx_cpu: float  # of ``cpu``, in onnx's checker and shape inference
+    onnx_user: float  # of ``user``, in the same
+    onnx_calls: int  # calls of the less called of the two (0: the code calls one some other way, untimed)
+
+
+def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> AuditRun:
+    """One `rewriter audit --format json` in a fresh process, of the code in ``root`` (run from that folder, so
+    its package is the one imported)."""
     env = _child_env(root)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "audit", str(model), "--target", target,
@@ -248,7 +289,8 @@ def audit_once(model: Path, output: Path, target: str, root: Path = ROOT) -> tup
     if done.returncode != 0:
         raise SystemExit(f"audit of {model} failed ({done.returncode}):\n{done.stderr}")
     usage = [line.split()[1:] for line in done.stderr.splitlines() if line.startswith("usage ")][-1]
-    return seconds, float(usage[1]), int(usage[0]), float(usage[2])
+    return AuditRun(seconds, float(usage[1]), int(usage[0]), float(usage[2]), float(usage[3]), float(usage[4]),
+                    int(usage[5]))
 
 
 def _model_path(item: int | Path, workdir: Path) -> Path:
@@ -262,7 +304,7 @@ def run_audits(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
     for item in sizes:
         model = _model_path(item, workdir)
         output = workdir / f"{model.stem}.plan.json"
-        seconds, cpu, rss_kb, _ = audit_once(model, output, target)
+        seconds, cpu, rss_kb = audit_once(model, output, target)[:3]
         with output.open() as f:
             nodes = json.load(f)["summary"]["nodes"]
         rows.append((nodes, seconds, cpu, rss_kb, output.stat().st_size))
@@ -299,7 +341,7 @@ def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: 
             order = [("this", ROOT), ("other", other)]
             for name, root in order if r % 2 == 0 else reversed(order):
                 output = workdir / f"{model.stem}.{name}.plan.json"
-                _, cpu, rss_kb, _ = audit_once(model, output, target, root)
+                cpu, rss_kb = audit_once(model, output, target, root)[1:3]
                 runs[name].append((cpu, rss_kb, output.stat().st_size))
         with (workdir / f"{model.stem}.this.plan.json").open() as f:
             nodes = json.load(f)["summary"]["nodes"]
@@ -341,49 +383,65 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
     fresh memory, whose price on a virtual machine depends on what the host did with the guest's freed pages
     in the last seconds: the 1M audit's has ranged from 9.6 to 15.9 s in one day's runs. User time is the
     code's own work, and varies far less between runs.
+
+    And both again for the audit without onnx's checker and shape inference (timed in the child wherever the
+    audit calls them): the library's C++ passes over the whole graph are a cost the package calls once and
+    does not shape, and they grow faster than the floor on a large graph; what is left is the package's own.
     """
     if _FIXED_NODES in sizes:
         raise SystemExit(f"--floor: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
     models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
                                                                        for size in sizes]
-    runs: dict[tuple[int, str], list[tuple[float, int, float]]] = {}
+    # Per run: CPU seconds, peak RSS (kB), user seconds, and the CPU and user seconds of onnx's passes.
+    runs: dict[tuple[int, str], list[tuple[float, int, float, float, float]]] = {}
     counts: dict[int, int] = {}
     for r in range(rounds):
         for size, model in models:
             for step in ("audit", "floor") if r % 2 == 0 else ("floor", "audit"):
                 if step == "audit":
-                    _, cpu, rss_kb, user = audit_once(model, workdir / f"synthetic_{size}.plan.json", target)
+                    run = audit_once(model, workdir / f"synthetic_{size}.plan.json", target)
+                    if run.onnx_calls == 0:  # the split below would be wrong
+                        raise SystemExit("--floor: the audit no longer calls onnx's checker or shape inference "
+                                         "through the names timed")
+                    cpu, rss_kb, user, onnx_cpu, onnx_user = run.cpu, run.rss_kb, run.user, run.onnx_cpu, run.onnx_user
                 else:
                     counts[size], cpu, rss_kb, user = floor_once(model)
-                runs.setdefault((size, step), []).append((cpu, rss_kb, user))
+                    onnx_cpu = onnx_user = 0.0
+                runs.setdefault((size, step), []).append((cpu, rss_kb, user, onnx_cpu, onnx_user))
 
-    def median(size: int, step: str, user: bool = False) -> float:
-        return _median([run[2] if user else run[0] for run in runs[size, step]])
+    def median(size: int, step: str, user: bool = False, own: bool = False) -> float:
+        """The median seconds (CPU, or user with ``user``), less onnx's passes' with ``own``."""
+        return _median([(run[2] if user else run[0]) - ((run[4] if user else run[3]) if own else 0.0)
+                        for run in runs[size, step]])
 
     print(f"{'nodes':>9}  {'code':<5}  {'CPU s, each round':<32}  {'median':>7}  {'per-node part':>13}  "
-          f"{'peak RSS MB':>11}  {'user median':>11}")
+          f"{'peak RSS MB':>11}  {'user median':>11}  {'onnx passes':>11}")
     for size, _ in models:
         for step in ("audit", "floor"):
             part = "(fixed cost)" if size == _FIXED_NODES else f"{median(size, step) - median(_FIXED_NODES, step):.2f}"
-            cpus = ' / '.join(f'{cpu:.2f}' for cpu, _, _ in runs[size, step])
+            cpus = ' / '.join(f'{run[0]:.2f}' for run in runs[size, step])
+            library = _median([run[3] for run in runs[size, step]])
             print(f"{counts[size]:>9}  {step:<5}  {cpus:<32}  {median(size, step):>7.2f}  {part:>13}  "
-                  f"{max(rss for _, rss, _ in runs[size, step]) / 1024:>11.0f}  {median(size, step, user=True):>11.2f}")
+                  f"{max(run[1] for run in runs[size, step]) / 1024:>11.0f}  "
+                  f"{median(size, step, user=True):>11.2f}  {library:>11.2f}")
     for before, after in zip(sizes, sizes[1:]):
-        for user in (False, True):
-            parts = {step: (median(before, step, user) - median(_FIXED_NODES, step, user),
-                            median(after, step, user) - median(_FIXED_NODES, step, user))
-                     for step in ("audit", "floor")}
-            what = "user time, per-node part" if user else "per-node part"
-            if min(part for pair in parts.values() for part in pair) <= 0:
-                print(f"{counts[before]} -> {counts[after]} nodes, {what}: within the fixed cost's noise, no growth "
-                      "to tell (use larger sizes)")
-                continue
-            growth = {step: after_part / before_part for step, (before_part, after_part) in parts.items()}
-            print(f"{counts[before]} -> {counts[after]} nodes ({counts[after] / counts[before]:.2f}x), {what}: "
-                  f"audit {growth['audit']:.2f}x, floor {growth['floor']:.2f}x, audit / floor "
-                  f"{growth['audit'] / growth['floor']:.2f}")
-    print(f"floor: parse the model with onnx and index its node outputs, a linear cost; load average now "
-          f"{os.getloadavg()[0]:.2f}")
+        for own in (False, True):
+            for user in (False, True):
+                parts = {step: (median(before, step, user, own) - median(_FIXED_NODES, step, user, own),
+                                median(after, step, user, own) - median(_FIXED_NODES, step, user, own))
+                         for step in ("audit", "floor")}
+                what = ("user time, per-node part" if user else "per-node part") + (
+                    ", without onnx's passes" if own else "")
+                if min(part for pair in parts.values() for part in pair) <= 0:
+                    print(f"{counts[before]} -> {counts[after]} nodes, {what}: within the fixed cost's noise, no "
+                          "growth to tell (use larger sizes)")
+                    continue
+                growth = {step: after_part / before_part for step, (before_part, after_part) in parts.items()}
+                print(f"{counts[before]} -> {counts[after]} nodes ({counts[after] / counts[before]:.2f}x), {what}: "
+                      f"audit {growth['audit']:.2f}x, floor {growth['floor']:.2f}x, audit / floor "
+                      f"{growth['audit'] / growth['floor']:.2f}")
+    print("floor: parse the model with onnx and index its node outputs, a linear cost; onnx passes: the audit's "
+          f"CPU seconds in onnx's checker and shape inference (median); load average now {os.getloadavg()[0]:.2f}")
 
 
 # Stages whose cost does not depend on the model.

@@ -33,9 +33,13 @@ def test_synthetic_model_runs_and_matches_the_view() -> None:
 def test_audit_once_reports_usage_and_writes_the_plan(tmp_path: Path) -> None:
     path = tmp_path / "tiny.onnx"
     onnx.save(bench_match.synthetic_model(60), str(path))
-    seconds, cpu, rss_kb, user = bench_match.audit_once(path, tmp_path / "plan.json", "CPU")
-    assert seconds > 0 and cpu > 0 and rss_kb > 10_000  # a Python process with onnx loaded is over 10 MB
-    assert 0 < user <= cpu  # user time is part of the CPU time
+    run = bench_match.audit_once(path, tmp_path / "plan.json", "CPU")
+    assert run.seconds > 0 and run.cpu > 0 and run.rss_kb > 10_000  # a process with onnx loaded is over 10 MB
+    assert 0 < run.user <= run.cpu  # user time is part of the CPU time
+    # onnx's checker and shape inference were called through the names the child times, and their time is
+    # part of the audit's.
+    assert run.onnx_calls >= 1
+    assert 0 <= run.onnx_user <= run.onnx_cpu <= run.cpu and run.onnx_user <= run.user
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert doc["schema"] == "rewriter.plan/2" and doc["summary"]["nodes"] == len(onnx.load(str(path)).graph.node)
 
@@ -81,15 +85,33 @@ def test_floor_counts_the_model_it_parses(tmp_path: Path) -> None:
     assert nodes == len(model.graph.node) and cpu > 0 and rss_kb > 10_000 and 0 < user <= cpu
 
 
+def test_peak_rss_is_the_childs_own(tmp_path: Path) -> None:
+    """A child's ru_maxrss starts from its parent's size (Linux keeps the high-water mark across fork and
+    exec), so a parent grown large, say by writing a big synthetic model, would hide the audit's own peak:
+    the children report their own high-water mark instead."""
+    path = tmp_path / "tiny.onnx"
+    onnx.save(bench_match.synthetic_model(60), str(path))
+    ballast = bytearray(b"\x01") * (600 << 20)  # 600 MB, every page touched
+    try:
+        audit_kb = bench_match.audit_once(path, tmp_path / "plan.json", "CPU").rss_kb
+        floor_kb = bench_match.floor_once(path)[2]
+    finally:
+        del ballast
+    # A tiny model's audit or floor needs about a hundred MB (the interpreter, onnx, numpy).
+    assert 10_000 < audit_kb < 400_000 and 10_000 < floor_kb < 400_000
+
+
 def test_floor_mode_compares_growth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     bench_match.run_floor([200, 400], "CPU", tmp_path, rounds=2)
     table = capsys.readouterr().out
     # One row of each code per size, and one for the fixed cost.
     assert table.count("audit  ") == 3 and table.count("floor  ") == 3
     growth = [line for line in table.splitlines() if " -> " in line]
-    # CPU time, then user time alone. Models this small may not rise above the fixed cost's noise; the line
-    # then says so.
-    assert len(growth) == 2 and "user time" in growth[1]
+    # CPU time, then user time alone; then both without onnx's checker and shape inference. Models this small
+    # may not rise above the fixed cost's noise; the line then says so.
+    assert len(growth) == 4 and "user time" in growth[1] and "user time" in growth[3]
+    assert "without onnx's passes" not in growth[0] + growth[1]
+    assert "without onnx's passes" in growth[2] and "without onnx's passes" in growth[3]
     assert all("audit / floor" in line or "no growth to tell" in line for line in growth)
     assert "(fixed cost)" in table and (tmp_path / "synthetic_400.plan.json").exists()
 
