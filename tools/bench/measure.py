@@ -4,8 +4,11 @@ Used by tools/bench/run.py. Needs numpy, onnx and onnxruntime (the project's
 own dependencies), so it runs in the project venv as well as in the bench venv.
 
 - ``run_child(cmd)``: run one command in its own process; wall time and the
-  child's peak resident set size (``ru_maxrss`` from ``os.wait4``, which is
-  that child's own high-water mark, not the parent's).
+  child's peak resident set size (``ru_maxrss`` from ``os.wait4``). Linux
+  starts a child's ru_maxrss from its parent's high-water mark (kept across
+  fork and exec), so this is the child's peak only while the parent is the
+  smaller; run.py prefers the VmHWM a quantizer's process reports of itself
+  (peers.py).
 - ``file_facts(path)``: file size, QuantizeLinear/DequantizeLinear node counts,
   and the integer kernels onnxruntime really runs
   (``rewriter.emit.ort_check.fused_counts``).
