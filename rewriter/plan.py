@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rewriter.errors import SourceLoc
+from rewriter.records import direct_init
 from rewriter.spec.model import QuantizerConfig
 
 Role = Literal["activation", "weight"]
@@ -17,6 +18,7 @@ Role = Literal["activation", "weight"]
 NodeStatus = Literal["quantized", "float", "ignored", "agnostic", "reverted"]
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One step of a trail: what happened, by which rule or spec entry, declared where."""
@@ -41,6 +43,7 @@ def decision_key(decision: Decision) -> tuple[str, str, str, str, int, int]:
     return decision.action, decision.source, decision.detail, loc.file, loc.line, loc.column
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Consumer:
     """An input port that reads a tensor through its FakeQuantize."""
@@ -49,6 +52,7 @@ class Consumer:
     port: int
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class FakeQuantizePoint:
     """A FakeQuantize on one tensor.
@@ -70,6 +74,7 @@ class FakeQuantizePoint:
     trail: tuple[Decision, ...] = ()
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Requantization:
     """The output of a grid-preserving op (data movement, max, zero padding) that reads quantized values.
@@ -85,6 +90,7 @@ class Requantization:
     trail: tuple[Decision, ...] = ()
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class IntegerBias:
     """The bias of a linear layer stored as int32 with scale = activation scale x weight scale.
@@ -102,6 +108,7 @@ class IntegerBias:
     trail: tuple[Decision, ...] = ()
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class NodeDecision:
     """Why a node is (or is not) quantized.

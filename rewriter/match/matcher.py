@@ -29,6 +29,7 @@ from rewriter.dsl.check import MAX_OPTIONAL_NODES
 from rewriter.errors import UserError
 from rewriter.ir.graph import GraphView, NodeInfo
 from rewriter.match.predicates import Evaluator, compile_predicate
+from rewriter.records import direct_init
 from rewriter.spec.model import HardwareSpec
 
 SPEC_CLASSES = ("@quantizable", "@agnostic", "@unified")
@@ -40,6 +41,7 @@ MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Expand", "Squeeze", "Unsqueeze
 MOVEMENT_DEPTH = 4
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Match:
     """One occurrence: its captures' names and node indexes, in the order they were bound (absent optional

@@ -9,12 +9,14 @@ from typing import Mapping, Sequence
 from rewriter.ir.graph import NodeInfo
 from rewriter.errors import SourceLoc
 from rewriter.plan import Decision, FakeQuantizePoint, NodeDecision, NodeStatus, decision_key
+from rewriter.records import direct_init
 from rewriter.spec.model import HardwareSpec
 
 # Trail actions that say where a quantizer is and why; a node record repeats them from its quantizers.
 PLACING = ("insert", "propagate", "unify", "symmetric", "asymmetric", "spec")
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class NodeQuantizers:
     """Where a node reads or writes quantized values.
