@@ -79,13 +79,15 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) ->
     names: dict[str, str] = {}
     one = names.setdefault
     nodes = []
+    # In the model's order, as the untyped values' entries come: the view's order may differ.
+    outputs_by_row = [row.outputs for row in fields]
     for k, i in enumerate(order):
         row = fields[i]
-        nodes.append(make_node_info(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)),
-                                    tuple(map(one, row.outputs, row.outputs)),
+        outputs = outputs_by_row[i] = tuple(map(one, row.outputs, row.outputs))
+        nodes.append(make_node_info(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)), outputs,
                                     _attrs(protos[i]) if row.attributes else {}, row.domain, k,
                                     body_node_count(protos[i]) if row.bodies else 0))
-    return GraphView(nodes, _tensor_infos(g, [node.outputs for node in nodes], one), name=g.name)
+    return GraphView(nodes, _tensor_infos(g, outputs_by_row, one), name=g.name)
 
 
 def _node_order(protos: list[onnx.NodeProto], rows: Sequence[NodeRow]) -> range | list[int]:

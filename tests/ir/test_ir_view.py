@@ -121,6 +121,10 @@ def test_unsorted_model_is_viewed_in_topological_order() -> None:
     m.graph.node.extend(reversed(nodes))
     view = graph_view(m)
     assert [n.name for n in view.nodes] == [n.name for n in nodes]
+    # The values without a type are listed in the model's order, not the view's.
+    del m.graph.value_info[:]
+    untyped = [t for n in m.graph.node for t in n.output if t not in {o.name for o in m.graph.output}]
+    assert [t for t in graph_view(m).tensors if t in untyped] == untyped
 
 
 def _chain(n_blocks: int) -> onnx.ModelProto:

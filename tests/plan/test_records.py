@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import pickle
+import typing
 from typing import Any
 
 import pytest
@@ -30,6 +33,11 @@ def _values(cls: type) -> list[Any]:
 @pytest.mark.parametrize("cls", DECORATED, ids=lambda c: c.__name__)
 def test_the_objects_are_the_dataclasses(cls: type) -> None:
     assert cls.__init__.__qualname__ == f"{cls.__qualname__}.__init__"
+    # The same parameters, defaults and annotations (which still resolve in the class's module).
+    replaced = cls.__init__.__dataclass_init__
+    assert list(inspect.signature(cls.__init__).parameters.values())[1:] == \
+        list(inspect.signature(replaced).parameters.values())[1:]
+    assert typing.get_type_hints(cls.__init__) == typing.get_type_hints(replaced)
     values = _values(cls)
     fields = dataclasses.fields(cls)
     calls: list[tuple[tuple, dict]] = [(tuple(values), {}),
@@ -43,6 +51,9 @@ def test_the_objects_are_the_dataclasses(cls: type) -> None:
         assert [getattr(made, f.name) for f in fields] == [getattr(reference, f.name) for f in fields]
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(made, fields[0].name, "changed")
+        assert pickle.loads(pickle.dumps(made)) == made
+        changed = {**{f.name: getattr(made, f.name) for f in fields}, fields[0].name: "other"}
+        assert dataclasses.replace(made, **{fields[0].name: "other"}) == _by_dataclass(cls, **changed)
     # A missing field is the same error.
     with pytest.raises(TypeError, match="missing"):
         cls()
@@ -93,6 +104,36 @@ def test_what_it_does_not_take_is_refused() -> None:
         x: int
         scale: dataclasses.InitVar[int] = 1
 
-    for cls in (NotFrozen, NoSlots, Checked, KeywordOnly, NotInInit, WithInitVar, int):
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class OwnInit:  # the dataclass keeps an __init__ written in the class: it must not be replaced
+        x: int
+
+        def __init__(self, x: int) -> None:
+            object.__setattr__(self, "x", abs(x))
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithClassVar:
+        limit: typing.ClassVar[int] = 3
+        x: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Inherits(Base):  # x is a slot of Base, not of this class
+        y: int = 0
+
+    clashing = dataclasses.make_dataclass("Clashing", [("x", int), ("__direct_set_x", int)], frozen=True,
+                                          slots=True)
+    for cls in (NotFrozen, NoSlots, Checked, KeywordOnly, NotInInit, WithInitVar, OwnInit, WithClassVar,
+                Inherits, clashing, int):
         with pytest.raises(TypeError, match="direct_init"):
             direct_init(cls)
+    assert OwnInit(-3).x == 3  # left as it was
+
+
+def test_a_field_named_self() -> None:
+    """The dataclass's own __init__ takes a field named ``self`` (its instance has another name); so does this."""
+    named = direct_init(dataclasses.make_dataclass("Named", [("x", int), ("self", int)], frozen=True, slots=True))
+    assert named(1, 2) == _by_dataclass(named, 1, 2) and named(x=1, self=2).self == 2
