@@ -11,6 +11,7 @@ dataclass's own ``__init__``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 from typing import Any, TypeVar
 
@@ -34,20 +35,22 @@ def direct_init(cls: type[T]) -> type[T]:
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     # As dataclasses builds its own: an outer function takes the helpers as parameters, so the __init__ it
     # returns finds them in its closure and the module's names in its globals (which annotations resolve in).
-    helpers: dict[str, Any] = {f"{_PREFIX}MISSING": dataclasses.MISSING}
+    # Each default is the replaced __init__'s own (for a default_factory field, the dataclass's marker that
+    # the factory is to be called), so the two signatures are the same.
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()}
+    helpers: dict[str, Any] = {}
     signature, body = [], []
     for f in fields:
         helpers[f"{_PREFIX}set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is not dataclasses.MISSING:
-            helpers[f"{_PREFIX}default_{f.name}"] = f.default
-            signature.append(f"{f.name}={_PREFIX}default_{f.name}")
-        elif f.default_factory is not dataclasses.MISSING:
-            helpers[f"{_PREFIX}factory_{f.name}"] = f.default_factory
-            signature.append(f"{f.name}={_PREFIX}MISSING")
-            body.append(f"        if {f.name} is {_PREFIX}MISSING:\n"
-                        f"            {f.name} = {_PREFIX}factory_{f.name}()\n")
-        else:
+        if defaults[f.name] is inspect.Parameter.empty:
             signature.append(f.name)
+        else:
+            helpers[f"{_PREFIX}default_{f.name}"] = defaults[f.name]
+            signature.append(f"{f.name}={_PREFIX}default_{f.name}")
+            if f.default_factory is not dataclasses.MISSING:
+                helpers[f"{_PREFIX}factory_{f.name}"] = f.default_factory
+                body.append(f"        if {f.name} is {_PREFIX}default_{f.name}:\n"
+                            f"            {f.name} = {_PREFIX}factory_{f.name}()\n")
         body.append(f"        {_PREFIX}set_{f.name}({_PREFIX}self, {f.name})\n")
     source = (f"def {_PREFIX}make({', '.join(helpers)}):\n"
               f"    def __init__({_PREFIX}self, {', '.join(signature)}):\n{''.join(body)}"

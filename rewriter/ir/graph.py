@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from rewriter.records import direct_init
 
+
+# A large graph's view builds hundreds of thousands of these: direct_init fills their slots directly.
+@direct_init
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
     """A value in the graph. ``shape`` dims are ints, symbolic names (str) or None.
@@ -31,6 +35,7 @@ class TensorInfo:
 ZERO_CHECK_VALUES = 16
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
     """A node. ``inputs`` may hold "" for an omitted optional input.
@@ -46,46 +51,6 @@ class NodeInfo:
     domain: str = ""
     index: int = 0
     body_nodes: int = 0
-
-
-# Bulk construction. A frozen dataclass's __init__ sets each field through object.__setattr__; a large graph's
-# view builds hundreds of thousands of these objects, so they are filled through their slots' own setters
-# instead. The objects are the same (equal, hashed alike, repr alike): test_ir_view checks it.
-_new = object.__new__
-_TENSOR_SLOTS = tuple(TensorInfo.__dict__[name].__set__ for name in TensorInfo.__slots__)
-_NODE_SLOTS = tuple(NodeInfo.__dict__[name].__set__ for name in NodeInfo.__slots__)
-
-
-def make_tensor_info(name: str, dtype: str | None, shape: tuple[int | str | None, ...] | None,
-                     is_constant: bool = False, is_graph_input: bool = False, is_graph_output: bool = False,
-                     is_zero: bool = False) -> TensorInfo:
-    """``TensorInfo(...)``, built faster (every field given, none checked)."""
-    info = _new(TensorInfo)
-    s_name, s_dtype, s_shape, s_constant, s_input, s_output, s_zero = _TENSOR_SLOTS
-    s_name(info, name)
-    s_dtype(info, dtype)
-    s_shape(info, shape)
-    s_constant(info, is_constant)
-    s_input(info, is_graph_input)
-    s_output(info, is_graph_output)
-    s_zero(info, is_zero)
-    return info
-
-
-def make_node_info(name: str, op_type: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
-                   attrs: Mapping[str, Any], domain: str, index: int, body_nodes: int) -> NodeInfo:
-    """``NodeInfo(...)``, built faster (every field given, none checked)."""
-    node = _new(NodeInfo)
-    s_name, s_op, s_inputs, s_outputs, s_attrs, s_domain, s_index, s_bodies = _NODE_SLOTS
-    s_name(node, name)
-    s_op(node, op_type)
-    s_inputs(node, inputs)
-    s_outputs(node, outputs)
-    s_attrs(node, attrs)
-    s_domain(node, domain)
-    s_index(node, index)
-    s_bodies(node, body_nodes)
-    return node
 
 
 class GraphView:

@@ -16,7 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.external import in_file, tensor_values
-from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, TensorInfo, make_node_info, make_tensor_info
+from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
 from rewriter.ir.protos import NodeRow, node_rows
@@ -84,9 +84,9 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None) ->
     for k, i in enumerate(order):
         row = fields[i]
         outputs = outputs_by_row[i] = tuple(map(one, row.outputs, row.outputs))
-        nodes.append(make_node_info(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)), outputs,
-                                    _attrs(protos[i]) if row.attributes else {}, row.domain, k,
-                                    body_node_count(protos[i]) if row.bodies else 0))
+        nodes.append(NodeInfo(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)), outputs,
+                              _attrs(protos[i]) if row.attributes else {}, row.domain, k,
+                              body_node_count(protos[i]) if row.bodies else 0))
     return GraphView(nodes, _tensor_infos(g, outputs_by_row, one), name=g.name)
 
 
@@ -156,11 +156,11 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]],
         if known is None:
             known = decoded[key] = _type_of(vi.type)
         dtype, shape = known
-        infos[name] = make_tensor_info(name, dtype, shape, False, name in inputs, name in outputs)
+        infos[name] = TensorInfo(name, dtype, shape, False, name in inputs, name in outputs)
     for name, t in inits.items():
         dims, data_type = tuple(t.dims), t.data_type
-        infos[name] = make_tensor_info(name, _DTYPE_NAMES.get(data_type), dims, True, False, name in outputs,
-                                       _all_zero(t, dims, data_type))
+        infos[name] = TensorInfo(name, _DTYPE_NAMES.get(data_type), dims, True, False, name in outputs,
+                                 _all_zero(t, dims, data_type))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -169,7 +169,7 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]],
     for names in node_outputs:
         for name in names:
             if name and name not in infos:
-                infos[name] = make_tensor_info(name, None, None, False, False, name in outputs)
+                infos[name] = TensorInfo(name, None, None, False, False, name in outputs)
     return infos
 
 
