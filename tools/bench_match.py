@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Sequence, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -238,7 +238,9 @@ def synthetic_model(target_nodes: int) -> onnx.ModelProto:
     """The synthetic graph as an opset-17 ONNX model with small constant weights (onnxruntime runs it)."""
     b, outputs = _build(target_nodes, ONNX_CHANNELS)
     nodes = [helper.make_node(n.op_type, list(n.inputs), list(n.outputs), name=n.name, **n.attrs) for n in b.nodes]
-    inits = [numpy_helper.from_array(np.full(t.shape, 2.0 if not t.shape else 0.01, np.float32), name)
+    # The synthetic graph's constants all have static shapes (the builder gives them int dimensions only).
+    inits = [numpy_helper.from_array(np.full(cast("tuple[int, ...]", t.shape), 2.0 if not t.shape else 0.01,
+                                             np.float32), name)
              for name, t in b.tensors.items() if t.is_constant and t.shape is not None]
 
     def value(name: str) -> onnx.ValueInfoProto:

@@ -98,6 +98,7 @@ def test_ours_is_scored_measured_and_fused(smoke):
     # Weights shrink; the whole file of this 11 KB model need not (Q/DQ parameters and per-node provenance).
     assert ours["weight_bytes"] < data["float"]["weight_bytes"]
     assert data["floor"]["floor_s"] > 0 and data["floor"]["samples"] == 6
+    assert data["floor"]["peak_rss_mb"] == data["floor"]["vm_hwm_mb"] > 10  # the floor's own peak
     lat = data["latency"]["1"]
     assert lat["float"]["runs"] >= 3 and lat["ours"]["median_ms"] > 0
     check = data["memory_check"]
@@ -134,3 +135,23 @@ def test_child_process_failure_and_timeout_are_reported(tmp_path):
     assert failed["returncode"] == 3 and not failed["timed_out"] and failed["peak_rss_mb"] > 1
     slow = measure.run_child([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
     assert slow["timed_out"] and slow["wall_s"] < 10
+
+
+def test_floor_peak_rss_is_the_childs_own(tmp_path: Path) -> None:
+    """The floor's process reports its own high-water mark, and run.py prefers it: the parent's view of a
+    child (ru_maxrss) starts from the parent's own peak, so a parent grown large would hide the floor's."""
+    corpus = _corpus(tmp_path / "corpus", n_calib=2, n_eval=1)
+    samples = tmp_path / "samples.txt"
+    samples.write_text("\n".join(str(p) for p in sorted((corpus / NAME / "calib").glob("*.npz"))))
+    out = tmp_path / "floor.json"
+    ballast = bytearray(b"\x01") * (600 << 20)  # 600 MB, every page touched
+    try:
+        child = measure.run_child([sys.executable, str(BENCH / "measure.py"), "floor",
+                                   str(corpus / NAME / "model.onnx"), str(samples), str(out)], timeout_s=120)
+    finally:
+        del ballast
+    assert child["returncode"] == 0, child["log_tail"]
+    floor = json.loads(out.read_text())
+    assert floor["samples"] == 2
+    # The parent's view carries the 600 MB; the floor of an 11 KB model needs about a hundred (onnxruntime).
+    assert child["peak_rss_mb"] > 600 and 10 < floor["vm_hwm_mb"] < 400

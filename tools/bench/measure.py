@@ -7,8 +7,8 @@ own dependencies), so it runs in the project venv as well as in the bench venv.
   child's peak resident set size (``ru_maxrss`` from ``os.wait4``). Linux
   starts a child's ru_maxrss from its parent's high-water mark (kept across
   fork and exec), so this is the child's peak only while the parent is the
-  smaller; run.py prefers the VmHWM a quantizer's process reports of itself
-  (peers.py).
+  smaller; run.py prefers the VmHWM a quantizer's process (peers.py) and the
+  floor's (``main`` below) report of themselves.
 - ``file_facts(path)``: file size, QuantizeLinear/DequantizeLinear node counts,
   and the integer kernels onnxruntime really runs
   (``rewriter.emit.ort_check.fused_counts``).
@@ -305,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = [p for p in Path(a.sample_list).read_text().splitlines() if p]
     res = floor_pass(a.model, paths, a.threads)
     res["rss_mb"] = rss_mb()
+    # This process's own peak: the parent's view of it (ru_maxrss) starts from the parent's peak.
+    res["vm_hwm_mb"] = rss_mb(key="VmHWM")
     Path(a.out_json).write_text(json.dumps(res, indent=2))
     return 0
 

@@ -207,7 +207,10 @@ def bench_model(name: str, tools: Sequence[str], s: Settings) -> dict:
                               s.timeout, log_path=s.results / "logs" / name / "floor.log")
     if floor_json.is_file():
         out["floor"] = json.loads(floor_json.read_text())
-        out["floor"].update({"process_wall_s": child["wall_s"], "peak_rss_mb": child["peak_rss_mb"]})
+        # The floor's own VmHWM when it reported one, as for the quantizers above.
+        out["floor"].update({"process_wall_s": child["wall_s"],
+                             "peak_rss_mb": out["floor"].get("vm_hwm_mb") or child["peak_rss_mb"],
+                             "peak_rss_mb_rusage": child["peak_rss_mb"]})
         _log(f"{name}: floor {out['floor']['floor_s']:.2f} s")
     else:
         out["floor"] = {"error": child["log_tail"][-600:]}
