@@ -13,6 +13,7 @@ growing linearly.
     python tools/bench_match.py --stages [--sizes ...] [--workdir DIR]   # CPU seconds of each audit stage
     python tools/bench_match.py --against OLD [--rounds 3] [--sizes 100000]   # in turns with another revision
     python tools/bench_match.py --floor [--rounds 3] [--sizes 100000 1000000]   # growth against a linear floor
+    python tools/bench_match.py --instructions [--against OLD] [--sizes 10000 100000]   # instructions (valgrind)
     python tools/bench_match.py [--stages] --models FILE...   # model files instead (tools/export_decoder.py)
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -446,6 +448,119 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
           f"CPU seconds in onnx's checker and shape inference (median); load average now {os.getloadavg()[0]:.2f}")
 
 
+# --instructions: the shared objects whose own instructions are given apart, by a part of their file name.
+_INSTRUCTION_GROUPS = (("interpreter", ("libpython", "python3")), ("onnx C++", ("onnx_cpp2py_export",)),
+                       ("protobuf", ("_message.", "libprotobuf")), ("C library", ("libc.so", "libstdc++", "libm.so")))
+
+
+def _callgrind_objects(path: Path) -> dict[str, int]:
+    """The instructions each shared object executed in its own code (not in what it called), from a callgrind
+    output file: a cost line adds to the object named by the last ``ob=`` line, except the line after a
+    ``calls=`` line, which is the inclusive cost of a call. Names are given once, then by their ``(id)``."""
+    names: dict[str, str] = {}
+    own: dict[str, int] = {}
+    current = "?"
+    call_cost = False
+    summary = None
+    with path.open() as f:
+        for line in f:
+            first = line[:1]
+            if first.isdigit() or first in "+-*":
+                if call_cost:
+                    call_cost = False
+                else:
+                    own[current] = own.get(current, 0) + int(line.split()[1])
+            elif line.startswith(("ob=", "cob=")):
+                ref, _, name = line.rstrip("\n").partition("=")[2].partition(" ")
+                if name:
+                    names[ref] = name
+                if line.startswith("ob="):
+                    current = names[ref]
+            elif line.startswith("calls="):
+                call_cost = True
+            elif line.startswith("summary:"):
+                summary = int(line.split()[1])
+    if summary != sum(own.values()):  # a format this reader does not know
+        raise SystemExit(f"{path}: the objects' instructions add up to {sum(own.values())}, callgrind's summary "
+                         f"says {summary}")
+    return own
+
+
+def instructions_once(model: Path, output: Path, target: str, root: Path = ROOT) -> dict[str, int]:
+    """The instructions `rewriter audit --format json` of ``model`` executes, by group of shared objects
+    (``_INSTRUCTION_GROUPS``, the rest as "other") and in all ("total"): valgrind's callgrind counts them in a
+    fresh process of the code in ``root``. The hash seed is fixed, so a count repeats to about 0.1%."""
+    env = {**_child_env(root), "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory(prefix="bench_match_cg_") as tmp:
+        counts = Path(tmp) / "callgrind.out"
+        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}", sys.executable,
+                               "-m", "rewriter", "audit", str(model), "--target", target, "--format", "json", "-o",
+                               str(output)], env=env, capture_output=True, text=True, cwd=root)
+        if done.returncode != 0:
+            raise SystemExit(f"audit of {model} under valgrind failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        own = _callgrind_objects(counts)
+    groups = dict.fromkeys([name for name, _ in _INSTRUCTION_GROUPS] + ["other"], 0)
+    for path, count in own.items():
+        base = path.rsplit("/", 1)[-1]
+        group = next((name for name, parts in _INSTRUCTION_GROUPS if any(p in base for p in parts)), "other")
+        groups[group] += count
+    return {"total": sum(own.values()), **groups}
+
+
+def run_instructions(sizes: list[int], target: str, workdir: Path, other: Path | None) -> None:
+    """Instructions of the audit at each size (``instructions_once``) and the growth of their per-node part
+    between consecutive sizes, the count on a model of ``_FIXED_NODES`` nodes subtracted as in ``run_floor``.
+
+    Unlike seconds, an instruction count does not depend on the machine's load or on what the memory system
+    makes of a large heap: it says whether the code's work grows linearly, and compares two revisions
+    (``other``, with its ratio) on a noisy machine in one run each. It says nothing of cache misses or page
+    faults, which are what the growth in seconds adds to it. Under valgrind the audit runs about 35 times
+    slower (a 100k-node audit: about 4 minutes; 1M: about an hour).
+    """
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    if _FIXED_NODES in sizes:
+        raise SystemExit(f"--instructions: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
+    codes = [("this", ROOT)] + ([("other", other)] if other else [])
+    models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
+                                                                       for size in sizes]
+    counts: dict[tuple[int, str], dict[str, int]] = {}
+    nodes: dict[int, int] = {}
+    for size, model in models:
+        for name, root in codes:
+            output = workdir / f"{model.stem}.{name}.plan.json"
+            counts[size, name] = instructions_once(model, output, target, root)
+            with output.open() as f:
+                nodes[size] = json.load(f)["summary"]["nodes"]
+            print(f"counted {nodes[size]} nodes ({name}): {counts[size, name]['total'] / 1e9:.3f} G instructions",
+                  flush=True)
+    groups = list(counts[_FIXED_NODES, "this"])
+    print()
+    print(f"{'nodes':>9}  {'code':<5}  " + "  ".join(f"{g + ' G':>14}" for g in groups) + f"  {'per node':>9}")
+    for size, _ in models:
+        for name, _ in codes:
+            row, fixed = counts[size, name], counts[_FIXED_NODES, name]
+            per_node = ("(fixed cost)" if size == _FIXED_NODES else
+                        f"{(row['total'] - fixed['total']) / (nodes[size] - nodes[_FIXED_NODES]):.0f}")
+            print(f"{nodes[size]:>9}  {name:<5}  " + "  ".join(f"{row[g] / 1e9:>14.3f}" for g in groups)
+                  + f"  {per_node:>9}")
+        if other and size != _FIXED_NODES:
+            ratio = counts[size, "other"]["total"] / counts[size, "this"]["total"]
+            print(f"{nodes[size]:>9}  other / this: {ratio:.4f}x the instructions")
+    for before, after in zip(sizes, sizes[1:]):
+        ratio = (nodes[after] - nodes[_FIXED_NODES]) / (nodes[before] - nodes[_FIXED_NODES])
+        for name, _ in codes:
+            growth = []
+            for g in groups:
+                parts = [counts[size, name][g] - counts[_FIXED_NODES, name][g] for size in (before, after)]
+                if parts[0] > 0:
+                    growth.append(f"{g} {parts[1] / parts[0]:.2f}x")
+            print(f"{nodes[before]} -> {nodes[after]} nodes ({name}), per-node part (a linear cost grows "
+                  f"{ratio:.2f}x): " + ", ".join(growth))
+    print("instructions executed in each group's own code (valgrind --tool=callgrind, PYTHONHASHSEED=0); per "
+          "node: the per-node part of the total over the nodes beyond the fixed cost's model")
+
+
 # Stages whose cost does not depend on the model.
 _FIXED_STAGES = ("imports", "spec and rules")
 
@@ -530,16 +645,26 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="also time a plainly linear floor (parse and index the model) in turns with the audit, "
                              "and compare their growth")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the audit's instructions under valgrind (callgrind) instead of timing it, with "
+                             "--against for both codes: a count that does not depend on the machine's load")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of each code with --against or --floor (default 3)")
     args = parser.parse_args()
     modes = [name for name in ("against", "floor", "planner_only", "stages") if getattr(args, name)]
     if len(modes) > 1:
         parser.error(f"choose one of --{', --'.join(m.replace('_', '-') for m in modes)}")
+    if args.instructions and (len(modes) > 1 or modes not in ([], ["against"]) or args.models):
+        parser.error("--instructions works alone or with --against, on the synthetic graphs")
     if args.models and (args.floor or args.planner_only):
         parser.error("--models works with the default mode, --stages and --against (the floor and the planner "
                      "alone time the synthetic graphs)")
-    if args.against:
+    if args.instructions:
+        with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            run_instructions(args.sizes, args.target, workdir, args.against.resolve() if args.against else None)
+    elif args.against:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,14 @@ one audit in a child process reports its CPU time and peak RSS and writes the pl
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 sys.path.insert(0, str(TOOLS))
@@ -126,3 +128,85 @@ def test_model_files_are_audited_as_given(tmp_path: Path, capsys) -> None:  # ty
     bench_match.run_stages([path], "CPU", tmp_path)
     assert "the package's own work on the model" in capsys.readouterr().out
     assert not list(tmp_path.glob("synthetic_*"))
+
+
+# A callgrind output file in the shape valgrind 3.19 writes: objects and functions named once with an id, then
+# by the id alone; a cost line after "calls=" is the call's inclusive cost, counted where the callee's own
+# lines are.
+_CALLGRIND_OUT = """# callgrind format
+version: 1
+positions: line
+events: Ir
+summary: 1111
+
+ob=(1) /usr/lib/libc.so.6
+fl=(1) memcpy.S
+fn=(1) memcpy
+10 100
++2 10
+
+ob=(2) /opt/lib/libpython3.11.so.1.0
+fl=(2) ceval.c
+fn=(2) eval
+5 1000
+cob=(1)
+cfi=(1)
+cfn=(1)
+calls=3 10
+* 110
+ob=(1)
+fl=(1)
+fn=(1)
+* 1
+"""
+
+
+def test_callgrind_objects_counts_each_objects_own_instructions(tmp_path: Path) -> None:
+    path = tmp_path / "callgrind.out"
+    path.write_text(_CALLGRIND_OUT)
+    assert bench_match._callgrind_objects(path) == {"/usr/lib/libc.so.6": 111, "/opt/lib/libpython3.11.so.1.0": 1000}
+    # A file whose lines do not add up to its summary is a format the reader does not know: it says so.
+    path.write_text(_CALLGRIND_OUT.replace("summary: 1111", "summary: 1221"))
+    with pytest.raises(SystemExit, match="add up to 1111"):
+        bench_match._callgrind_objects(path)
+
+
+def test_instructions_mode_gives_the_growth_of_the_per_node_part(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                                 capsys) -> None:
+    # Counts made up so that the growth is known: the fixed model 1000 + 10 per node in the interpreter and
+    # 5 per node in onnx; the larger model 20 per node in the interpreter (twice the per-node cost).
+    nodes_of = {bench_match._FIXED_NODES: 116, 200: 203, 400: 417}
+    per_node = {116: (10, 5), 203: (10, 5), 417: (20, 5)}
+
+    def counted(model: Path, output: Path, target: str, root: Path = bench_match.ROOT) -> dict[str, int]:
+        nodes = nodes_of[int(model.stem.split("_")[1])]
+        output.write_text(json.dumps({"summary": {"nodes": nodes}}))
+        interpreter = 1000 + per_node[nodes][0] * (nodes - 116)
+        onnx_cpp = per_node[nodes][1] * (nodes - 116)
+        return {"total": interpreter + onnx_cpp, "interpreter": interpreter, "onnx C++": onnx_cpp, "other": 0}
+
+    monkeypatch.setattr(bench_match, "instructions_once", counted)
+    monkeypatch.setattr(bench_match.shutil, "which", lambda name: "/usr/bin/valgrind")
+    bench_match.run_instructions([200, 400], "CPU", tmp_path, other=None)
+    out = capsys.readouterr().out
+    # Per-node parts: 87 and 301 nodes beyond the fixed model's, so a linear cost grows 301 / 87 = 3.46x; the
+    # interpreter's part grows twice that, onnx's as a linear cost, the total (15 -> 25 per node) 5.77x.
+    growth = next(line for line in out.splitlines() if "203 -> 417" in line)
+    assert "grows 3.46x" in growth
+    assert "interpreter 6.92x" in growth and "onnx C++ 3.46x" in growth and "total 5.77x" in growth
+    assert "other" not in growth  # no per-node part to grow from
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:2] in
+            (["203", "this"], ["417", "this"])}
+    assert rows["203"][-1] == "15" and rows["417"][-1] == "25"  # instructions per node beyond the fixed model
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_once_counts_a_real_audit(tmp_path: Path) -> None:
+    model = tmp_path / "tiny.onnx"
+    onnx.save(bench_match.synthetic_model(60), str(model))
+    counts = bench_match.instructions_once(model, tmp_path / "plan.json", "CPU")
+    assert json.loads((tmp_path / "plan.json").read_text())["summary"]["nodes"] > 50
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+    # The interpreter's start, the imports and the spec and rules alone take over a billion instructions, most
+    # in the interpreter; onnx's checker and inference run too.
+    assert counts["total"] > 1e9 and counts["interpreter"] > counts["total"] / 2 and counts["onnx C++"] > 0
