@@ -455,13 +455,15 @@ _INSTRUCTION_GROUPS = (("interpreter", ("libpython", "python3")), ("onnx C++", (
 
 def _callgrind_objects(path: Path) -> dict[str, int]:
     """The instructions each shared object executed in its own code (not in what it called), from a callgrind
-    output file: a cost line adds to the object named by the last ``ob=`` line, except the line after a
-    ``calls=`` line, which is the inclusive cost of a call. Names are given once, then by their ``(id)``."""
+    output file: a cost line (its positions, then its events, the first of them the instructions) adds to
+    the object named by the last ``ob=`` line, except the line after a ``calls=`` line, which is the
+    inclusive cost of a call. Names are given once, then by their ``(id)``."""
     names: dict[str, str] = {}
     own: dict[str, int] = {}
     current = "?"
     call_cost = False
     summary = None
+    positions = 1  # "positions: line" unless the header says more
     with path.open() as f:
         for line in f:
             first = line[:1]
@@ -469,7 +471,7 @@ def _callgrind_objects(path: Path) -> dict[str, int]:
                 if call_cost:
                     call_cost = False
                 else:
-                    own[current] = own.get(current, 0) + int(line.split()[1])
+                    own[current] = own.get(current, 0) + int(line.split()[positions])
             elif line.startswith(("ob=", "cob=")):
                 ref, _, name = line.rstrip("\n").partition("=")[2].partition(" ")
                 if name:
@@ -480,6 +482,10 @@ def _callgrind_objects(path: Path) -> dict[str, int]:
                 call_cost = True
             elif line.startswith("summary:"):
                 summary = int(line.split()[1])
+            elif line.startswith("positions:"):
+                positions = len(line.split()) - 1
+            elif line.startswith("events:") and line.split()[1:2] != ["Ir"]:
+                raise SystemExit(f"{path}: the first event is not Ir (instructions): {line.strip()}")
     if summary != sum(own.values()):  # a format this reader does not know
         raise SystemExit(f"{path}: the objects' instructions add up to {sum(own.values())}, callgrind's summary "
                          f"says {summary}")

@@ -169,6 +169,11 @@ def test_callgrind_objects_counts_each_objects_own_instructions(tmp_path: Path) 
     path.write_text(_CALLGRIND_OUT.replace("summary: 1111", "summary: 1221"))
     with pytest.raises(SystemExit, match="add up to 1111"):
         bench_match._callgrind_objects(path)
+    # Instruction positions beside the lines (--dump-instr=yes): the cost is the field after both.
+    lines = _CALLGRIND_OUT.replace("positions: line", "positions: instr line").splitlines()
+    with_instr = "\n".join(f"0x1 {line}" if line and (line[0].isdigit() or line[0] in "+-*") else line for line in lines)
+    path.write_text(with_instr)
+    assert bench_match._callgrind_objects(path) == {"/usr/lib/libc.so.6": 111, "/opt/lib/libpython3.11.so.1.0": 1000}
 
 
 def test_instructions_mode_gives_the_growth_of_the_per_node_part(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
