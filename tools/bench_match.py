@@ -495,9 +495,14 @@ def _callgrind_objects(path: Path) -> dict[str, int]:
 def instructions_once(model: Path, output: Path, target: str, root: Path = ROOT) -> dict[str, int]:
     """The instructions `rewriter audit --format json` of ``model`` executes, by group of shared objects
     (``_INSTRUCTION_GROUPS``, the rest as "other") and in all ("total"): valgrind's callgrind counts them in a
-    fresh process of the code in ``root``. The hash seed is fixed, so a count repeats to about 0.1%."""
-    env = {**_child_env(root), "PYTHONHASHSEED": "0"}
+    fresh process of the code in ``root``. The hash seed is fixed, and every run compiles the package's
+    modules itself (no bytecode cache read or written: a cache the first run wrote would make the fixed
+    cost's model, counted first, pay a quarter more than the rest), so a count repeats to about 0.1%.
+    Under valgrind the C library's allocator cannot grow its heap by brk and maps memory instead, so its
+    counts are not a native run's, but they are the same in every run."""
     with tempfile.TemporaryDirectory(prefix="bench_match_cg_") as tmp:
+        env = {**_child_env(root), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")}
         counts = Path(tmp) / "callgrind.out"
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}", sys.executable,
                                "-m", "rewriter", "audit", str(model), "--target", target, "--format", "json", "-o",
@@ -531,38 +536,46 @@ def run_instructions(sizes: list[int], target: str, workdir: Path, other: Path |
     models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
                                                                        for size in sizes]
     counts: dict[tuple[int, str], dict[str, int]] = {}
-    nodes: dict[int, int] = {}
+    nodes: dict[tuple[int, str], int] = {}  # as each code's plan counts them
     for size, model in models:
         for name, root in codes:
             output = workdir / f"{model.stem}.{name}.plan.json"
             counts[size, name] = instructions_once(model, output, target, root)
             with output.open() as f:
-                nodes[size] = json.load(f)["summary"]["nodes"]
-            print(f"counted {nodes[size]} nodes ({name}): {counts[size, name]['total'] / 1e9:.3f} G instructions",
-                  flush=True)
+                nodes[size, name] = json.load(f)["summary"]["nodes"]
+            print(f"counted {nodes[size, name]} nodes ({name}): {counts[size, name]['total'] / 1e9:.3f} G "
+                  "instructions", flush=True)
     groups = list(counts[_FIXED_NODES, "this"])
+
+    def part(size: int, name: str, group: str = "total") -> int:
+        """The per-node part: the count less the fixed cost's model's."""
+        return counts[size, name][group] - counts[_FIXED_NODES, name][group]
+
+    def beyond(size: int, name: str) -> int:
+        """The nodes beyond the fixed cost's model's."""
+        return nodes[size, name] - nodes[_FIXED_NODES, name]
+
     print()
-    print(f"{'nodes':>9}  {'code':<5}  " + "  ".join(f"{g + ' G':>14}" for g in groups) + f"  {'per node':>9}")
+    print(f"{'nodes':>9}  {'code':<5}  " + "  ".join(f"{g + ' G':>14}" for g in groups) + f"  {'per node':>12}")
     for size, _ in models:
         for name, _ in codes:
-            row, fixed = counts[size, name], counts[_FIXED_NODES, name]
-            per_node = ("(fixed cost)" if size == _FIXED_NODES else
-                        f"{(row['total'] - fixed['total']) / (nodes[size] - nodes[_FIXED_NODES]):.0f}")
-            print(f"{nodes[size]:>9}  {name:<5}  " + "  ".join(f"{row[g] / 1e9:>14.3f}" for g in groups)
-                  + f"  {per_node:>9}")
+            per_node = "(fixed cost)" if size == _FIXED_NODES else f"{part(size, name) / beyond(size, name):.0f}"
+            print(f"{nodes[size, name]:>9}  {name:<5}  "
+                  + "  ".join(f"{counts[size, name][g] / 1e9:>14.3f}" for g in groups) + f"  {per_node:>12}")
         if other and size != _FIXED_NODES:
-            ratio = counts[size, "other"]["total"] / counts[size, "this"]["total"]
-            print(f"{nodes[size]:>9}  other / this: {ratio:.4f}x the instructions")
+            total = counts[size, "other"]["total"] / counts[size, "this"]["total"]
+            print(f"{nodes[size, 'this']:>9}  other / this: {total:.4f}x the instructions, "
+                  f"{part(size, 'other') / part(size, 'this'):.4f}x their per-node parts")
     for before, after in zip(sizes, sizes[1:]):
-        ratio = (nodes[after] - nodes[_FIXED_NODES]) / (nodes[before] - nodes[_FIXED_NODES])
         for name, _ in codes:
             growth = []
             for g in groups:
-                parts = [counts[size, name][g] - counts[_FIXED_NODES, name][g] for size in (before, after)]
-                if parts[0] > 0:
-                    growth.append(f"{g} {parts[1] / parts[0]:.2f}x")
-            print(f"{nodes[before]} -> {nodes[after]} nodes ({name}), per-node part (a linear cost grows "
-                  f"{ratio:.2f}x): " + ", ".join(growth))
+                # A group whose part is a sliver of the total's (the "other" group's varies by a few million
+                # between runs) has no growth worth a ratio.
+                if part(before, name, g) > part(before, name) / 100:
+                    growth.append(f"{g} {part(after, name, g) / part(before, name, g):.2f}x")
+            print(f"{nodes[before, name]} -> {nodes[after, name]} nodes ({name}), per-node part (a linear cost "
+                  f"grows {beyond(after, name) / beyond(before, name):.2f}x): " + ", ".join(growth))
     print("instructions executed in each group's own code (valgrind --tool=callgrind, PYTHONHASHSEED=0); per "
           "node: the per-node part of the total over the nodes beyond the fixed cost's model")
 
@@ -653,14 +666,15 @@ def main() -> None:
                              "and compare their growth")
     parser.add_argument("--instructions", action="store_true",
                         help="count the audit's instructions under valgrind (callgrind) instead of timing it, with "
-                             "--against for both codes: a count that does not depend on the machine's load")
+                             "--against for both codes: a count that does not depend on the machine's load (about "
+                             "35 times the audit's time: give --sizes, e.g. 10000 100000; 1M takes an hour)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of each code with --against or --floor (default 3)")
     args = parser.parse_args()
     modes = [name for name in ("against", "floor", "planner_only", "stages") if getattr(args, name)]
     if len(modes) > 1:
         parser.error(f"choose one of --{', --'.join(m.replace('_', '-') for m in modes)}")
-    if args.instructions and (len(modes) > 1 or modes not in ([], ["against"]) or args.models):
+    if args.instructions and (modes not in ([], ["against"]) or args.models):
         parser.error("--instructions works alone or with --against, on the synthetic graphs")
     if args.models and (args.floor or args.planner_only):
         parser.error("--models works with the default mode, --stages and --against (the floor and the planner "

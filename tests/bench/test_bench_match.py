@@ -131,13 +131,13 @@ def test_model_files_are_audited_as_given(tmp_path: Path, capsys) -> None:  # ty
 
 
 # A callgrind output file in the shape valgrind 3.19 writes: objects and functions named once with an id, then
-# by the id alone; a cost line after "calls=" is the call's inclusive cost, counted where the callee's own
-# lines are.
+# by the id alone (an object may be named first as a callee, by "cob="); a cost line after "calls=" is the
+# call's inclusive cost, counted where the callee's own lines are, and the caller's own lines go on after it.
 _CALLGRIND_OUT = """# callgrind format
 version: 1
 positions: line
 events: Ir
-summary: 1111
+summary: 1123
 
 ob=(1) /usr/lib/libc.so.6
 fl=(1) memcpy.S
@@ -154,26 +154,38 @@ cfi=(1)
 cfn=(1)
 calls=3 10
 * 110
+* 5
+cob=(3) /opt/lib/onnx_cpp2py_export.so
+cfi=(3) infer.cc
+cfn=(3) infer
+calls=1 7
+-2 7
 ob=(1)
 fl=(1)
 fn=(1)
 * 1
+ob=(3)
+fl=(3)
+fn=(3)
+7 7
 """
 
 
 def test_callgrind_objects_counts_each_objects_own_instructions(tmp_path: Path) -> None:
     path = tmp_path / "callgrind.out"
     path.write_text(_CALLGRIND_OUT)
-    assert bench_match._callgrind_objects(path) == {"/usr/lib/libc.so.6": 111, "/opt/lib/libpython3.11.so.1.0": 1000}
+    own = {"/usr/lib/libc.so.6": 111, "/opt/lib/libpython3.11.so.1.0": 1005, "/opt/lib/onnx_cpp2py_export.so": 7}
+    assert bench_match._callgrind_objects(path) == own
     # A file whose lines do not add up to its summary is a format the reader does not know: it says so.
-    path.write_text(_CALLGRIND_OUT.replace("summary: 1111", "summary: 1221"))
-    with pytest.raises(SystemExit, match="add up to 1111"):
+    path.write_text(_CALLGRIND_OUT.replace("summary: 1123", "summary: 1240"))
+    with pytest.raises(SystemExit, match="add up to 1123"):
         bench_match._callgrind_objects(path)
     # Instruction positions beside the lines (--dump-instr=yes): the cost is the field after both.
     lines = _CALLGRIND_OUT.replace("positions: line", "positions: instr line").splitlines()
-    with_instr = "\n".join(f"0x1 {line}" if line and (line[0].isdigit() or line[0] in "+-*") else line for line in lines)
+    with_instr = "\n".join(f"0x1 {line}" if line and (line[0].isdigit() or line[0] in "+-*") else line
+                           for line in lines)
     path.write_text(with_instr)
-    assert bench_match._callgrind_objects(path) == {"/usr/lib/libc.so.6": 111, "/opt/lib/libpython3.11.so.1.0": 1000}
+    assert bench_match._callgrind_objects(path) == own
 
 
 def test_instructions_mode_gives_the_growth_of_the_per_node_part(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
@@ -205,13 +217,46 @@ def test_instructions_mode_gives_the_growth_of_the_per_node_part(tmp_path: Path,
     assert rows["203"][-1] == "15" and rows["417"][-1] == "25"  # instructions per node beyond the fixed model
 
 
+def test_instructions_mode_compares_the_other_code(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                   capsys) -> None:
+    # The other code spends twice this one's interpreter instructions per node (20 and 40 against 10 and 20),
+    # the same in onnx (5) and the same fixed cost (1000).
+    other = tmp_path / "other"
+    nodes_of = {bench_match._FIXED_NODES: 116, 200: 203, 400: 417}
+    per_node = {116: 10, 203: 10, 417: 20}
+
+    def counted(model: Path, output: Path, target: str, root: Path = bench_match.ROOT) -> dict[str, int]:
+        nodes = nodes_of[int(model.stem.split("_")[1])]
+        output.write_text(json.dumps({"summary": {"nodes": nodes}}))
+        interpreter = 1000 + per_node[nodes] * (2 if root == other else 1) * (nodes - 116)
+        onnx_cpp = 5 * (nodes - 116)
+        return {"total": interpreter + onnx_cpp, "interpreter": interpreter, "onnx C++": onnx_cpp, "other": 0}
+
+    monkeypatch.setattr(bench_match, "instructions_once", counted)
+    monkeypatch.setattr(bench_match.shutil, "which", lambda name: "/usr/bin/valgrind")
+    bench_match.run_instructions([200, 400], "CPU", tmp_path, other=other)
+    lines = capsys.readouterr().out.splitlines()
+    # At 203 nodes: 1000 + 15 * 87 = 2305 against 1000 + 25 * 87 = 3175 in all, 25 / 15 per node; at 417:
+    # 1000 + 25 * 301 = 8525 against 1000 + 45 * 301 = 14545, 45 / 25 per node.
+    ratios = [line for line in lines if "other / this" in line]
+    assert len(ratios) == 2
+    assert "1.3774x the instructions, 1.6667x their per-node parts" in ratios[0]
+    assert "1.7062x the instructions, 1.8000x their per-node parts" in ratios[1]
+    rows = {tuple(line.split()[:2]): line.split()[-1] for line in lines
+            if line.split()[:1] in (["203"], ["417"]) and "other / this" not in line}
+    assert rows["203", "this"] == "15" and rows["203", "other"] == "25" and rows["417", "other"] == "45"
+    # Each code's own growth: this one's per-node total 15 -> 25 (5.77x), the other's 25 -> 45 (6.23x).
+    growth = {line.split("(")[1].split(")")[0]: line for line in lines if "203 -> 417" in line}
+    assert "total 5.77x" in growth["this"] and "total 6.23x" in growth["other"]
+    assert "interpreter 6.92x" in growth["this"] and "interpreter 6.92x" in growth["other"]
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instructions_once_counts_a_real_audit(tmp_path: Path) -> None:
     model = tmp_path / "tiny.onnx"
     onnx.save(bench_match.synthetic_model(60), str(model))
     counts = bench_match.instructions_once(model, tmp_path / "plan.json", "CPU")
     assert json.loads((tmp_path / "plan.json").read_text())["summary"]["nodes"] > 50
-    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
     # The interpreter's start, the imports and the spec and rules alone take over a billion instructions, most
     # in the interpreter; onnx's checker and inference run too.
     assert counts["total"] > 1e9 and counts["interpreter"] > counts["total"] / 2 and counts["onnx C++"] > 0
