@@ -260,3 +260,23 @@ def test_instructions_once_counts_a_real_audit(tmp_path: Path) -> None:
     # The interpreter's start, the imports and the spec and rules alone take over a billion instructions, most
     # in the interpreter; onnx's checker and inference run too.
     assert counts["total"] > 1e9 and counts["interpreter"] > counts["total"] / 2 and counts["onnx C++"] > 0
+
+
+def test_last_level_cache_is_the_highest_level_linux_reports(tmp_path: Path) -> None:
+    for index, (level, size) in enumerate([(1, "48K"), (1, "64K"), (2, "2048K"), (3, "491520K")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "size").write_text(f"{size}\n")
+    assert bench_match._last_level_cache_bytes(tmp_path) == 480 << 20
+    assert bench_match._last_level_cache_bytes(tmp_path / "missing") is None
+
+
+def test_cache_note_warns_where_growth_leaves_the_cache() -> None:
+    cache = 480 << 20
+    note = bench_match.cache_note([(100021, 441 << 10), (1000007, 3670 << 10)], cache)
+    assert note is not None and "100021-node" in note and "441 MB" in note and "480 MB" in note
+    # Both inside, both outside, or no cache size known: nothing to warn of.
+    assert bench_match.cache_note([(10005, 120 << 10), (100021, 441 << 10)], cache) is None
+    assert bench_match.cache_note([(100021, 900 << 10), (1000007, 3670 << 10)], cache) is None
+    assert bench_match.cache_note([(100021, 441 << 10), (1000007, 3670 << 10)], None) is None
