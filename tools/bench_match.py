@@ -14,6 +14,7 @@ growing linearly.
     python tools/bench_match.py --against OLD [--rounds 3] [--sizes 100000]   # in turns with another revision
     python tools/bench_match.py --floor [--rounds 3] [--sizes 100000 1000000]   # growth against a linear floor
     python tools/bench_match.py --instructions [--against OLD] [--sizes 10000 100000]   # instructions (valgrind)
+    python tools/bench_match.py --instructions --stages [--sizes 10000 100000]   # instructions of each stage
     python tools/bench_match.py [--stages] --models FILE...   # model files instead (tools/export_decoder.py)
 """
 from __future__ import annotations
@@ -99,9 +100,10 @@ _CHILD = (_LIBRARY_TIMING + _PEAK_RSS
 # Runs in the child for --stages: the audit's stages one by one (as rewriter.api's audit runs them), the CPU
 # seconds of each printed as JSON, with the system part and the page faults apart: at a million nodes the
 # system time of faulting in gigabytes of fresh memory is a cost of its own. Imports are timed too: they are
-# part of every run of the command.
+# part of every run of the command. Each stage ends with a call of os.getppid, which does nothing here: it is
+# the mark at which --instructions --stages has callgrind write the counts so far (--dump-before).
 _STAGES_CHILD = """
-import gc, io, json, resource, sys
+import gc, io, json, os, resource, sys
 def times():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime, usage.ru_minflt
@@ -122,6 +124,7 @@ def record(name, start):
     seconds[name] = end[0] - start[0] + end[1] - start[1]
     system[name] = end[1] - start[1]
     faults[name] = end[2] - start[2]
+    os.getppid()  # the end of a stage, for callgrind
 record("imports", start)
 def stage(name, run, *args):
     start = times()
@@ -562,6 +565,79 @@ def instructions_once(model: Path, output: Path, target: str, root: Path = ROOT)
     return {"total": sum(own.values()), **groups}
 
 
+# The C function behind os.getppid in CPython, at which callgrind writes its counts so far: the stages
+# child calls it at the end of each stage.
+_STAGE_MARK = "os_getppid"
+
+
+def instruction_stages_once(model: Path, target: str, root: Path = ROOT) -> dict[str, int]:
+    """The instructions of each stage of the audit (as ``--stages`` runs them, the JSON written to memory),
+    and of the process's exit after them ("exit"), counted as ``instructions_once`` counts the whole audit:
+    callgrind writes its counts so far each time a stage ends (``_STAGE_MARK``)."""
+    with tempfile.TemporaryDirectory(prefix="bench_match_cg_") as tmp:
+        env = {**_child_env(root), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")}
+        counts = Path(tmp) / "callgrind.out"
+        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}",
+                               f"--dump-before={_STAGE_MARK}", sys.executable, "-c", _STAGES_CHILD, str(model),
+                               target], env=env, capture_output=True, text=True, cwd=root)
+        if done.returncode != 0:
+            raise SystemExit(f"stages of {model} under valgrind failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        row = json.loads(done.stdout.splitlines()[-1])
+        names = [k for k in row if k not in ("nodes", "system", "faults", "library", "library calls")]
+        dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda path: int(path.suffix[1:]))
+        if len(dumps) != len(names):
+            raise SystemExit(f"stages of {model}: {len(dumps)} counts written for {len(names)} stages (the mark "
+                             f"{_STAGE_MARK} is not a function valgrind sees in this Python, or the audit calls "
+                             "os.getppid itself)")
+        stages = {name: sum(_callgrind_objects(dump).values()) for name, dump in zip(names, dumps)}
+        stages["exit"] = sum(_callgrind_objects(counts).values())
+    return {"nodes": row["nodes"], **stages}
+
+
+def run_instruction_stages(sizes: list[int], target: str, workdir: Path, other: Path | None) -> None:
+    """Instructions of each stage of the audit at each size (``instruction_stages_once``), and the growth of
+    each stage's per-node part between consecutive sizes, as ``run_instructions`` gives the whole audit's.
+    Beside ``--stages``' seconds, the growth of a stage's seconds over that of its instructions is what
+    memory costs it at the larger size."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    if _FIXED_NODES in sizes:
+        raise SystemExit(f"--instructions: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
+    codes = [("this", ROOT)] + ([("other", other)] if other else [])
+    counts: dict[tuple[int, str], dict[str, int]] = {}
+    for size in [_FIXED_NODES, *sizes]:
+        model = _model_file(size, workdir)
+        for name, root in codes:
+            counts[size, name] = instruction_stages_once(model, target, root)
+            print(f"counted the stages of {counts[size, name]['nodes']} nodes ({name}): "
+                  f"{sum(v for k, v in counts[size, name].items() if k != 'nodes') / 1e9:.3f} G instructions",
+                  flush=True)
+    stages = [k for k in counts[_FIXED_NODES, "this"] if k != "nodes"]
+    print()
+    print(f"{'nodes':>9}  {'code':<5}  " + "  ".join(f"{stage:>14}" for stage in stages) + f"  {'total':>9}")
+    for size in [_FIXED_NODES, *sizes]:
+        for name, _ in codes:
+            row = counts[size, name]
+            print(f"{row['nodes']:>9}  {name:<5}  " + "  ".join(f"{row[stage] / 1e9:>14.3f}" for stage in stages)
+                  + f"  {sum(row[stage] for stage in stages) / 1e9:>9.3f}")
+    for before, after in zip(sizes, sizes[1:]):
+        for name, _ in codes:
+            fixed, low, high = counts[_FIXED_NODES, name], counts[before, name], counts[after, name]
+            growth = []
+            for stage in [*stages, "total"]:
+                parts = [sum(row[k] for k in stages) - sum(fixed[k] for k in stages) if stage == "total" else
+                         row[stage] - fixed[stage] for row in (low, high)]
+                # A stage that does not depend on the model (imports, spec and rules) has no part to grow.
+                if parts[0] > (sum(low[k] for k in stages) - sum(fixed[k] for k in stages)) / 100:
+                    growth.append(f"{stage} {parts[1] / parts[0]:.2f}x")
+            linear = (high["nodes"] - fixed["nodes"]) / (low["nodes"] - fixed["nodes"])
+            print(f"{low['nodes']} -> {high['nodes']} nodes ({name}), per-node part (a linear cost grows "
+                  f"{linear:.2f}x): " + ", ".join(growth))
+    print("G instructions of each stage (valgrind --tool=callgrind, PYTHONHASHSEED=0), the JSON written to memory; "
+          "exit: after the last stage")
+
+
 def run_instructions(sizes: list[int], target: str, workdir: Path, other: Path | None) -> None:
     """Instructions of the audit at each size (``instructions_once``) and the growth of their per-node part
     between consecutive sizes, the count on a model of ``_FIXED_NODES`` nodes subtracted as in ``run_floor``.
@@ -716,10 +792,11 @@ def main() -> None:
                         help="rounds of each code with --against or --floor (default 3)")
     args = parser.parse_args()
     modes = [name for name in ("against", "floor", "planner_only", "stages") if getattr(args, name)]
-    if len(modes) > 1:
+    if args.instructions:
+        if not set(modes) <= {"against", "stages"} or args.models:
+            parser.error("--instructions works alone, with --against, --stages or both, on the synthetic graphs")
+    elif len(modes) > 1:
         parser.error(f"choose one of --{', --'.join(m.replace('_', '-') for m in modes)}")
-    if args.instructions and (modes not in ([], ["against"]) or args.models):
-        parser.error("--instructions works alone or with --against, on the synthetic graphs")
     if args.models and (args.floor or args.planner_only):
         parser.error("--models works with the default mode, --stages and --against (the floor and the planner "
                      "alone time the synthetic graphs)")
@@ -727,7 +804,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
-            run_instructions(args.sizes, args.target, workdir, args.against.resolve() if args.against else None)
+            run = run_instruction_stages if args.stages else run_instructions
+            run(args.sizes, args.target, workdir, args.against.resolve() if args.against else None)
     elif args.against:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)

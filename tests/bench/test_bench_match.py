@@ -280,3 +280,42 @@ def test_cache_note_warns_where_growth_leaves_the_cache() -> None:
     assert bench_match.cache_note([(10005, 120 << 10), (100021, 441 << 10)], cache) is None
     assert bench_match.cache_note([(100021, 900 << 10), (1000007, 3670 << 10)], cache) is None
     assert bench_match.cache_note([(100021, 441 << 10), (1000007, 3670 << 10)], None) is None
+
+
+def test_instruction_stages_mode_gives_each_stages_growth(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                          capsys) -> None:
+    # Made up: the imports cost the same at every size; load 10 and plan 30 per node, but the plan 60 per node
+    # at the largest size.
+    nodes_of = {bench_match._FIXED_NODES: 116, 200: 203, 400: 417}
+
+    def counted(model: Path, target: str, root: Path = bench_match.ROOT) -> dict[str, int]:
+        nodes = nodes_of[int(model.stem.split("_")[1])]
+        beyond = nodes - 116
+        return {"nodes": nodes, "imports": 5000, "load": 10 * beyond, "plan": (60 if nodes == 417 else 30) * beyond,
+                "exit": 7}
+
+    monkeypatch.setattr(bench_match, "instruction_stages_once", counted)
+    monkeypatch.setattr(bench_match.shutil, "which", lambda name: "/usr/bin/valgrind")
+    bench_match.run_instruction_stages([200, 400], "CPU", tmp_path, other=None)
+    lines = capsys.readouterr().out.splitlines()
+    growth = next(line for line in lines if "203 -> 417" in line)
+    # 301 / 87 = 3.46x nodes beyond the fixed model; the plan's per-node cost doubles, so 6.92x; in all
+    # (10 + 30 -> 10 + 60 per node: 70 * 301 / (40 * 87)) 6.05x. The imports and the exit have no per-node part.
+    assert "grows 3.46x" in growth and "load 3.46x" in growth and "plan 6.92x" in growth and "total 6.05x" in growth
+    assert "imports" not in growth and "exit" not in growth
+    header = next(line for line in lines if line.split()[:2] == ["nodes", "code"])
+    assert header.split()[2:] == ["imports", "load", "plan", "exit", "total"]
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_stages_once_counts_each_stage_of_a_real_audit(tmp_path: Path) -> None:
+    model = tmp_path / "tiny.onnx"
+    onnx.save(bench_match.synthetic_model(60), str(model))
+    counts = bench_match.instruction_stages_once(model, "CPU")
+    # One count per stage, in the order run, then the exit: the mark ended each stage.
+    assert list(counts) == ["nodes", "imports", "spec and rules", "load", "normalize", "graph view", "plan", "JSON",
+                            "exit"]
+    assert counts["nodes"] > 50
+    # Starting the interpreter and importing onnx, numpy and the package is most of a tiny model's audit.
+    assert counts["imports"] > 1e9 and all(counts[stage] > 0 for stage in counts)
+    assert counts["imports"] > max(counts[stage] for stage in counts if stage not in ("imports", "nodes"))
