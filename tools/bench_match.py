@@ -15,6 +15,7 @@ growing linearly.
     python tools/bench_match.py --floor [--rounds 3] [--sizes 100000 1000000]   # growth against a linear floor
     python tools/bench_match.py --instructions [--against OLD] [--sizes 10000 100000]   # instructions (valgrind)
     python tools/bench_match.py --instructions --stages [--sizes 10000 100000]   # instructions of each stage
+        (with --against, the other revision's package runs this revision's stage script: it needs its APIs)
     python tools/bench_match.py [--stages] --models FILE...   # model files instead (tools/export_decoder.py)
 """
 from __future__ import annotations
