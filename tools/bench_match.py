@@ -407,6 +407,12 @@ def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: 
 _FIXED_NODES = 100
 
 
+def _refuse_fixed_size(sizes: Sequence[int], mode: str) -> None:
+    """Stop where ``sizes`` hold the fixed cost's model, whose count each size's is taken less."""
+    if _FIXED_NODES in sizes:
+        raise SystemExit(f"{mode}: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
+
+
 def floor_once(model: Path) -> tuple[int, float, int, float]:
     """Nodes, CPU seconds, peak RSS (kB) and user CPU seconds of the floor (``_FLOOR_CHILD``) on ``model``, in
     a fresh process."""
@@ -436,8 +442,7 @@ def run_floor(sizes: list[int], target: str, workdir: Path, rounds: int) -> None
     audit calls them): the library's C++ passes over the whole graph are a cost the package calls once and
     does not shape, and they grow faster than the floor on a large graph; what is left is the package's own.
     """
-    if _FIXED_NODES in sizes:
-        raise SystemExit(f"--floor: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
+    _refuse_fixed_size(sizes, "--floor")
     models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
                                                                        for size in sizes]
     # Per run: CPU seconds, peak RSS (kB), user seconds, and the CPU and user seconds of onnx's passes.
@@ -549,6 +554,17 @@ def _counted_env(root: Path) -> dict[str, str]:
     return {**_child_env(root), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def _callgrind(command: list[str], root: Path, counts: Path, what: str,
+               options: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (a Python command line of the code in ``root``) under callgrind, its counts written to
+    ``counts``; stop, with its error, if it fails."""
+    done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}", *options, *command],
+                          env=_counted_env(root), capture_output=True, text=True, cwd=root)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} under valgrind failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done
+
+
 def instructions_once(model: Path, output: Path, target: str, root: Path = ROOT) -> dict[str, int]:
     """The instructions `rewriter audit --format json` of ``model`` executes, by group of shared objects
     (``_INSTRUCTION_GROUPS``, the rest as "other") and in all ("total"): valgrind's callgrind counts them in a
@@ -557,13 +573,9 @@ def instructions_once(model: Path, output: Path, target: str, root: Path = ROOT)
     heap by brk and maps memory instead, so its counts are not a native run's, but they are the same in every
     run."""
     with tempfile.TemporaryDirectory(prefix="bench_match_cg_") as tmp:
-        env = _counted_env(root)
         counts = Path(tmp) / "callgrind.out"
-        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}", sys.executable,
-                               "-m", "rewriter", "audit", str(model), "--target", target, "--format", "json", "-o",
-                               str(output)], env=env, capture_output=True, text=True, cwd=root)
-        if done.returncode != 0:
-            raise SystemExit(f"audit of {model} under valgrind failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        _callgrind([sys.executable, "-m", "rewriter", "audit", str(model), "--target", target, "--format", "json",
+                    "-o", str(output)], root, counts, f"audit of {model}")
         own = _callgrind_objects(counts)
     groups = dict.fromkeys([name for name, _ in _INSTRUCTION_GROUPS] + ["other"], 0)
     for path, count in own.items():
@@ -583,15 +595,11 @@ def instruction_stages_once(model: Path, target: str, root: Path = ROOT) -> dict
     and of the process's exit after them ("exit"), counted as ``instructions_once`` counts the whole audit:
     callgrind writes its counts so far each time a stage ends (``_STAGE_MARK``)."""
     with tempfile.TemporaryDirectory(prefix="bench_match_cg_") as tmp:
-        env = _counted_env(root)
         counts = Path(tmp) / "callgrind.out"
-        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}",
-                               f"--dump-before={_STAGE_MARK}", sys.executable, "-c", _STAGES_CHILD, str(model),
-                               target], env=env, capture_output=True, text=True, cwd=root)
-        if done.returncode != 0:
-            raise SystemExit(f"stages of {model} under valgrind failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        done = _callgrind([sys.executable, "-c", _STAGES_CHILD, str(model), target], root, counts,
+                          f"stages of {model}", [f"--dump-before={_STAGE_MARK}"])
         row = json.loads(done.stdout.splitlines()[-1])
-        names = [k for k in row if k not in ("nodes", "system", "faults", "library", "library calls")]
+        names = _stage_names(row)
         dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda path: int(path.suffix[1:]))
         if len(dumps) != len(names):
             raise SystemExit(f"stages of {model}: {len(dumps)} counts written for {len(names)} stages (the mark "
@@ -602,42 +610,45 @@ def instruction_stages_once(model: Path, target: str, root: Path = ROOT) -> dict
     return {"nodes": row["nodes"], **stages}
 
 
+def _counted_codes(sizes: Sequence[int], other: Path | None) -> list[tuple[str, Path]]:
+    """The codes an --instructions run counts (this checkout, and ``other`` if given), once it is sure it
+    can: valgrind is there and no size is the fixed cost's model."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    _refuse_fixed_size(sizes, "--instructions")
+    return [("this", ROOT)] + ([("other", other)] if other else [])
+
+
 def run_instruction_stages(sizes: list[int], target: str, workdir: Path, other: Path | None) -> None:
     """Instructions of each stage of the audit at each size (``instruction_stages_once``), and the growth of
     each stage's per-node part between consecutive sizes, as ``run_instructions`` gives the whole audit's.
     Beside ``--stages``' seconds, the growth of a stage's seconds over that of its instructions is what
     memory costs it at the larger size."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
-    if _FIXED_NODES in sizes:
-        raise SystemExit(f"--instructions: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
-    codes = [("this", ROOT)] + ([("other", other)] if other else [])
+    codes = _counted_codes(sizes, other)
     counts: dict[tuple[int, str], dict[str, int]] = {}
     for size in [_FIXED_NODES, *sizes]:
         model = _model_file(size, workdir)
         for name, root in codes:
-            counts[size, name] = instruction_stages_once(model, target, root)
-            print(f"counted the stages of {counts[size, name]['nodes']} nodes ({name}): "
-                  f"{sum(v for k, v in counts[size, name].items() if k != 'nodes') / 1e9:.3f} G instructions",
-                  flush=True)
-    stages = [k for k in counts[_FIXED_NODES, "this"] if k != "nodes"]
+            row = instruction_stages_once(model, target, root)
+            counts[size, name] = {**row, "total": sum(v for k, v in row.items() if k != "nodes")}
+            print(f"counted the stages of {row['nodes']} nodes ({name}): {counts[size, name]['total'] / 1e9:.3f} G "
+                  "instructions", flush=True)
+    columns = [k for k in counts[_FIXED_NODES, "this"] if k != "nodes"]  # the stages, then the total
     print()
-    print(f"{'nodes':>9}  {'code':<5}  " + "  ".join(f"{stage:>14}" for stage in stages) + f"  {'total':>9}")
+    print(f"{'nodes':>9}  {'code':<5}  " + "  ".join(f"{column:>14}" for column in columns))
     for size in [_FIXED_NODES, *sizes]:
         for name, _ in codes:
             row = counts[size, name]
-            print(f"{row['nodes']:>9}  {name:<5}  " + "  ".join(f"{row[stage] / 1e9:>14.3f}" for stage in stages)
-                  + f"  {sum(row[stage] for stage in stages) / 1e9:>9.3f}")
+            print(f"{row['nodes']:>9}  {name:<5}  " + "  ".join(f"{row[column] / 1e9:>14.3f}" for column in columns))
     for before, after in zip(sizes, sizes[1:]):
         for name, _ in codes:
             fixed, low, high = counts[_FIXED_NODES, name], counts[before, name], counts[after, name]
             growth = []
-            for stage in [*stages, "total"]:
-                parts = [sum(row[k] for k in stages) - sum(fixed[k] for k in stages) if stage == "total" else
-                         row[stage] - fixed[stage] for row in (low, high)]
+            for column in columns:
+                parts = [row[column] - fixed[column] for row in (low, high)]
                 # A stage that does not depend on the model (imports, spec and rules) has no part to grow.
-                if parts[0] > (sum(low[k] for k in stages) - sum(fixed[k] for k in stages)) / 100:
-                    growth.append(f"{stage} {parts[1] / parts[0]:.2f}x")
+                if parts[0] > (low["total"] - fixed["total"]) / 100:
+                    growth.append(f"{column} {parts[1] / parts[0]:.2f}x")
             linear = (high["nodes"] - fixed["nodes"]) / (low["nodes"] - fixed["nodes"])
             print(f"{low['nodes']} -> {high['nodes']} nodes ({name}), per-node part (a linear cost grows "
                   f"{linear:.2f}x): " + ", ".join(growth))
@@ -655,11 +666,7 @@ def run_instructions(sizes: list[int], target: str, workdir: Path, other: Path |
     faults, which are what the growth in seconds adds to it. Under valgrind the audit runs about 35 times
     slower (a 100k-node audit: about 4 minutes; 1M: about an hour).
     """
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
-    if _FIXED_NODES in sizes:
-        raise SystemExit(f"--instructions: {_FIXED_NODES} nodes is the model of the fixed cost; give other sizes")
-    codes = [("this", ROOT)] + ([("other", other)] if other else [])
+    codes = _counted_codes(sizes, other)
     models = [(_FIXED_NODES, _model_file(_FIXED_NODES, workdir))] + [(size, _model_file(size, workdir))
                                                                        for size in sizes]
     counts: dict[tuple[int, str], dict[str, int]] = {}
@@ -707,6 +714,11 @@ def run_instructions(sizes: list[int], target: str, workdir: Path, other: Path |
           "node: the per-node part of the total over the nodes beyond the fixed cost's model")
 
 
+def _stage_names(row: dict) -> list[str]:
+    """The stages of a row the stages child printed, in the order run (its other keys are not stages)."""
+    return [k for k in row if k not in ("nodes", "system", "faults", "library", "library calls")]
+
+
 # Stages whose cost does not depend on the model.
 _FIXED_STAGES = ("imports", "spec and rules")
 
@@ -726,7 +738,7 @@ def run_stages(sizes: Sequence[int | Path], target: str, workdir: Path) -> None:
         uncalled = [name for name, count in rows[-1]["library calls"].items() if count == 0]
         if uncalled:  # the audit no longer calls it so: the split below would be wrong
             raise SystemExit(f"stages of {model}: {', '.join(uncalled)} never called through the names timed")
-    names = [k for k in rows[0] if k not in ("nodes", "system", "faults", "library", "library calls")]
+    names = _stage_names(rows[0])
     print(f"{'nodes':>11}  " + "  ".join(f"{n:>14}" for n in names) + f"  {'total':>9}")
     for row in rows:
         for label, cells, digits in (("CPU s", row, 2), ("system s", row["system"], 2),
