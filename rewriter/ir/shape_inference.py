@@ -36,26 +36,76 @@ def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Seque
     value_info and output types the copy back would give: it is returned as it is (copying 100k value_info
     entries back takes 0.045 s at 100k nodes), and the model is let go as soon as it is serialized for
     onnx, so the two are never in memory together (the box hands over the caller's last reference; a
-    million-node model is about a gigabyte). Otherwise (inference on a copy without the weights, or onnx
-    also filling subgraphs' value_info, which the copy back leaves out) the model itself, refreshed in
-    place. When inference fails, the model as it came, and a line in ``log``. ``rows``: the main graph's
-    ``node_rows``.
+    million-node model is about a gigabyte). Its float tensors of more than ``_FLOAT_SHAPE_DATA_ELEMENTS``
+    values go to onnx without their values, which come back into the answer. Otherwise (inference on a
+    copy without the weights, or onnx also filling subgraphs' value_info, which the copy back leaves out)
+    the model itself, refreshed in place. When inference fails, the model as it came, and a line in
+    ``log``. ``rows``: the main graph's ``node_rows``.
     """
     m = box.pop()
     light = _without_weights(m, rows)
     if light is m and not any(r.bodies for r in rows):
+        taken = _take_float_values(m.graph.initializer)
         try:
             data = _serialized(m)
         except Exception as e:  # noqa: BLE001 - over protobuf's 2 GB, say; it only costs shape information
             _note_failure(e, log)
+            _give_back(m.graph.initializer, taken)
             return m
         del m, light
         inferred = _inferred(data, log)
-        return inferred if inferred is not None else onnx.load_from_string(data)
+        if inferred is None:
+            inferred = onnx.load_from_string(data)
+        del data
+        _give_back(inferred.graph.initializer, taken)
+        return inferred
     inferred = _inferred(light, log)
     if inferred is not None:
         _copy_types(inferred, m)
     return m
+
+
+# Float tensors with more values than this go to inference without them. onnx reads a float tensor's values
+# only as Resize's or Upsample's scales (one per dimension) or as Range's and OneHot's scalars; a weight of a
+# few hundred values (a small convolution's) is never read, yet serializing it, parsing it in C++ and back
+# again is most of the bytes inference handles on a graph of many small layers (83% of the benchmark graph).
+_FLOAT_SHAPE_DATA_ELEMENTS = 64
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                          onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
+                          onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ})
+
+
+def _take_float_values(initializers: Sequence[onnx.TensorProto]) -> list[tuple[int, str, bytes]]:
+    """Take the ``raw_data`` out of the float initializers of more than ``_FLOAT_SHAPE_DATA_ELEMENTS`` values:
+    (position, name, bytes) of each, for ``_give_back``.
+
+    The model is changed in place, not copied: the values leave it for the time of inference and come back
+    into onnx's answer, whose initializers are the model's. Taking them out and putting them back copies
+    each value twice; serializing them for onnx, onnx's parse, its answer and the parse of that copied them
+    four times, each copy in fresh memory (on a million-node graph of small layers, about 300 MB each).
+    """
+    taken = []
+    for i, t in enumerate(initializers):
+        if t.data_type in _FLOAT_TYPES and t.HasField("raw_data") and math.prod(t.dims) > _FLOAT_SHAPE_DATA_ELEMENTS:
+            taken.append((i, t.name, t.raw_data))
+            t.ClearField("raw_data")
+    return taken
+
+
+def _give_back(initializers: Sequence[onnx.TensorProto], taken: list[tuple[int, str, bytes]]) -> None:
+    """Put the values ``_take_float_values`` took back into the tensors of the same names in ``initializers``."""
+    by_name: dict[str, onnx.TensorProto] | None = None
+    count = len(initializers)
+    for i, name, raw in taken:
+        t = initializers[i] if i < count else None
+        if t is None or t.name != name:
+            # onnx keeps the initializers in their order, so this is not expected; by name all the same.
+            if by_name is None:
+                by_name = {}
+                for held in initializers:
+                    by_name.setdefault(held.name, held)
+            t = by_name[name]
+        t.raw_data = raw
 
 
 def _serialized(m: onnx.ModelProto) -> bytes:

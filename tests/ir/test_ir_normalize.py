@@ -569,6 +569,69 @@ def test_a_model_whose_inference_fails_comes_back_as_it_was(monkeypatch: pytest.
     assert log == ["shape inference failed (inference broke); continuing without it"]
 
 
+def test_inference_gets_the_float_weights_without_their_values_and_the_answer_gets_them_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a tensor's dims and type matter to inference, but for shape values: a float tensor of more than 64
+    values (a weight) goes without its values, one of 64 or fewer (Resize's scales, say) and every integer
+    tensor keep theirs, and the model that comes back holds every value it had."""
+    from rewriter.ir.protos import node_rows
+    from rewriter.ir.shape_inference import with_inferred_shapes
+
+    b = GraphBuilder(0)
+    x = b.conv("x", "conv", 4, 8)  # an 8x4x3x3 weight: 288 values
+    b.const("small", np.arange(64, dtype=np.float32))
+    b.const("shape_like", np.arange(300, dtype=np.int64))
+    x = b.node("Add", [x, b.const("bias", np.ones((8, 1, 1), np.float32))], "add")
+    model = b.model([_f32("x", [1, 4, 8, 8])], [_f32(x, ["n", "c", "h", "w"])], "g")
+    before = {t.name: t.SerializeToString() for t in model.graph.initializer}
+    seen: list[onnx.ModelProto] = []
+    infer = onnx.shape_inference.infer_shapes
+
+    def watching(data: bytes, *args: object, **kwargs: object) -> onnx.ModelProto:
+        seen.append(onnx.load_from_string(data))
+        return infer(data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", watching)
+    taken = with_inferred_shapes([model], [], node_rows(model.graph.node))
+    (sent,) = seen
+    valueless = {t.name for t in sent.graph.initializer if not t.HasField("raw_data")}
+    assert valueless == {"conv.weight"}, valueless
+    assert {t.name: t.SerializeToString() for t in taken.graph.initializer} == before
+    conv = next(vi for vi in taken.graph.value_info if vi.name == "conv")
+    assert [d.dim_value for d in conv.type.tensor_type.shape.dim] == [1, 8, 8, 8]
+
+
+def test_shape_values_in_float_tensors_still_reach_inference() -> None:
+    """Resize reads its scales' values and Range its bounds' to give a static shape: they still do."""
+    from rewriter.ir.protos import node_rows
+    from rewriter.ir.shape_inference import with_inferred_shapes
+
+    b = GraphBuilder(0)
+    scales = b.const("scales", np.array([1, 1, 2, 2], np.float32))
+    b.const("weight_like", np.zeros(100, np.float32))
+    up = b.node("Relu", [b.node("Resize", ["x", "", scales], "resize", mode="nearest")], "relu")
+    span = b.node("Relu", [b.node("Range", [b.const("start", np.array(0, np.float32)),
+                                            b.const("limit", np.array(6, np.float32)),
+                                            b.const("delta", np.array(1.5, np.float32))], "range")], "relu2")
+    model = b.model([_f32("x", [1, 3, 4, 4])], [_f32(up, ["n", "c", "h", "w"]), _f32(span, ["k"])], "g")
+    taken = with_inferred_shapes([model], [], node_rows(model.graph.node))
+    dims = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in taken.graph.value_info}
+    assert dims["resize"] == [1, 3, 8, 8]
+    assert dims["range"] == [4]
+
+
+def test_values_given_back_by_name_when_the_order_differs() -> None:
+    from rewriter.ir.shape_inference import _give_back, _take_float_values
+
+    tensors = [numpy_helper.from_array(np.full(100, k, np.float32), f"w{k}") for k in range(3)]
+    taken = _take_float_values(tensors)
+    assert [name for _, name, _ in taken] == ["w0", "w1", "w2"]
+    assert not any(t.HasField("raw_data") for t in tensors)
+    reordered = tensors[::-1]
+    _give_back(reordered, taken)
+    assert [float(numpy_helper.to_array(t)[0]) for t in tensors] == [0.0, 1.0, 2.0]
+
+
 def test_a_model_with_subgraphs_is_refreshed_in_place() -> None:
     """onnx fills the value_info of If branches too, which the copy back leaves out: such a model is kept."""
     from rewriter.ir.protos import node_rows
