@@ -188,14 +188,31 @@ def _ids(ids: list[int]) -> str:
     return "[" + ",".join(map(str, ids)) + "]"
 
 
-def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list[str]]:
-    """The plan's records in the compact form, each already JSON text; fills ``tables`` as it goes.
+class _Numbered:
+    """Every record's trail as its list of decision ids (JSON text), and each point's config id, in the order of
+    the document: what numbering the plan leaves for writing its records."""
 
-    The records are written as text directly, not built as dicts and encoded: a million-node plan has a
-    million of them, and the dicts cost more than the encoding. The text is what
-    ``json.dumps(record, separators=(",", ":"))`` gives for the same record (the tests hold both to it).
+    def __init__(self, plan: QuantPlan, tables: _Tables) -> None:
+        trail = tables.trail
+        self.point_configs = [tables.config(p.config) for p in plan.points]
+        self.trails = {"fakequantize": [_ids(trail(p.trail)) for p in plan.points],
+                       "requantized": [_ids(trail(r.trail)) for r in plan.requantized],
+                       "int32_biases": [_ids(trail(b.trail)) for b in plan.int32_biases],
+                       "nodes": [_ids(trail(n.trail)) for n in plan.nodes]}
+
+
+def _record_lines(plan: QuantPlan, numbered: _Numbered) -> dict[str, Iterator[str]]:
+    """The plan's records in the compact form, each as JSON text, made as they are written.
+
+    The decision table comes before the records in the document, and its ids are those the records' trails
+    meet first: ``_Numbered`` numbers every trail first, and the records' text is made only when written, so
+    a million-node plan's records (a few hundred MB of text) are never all in memory at once. The records
+    are written as text directly, not built as dicts and encoded: the dicts cost more than the encoding. The
+    text is what ``json.dumps(record, separators=(",", ":"))`` gives for the same record (the tests hold both
+    to it).
     """
-    q, trail = _quote, tables.trail
+    q = _quote
+    trails = numbered.trails
     # Points share their candidate tuples (one per spec entry and role): each list is written once.
     candidates: dict[int, str] = {}
     keep: list[object] = []
@@ -207,17 +224,18 @@ def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list[str]]:
             keep.append(configs)
         return text
 
-    points = []
-    for p in plan.points:
-        consumers = ",".join(f"[{q(c.node)},{c.port}]" for c in p.consumers)
-        points.append(f'{{"tensor":{q(p.tensor)},"role":{q(p.role)},"config":{tables.config(p.config)},'
-                      f'"candidates":{candidate_text(p.candidates)},"consumers":[{consumers}],'
-                      f'"at_output":{_LITERALS[p.at_output]},"channel_axis":{_int_or_null(p.channel_axis)},'
-                      f'"unify_group":{_int_or_null(p.unify_group)},"trail":{_ids(trail(p.trail))}}}')
-    requantized = [f'{{"tensor":{q(r.tensor)},"node":{q(r.node)},"grid":{q(r.grid)},'
-                   f'"trail":{_ids(trail(r.trail))}}}' for r in plan.requantized]
-    biases = [f'{{"node":{q(b.node)},"bias":{q(b.bias) if b.bias else "null"},"activation":{q(b.activation)},'
-              f'"weight":{q(b.weight)},"trail":{_ids(trail(b.trail))}}}' for b in plan.int32_biases]
+    def points() -> Iterator[str]:
+        for p, config, ids in zip(plan.points, numbered.point_configs, trails["fakequantize"]):
+            consumers = ",".join(f"[{q(c.node)},{c.port}]" for c in p.consumers)
+            yield (f'{{"tensor":{q(p.tensor)},"role":{q(p.role)},"config":{config},'
+                   f'"candidates":{candidate_text(p.candidates)},"consumers":[{consumers}],'
+                   f'"at_output":{_LITERALS[p.at_output]},"channel_axis":{_int_or_null(p.channel_axis)},'
+                   f'"unify_group":{_int_or_null(p.unify_group)},"trail":{ids}}}')
+
+    requantized = (f'{{"tensor":{q(r.tensor)},"node":{q(r.node)},"grid":{q(r.grid)},"trail":{ids}}}'
+                   for r, ids in zip(plan.requantized, trails["requantized"]))
+    biases = (f'{{"node":{q(b.node)},"bias":{q(b.bias) if b.bias else "null"},"activation":{q(b.activation)},'
+              f'"weight":{q(b.weight)},"trail":{ids}}}' for b, ids in zip(plan.int32_biases, trails["int32_biases"]))
     # Most nodes share their op type, status and reason with many others: each is quoted once.
     quoted: dict[str, str] = {}
 
@@ -227,12 +245,13 @@ def _records(plan: QuantPlan, tables: _Tables) -> dict[str, list[str]]:
             out = quoted[text] = q(text)
         return out
 
-    nodes = []
-    for n in plan.nodes:
-        bodies = f',"body_nodes":{n.body_nodes}' if n.body_nodes else ""
-        nodes.append(f'{{"node":{q(n.node)},"op_type":{qc(n.op_type)},"status":{qc(n.status)},'
-                     f'"reason":{qc(n.reason)},"trail":{_ids(trail(n.trail))}{bodies}}}')
-    return {"fakequantize": points, "requantized": requantized, "int32_biases": biases, "nodes": nodes}
+    def nodes() -> Iterator[str]:
+        for n, ids in zip(plan.nodes, trails["nodes"]):
+            bodies = f',"body_nodes":{n.body_nodes}' if n.body_nodes else ""
+            yield (f'{{"node":{q(n.node)},"op_type":{qc(n.op_type)},"status":{qc(n.status)},'
+                   f'"reason":{qc(n.reason)},"trail":{ids}{bodies}}}')
+
+    return {"fakequantize": points(), "requantized": requantized, "int32_biases": biases, "nodes": nodes()}
 
 
 _LITERALS = {True: "true", False: "false"}
@@ -246,11 +265,12 @@ def plan_json_chunks(plan: QuantPlan) -> Iterator[str]:
     """The "rewriter.plan/2" document in pieces: header fields, then one line per table entry and record.
 
     Deterministic: ids follow the order in which decisions and configs are first met (points, then
-    requantized outputs, int32 biases, the storage trail, nodes).
+    requantized outputs, int32 biases, nodes, the storage trail).
     """
     tables = _Tables()
-    records = _records(plan, tables)
+    numbered = _Numbered(plan, tables)
     storage = {"value": plan.activation_storage, "trail": tables.trail(plan.storage_trail)}
+    records = _record_lines(plan, numbered)
     loc_text = _LocTexts()
     dumps = _compact_dumps()
     header = _header(plan, SCHEMA)
