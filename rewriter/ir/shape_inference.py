@@ -24,7 +24,17 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str], rows: Sequence[Nod
     ``rows``: the main graph's ``node_rows``, when the caller has them (only the protos of nodes with
     attributes are then read).
     """
-    inferred = _inferred(_without_weights(m, rows), log)
+    _refresh_in_place(m, _without_weights(m, rows), log)
+
+
+def _refresh_in_place(m: onnx.ModelProto, light: onnx.ModelProto, log: list[str]) -> None:
+    """Copy onnx's types of ``light`` (``m`` itself or its copy without weights) into ``m``. When it is ``m``,
+    its float weights' values are out of it for the time of inference."""
+    taken = _take_float_values(m.graph.initializer) if light is m else []
+    try:
+        inferred = _inferred(light, log)
+    finally:
+        _give_back(m.graph.initializer, taken)
     if inferred is not None:
         _copy_types(inferred, m)
 
@@ -59,9 +69,7 @@ def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Seque
         del data
         _give_back(inferred.graph.initializer, taken)
         return inferred
-    inferred = _inferred(light, log)
-    if inferred is not None:
-        _copy_types(inferred, m)
+    _refresh_in_place(m, light, log)
     return m
 
 

@@ -575,7 +575,7 @@ def test_inference_gets_the_float_weights_without_their_values_and_the_answer_ge
     values (a weight) goes without its values, one of 64 or fewer (Resize's scales, say) and every integer
     tensor keep theirs, and the model that comes back holds every value it had."""
     from rewriter.ir.protos import node_rows
-    from rewriter.ir.shape_inference import with_inferred_shapes
+    from rewriter.ir.shape_inference import infer_shapes_in_place, with_inferred_shapes
 
     b = GraphBuilder(0)
     x = b.conv("x", "conv", 4, 8)  # an 8x4x3x3 weight: 288 values
@@ -587,18 +587,24 @@ def test_inference_gets_the_float_weights_without_their_values_and_the_answer_ge
     seen: list[onnx.ModelProto] = []
     infer = onnx.shape_inference.infer_shapes
 
-    def watching(data: bytes, *args: object, **kwargs: object) -> onnx.ModelProto:
-        seen.append(onnx.load_from_string(data))
+    def watching(data: bytes | onnx.ModelProto, *args: object, **kwargs: object) -> onnx.ModelProto:
+        seen.append(onnx.load_from_string(data if isinstance(data, bytes) else data.SerializeToString()))
         return infer(data, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(onnx.shape_inference, "infer_shapes", watching)
+    # Refreshed in place (as constant folding does between its passes), and taken whole (as normalize does).
+    refreshed = onnx.ModelProto()
+    refreshed.CopyFrom(model)
+    infer_shapes_in_place(refreshed, [])
     taken = with_inferred_shapes([model], [], node_rows(model.graph.node))
-    (sent,) = seen
-    valueless = {t.name for t in sent.graph.initializer if not t.HasField("raw_data")}
-    assert valueless == {"conv.weight"}, valueless
-    assert {t.name: t.SerializeToString() for t in taken.graph.initializer} == before
-    conv = next(vi for vi in taken.graph.value_info if vi.name == "conv")
-    assert [d.dim_value for d in conv.type.tensor_type.shape.dim] == [1, 8, 8, 8]
+    for sent in seen:
+        valueless = {t.name for t in sent.graph.initializer if not t.HasField("raw_data")}
+        assert valueless == {"conv.weight"}, valueless
+    assert len(seen) == 2
+    for result in (refreshed, taken):
+        assert {t.name: t.SerializeToString() for t in result.graph.initializer} == before
+        conv = next(vi for vi in result.graph.value_info if vi.name == "conv")
+        assert [d.dim_value for d in conv.type.tensor_type.shape.dim] == [1, 8, 8, 8]
 
 
 def test_shape_values_in_float_tensors_still_reach_inference() -> None:
