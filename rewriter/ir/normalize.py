@@ -285,7 +285,7 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
                     node.input[k] = alias[name]
             # A subgraph's reads are pinned, never aliased: mapping every read renames only the inputs.
             row = row._replace(inputs=tuple(alias.get(t, t) for t in row.inputs),
-                               reads=[alias.get(t, t) for t in row.reads])
+                               reads=tuple(alias.get(t, t) for t in row.reads))
         kept_nodes.append(node)
         kept_rows.append(row)
     log.append(f"bypassed {len(alias)} Identity node(s) of initializers")

@@ -61,7 +61,7 @@ def topological_order(nodes: Sequence[onnx.NodeProto], rows: Sequence[NodeRow] |
     return order
 
 
-def _already_sorted(outputs: list[tuple[str, ...]], reads: list[list[str]]) -> bool:
+def _already_sorted(outputs: list[tuple[str, ...]], reads: list[tuple[str, ...]]) -> bool:
     """Every name a node reads that some node produces is produced by an earlier node (or itself)."""
     # One flat list, so that the set and the count are each made in one call rather than a call per node.
     flat = list(chain.from_iterable(outputs))

@@ -21,7 +21,7 @@ class NodeRow(NamedTuple):
     domain: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    reads: list[str]  # as node_reads
+    reads: tuple[str, ...]  # as node_reads (the inputs tuple itself when none is omitted and there are no bodies)
     attributes: int  # how many attributes it has (most nodes have none, and then nothing else is read)
     bodies: int  # how many subgraphs (If branches, Loop and Scan bodies) its attributes hold
 
@@ -31,11 +31,13 @@ def node_rows(nodes: Iterable[onnx.NodeProto]) -> list[NodeRow]:
     rows = []
     for node in nodes:
         inputs = tuple(node.input)
-        reads = [t for t in inputs if t]
+        # Most nodes omit no input: their reads are their inputs, one tuple for both (a list made for each of a
+        # million nodes costs a fifth of this loop).
+        reads = inputs if "" not in inputs else tuple(t for t in inputs if t)
         attributes = len(node.attribute)
         bodies = node_subgraphs(node) if attributes else []
         if bodies:
-            reads += bodies_outer_reads(bodies)
+            reads = (*reads, *bodies_outer_reads(bodies))
         rows.append(NodeRow(node.name, node.op_type, node.domain, inputs, tuple(node.output), reads, attributes,
                             len(bodies)))
     return rows

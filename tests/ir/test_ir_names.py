@@ -44,7 +44,7 @@ def test_fresh_names_skip_taken_and_given_ones() -> None:
 def test_node_rows_hold_inputs_outputs_and_subgraph_reads() -> None:
     rows = node_rows(_if_model().graph.node)
     assert [r.op_type for r in rows] == ["Relu", "Abs", "If"]
-    assert rows[0].inputs == ("x",) and rows[0].outputs == ("t",) and rows[0].reads == ["x"]
+    assert rows[0].inputs == ("x",) and rows[0].outputs == ("t",) and rows[0].reads == ("x",)
     assert rows[2].reads[0] == "cond" and sorted(rows[2].reads[1:]) == ["t", "u"]
 
 
@@ -72,3 +72,15 @@ def test_replace_entries_takes_the_fields_own_entries_reordered_and_dropped() ->
     assert list(model.graph.node) == expected
     taken[0].name = "renamed"
     assert model.graph.node[0].name == "if"
+
+
+def test_node_rows_reads_leave_out_omitted_inputs() -> None:
+    """An omitted optional input ("") is an input of the row but not a name it reads; a node that omits
+    none reads exactly its inputs."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize"),
+             helper.make_node("Clip", ["y", "lo", "hi"], ["z"], name="clip")]
+    rows = node_rows(nodes)
+    assert rows[0].inputs == ("x", "", "scales") and rows[0].reads == ("x", "scales")
+    assert rows[1].reads == ("y", "lo", "hi")
