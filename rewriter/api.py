@@ -150,7 +150,7 @@ def _audit(model: str | Path, target: str, rules: Sequence[str | Path], ignore_s
     start = time.perf_counter()
     inputs = load_plan_inputs(target, rules, model_type)
     normalized = normalize_taken([load_model(model)])
-    graph = graph_view(normalized.model, normalized.rows)
+    graph = graph_view(normalized.model, normalized.rows, in_order=True)
     # Planning reads the view only: the normalized protobuf and its node rows are let go now,
     # not when the plan is done.
     del normalized

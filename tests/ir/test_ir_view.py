@@ -127,6 +127,27 @@ def test_unsorted_model_is_viewed_in_topological_order() -> None:
     assert [t for t in graph_view(m).tensors if t in untyped] == untyped
 
 
+def _reversed(build: object) -> onnx.ModelProto:
+    m = build()  # type: ignore[operator]
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(reversed(nodes))
+    return m
+
+
+@pytest.mark.parametrize("name", sorted(models.ALL_BUILDERS))
+def test_a_normalized_model_viewed_in_its_order_is_the_view_checked(name: str) -> None:
+    """normalize sorts the nodes (here given in reverse), so the audit takes its order without a check: the
+    view must be the one the check gives."""
+    result = normalize(_reversed(models.ALL_BUILDERS[name]))
+    trusted = graph_view(result.model, result.rows, in_order=True)
+    checked = graph_view(result.model)
+    assert trusted.nodes == checked.nodes
+    assert trusted.tensors == checked.tensors and list(trusted.tensors) == list(checked.tensors)
+    assert (trusted.producer, trusted.consumers, trusted.by_name) == (checked.producer, checked.consumers,
+                                                                    checked.by_name)
+
+
 def _chain(n_blocks: int) -> onnx.ModelProto:
     """n_blocks x (MatMul, LeakyRelu, Transpose, Add): 4 * n_blocks nodes with attributes."""
     nodes, inits, x = [], [], "input"
