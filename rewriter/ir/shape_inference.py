@@ -24,13 +24,13 @@ def infer_shapes_in_place(m: onnx.ModelProto, log: list[str], rows: Sequence[Nod
     ``rows``: the main graph's ``node_rows``, when the caller has them (only the protos of nodes with
     attributes are then read).
     """
-    _refresh_in_place(m, _without_weights(m, rows), log)
+    _refresh_in_place(m, *_without_weights(m, rows), log)
 
 
-def _refresh_in_place(m: onnx.ModelProto, light: onnx.ModelProto, log: list[str]) -> None:
+def _refresh_in_place(m: onnx.ModelProto, light: onnx.ModelProto, float_weights: list[int], log: list[str]) -> None:
     """Copy onnx's types of ``light`` (``m`` itself or its copy without weights) into ``m``. When it is ``m``,
-    its float weights' values are out of it for the time of inference."""
-    taken = _take_float_values(m.graph.initializer) if light is m else []
+    the values of its initializers at ``float_weights`` are out of it for the time of inference."""
+    taken = _take_float_values(m.graph.initializer, float_weights)
     try:
         inferred = _inferred(light, log)
     finally:
@@ -53,9 +53,9 @@ def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Seque
     ``log``. ``rows``: the main graph's ``node_rows``.
     """
     m = box.pop()
-    light = _without_weights(m, rows)
+    light, float_weights = _without_weights(m, rows)
     if light is m and not any(r.bodies for r in rows):
-        taken = _take_float_values(m.graph.initializer)
+        taken = _take_float_values(m.graph.initializer, float_weights)
         try:
             data = _serialized(m)
         except Exception as e:  # noqa: BLE001 - over protobuf's 2 GB, say; it only costs shape information
@@ -69,7 +69,7 @@ def with_inferred_shapes(box: list[onnx.ModelProto], log: list[str], rows: Seque
         del data
         _give_back(inferred.graph.initializer, taken)
         return inferred
-    _refresh_in_place(m, light, log)
+    _refresh_in_place(m, light, float_weights, log)
     return m
 
 
@@ -83,9 +83,9 @@ _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx
                           onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ})
 
 
-def _take_float_values(initializers: Sequence[onnx.TensorProto]) -> list[tuple[int, str, bytes]]:
-    """Take the ``raw_data`` out of the float initializers of more than ``_FLOAT_SHAPE_DATA_ELEMENTS`` values:
-    (position, name, bytes) of each, for ``_give_back``.
+def _take_float_values(initializers: Sequence[onnx.TensorProto], positions: list[int]) -> list[tuple[int, str, bytes]]:
+    """Take the ``raw_data`` out of the initializers at ``positions`` (``_without_weights`` lists the float ones of
+    more than ``_FLOAT_SHAPE_DATA_ELEMENTS`` values): (position, name, bytes) of each, for ``_give_back``.
 
     The model is changed in place, not copied: the values leave it for the time of inference and come back
     into onnx's answer, whose initializers are the model's. Taking them out and putting them back copies
@@ -93,10 +93,10 @@ def _take_float_values(initializers: Sequence[onnx.TensorProto]) -> list[tuple[i
     four times, each copy in fresh memory (on a million-node graph of small layers, about 300 MB each).
     """
     taken = []
-    for i, t in enumerate(initializers):
-        if t.data_type in _FLOAT_TYPES and t.HasField("raw_data") and math.prod(t.dims) > _FLOAT_SHAPE_DATA_ELEMENTS:
-            taken.append((i, t.name, t.raw_data))
-            t.ClearField("raw_data")
+    for i in positions:
+        t = initializers[i]
+        taken.append((i, t.name, t.raw_data))
+        t.ClearField("raw_data")
     return taken
 
 
@@ -150,32 +150,42 @@ def _copy_types(inferred: onnx.ModelProto, m: onnx.ModelProto) -> None:
         mine.CopyFrom(theirs)
 
 
-def _without_weights(m: onnx.ModelProto, rows: Sequence[NodeRow] | None) -> onnx.ModelProto:
+def _without_weights(m: onnx.ModelProto, rows: Sequence[NodeRow] | None) -> tuple[onnx.ModelProto, list[int]]:
     """A copy without the data of big tensors: inference needs only their dims and types.
 
     It is several times faster on real models (no serializing of the weights) and keeps
     models over 2 GB under protobuf's limit; the weights are never copied (``light_copy``).
     Small tensors keep their data, since data propagation reads shape values (always short
-    int vectors) from them.
+    int vectors) from them. With no big tensor, ``m`` itself, and the positions of its float initializers
+    that inference need not see the values of (``_take_float_values``); with a copy, no positions.
     """
     min_bytes = _SHAPE_DATA_ELEMENTS * 8 + 1  # an int64 vector of _SHAPE_DATA_ELEMENTS stays
-    if not _has_big_tensors(m, min_bytes, rows):
-        return m  # nothing to leave out: inference only reads its input, so the model itself will do
+    float_weights = _small_weights(m, min_bytes, rows)
+    if float_weights is not None:
+        return m, float_weights  # nothing big to leave out: inference only reads its input
     # The rows say whether any node holds a subgraph (without one, the copy's subgraph search is skipped: it
     # reads every node's attributes). The copy's nodes are the model's, in order: the rows are theirs too.
     light, _ = light_copy(m, min_bytes, main_graph_only=rows is not None and not any(r.bodies for r in rows))
     for a in _big_tensor_attributes(light.graph.node, rows):
         for name in TENSOR_DATA_FIELDS:
             a.t.ClearField(name)
-    return light
+    return light, []
 
 
-def _has_big_tensors(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow] | None) -> bool:
-    """Would ``_without_weights`` leave anything out? (A model of small weights is copied whole otherwise.)"""
-    # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes).
-    if any(_data_bytes(t) >= min_bytes for t in m.graph.initializer):
-        return True
-    return any(True for _ in _big_tensor_attributes(m.graph.node, rows))
+def _small_weights(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow] | None) -> list[int] | None:
+    """None when ``_without_weights`` would leave a big tensor out; else the positions of the float initializers
+    of more than ``_FLOAT_SHAPE_DATA_ELEMENTS`` values held in ``raw_data``. One pass over the initializers
+    answers both (a million-node graph has half a million)."""
+    positions = []
+    for i, t in enumerate(m.graph.initializer):
+        # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes).
+        if _data_bytes(t) >= min_bytes:
+            return None
+        if t.data_type in _FLOAT_TYPES and t.HasField("raw_data") and math.prod(t.dims) > _FLOAT_SHAPE_DATA_ELEMENTS:
+            positions.append(i)
+    if any(True for _ in _big_tensor_attributes(m.graph.node, rows)):
+        return None
+    return positions
 
 
 def _big_tensor_attributes(nodes: Sequence[onnx.NodeProto], rows: Sequence[NodeRow] | None

@@ -630,7 +630,7 @@ def test_values_given_back_by_name_when_the_order_differs() -> None:
     from rewriter.ir.shape_inference import _give_back, _take_float_values
 
     tensors = [numpy_helper.from_array(np.full(100, k, np.float32), f"w{k}") for k in range(3)]
-    taken = _take_float_values(tensors)
+    taken = _take_float_values(tensors, [0, 1, 2])
     assert [name for _, name, _ in taken] == ["w0", "w1", "w2"]
     assert not any(t.HasField("raw_data") for t in tensors)
     reordered = tensors[::-1]
