@@ -1,6 +1,7 @@
 """graph_view: plain-Python nodes and tensors, producer/consumer indexes, speed."""
 from __future__ import annotations
 
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -127,8 +128,8 @@ def test_unsorted_model_is_viewed_in_topological_order() -> None:
     assert [t for t in graph_view(m).tensors if t in untyped] == untyped
 
 
-def _reversed(build: object) -> onnx.ModelProto:
-    m = build()  # type: ignore[operator]
+def _reversed(build: Callable[[], onnx.ModelProto]) -> onnx.ModelProto:
+    m = build()
     nodes = list(m.graph.node)
     del m.graph.node[:]
     m.graph.node.extend(reversed(nodes))

@@ -16,6 +16,7 @@ import pytest
 import models
 from plan_helpers import GOLDEN, plan_model
 
+from rewriter.plan import QuantPlan
 from rewriter.report.plan_report import plan_dict, plan_json, plan_text
 
 MODELS = ["conv_bn_relu_chain", "residual_block", "concat_two_branches", "squeeze_excitation",
@@ -95,7 +96,7 @@ def test_compact_json_lines_are_what_the_json_module_writes() -> None:
     assert json.loads(text)["nodes"][1]["node"].endswith(odd)
 
 
-def _long_plan(pairs: int = 1500) -> object:
+def _long_plan(pairs: int = 1500) -> QuantPlan:
     """The CPU plan of ``pairs`` Conv + Relu pairs (1,500: more lines than one batch of writes holds)."""
     from onnx import TensorProto, helper, numpy_helper
 
