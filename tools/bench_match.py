@@ -13,6 +13,7 @@ growing linearly.
     python tools/bench_match.py --stages [--sizes ...] [--workdir DIR]   # CPU seconds of each audit stage
     python tools/bench_match.py --against OLD [--rounds 3] [--sizes 100000]   # in turns with another revision
     python tools/bench_match.py --floor [--rounds 3] [--sizes 100000 1000000]   # growth against a linear floor
+    python tools/bench_match.py --bars ISSUE_CODE [--rounds 3]   # the bars, against the issue's code in turns
     python tools/bench_match.py --instructions [--against OLD] [--sizes 10000 100000]   # instructions (valgrind)
     python tools/bench_match.py --instructions --stages [--sizes 10000 100000]   # instructions of each stage
         (with --against, the other revision's package runs this revision's stage script: it needs its APIs)
@@ -412,6 +413,58 @@ def run_against(sizes: Sequence[int | Path], target: str, workdir: Path, other: 
         print(f"{nodes:>9}  other / this: {medians['other'] / medians['this']:.2f}x the CPU seconds, "
               f"{walls['other'] / walls['this']:.2f}x the wall seconds")
     print(f"other: {other}; load average now {os.getloadavg()[0]:.2f}")
+
+
+# The bars of issue 15 as the issue measured them: its code audited the 100k-node graph in 22.6 s on its
+# machine, and asked for 5 s at 100k and 50 s at 1M nodes on the same machine.
+_ISSUE_SECONDS_100K = 22.6
+_BAR_SECONDS = {100_000: 5.0, 1_000_000: 50.0}
+
+
+def _size_name(nodes: int) -> str:
+    if nodes % 1_000_000 == 0:
+        return f"{nodes // 1_000_000}M"
+    return f"{nodes // 1000}k" if nodes % 1000 == 0 else str(nodes)
+
+
+def run_bars(issue_code: Path, target: str, workdir: Path, rounds: int) -> None:
+    """The time bars judged on this machine: this code at 100k and 1M nodes and the issue's code (``issue_code``,
+    e.g. ``git archive a6d68f3 | tar -x -C DIR``) at 100k, in turns, every round. Each bar is a ratio to the
+    issue's code at 100k (5 / 22.6 and 50 / 22.6), so it holds on any machine as it held on the issue's, as
+    long as the three run in the same hour: a shared machine's speed drifts by 10-30% within an hour, and one
+    run's figure compared with another hour's is not a measurement."""
+    small, large = sorted(_BAR_SECONDS)
+    models = {size: _model_file(size, workdir) for size in (small, large)}
+    names: dict[str | int, str] = {"issue": f"issue {_size_name(small)}", small: f"this {_size_name(small)}",
+                                   large: f"this {_size_name(large)}"}
+    runs: dict[str, list[AuditRun]] = {name: [] for name in names.values()}
+    order = [(names["issue"], issue_code, small), (names[small], ROOT, small), (names[large], ROOT, large)]
+    for r in range(rounds):
+        for name, root, size in order if r % 2 == 0 else reversed(order):
+            runs[name].append(audit_once(models[size], workdir / f"bars.{name.replace(' ', '_')}.plan.json",
+                                         target, root))
+            print(f"round {r + 1}: {name} {runs[name][-1].cpu:.2f} CPU s, {runs[name][-1].seconds:.2f} wall s "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    cpu = {name: _median([run.cpu for run in found]) for name, found in runs.items()}
+    wall = {name: _median([run.seconds for run in found]) for name, found in runs.items()}
+    print()
+    print(f"{'audit':<11}  {'CPU s, each round':<28}  {'median':>7}  {'wall s median':>13}  {'peak RSS MB':>11}")
+    for name, found in runs.items():
+        print(f"{name:<11}  {' / '.join(f'{run.cpu:.2f}' for run in found):<28}  {cpu[name]:>7.2f}  "
+              f"{wall[name]:>13.2f}  {max(run.rss_kb for run in found) / 1024:>11.0f}")
+    base = cpu[names["issue"]]
+    print()
+    for size in (small, large):
+        bar = _BAR_SECONDS[size] / _ISSUE_SECONDS_100K
+        ratio = cpu[names[size]] / base
+        print(f"{names[size]}: {ratio:.3f}x the issue's code at {_size_name(small)} (bar {bar:.3f}x: "
+              f"{_BAR_SECONDS[size]:g} s where it took {_ISSUE_SECONDS_100K} s); on the issue's machine about "
+              f"{ratio * _ISSUE_SECONDS_100K:.1f} s: {'met' if ratio <= bar else 'not met'}")
+    growth = cpu[names[large]] / cpu[names[small]]
+    print(f"growth {_size_name(small)} -> {_size_name(large)}: {growth:.2f}x (bar 11x): "
+          f"{'met' if growth <= 11 else 'not met'}")
+    print(f"CPU seconds (user and system) compared, medians of {rounds} rounds; issue's code: {issue_code}; "
+          f"load average now {os.getloadavg()[0]:.2f}")
 
 
 # The model whose CPU time stands for a code's fixed cost in --floor.
@@ -818,16 +871,19 @@ def main() -> None:
                         help="count the audit's instructions under valgrind (callgrind) instead of timing it, with "
                              "--against for both codes: a count that does not depend on the machine's load (about "
                              "35 times the audit's time: give --sizes, e.g. 10000 100000; 1M takes an hour)")
+    parser.add_argument("--bars", type=Path, metavar="ISSUE_CODE",
+                        help="judge the issue's time bars on this machine: this code at 100k and 1M nodes in turns "
+                             "with the issue's code (a6d68f3's files in ISSUE_CODE) at 100k")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of each code with --against or --floor (default 3)")
+                        help="rounds of each code with --against, --bars or --floor (default 3)")
     args = parser.parse_args()
-    modes = [name for name in ("against", "floor", "planner_only", "stages") if getattr(args, name)]
+    modes = [name for name in ("against", "bars", "floor", "planner_only", "stages") if getattr(args, name)]
     if args.instructions:
         if not set(modes) <= {"against", "stages"} or args.models:
             parser.error("--instructions works alone, with --against, --stages or both, on the synthetic graphs")
     elif len(modes) > 1:
         parser.error(f"choose one of --{', --'.join(m.replace('_', '-') for m in modes)}")
-    if args.models and (args.floor or args.planner_only):
+    if args.models and (args.floor or args.planner_only or args.bars):
         parser.error("--models works with the default mode, --stages and --against (the floor and the planner "
                      "alone time the synthetic graphs)")
     if args.instructions:
@@ -841,6 +897,11 @@ def main() -> None:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             run_against(args.models or args.sizes, args.target, workdir, args.against.resolve(), args.rounds)
+    elif args.bars:
+        with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            run_bars(args.bars.resolve(), args.target, workdir, args.rounds)
     elif args.floor:
         with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
             workdir = args.workdir or Path(tmp)

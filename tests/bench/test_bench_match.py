@@ -77,6 +77,32 @@ def test_against_mode_runs_the_other_code_in_turns(tmp_path: Path, capsys) -> No
     assert json.loads((work / "synthetic_60.other.plan.json").read_text())["schema"] == "rewriter.plan/other"
 
 
+def test_bars_mode_judges_each_bar_against_the_issues_code(tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                          monkeypatch) -> None:
+    """--bars runs the issue's code (here a copy whose plans are marked) at the small size and this code at both,
+    and judges each bar as a ratio to the issue's code: with bars set far above or below what any audit takes,
+    the verdicts must follow."""
+    import shutil
+
+    issue = tmp_path / "issue"
+    for folder in ("rewriter", "hw_specs", "rules"):
+        shutil.copytree(bench_match.ROOT / folder, issue / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    report = issue / "rewriter" / "report" / "plan_report.py"
+    report.write_text(report.read_text().replace('SCHEMA = "rewriter.plan/2"', 'SCHEMA = "rewriter.plan/issue"'))
+    work = tmp_path / "work"
+    work.mkdir()
+    # The small bar far above any ratio, the large one far below.
+    monkeypatch.setattr(bench_match, "_BAR_SECONDS", {60: 1e6, 120: 1e-6})
+    bench_match.run_bars(issue, "CPU", work, rounds=1)
+    out = capsys.readouterr().out
+    assert "this 60: " in out and "this 120: " in out and "issue 60" in out
+    assert out.split("this 60: ")[-1].split("\n")[0].endswith(": met")
+    assert out.split("this 120: ")[-1].split("\n")[0].endswith(": not met")
+    assert "growth 60 -> 120" in out
+    assert json.loads((work / "bars.issue_60.plan.json").read_text())["schema"] == "rewriter.plan/issue"
+    assert json.loads((work / "bars.this_120.plan.json").read_text())["schema"] == "rewriter.plan/2"
+
+
 def test_floor_counts_the_model_it_parses(tmp_path: Path) -> None:
     """The floor parses the model it is given: its node count is the model's, its CPU time and RSS are a
     real process's."""
