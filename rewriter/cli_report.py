@@ -84,7 +84,10 @@ def run_audit_extras(args: argparse.Namespace, html: Path | None) -> str | None:
     from rewriter.report.quantize_report import graph_section
     from rewriter.targets import load_plan_inputs
 
-    graph = graph_view(normalize_taken([load_model(args.model)]).model)
+    normalized = normalize_taken([load_model(args.model)])
+    # As the audit takes it: normalize's rows and node order, not read and checked again.
+    graph = graph_view(normalized.model, normalized.rows, in_order=True)
+    del normalized  # planning reads the view only
     reverted = reverts_in_report(args.report, args.target) if args.report else ()
     missing = [r.node for r in reverted if r.node not in graph.by_name]
     if missing:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from itertools import chain
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -40,6 +41,9 @@ def _dtype_names() -> dict[int, str]:
 
 
 _DTYPE_NAMES = _dtype_names()
+# The attributes of every node that has none: one read-only mapping shared by them all, not an empty dict each
+# (most nodes of a large graph; a million empty dicts are 64 MB).
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
 def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None, *, in_order: bool = False) -> GraphView:
@@ -88,7 +92,7 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None, *,
         row = fields[i]
         outputs = outputs_by_row[i] = tuple(map(one, row.outputs, row.outputs))
         nodes.append(NodeInfo(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)), outputs,
-                              _attrs(protos[i]) if row.attributes else {}, row.domain, k,
+                              _attrs(protos[i]) if row.attributes else _NO_ATTRIBUTES, row.domain, k,
                               body_node_count(protos[i]) if row.bodies else 0))
     return GraphView(nodes, _tensor_infos(g, outputs_by_row, one), name=g.name)
 

@@ -150,6 +150,7 @@ class _Planner:
         self._fallbacks: dict[int, tuple[QuantizerConfig, QuantizerConfig, Decision]] = {}
         # Each node's configs: the quantize_inputs and quantize_outputs rules both ask for every node.
         self._node_configs: dict[int, _Configs | None] = {}
+        self._op_configs: dict[str, _Configs | None] = {}  # of the op types without variants
         self._config_sets: dict[tuple[int, int], _Configs] = {}
         self.matches = self._match_all()
 
@@ -171,7 +172,10 @@ class _Planner:
         text = self._match_text.get(id(match))
         if text is None:
             nodes = self.graph.nodes
-            anchor = ", ".join(f"{cap}={nodes[i].name}" for cap, i in zip(match.names, match.nodes))
+            if len(match.nodes) == 1:  # most matches: one-node patterns such as { op : @quantizable }
+                anchor = f"{match.names[0]}={nodes[match.nodes[0]].name}"
+            else:
+                anchor = ", ".join(f"{cap}={nodes[i].name}" for cap, i in zip(match.names, match.nodes))
             text = self._match_text[id(match)] = f"pattern {rule.pattern}: {anchor}"
         return Decision(action, rule.name, rule.loc, f"{text}; {detail}" if detail else text)
 
@@ -283,7 +287,7 @@ class _Planner:
         if configs is None:
             return
         if index in self.ignored:
-            wanted = configs.outputs if target.direction == "outputs" else configs.activations + configs.weights
+            wanted = configs.outputs if target.direction == "outputs" else configs.activations or configs.weights
             if wanted:
                 self._note(index, self._decision("skip-insert", rule, match,
                                                  f"ignored by {self.ignored[index][0].source}"))
@@ -301,11 +305,12 @@ class _Planner:
             tensor = node.inputs[port] if port < len(node.inputs) else ""
             if not tensor:
                 continue
-            constant = self.graph.is_constant(tensor)
+            info = self.graph.tensors.get(tensor)  # one lookup for both questions below
+            constant = info is not None and info.is_constant
             allowed = configs.weights if constant else configs.activations
             if not allowed:
                 continue
-            dtype = self.graph.tensor(tensor).dtype
+            dtype = info.dtype if info is not None else None
             if dtype is not None and not dtype.startswith(("float", "bfloat")):
                 self._note(node.index, self._decision("skip-insert", rule, match,
                                                       f"input {port} is {dtype}, not float"))
@@ -505,15 +510,21 @@ class _Planner:
     # -- spec lookups -------------------------------------------------------
 
     def _configs(self, node: NodeInfo) -> _Configs | None:
+        # Asked of most nodes twice (by the rules that quantize inputs and outputs). An op type without
+        # variants has the same configs on every node: found once per op type; the others once per node.
+        op_type = node.op_type
+        if op_type in self._op_configs:
+            return self._op_configs[op_type]
         if node.index in self._node_configs:
             return self._node_configs[node.index]
-        found = self._node_configs[node.index] = self._find_configs(node)
+        entry = self.spec.op(op_type)
+        if entry is None or not entry.variants:
+            found = self._op_configs[op_type] = None if entry is None else self._config_set(entry, None)
+        else:
+            found = self._node_configs[node.index] = self._find_configs(node, entry)
         return found
 
-    def _find_configs(self, node: NodeInfo) -> _Configs | None:
-        entry = self.spec.op(node.op_type)
-        if entry is None:
-            return None
+    def _find_configs(self, node: NodeInfo, entry: OpSpec) -> _Configs:
         for variant in entry.variants:
             if holds(variant.when_ast, self.graph, node):
                 # The loader fills a variant's unnamed lists from its op, so an
