@@ -1,9 +1,8 @@
 """``python -m rewriter``: the same command line as the ``rewriter`` script."""
 from __future__ import annotations
 
-import sys
 
-from rewriter.cli import main
+from rewriter.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

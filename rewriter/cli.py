@@ -16,7 +16,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence, TextIO
+from typing import Any, BinaryIO, Callable, Iterator, NoReturn, Sequence, TextIO
 
 from rewriter.choices import DEFAULT_TARGETS, MODEL_TYPES, PRESETS, SATURATION_FIX_MODES
 from rewriter.cli_quantize import add_quantize_parser, print_warning, run_quantize
@@ -174,6 +174,8 @@ def _audit(args: argparse.Namespace) -> int:
             _write_streamed(lambda stream: write_plan_json(plan, stream), output)
         else:
             _write_streamed(lambda stream: write_plan_text(plan, stream, trails=not args.no_trails), output)
+        if _kept_until_exit is not None:
+            _kept_until_exit.append(plan)
         return EXIT_OK
     finally:
         if was_enabled:
@@ -290,6 +292,27 @@ def _logging_to_stderr(level: int) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+# What the command itself (``console_main``, not ``main`` called in-process) keeps until its process ends: the
+# plans its audits wrote. A plan holds objects for every node and decision, and freeing a million-node plan
+# takes about a second, right before the process exits and the system takes all of its memory back at once.
+# None when ``main`` is called in-process (the tests, another program): then nothing is kept.
+_kept_until_exit: list[object] | None = None
+
+
+def console_main() -> NoReturn:
+    """The ``rewriter`` command and ``python -m rewriter``: ``main``; after an audit, the process ends as soon
+    as its output is written and flushed, without freeing the plan (other commands exit as usual)."""
+    global _kept_until_exit
+    _kept_until_exit = []
+    code = main()
+    if not _kept_until_exit:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`rewriter audit M | head`) is not an error here
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with warnings.catch_warnings(), _logging_to_stderr(_log_level(args)):
@@ -327,4 +350,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -89,14 +89,21 @@ def peak_rss_kb():
 # two was called, on stderr. CPU time is the figure
 # to compare on a shared machine, where wall time depends on load.
 _CHILD = (_LIBRARY_TIMING + _PEAK_RSS
-          + "import sys\n"
+          + "import os, sys\n"
+          "import rewriter.cli\n"
           "from rewriter.cli import main\n"
+          # As the `rewriter` command runs it (console_main), where the revision has that: what the command
+          # keeps until its process ends is not freed inside main.
+          "if hasattr(rewriter.cli, '_kept_until_exit'):\n"
+          "    rewriter.cli._kept_until_exit = []\n"
           "code = main(sys.argv[1:])\n"
           "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
           "onnx_user = sum(library_user.values())\n"
           "print('usage', peak_rss_kb(), usage.ru_utime + usage.ru_stime, usage.ru_utime,\n"
           "      onnx_user + sum(library_system.values()), onnx_user, min(calls.values()), file=sys.stderr)\n"
-          "sys.exit(code)\n")
+          "sys.stdout.flush(); sys.stderr.flush()\n"
+          # The process ends as the command's does: at once where the command keeps its plan to the end.
+          "os._exit(code) if hasattr(rewriter.cli, '_kept_until_exit') else sys.exit(code)\n")
 
 
 # Runs in the child for --stages: the audit's stages one by one (as rewriter.api's audit runs them), the CPU

@@ -40,6 +40,36 @@ def test_python_dash_m_runs_the_command_line() -> None:
     assert done.stdout == f"rewriter {version('rewriter')}\n"
 
 
+@pytest.mark.parametrize("form", ["json", "table"])
+def test_the_command_ends_after_an_audit_with_all_of_its_output(form: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # The command exits right after the audit is written, without freeing the plan (console_main): what it
+    # prints, to a pipe and to a file, and its exit code are those of main called in-process.
+    model = tmp_path / "m.onnx"
+    save_model(models.conv_bn_relu_chain(), model)
+    assert main(["audit", str(model), "--format", form]) == 0
+    expected = capsys.readouterr().out
+    assert len(expected) > 1000  # enough to sit in a buffer that a hasty exit would lose
+    printed = _python("-m", "rewriter", "audit", str(model), "--format", form)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == expected
+    written = _python("-m", "rewriter", "audit", str(model), "--format", form, "-o", str(tmp_path / "out"))
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "out").read_text() == expected
+    # A refused input still exits as usual, with its code.
+    refused = _python("-m", "rewriter", "audit", str(tmp_path / "missing.onnx"))
+    assert refused.returncode == 2 and "missing.onnx" in refused.stderr
+
+
+def test_main_in_process_keeps_nothing_until_exit(tmp_path: Path) -> None:
+    import rewriter.cli
+
+    model = tmp_path / "m.onnx"
+    save_model(models.conv_bn_relu_chain(), model)
+    assert main(["audit", str(model), "-o", str(tmp_path / "out.txt")]) == 0
+    assert rewriter.cli._kept_until_exit is None  # a program that calls main goes on; its plans are freed
+
+
 @pytest.mark.parametrize("argv", [["--debug", "specs", "list"], ["specs", "--debug", "list"],
                                   ["specs", "list", "--debug"]])
 def test_debug_is_accepted_before_or_after_the_subcommand(argv: list[str], monkeypatch: pytest.MonkeyPatch,
