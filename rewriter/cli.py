@@ -176,6 +176,9 @@ def _audit(args: argparse.Namespace) -> int:
             _write_streamed(lambda stream: write_plan_text(plan, stream, trails=not args.no_trails), output)
         if _kept_until_exit is not None:
             _kept_until_exit.append(plan)
+            # Out of the cyclic collector's sight: once it is on again, a full collection would walk every
+            # object of the plan kept (measured: the command's end took 1.5 s longer at a million nodes).
+            gc.freeze()
         return EXIT_OK
     finally:
         if was_enabled:
