@@ -58,16 +58,22 @@ def test_stages_mode_times_every_stage(tmp_path: Path, capsys) -> None:  # type:
     assert "onnx checker" in table and "onnx inference" in table and "the package's own work" in table
 
 
+def _marked_copy(folder: Path, mark: str) -> Path:
+    """A copy of this checkout's package, specs and rules in ``folder`` whose plans say schema
+    "rewriter.plan/<mark>": a plan written by it is told apart from this checkout's."""
+    import shutil
+
+    for name in ("rewriter", "hw_specs", "rules"):
+        shutil.copytree(bench_match.ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    report = folder / "rewriter" / "report" / "plan_report.py"
+    report.write_text(report.read_text().replace('SCHEMA = "rewriter.plan/2"', f'SCHEMA = "rewriter.plan/{mark}"'))
+    return folder
+
+
 def test_against_mode_runs_the_other_code_in_turns(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """--against audits with the package in another folder, not this checkout's: a copy whose plan schema is
     renamed shows up in its own plan, while this checkout's plans keep theirs."""
-    import shutil
-
-    other = tmp_path / "other"
-    for folder in ("rewriter", "hw_specs", "rules"):
-        shutil.copytree(bench_match.ROOT / folder, other / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    report = other / "rewriter" / "report" / "plan_report.py"
-    report.write_text(report.read_text().replace('SCHEMA = "rewriter.plan/2"', 'SCHEMA = "rewriter.plan/other"'))
+    other = _marked_copy(tmp_path / "other", "other")
     work = tmp_path / "work"
     work.mkdir()
     bench_match.run_against([60], "CPU", work, other, rounds=2)
@@ -82,13 +88,7 @@ def test_bars_mode_judges_each_bar_against_the_issues_code(tmp_path: Path, capsy
     """--bars runs the issue's code (here a copy whose plans are marked) at the small size and this code at both,
     and judges each bar as a ratio to the issue's code: with bars set far above or below what any audit takes,
     the verdicts must follow."""
-    import shutil
-
-    issue = tmp_path / "issue"
-    for folder in ("rewriter", "hw_specs", "rules"):
-        shutil.copytree(bench_match.ROOT / folder, issue / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    report = issue / "rewriter" / "report" / "plan_report.py"
-    report.write_text(report.read_text().replace('SCHEMA = "rewriter.plan/2"', 'SCHEMA = "rewriter.plan/issue"'))
+    issue = _marked_copy(tmp_path / "issue", "issue")
     work = tmp_path / "work"
     work.mkdir()
     # The small bar far above any ratio, the large one far below.
