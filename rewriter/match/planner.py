@@ -148,9 +148,10 @@ class _Planner:
         # Config choices by the identity of the lists chosen from (kept alive in the value) and the flags.
         self._choices: dict[tuple, tuple] = {}
         self._fallbacks: dict[int, tuple[QuantizerConfig, QuantizerConfig, Decision]] = {}
-        # Each node's configs: the quantize_inputs and quantize_outputs rules both ask for every node.
-        self._node_configs: dict[int, _Configs | None] = {}
-        self._op_configs: dict[str, _Configs | None] = {}  # of the op types without variants
+        # The configs the quantize_inputs and quantize_outputs rules both ask for every node (_configs): by op
+        # type where the type has no variants, else by node (which variant holds depends on the node).
+        self._op_configs: dict[str, _Configs | None] = {}
+        self._node_configs: dict[int, _Configs] = {}
         self._config_sets: dict[tuple[int, int], _Configs] = {}
         self.matches = self._match_all()
 
