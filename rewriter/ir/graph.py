@@ -53,6 +53,11 @@ class NodeInfo:
     body_nodes: int = 0
 
 
+#: A view's indexes, as ``GraphView.from_indexes`` takes them: producer, consumers, by_op and by_name.
+GraphIndexes = tuple[dict[str, tuple[int, int]], dict[str, list[tuple[int, int]]], dict[str, list[int]],
+                     dict[str, int]]
+
+
 class GraphView:
     """Topologically ordered nodes plus producer/consumer indexes.
 
@@ -90,6 +95,23 @@ class GraphView:
                         consumers[t] = [(i, port)]
                     else:
                         readers.append((i, port))
+
+    @classmethod
+    def from_indexes(cls, nodes: tuple[NodeInfo, ...], tensors: dict[str, TensorInfo], name: str,
+                     indexes: GraphIndexes) -> GraphView:
+        """A view whose indexes its builder made while making its nodes; the view takes ``tensors`` and the
+        indexes as they are (no copy).
+
+        ``graph_view`` builds the indexes in its own pass over the nodes: a second pass here would read every
+        node and its names again, which on a graph far larger than the cache costs a few memory reads each.
+        The indexes must be what ``__init__`` would build from ``nodes``.
+        """
+        view = cls.__new__(cls)
+        view.name = name
+        view.nodes = nodes
+        view.tensors = tensors
+        view.producer, view.consumers, view.by_op, view.by_name = indexes
+        return view
 
     def tensor(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)

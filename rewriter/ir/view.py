@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from itertools import chain
+from math import prod
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
@@ -86,15 +87,39 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None, *,
     names: dict[str, str] = {}
     one = names.setdefault
     nodes = []
+    # The view's indexes, filled in the same pass (GraphView.from_indexes): each node's names are at hand here,
+    # where a pass of their own would read every node again.
+    producer: dict[str, tuple[int, int]] = {}
+    consumers: dict[str, list[tuple[int, int]]] = {}
+    by_op: dict[str, list[int]] = {}
+    by_name: dict[str, int] = {}
     # In the model's order, as the untyped values' entries come: the view's order may differ.
     outputs_by_row = [row.outputs for row in fields]
     for k, i in enumerate(order):
         row = fields[i]
         outputs = outputs_by_row[i] = tuple(map(one, row.outputs, row.outputs))
-        nodes.append(NodeInfo(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)), outputs,
+        inputs = tuple(map(one, row.inputs, row.inputs))
+        nodes.append(NodeInfo(row.name, row.op_type, inputs, outputs,
                               _attrs(protos[i]) if row.attributes else _NO_ATTRIBUTES, row.domain, k,
                               body_node_count(protos[i]) if row.bodies else 0))
-    return GraphView(nodes, _tensor_infos(g, outputs_by_row, one), name=g.name)
+        by_name[row.name] = k
+        same_op = by_op.get(row.op_type)
+        if same_op is None:
+            by_op[row.op_type] = [k]
+        else:
+            same_op.append(k)
+        for port, t in enumerate(outputs):
+            if t:
+                producer[t] = (k, port)
+        for port, t in enumerate(inputs):
+            if t:
+                readers = consumers.get(t)
+                if readers is None:
+                    consumers[t] = [(k, port)]
+                else:
+                    readers.append((k, port))
+    return GraphView.from_indexes(tuple(nodes), _tensor_infos(g, outputs_by_row, one), g.name,
+                                  (producer, consumers, by_op, by_name))
 
 
 def _node_order(protos: list[onnx.NodeProto], rows: Sequence[NodeRow]) -> range | list[int]:
@@ -146,16 +171,15 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]],
     sparse = {one(t.values.name, t.values.name): t for t in g.sparse_initializer}
     outputs = {vi.name for vi in g.output}
     inputs = {vi.name for vi in g.input}
-    typed: dict[str, onnx.ValueInfoProto] = {}
-    # Later entries win: a graph input's or output's declared type over an inferred one.
-    for vi in (*g.value_info, *g.output, *g.input):
-        name = vi.name
-        typed[one(name, name)] = vi
     infos: dict[str, TensorInfo] = {}
     # Most values share one of a few types: each distinct type is decoded once (a TypeProto's bytes are
     # far cheaper to read than its dims one by one).
     decoded: dict[bytes, tuple[str | None, tuple[int | str | None, ...] | None]] = {}
-    for name, vi in typed.items():
+    # Later entries win: a graph input's or output's declared type over an inferred one. A name keeps the place
+    # of its first entry (a later one replaces the record in place); constants get theirs below.
+    for vi in (*g.value_info, *g.output, *g.input):
+        name = vi.name
+        name = one(name, name)
         if name in inits or name in sparse:
             continue
         key = vi.type.SerializeToString()
@@ -166,8 +190,9 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]],
         infos[name] = TensorInfo(name, dtype, shape, False, name in inputs, name in outputs)
     for name, t in inits.items():
         dims, data_type = tuple(t.dims), t.data_type
+        # Most constants are weights, too large to be checked: sized here, without a call each.
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(data_type), dims, True, False, name in outputs,
-                                 _all_zero(t, dims, data_type))
+                                 prod(dims) <= ZERO_CHECK_VALUES and _all_zero(t, dims, data_type))
     for name, st in sparse.items():
         infos[name] = TensorInfo(name, _DTYPE_NAMES.get(st.values.data_type), tuple(st.dims), is_constant=True,
                                  is_graph_output=name in outputs)
@@ -182,9 +207,7 @@ def _tensor_infos(g: onnx.GraphProto, node_outputs: list[tuple[str, ...]],
 
 def _all_zero(t: onnx.TensorProto, dims: tuple[int, ...], data_type: int) -> bool:
     """Is ``t`` (of ``dims`` and ``data_type``, read by the caller) a small constant of zeros only?"""
-    size = 1
-    for d in dims:
-        size *= d
+    size = prod(dims)
     if size > ZERO_CHECK_VALUES:
         return False
     if t.data_location == onnx.TensorProto.EXTERNAL:

@@ -149,6 +149,40 @@ def test_a_normalized_model_viewed_in_its_order_is_the_view_checked(name: str) -
                                                                     checked.by_name)
 
 
+@pytest.mark.parametrize("name", sorted(models.ALL_BUILDERS))
+@pytest.mark.parametrize("prepare", ["normalized", "reversed"])
+def test_indexes_built_with_the_nodes_are_the_ones_graphview_builds(name: str, prepare: str) -> None:
+    """graph_view fills the view's indexes in its pass over the nodes (GraphView.from_indexes): they must be
+    what GraphView's own constructor builds from the same nodes, order of keys and of lists included."""
+    if prepare == "normalized":
+        result = normalize(models.ALL_BUILDERS[name]())
+        view = graph_view(result.model, result.rows, in_order=True)
+    else:
+        view = graph_view(_reversed(models.ALL_BUILDERS[name]))  # sorted by the view itself
+    rebuilt = GraphView(list(view.nodes), view.tensors, view.name)
+    for index in ("producer", "consumers", "by_op", "by_name"):
+        mine, theirs = getattr(view, index), getattr(rebuilt, index)
+        assert mine == theirs and list(mine) == list(theirs), index
+    assert view.tensors == rebuilt.tensors and view.nodes == rebuilt.nodes and view.name == rebuilt.name
+
+
+def test_later_type_entries_win_and_names_keep_their_first_place() -> None:
+    """A value listed twice in value_info, and again as a graph output: the last entry's type counts (the
+    output's), at the place of the name's first entry."""
+    f32, f16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2"),
+             helper.make_node("Relu", ["b"], ["y"], name="r3")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f32, [2])],
+                          [helper.make_tensor_value_info("b", f32, [2]), helper.make_tensor_value_info("y", f32, [2])],
+                          value_info=[helper.make_tensor_value_info("b", f16, [3]),
+                                      helper.make_tensor_value_info("a", f16, [4]),
+                                      helper.make_tensor_value_info("b", f16, [5])])
+    view = graph_view(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    assert list(view.tensors) == ["b", "a", "y", "x"]
+    assert view.tensors["b"] == TensorInfo("b", "float32", (2,), is_graph_output=True)
+    assert view.tensors["a"] == TensorInfo("a", "float16", (4,))
+
+
 def _chain(n_blocks: int) -> onnx.ModelProto:
     """n_blocks x (MatMul, LeakyRelu, Transpose, Add): 4 * n_blocks nodes with attributes."""
     nodes, inits, x = [], [], "input"
