@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from rewriter.ir.graph import GraphView, NodeInfo
+from rewriter.records import direct_init
 
 __all__ = [
     "BIAS_INPUT_OPS",
@@ -85,6 +86,9 @@ def matmul_bias_names(node_name: str, output: str) -> tuple[str, str]:
     return f"{node_name}_bias", f"{output}_before_bias"
 
 
+# Both are made once per linear node by the planner and by each pass that looks at layers: direct_init fills
+# their slots directly.
+@direct_init
 @dataclass(frozen=True, slots=True)
 class BiasAdd:
     """An ``Add`` of a constant that is the only reader of a linear node's output.
@@ -102,6 +106,7 @@ class BiasAdd:
     output: str
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class LinearLayer:
     """One Conv/ConvTranspose/Gemm/MatMul node of the default domain, as the passes see it.
@@ -228,10 +233,13 @@ def following_bias_add(graph: GraphView, node: NodeInfo) -> BiasAdd | None:
     if not node.outputs or not node.outputs[0]:
         return None
     output = node.outputs[0]
-    readers = graph.consumers_of(output)
-    if len(readers) != 1 or graph.fanout(output) != 1:
+    # From the consumer index itself (asked for every linear node by the planner and the passes): one reader,
+    # and not a graph output, which would count as a second.
+    readers = graph.consumers.get(output)
+    if readers is None or len(readers) != 1 or graph.tensor(output).is_graph_output:
         return None
-    add, port = readers[0]
+    index, port = readers[0]
+    add = graph.nodes[index]
     if add.op_type != "Add" or not is_default_domain(add.domain) or len(add.inputs) != 2:
         return None
     constant = add.inputs[1 - port]

@@ -11,13 +11,14 @@ import pytest
 
 from rewriter.errors import SourceLoc
 from rewriter.ir.graph import NodeInfo, TensorInfo
+from rewriter.ir.layers import BiasAdd, LinearLayer
 from rewriter.match.matcher import Match
 from rewriter.match.node_records import NodeQuantizers
 from rewriter.plan import Consumer, Decision, FakeQuantizePoint, IntegerBias, NodeDecision, Requantization
 from rewriter.records import direct_init
 
 DECORATED = [Decision, Consumer, FakeQuantizePoint, Requantization, IntegerBias, NodeDecision, Match, NodeQuantizers,
-             TensorInfo, NodeInfo]
+             TensorInfo, NodeInfo, BiasAdd, LinearLayer]
 
 
 def _by_dataclass(cls: type, *args: Any, **kwargs: Any) -> Any:
