@@ -126,9 +126,12 @@ def normalize_taken(box: list[onnx.ModelProto]) -> NormalizeResult:
     inferred_at = len(log)
     rows = fold_constants(m, log, rows)
     rows = fold_batchnorms(m, log, rows)
-    _vector_biases(m.graph, log, rows)  # edits initializers only: the rows stay the graph's
+    # The initializers' names, read once for the two steps that look for initializers by name (half a million
+    # protobuf reads at a million nodes each); neither step before _remove_unused adds, drops or renames one.
+    initializer_names = [t.name for t in m.graph.initializer]
+    _vector_biases(m.graph, log, rows, initializer_names)  # edits initializers only: the rows stay the graph's
     rows, used = _remove_dead_nodes(m.graph, log, rows)
-    _remove_unused(m.graph, log, used)
+    _remove_unused(m.graph, log, used, initializer_names)
     # Every step that edits the graph says so in the log (constant folding also lists the nodes it
     # kept: not an edit), and the tail below costs seconds on a large graph, so it does only what the
     # edits call for. Folding adds nodes or turns values constant (a folded shape makes a Reshape's output
@@ -292,12 +295,13 @@ def _bypass_constant_identities(g: onnx.GraphProto, log: list[str], rows: list[N
     return kept_rows, kept_nodes
 
 
-def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> None:
+def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow], initializer_names: list[str]) -> None:
     """Store a MatMul's constant bias of shape [1, ..., 1, N] as [N] (module docstring, step 7).
 
     Only a float initializer that this Add alone reads (nothing else sees its shape change), added to a
     MatMul output whose inferred rank is at least the bias's: broadcasting from the right gives the same
-    sums and the same output shape."""
+    sums and the same output shape. ``initializer_names``: the name of each of ``g``'s initializers, in order.
+    """
     matmul_outputs = {r.outputs[0] for r in rows if r.op_type == "MatMul" and r.domain in DEFAULT_DOMAINS
                       and r.outputs}
     pairs = [(product, bias) for r in rows if r.op_type == "Add" and r.domain in DEFAULT_DOMAINS
@@ -307,8 +311,10 @@ def _vector_biases(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) -> N
         return
     # Most biases are vectors already: the graph-wide counts below are made only for those that are not.
     wanted = {bias for _, bias in pairs}
-    shaped = {t.name: t for t in g.initializer if t.name in wanted and len(t.dims) >= 2
-              and all(d == 1 for d in t.dims[:-1]) and t.data_type in _FLOAT_TYPES}
+    initializers = g.initializer
+    candidates = ((name, initializers[i]) for i, name in enumerate(initializer_names) if name in wanted)
+    shaped = {name: t for name, t in candidates if len(t.dims) >= 2 and all(d == 1 for d in t.dims[:-1])
+              and t.data_type in _FLOAT_TYPES}
     pairs = [(product, bias) for product, bias in pairs if bias in shaped]
     if not pairs:
         return
@@ -364,12 +370,13 @@ def _remove_dead_nodes(g: onnx.GraphProto, log: list[str], rows: list[NodeRow]) 
     return [r for i, r in enumerate(rows) if i not in gone], needed
 
 
-def _remove_unused(g: onnx.GraphProto, log: list[str], used: set[str]) -> None:
-    """Drop initializers that no name in ``used`` (the graph's outputs and every name a node reads) names."""
-    unused = [i for i, t in enumerate(g.initializer) if t.name not in used]
+def _remove_unused(g: onnx.GraphProto, log: list[str], used: set[str], initializer_names: list[str]) -> None:
+    """Drop initializers that no name in ``used`` (the graph's outputs and every name a node reads) names.
+    ``initializer_names``: the name of each of ``g``'s initializers, in order."""
+    unused = [i for i, name in enumerate(initializer_names) if name not in used]
     if not unused:
         return
-    gone = {g.initializer[i].name for i in unused}
+    gone = {initializer_names[i] for i in unused}
     delete_entries(g.initializer, unused)
     # An unused initializer listed as an input (IR < 4) would otherwise turn into a required input.
     delete_entries(g.input, [i for i, vi in enumerate(g.input) if vi.name in gone])
