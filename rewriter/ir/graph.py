@@ -7,7 +7,7 @@ matching stays linear in the number of nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rewriter.records import direct_init
 
@@ -58,6 +58,40 @@ GraphIndexes = tuple[dict[str, tuple[int, int]], dict[str, list[tuple[int, int]]
                      dict[str, int]]
 
 
+def node_indexer() -> tuple[GraphIndexes, Callable[[NodeInfo], None]]:
+    """Empty indexes, and the function that adds one node (at its ``index``) to them.
+
+    ``GraphView`` indexes its nodes with it, and ``graph_view`` each node as it makes it (a pass of its own
+    would read every node and its names again: on a graph far larger than the cache, a few memory reads
+    each). Nodes are added in order: a name written twice keeps its last writer, readers are listed in order.
+    """
+    producer: dict[str, tuple[int, int]] = {}
+    consumers: dict[str, list[tuple[int, int]]] = {}
+    by_op: dict[str, list[int]] = {}
+    by_name: dict[str, int] = {}
+
+    def add(node: NodeInfo) -> None:
+        i = node.index
+        by_name[node.name] = i
+        same_op = by_op.get(node.op_type)
+        if same_op is None:
+            by_op[node.op_type] = [i]
+        else:
+            same_op.append(i)
+        for port, t in enumerate(node.outputs):
+            if t:
+                producer[t] = (i, port)
+        for port, t in enumerate(node.inputs):
+            if t:
+                readers = consumers.get(t)
+                if readers is None:
+                    consumers[t] = [(i, port)]
+                else:
+                    readers.append((i, port))
+
+    return (producer, consumers, by_op, by_name), add
+
+
 class GraphView:
     """Topologically ordered nodes plus producer/consumer indexes.
 
@@ -70,42 +104,18 @@ class GraphView:
         self.name = name
         self.nodes: tuple[NodeInfo, ...] = tuple(nodes)
         self.tensors: dict[str, TensorInfo] = dict(tensors)
-        self.producer: dict[str, tuple[int, int]] = {}
-        self.consumers: dict[str, list[tuple[int, int]]] = {}
-        self.by_op: dict[str, list[int]] = {}
-        self.by_name: dict[str, int] = {}
-        # Locals, not attributes, in the loop: it runs once per node and port of the graph.
-        by_name, by_op, producer, consumers = self.by_name, self.by_op, self.producer, self.consumers
+        indexes, add = node_indexer()
         for i, node in enumerate(self.nodes):
             if node.index != i:
                 raise ValueError(f"node {node.name!r} has index {node.index}, expected {i}")
-            by_name[node.name] = i
-            same_op = by_op.get(node.op_type)
-            if same_op is None:
-                by_op[node.op_type] = [i]
-            else:
-                same_op.append(i)
-            for port, t in enumerate(node.outputs):
-                if t:
-                    producer[t] = (i, port)
-            for port, t in enumerate(node.inputs):
-                if t:
-                    readers = consumers.get(t)
-                    if readers is None:
-                        consumers[t] = [(i, port)]
-                    else:
-                        readers.append((i, port))
+            add(node)
+        self.producer, self.consumers, self.by_op, self.by_name = indexes
 
     @classmethod
     def from_indexes(cls, nodes: tuple[NodeInfo, ...], tensors: dict[str, TensorInfo], name: str,
                      indexes: GraphIndexes) -> GraphView:
-        """A view whose indexes its builder made while making its nodes; the view takes ``tensors`` and the
-        indexes as they are (no copy).
-
-        ``graph_view`` builds the indexes in its own pass over the nodes: a second pass here would read every
-        node and its names again, which on a graph far larger than the cache costs a few memory reads each.
-        The indexes must be what ``__init__`` would build from ``nodes``.
-        """
+        """A view whose indexes its builder filled with ``node_indexer`` while making its nodes, each at its
+        position; the view takes ``tensors`` and the indexes as they are (no copy)."""
         view = cls.__new__(cls)
         view.name = name
         view.nodes = nodes

@@ -18,7 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from rewriter.ir.external import in_file, tensor_values
-from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo
+from rewriter.ir.graph import ZERO_CHECK_VALUES, GraphView, NodeInfo, TensorInfo, node_indexer
 from rewriter.ir.names import body_node_count
 from rewriter.ir.order import topological_order
 from rewriter.ir.protos import NodeRow, node_rows
@@ -88,39 +88,19 @@ def graph_view(model: onnx.ModelProto, rows: Sequence[NodeRow] | None = None, *,
     names: dict[str, str] = {}
     one = names.setdefault
     nodes = []
-    # The view's indexes, filled in the same pass (GraphView.from_indexes): each node's names are at hand here,
-    # where a pass of their own would read every node again.
-    producer: dict[str, tuple[int, int]] = {}
-    consumers: dict[str, list[tuple[int, int]]] = {}
-    by_op: dict[str, list[int]] = {}
-    by_name: dict[str, int] = {}
+    # The view's indexes, filled as each node is made (GraphView.from_indexes).
+    indexes, index = node_indexer()
     # In the model's order, as the untyped values' entries come: the view's order may differ.
     outputs_by_row = [row.outputs for row in fields]
     for k, i in enumerate(order):
         row = fields[i]
         outputs = outputs_by_row[i] = tuple(map(one, row.outputs, row.outputs))
-        inputs = tuple(map(one, row.inputs, row.inputs))
-        nodes.append(NodeInfo(row.name, row.op_type, inputs, outputs,
-                              _attrs(protos[i]) if row.attributes else _NO_ATTRIBUTES, row.domain, k,
-                              body_node_count(protos[i]) if row.bodies else 0))
-        by_name[row.name] = k
-        same_op = by_op.get(row.op_type)
-        if same_op is None:
-            by_op[row.op_type] = [k]
-        else:
-            same_op.append(k)
-        for port, t in enumerate(outputs):
-            if t:
-                producer[t] = (k, port)
-        for port, t in enumerate(inputs):
-            if t:
-                readers = consumers.get(t)
-                if readers is None:
-                    consumers[t] = [(k, port)]
-                else:
-                    readers.append((k, port))
-    return GraphView.from_indexes(tuple(nodes), _tensor_infos(g, outputs_by_row, one), g.name,
-                                  (producer, consumers, by_op, by_name))
+        node = NodeInfo(row.name, row.op_type, tuple(map(one, row.inputs, row.inputs)), outputs,
+                        _attrs(protos[i]) if row.attributes else _NO_ATTRIBUTES, row.domain, k,
+                        body_node_count(protos[i]) if row.bodies else 0)
+        nodes.append(node)
+        index(node)
+    return GraphView.from_indexes(tuple(nodes), _tensor_infos(g, outputs_by_row, one), g.name, indexes)
 
 
 def _node_order(protos: list[onnx.NodeProto], rows: Sequence[NodeRow]) -> range | list[int]:
