@@ -539,10 +539,15 @@ _ITEMSIZES = _itemsizes()
 
 def _data_bytes(t: onnx.TensorProto) -> int:
     """The size of ``t``'s values, without copying them."""
-    itemsize = _ITEMSIZES.get(t.data_type)
+    return _values_bytes(t, t.data_type, math.prod(t.dims))
+
+
+def _values_bytes(t: onnx.TensorProto, data_type: int, size: int) -> int:
+    """``_data_bytes`` of ``t``, for a caller that has read its ``data_type`` and its ``size`` (values) already."""
+    itemsize = _ITEMSIZES.get(data_type)
     if itemsize is None:
         return t.ByteSize()
-    return math.prod(t.dims) * itemsize
+    return size * itemsize
 
 
 def _copy_field(message: Any, field: Any, value: Any) -> None:

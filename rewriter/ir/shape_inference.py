@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from rewriter.ir.load import _ITEMSIZES, TENSOR_DATA_FIELDS, _data_bytes, error_summary, light_copy
+from rewriter.ir.load import TENSOR_DATA_FIELDS, _values_bytes, error_summary, light_copy
 from rewriter.ir.protos import NodeRow
 
 __all__ = ["INFERENCE_FAILED", "infer_shapes_in_place", "value_types", "with_inferred_shapes"]
@@ -181,8 +181,7 @@ def _small_weights(m: onnx.ModelProto, min_bytes: int, rows: Sequence[NodeRow] |
         # Sized by shape: protobuf's ByteSize serializes the tensor (upb keeps no sizes). Each field is read
         # once (half a million initializers at a million nodes, each read a protobuf access).
         data_type, size = t.data_type, math.prod(t.dims)
-        itemsize = _ITEMSIZES.get(data_type)
-        if (size * itemsize if itemsize is not None else _data_bytes(t)) >= min_bytes:
+        if _values_bytes(t, data_type, size) >= min_bytes:
             return None
         if size > _FLOAT_SHAPE_DATA_ELEMENTS and data_type in _FLOAT_TYPES and t.HasField("raw_data"):
             positions.append(i)
